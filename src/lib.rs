@@ -3,4 +3,6 @@
 //! Layers, dependencies pointing one way: `net -> broker -> codec`, `broker -> store`.
 #![forbid(unsafe_code)]
 
+pub mod broker;
 pub mod codec;
+pub mod net;

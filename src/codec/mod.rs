@@ -14,6 +14,7 @@ pub mod packet;
 pub mod properties;
 pub mod reader;
 pub mod reason;
+pub mod sniff;
 pub mod topic;
 pub mod writer;
 
@@ -24,3 +25,4 @@ pub use frame::{check_frame, FrameHeader};
 pub use packet::*;
 pub use properties::*;
 pub use reason::ReasonCode;
+pub use sniff::sniff_connect_version;

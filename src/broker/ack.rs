@@ -1,0 +1,142 @@
+//! The acknowledgement side of QoS 1 and 2 (MQTT 4.3.2, 4.3.3): PUBACK, PUBREC, PUBREL,
+//! PUBCOMP from clients, and re-sending unacknowledged messages when a session resumes
+//! (MQTT-4.4.0-1).
+
+use std::time::Instant;
+
+use super::session::{OutboundState, SessionId};
+use super::{Broker, ConnId, Outbox};
+use crate::codec::{Packet, PubAck, ReasonCode};
+
+impl Broker {
+    pub(super) fn handle_puback(
+        &mut self,
+        conn: ConnId,
+        ack: PubAck,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        self.complete(conn, ack, OutboundState::AwaitPuback, now, out);
+    }
+
+    pub(super) fn handle_pubcomp(
+        &mut self,
+        conn: ConnId,
+        ack: PubAck,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        self.complete(conn, ack, OutboundState::AwaitPubcomp, now, out);
+    }
+
+    pub(super) fn handle_pubrec(
+        &mut self,
+        conn: ConnId,
+        ack: PubAck,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        let Some(session_id) = self.conn(conn).and_then(|c| c.session()) else {
+            return;
+        };
+        let Some(session) = self.session_mut(session_id) else {
+            return;
+        };
+        let position = session
+            .inflight_position(ack.packet_id)
+            .filter(|&i| session.inflight[i].state == OutboundState::AwaitPubrec);
+        let Some(position) = position else {
+            // MQTT 5.0 §4.3.3: answer an unknown PUBREC with PUBREL "not found".
+            log::debug!("{conn:?}: PUBREC for unknown packet id {}", ack.packet_id);
+            let pubrel = PubAck::with_reason(ack.packet_id, ReasonCode::PacketIdentifierNotFound);
+            return self.send(out, conn, &Packet::Pubrel(pubrel));
+        };
+        if ack.reason.is_error() {
+            // MQTT 5.0 §4.3.3: a failed PUBREC ends the exchange; the slot frees up.
+            session.inflight.remove(position);
+            return self.pump(session_id, now, out);
+        }
+        session.inflight[position].state = OutboundState::AwaitPubcomp;
+        session.inflight[position].sent_at = now;
+        self.send(out, conn, &Packet::Pubrel(PubAck::new(ack.packet_id)));
+    }
+
+    pub(super) fn handle_pubrel(&mut self, conn: ConnId, ack: PubAck) {
+        let Some(session_id) = self.conn(conn).and_then(|c| c.session()) else {
+            return;
+        };
+        let Some(session) = self.session_mut(session_id) else {
+            return;
+        };
+        let reason = if session.inbound_qos2.remove(&ack.packet_id.get()) {
+            ReasonCode::Success
+        } else {
+            ReasonCode::PacketIdentifierNotFound
+        };
+        // The PUBCOMP follows the PUBREC, which may still wait for the commit; keep the order.
+        let pubcomp = Packet::Pubcomp(PubAck::with_reason(ack.packet_id, reason));
+        self.pending_acks.push((conn, pubcomp));
+    }
+
+    /// PUBACK / PUBCOMP: the message in state `expected` with that id is done.
+    fn complete(
+        &mut self,
+        conn: ConnId,
+        ack: PubAck,
+        expected: OutboundState,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        let Some(session_id) = self.conn(conn).and_then(|c| c.session()) else {
+            return;
+        };
+        let Some(session) = self.session_mut(session_id) else {
+            return;
+        };
+        match session.inflight_position(ack.packet_id) {
+            Some(position) if session.inflight[position].state == expected => {
+                session.inflight.remove(position);
+                self.pump(session_id, now, out);
+            }
+            _ => {
+                // Late or duplicate ack (e.g. after a resend): harmless, nothing to release.
+                log::debug!(
+                    "{conn:?}: {expected:?} ack for unknown packet id {}",
+                    ack.packet_id
+                );
+            }
+        }
+    }
+
+    /// Re-sends everything unacknowledged, in order, when a session resumes: PUBLISH with
+    /// DUP=1 and the original packet id, or PUBREL (MQTT-4.4.0-1, MQTT-4.6.0-1).
+    pub(super) fn resend_inflight(
+        &mut self,
+        session_id: SessionId,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        let Some(session) = self.session_mut(session_id) else {
+            return;
+        };
+        let Some(conn) = session.conn else { return };
+        let pending: Vec<_> = session
+            .inflight
+            .iter_mut()
+            .map(|m| {
+                m.sent_at = now;
+                (m.packet_id, m.state, m.delivery.clone())
+            })
+            .collect();
+        for (packet_id, state, delivery) in pending {
+            match state {
+                OutboundState::AwaitPuback | OutboundState::AwaitPubrec => {
+                    self.send_publish(conn, &delivery, Some(packet_id), true, now, out);
+                }
+                OutboundState::AwaitPubcomp => {
+                    self.send(out, conn, &Packet::Pubrel(PubAck::new(packet_id)));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! CONNECT: client identifier rules, keep-alive, takeover, Clean Start / session resumption,
+//! capacity limits, and the CONNACK (MQTT 3.1.1 §3.1-3.2, MQTT 5.0 §3.1-3.2).
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::connection::Phase;
+use super::session::{Session, SessionExpiry, SessionId};
+use super::{Broker, ConnId, Outbox};
+use crate::codec::{
+    Connack, ConnackProperties, Connect, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode,
+};
+
+impl Broker {
+    pub(super) fn handle_connect(
+        &mut self,
+        conn: ConnId,
+        connect: Connect,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        let version = connect.version();
+        let Some(state) = self.conn_mut(conn) else {
+            return;
+        };
+        if state.phase != Phase::AwaitConnect {
+            // The codec turns a second CONNECT into a decode error; this is defence in depth.
+            self.protocol_error(conn, ReasonCode::ProtocolError, "second CONNECT", now, out);
+            return;
+        }
+        state.version = Some(version);
+
+        if connect.properties.authentication_method.is_some() {
+            // No enhanced authentication methods are offered (MQTT 5.0 §4.12).
+            return self.refuse(conn, ReasonCode::BadAuthenticationMethod, now, out);
+        }
+
+        // Client identifier (MQTT-3.1.3-6, -7, -8; MQTT 5.0 §3.1.3.1).
+        let mut assigned_client_id = None;
+        let client_id: Rc<str> = if connect.client_id.is_empty() {
+            let permitted = self.limits.allow_zero_length_clientid
+                && match version {
+                    ProtocolVersion::V31 => false,
+                    ProtocolVersion::V311 => connect.clean_start,
+                    ProtocolVersion::V5 => true,
+                };
+            if !permitted {
+                return self.refuse(conn, ReasonCode::ClientIdentifierNotValid, now, out);
+            }
+            let id = self.assign_client_id();
+            assigned_client_id = Some(id.to_string());
+            id
+        } else {
+            Rc::from(connect.client_id.as_str())
+        };
+
+        // Keep-alive: v5 clients are told the server's value; 3.1.1 clients that ask for more
+        // than allowed are refused, as they cannot be told.
+        let max_keepalive = self.limits.max_keepalive;
+        let mut keep_alive = connect.keep_alive;
+        let mut server_keep_alive = None;
+        if max_keepalive > 0 && (keep_alive > max_keepalive || keep_alive == 0) {
+            if version == ProtocolVersion::V5 {
+                keep_alive = max_keepalive;
+                server_keep_alive = Some(max_keepalive);
+            } else if keep_alive > max_keepalive {
+                log::info!("{conn:?}: keep-alive {keep_alive}s above max_keepalive; refused");
+                return self.refuse(conn, ReasonCode::ClientIdentifierNotValid, now, out);
+            }
+        }
+
+        if let Some(will) = &connect.will {
+            if will.qos > self.limits.max_qos {
+                return self.refuse(conn, ReasonCode::QoSNotSupported, now, out);
+                // MQTT-3.2.2-12
+            }
+            if will.retain && !self.limits.retain_available {
+                return self.refuse(conn, ReasonCode::RetainNotSupported, now, out);
+                // MQTT-3.2.2-13
+            }
+        }
+
+        if self.active_connections >= self.limits.max_connections {
+            log::warn!(
+                "{conn:?}: refused, max_connections ({}) reached",
+                self.limits.max_connections
+            );
+            return self.refuse(conn, ReasonCode::ServerUnavailable, now, out);
+        }
+
+        let expiry = match version {
+            ProtocolVersion::V5 => SessionExpiry::from_v5_interval(
+                connect.properties.session_expiry_interval.unwrap_or(0),
+            )
+            .capped(self.limits.max_session_expiry),
+            ProtocolVersion::V31 | ProtocolVersion::V311 if connect.clean_start => {
+                SessionExpiry::AtDisconnect
+            }
+            ProtocolVersion::V31 | ProtocolVersion::V311 => {
+                match self.limits.persistent_session_expiry {
+                    Some(limit) => SessionExpiry::After(limit),
+                    None => SessionExpiry::Never,
+                }
+            }
+        };
+
+        // Takeover (MQTT-3.1.4-3): the existing connection of this client id goes first, so
+        // its will and session follow the normal disconnect rules.
+        let existing = self.session_by_client.get(&client_id).copied();
+        if let Some(old_conn) = existing.and_then(|s| self.session(s)).and_then(|s| s.conn) {
+            log::info!("client {client_id:?}: taken over by {conn:?}; closing {old_conn:?}");
+            if self.conn(old_conn).and_then(|c| c.version) == Some(ProtocolVersion::V5) {
+                let disconnect = Disconnect {
+                    reason: ReasonCode::SessionTakenOver,
+                    properties: Default::default(),
+                };
+                self.send(out, old_conn, &Packet::Disconnect(disconnect));
+            }
+            self.close_conn(old_conn, now, out);
+        }
+        // The old connection's detach may have ended the session (expiry at disconnect).
+        let existing = self.session_by_client.get(&client_id).copied();
+
+        let (session_id, session_present) = match existing {
+            Some(id) if !connect.clean_start => (id, true),
+            other => {
+                if let Some(id) = other {
+                    log::debug!("client {client_id:?}: clean start discards its session");
+                    self.end_session(id, now, out);
+                }
+                match self.create_session(client_id.clone(), version, expiry) {
+                    Some(id) => (id, false),
+                    None => {
+                        log::warn!(
+                            "client {client_id:?}: refused, max_sessions ({}) reached",
+                            self.limits.max_sessions
+                        );
+                        return self.refuse(conn, ReasonCode::QuotaExceeded, now, out);
+                    }
+                }
+            }
+        };
+
+        // Bind the connection and the session; cancel the session's offline timers.
+        let generation = self.next_generation();
+        let Some(session) = self.session_mut(session_id) else {
+            return;
+        };
+        session.conn = Some(conn);
+        session.version = version;
+        session.expiry = expiry;
+        session.will = connect.will;
+        session.will_due = None; // MQTT-3.1.3-9 area: reconnecting cancels a delayed will.
+        session.expires_at = None;
+        session.timer_generation = generation;
+
+        let keep_alive_timeout = (keep_alive > 0).then(|| {
+            Duration::from_secs_f64(f64::from(keep_alive) * self.limits.keepalive_multiplier)
+        });
+        let conn_generation = self.next_generation();
+        let connect_timeout = self.limits.connect_timeout;
+        let Some(state) = self.conn_mut(conn) else {
+            return;
+        };
+        state.phase = Phase::Active(session_id);
+        state.keep_alive = keep_alive_timeout;
+        state.timer_generation = conn_generation;
+        state.client_receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
+        state.client_max_packet_size = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
+        state.problem_information =
+            connect.properties.request_problem_information.unwrap_or(1) == 1;
+        if let Some(deadline) = state.deadline(connect_timeout) {
+            self.timers.arm_conn(deadline, conn, conn_generation);
+        }
+        self.active_connections += 1;
+
+        log::debug!(
+            "client {client_id:?} connected on {conn:?}: {version:?}, clean_start={}, \
+             keep_alive={keep_alive}s, session_present={session_present}, expiry={expiry:?}",
+            connect.clean_start
+        );
+
+        let mut properties = ConnackProperties::default();
+        if version == ProtocolVersion::V5 {
+            properties = self.connack_properties();
+            properties.assigned_client_identifier = assigned_client_id;
+            properties.server_keep_alive = server_keep_alive;
+            let requested = connect.properties.session_expiry_interval.unwrap_or(0);
+            if expiry.as_v5_interval() != requested {
+                properties.session_expiry_interval = Some(expiry.as_v5_interval());
+            }
+        }
+        let connack = Connack {
+            session_present,
+            reason: ReasonCode::Success,
+            properties,
+        };
+        self.send(out, conn, &Packet::Connack(connack));
+
+        if session_present {
+            self.resend_inflight(session_id, now, out);
+        }
+        self.pump(session_id, now, out);
+    }
+
+    /// What every v5 CONNACK says about this server (MQTT 5.0 §3.2.2.3).
+    fn connack_properties(&self) -> ConnackProperties {
+        let limits = &self.limits;
+        let flag = |available: bool| (!available).then_some(0u8);
+        ConnackProperties {
+            receive_maximum: (limits.max_inflight != u16::MAX).then_some(limits.max_inflight),
+            maximum_qos: (limits.max_qos != QoS::ExactlyOnce).then_some(limits.max_qos.bits()),
+            retain_available: flag(limits.retain_available),
+            maximum_packet_size: Some(limits.max_packet_size),
+            topic_alias_maximum: (limits.max_topic_alias > 0).then_some(limits.max_topic_alias),
+            wildcard_subscription_available: flag(limits.wildcard_subscription_available),
+            subscription_identifiers_available: flag(limits.subscription_identifiers_available),
+            shared_subscription_available: Some(0),
+            ..ConnackProperties::default()
+        }
+    }
+
+    /// CONNACK with a failure code, then close (MQTT-3.2.2-5 / MQTT-3.2.2-7).
+    fn refuse(&mut self, conn: ConnId, reason: ReasonCode, now: Instant, out: &mut dyn Outbox) {
+        log::info!("{conn:?}: CONNECT refused: {reason:?}");
+        let connack = Connack {
+            session_present: false,
+            reason,
+            properties: Default::default(),
+        };
+        self.send(out, conn, &Packet::Connack(connack));
+        self.close_conn(conn, now, out);
+    }
+
+    fn assign_client_id(&mut self) -> Rc<str> {
+        loop {
+            self.next_assigned_id += 1;
+            let id: Rc<str> = Rc::from(format!("edgemq-auto-{:x}", self.next_assigned_id));
+            if !self.session_by_client.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn create_session(
+        &mut self,
+        client_id: Rc<str>,
+        version: ProtocolVersion,
+        expiry: SessionExpiry,
+    ) -> Option<SessionId> {
+        let session = Session::new(client_id.clone(), version, expiry);
+        let id = match self.free_sessions.pop() {
+            Some(index) => {
+                self.sessions[index as usize] = Some(session);
+                SessionId(index)
+            }
+            None if self.sessions.len() < self.limits.max_sessions => {
+                self.sessions.push(Some(session));
+                SessionId(u32::try_from(self.sessions.len() - 1).ok()?)
+            }
+            None => return None,
+        };
+        self.session_by_client.insert(client_id, id);
+        Some(id)
+    }
+}

@@ -1,0 +1,72 @@
+//! Per-connection protocol state: what the connection waits for, its keep-alive and what the
+//! client told us in CONNECT. Owns no socket (that is `net`'s).
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::session::SessionId;
+use crate::codec::ProtocolVersion;
+
+/// A connection's lifecycle; the only transitions are `AwaitConnect -> Active -> Closed` and
+/// `AwaitConnect -> Closed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Accepted; nothing but CONNECT is valid, within the connect timeout.
+    AwaitConnect,
+    /// CONNACK sent; bound to a session.
+    Active(SessionId),
+    /// The broker decided to close; input is ignored until `net` reports the socket gone.
+    Closed,
+}
+
+#[derive(Debug)]
+pub struct Conn {
+    pub phase: Phase,
+    pub version: Option<ProtocolVersion>,
+    pub accepted_at: Instant,
+    pub last_seen: Instant,
+    /// Silence after which the connection is dropped (keep-alive × multiplier); `None` = off.
+    pub keep_alive: Option<Duration>,
+    pub timer_generation: u32,
+    /// MQTT 5.0 Receive Maximum the client asked for (65535 when absent).
+    pub client_receive_maximum: u16,
+    /// MQTT 5.0 Maximum Packet Size the client accepts (`u32::MAX` when absent).
+    pub client_max_packet_size: u32,
+    /// MQTT 5.0 inbound topic aliases (index = alias - 1), allocated on first use.
+    pub topic_aliases: Vec<Option<Rc<str>>>,
+    /// MQTT 5.0 Request Problem Information (reason strings allowed); default true.
+    pub problem_information: bool,
+}
+
+impl Conn {
+    pub fn new(now: Instant, generation: u32) -> Conn {
+        Conn {
+            phase: Phase::AwaitConnect,
+            version: None,
+            accepted_at: now,
+            last_seen: now,
+            keep_alive: None,
+            timer_generation: generation,
+            client_receive_maximum: u16::MAX,
+            client_max_packet_size: u32::MAX,
+            topic_aliases: Vec::new(),
+            problem_information: true,
+        }
+    }
+
+    /// When this connection must be dropped if nothing more happens.
+    pub fn deadline(&self, connect_timeout: Duration) -> Option<Instant> {
+        match self.phase {
+            Phase::AwaitConnect => Some(self.accepted_at + connect_timeout),
+            Phase::Active(_) => self.keep_alive.map(|k| self.last_seen + k),
+            Phase::Closed => None,
+        }
+    }
+
+    pub fn session(&self) -> Option<SessionId> {
+        match self.phase {
+            Phase::Active(session) => Some(session),
+            Phase::AwaitConnect | Phase::Closed => None,
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Ends of connections and sessions: DISCONNECT, detaching a session from a dropped
+//! connection, wills (MQTT 3.1.1 §3.1.2.5, MQTT 5.0 §3.1.3.2 Will Delay) and session end.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::connection::Phase;
+use super::message::Message;
+use super::session::{SessionExpiry, SessionId};
+use super::{Broker, ConnId, Outbox};
+use crate::codec::{Disconnect, ProtocolVersion, PublishProperties, ReasonCode, Will};
+
+impl Broker {
+    pub(super) fn handle_disconnect(
+        &mut self,
+        conn: ConnId,
+        disconnect: Disconnect,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        let Some(state) = self.conn(conn) else { return };
+        let version = state.version;
+        let Some(session_id) = state.session() else {
+            return;
+        };
+        if version == Some(ProtocolVersion::V5) {
+            if let Some(interval) = disconnect.properties.session_expiry_interval {
+                let Some(session) = self.session(session_id) else {
+                    return;
+                };
+                if session.expiry == SessionExpiry::AtDisconnect && interval != 0 {
+                    // MQTT-3.14.2-2: a session that was to end at disconnect cannot be revived.
+                    let what = "DISCONNECT sets Session Expiry Interval after CONNECT had 0";
+                    return self.protocol_error(conn, ReasonCode::ProtocolError, what, now, out);
+                }
+                let expiry = SessionExpiry::from_v5_interval(interval)
+                    .capped(self.limits.max_session_expiry);
+                if let Some(session) = self.session_mut(session_id) {
+                    session.expiry = expiry;
+                }
+            }
+        }
+        if disconnect.reason != ReasonCode::DisconnectWithWillMessage {
+            // MQTT-3.1.2-10 / MQTT-3.14.4-3: a normal DISCONNECT discards the will.
+            if let Some(session) = self.session_mut(session_id) {
+                session.will = None;
+            }
+        }
+        log::debug!(
+            "{}: DISCONNECT {:?}",
+            self.client_label(conn),
+            disconnect.reason
+        );
+        self.close_conn(conn, now, out);
+    }
+
+    /// Unbinds `conn` from its session: the will is published now or scheduled, the session
+    /// ends or starts its expiry countdown. Idempotent.
+    pub(super) fn detach(&mut self, conn: ConnId, now: Instant, out: &mut dyn Outbox) {
+        let Some(state) = self.conn_mut(conn) else {
+            return;
+        };
+        let phase = std::mem::replace(&mut state.phase, Phase::Closed);
+        let Phase::Active(session_id) = phase else {
+            return;
+        };
+        self.active_connections = self.active_connections.saturating_sub(1);
+
+        let Some(session) = self.session_mut(session_id) else {
+            return;
+        };
+        session.conn = None;
+        let will_delay = session
+            .will
+            .as_ref()
+            .and_then(|w| w.properties.will_delay_interval)
+            .map(|secs| Duration::from_secs(u64::from(secs)))
+            .unwrap_or(Duration::ZERO);
+        let expiry = session.expiry;
+        if session.will.is_some() && !will_delay.is_zero() && expiry != SessionExpiry::AtDisconnect
+        {
+            session.will_due = Some(now + will_delay);
+        } else if let Some(will) = session.will.take() {
+            self.publish_will(session_id, will, now, out);
+        }
+
+        match expiry {
+            SessionExpiry::AtDisconnect => self.end_session(session_id, now, out),
+            SessionExpiry::After(after) => {
+                if let Some(session) = self.session_mut(session_id) {
+                    session.expires_at = Some(now + after);
+                }
+                self.arm_session_timer(session_id);
+            }
+            SessionExpiry::Never => self.arm_session_timer(session_id),
+        }
+    }
+
+    /// Removes a session: its pending will is published (MQTT 5.0 §3.1.2.5: at the latest
+    /// when the session ends), its subscriptions leave the tree, its queue is discarded.
+    pub(super) fn end_session(&mut self, id: SessionId, now: Instant, out: &mut dyn Outbox) {
+        let Some(session) = self.sessions.get_mut(id.0 as usize).and_then(Option::take) else {
+            return;
+        };
+        if let Some(conn) = session.conn {
+            // Only reached if a caller ends a live session; its connection must not keep a
+            // dangling session id.
+            if let Some(state) = self.conn_mut(conn) {
+                state.phase = Phase::Closed;
+            }
+            self.active_connections = self.active_connections.saturating_sub(1);
+            out.close(conn);
+        }
+        for filter in session.subscriptions.keys() {
+            self.tree.unsubscribe(filter, id);
+        }
+        self.session_by_client.remove(&session.client_id);
+        self.free_sessions.push(id.0);
+        let dropped = session.queue.len() + session.inflight.len();
+        if dropped > 0 {
+            log::debug!(
+                "session {:?} ended with {dropped} undelivered messages",
+                session.client_id
+            );
+        }
+        if let Some(will) = session.will {
+            // The slot is free already; the will is routed as an ordinary message.
+            self.publish_will_message(None, will, now, out);
+        }
+    }
+
+    pub(super) fn publish_will(
+        &mut self,
+        from: SessionId,
+        will: Will,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        self.publish_will_message(Some(from), will, now, out);
+    }
+
+    fn publish_will_message(
+        &mut self,
+        from: Option<SessionId>,
+        will: Will,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        log::debug!("publishing will on {:?}", will.topic);
+        self.stats.wills_published += 1;
+        let p = will.properties;
+        let message = Message {
+            topic: will.topic,
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain,
+            properties: PublishProperties {
+                payload_format_indicator: p.payload_format_indicator,
+                message_expiry_interval: None,
+                topic_alias: None,
+                response_topic: p.response_topic,
+                correlation_data: p.correlation_data,
+                user_properties: p.user_properties,
+                subscription_identifiers: Vec::new(),
+                content_type: p.content_type,
+            },
+            expires_at: p
+                .message_expiry_interval
+                .map(|secs| now + Duration::from_secs(u64::from(secs))),
+        };
+        self.route(Rc::new(message), from, now, out);
+    }
+}

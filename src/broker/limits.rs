@@ -1,0 +1,74 @@
+//! The capacities and protocol options the broker core is built with, fixed at start-up.
+//!
+//! A plain struct so the core can be constructed in tests without a config file; `main`
+//! derives it from the validated `Config`.
+
+use std::time::Duration;
+
+use crate::codec::QoS;
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections that may complete CONNECT at once (more get CONNACK "server unavailable").
+    pub max_connections: usize,
+    /// Sessions held at once, online and offline (more get CONNACK "quota exceeded").
+    pub max_sessions: usize,
+    pub max_subscriptions_per_session: usize,
+    /// Largest packet accepted from clients, fixed header included.
+    pub max_packet_size: u32,
+    /// Outbound QoS 1/2 window per session, and the Receive Maximum we advertise.
+    pub max_inflight: u16,
+    /// Messages queued per session behind a full inflight window or while offline.
+    pub max_queued_messages: usize,
+    pub connect_timeout: Duration,
+    /// The broker closes a connection silent for keep-alive × this (MQTT-3.1.2-24 says 1.5).
+    pub keepalive_multiplier: f64,
+    /// 0 = no limit. v5 clients asking more (or 0) are told Server Keep Alive; 3.1.1 clients
+    /// asking more are refused, as Mosquitto does.
+    pub max_keepalive: u16,
+    pub retain_available: bool,
+    pub max_retained_messages: usize,
+    pub max_retained_bytes: usize,
+    /// Topic aliases a v5 client may use towards us (0 = none).
+    pub max_topic_alias: u16,
+    pub allow_zero_length_clientid: bool,
+    pub max_qos: QoS,
+    /// Queue QoS 0 messages for offline persistent sessions too.
+    pub queue_qos0: bool,
+    /// How long an abandoned 3.1/3.1.1 persistent session lives (`None` = forever).
+    pub persistent_session_expiry: Option<Duration>,
+    /// Cap on a v5 Session Expiry Interval (`None` = no cap).
+    pub max_session_expiry: Option<Duration>,
+    /// Output bytes queued per connection before QoS 0 messages to it are dropped.
+    pub tx_buffer_limit: usize,
+    pub wildcard_subscription_available: bool,
+    pub subscription_identifiers_available: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 1024,
+            max_sessions: 4096,
+            max_subscriptions_per_session: 128,
+            max_packet_size: 1024 * 1024,
+            max_inflight: 32,
+            max_queued_messages: 1000,
+            connect_timeout: Duration::from_secs(10),
+            keepalive_multiplier: 1.5,
+            max_keepalive: 65535,
+            retain_available: true,
+            max_retained_messages: 10_000,
+            max_retained_bytes: 16 * 1024 * 1024,
+            max_topic_alias: 16,
+            allow_zero_length_clientid: true,
+            max_qos: QoS::ExactlyOnce,
+            queue_qos0: false,
+            persistent_session_expiry: None,
+            max_session_expiry: None,
+            tx_buffer_limit: 1024 * 1024,
+            wildcard_subscription_available: true,
+            subscription_identifiers_available: true,
+        }
+    }
+}

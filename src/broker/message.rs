@@ -1,0 +1,89 @@
+//! An application message as the broker routes it: decoded once, shared by reference count
+//! between every subscriber queue, inflight slot and the retained store.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::codec::{PacketId, Publish, PublishProperties, QoS};
+
+/// One published message. Immutable once built; per-delivery details (packet id, DUP, granted
+/// QoS, RETAIN as delivered, subscription identifiers) live in [`Delivery`].
+#[derive(Debug, PartialEq)]
+pub struct Message {
+    pub topic: Rc<str>,
+    pub payload: Rc<[u8]>,
+    /// QoS as published (the ceiling for every delivery).
+    pub qos: QoS,
+    /// RETAIN as published.
+    pub retain: bool,
+    /// Forwarded MQTT 5.0 properties, without Topic Alias, Subscription Identifiers and the
+    /// Message Expiry Interval (kept as `expires_at`).
+    pub properties: PublishProperties,
+    /// When the MQTT 5.0 Message Expiry Interval runs out.
+    pub expires_at: Option<Instant>,
+}
+
+impl Message {
+    /// Builds the routed message from an inbound PUBLISH whose topic alias was resolved.
+    pub fn from_publish(publish: Publish, now: Instant) -> Message {
+        let mut properties = publish.properties;
+        let expires_at = properties
+            .message_expiry_interval
+            .take()
+            .map(|secs| now + Duration::from_secs(u64::from(secs)));
+        properties.topic_alias = None;
+        properties.subscription_identifiers.clear();
+        Message {
+            topic: publish.topic,
+            payload: publish.payload,
+            qos: publish.qos,
+            retain: publish.retain,
+            properties,
+            expires_at,
+        }
+    }
+
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// Bytes this message holds, for retained-store accounting.
+    pub fn size(&self) -> usize {
+        self.topic.len() + self.payload.len()
+    }
+}
+
+/// One message on its way to one session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub message: Rc<Message>,
+    /// min(published QoS, granted QoS) (MQTT-3.8.4-8 area).
+    pub qos: QoS,
+    pub retain: bool,
+    /// MQTT 5.0 Subscription Identifiers of the matching subscriptions.
+    pub subscription_ids: Vec<u32>,
+}
+
+impl Delivery {
+    /// The PUBLISH to send. The remaining expiry is computed at send time (MQTT-3.3.2-6).
+    pub fn to_publish(&self, packet_id: Option<PacketId>, dup: bool, now: Instant) -> Publish {
+        let message = &self.message;
+        let mut properties = message.properties.clone();
+        properties.message_expiry_interval = message.expires_at.map(|at| {
+            let left = at.saturating_duration_since(now).as_secs();
+            u32::try_from(left).unwrap_or(u32::MAX)
+        });
+        properties
+            .subscription_identifiers
+            .clone_from(&self.subscription_ids);
+        Publish {
+            dup,
+            qos: self.qos,
+            retain: self.retain,
+            topic: message.topic.clone(),
+            packet_id,
+            properties,
+            payload: message.payload.clone(),
+        }
+    }
+}

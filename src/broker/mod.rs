@@ -1,0 +1,340 @@
+//! The broker core: connections' protocol state, sessions, the topic tree, retained messages,
+//! wills, keep-alive and every QoS flow.
+//!
+//! Contract: `Broker` is driven by calls from the event loop — a connection was accepted, a
+//! packet arrived, a decode failed, a socket closed, time passed, a loop pass ended — each
+//! with `now` passed in. It answers only through the [`Outbox`] (packets to send, connections
+//! to close). It owns no socket, reads no clock and runs no SQL, so it is tested by hand-driven
+//! calls. Every collection is bounded by [`Limits`]; at a limit the client gets a protocol
+//! answer and a log line.
+
+mod ack;
+mod connect;
+mod connection;
+mod disconnect;
+mod limits;
+mod message;
+mod publish;
+mod retain;
+mod session;
+mod stats;
+mod subscribe;
+mod timers;
+mod topic_tree;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::codec::{
+    DecodeContext, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode, Role,
+};
+
+pub use connection::Phase;
+pub use limits::Limits;
+pub use message::{Delivery, Message};
+pub use session::{SessionExpiry, SessionId};
+pub use stats::{Gauges, Stats};
+
+use connection::Conn;
+use retain::RetainedStore;
+use session::Session;
+use timers::Timers;
+use topic_tree::{SubscriberEntry, TopicTree};
+
+/// A connection, named by the event loop (its slab index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u32);
+
+/// Where the broker's answers go. The event loop implements it over real sockets; tests
+/// record the calls.
+pub trait Outbox {
+    /// Queue `packet` for `conn`, encoded for `version`.
+    fn send(&mut self, conn: ConnId, version: ProtocolVersion, packet: &Packet);
+    /// Close `conn` once what is queued for it has been written (best effort).
+    fn close(&mut self, conn: ConnId);
+    /// Bytes queued for `conn` and not yet written to its socket.
+    fn backlog(&self, conn: ConnId) -> usize;
+}
+
+pub struct Broker {
+    limits: Limits,
+    conns: Vec<Option<Conn>>,
+    /// Connections that completed CONNECT and are not closed.
+    active_connections: usize,
+    sessions: Vec<Option<Session>>,
+    free_sessions: Vec<u32>,
+    session_by_client: HashMap<Rc<str>, SessionId>,
+    tree: TopicTree,
+    retained: RetainedStore,
+    timers: Timers,
+    /// PUBACK/PUBREC held until the store commit that makes their messages durable.
+    pending_acks: Vec<(ConnId, Packet)>,
+    /// Reused by every publish so routing allocates nothing.
+    match_scratch: Vec<SubscriberEntry>,
+    next_assigned_id: u64,
+    next_timer_generation: u32,
+    stats: Stats,
+}
+
+impl Broker {
+    pub fn new(limits: Limits) -> Broker {
+        let retained = RetainedStore::new(limits.max_retained_messages, limits.max_retained_bytes);
+        Broker {
+            conns: Vec::with_capacity(limits.max_connections),
+            active_connections: 0,
+            sessions: Vec::with_capacity(limits.max_sessions),
+            free_sessions: Vec::new(),
+            session_by_client: HashMap::with_capacity(limits.max_sessions),
+            tree: TopicTree::new(),
+            retained,
+            timers: Timers::default(),
+            pending_acks: Vec::new(),
+            match_scratch: Vec::new(),
+            next_assigned_id: 0,
+            next_timer_generation: 0,
+            stats: Stats::default(),
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Current sizes of what the broker holds, for `$SYS` and logs.
+    pub fn gauges(&self) -> Gauges {
+        let sessions = self.session_by_client.len();
+        Gauges {
+            connections: self.active_connections,
+            sessions,
+            subscriptions: self.tree.len(),
+            retained_messages: self.retained.len(),
+            retained_bytes: self.retained.bytes(),
+            queued_messages: self.sessions.iter().flatten().map(|s| s.queue.len()).sum(),
+            inflight_messages: self
+                .sessions
+                .iter()
+                .flatten()
+                .map(|s| s.inflight.len())
+                .sum(),
+        }
+    }
+
+    /// How the event loop must decode the next packet of `conn`.
+    pub fn decode_context(&self, conn: ConnId) -> DecodeContext {
+        DecodeContext {
+            version: self.conn(conn).and_then(|c| c.version),
+            max_packet_size: self.limits.max_packet_size,
+            role: Role::Server,
+        }
+    }
+
+    /// Whether input from `conn` should still be read and handled.
+    pub fn wants_input(&self, conn: ConnId) -> bool {
+        self.conn(conn).is_some_and(|c| c.phase != Phase::Closed)
+    }
+
+    /// A new TCP connection; it must send CONNECT within the connect timeout.
+    pub fn on_accept(&mut self, conn: ConnId, now: Instant) {
+        let index = conn.0 as usize;
+        if self.conns.len() <= index {
+            self.conns.resize_with(index + 1, || None);
+        }
+        let generation = self.next_generation();
+        self.conns[index] = Some(Conn::new(now, generation));
+        self.timers
+            .arm_conn(now + self.limits.connect_timeout, conn, generation);
+        self.stats.connections_accepted += 1;
+    }
+
+    /// One decoded packet from `conn`.
+    pub fn handle(&mut self, conn: ConnId, packet: Packet, now: Instant, out: &mut dyn Outbox) {
+        let Some(state) = self.conn_mut(conn) else {
+            return;
+        };
+        if state.phase == Phase::Closed {
+            return;
+        }
+        state.last_seen = now;
+        log::trace!("{conn:?} <- {}", packet.name());
+        self.stats.packets_received += 1;
+        match packet {
+            Packet::Connect(connect) => self.handle_connect(conn, *connect, now, out),
+            Packet::Publish(publish) => self.handle_publish(conn, publish, now, out),
+            Packet::Puback(ack) => self.handle_puback(conn, ack, now, out),
+            Packet::Pubrec(ack) => self.handle_pubrec(conn, ack, now, out),
+            Packet::Pubrel(ack) => self.handle_pubrel(conn, ack),
+            Packet::Pubcomp(ack) => self.handle_pubcomp(conn, ack, now, out),
+            Packet::Subscribe(subscribe) => self.handle_subscribe(conn, subscribe, now, out),
+            Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(conn, unsubscribe, out),
+            Packet::Pingreq => self.send(out, conn, &Packet::Pingresp),
+            Packet::Disconnect(disconnect) => self.handle_disconnect(conn, disconnect, now, out),
+            Packet::Auth(_) => {
+                // No authentication method is offered, so AUTH is never expected (MQTT-4.12.0-1).
+                self.protocol_error(conn, ReasonCode::ProtocolError, "unexpected AUTH", now, out)
+            }
+            // The codec refuses server-to-client packets from clients (Role::Server).
+            Packet::Connack(_) | Packet::Suback(_) | Packet::Unsuback(_) | Packet::Pingresp => self
+                .protocol_error(
+                    conn,
+                    ReasonCode::ProtocolError,
+                    "server-only packet from a client",
+                    now,
+                    out,
+                ),
+        }
+    }
+
+    /// The bytes from `conn` are not a valid packet (`version` is what a failed CONNECT
+    /// declared, if it got that far). The spec's reaction, a log line, and the connection
+    /// goes (MQTT-4.13.1-1).
+    pub fn on_decode_error(
+        &mut self,
+        conn: ConnId,
+        error: &DecodeError,
+        connect_version: Option<ProtocolVersion>,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        let Some(phase) = self.conn(conn).map(|c| c.phase) else {
+            return;
+        };
+        self.stats.malformed_packets += 1;
+        match phase {
+            Phase::Closed => {}
+            Phase::AwaitConnect => {
+                log::info!("{conn:?}: invalid CONNECT: {error}; closing");
+                let reason = error.reason_code();
+                // MQTT-3.1.2-2: an unsupported level gets CONNACK 0x01 in the 3.1.1 format.
+                // A v5 CONNECT that failed gets its reason code (MQTT 5.0 §4.13.1).
+                let reply_version = match (error, connect_version) {
+                    (DecodeError::UnsupportedProtocolVersion(_), _) => Some(ProtocolVersion::V311),
+                    (DecodeError::InvalidProtocolName, _) => None,
+                    (_, Some(ProtocolVersion::V5)) => Some(ProtocolVersion::V5),
+                    (_, _) => None,
+                };
+                if let Some(version) = reply_version {
+                    let connack = Packet::Connack(crate::codec::Connack {
+                        session_present: false,
+                        reason,
+                        properties: Default::default(),
+                    });
+                    out.send(conn, version, &connack);
+                }
+                self.close_conn(conn, now, out);
+            }
+            Phase::Active(_) => {
+                let reason = error.reason_code();
+                self.protocol_error(conn, reason, &error.to_string(), now, out);
+            }
+        }
+    }
+
+    /// The socket of `conn` is gone (peer closed, I/O error, or after `Outbox::close`).
+    /// Always called exactly once per accepted connection.
+    pub fn on_closed(&mut self, conn: ConnId, now: Instant, out: &mut dyn Outbox) {
+        self.detach(conn, now, out);
+        if let Some(slot) = self.conns.get_mut(conn.0 as usize) {
+            *slot = None;
+        }
+    }
+
+    /// End of one event-loop pass: make this pass's messages durable, then release the
+    /// acknowledgements that promised it.
+    pub fn end_of_pass(&mut self, _now: Instant, out: &mut dyn Outbox) {
+        // The in-memory core has nothing to commit; the store hooks in here.
+        for (conn, packet) in self.pending_acks.drain(..) {
+            if let Some(version) = self.conns.get(conn.0 as usize).and_then(|c| {
+                c.as_ref()
+                    .filter(|c| c.phase != Phase::Closed)
+                    .and_then(|c| c.version)
+            }) {
+                out.send(conn, version, &packet);
+            }
+        }
+    }
+
+    // ---- helpers shared by the handlers -------------------------------------------------
+
+    fn conn(&self, conn: ConnId) -> Option<&Conn> {
+        self.conns.get(conn.0 as usize).and_then(Option::as_ref)
+    }
+
+    fn conn_mut(&mut self, conn: ConnId) -> Option<&mut Conn> {
+        self.conns.get_mut(conn.0 as usize).and_then(Option::as_mut)
+    }
+
+    fn session(&self, id: SessionId) -> Option<&Session> {
+        self.sessions.get(id.0 as usize).and_then(Option::as_ref)
+    }
+
+    fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
+        self.sessions
+            .get_mut(id.0 as usize)
+            .and_then(Option::as_mut)
+    }
+
+    fn next_generation(&mut self) -> u32 {
+        self.next_timer_generation = self.next_timer_generation.wrapping_add(1);
+        self.next_timer_generation
+    }
+
+    /// Sends `packet` to `conn` in its negotiated version (no-op if the connection is gone).
+    fn send(&self, out: &mut dyn Outbox, conn: ConnId, packet: &Packet) {
+        if let Some(version) = self.conn(conn).and_then(|c| c.version) {
+            log::trace!("{conn:?} -> {}", packet.name());
+            out.send(conn, version, packet);
+        }
+    }
+
+    /// A protocol violation on an established connection: v5 gets DISCONNECT with `reason`
+    /// (MQTT-4.13.2-1), 3.1/3.1.1 just lose the connection (MQTT-4.8.0-1); the will is
+    /// published.
+    fn protocol_error(
+        &mut self,
+        conn: ConnId,
+        reason: ReasonCode,
+        what: &str,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        let client = self.client_label(conn);
+        log::info!("{client}: {what}; disconnecting with {reason:?}");
+        self.stats.protocol_errors += 1;
+        if self.conn(conn).and_then(|c| c.version) == Some(ProtocolVersion::V5) {
+            let disconnect = Disconnect {
+                reason,
+                properties: Default::default(),
+            };
+            self.send(out, conn, &Packet::Disconnect(disconnect));
+        }
+        self.close_conn(conn, now, out);
+    }
+
+    /// Marks `conn` closed, detaches its session (will per the rules) and asks the loop to
+    /// close the socket.
+    fn close_conn(&mut self, conn: ConnId, now: Instant, out: &mut dyn Outbox) {
+        self.detach(conn, now, out);
+        out.close(conn);
+    }
+
+    /// "client-id (ConnId)" for log lines.
+    fn client_label(&self, conn: ConnId) -> String {
+        match self
+            .conn(conn)
+            .and_then(Conn::session)
+            .and_then(|s| self.session(s))
+        {
+            Some(session) => format!("client {:?} ({conn:?})", session.client_id),
+            None => format!("{conn:?}"),
+        }
+    }
+}

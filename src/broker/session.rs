@@ -1,0 +1,192 @@
+//! Session state that outlives a network connection (MQTT 3.1.1 §3.1.2.4, MQTT 5.0 §4.1):
+//! subscriptions, the outbound QoS 1/2 window and queue, inbound QoS 2 packet ids, the will.
+//!
+//! Owns only plain data (no sockets, no clock reads, no SQL), so a session can be written to
+//! and restored from the store. Every collection is bounded by a limit checked by the caller
+//! or here (`max_inflight`, `max_queued_messages`, `max_subscriptions_per_session`).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::num::NonZeroU16;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::message::Delivery;
+use super::ConnId;
+use crate::codec::{PacketId, ProtocolVersion, SubscriptionOptions, Will};
+
+/// Index of a session in the broker's fixed-capacity session table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u32);
+
+/// What an outbound QoS 1/2 message waits for (MQTT 4.3.2, 4.3.3).
+// Named after what each state waits for, like rustls' `ExpectFinished`.
+#[allow(clippy::enum_variant_names)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundState {
+    /// QoS 1 PUBLISH sent.
+    AwaitPuback,
+    /// QoS 2 PUBLISH sent.
+    AwaitPubrec,
+    /// PUBREL sent; the message is delivered and only the packet id is still in use.
+    AwaitPubcomp,
+}
+
+#[derive(Debug, Clone)]
+pub struct Inflight {
+    pub packet_id: PacketId,
+    pub state: OutboundState,
+    pub delivery: Delivery,
+    /// When this PUBLISH or PUBREL was last sent (for the 3.1.1 resend interval).
+    pub sent_at: Instant,
+}
+
+/// A subscription as granted, kept so it can be restored and replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription {
+    pub options: SubscriptionOptions,
+    pub subscription_id: Option<u32>,
+}
+
+/// When a session ends after its connection closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionExpiry {
+    /// Ends with the connection (clean session / Session Expiry Interval 0).
+    AtDisconnect,
+    After(Duration),
+    Never,
+}
+
+impl SessionExpiry {
+    /// MQTT 5.0 §3.1.2.11.2: 0 = at disconnect, 0xFFFFFFFF = never.
+    pub fn from_v5_interval(secs: u32) -> SessionExpiry {
+        match secs {
+            0 => SessionExpiry::AtDisconnect,
+            u32::MAX => SessionExpiry::Never,
+            s => SessionExpiry::After(Duration::from_secs(u64::from(s))),
+        }
+    }
+
+    /// Capped by the broker's maximum (`None` = no cap).
+    pub fn capped(self, max: Option<Duration>) -> SessionExpiry {
+        match (self, max) {
+            (_, None) | (SessionExpiry::AtDisconnect, _) => self,
+            (SessionExpiry::Never, Some(max)) => SessionExpiry::After(max),
+            (SessionExpiry::After(d), Some(max)) => SessionExpiry::After(d.min(max)),
+        }
+    }
+
+    pub fn as_v5_interval(self) -> u32 {
+        match self {
+            SessionExpiry::AtDisconnect => 0,
+            SessionExpiry::Never => u32::MAX,
+            SessionExpiry::After(d) => u32::try_from(d.as_secs()).unwrap_or(u32::MAX - 1),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Session {
+    pub client_id: Rc<str>,
+    pub version: ProtocolVersion,
+    /// The live connection, if the client is online.
+    pub conn: Option<ConnId>,
+    pub expiry: SessionExpiry,
+    pub subscriptions: HashMap<String, Subscription>,
+    /// Outbound QoS 1/2 messages sent and not completed, oldest first.
+    pub inflight: VecDeque<Inflight>,
+    /// Outbound messages waiting for a free inflight slot (or for the client to come back).
+    pub queue: VecDeque<Delivery>,
+    /// Inbound QoS 2 packet ids received (PUBREC sent) and not yet released by PUBREL.
+    pub inbound_qos2: HashSet<u16>,
+    /// The will of the current (or last) connection, until published or discarded.
+    pub will: Option<Will>,
+    /// When a delayed will is due (MQTT 5.0 Will Delay Interval), while offline.
+    pub will_due: Option<Instant>,
+    /// When the session expires, while offline.
+    pub expires_at: Option<Instant>,
+    /// Bumped whenever a timer of this session is re-armed, so stale timers are ignored.
+    pub timer_generation: u32,
+    /// Messages dropped for this session because its queue was full.
+    pub dropped: u64,
+    next_packet_id: u16,
+}
+
+impl Session {
+    pub fn new(client_id: Rc<str>, version: ProtocolVersion, expiry: SessionExpiry) -> Session {
+        Session {
+            client_id,
+            version,
+            conn: None,
+            expiry,
+            subscriptions: HashMap::new(),
+            inflight: VecDeque::new(),
+            queue: VecDeque::new(),
+            inbound_qos2: HashSet::new(),
+            will: None,
+            will_due: None,
+            expires_at: None,
+            timer_generation: 0,
+            dropped: 0,
+            next_packet_id: 1,
+        }
+    }
+
+    /// A packet id not used by any outbound inflight message (MQTT-2.3.1-2). The caller keeps
+    /// `inflight.len()` below 65535, so one is always free.
+    pub fn allocate_packet_id(&mut self) -> PacketId {
+        loop {
+            let candidate = self.next_packet_id;
+            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            if let Some(id) = NonZeroU16::new(candidate) {
+                if !self.inflight.iter().any(|m| m.packet_id == id) {
+                    return id;
+                }
+            }
+        }
+    }
+
+    /// Position of the inflight message with `packet_id`; acks usually arrive in order, so the
+    /// front is checked first.
+    pub fn inflight_position(&self, packet_id: PacketId) -> Option<usize> {
+        self.inflight.iter().position(|m| m.packet_id == packet_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packet_ids_skip_inflight_and_zero() {
+        let mut s = Session::new("c".into(), ProtocolVersion::V311, SessionExpiry::Never);
+        s.next_packet_id = u16::MAX;
+        assert_eq!(s.allocate_packet_id().get(), u16::MAX);
+        // Wraps past 0 to 1.
+        assert_eq!(s.allocate_packet_id().get(), 1);
+    }
+
+    #[test]
+    fn expiry_mapping() {
+        assert_eq!(
+            SessionExpiry::from_v5_interval(0),
+            SessionExpiry::AtDisconnect
+        );
+        assert_eq!(
+            SessionExpiry::from_v5_interval(u32::MAX),
+            SessionExpiry::Never
+        );
+        let ten = Duration::from_secs(10);
+        assert_eq!(
+            SessionExpiry::Never.capped(Some(ten)),
+            SessionExpiry::After(ten)
+        );
+        assert_eq!(
+            SessionExpiry::After(Duration::from_secs(99)).capped(Some(ten)),
+            SessionExpiry::After(ten)
+        );
+        assert_eq!(
+            SessionExpiry::AtDisconnect.capped(Some(ten)),
+            SessionExpiry::AtDisconnect
+        );
+    }
+}

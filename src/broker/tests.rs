@@ -1,0 +1,559 @@
+//! Broker core driven by hand: packets in, recorded outbox calls out, time passed explicitly.
+
+use std::collections::HashMap;
+use std::num::NonZeroU16;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::codec::{
+    Connack, Connect, ConnectProperties, PacketId, PubAck, Publish, PublishProperties, QoS,
+    Subscribe, SubscribeProperties, SubscriptionOptions, Will,
+};
+
+#[derive(Default)]
+struct Recorder {
+    sent: Vec<(ConnId, Packet)>,
+    closed: Vec<ConnId>,
+    backlog: HashMap<ConnId, usize>,
+}
+
+impl Outbox for Recorder {
+    fn send(&mut self, conn: ConnId, _version: ProtocolVersion, packet: &Packet) {
+        self.sent.push((conn, packet.clone()));
+    }
+    fn close(&mut self, conn: ConnId) {
+        self.closed.push(conn);
+    }
+    fn backlog(&self, conn: ConnId) -> usize {
+        self.backlog.get(&conn).copied().unwrap_or(0)
+    }
+}
+
+impl Recorder {
+    /// Takes what was sent to `conn` so far.
+    fn take(&mut self, conn: ConnId) -> Vec<Packet> {
+        let (mine, rest) = self.sent.drain(..).partition(|(c, _)| *c == conn);
+        self.sent = rest;
+        mine.into_iter().map(|(_, p)| p).collect()
+    }
+}
+
+struct Harness {
+    broker: Broker,
+    out: Recorder,
+    now: Instant,
+    next_conn: u32,
+}
+
+fn pid(n: u16) -> PacketId {
+    NonZeroU16::new(n).expect("test packet ids are non-zero")
+}
+
+fn connect_packet(version: ProtocolVersion, client_id: &str, clean: bool) -> Connect {
+    Connect {
+        protocol: Some(version),
+        clean_start: clean,
+        keep_alive: 60,
+        client_id: client_id.to_string(),
+        ..Default::default()
+    }
+}
+
+fn publish(topic: &str, payload: &[u8], qos: QoS, id: Option<u16>) -> Publish {
+    Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: Rc::from(topic),
+        packet_id: id.map(pid),
+        properties: PublishProperties::default(),
+        payload: Rc::from(payload),
+    }
+}
+
+impl Harness {
+    fn new(limits: Limits) -> Harness {
+        Harness {
+            broker: Broker::new(limits),
+            out: Recorder::default(),
+            now: Instant::now(),
+            next_conn: 0,
+        }
+    }
+
+    fn accept(&mut self) -> ConnId {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        self.broker.on_accept(conn, self.now);
+        conn
+    }
+
+    fn handle(&mut self, conn: ConnId, packet: Packet) {
+        self.broker.handle(conn, packet, self.now, &mut self.out);
+        self.broker.end_of_pass(self.now, &mut self.out);
+    }
+
+    fn connect_with(&mut self, connect: Connect) -> (ConnId, Connack) {
+        let conn = self.accept();
+        self.handle(conn, Packet::Connect(Box::new(connect)));
+        let mut sent = self.out.take(conn).into_iter();
+        let connack = match sent.next() {
+            Some(Packet::Connack(connack)) => connack,
+            other => panic!("expected CONNACK, got {other:?}"),
+        };
+        // What follows the CONNACK (resent and queued messages) stays for the test to read.
+        self.out.sent.extend(sent.map(|p| (conn, p)));
+        (conn, connack)
+    }
+
+    fn connect(&mut self, version: ProtocolVersion, id: &str, clean: bool) -> (ConnId, Connack) {
+        self.connect_with(connect_packet(version, id, clean))
+    }
+
+    fn subscribe(&mut self, conn: ConnId, filter: &str, qos: QoS) {
+        let options = SubscriptionOptions {
+            qos,
+            ..Default::default()
+        };
+        self.subscribe_with(conn, filter, options, None);
+    }
+
+    fn subscribe_with(
+        &mut self,
+        conn: ConnId,
+        filter: &str,
+        options: SubscriptionOptions,
+        subscription_identifier: Option<u32>,
+    ) {
+        let subscribe = Subscribe {
+            packet_id: pid(1),
+            filters: vec![(filter.to_string(), options)],
+            properties: SubscribeProperties {
+                subscription_identifier,
+                ..Default::default()
+            },
+        };
+        self.handle(conn, Packet::Subscribe(subscribe));
+        let sent = self.out.take(conn);
+        assert!(
+            matches!(sent.first(), Some(Packet::Suback(_))),
+            "expected SUBACK: {sent:?}"
+        );
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        self.broker.on_closed(conn, self.now, &mut self.out);
+        self.broker.end_of_pass(self.now, &mut self.out);
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.broker.on_timers(self.now, &mut self.out);
+        self.broker.end_of_pass(self.now, &mut self.out);
+    }
+}
+
+fn publishes(packets: &[Packet]) -> Vec<&Publish> {
+    packets
+        .iter()
+        .filter_map(|p| match p {
+            Packet::Publish(publish) => Some(publish),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn qos1_roundtrip_acks_publisher_after_end_of_pass() {
+    let mut h = Harness::new(Limits::default());
+    let (sub, connack) = h.connect(ProtocolVersion::V311, "sub", true);
+    assert_eq!(connack.reason, ReasonCode::Success);
+    assert!(!connack.session_present);
+    h.subscribe(sub, "a/+", QoS::AtLeastOnce);
+    let (pub_conn, _) = h.connect(ProtocolVersion::V311, "pub", true);
+
+    h.broker.handle(
+        pub_conn,
+        Packet::Publish(publish("a/b", b"x", QoS::AtLeastOnce, Some(7))),
+        h.now,
+        &mut h.out,
+    );
+    // The PUBACK is held until the end of the pass (the store commit point).
+    assert!(h.out.take(pub_conn).is_empty());
+    h.broker.end_of_pass(h.now, &mut h.out);
+    assert_eq!(
+        h.out.take(pub_conn),
+        vec![Packet::Puback(PubAck::new(pid(7)))]
+    );
+
+    let got = h.out.take(sub);
+    let delivered = publishes(&got);
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].qos, QoS::AtLeastOnce);
+    assert_eq!(&*delivered[0].payload, b"x");
+    let id = delivered[0].packet_id.expect("QoS 1 has a packet id");
+    h.handle(sub, Packet::Puback(PubAck::new(id)));
+    assert_eq!(h.broker.gauges().inflight_messages, 0);
+}
+
+#[test]
+fn overlapping_subscriptions_deliver_once_at_highest_qos() {
+    let mut h = Harness::new(Limits::default());
+    let (sub, _) = h.connect(ProtocolVersion::V311, "sub", true);
+    h.subscribe(sub, "a/#", QoS::AtMostOnce);
+    h.subscribe(sub, "a/b", QoS::ExactlyOnce);
+    let (p, _) = h.connect(ProtocolVersion::V311, "pub", true);
+    h.handle(
+        p,
+        Packet::Publish(publish("a/b", b"x", QoS::AtLeastOnce, Some(1))),
+    );
+    let got = h.out.take(sub);
+    let delivered = publishes(&got);
+    assert_eq!(delivered.len(), 1);
+    // Downgraded to the publish QoS, the lower of the two.
+    assert_eq!(delivered[0].qos, QoS::AtLeastOnce);
+}
+
+#[test]
+fn offline_persistent_session_queues_in_order_and_resumes() {
+    let mut h = Harness::new(Limits::default());
+    let (sub, _) = h.connect(ProtocolVersion::V311, "sensor-1", false);
+    h.subscribe(sub, "sensors/#", QoS::AtLeastOnce);
+    h.close(sub);
+    let (p, _) = h.connect(ProtocolVersion::V311, "pub", true);
+    for i in 0..5u16 {
+        let payload = format!("m{i}");
+        h.handle(
+            p,
+            Packet::Publish(publish(
+                "sensors/t",
+                payload.as_bytes(),
+                QoS::AtLeastOnce,
+                Some(i + 1),
+            )),
+        );
+    }
+    // QoS 0 is not queued for offline sessions by default.
+    h.handle(
+        p,
+        Packet::Publish(publish("sensors/t", b"q0", QoS::AtMostOnce, None)),
+    );
+    assert_eq!(h.broker.gauges().queued_messages, 5);
+
+    let (sub2, connack) = h.connect(ProtocolVersion::V311, "sensor-1", false);
+    assert!(connack.session_present);
+    let got = h.out.take(sub2);
+    let payloads: Vec<&[u8]> = publishes(&got).iter().map(|p| &*p.payload).collect();
+    assert_eq!(payloads, vec![&b"m0"[..], b"m1", b"m2", b"m3", b"m4"]);
+}
+
+#[test]
+fn receive_maximum_limits_inflight_and_acks_release_more() {
+    let mut h = Harness::new(Limits::default());
+    let mut connect = connect_packet(ProtocolVersion::V5, "slow", true);
+    connect.properties = ConnectProperties {
+        receive_maximum: Some(2),
+        ..Default::default()
+    };
+    let (sub, _) = h.connect_with(connect);
+    h.subscribe(sub, "t", QoS::AtLeastOnce);
+    let (p, _) = h.connect(ProtocolVersion::V5, "pub", true);
+    for i in 1..=5u16 {
+        h.handle(
+            p,
+            Packet::Publish(publish("t", &[i as u8], QoS::AtLeastOnce, Some(i))),
+        );
+    }
+    let got = h.out.take(sub);
+    let first = publishes(&got);
+    assert_eq!(first.len(), 2);
+    let id = first[0].packet_id.expect("id");
+    h.handle(sub, Packet::Puback(PubAck::new(id)));
+    let got = h.out.take(sub);
+    let next = publishes(&got);
+    assert_eq!(next.len(), 1);
+    assert_eq!(&*next[0].payload, &[3u8]);
+}
+
+#[test]
+fn inflight_is_resent_with_dup_on_resume() {
+    let mut h = Harness::new(Limits::default());
+    let (sub, _) = h.connect(ProtocolVersion::V311, "c", false);
+    h.subscribe(sub, "t", QoS::ExactlyOnce);
+    let (p, _) = h.connect(ProtocolVersion::V311, "pub", true);
+    h.handle(
+        p,
+        Packet::Publish(publish("t", b"1", QoS::ExactlyOnce, Some(1))),
+    );
+    h.handle(
+        p,
+        Packet::Publish(publish("t", b"2", QoS::ExactlyOnce, Some(2))),
+    );
+    let got = h.out.take(sub);
+    let sent = publishes(&got);
+    let (id1, id2) = (
+        sent[0].packet_id.expect("id"),
+        sent[1].packet_id.expect("id"),
+    );
+    // First reaches PUBREC (so PUBREL is pending), second is unacknowledged.
+    h.handle(sub, Packet::Pubrec(PubAck::new(id1)));
+    assert_eq!(h.out.take(sub), vec![Packet::Pubrel(PubAck::new(id1))]);
+    h.close(sub);
+
+    let (sub2, connack) = h.connect(ProtocolVersion::V311, "c", false);
+    assert!(connack.session_present);
+    let got = h.out.take(sub2);
+    assert_eq!(got.len(), 2, "PUBREL, PUBLISH: {got:?}");
+    assert_eq!(got[0], Packet::Pubrel(PubAck::new(id1)));
+    match &got[1] {
+        Packet::Publish(p) => {
+            assert!(p.dup);
+            assert_eq!(p.packet_id, Some(id2));
+        }
+        other => panic!("expected PUBLISH, got {other:?}"),
+    }
+}
+
+#[test]
+fn inbound_qos2_duplicate_is_not_routed_twice() {
+    let mut h = Harness::new(Limits::default());
+    let (sub, _) = h.connect(ProtocolVersion::V311, "sub", true);
+    h.subscribe(sub, "t", QoS::AtMostOnce);
+    let (p, _) = h.connect(ProtocolVersion::V311, "pub", true);
+    h.handle(
+        p,
+        Packet::Publish(publish("t", b"x", QoS::ExactlyOnce, Some(9))),
+    );
+    let mut dup = publish("t", b"x", QoS::ExactlyOnce, Some(9));
+    dup.dup = true;
+    h.handle(p, Packet::Publish(dup));
+    assert_eq!(publishes(&h.out.take(sub)).len(), 1);
+    assert_eq!(
+        h.out.take(p),
+        vec![
+            Packet::Pubrec(PubAck::new(pid(9))),
+            Packet::Pubrec(PubAck::new(pid(9)))
+        ]
+    );
+    h.handle(p, Packet::Pubrel(PubAck::new(pid(9))));
+    assert_eq!(h.out.take(p), vec![Packet::Pubcomp(PubAck::new(pid(9)))]);
+    // After PUBREL the id is free: the same id is a new message.
+    h.handle(
+        p,
+        Packet::Publish(publish("t", b"y", QoS::ExactlyOnce, Some(9))),
+    );
+    assert_eq!(publishes(&h.out.take(sub)).len(), 1);
+}
+
+fn will(topic: &str, delay: Option<u32>) -> Will {
+    Will {
+        topic: Rc::from(topic),
+        payload: Rc::from(&b"gone"[..]),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: crate::codec::WillProperties {
+            will_delay_interval: delay,
+            ..Default::default()
+        },
+    }
+}
+
+#[test]
+fn will_on_abnormal_close_not_on_disconnect() {
+    let mut h = Harness::new(Limits::default());
+    let (watcher, _) = h.connect(ProtocolVersion::V311, "w", true);
+    h.subscribe(watcher, "wills/#", QoS::AtLeastOnce);
+
+    let mut c = connect_packet(ProtocolVersion::V311, "a", true);
+    c.will = Some(will("wills/a", None));
+    let (a, _) = h.connect_with(c);
+    h.close(a);
+    assert_eq!(publishes(&h.out.take(watcher)).len(), 1);
+
+    let mut c = connect_packet(ProtocolVersion::V311, "b", true);
+    c.will = Some(will("wills/b", None));
+    let (b, _) = h.connect_with(c);
+    h.handle(b, Packet::Disconnect(Default::default()));
+    h.close(b);
+    assert!(publishes(&h.out.take(watcher)).is_empty());
+}
+
+#[test]
+fn will_delay_is_cancelled_by_reconnect_and_fires_otherwise() {
+    let mut h = Harness::new(Limits::default());
+    let (watcher, _) = h.connect(ProtocolVersion::V5, "w", true);
+    h.subscribe(watcher, "wills/#", QoS::AtLeastOnce);
+    let mut c = connect_packet(ProtocolVersion::V5, "a", false);
+    c.properties.session_expiry_interval = Some(600);
+    c.will = Some(will("wills/a", Some(5)));
+    let (a, _) = h.connect_with(c.clone());
+    h.close(a);
+    h.advance(Duration::from_secs(2));
+    assert!(publishes(&h.out.take(watcher)).is_empty());
+    // Reconnect within the delay: no will.
+    let (a2, _) = h.connect_with(c);
+    h.advance(Duration::from_secs(10));
+    assert!(publishes(&h.out.take(watcher)).is_empty());
+    // Drop again and wait it out.
+    h.close(a2);
+    h.advance(Duration::from_secs(6));
+    assert_eq!(publishes(&h.out.take(watcher)).len(), 1);
+}
+
+#[test]
+fn keep_alive_expiry_closes_and_publishes_will() {
+    let mut h = Harness::new(Limits::default());
+    let (watcher, _) = h.connect(ProtocolVersion::V311, "w", true);
+    h.subscribe(watcher, "wills/#", QoS::AtMostOnce);
+    let mut c = connect_packet(ProtocolVersion::V311, "a", true);
+    c.keep_alive = 2;
+    c.will = Some(will("wills/a", None));
+    let (a, _) = h.connect_with(c);
+    h.advance(Duration::from_secs(2));
+    // Activity pushes the deadline out.
+    h.handle(a, Packet::Pingreq);
+    assert_eq!(h.out.take(a), vec![Packet::Pingresp]);
+    h.advance(Duration::from_millis(2900));
+    assert!(h.out.closed.is_empty());
+    h.advance(Duration::from_millis(200));
+    assert_eq!(h.out.closed, vec![a]);
+    assert_eq!(publishes(&h.out.take(watcher)).len(), 1);
+}
+
+#[test]
+fn connect_timeout_closes_silent_connection() {
+    let mut h = Harness::new(Limits {
+        connect_timeout: Duration::from_secs(3),
+        ..Default::default()
+    });
+    let conn = h.accept();
+    h.advance(Duration::from_secs(2));
+    assert!(h.out.closed.is_empty());
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.out.closed, vec![conn]);
+}
+
+#[test]
+fn takeover_closes_old_connection_with_v5_reason() {
+    let mut h = Harness::new(Limits::default());
+    let (old, _) = h.connect(ProtocolVersion::V5, "dup", true);
+    let (new, connack) = h.connect(ProtocolVersion::V5, "dup", true);
+    assert_eq!(connack.reason, ReasonCode::Success);
+    assert_eq!(h.out.closed, vec![old]);
+    match h.out.take(old).as_slice() {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason, ReasonCode::SessionTakenOver),
+        other => panic!("expected DISCONNECT 0x8E, got {other:?}"),
+    }
+    h.close(old);
+    // The new connection is unaffected by the old one's close.
+    h.handle(new, Packet::Pingreq);
+    assert_eq!(h.out.take(new), vec![Packet::Pingresp]);
+}
+
+#[test]
+fn client_id_rules() {
+    let mut h = Harness::new(Limits::default());
+    let (_, c) = h.connect(ProtocolVersion::V311, "", false);
+    assert_eq!(c.reason, ReasonCode::ClientIdentifierNotValid);
+    let (_, c) = h.connect(ProtocolVersion::V311, "", true);
+    assert_eq!(c.reason, ReasonCode::Success);
+    let (_, c) = h.connect(ProtocolVersion::V5, "", false);
+    assert_eq!(c.reason, ReasonCode::Success);
+    assert!(c.properties.assigned_client_identifier.is_some());
+}
+
+#[test]
+fn session_and_connection_limits_refuse_with_connack() {
+    let mut h = Harness::new(Limits {
+        max_sessions: 1,
+        max_connections: 2,
+        ..Default::default()
+    });
+    let (_, c) = h.connect(ProtocolVersion::V5, "a", true);
+    assert_eq!(c.reason, ReasonCode::Success);
+    let (_, c) = h.connect(ProtocolVersion::V5, "b", true);
+    assert_eq!(c.reason, ReasonCode::QuotaExceeded);
+    let mut h = Harness::new(Limits {
+        max_connections: 1,
+        ..Default::default()
+    });
+    h.connect(ProtocolVersion::V311, "a", true);
+    let (_, c) = h.connect(ProtocolVersion::V311, "b", true);
+    assert_eq!(c.reason, ReasonCode::ServerUnavailable);
+}
+
+#[test]
+fn queue_limit_drops_and_counts() {
+    let mut h = Harness::new(Limits {
+        max_queued_messages: 2,
+        ..Default::default()
+    });
+    let (sub, _) = h.connect(ProtocolVersion::V311, "s", false);
+    h.subscribe(sub, "t", QoS::AtLeastOnce);
+    h.close(sub);
+    let (p, _) = h.connect(ProtocolVersion::V311, "p", true);
+    for i in 1..=3 {
+        h.handle(
+            p,
+            Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, Some(i))),
+        );
+    }
+    assert_eq!(h.broker.gauges().queued_messages, 2);
+    assert_eq!(h.broker.stats().messages_dropped, 1);
+}
+
+#[test]
+fn no_local_and_subscription_identifiers() {
+    let mut h = Harness::new(Limits::default());
+    let (c, _) = h.connect(ProtocolVersion::V5, "c", true);
+    let no_local = SubscriptionOptions {
+        qos: QoS::AtMostOnce,
+        no_local: true,
+        ..Default::default()
+    };
+    h.subscribe_with(c, "t/#", no_local, Some(11));
+    let plain = SubscriptionOptions {
+        qos: QoS::AtMostOnce,
+        ..Default::default()
+    };
+    h.subscribe_with(c, "t/x", plain, Some(12));
+    h.handle(
+        c,
+        Packet::Publish(publish("t/x", b"me", QoS::AtMostOnce, None)),
+    );
+    let got = h.out.take(c);
+    let delivered = publishes(&got);
+    // Only the subscription without No Local applies.
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].properties.subscription_identifiers, vec![12]);
+    let (other, _) = h.connect(ProtocolVersion::V5, "o", true);
+    h.handle(
+        other,
+        Packet::Publish(publish("t/x", b"you", QoS::AtMostOnce, None)),
+    );
+    let got = h.out.take(c);
+    let mut ids = publishes(&got)[0]
+        .properties
+        .subscription_identifiers
+        .clone();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![11, 12]);
+}
+
+#[test]
+fn session_expiry_removes_offline_session() {
+    let mut h = Harness::new(Limits::default());
+    let mut c = connect_packet(ProtocolVersion::V5, "e", false);
+    c.properties.session_expiry_interval = Some(10);
+    let (conn, _) = h.connect_with(c.clone());
+    h.subscribe(conn, "t", QoS::AtLeastOnce);
+    h.close(conn);
+    h.advance(Duration::from_secs(9));
+    assert_eq!(h.broker.gauges().sessions, 1);
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.broker.gauges().sessions, 0);
+    assert_eq!(h.broker.gauges().subscriptions, 0);
+    let (_, connack) = h.connect_with(c);
+    assert!(!connack.session_present);
+}

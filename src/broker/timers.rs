@@ -1,0 +1,148 @@
+//! Deadlines: connect timeout, keep-alive, will delay and session expiry.
+//!
+//! One min-heap for all of them. Entries are never removed early: each carries the generation
+//! of what armed it, and a popped entry whose generation is stale, or whose deadline moved
+//! later (keep-alive after activity), is dropped or re-armed. Activity therefore costs no heap
+//! operation, and the loop sleeps until `next_deadline`.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+use super::connection::Phase;
+use super::session::SessionId;
+use super::{Broker, ConnId, Outbox};
+use crate::codec::{Disconnect, Packet, ProtocolVersion, ReasonCode};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    Conn(ConnId, u32),
+    Session(SessionId, u32),
+}
+
+#[derive(Debug, Default)]
+pub struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+}
+
+impl Timers {
+    pub fn arm_conn(&mut self, at: Instant, conn: ConnId, generation: u32) {
+        self.heap
+            .push(Reverse((at, TimerKey::Conn(conn, generation))));
+    }
+
+    pub fn arm_session(&mut self, at: Instant, session: SessionId, generation: u32) {
+        self.heap
+            .push(Reverse((at, TimerKey::Session(session, generation))));
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    fn pop_due(&mut self, now: Instant) -> Option<TimerKey> {
+        match self.heap.peek() {
+            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse((_, key))| key),
+            _ => None,
+        }
+    }
+}
+
+impl Broker {
+    /// The earliest moment `on_timers` has work (possibly a stale entry: waking early is
+    /// harmless, sleeping late is not).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Runs everything due at `now`.
+    pub fn on_timers(&mut self, now: Instant, out: &mut dyn Outbox) {
+        while let Some(key) = self.timers.pop_due(now) {
+            match key {
+                TimerKey::Conn(conn, generation) => self.conn_timer(conn, generation, now, out),
+                TimerKey::Session(session, generation) => {
+                    self.session_timer(session, generation, now, out)
+                }
+            }
+        }
+    }
+
+    fn conn_timer(&mut self, conn: ConnId, generation: u32, now: Instant, out: &mut dyn Outbox) {
+        let connect_timeout = self.limits.connect_timeout;
+        let Some(state) = self.conn(conn).filter(|c| c.timer_generation == generation) else {
+            return;
+        };
+        let phase = state.phase;
+        match state.deadline(connect_timeout) {
+            None => {}
+            Some(deadline) if deadline > now => self.timers.arm_conn(deadline, conn, generation),
+            Some(_) => match phase {
+                Phase::AwaitConnect => {
+                    log::info!("{conn:?}: no CONNECT within {connect_timeout:?}; closing");
+                    self.close_conn(conn, now, out);
+                }
+                Phase::Active(_) => {
+                    let client = self.client_label(conn);
+                    log::info!("{client}: keep-alive expired; closing");
+                    if state.version == Some(ProtocolVersion::V5) {
+                        let disconnect = Disconnect {
+                            reason: ReasonCode::KeepAliveTimeout,
+                            properties: Default::default(),
+                        };
+                        self.send(out, conn, &Packet::Disconnect(disconnect));
+                    }
+                    self.close_conn(conn, now, out);
+                }
+                Phase::Closed => {}
+            },
+        }
+    }
+
+    fn session_timer(
+        &mut self,
+        id: SessionId,
+        generation: u32,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        let Some(session) = self.session_mut(id) else {
+            return;
+        };
+        if session.timer_generation != generation || session.conn.is_some() {
+            return;
+        }
+        if session.will_due.is_some_and(|due| due <= now) {
+            session.will_due = None;
+            if let Some(will) = session.will.take() {
+                self.publish_will(id, will, now, out);
+            }
+        }
+        let Some(session) = self.session_mut(id) else {
+            return;
+        };
+        if session.expires_at.is_some_and(|at| at <= now) {
+            let client_id = session.client_id.clone();
+            log::debug!("session {client_id:?} expired");
+            self.stats.sessions_expired += 1;
+            self.end_session(id, now, out);
+            return;
+        }
+        self.arm_session_timer(id);
+    }
+
+    /// Arms the earliest of the session's will and expiry deadlines under a new generation.
+    pub(super) fn arm_session_timer(&mut self, id: SessionId) {
+        let generation = self.next_generation();
+        let Some(session) = self.session_mut(id) else {
+            return;
+        };
+        session.timer_generation = generation;
+        let next = match (session.will_due, session.expires_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(at) = next {
+            self.timers.arm_session(at, id, generation);
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! One client socket with its bounded input and output buffers.
+//!
+//! Buffers are allocated only while they hold data (an idle connection owns no buffer
+//! memory): input arrives in the loop's shared read buffer and only an incomplete packet's
+//! bytes are kept here; output is appended here and freed once written.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+
+use mio::net::TcpStream;
+
+/// Output buffers larger than this are released, not kept, once drained.
+const KEEP_TX_CAPACITY: usize = 16 * 1024;
+
+pub struct Connection {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    /// Bytes of an incomplete packet, waiting for the rest.
+    pub rx: Vec<u8>,
+    /// Encoded packets not yet written; `tx[tx_written..]` is pending.
+    pub tx: Vec<u8>,
+    pub tx_written: usize,
+    /// WRITABLE interest is registered (only while output is pending).
+    pub write_interest: bool,
+    /// The broker asked to close; flush what is queued, then drop.
+    pub closing: bool,
+    /// Already in the loop's list of connections with output to flush.
+    pub flush_queued: bool,
+}
+
+/// What a write attempt achieved.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// Everything pending was written.
+    Done,
+    /// The socket is full; wait for WRITABLE.
+    Blocked,
+}
+
+impl Connection {
+    pub fn new(stream: TcpStream, peer: SocketAddr) -> Connection {
+        Connection {
+            stream,
+            peer,
+            rx: Vec::new(),
+            tx: Vec::new(),
+            tx_written: 0,
+            write_interest: false,
+            closing: false,
+            flush_queued: false,
+        }
+    }
+
+    pub fn pending_output(&self) -> usize {
+        self.tx.len() - self.tx_written
+    }
+
+    /// Writes pending output until done or `WouldBlock`.
+    pub fn flush(&mut self) -> io::Result<Flush> {
+        while self.tx_written < self.tx.len() {
+            match self.stream.write(&self.tx[self.tx_written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.tx_written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.compact_tx();
+                    return Ok(Flush::Blocked);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.tx_written = 0;
+        if self.tx.capacity() > KEEP_TX_CAPACITY {
+            self.tx = Vec::new();
+        } else {
+            self.tx.clear();
+        }
+        Ok(Flush::Done)
+    }
+
+    /// Drops the written prefix so the buffer holds only pending bytes.
+    fn compact_tx(&mut self) {
+        if self.tx_written > 0 {
+            self.tx.drain(..self.tx_written);
+            self.tx_written = 0;
+        }
+    }
+
+    /// Reads and discards whatever the peer already sent, so closing does not turn into a
+    /// reset that destroys our last packet (a v5 DISCONNECT) in the peer's receive queue.
+    pub fn drain_input(&mut self, scratch: &mut [u8]) {
+        for _ in 0..16 {
+            match self.stream.read(scratch) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! The event loop: the only user of mio and of sockets.
+//!
+//! One `mio::Poll` carries the listeners and every connection. Each pass: wait until a
+//! socket is ready or the broker's next deadline; read every readable socket until
+//! `WouldBlock` into one shared buffer and decode packets into `Broker::handle`; run due
+//! timers; end the pass (store commit, held acknowledgements); write all queued output with
+//! one `write` per connection where possible. WRITABLE interest is registered only while a
+//! connection has output the kernel would not take.
+
+mod connection;
+
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+
+use crate::broker::{Broker, ConnId, Outbox};
+use crate::codec::{self, Packet, ProtocolVersion};
+use connection::{Connection, Flush};
+
+/// Size of the one read buffer shared by every connection.
+const READ_BUFFER_SIZE: usize = 64 * 1024;
+/// Extra connection slots beyond `max_connections`, so a client over the limit still gets a
+/// CONNACK "server unavailable" instead of a bare reset.
+const OVERFLOW_SLOTS: usize = 16;
+/// Listener tokens live at the top of the token space, connections at the bottom.
+const LISTENER_TOKEN_BASE: usize = usize::MAX - 64;
+
+pub struct EventLoop {
+    poll: Poll,
+    events: Events,
+    listeners: Vec<TcpListener>,
+    slots: Slots,
+    read_buffer: Box<[u8]>,
+    /// Connections with output queued during this pass.
+    to_flush: Vec<ConnId>,
+    /// Connections to drop at the end of this pass.
+    to_close: Vec<ConnId>,
+    broker: Broker,
+}
+
+/// The connection slab: `ConnId` is the index; capacity is fixed at start-up.
+struct Slots {
+    entries: Vec<Option<Connection>>,
+    free: Vec<u32>,
+    capacity: usize,
+}
+
+impl Slots {
+    fn get_mut(&mut self, id: ConnId) -> Option<&mut Connection> {
+        self.entries.get_mut(id.0 as usize).and_then(Option::as_mut)
+    }
+
+    fn get(&self, id: ConnId) -> Option<&Connection> {
+        self.entries.get(id.0 as usize).and_then(Option::as_ref)
+    }
+
+    fn insert(&mut self, connection: Connection) -> Option<ConnId> {
+        if let Some(index) = self.free.pop() {
+            self.entries[index as usize] = Some(connection);
+            return Some(ConnId(index));
+        }
+        if self.entries.len() >= self.capacity {
+            return None;
+        }
+        self.entries.push(Some(connection));
+        u32::try_from(self.entries.len() - 1).ok().map(ConnId)
+    }
+
+    fn remove(&mut self, id: ConnId) -> Option<Connection> {
+        let taken = self.entries.get_mut(id.0 as usize).and_then(Option::take);
+        if taken.is_some() {
+            self.free.push(id.0);
+        }
+        taken
+    }
+}
+
+/// The broker's view of the sockets during one call: encodes packets straight into the
+/// connections' output buffers.
+struct SocketOutbox<'a> {
+    slots: &'a mut Slots,
+    to_flush: &'a mut Vec<ConnId>,
+    to_close: &'a mut Vec<ConnId>,
+}
+
+impl Outbox for SocketOutbox<'_> {
+    fn send(&mut self, conn: ConnId, version: ProtocolVersion, packet: &Packet) {
+        let Some(connection) = self.slots.get_mut(conn) else {
+            return;
+        };
+        if connection.closing {
+            return;
+        }
+        codec::encode(packet, version, &mut connection.tx);
+        if !connection.flush_queued {
+            connection.flush_queued = true;
+            self.to_flush.push(conn);
+        }
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        let Some(connection) = self.slots.get_mut(conn) else {
+            return;
+        };
+        if !connection.closing {
+            connection.closing = true;
+            self.to_close.push(conn);
+        }
+    }
+
+    fn backlog(&self, conn: ConnId) -> usize {
+        self.slots.get(conn).map_or(0, Connection::pending_output)
+    }
+}
+
+impl EventLoop {
+    /// Binds every address (port 0 picks a free port; see `local_addrs`).
+    pub fn bind(addrs: &[SocketAddr], broker: Broker) -> io::Result<EventLoop> {
+        let poll = Poll::new()?;
+        let mut listeners = Vec::with_capacity(addrs.len());
+        for (i, addr) in addrs.iter().enumerate() {
+            let mut listener = TcpListener::bind(*addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+            poll.registry().register(
+                &mut listener,
+                Token(LISTENER_TOKEN_BASE + i),
+                Interest::READABLE,
+            )?;
+            listeners.push(listener);
+        }
+        let capacity = broker.limits().max_connections + OVERFLOW_SLOTS;
+        Ok(EventLoop {
+            poll,
+            events: Events::with_capacity(1024),
+            listeners,
+            slots: Slots {
+                entries: Vec::with_capacity(capacity),
+                free: Vec::new(),
+                capacity,
+            },
+            read_buffer: vec![0u8; READ_BUFFER_SIZE].into_boxed_slice(),
+            to_flush: Vec::new(),
+            to_close: Vec::new(),
+            broker,
+        })
+    }
+
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// Runs until an unrecoverable poll error.
+    pub fn run(&mut self) -> io::Result<()> {
+        loop {
+            self.run_once(None)?;
+        }
+    }
+
+    /// One pass: wait (at most `max_wait`, and never past the broker's next deadline), then
+    /// handle everything that is ready.
+    pub fn run_once(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
+        let now = Instant::now();
+        let until_deadline = self
+            .broker
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(now));
+        let timeout = match (until_deadline, max_wait) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        let now = Instant::now();
+        let ready: Vec<(Token, bool, bool)> = self
+            .events
+            .iter()
+            .map(|e| {
+                let closed = e.is_read_closed() || e.is_error();
+                (e.token(), e.is_readable() || closed, e.is_writable())
+            })
+            .collect();
+        for (token, readable, writable) in ready {
+            if token.0 >= LISTENER_TOKEN_BASE {
+                self.accept(token.0 - LISTENER_TOKEN_BASE, now);
+                continue;
+            }
+            let conn = ConnId(token.0 as u32);
+            if writable {
+                self.queue_flush(conn);
+            }
+            if readable {
+                self.read(conn, now);
+            }
+        }
+        let mut outbox = SocketOutbox {
+            slots: &mut self.slots,
+            to_flush: &mut self.to_flush,
+            to_close: &mut self.to_close,
+        };
+        self.broker.on_timers(now, &mut outbox);
+        self.broker.end_of_pass(now, &mut outbox);
+        self.flush_all();
+        self.close_pending(now);
+        Ok(())
+    }
+
+    fn accept(&mut self, listener: usize, now: Instant) {
+        loop {
+            let Some(l) = self.listeners.get(listener) else {
+                return;
+            };
+            let (stream, peer) = match l.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: log and retry on the next readiness event.
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            };
+            if let Err(e) = stream.set_nodelay(true) {
+                log::debug!("{peer}: set_nodelay failed: {e}");
+            }
+            self.register(stream, peer, now);
+        }
+    }
+
+    fn register(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
+        let Some(conn) = self.slots.insert(Connection::new(stream, peer)) else {
+            log::warn!(
+                "{peer}: connection refused, all {} slots in use",
+                self.slots.capacity
+            );
+            return; // Dropping the stream closes it.
+        };
+        let Some(connection) = self.slots.get_mut(conn) else {
+            return;
+        };
+        if let Err(e) = self.poll.registry().register(
+            &mut connection.stream,
+            Token(conn.0 as usize),
+            Interest::READABLE,
+        ) {
+            log::warn!("{peer}: cannot register socket: {e}");
+            self.slots.remove(conn);
+            return;
+        }
+        log::debug!("{conn:?}: accepted from {peer}");
+        self.broker.on_accept(conn, now);
+    }
+
+    /// Reads until `WouldBlock`, decoding and handling each complete packet.
+    fn read(&mut self, conn: ConnId, now: Instant) {
+        // Lent out for the duration so decoding can borrow it while the broker runs.
+        let mut buffer = std::mem::take(&mut self.read_buffer);
+        self.read_into(conn, &mut buffer, now);
+        self.read_buffer = buffer;
+    }
+
+    fn read_into(&mut self, conn: ConnId, buffer: &mut [u8], now: Instant) {
+        loop {
+            if !self.broker.wants_input(conn) {
+                return;
+            }
+            let Some(connection) = self.slots.get_mut(conn) else {
+                return;
+            };
+            if connection.closing {
+                return;
+            }
+            let n = match connection.stream.read(buffer) {
+                Ok(0) => return self.peer_closed(conn, "closed by peer"),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.peer_closed(conn, &e.to_string()),
+            };
+            // Decode from the shared buffer directly unless a partial packet is pending.
+            let mut pending = std::mem::take(&mut connection.rx);
+            let leftover = if pending.is_empty() {
+                let input = &buffer[..n];
+                let used = self.decode_all(conn, input, now);
+                used.map(|used| input[used..].to_vec())
+            } else {
+                pending.extend_from_slice(&buffer[..n]);
+                let used = self.decode_all(conn, &pending, now);
+                used.map(|used| {
+                    pending.drain(..used);
+                    pending
+                })
+            };
+            match (leftover, self.slots.get_mut(conn)) {
+                (Some(rest), Some(connection)) => connection.rx = rest,
+                // A decode error: the broker already asked for the close.
+                (None, _) | (_, None) => return,
+            }
+        }
+    }
+
+    /// Decodes and handles every complete packet in `input`; returns the bytes consumed, or
+    /// `None` after a decode error.
+    fn decode_all(&mut self, conn: ConnId, input: &[u8], now: Instant) -> Option<usize> {
+        let mut used = 0;
+        while used < input.len() {
+            if !self.broker.wants_input(conn) {
+                return Some(input.len());
+            }
+            let context = self.broker.decode_context(conn);
+            let mut outbox = SocketOutbox {
+                slots: &mut self.slots,
+                to_flush: &mut self.to_flush,
+                to_close: &mut self.to_close,
+            };
+            match codec::decode(&input[used..], &context) {
+                Ok(Some((packet, size))) => {
+                    used += size;
+                    self.broker.handle(conn, packet, now, &mut outbox);
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    let declared = context
+                        .version
+                        .is_none()
+                        .then(|| codec::sniff_connect_version(&input[used..]))
+                        .flatten();
+                    self.broker
+                        .on_decode_error(conn, &error, declared, now, &mut outbox);
+                    return None;
+                }
+            }
+        }
+        Some(used)
+    }
+
+    fn queue_flush(&mut self, conn: ConnId) {
+        if let Some(connection) = self.slots.get_mut(conn) {
+            if !connection.flush_queued {
+                connection.flush_queued = true;
+                self.to_flush.push(conn);
+            }
+        }
+    }
+
+    /// Writes every connection's queued output; registers WRITABLE where the kernel is full.
+    fn flush_all(&mut self) {
+        let to_flush = std::mem::take(&mut self.to_flush);
+        for &conn in &to_flush {
+            let Some(connection) = self.slots.get_mut(conn) else {
+                continue;
+            };
+            connection.flush_queued = false;
+            let want_write = match connection.flush() {
+                Ok(Flush::Done) => false,
+                Ok(Flush::Blocked) => true,
+                Err(e) => {
+                    log::debug!("{conn:?}: write failed: {e}");
+                    self.mark_closing(conn);
+                    continue;
+                }
+            };
+            let Some(connection) = self.slots.get_mut(conn) else {
+                continue;
+            };
+            if want_write != connection.write_interest {
+                let interest = if want_write {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                let token = Token(conn.0 as usize);
+                if let Err(e) =
+                    self.poll
+                        .registry()
+                        .reregister(&mut connection.stream, token, interest)
+                {
+                    log::warn!("{conn:?}: reregister failed: {e}");
+                }
+                connection.write_interest = want_write;
+            }
+        }
+        // Reuse the allocation.
+        let mut to_flush = to_flush;
+        to_flush.clear();
+        if self.to_flush.is_empty() {
+            self.to_flush = to_flush;
+        }
+    }
+
+    fn mark_closing(&mut self, conn: ConnId) {
+        if let Some(connection) = self.slots.get_mut(conn) {
+            if !connection.closing {
+                connection.closing = true;
+                self.to_close.push(conn);
+            }
+        }
+    }
+
+    fn peer_closed(&mut self, conn: ConnId, why: &str) {
+        if let Some(connection) = self.slots.get(conn) {
+            log::debug!("{conn:?} ({}): {why}", connection.peer);
+        }
+        self.mark_closing(conn);
+    }
+
+    /// Drops every connection marked closing: one last write attempt, then the socket goes
+    /// and the broker hears of it (will, session detach).
+    fn close_pending(&mut self, now: Instant) {
+        while let Some(conn) = self.to_close.pop() {
+            let Some(mut connection) = self.slots.remove(conn) else {
+                continue;
+            };
+            let _ = connection.flush();
+            connection.drain_input(&mut self.read_buffer);
+            let _ = connection.stream.shutdown(std::net::Shutdown::Write);
+            let _ = self.poll.registry().deregister(&mut connection.stream);
+            drop(connection);
+            let mut outbox = SocketOutbox {
+                slots: &mut self.slots,
+                to_flush: &mut self.to_flush,
+                to_close: &mut self.to_close,
+            };
+            self.broker.on_closed(conn, now, &mut outbox);
+        }
+        // A will published by `on_closed` may have queued output for others.
+        if !self.to_flush.is_empty() {
+            self.flush_all();
+        }
+    }
+}
