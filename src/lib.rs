@@ -1,8 +1,11 @@
 //! edgemq: a small, fast, crash-safe single-threaded MQTT broker for edge gateways.
 //!
-//! Layers, dependencies pointing one way: `net -> broker -> codec`, `broker -> store`.
+//! Layers, dependencies pointing one way: `net -> broker -> codec`, `broker -> store`;
+//! `config` and `cli` are leaves used by `main`.
 #![forbid(unsafe_code)]
 
 pub mod broker;
+pub mod cli;
 pub mod codec;
+pub mod config;
 pub mod net;

@@ -1,0 +1,1866 @@
+//! Configuration: TOML text in, a validated [`Config`] holding every limit the broker runs with.
+//!
+//! Contract:
+//! - Every key has a type, a range and a default. The defaults are the values written in
+//!   `conf/edgemq.toml`, which is built in as [`DEFAULT_CONFIG`]; a test keeps that file and
+//!   [`Config::default_values`] equal, and checks that the file shows every key.
+//! - Anything wrong is one [`ConfigError`] whose `Display` is a single line naming the file and
+//!   the key: a value of the wrong type or out of range, an unknown key or section (typos are
+//!   never silent), a TOML syntax error (with line and column), or two keys that contradict each
+//!   other (both named).
+//! - [`Config::load`] reads the config file and nothing else: no sockets, no data directory, no
+//!   logging, no global state. A `Config` that exists is valid; later layers do not re-check it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::{Table, Value};
+
+use crate::codec::QoS;
+
+/// The documented default configuration, built into the binary.
+pub const DEFAULT_CONFIG: &str = include_str!("../conf/edgemq.toml");
+
+/// What errors in [`DEFAULT_CONFIG`] name as their file.
+pub const DEFAULT_CONFIG_ORIGIN: &str = "built-in conf/edgemq.toml";
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+const TIB: u64 = 1024 * GIB;
+
+/// The largest packet MQTT can frame: a 4-byte Remaining Length tops out at 268,435,455.
+pub const PROTOCOL_MAX_PACKET_SIZE: u32 = 268_435_455;
+
+/// The largest finite session expiry in seconds: on the wire 0xFFFFFFFF means "does not expire"
+/// (MQTT 5.0 §3.1.2.11.2), so finite values stop one below it.
+const MAX_FINITE_SESSION_EXPIRY_SECS: u64 = u32::MAX as u64 - 1;
+
+/// At most this many listening sockets; more is a mistake, not a deployment.
+pub const MAX_LISTENERS: usize = 64;
+
+/// The sections a config file may have, in the order they are read.
+const SECTIONS: [&str; 4] = ["log", "listener", "mqtt", "sqlite"];
+
+/// Log levels by their config and command-line names.
+pub const LOG_LEVELS: [(&str, log::Level); 5] = [
+    ("error", log::Level::Error),
+    ("warn", log::Level::Warn),
+    ("info", log::Level::Info),
+    ("debug", log::Level::Debug),
+    ("trace", log::Level::Trace),
+];
+
+/// The whole validated configuration. Fields mirror the file: `config.mqtt.max_inflight` is
+/// `[mqtt] max_inflight`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub log: LogConfig,
+    pub listener: ListenerConfig,
+    pub mqtt: MqttConfig,
+    pub sqlite: SqliteConfig,
+}
+
+/// `[log]`
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Most verbose level logged.
+    pub level: log::Level,
+}
+
+/// `[listener]`
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// Addresses to accept MQTT over TCP on: at least one, no duplicates.
+    pub bind: Vec<SocketAddr>,
+}
+
+/// `[mqtt]`: protocol limits and features. See `conf/edgemq.toml` for what each one does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MqttConfig {
+    /// Open connections at once, 1..=1_000_000.
+    pub max_connections: usize,
+    /// Sessions kept, online and offline, 1..=10_000_000 and at least `max_connections`.
+    pub max_sessions: usize,
+    /// Subscriptions per session, 1..=1_000_000.
+    pub max_subscriptions_per_session: usize,
+    /// Largest whole packet in either direction, 64..=268_435_455 bytes.
+    pub max_packet_size: u32,
+    /// Per-session outbound QoS 1/2 window and the v5 Receive Maximum we advertise, 1..=65535.
+    pub max_inflight: u16,
+    /// In-memory messages per online session waiting for inflight space, 0..=1_000_000.
+    pub max_queued_messages: usize,
+    /// Time from accept to a complete CONNECT, 100ms..=1h.
+    pub connect_timeout: Duration,
+    /// Keep Alive is enforced as `keepalive * keepalive_multiplier`, 1.0..=10.0.
+    pub keepalive_multiplier: f64,
+    /// Largest Keep Alive in seconds; 0 = no limit. v5 clients asking more get Server Keep Alive.
+    pub max_keepalive: u16,
+    pub retain_available: bool,
+    /// Retained messages stored at once, 1..=100_000_000.
+    pub max_retained_messages: u64,
+    /// Bytes of all retained messages, 1KiB..=1TiB.
+    pub max_retained_bytes: u64,
+    /// v5 Topic Alias Maximum we advertise; 0 = no aliases.
+    pub max_topic_alias: u16,
+    pub allow_zero_length_clientid: bool,
+    /// Highest QoS granted.
+    pub max_qos: QoS,
+    /// Whether QoS 0 messages are queued for offline sessions.
+    pub queue_qos0: bool,
+    /// How long an abandoned 3.1.1 persistent session is kept, whole seconds; `None` = never
+    /// expires.
+    pub persistent_session_expiry: Option<Duration>,
+    /// Cap on the v5 Session Expiry Interval, whole seconds; `None` = no cap.
+    pub max_session_expiry: Option<Duration>,
+    /// Per-connection output queue cap in bytes, 4KiB..=1GiB and at least `max_packet_size`.
+    pub tx_buffer_limit: usize,
+    pub wildcard_subscription_available: bool,
+    pub subscription_identifiers_available: bool,
+}
+
+/// `[sqlite]`: the on-disk store. Names follow NanoMQ's `sqlite` section where they overlap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SqliteConfig {
+    /// Directory holding the database.
+    pub mounted_file_path: PathBuf,
+    pub durability: Durability,
+    /// Global cap on stored messages, 1..=1_000_000_000.
+    pub disk_cache_size: u64,
+    /// Stored messages per session, 1..=`disk_cache_size`.
+    pub max_queued_per_session: u64,
+    /// Stored bytes per session, 1KiB..=1TiB.
+    pub max_queued_bytes_per_session: u64,
+    pub overflow: Overflow,
+    /// Messages buffered before a batch is written, 1..=1_000_000.
+    pub flush_mem_threshold: usize,
+    /// Longest wait before a batch is written, in milliseconds, 1..=60_000. See
+    /// [`SqliteConfig::flush_interval`].
+    pub flush_interval_ms: u64,
+    /// 3.1.1 resend of unacknowledged inflight messages; `Duration::ZERO` = off. 0..=1d.
+    pub resend_interval: Duration,
+}
+
+/// When store writes reach the disk (`sqlite.durability`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Each batch is committed and synced before the acknowledgements that depend on it.
+    Sync,
+    /// Batches are committed without waiting for the disk sync; power loss may lose the last one.
+    Batch,
+    /// The database lives in memory; nothing survives a restart.
+    Memory,
+}
+
+/// What happens when a session queue or the store is full (`sqlite.overflow`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// Drop the oldest queued message of that session to make room.
+    DropOldest,
+    /// Drop the new message for that session.
+    DropNew,
+    /// Refuse the publish (v5: Quota exceeded); 3.1.1 publishers cannot be told, so it is dropped.
+    Reject,
+}
+
+const DURABILITY_NAMES: [(&str, Durability); 3] = [
+    ("sync", Durability::Sync),
+    ("batch", Durability::Batch),
+    ("memory", Durability::Memory),
+];
+
+const OVERFLOW_NAMES: [(&str, Overflow); 3] = [
+    ("drop_oldest", Overflow::DropOldest),
+    ("drop_new", Overflow::DropNew),
+    ("reject", Overflow::Reject),
+];
+
+impl Durability {
+    /// The config-file spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::Sync => "sync",
+            Durability::Batch => "batch",
+            Durability::Memory => "memory",
+        }
+    }
+}
+
+impl Overflow {
+    /// The config-file spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Overflow::DropOldest => "drop_oldest",
+            Overflow::DropNew => "drop_new",
+            Overflow::Reject => "reject",
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: log::Level::Info,
+        }
+    }
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            bind: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
+        }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            max_connections: 1024,
+            max_sessions: 4096,
+            max_subscriptions_per_session: 128,
+            max_packet_size: 1024 * 1024,
+            max_inflight: 32,
+            max_queued_messages: 1000,
+            connect_timeout: Duration::from_secs(10),
+            keepalive_multiplier: 1.5,
+            max_keepalive: 65535,
+            retain_available: true,
+            max_retained_messages: 10_000,
+            max_retained_bytes: 16 * MIB,
+            max_topic_alias: 16,
+            allow_zero_length_clientid: true,
+            max_qos: QoS::ExactlyOnce,
+            queue_qos0: false,
+            persistent_session_expiry: None,
+            max_session_expiry: None,
+            tx_buffer_limit: 1024 * 1024,
+            wildcard_subscription_available: true,
+            subscription_identifiers_available: true,
+        }
+    }
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        SqliteConfig {
+            mounted_file_path: PathBuf::from("./data"),
+            durability: Durability::Sync,
+            disk_cache_size: 102_400,
+            max_queued_per_session: 100_000,
+            max_queued_bytes_per_session: 64 * MIB,
+            overflow: Overflow::DropOldest,
+            flush_mem_threshold: 100,
+            flush_interval_ms: 100,
+            resend_interval: Duration::ZERO,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::default_values()
+    }
+}
+
+impl SqliteConfig {
+    /// `flush_interval_ms` as a `Duration`.
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms)
+    }
+}
+
+impl Config {
+    /// The defaults, as written in `conf/edgemq.toml` (a test keeps the two equal).
+    pub fn default_values() -> Config {
+        Config {
+            log: LogConfig::default(),
+            listener: ListenerConfig::default(),
+            mqtt: MqttConfig::default(),
+            sqlite: SqliteConfig::default(),
+        }
+    }
+
+    /// Parses and validates [`DEFAULT_CONFIG`]. Cannot fail in a tested build; it returns a
+    /// `Result` anyway so that nothing on the start-up path can panic.
+    pub fn embedded_default() -> Result<Config, ConfigError> {
+        Config::from_toml_str(DEFAULT_CONFIG, DEFAULT_CONFIG_ORIGIN)
+    }
+
+    /// Reads and validates the config file at `path`. Errors name `path` as the file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::from_toml_str(&text, &origin),
+            Err(e) => Err(ConfigError {
+                origin,
+                kind: ConfigErrorKind::Read {
+                    reason: e.to_string(),
+                },
+            }),
+        }
+    }
+
+    /// Parses and validates TOML text. `origin` is what errors call the file (usually its path).
+    /// Keys that are absent keep their defaults.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        parse_with_keys(text, origin).map(|(config, _keys)| config)
+    }
+}
+
+/// Parses like [`Config::from_toml_str`] and also returns every key the parser knows, as
+/// `"section.key"` in reading order (tests check the default file against this list).
+fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), ConfigError> {
+    let mut root: Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| syntax_error(text, origin, &e))?;
+    let mut config = Config::default_values();
+    let mut known = Vec::new();
+
+    let mut s = Section::open(&mut root, "log", origin)?;
+    s.choice(&mut config.log.level, "level", &LOG_LEVELS)?;
+    known.extend(s.finish()?);
+
+    let mut s = Section::open(&mut root, "listener", origin)?;
+    s.bind(&mut config.listener.bind, "bind")?;
+    known.extend(s.finish()?);
+
+    let m = &mut config.mqtt;
+    let mut s = Section::open(&mut root, "mqtt", origin)?;
+    s.integer(&mut m.max_connections, "max_connections", 1, 1_000_000)?;
+    s.integer(&mut m.max_sessions, "max_sessions", 1, 10_000_000)?;
+    s.integer(
+        &mut m.max_subscriptions_per_session,
+        "max_subscriptions_per_session",
+        1,
+        1_000_000,
+    )?;
+    s.size(
+        &mut m.max_packet_size,
+        "max_packet_size",
+        64,
+        u64::from(PROTOCOL_MAX_PACKET_SIZE),
+    )?;
+    s.integer(&mut m.max_inflight, "max_inflight", 1, u16::MAX)?;
+    s.integer(
+        &mut m.max_queued_messages,
+        "max_queued_messages",
+        0,
+        1_000_000,
+    )?;
+    s.duration(
+        &mut m.connect_timeout,
+        "connect_timeout",
+        DurationRange::any(Duration::from_millis(100), Duration::from_secs(3600)),
+    )?;
+    s.float(
+        &mut m.keepalive_multiplier,
+        "keepalive_multiplier",
+        1.0,
+        10.0,
+    )?;
+    s.integer(&mut m.max_keepalive, "max_keepalive", 0, u16::MAX)?;
+    s.boolean(&mut m.retain_available, "retain_available")?;
+    s.integer(
+        &mut m.max_retained_messages,
+        "max_retained_messages",
+        1,
+        100_000_000,
+    )?;
+    s.size(&mut m.max_retained_bytes, "max_retained_bytes", KIB, TIB)?;
+    s.integer(&mut m.max_topic_alias, "max_topic_alias", 0, u16::MAX)?;
+    s.boolean(
+        &mut m.allow_zero_length_clientid,
+        "allow_zero_length_clientid",
+    )?;
+    s.qos(&mut m.max_qos, "max_qos")?;
+    s.boolean(&mut m.queue_qos0, "queue_qos0")?;
+    s.duration_or_never(
+        &mut m.persistent_session_expiry,
+        "persistent_session_expiry",
+        DurationRange::whole_seconds(1, MAX_FINITE_SESSION_EXPIRY_SECS),
+    )?;
+    s.duration_or_never(
+        &mut m.max_session_expiry,
+        "max_session_expiry",
+        DurationRange::whole_seconds(0, MAX_FINITE_SESSION_EXPIRY_SECS),
+    )?;
+    s.size(&mut m.tx_buffer_limit, "tx_buffer_limit", 4 * KIB, GIB)?;
+    s.boolean(
+        &mut m.wildcard_subscription_available,
+        "wildcard_subscription_available",
+    )?;
+    s.boolean(
+        &mut m.subscription_identifiers_available,
+        "subscription_identifiers_available",
+    )?;
+    known.extend(s.finish()?);
+
+    let q = &mut config.sqlite;
+    let mut s = Section::open(&mut root, "sqlite", origin)?;
+    s.path(&mut q.mounted_file_path, "mounted_file_path")?;
+    s.choice(&mut q.durability, "durability", &DURABILITY_NAMES)?;
+    s.integer(&mut q.disk_cache_size, "disk_cache_size", 1, 1_000_000_000)?;
+    s.integer(
+        &mut q.max_queued_per_session,
+        "max_queued_per_session",
+        1,
+        1_000_000_000,
+    )?;
+    s.size(
+        &mut q.max_queued_bytes_per_session,
+        "max_queued_bytes_per_session",
+        KIB,
+        TIB,
+    )?;
+    s.choice(&mut q.overflow, "overflow", &OVERFLOW_NAMES)?;
+    s.integer(
+        &mut q.flush_mem_threshold,
+        "flush_mem_threshold",
+        1,
+        1_000_000,
+    )?;
+    s.integer(&mut q.flush_interval_ms, "flush_interval_ms", 1, 60_000)?;
+    s.duration(
+        &mut q.resend_interval,
+        "resend_interval",
+        DurationRange::any(Duration::ZERO, Duration::from_secs(86_400)),
+    )?;
+    known.extend(s.finish()?);
+
+    // Whatever is left at the top level is a section or key nobody reads.
+    if let Some((name, value)) = root.iter().next() {
+        return Err(unknown_top_level(origin, name, value, &known));
+    }
+
+    check_cross_keys(&config, origin)?;
+    Ok((config, known))
+}
+
+/// Rules between keys; each error names both keys and says why the pair cannot work.
+fn check_cross_keys(config: &Config, origin: &str) -> Result<(), ConfigError> {
+    let conflict = |a: &str, b: &str, message: String| ConfigError {
+        origin: origin.to_string(),
+        kind: ConfigErrorKind::Conflict {
+            keys: [a.to_string(), b.to_string()],
+            message,
+        },
+    };
+    let m = &config.mqtt;
+    let q = &config.sqlite;
+    if m.max_sessions < m.max_connections {
+        return Err(conflict(
+            "mqtt.max_sessions",
+            "mqtt.max_connections",
+            format!(
+                "mqtt.max_sessions ({}) must be at least mqtt.max_connections ({}): \
+                 every connection holds a session",
+                m.max_sessions, m.max_connections
+            ),
+        ));
+    }
+    if q.max_queued_per_session > q.disk_cache_size {
+        return Err(conflict(
+            "sqlite.max_queued_per_session",
+            "sqlite.disk_cache_size",
+            format!(
+                "sqlite.max_queued_per_session ({}) must not exceed sqlite.disk_cache_size ({}): \
+                 one session cannot queue more than the whole store holds",
+                q.max_queued_per_session, q.disk_cache_size
+            ),
+        ));
+    }
+    // Compared as u64 so that no narrowing can hide a mismatch.
+    let tx_limit = u64::try_from(m.tx_buffer_limit).unwrap_or(u64::MAX);
+    if tx_limit < u64::from(m.max_packet_size) {
+        return Err(conflict(
+            "mqtt.tx_buffer_limit",
+            "mqtt.max_packet_size",
+            format!(
+                "mqtt.tx_buffer_limit ({}) must be at least mqtt.max_packet_size ({}): \
+                 a message of the largest allowed size could never be sent",
+                format_size(tx_limit),
+                format_size(u64::from(m.max_packet_size))
+            ),
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// A position in the config text, both 1-based; the column counts characters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// Why a configuration was refused. `Display` is one line: `FILE: ...`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file the error is in (its path, or [`DEFAULT_CONFIG_ORIGIN`]).
+    pub origin: String,
+    pub kind: ConfigErrorKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigErrorKind {
+    /// The file could not be read: missing, unreadable, or not UTF-8.
+    Read { reason: String },
+    /// The text is not valid TOML (this includes a key given twice).
+    Syntax {
+        position: Option<Position>,
+        message: String,
+    },
+    /// A `[section]` edgemq does not have.
+    UnknownSection {
+        section: String,
+        suggestion: Option<String>,
+    },
+    /// A key edgemq does not have, as `section.key`.
+    UnknownKey {
+        key: String,
+        suggestion: Option<String>,
+    },
+    /// A known key with a value of the wrong type or out of range.
+    Invalid {
+        key: String,
+        expected: String,
+        got: String,
+    },
+    /// Two keys whose values cannot work together; `message` names both.
+    Conflict { keys: [String; 2], message: String },
+}
+
+impl ConfigError {
+    /// The key the error is about (`section.key`, or the section), if it is about one.
+    pub fn key(&self) -> Option<&str> {
+        match &self.kind {
+            ConfigErrorKind::Read { .. } | ConfigErrorKind::Syntax { .. } => None,
+            ConfigErrorKind::UnknownSection { section, .. } => Some(section),
+            ConfigErrorKind::UnknownKey { key, .. } | ConfigErrorKind::Invalid { key, .. } => {
+                Some(key)
+            }
+            ConfigErrorKind::Conflict { keys, .. } => Some(&keys[0]),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.origin)?;
+        match &self.kind {
+            ConfigErrorKind::Read { reason } => write!(f, "cannot read config file: {reason}"),
+            ConfigErrorKind::Syntax { position, message } => {
+                if let Some(p) = position {
+                    write!(f, "line {}, column {}: ", p.line, p.column)?;
+                }
+                write!(f, "invalid TOML: {message}")
+            }
+            ConfigErrorKind::UnknownSection {
+                section,
+                suggestion,
+            } => {
+                write!(f, "unknown section \"[{section}]\"")?;
+                match suggestion {
+                    Some(s) => write!(f, " (did you mean \"[{s}]\"?)"),
+                    None => write!(f, " (sections are [log], [listener], [mqtt], [sqlite])"),
+                }
+            }
+            ConfigErrorKind::UnknownKey { key, suggestion } => {
+                write!(f, "unknown key \"{key}\"")?;
+                match suggestion {
+                    Some(s) => write!(f, " (did you mean \"{s}\"?)"),
+                    None => Ok(()),
+                }
+            }
+            ConfigErrorKind::Invalid { key, expected, got } => {
+                write!(f, "{key}: expected {expected}, got {got}")
+            }
+            ConfigErrorKind::Conflict { message, .. } => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn syntax_error(text: &str, origin: &str, err: &toml::de::Error) -> ConfigError {
+    let position = err.span().map(|span| position_of(text, span.start));
+    // toml's messages can span lines; the error must stay one line.
+    let message = err
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    ConfigError {
+        origin: origin.to_string(),
+        kind: ConfigErrorKind::Syntax { position, message },
+    }
+}
+
+/// The 1-based line and character column of byte `offset` in `text` (clamped to the text).
+fn position_of(text: &str, offset: usize) -> Position {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Position {
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+    }
+}
+
+fn unknown_top_level(origin: &str, name: &str, value: &Value, known: &[String]) -> ConfigError {
+    let kind = if value.is_table() {
+        ConfigErrorKind::UnknownSection {
+            section: name.to_string(),
+            suggestion: closest(name, SECTIONS).map(str::to_string),
+        }
+    } else {
+        // A key outside any section: most likely one that belongs in a section.
+        let bare = known
+            .iter()
+            .map(|k| k.split_once('.').map_or(k.as_str(), |(_, key)| key));
+        let suggestion = closest(name, bare)
+            .and_then(|bare| known.iter().find(|k| k.ends_with(&format!(".{bare}"))))
+            .cloned();
+        ConfigErrorKind::UnknownKey {
+            key: name.to_string(),
+            suggestion,
+        }
+    };
+    ConfigError {
+        origin: origin.to_string(),
+        kind,
+    }
+}
+
+/// How a value is shown after "got": as it would be written in TOML, kept to one short line.
+fn show(value: &Value) -> String {
+    match value {
+        Value::String(s) => {
+            let shown = format!("{s:?}");
+            if shown.chars().count() > 64 {
+                let cut: String = shown.chars().take(60).collect();
+                format!("{cut}...\"")
+            } else {
+                shown
+            }
+        }
+        Value::Integer(i) => i.to_string(),
+        Value::Float(x) => format!("{x:?}"),
+        Value::Boolean(b) => b.to_string(),
+        Value::Datetime(d) => d.to_string(),
+        Value::Array(items) => {
+            let mut parts: Vec<String> = items.iter().take(4).map(show).collect();
+            if items.len() > 4 {
+                parts.push("...".to_string());
+            }
+            format!("[{}]", parts.join(", "))
+        }
+        Value::Table(_) => "a table".to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading one section
+
+/// The keys of one `[section]` not yet read. Each reader takes its key out (recording it as
+/// known) and writes the field only when the key is present, so absent keys keep the defaults;
+/// [`Section::finish`] reports whatever nobody took.
+struct Section<'a> {
+    origin: &'a str,
+    name: &'static str,
+    table: Table,
+    known: Vec<&'static str>,
+}
+
+/// The range a duration key accepts.
+struct DurationRange {
+    min: Duration,
+    max: Duration,
+    /// Values that go on the wire in seconds must be whole seconds.
+    whole_seconds: bool,
+}
+
+impl DurationRange {
+    fn any(min: Duration, max: Duration) -> DurationRange {
+        DurationRange {
+            min,
+            max,
+            whole_seconds: false,
+        }
+    }
+
+    fn whole_seconds(min_secs: u64, max_secs: u64) -> DurationRange {
+        DurationRange {
+            min: Duration::from_secs(min_secs),
+            max: Duration::from_secs(max_secs),
+            whole_seconds: true,
+        }
+    }
+
+    fn accepts(&self, d: Duration) -> bool {
+        d >= self.min && d <= self.max && (!self.whole_seconds || d.subsec_nanos() == 0)
+    }
+
+    fn describe(&self, never: bool) -> String {
+        format!(
+            "a duration from {} to {}{} (integer seconds or a string like \"10s\"){}",
+            format_duration(self.min),
+            format_duration(self.max),
+            if self.whole_seconds {
+                " in whole seconds"
+            } else {
+                ""
+            },
+            if never { " or \"never\"" } else { "" }
+        )
+    }
+}
+
+impl<'a> Section<'a> {
+    /// Takes `[name]` out of the root table; an absent section is an empty one.
+    fn open(root: &mut Table, name: &'static str, origin: &'a str) -> Result<Self, ConfigError> {
+        let table = match root.remove(name) {
+            None => Table::new(),
+            Some(Value::Table(t)) => t,
+            Some(other) => {
+                return Err(ConfigError {
+                    origin: origin.to_string(),
+                    kind: ConfigErrorKind::Invalid {
+                        key: name.to_string(),
+                        expected: format!("a section ([{name}])"),
+                        got: show(&other),
+                    },
+                })
+            }
+        };
+        Ok(Section {
+            origin,
+            name,
+            table,
+            known: Vec::new(),
+        })
+    }
+
+    fn take(&mut self, key: &'static str) -> Option<Value> {
+        self.known.push(key);
+        self.table.remove(key)
+    }
+
+    fn invalid(&self, key: &str, expected: String, got: &Value) -> ConfigError {
+        ConfigError {
+            origin: self.origin.to_string(),
+            kind: ConfigErrorKind::Invalid {
+                key: format!("{}.{key}", self.name),
+                expected,
+                got: show(got),
+            },
+        }
+    }
+
+    /// An integer in `min..=max`.
+    fn integer<T>(
+        &mut self,
+        field: &mut T,
+        key: &'static str,
+        min: T,
+        max: T,
+    ) -> Result<(), ConfigError>
+    where
+        T: Copy + PartialOrd + fmt::Display + TryFrom<i64>,
+    {
+        let Some(value) = self.take(key) else {
+            return Ok(());
+        };
+        let parsed = match &value {
+            Value::Integer(i) => T::try_from(*i).ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(n) if n >= min && n <= max => {
+                *field = n;
+                Ok(())
+            }
+            _ => Err(self.invalid(key, format!("an integer between {min} and {max}"), &value)),
+        }
+    }
+
+    /// A number in `min..=max`; integers are accepted too.
+    fn float(
+        &mut self,
+        field: &mut f64,
+        key: &'static str,
+        min: f64,
+        max: f64,
+    ) -> Result<(), ConfigError> {
+        let Some(value) = self.take(key) else {
+            return Ok(());
+        };
+        let parsed = match &value {
+            Value::Float(x) => Some(*x),
+            // Small integers convert exactly; anything this large is out of range anyway.
+            Value::Integer(i) => i32::try_from(*i).ok().map(f64::from),
+            _ => None,
+        };
+        match parsed {
+            // NaN fails both comparisons.
+            Some(x) if x >= min && x <= max => {
+                *field = x;
+                Ok(())
+            }
+            _ => Err(self.invalid(key, format!("a number between {min:?} and {max:?}"), &value)),
+        }
+    }
+
+    fn boolean(&mut self, field: &mut bool, key: &'static str) -> Result<(), ConfigError> {
+        let Some(value) = self.take(key) else {
+            return Ok(());
+        };
+        match value {
+            Value::Boolean(b) => {
+                *field = b;
+                Ok(())
+            }
+            other => Err(self.invalid(key, "true or false".to_string(), &other)),
+        }
+    }
+
+    /// A size in bytes in `min..=max`: an integer or a string like `"64KB"`.
+    fn size<T>(
+        &mut self,
+        field: &mut T,
+        key: &'static str,
+        min: u64,
+        max: u64,
+    ) -> Result<(), ConfigError>
+    where
+        T: TryFrom<u64>,
+    {
+        let Some(value) = self.take(key) else {
+            return Ok(());
+        };
+        let parsed = match &value {
+            Value::Integer(i) => u64::try_from(*i).ok(),
+            Value::String(s) => parse_size(s),
+            _ => None,
+        };
+        let narrowed = parsed
+            .filter(|n| (min..=max).contains(n))
+            .and_then(|n| T::try_from(n).ok());
+        match narrowed {
+            Some(n) => {
+                *field = n;
+                Ok(())
+            }
+            None => Err(self.invalid(
+                key,
+                format!(
+                    "a size from {} to {} (integer bytes or a string like \"1MB\")",
+                    format_size(min),
+                    format_size(max)
+                ),
+                &value,
+            )),
+        }
+    }
+
+    fn duration(
+        &mut self,
+        field: &mut Duration,
+        key: &'static str,
+        range: DurationRange,
+    ) -> Result<(), ConfigError> {
+        let Some(value) = self.take(key) else {
+            return Ok(());
+        };
+        match duration_value(&value).filter(|d| range.accepts(*d)) {
+            Some(d) => {
+                *field = d;
+                Ok(())
+            }
+            None => Err(self.invalid(key, range.describe(false), &value)),
+        }
+    }
+
+    /// Like [`Section::duration`], and the string `"never"` gives `None`.
+    fn duration_or_never(
+        &mut self,
+        field: &mut Option<Duration>,
+        key: &'static str,
+        range: DurationRange,
+    ) -> Result<(), ConfigError> {
+        let Some(value) = self.take(key) else {
+            return Ok(());
+        };
+        if let Value::String(s) = &value {
+            if s.trim().eq_ignore_ascii_case("never") {
+                *field = None;
+                return Ok(());
+            }
+        }
+        match duration_value(&value).filter(|d| range.accepts(*d)) {
+            Some(d) => {
+                *field = Some(d);
+                Ok(())
+            }
+            None => Err(self.invalid(key, range.describe(true), &value)),
+        }
+    }
+
+    /// One of a fixed set of names (ASCII case-insensitive).
+    fn choice<T: Copy>(
+        &mut self,
+        field: &mut T,
+        key: &'static str,
+        options: &[(&'static str, T)],
+    ) -> Result<(), ConfigError> {
+        let Some(value) = self.take(key) else {
+            return Ok(());
+        };
+        let found = match &value {
+            Value::String(s) => lookup(options, s),
+            _ => None,
+        };
+        match found {
+            Some(v) => {
+                *field = v;
+                Ok(())
+            }
+            None => {
+                let names: Vec<String> = options.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+                Err(self.invalid(key, format!("one of {}", names.join(", ")), &value))
+            }
+        }
+    }
+
+    fn qos(&mut self, field: &mut QoS, key: &'static str) -> Result<(), ConfigError> {
+        let Some(value) = self.take(key) else {
+            return Ok(());
+        };
+        let parsed = match &value {
+            Value::Integer(i) => u8::try_from(*i).ok().and_then(QoS::from_bits),
+            _ => None,
+        };
+        match parsed {
+            Some(q) => {
+                *field = q;
+                Ok(())
+            }
+            None => Err(self.invalid(key, "an integer between 0 and 2".to_string(), &value)),
+        }
+    }
+
+    fn path(&mut self, field: &mut PathBuf, key: &'static str) -> Result<(), ConfigError> {
+        let Some(value) = self.take(key) else {
+            return Ok(());
+        };
+        match &value {
+            Value::String(s) if !s.is_empty() && !s.contains('\0') => {
+                *field = PathBuf::from(s);
+                Ok(())
+            }
+            _ => Err(self.invalid(key, "a non-empty directory path".to_string(), &value)),
+        }
+    }
+
+    /// A list of `IP:port` strings (or one string): at least one, none twice.
+    fn bind(&mut self, field: &mut Vec<SocketAddr>, key: &'static str) -> Result<(), ConfigError> {
+        let Some(value) = self.take(key) else {
+            return Ok(());
+        };
+        let items: Vec<&Value> = match &value {
+            Value::String(_) => vec![&value],
+            Value::Array(items) => items.iter().collect(),
+            _ => {
+                return Err(self.invalid(
+                    key,
+                    "an \"IP:port\" string or a list of them".to_string(),
+                    &value,
+                ))
+            }
+        };
+        if items.is_empty() {
+            return Err(self.invalid(key, "at least one \"IP:port\" address".to_string(), &value));
+        }
+        if items.len() > MAX_LISTENERS {
+            return Err(ConfigError {
+                origin: self.origin.to_string(),
+                kind: ConfigErrorKind::Invalid {
+                    key: format!("{}.{key}", self.name),
+                    expected: format!("at most {MAX_LISTENERS} addresses"),
+                    got: items.len().to_string(),
+                },
+            });
+        }
+        let mut addrs = Vec::with_capacity(items.len());
+        for item in items {
+            let addr = match item {
+                Value::String(s) => parse_socket_addr(s),
+                _ => None,
+            };
+            let Some(addr) = addr else {
+                return Err(self.invalid(
+                    key,
+                    "an \"IP:port\" address such as \"127.0.0.1:1883\" or \"[::]:1883\""
+                        .to_string(),
+                    item,
+                ));
+            };
+            if addrs.contains(&addr) {
+                return Err(self.invalid(key, "each address once".to_string(), item));
+            }
+            addrs.push(addr);
+        }
+        *field = addrs;
+        Ok(())
+    }
+
+    /// Reports the first key nobody read (with a suggestion when one is close) and returns the
+    /// section's known keys as `section.key`.
+    fn finish(self) -> Result<Vec<String>, ConfigError> {
+        if let Some(key) = self.table.keys().next() {
+            let suggestion =
+                closest(key, self.known.iter().copied()).map(|k| format!("{}.{k}", self.name));
+            return Err(ConfigError {
+                origin: self.origin.to_string(),
+                kind: ConfigErrorKind::UnknownKey {
+                    key: format!("{}.{key}", self.name),
+                    suggestion,
+                },
+            });
+        }
+        Ok(self
+            .known
+            .iter()
+            .map(|k| format!("{}.{k}", self.name))
+            .collect())
+    }
+}
+
+fn lookup<T: Copy>(options: &[(&str, T)], name: &str) -> Option<T> {
+    let name = name.trim();
+    options
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| *v)
+}
+
+fn duration_value(value: &Value) -> Option<Duration> {
+    match value {
+        Value::Integer(i) => u64::try_from(*i).ok().map(Duration::from_secs),
+        Value::String(s) => parse_duration(s),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Value syntax shared with the command line
+
+/// A log level by name (`error`, `warn`, `info`, `debug`, `trace`; ASCII case-insensitive).
+pub fn parse_log_level(name: &str) -> Option<log::Level> {
+    lookup(&LOG_LEVELS, name)
+}
+
+/// An `IP:port` socket address (`127.0.0.1:1883`, `[::1]:1883`); host names are not resolved.
+pub fn parse_socket_addr(text: &str) -> Option<SocketAddr> {
+    text.trim().parse().ok()
+}
+
+/// Splits `"123unit"` into the number and the unit after it (spaces between are allowed).
+fn split_number(text: &str) -> Option<(u64, &str)> {
+    let text = text.trim();
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(digits_end);
+    if digits.is_empty() {
+        return None;
+    }
+    Some((digits.parse().ok()?, unit.trim_start()))
+}
+
+/// A duration string: a non-negative integer followed by `ms`, `s`, `m`, `h` or `d` (ASCII
+/// case-insensitive), e.g. `"500ms"`, `"10s"`, `"5m"`, `"2h"`, `"7d"`. The unit is required.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let (n, unit) = split_number(text)?;
+    let unit = unit.to_ascii_lowercase();
+    let secs_per_unit = match unit.as_str() {
+        "ms" => return Some(Duration::from_millis(n)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(secs_per_unit).map(Duration::from_secs)
+}
+
+/// A size string: a non-negative integer, optionally followed by `B`, `KB`/`KiB`/`K`,
+/// `MB`/`MiB`/`M`, `GB`/`GiB`/`G` or `TB`/`TiB`/`T` (ASCII case-insensitive; 1KB = 1024 bytes).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let (n, unit) = split_number(text)?;
+    let unit = unit.to_ascii_lowercase();
+    let multiplier = match unit.as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => KIB,
+        "m" | "mb" | "mib" => MIB,
+        "g" | "gb" | "gib" => GIB,
+        "t" | "tb" | "tib" => TIB,
+        _ => return None,
+    };
+    n.checked_mul(multiplier)
+}
+
+/// A duration in the largest unit that shows it exactly: `"500ms"`, `"10s"`, `"5m"`, `"1d"`.
+pub fn format_duration(d: Duration) -> String {
+    if d.subsec_nanos() != 0 {
+        if d.subsec_nanos() % 1_000_000 == 0 {
+            return format!("{}ms", d.as_millis());
+        }
+        return format!("{d:?}");
+    }
+    let secs = d.as_secs();
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if secs != 0 && secs % size == 0 {
+            return format!("{}{unit}", secs / size);
+        }
+    }
+    format!("{secs}s")
+}
+
+/// A byte count in the largest unit that shows it exactly: `"64KB"`, `"1MB"`, `"100 bytes"`.
+pub fn format_size(bytes: u64) -> String {
+    for (unit, size) in [("TB", TIB), ("GB", GIB), ("MB", MIB), ("KB", KIB)] {
+        if bytes != 0 && bytes % size == 0 {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+/// The candidate closest to `word` by edit distance, if close enough to be a likely typo.
+pub(crate) fn closest<'c>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'c str>,
+) -> Option<&'c str> {
+    let limit = (word.chars().count() / 3).clamp(1, 3);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = substitute.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "test.toml";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(text, FILE)
+    }
+
+    /// The error for `text`, checked to be one line that starts with the file name.
+    fn error(text: &str) -> ConfigError {
+        match parse(text) {
+            Ok(config) => panic!("accepted {text:?} as {config:?}"),
+            Err(e) => {
+                let line = e.to_string();
+                assert!(!line.contains('\n'), "multi-line error: {line:?}");
+                assert!(line.starts_with("test.toml: "), "file not named: {line:?}");
+                e
+            }
+        }
+    }
+
+    #[test]
+    fn embedded_default_parses_to_the_default_values() {
+        let config = Config::embedded_default().expect("built-in default must parse");
+        assert_eq!(config, Config::default_values());
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn empty_file_gives_the_default_values() {
+        assert_eq!(parse("").unwrap(), Config::default_values());
+        // Empty sections too.
+        assert_eq!(
+            parse("[log]\n[listener]\n[mqtt]\n[sqlite]\n").unwrap(),
+            Config::default_values()
+        );
+    }
+
+    #[test]
+    fn documented_defaults_are_the_ones_the_brief_names() {
+        let c = Config::default_values();
+        assert_eq!(c.log.level, log::Level::Info);
+        assert_eq!(c.listener.bind, vec!["127.0.0.1:1883".parse().unwrap()]);
+        assert_eq!(c.mqtt.max_packet_size, 1_048_576);
+        assert_eq!(c.mqtt.max_qos, QoS::ExactlyOnce);
+        assert_eq!(c.mqtt.persistent_session_expiry, None);
+        assert_eq!(c.sqlite.mounted_file_path, PathBuf::from("./data"));
+        assert_eq!(c.sqlite.max_queued_bytes_per_session, 64 * 1024 * 1024);
+        assert_eq!(c.sqlite.flush_interval(), Duration::from_millis(100));
+        assert_eq!(c.sqlite.resend_interval, Duration::ZERO);
+    }
+
+    #[test]
+    fn default_file_shows_every_key_once_each_with_a_comment_above() {
+        let (_, mut known) = parse_with_keys("", FILE).unwrap();
+        let table: Table = DEFAULT_CONFIG.parse().unwrap();
+        let mut in_file = Vec::new();
+        for (section, keys) in &table {
+            for key in keys.as_table().expect("sections only").keys() {
+                in_file.push(format!("{section}.{key}"));
+            }
+        }
+        known.sort();
+        in_file.sort();
+        assert_eq!(known, in_file);
+
+        let lines: Vec<&str> = DEFAULT_CONFIG.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let is_key = !line.is_empty() && !line.starts_with('#') && !line.starts_with('[');
+            if is_key {
+                assert!(
+                    i > 0 && lines[i - 1].starts_with('#'),
+                    "no comment above {line:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_key_lands_in_its_own_field() {
+        let text = r#"
+            [log]
+            level = "debug"
+            [listener]
+            bind = ["0.0.0.0:1883", "[::1]:8883"]
+            [mqtt]
+            max_connections = 10
+            max_sessions = 20
+            max_subscriptions_per_session = 30
+            max_packet_size = "64KB"
+            max_inflight = 40
+            max_queued_messages = 50
+            connect_timeout = "1500ms"
+            keepalive_multiplier = 2.5
+            max_keepalive = 60
+            retain_available = false
+            max_retained_messages = 70
+            max_retained_bytes = "2MiB"
+            max_topic_alias = 0
+            allow_zero_length_clientid = false
+            max_qos = 1
+            queue_qos0 = true
+            persistent_session_expiry = "7d"
+            max_session_expiry = 3600
+            tx_buffer_limit = "128KB"
+            wildcard_subscription_available = false
+            subscription_identifiers_available = false
+            [sqlite]
+            mounted_file_path = "/var/lib/edgemq"
+            durability = "batch"
+            disk_cache_size = 1000
+            max_queued_per_session = 100
+            max_queued_bytes_per_session = "1GB"
+            overflow = "reject"
+            flush_mem_threshold = 7
+            flush_interval_ms = 250
+            resend_interval = "30s"
+        "#;
+        let expected = Config {
+            log: LogConfig {
+                level: log::Level::Debug,
+            },
+            listener: ListenerConfig {
+                bind: vec![
+                    "0.0.0.0:1883".parse().unwrap(),
+                    "[::1]:8883".parse().unwrap(),
+                ],
+            },
+            mqtt: MqttConfig {
+                max_connections: 10,
+                max_sessions: 20,
+                max_subscriptions_per_session: 30,
+                max_packet_size: 65_536,
+                max_inflight: 40,
+                max_queued_messages: 50,
+                connect_timeout: Duration::from_millis(1500),
+                keepalive_multiplier: 2.5,
+                max_keepalive: 60,
+                retain_available: false,
+                max_retained_messages: 70,
+                max_retained_bytes: 2 * 1024 * 1024,
+                max_topic_alias: 0,
+                allow_zero_length_clientid: false,
+                max_qos: QoS::AtLeastOnce,
+                queue_qos0: true,
+                persistent_session_expiry: Some(Duration::from_secs(7 * 86_400)),
+                max_session_expiry: Some(Duration::from_secs(3600)),
+                tx_buffer_limit: 131_072,
+                wildcard_subscription_available: false,
+                subscription_identifiers_available: false,
+            },
+            sqlite: SqliteConfig {
+                mounted_file_path: PathBuf::from("/var/lib/edgemq"),
+                durability: Durability::Batch,
+                disk_cache_size: 1000,
+                max_queued_per_session: 100,
+                max_queued_bytes_per_session: 1024 * 1024 * 1024,
+                overflow: Overflow::Reject,
+                flush_mem_threshold: 7,
+                flush_interval_ms: 250,
+                resend_interval: Duration::from_secs(30),
+            },
+        };
+        assert_eq!(parse(text).unwrap(), expected);
+    }
+
+    #[test]
+    fn the_example_error_reads_as_documented() {
+        let e = Config::from_toml_str("[mqtt]\nmax_connections = \"abc\"\n", "conf/edgemq.toml")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "conf/edgemq.toml: mqtt.max_connections: expected an integer between 1 and \
+             1000000, got \"abc\""
+        );
+        assert_eq!(e.key(), Some("mqtt.max_connections"));
+    }
+
+    /// One key's range test: values that must parse and values that must be refused. `extra`
+    /// lines go in the same section, to keep cross-key rules out of the way at the extremes.
+    struct RangeCase {
+        key: &'static str,
+        extra: &'static str,
+        good: &'static [&'static str],
+        bad: &'static [&'static str],
+    }
+
+    #[rustfmt::skip]
+    const RANGE_CASES: &[RangeCase] = &[
+        RangeCase {
+            key: "log.level", extra: "",
+            good: &[r#""error""#, r#""warn""#, r#""TRACE""#],
+            bad: &[r#""verbose""#, r#""off""#, "3"],
+        },
+        RangeCase {
+            key: "listener.bind", extra: "",
+            good: &[r#""0.0.0.0:1""#, r#"["[::]:1883", "127.0.0.1:1883"]"#, r#""127.0.0.1:0""#],
+            bad: &["[]", r#""localhost:1883""#, "1883", r#""1.2.3.4""#, "[1]", r#"["1.2.3.4:1", "1.2.3.4:1"]"#, "{ a = 1 }"],
+        },
+        RangeCase {
+            key: "mqtt.max_connections", extra: "max_sessions = 10000000",
+            good: &["1", "1000000"],
+            bad: &["0", "1000001", r#""abc""#, "-1", "1.5", r#""10""#],
+        },
+        RangeCase {
+            key: "mqtt.max_sessions", extra: "max_connections = 1",
+            good: &["1", "10000000"],
+            bad: &["0", "10000001"],
+        },
+        RangeCase {
+            key: "mqtt.max_subscriptions_per_session", extra: "",
+            good: &["1", "1000000"],
+            bad: &["0", "1000001"],
+        },
+        RangeCase {
+            key: "mqtt.max_packet_size", extra: r#"tx_buffer_limit = "1GB""#,
+            good: &["64", r#""64""#, r#""1kb""#, "268435455", r#""255MB""#],
+            bad: &["63", r#""256MB""#, "268435456", r#""1XB""#, "-1", r#""""#, "true", "1.5"],
+        },
+        RangeCase {
+            key: "mqtt.max_inflight", extra: "",
+            good: &["1", "65535"],
+            bad: &["0", "65536"],
+        },
+        RangeCase {
+            key: "mqtt.max_queued_messages", extra: "",
+            good: &["0", "1000000"],
+            bad: &["-1", "1000001"],
+        },
+        RangeCase {
+            key: "mqtt.connect_timeout", extra: "",
+            good: &[r#""100ms""#, r#""1h""#, "1", "3600", r#""60m""#],
+            bad: &[r#""99ms""#, r#""3601s""#, r#""2h""#, "0", r#""10""#, r#""abc""#, "-5", "1.5", r#""never""#],
+        },
+        RangeCase {
+            key: "mqtt.keepalive_multiplier", extra: "",
+            good: &["1.0", "10", "2.5", "1"],
+            bad: &["0.99", "10.01", r#""1.5""#, "nan", "inf", "-1"],
+        },
+        RangeCase {
+            key: "mqtt.max_keepalive", extra: "",
+            good: &["0", "65535"],
+            bad: &["-1", "65536"],
+        },
+        RangeCase {
+            key: "mqtt.retain_available", extra: "",
+            good: &["true", "false"],
+            bad: &[r#""true""#, "1"],
+        },
+        RangeCase {
+            key: "mqtt.max_retained_messages", extra: "",
+            good: &["1", "100000000"],
+            bad: &["0", "100000001"],
+        },
+        RangeCase {
+            key: "mqtt.max_retained_bytes", extra: "",
+            good: &[r#""1KB""#, r#""1TB""#, "1024"],
+            bad: &["1023", r#""2TB""#],
+        },
+        RangeCase {
+            key: "mqtt.max_topic_alias", extra: "",
+            good: &["0", "65535"],
+            bad: &["-1", "65536"],
+        },
+        RangeCase {
+            key: "mqtt.allow_zero_length_clientid", extra: "",
+            good: &["true", "false"],
+            bad: &[r#""yes""#],
+        },
+        RangeCase {
+            key: "mqtt.max_qos", extra: "",
+            good: &["0", "1", "2"],
+            bad: &["3", "-1", r#""2""#],
+        },
+        RangeCase {
+            key: "mqtt.queue_qos0", extra: "",
+            good: &["true", "false"],
+            bad: &["0"],
+        },
+        RangeCase {
+            key: "mqtt.persistent_session_expiry", extra: "",
+            good: &[r#""never""#, r#""NEVER""#, r#""1s""#, r#""7d""#, "4294967294"],
+            bad: &["0", r#""0s""#, r#""500ms""#, "4294967295", r#""forever""#],
+        },
+        RangeCase {
+            key: "mqtt.max_session_expiry", extra: "",
+            good: &["0", r#""never""#, "4294967294", r#""2h""#],
+            bad: &[r#""1500ms""#, "4294967295", "-1"],
+        },
+        RangeCase {
+            key: "mqtt.tx_buffer_limit", extra: "max_packet_size = 64",
+            good: &[r#""4KB""#, r#""1GB""#, "4096"],
+            bad: &["4095", "1073741825", r#""2GB""#],
+        },
+        RangeCase {
+            key: "mqtt.wildcard_subscription_available", extra: "",
+            good: &["true", "false"],
+            bad: &[r#""false""#],
+        },
+        RangeCase {
+            key: "mqtt.subscription_identifiers_available", extra: "",
+            good: &["true", "false"],
+            bad: &["1"],
+        },
+        RangeCase {
+            key: "sqlite.mounted_file_path", extra: "",
+            good: &[r#""/var/lib/edgemq""#, r#""data dir""#, r#""./data""#],
+            bad: &[r#""""#, "1", r#"["a"]"#],
+        },
+        RangeCase {
+            key: "sqlite.durability", extra: "",
+            good: &[r#""sync""#, r#""batch""#, r#""memory""#, r#""Memory""#],
+            bad: &[r#""fast""#, "1"],
+        },
+        RangeCase {
+            key: "sqlite.disk_cache_size", extra: "max_queued_per_session = 1",
+            good: &["1", "1000000000"],
+            bad: &["0", "1000000001", r#""1MB""#],
+        },
+        RangeCase {
+            key: "sqlite.max_queued_per_session", extra: "disk_cache_size = 1000000000",
+            good: &["1", "1000000000"],
+            bad: &["0", "1000000001"],
+        },
+        RangeCase {
+            key: "sqlite.max_queued_bytes_per_session", extra: "",
+            good: &[r#""1KiB""#, r#""1TiB""#],
+            bad: &[r#""1023B""#, "0"],
+        },
+        RangeCase {
+            key: "sqlite.overflow", extra: "",
+            good: &[r#""drop_oldest""#, r#""drop_new""#, r#""reject""#],
+            bad: &[r#""drop""#, r#""dropoldest""#],
+        },
+        RangeCase {
+            key: "sqlite.flush_mem_threshold", extra: "",
+            good: &["1", "1000000"],
+            bad: &["0", "1000001"],
+        },
+        RangeCase {
+            key: "sqlite.flush_interval_ms", extra: "",
+            good: &["1", "60000"],
+            bad: &["0", "60001", r#""100ms""#],
+        },
+        RangeCase {
+            key: "sqlite.resend_interval", extra: "",
+            good: &[r#""0s""#, "0", r#""1d""#, r#""250ms""#],
+            bad: &[r#""25h""#, "-1", r#""never""#],
+        },
+    ];
+
+    #[test]
+    fn every_key_accepts_its_range_and_names_itself_outside_it() {
+        for case in RANGE_CASES {
+            let (section, key) = case.key.split_once('.').unwrap();
+            for value in case.good {
+                let text = format!("[{section}]\n{}\n{key} = {value}\n", case.extra);
+                if let Err(e) = parse(&text) {
+                    panic!("{} = {value} refused: {e}", case.key);
+                }
+            }
+            for value in case.bad {
+                let text = format!("[{section}]\n{}\n{key} = {value}\n", case.extra);
+                let e = error(&text);
+                assert_eq!(e.key(), Some(case.key), "{text}");
+                assert!(
+                    matches!(e.kind, ConfigErrorKind::Invalid { .. }),
+                    "{text}: {e:?}"
+                );
+                let line = e.to_string();
+                let prefix = format!("test.toml: {}: expected ", case.key);
+                assert!(line.starts_with(&prefix), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_range_table_covers_every_key() {
+        let (_, mut known) = parse_with_keys("", FILE).unwrap();
+        let mut covered: Vec<&str> = RANGE_CASES.iter().map(|case| case.key).collect();
+        known.sort();
+        covered.sort();
+        assert_eq!(known, covered);
+    }
+
+    #[test]
+    fn range_errors_say_what_would_be_accepted() {
+        let e = error("[mqtt]\nmax_packet_size = \"256MB\"\n");
+        assert_eq!(
+            e.to_string(),
+            "test.toml: mqtt.max_packet_size: expected a size from 64 bytes to 268435455 bytes \
+             (integer bytes or a string like \"1MB\"), got \"256MB\""
+        );
+        let e = error("[mqtt]\nconnect_timeout = \"2h\"\n");
+        assert_eq!(
+            e.to_string(),
+            "test.toml: mqtt.connect_timeout: expected a duration from 100ms to 1h (integer \
+             seconds or a string like \"10s\"), got \"2h\""
+        );
+        let e = error("[mqtt]\nmax_session_expiry = \"1500ms\"\n");
+        assert_eq!(
+            e.to_string(),
+            "test.toml: mqtt.max_session_expiry: expected a duration from 0s to 4294967294s in \
+             whole seconds (integer seconds or a string like \"10s\") or \"never\", got \"1500ms\""
+        );
+        let e = error("[sqlite]\noverflow = \"drop\"\n");
+        assert_eq!(
+            e.to_string(),
+            "test.toml: sqlite.overflow: expected one of \"drop_oldest\", \"drop_new\", \
+             \"reject\", got \"drop\""
+        );
+        let e = error("[mqtt]\nkeepalive_multiplier = 0.5\n");
+        assert_eq!(
+            e.to_string(),
+            "test.toml: mqtt.keepalive_multiplier: expected a number between 1.0 and 10.0, got 0.5"
+        );
+        let e = error("[listener]\nbind = [\"1.2.3.4:1\", \"1.2.3.4:1\"]\n");
+        assert_eq!(
+            e.to_string(),
+            "test.toml: listener.bind: expected each address once, got \"1.2.3.4:1\""
+        );
+    }
+
+    #[test]
+    fn bind_accepts_one_string_or_a_list_and_at_most_64() {
+        let c = parse("[listener]\nbind = \"[::]:1883\"\n").unwrap();
+        assert_eq!(c.listener.bind, vec!["[::]:1883".parse().unwrap()]);
+        let list: Vec<String> = (0..64)
+            .map(|p| format!("\"127.0.0.1:{}\"", p + 1))
+            .collect();
+        let text = format!("[listener]\nbind = [{}]\n", list.join(", "));
+        assert_eq!(parse(&text).unwrap().listener.bind.len(), 64);
+        let list: Vec<String> = (0..65)
+            .map(|p| format!("\"127.0.0.1:{}\"", p + 1))
+            .collect();
+        let text = format!("[listener]\nbind = [{}]\n", list.join(", "));
+        assert_eq!(
+            error(&text).to_string(),
+            "test.toml: listener.bind: expected at most 64 addresses, got 65"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_suggestion_when_close() {
+        let e = error("[mqtt]\nmax_conections = 5\n");
+        assert_eq!(
+            e.to_string(),
+            "test.toml: unknown key \"mqtt.max_conections\" (did you mean \"mqtt.max_connections\"?)"
+        );
+        assert_eq!(e.key(), Some("mqtt.max_conections"));
+
+        let e = error("[sqlite]\nbanana = 1\n");
+        assert_eq!(e.to_string(), "test.toml: unknown key \"sqlite.banana\"");
+
+        // A sub-table inside a section is a key nobody reads.
+        let e = error("[mqtt.limits]\nx = 1\n");
+        assert_eq!(e.key(), Some("mqtt.limits"));
+
+        // A key outside any section points at the section it belongs to.
+        let e = error("max_inflight = 5\n");
+        assert_eq!(
+            e.to_string(),
+            "test.toml: unknown key \"max_inflight\" (did you mean \"mqtt.max_inflight\"?)"
+        );
+
+        // Reported even when every other key is fine.
+        let e = error("[mqtt]\nmax_connections = 5\nmax_sesions = 9\n");
+        assert_eq!(e.key(), Some("mqtt.max_sesions"));
+    }
+
+    #[test]
+    fn unknown_sections_are_errors() {
+        let e = error("[mqt]\nmax_connections = 5\n");
+        assert_eq!(
+            e.to_string(),
+            "test.toml: unknown section \"[mqt]\" (did you mean \"[mqtt]\"?)"
+        );
+        let e = error("[bridge]\n");
+        assert_eq!(
+            e.to_string(),
+            "test.toml: unknown section \"[bridge]\" (sections are [log], [listener], [mqtt], \
+             [sqlite])"
+        );
+        let e = error("mqtt = 5\n");
+        assert_eq!(
+            e.to_string(),
+            "test.toml: mqtt: expected a section ([mqtt]), got 5"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_give_line_and_column() {
+        let e = error("[mqtt]\nmax_connections = \n");
+        match &e.kind {
+            ConfigErrorKind::Syntax {
+                position: Some(p), ..
+            } => assert_eq!(p.line, 2),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            e.to_string().starts_with("test.toml: line 2, column "),
+            "{e}"
+        );
+
+        let e = error("[mqtt\n");
+        assert!(
+            e.to_string().starts_with("test.toml: line 1, column "),
+            "{e}"
+        );
+
+        // A key given twice is a TOML error, not a silent override.
+        let e = error("[mqtt]\nmax_inflight = 5\nmax_inflight = 6\n");
+        assert!(matches!(e.kind, ConfigErrorKind::Syntax { .. }), "{e:?}");
+        assert!(
+            e.to_string().starts_with("test.toml: line 3, column "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn position_counts_characters_and_clamps() {
+        assert_eq!(position_of("ab\ncdé f", 8), Position { line: 2, column: 5 });
+        assert_eq!(position_of("a", 99), Position { line: 1, column: 2 });
+        // Inside a multi-byte character: stays on a boundary, no panic.
+        assert_eq!(position_of("é", 1), Position { line: 1, column: 1 });
+    }
+
+    #[test]
+    fn cross_key_errors_name_both_keys() {
+        let e = error("[sqlite]\ndisk_cache_size = 10\nmax_queued_per_session = 11\n");
+        assert_eq!(
+            e.to_string(),
+            "test.toml: sqlite.max_queued_per_session (11) must not exceed sqlite.disk_cache_size \
+             (10): one session cannot queue more than the whole store holds"
+        );
+        assert!(matches!(e.kind, ConfigErrorKind::Conflict { .. }));
+
+        let e = error("[mqtt]\nmax_connections = 5000\n");
+        let line = e.to_string();
+        assert!(line.contains("mqtt.max_sessions (4096)"), "{line}");
+        assert!(line.contains("mqtt.max_connections (5000)"), "{line}");
+
+        let e = error("[mqtt]\nmax_packet_size = \"2MB\"\n");
+        assert_eq!(
+            e.to_string(),
+            "test.toml: mqtt.tx_buffer_limit (1MB) must be at least mqtt.max_packet_size (2MB): \
+             a message of the largest allowed size could never be sent"
+        );
+
+        // Equal is fine on every rule.
+        parse("[mqtt]\nmax_connections = 4096\nmax_packet_size = \"1MB\"\n").unwrap();
+        parse("[sqlite]\ndisk_cache_size = 7\nmax_queued_per_session = 7\n").unwrap();
+    }
+
+    #[test]
+    fn duration_strings() {
+        let table: &[(&str, Option<Duration>)] = &[
+            ("500ms", Some(Duration::from_millis(500))),
+            ("0ms", Some(Duration::ZERO)),
+            ("10s", Some(Duration::from_secs(10))),
+            ("5m", Some(Duration::from_secs(300))),
+            ("2h", Some(Duration::from_secs(7200))),
+            ("7d", Some(Duration::from_secs(604_800))),
+            ("0s", Some(Duration::ZERO)),
+            (" 10 s ", Some(Duration::from_secs(10))),
+            ("10S", Some(Duration::from_secs(10))),
+            ("10", None),
+            ("s", None),
+            ("", None),
+            ("-1s", None),
+            ("1.5s", None),
+            ("10w", None),
+            ("10sec", None),
+            ("1h30m", None),
+            ("never", None),
+            ("99999999999999999999s", None),
+            ("18446744073709551615d", None),
+        ];
+        for (text, expected) in table {
+            assert_eq!(parse_duration(text), *expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn size_strings() {
+        let table: &[(&str, Option<u64>)] = &[
+            ("0", Some(0)),
+            ("64", Some(64)),
+            ("64B", Some(64)),
+            ("64KB", Some(65_536)),
+            ("64kb", Some(65_536)),
+            ("64KiB", Some(65_536)),
+            ("64k", Some(65_536)),
+            ("1MB", Some(1_048_576)),
+            ("1mib", Some(1_048_576)),
+            ("1 MB", Some(1_048_576)),
+            ("1GB", Some(1_073_741_824)),
+            ("1GiB", Some(1_073_741_824)),
+            ("1TB", Some(1_099_511_627_776)),
+            ("", None),
+            ("MB", None),
+            ("1.5MB", None),
+            ("-1KB", None),
+            ("1XB", None),
+            ("1 M B", None),
+            ("18446744073709551615KB", None),
+        ];
+        for (text, expected) in table {
+            assert_eq!(parse_size(text), *expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn formatting_picks_the_largest_exact_unit() {
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+        assert_eq!(format_duration(Duration::from_millis(100)), "100ms");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(format_duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(format_duration(Duration::from_secs(86_400)), "1d");
+        assert_eq!(format_duration(Duration::from_micros(1)), "1µs");
+        assert_eq!(format_size(0), "0 bytes");
+        assert_eq!(format_size(100), "100 bytes");
+        assert_eq!(format_size(4096), "4KB");
+        assert_eq!(format_size(1_048_576), "1MB");
+        assert_eq!(format_size(TIB), "1TB");
+    }
+
+    #[test]
+    fn suggestions_only_for_near_misses() {
+        assert_eq!(closest("mqt", SECTIONS), Some("mqtt"));
+        assert_eq!(closest("sqllite", SECTIONS), Some("sqlite"));
+        assert_eq!(closest("bridge", SECTIONS), None);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn long_values_are_cut_in_errors() {
+        let long = "x".repeat(500);
+        let line = error(&format!("[log]\nlevel = \"{long}\"\n")).to_string();
+        assert!(line.len() < 200, "{line}");
+        let line = error("[log]\nlevel = \"a\\nb\"\n").to_string();
+        assert!(line.ends_with("got \"a\\nb\""), "{line}");
+    }
+
+    #[test]
+    fn load_reads_a_file_and_names_it_in_errors() {
+        let dir = std::env::temp_dir().join(format!("edgemq-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(&good, "[mqtt]\nmax_inflight = 7\n").unwrap();
+        assert_eq!(Config::load(&good).unwrap().mqtt.max_inflight, 7);
+
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "[mqtt]\nmax_inflight = 0\n").unwrap();
+        let line = Config::load(&bad).unwrap_err().to_string();
+        assert!(
+            line.starts_with(&format!("{}: mqtt.max_inflight: ", bad.display())),
+            "{line}"
+        );
+
+        let missing = dir.join("missing.toml");
+        let e = Config::load(&missing).unwrap_err();
+        assert!(matches!(e.kind, ConfigErrorKind::Read { .. }));
+        let line = e.to_string();
+        assert!(
+            line.starts_with(&format!("{}: cannot read config file: ", missing.display())),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn log_levels_and_addresses_shared_with_the_command_line() {
+        assert_eq!(parse_log_level("Debug"), Some(log::Level::Debug));
+        assert_eq!(parse_log_level("off"), None);
+        assert_eq!(
+            parse_socket_addr(" [::1]:1883 "),
+            Some("[::1]:1883".parse().unwrap())
+        );
+        assert_eq!(parse_socket_addr("localhost:1883"), None);
+    }
+}
