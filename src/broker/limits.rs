@@ -72,3 +72,32 @@ impl Default for Limits {
         }
     }
 }
+
+impl From<&crate::config::MqttConfig> for Limits {
+    fn from(mqtt: &crate::config::MqttConfig) -> Limits {
+        Limits {
+            max_connections: mqtt.max_connections,
+            max_sessions: mqtt.max_sessions,
+            max_subscriptions_per_session: mqtt.max_subscriptions_per_session,
+            max_packet_size: mqtt.max_packet_size,
+            max_inflight: mqtt.max_inflight,
+            max_queued_messages: mqtt.max_queued_messages,
+            connect_timeout: mqtt.connect_timeout,
+            keepalive_multiplier: mqtt.keepalive_multiplier,
+            max_keepalive: mqtt.max_keepalive,
+            retain_available: mqtt.retain_available,
+            max_retained_messages: usize::try_from(mqtt.max_retained_messages)
+                .unwrap_or(usize::MAX),
+            max_retained_bytes: usize::try_from(mqtt.max_retained_bytes).unwrap_or(usize::MAX),
+            max_topic_alias: mqtt.max_topic_alias,
+            allow_zero_length_clientid: mqtt.allow_zero_length_clientid,
+            max_qos: mqtt.max_qos,
+            queue_qos0: mqtt.queue_qos0,
+            persistent_session_expiry: mqtt.persistent_session_expiry,
+            max_session_expiry: mqtt.max_session_expiry,
+            tx_buffer_limit: mqtt.tx_buffer_limit,
+            wildcard_subscription_available: mqtt.wildcard_subscription_available,
+            subscription_identifiers_available: mqtt.subscription_identifiers_available,
+        }
+    }
+}
