@@ -52,10 +52,7 @@ pub enum Command {
     /// Run the broker.
     Run(RunOptions),
     /// `edgemq inspect --data DIR [--conf FILE]`.
-    Inspect {
-        data: PathBuf,
-        conf: Option<PathBuf>,
-    },
+    Inspect { data: PathBuf, conf: Option<PathBuf> },
     /// Print [`VERSION`] and exit 0.
     Version,
     /// Print [`USAGE`] and exit 0.
@@ -79,23 +76,13 @@ pub struct RunOptions {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CliError {
     /// A flag edgemq does not have, with the closest real one if it looks like a typo.
-    UnknownFlag {
-        flag: String,
-        suggestion: Option<&'static str>,
-    },
+    UnknownFlag { flag: String, suggestion: Option<&'static str> },
     /// A word that is neither a flag nor a flag's value (there are no positional arguments).
     UnexpectedArgument(String),
     /// A flag that needs a value came last, or before another flag, or as `--flag=`.
-    MissingValue {
-        flag: &'static str,
-        value_name: &'static str,
-    },
+    MissingValue { flag: &'static str, value_name: &'static str },
     /// A value that does not parse; `expected` says what would.
-    InvalidValue {
-        flag: &'static str,
-        value: String,
-        expected: &'static str,
-    },
+    InvalidValue { flag: &'static str, value: String, expected: &'static str },
     /// The same address twice in `--listen`.
     DuplicateAddress(SocketAddr),
     /// More than the config allows in `listener.bind`.
@@ -127,11 +114,9 @@ impl fmt::Display for CliError {
             CliError::MissingValue { flag, value_name } => {
                 write!(f, "{flag} needs a value ({value_name})")?;
             }
-            CliError::InvalidValue {
-                flag,
-                value,
-                expected,
-            } => write!(f, "{flag}: expected {expected}, got {value:?}")?,
+            CliError::InvalidValue { flag, value, expected } => {
+                write!(f, "{flag}: expected {expected}, got {value:?}")?
+            }
             CliError::DuplicateAddress(addr) => write!(f, "--listen: {addr} given twice")?,
             CliError::TooManyAddresses => {
                 write!(f, "--listen: at most {MAX_LISTENERS} addresses")?;
@@ -216,10 +201,7 @@ pub fn parse_args(args: impl Iterator<Item = String>) -> Result<Command, CliErro
             .map(|(_, _, flag)| *flag)
         else {
             let suggestion = closest(name, FLAGS.iter().map(|(long, _, _)| *long));
-            return Err(CliError::UnknownFlag {
-                flag: name.to_string(),
-                suggestion,
-            });
+            return Err(CliError::UnknownFlag { flag: name.to_string(), suggestion });
         };
 
         let Some(value_name) = flag.value_name() else {
@@ -238,15 +220,10 @@ pub fn parse_args(args: impl Iterator<Item = String>) -> Result<Command, CliErro
         // called "--listen". (A path that does start with '-' can be given as --conf=-x.)
         let value = match inline {
             Some(v) => v.to_string(),
-            None => args
-                .next_if(|next| !next.starts_with('-'))
-                .unwrap_or_default(),
+            None => args.next_if(|next| !next.starts_with('-')).unwrap_or_default(),
         };
         if value.is_empty() {
-            return Err(CliError::MissingValue {
-                flag: flag.long(),
-                value_name,
-            });
+            return Err(CliError::MissingValue { flag: flag.long(), value_name });
         }
 
         match flag {
@@ -288,10 +265,7 @@ pub fn parse_args(args: impl Iterator<Item = String>) -> Result<Command, CliErro
         let Some(data) = opts.data else {
             return Err(CliError::InspectNeedsData);
         };
-        return Ok(Command::Inspect {
-            data,
-            conf: opts.conf,
-        });
+        return Ok(Command::Inspect { data, conf: opts.conf });
     }
     Ok(Command::Run(opts))
 }
@@ -445,10 +419,7 @@ mod tests {
     #[test]
     fn log_level_is_validated_and_lower_cased() {
         for (given, stored) in [("error", "error"), ("Warn", "warn"), ("TRACE", "trace")] {
-            assert_eq!(
-                run(&["--log-level", given]).log_level.as_deref(),
-                Some(stored)
-            );
+            assert_eq!(run(&["--log-level", given]).log_level.as_deref(), Some(stored));
         }
         assert_eq!(
             error_line(&["--log-level", "verbose"]),
@@ -468,10 +439,7 @@ mod tests {
             error_line(&["--lissen=0.0.0.0:1883"]),
             "edgemq: unknown flag --lissen (did you mean --listen?); see edgemq --help"
         );
-        assert_eq!(
-            error_line(&["--bogus"]),
-            "edgemq: unknown flag --bogus; see edgemq --help"
-        );
+        assert_eq!(error_line(&["--bogus"]), "edgemq: unknown flag --bogus; see edgemq --help");
         error_line(&["-x"]);
         // Short flags take no `=value` and are not glued to their value.
         error_line(&["-c=/etc/edgemq.toml"]);
@@ -521,12 +489,7 @@ mod tests {
 
     #[test]
     fn help_and_version() {
-        for args in [
-            &["--help"][..],
-            &["-h"],
-            &["--conf", "x", "--help"],
-            &["inspect", "-h"],
-        ] {
+        for args in [&["--help"][..], &["-h"], &["--conf", "x", "--help"], &["inspect", "-h"]] {
             assert_eq!(parse(args), Ok(Command::Help), "{args:?}");
         }
         for args in [&["--version"][..], &["-V"], &["inspect", "--version"]] {
@@ -535,10 +498,7 @@ mod tests {
         // Help wins over what comes after it, not over errors before it.
         assert_eq!(parse(&["--help", "--bogus"]), Ok(Command::Help));
         error_line(&["--bogus", "--help"]);
-        assert_eq!(
-            error_line(&["--help=yes"]),
-            "edgemq: --help takes no value; see edgemq --help"
-        );
+        assert_eq!(error_line(&["--help=yes"]), "edgemq: --help takes no value; see edgemq --help");
         assert!(VERSION.starts_with("edgemq "));
         assert!(VERSION.ends_with(env!("CARGO_PKG_VERSION")));
     }
@@ -547,10 +507,7 @@ mod tests {
     fn inspect_subcommand() {
         assert_eq!(
             parse(&["inspect", "--data", "/var/lib/edgemq"]),
-            Ok(Command::Inspect {
-                data: PathBuf::from("/var/lib/edgemq"),
-                conf: None
-            })
+            Ok(Command::Inspect { data: PathBuf::from("/var/lib/edgemq"), conf: None })
         );
         assert_eq!(
             parse(&["inspect", "--conf=/etc/e.toml", "--data=d"]),
@@ -561,15 +518,9 @@ mod tests {
         );
         assert_eq!(
             parse(&["inspect", "-c", "e.toml", "--data", "d"]),
-            Ok(Command::Inspect {
-                data: PathBuf::from("d"),
-                conf: Some(PathBuf::from("e.toml"))
-            })
+            Ok(Command::Inspect { data: PathBuf::from("d"), conf: Some(PathBuf::from("e.toml")) })
         );
-        assert_eq!(
-            error_line(&["inspect"]),
-            "edgemq: inspect needs --data DIR; see edgemq --help"
-        );
+        assert_eq!(error_line(&["inspect"]), "edgemq: inspect needs --data DIR; see edgemq --help");
         assert_eq!(
             error_line(&["inspect", "--data", "d", "--listen", "0.0.0.0:1"]),
             "edgemq: --listen is not an option of inspect; see edgemq --help"
@@ -615,10 +566,7 @@ mod tests {
         assert_eq!(config, expected);
 
         // A hand-built invalid level changes nothing.
-        let bad = RunOptions {
-            log_level: Some("loud".to_string()),
-            ..RunOptions::default()
-        };
+        let bad = RunOptions { log_level: Some("loud".to_string()), ..RunOptions::default() };
         apply_overrides(&mut config, &bad);
         assert_eq!(config.log.level, log::Level::Trace);
     }

@@ -141,6 +141,8 @@ pub struct SqliteConfig {
     pub flush_interval_ms: u64,
     /// 3.1.1 resend of unacknowledged inflight messages; `Duration::ZERO` = off. 0..=1d.
     pub resend_interval: Duration,
+    /// Cap on the database size in bytes; 0 = none. Writes past it fail as on a full disk.
+    pub max_db_size: u64,
 }
 
 /// When store writes reach the disk (`sqlite.durability`).
@@ -165,11 +167,8 @@ pub enum Overflow {
     Reject,
 }
 
-const DURABILITY_NAMES: [(&str, Durability); 3] = [
-    ("sync", Durability::Sync),
-    ("batch", Durability::Batch),
-    ("memory", Durability::Memory),
-];
+const DURABILITY_NAMES: [(&str, Durability); 3] =
+    [("sync", Durability::Sync), ("batch", Durability::Batch), ("memory", Durability::Memory)];
 
 const OVERFLOW_NAMES: [(&str, Overflow); 3] = [
     ("drop_oldest", Overflow::DropOldest),
@@ -201,17 +200,13 @@ impl Overflow {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            level: log::Level::Info,
-        }
+        LogConfig { level: log::Level::Info }
     }
 }
 
 impl Default for ListenerConfig {
     fn default() -> Self {
-        ListenerConfig {
-            bind: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
-        }
+        ListenerConfig { bind: vec![SocketAddr::from(([127, 0, 0, 1], 1883))] }
     }
 }
 
@@ -255,6 +250,7 @@ impl Default for SqliteConfig {
             flush_mem_threshold: 100,
             flush_interval_ms: 100,
             resend_interval: Duration::ZERO,
+            max_db_size: 0,
         }
     }
 }
@@ -294,12 +290,9 @@ impl Config {
         let origin = path.display().to_string();
         match std::fs::read_to_string(path) {
             Ok(text) => Config::from_toml_str(&text, &origin),
-            Err(e) => Err(ConfigError {
-                origin,
-                kind: ConfigErrorKind::Read {
-                    reason: e.to_string(),
-                },
-            }),
+            Err(e) => {
+                Err(ConfigError { origin, kind: ConfigErrorKind::Read { reason: e.to_string() } })
+            }
         }
     }
 
@@ -313,9 +306,8 @@ impl Config {
 /// Parses like [`Config::from_toml_str`] and also returns every key the parser knows, as
 /// `"section.key"` in reading order (tests check the default file against this list).
 fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), ConfigError> {
-    let mut root: Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| syntax_error(text, origin, &e))?;
+    let mut root: Table =
+        text.parse().map_err(|e: toml::de::Error| syntax_error(text, origin, &e))?;
     let mut config = Config::default_values();
     let mut known = Vec::new();
 
@@ -331,50 +323,22 @@ fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), Co
     let mut s = Section::open(&mut root, "mqtt", origin)?;
     s.integer(&mut m.max_connections, "max_connections", 1, 1_000_000)?;
     s.integer(&mut m.max_sessions, "max_sessions", 1, 10_000_000)?;
-    s.integer(
-        &mut m.max_subscriptions_per_session,
-        "max_subscriptions_per_session",
-        1,
-        1_000_000,
-    )?;
-    s.size(
-        &mut m.max_packet_size,
-        "max_packet_size",
-        64,
-        u64::from(PROTOCOL_MAX_PACKET_SIZE),
-    )?;
+    s.integer(&mut m.max_subscriptions_per_session, "max_subscriptions_per_session", 1, 1_000_000)?;
+    s.size(&mut m.max_packet_size, "max_packet_size", 64, u64::from(PROTOCOL_MAX_PACKET_SIZE))?;
     s.integer(&mut m.max_inflight, "max_inflight", 1, u16::MAX)?;
-    s.integer(
-        &mut m.max_queued_messages,
-        "max_queued_messages",
-        0,
-        1_000_000,
-    )?;
+    s.integer(&mut m.max_queued_messages, "max_queued_messages", 0, 1_000_000)?;
     s.duration(
         &mut m.connect_timeout,
         "connect_timeout",
         DurationRange::any(Duration::from_millis(100), Duration::from_secs(3600)),
     )?;
-    s.float(
-        &mut m.keepalive_multiplier,
-        "keepalive_multiplier",
-        1.0,
-        10.0,
-    )?;
+    s.float(&mut m.keepalive_multiplier, "keepalive_multiplier", 1.0, 10.0)?;
     s.integer(&mut m.max_keepalive, "max_keepalive", 0, u16::MAX)?;
     s.boolean(&mut m.retain_available, "retain_available")?;
-    s.integer(
-        &mut m.max_retained_messages,
-        "max_retained_messages",
-        1,
-        100_000_000,
-    )?;
+    s.integer(&mut m.max_retained_messages, "max_retained_messages", 1, 100_000_000)?;
     s.size(&mut m.max_retained_bytes, "max_retained_bytes", KIB, TIB)?;
     s.integer(&mut m.max_topic_alias, "max_topic_alias", 0, u16::MAX)?;
-    s.boolean(
-        &mut m.allow_zero_length_clientid,
-        "allow_zero_length_clientid",
-    )?;
+    s.boolean(&mut m.allow_zero_length_clientid, "allow_zero_length_clientid")?;
     s.qos(&mut m.max_qos, "max_qos")?;
     s.boolean(&mut m.queue_qos0, "queue_qos0")?;
     s.duration_or_never(
@@ -388,14 +352,8 @@ fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), Co
         DurationRange::whole_seconds(0, MAX_FINITE_SESSION_EXPIRY_SECS),
     )?;
     s.size(&mut m.tx_buffer_limit, "tx_buffer_limit", 4 * KIB, GIB)?;
-    s.boolean(
-        &mut m.wildcard_subscription_available,
-        "wildcard_subscription_available",
-    )?;
-    s.boolean(
-        &mut m.subscription_identifiers_available,
-        "subscription_identifiers_available",
-    )?;
+    s.boolean(&mut m.wildcard_subscription_available, "wildcard_subscription_available")?;
+    s.boolean(&mut m.subscription_identifiers_available, "subscription_identifiers_available")?;
     known.extend(s.finish()?);
 
     let q = &mut config.sqlite;
@@ -403,31 +361,17 @@ fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), Co
     s.path(&mut q.mounted_file_path, "mounted_file_path")?;
     s.choice(&mut q.durability, "durability", &DURABILITY_NAMES)?;
     s.integer(&mut q.disk_cache_size, "disk_cache_size", 1, 1_000_000_000)?;
-    s.integer(
-        &mut q.max_queued_per_session,
-        "max_queued_per_session",
-        1,
-        1_000_000_000,
-    )?;
-    s.size(
-        &mut q.max_queued_bytes_per_session,
-        "max_queued_bytes_per_session",
-        KIB,
-        TIB,
-    )?;
+    s.integer(&mut q.max_queued_per_session, "max_queued_per_session", 1, 1_000_000_000)?;
+    s.size(&mut q.max_queued_bytes_per_session, "max_queued_bytes_per_session", KIB, TIB)?;
     s.choice(&mut q.overflow, "overflow", &OVERFLOW_NAMES)?;
-    s.integer(
-        &mut q.flush_mem_threshold,
-        "flush_mem_threshold",
-        1,
-        1_000_000,
-    )?;
+    s.integer(&mut q.flush_mem_threshold, "flush_mem_threshold", 1, 1_000_000)?;
     s.integer(&mut q.flush_interval_ms, "flush_interval_ms", 1, 60_000)?;
     s.duration(
         &mut q.resend_interval,
         "resend_interval",
         DurationRange::any(Duration::ZERO, Duration::from_secs(86_400)),
     )?;
+    s.size(&mut q.max_db_size, "max_db_size", 0, TIB)?;
     known.extend(s.finish()?);
 
     // Whatever is left at the top level is a section or key nobody reads.
@@ -443,10 +387,7 @@ fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), Co
 fn check_cross_keys(config: &Config, origin: &str) -> Result<(), ConfigError> {
     let conflict = |a: &str, b: &str, message: String| ConfigError {
         origin: origin.to_string(),
-        kind: ConfigErrorKind::Conflict {
-            keys: [a.to_string(), b.to_string()],
-            message,
-        },
+        kind: ConfigErrorKind::Conflict { keys: [a.to_string(), b.to_string()], message },
     };
     let m = &config.mqtt;
     let q = &config.sqlite;
@@ -512,26 +453,13 @@ pub enum ConfigErrorKind {
     /// The file could not be read: missing, unreadable, or not UTF-8.
     Read { reason: String },
     /// The text is not valid TOML (this includes a key given twice).
-    Syntax {
-        position: Option<Position>,
-        message: String,
-    },
+    Syntax { position: Option<Position>, message: String },
     /// A `[section]` edgemq does not have.
-    UnknownSection {
-        section: String,
-        suggestion: Option<String>,
-    },
+    UnknownSection { section: String, suggestion: Option<String> },
     /// A key edgemq does not have, as `section.key`.
-    UnknownKey {
-        key: String,
-        suggestion: Option<String>,
-    },
+    UnknownKey { key: String, suggestion: Option<String> },
     /// A known key with a value of the wrong type or out of range.
-    Invalid {
-        key: String,
-        expected: String,
-        got: String,
-    },
+    Invalid { key: String, expected: String, got: String },
     /// Two keys whose values cannot work together; `message` names both.
     Conflict { keys: [String; 2], message: String },
 }
@@ -561,10 +489,7 @@ impl fmt::Display for ConfigError {
                 }
                 write!(f, "invalid TOML: {message}")
             }
-            ConfigErrorKind::UnknownSection {
-                section,
-                suggestion,
-            } => {
+            ConfigErrorKind::UnknownSection { section, suggestion } => {
                 write!(f, "unknown section \"[{section}]\"")?;
                 match suggestion {
                     Some(s) => write!(f, " (did you mean \"[{s}]\"?)"),
@@ -598,10 +523,7 @@ fn syntax_error(text: &str, origin: &str, err: &toml::de::Error) -> ConfigError 
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ");
-    ConfigError {
-        origin: origin.to_string(),
-        kind: ConfigErrorKind::Syntax { position, message },
-    }
+    ConfigError { origin: origin.to_string(), kind: ConfigErrorKind::Syntax { position, message } }
 }
 
 /// The 1-based line and character column of byte `offset` in `text` (clamped to the text).
@@ -626,21 +548,13 @@ fn unknown_top_level(origin: &str, name: &str, value: &Value, known: &[String]) 
         }
     } else {
         // A key outside any section: most likely one that belongs in a section.
-        let bare = known
-            .iter()
-            .map(|k| k.split_once('.').map_or(k.as_str(), |(_, key)| key));
+        let bare = known.iter().map(|k| k.split_once('.').map_or(k.as_str(), |(_, key)| key));
         let suggestion = closest(name, bare)
             .and_then(|bare| known.iter().find(|k| k.ends_with(&format!(".{bare}"))))
             .cloned();
-        ConfigErrorKind::UnknownKey {
-            key: name.to_string(),
-            suggestion,
-        }
+        ConfigErrorKind::UnknownKey { key: name.to_string(), suggestion }
     };
-    ConfigError {
-        origin: origin.to_string(),
-        kind,
-    }
+    ConfigError { origin: origin.to_string(), kind }
 }
 
 /// How a value is shown after "got": as it would be written in TOML, kept to one short line.
@@ -693,11 +607,7 @@ struct DurationRange {
 
 impl DurationRange {
     fn any(min: Duration, max: Duration) -> DurationRange {
-        DurationRange {
-            min,
-            max,
-            whole_seconds: false,
-        }
+        DurationRange { min, max, whole_seconds: false }
     }
 
     fn whole_seconds(min_secs: u64, max_secs: u64) -> DurationRange {
@@ -717,11 +627,7 @@ impl DurationRange {
             "a duration from {} to {}{} (integer seconds or a string like \"10s\"){}",
             format_duration(self.min),
             format_duration(self.max),
-            if self.whole_seconds {
-                " in whole seconds"
-            } else {
-                ""
-            },
+            if self.whole_seconds { " in whole seconds" } else { "" },
             if never { " or \"never\"" } else { "" }
         )
     }
@@ -744,12 +650,7 @@ impl<'a> Section<'a> {
                 })
             }
         };
-        Ok(Section {
-            origin,
-            name,
-            table,
-            known: Vec::new(),
-        })
+        Ok(Section { origin, name, table, known: Vec::new() })
     }
 
     fn take(&mut self, key: &'static str) -> Option<Value> {
@@ -854,9 +755,7 @@ impl<'a> Section<'a> {
             Value::String(s) => parse_size(s),
             _ => None,
         };
-        let narrowed = parsed
-            .filter(|n| (min..=max).contains(n))
-            .and_then(|n| T::try_from(n).ok());
+        let narrowed = parsed.filter(|n| (min..=max).contains(n)).and_then(|n| T::try_from(n).ok());
         match narrowed {
             Some(n) => {
                 *field = n;
@@ -1039,20 +938,13 @@ impl<'a> Section<'a> {
                 },
             });
         }
-        Ok(self
-            .known
-            .iter()
-            .map(|k| format!("{}.{k}", self.name))
-            .collect())
+        Ok(self.known.iter().map(|k| format!("{}.{k}", self.name)).collect())
     }
 }
 
 fn lookup<T: Copy>(options: &[(&str, T)], name: &str) -> Option<T> {
     let name = name.trim();
-    options
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| *v)
+    options.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
 }
 
 fn duration_value(value: &Value) -> Option<Duration> {
@@ -1079,9 +971,7 @@ pub fn parse_socket_addr(text: &str) -> Option<SocketAddr> {
 /// Splits `"123unit"` into the number and the unit after it (spaces between are allowed).
 fn split_number(text: &str) -> Option<(u64, &str)> {
     let text = text.trim();
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(digits_end);
     if digits.is_empty() {
         return None;
@@ -1250,10 +1140,7 @@ mod tests {
         for (i, line) in lines.iter().enumerate() {
             let is_key = !line.is_empty() && !line.starts_with('#') && !line.starts_with('[');
             if is_key {
-                assert!(
-                    i > 0 && lines[i - 1].starts_with('#'),
-                    "no comment above {line:?}"
-                );
+                assert!(i > 0 && lines[i - 1].starts_with('#'), "no comment above {line:?}");
             }
         }
     }
@@ -1299,14 +1186,9 @@ mod tests {
             resend_interval = "30s"
         "#;
         let expected = Config {
-            log: LogConfig {
-                level: log::Level::Debug,
-            },
+            log: LogConfig { level: log::Level::Debug },
             listener: ListenerConfig {
-                bind: vec![
-                    "0.0.0.0:1883".parse().unwrap(),
-                    "[::1]:8883".parse().unwrap(),
-                ],
+                bind: vec!["0.0.0.0:1883".parse().unwrap(), "[::1]:8883".parse().unwrap()],
             },
             mqtt: MqttConfig {
                 max_connections: 10,
@@ -1341,6 +1223,7 @@ mod tests {
                 flush_mem_threshold: 7,
                 flush_interval_ms: 250,
                 resend_interval: Duration::from_secs(30),
+                max_db_size: 0,
             },
         };
         assert_eq!(parse(text).unwrap(), expected);
@@ -1525,6 +1408,11 @@ mod tests {
             bad: &["0", "60001", r#""100ms""#],
         },
         RangeCase {
+            key: "sqlite.max_db_size", extra: "",
+            good: &["0", r#""64KB""#, r#""1TB""#],
+            bad: &["-1", r#""2TB""#],
+        },
+        RangeCase {
             key: "sqlite.resend_interval", extra: "",
             good: &[r#""0s""#, "0", r#""1d""#, r#""250ms""#],
             bad: &[r#""25h""#, "-1", r#""never""#],
@@ -1545,10 +1433,7 @@ mod tests {
                 let text = format!("[{section}]\n{}\n{key} = {value}\n", case.extra);
                 let e = error(&text);
                 assert_eq!(e.key(), Some(case.key), "{text}");
-                assert!(
-                    matches!(e.kind, ConfigErrorKind::Invalid { .. }),
-                    "{text}: {e:?}"
-                );
+                assert!(matches!(e.kind, ConfigErrorKind::Invalid { .. }), "{text}: {e:?}");
                 let line = e.to_string();
                 let prefix = format!("test.toml: {}: expected ", case.key);
                 assert!(line.starts_with(&prefix), "{line}");
@@ -1607,14 +1492,10 @@ mod tests {
     fn bind_accepts_one_string_or_a_list_and_at_most_64() {
         let c = parse("[listener]\nbind = \"[::]:1883\"\n").unwrap();
         assert_eq!(c.listener.bind, vec!["[::]:1883".parse().unwrap()]);
-        let list: Vec<String> = (0..64)
-            .map(|p| format!("\"127.0.0.1:{}\"", p + 1))
-            .collect();
+        let list: Vec<String> = (0..64).map(|p| format!("\"127.0.0.1:{}\"", p + 1)).collect();
         let text = format!("[listener]\nbind = [{}]\n", list.join(", "));
         assert_eq!(parse(&text).unwrap().listener.bind.len(), 64);
-        let list: Vec<String> = (0..65)
-            .map(|p| format!("\"127.0.0.1:{}\"", p + 1))
-            .collect();
+        let list: Vec<String> = (0..65).map(|p| format!("\"127.0.0.1:{}\"", p + 1)).collect();
         let text = format!("[listener]\nbind = [{}]\n", list.join(", "));
         assert_eq!(
             error(&text).to_string(),
@@ -1664,39 +1545,25 @@ mod tests {
              [sqlite])"
         );
         let e = error("mqtt = 5\n");
-        assert_eq!(
-            e.to_string(),
-            "test.toml: mqtt: expected a section ([mqtt]), got 5"
-        );
+        assert_eq!(e.to_string(), "test.toml: mqtt: expected a section ([mqtt]), got 5");
     }
 
     #[test]
     fn syntax_errors_give_line_and_column() {
         let e = error("[mqtt]\nmax_connections = \n");
         match &e.kind {
-            ConfigErrorKind::Syntax {
-                position: Some(p), ..
-            } => assert_eq!(p.line, 2),
+            ConfigErrorKind::Syntax { position: Some(p), .. } => assert_eq!(p.line, 2),
             other => panic!("{other:?}"),
         }
-        assert!(
-            e.to_string().starts_with("test.toml: line 2, column "),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("test.toml: line 2, column "), "{e}");
 
         let e = error("[mqtt\n");
-        assert!(
-            e.to_string().starts_with("test.toml: line 1, column "),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("test.toml: line 1, column "), "{e}");
 
         // A key given twice is a TOML error, not a silent override.
         let e = error("[mqtt]\nmax_inflight = 5\nmax_inflight = 6\n");
         assert!(matches!(e.kind, ConfigErrorKind::Syntax { .. }), "{e:?}");
-        assert!(
-            e.to_string().starts_with("test.toml: line 3, column "),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("test.toml: line 3, column "), "{e}");
     }
 
     #[test]
@@ -1836,10 +1703,7 @@ mod tests {
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, "[mqtt]\nmax_inflight = 0\n").unwrap();
         let line = Config::load(&bad).unwrap_err().to_string();
-        assert!(
-            line.starts_with(&format!("{}: mqtt.max_inflight: ", bad.display())),
-            "{line}"
-        );
+        assert!(line.starts_with(&format!("{}: mqtt.max_inflight: ", bad.display())), "{line}");
 
         let missing = dir.join("missing.toml");
         let e = Config::load(&missing).unwrap_err();
@@ -1857,10 +1721,7 @@ mod tests {
     fn log_levels_and_addresses_shared_with_the_command_line() {
         assert_eq!(parse_log_level("Debug"), Some(log::Level::Debug));
         assert_eq!(parse_log_level("off"), None);
-        assert_eq!(
-            parse_socket_addr(" [::1]:1883 "),
-            Some("[::1]:1883".parse().unwrap())
-        );
+        assert_eq!(parse_socket_addr(" [::1]:1883 "), Some("[::1]:1883".parse().unwrap()));
         assert_eq!(parse_socket_addr("localhost:1883"), None);
     }
 }

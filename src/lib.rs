@@ -9,3 +9,4 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod net;
+pub mod store;

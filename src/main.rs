@@ -7,6 +7,8 @@ use edgemq::broker::{Broker, Limits};
 use edgemq::cli::{self, Command, RunOptions};
 use edgemq::config::Config;
 use edgemq::net::EventLoop;
+use edgemq::store::{self, Store, StoreConfig};
+use std::time::Instant;
 
 fn main() -> ExitCode {
     let command = match cli::parse_args(std::env::args().skip(1)) {
@@ -25,10 +27,16 @@ fn main() -> ExitCode {
             println!("{}", cli::VERSION);
             ExitCode::SUCCESS
         }
-        Command::Inspect { .. } => {
-            eprintln!("edgemq inspect: this build has no persistent store to inspect yet");
-            ExitCode::from(1)
-        }
+        Command::Inspect { data, conf: _ } => match store::inspect(&data) {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("edgemq inspect: {error}");
+                ExitCode::from(1)
+            }
+        },
         Command::Run(options) => run(&options),
     }
 }
@@ -53,7 +61,44 @@ fn run(options: &RunOptions) -> ExitCode {
         .format_timestamp_millis()
         .init();
 
-    let broker = Broker::new(Limits::from(&config.mqtt));
+    let now = Instant::now();
+    let data_dir = &config.sqlite.mounted_file_path;
+    let mut store = match Store::open(data_dir, StoreConfig::from(&config.sqlite), now) {
+        Ok(store) => store,
+        Err(error) => {
+            log::error!("{error}");
+            eprintln!("edgemq: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let snapshot = match store.load() {
+        Ok(snapshot) => snapshot,
+        Err(error) => {
+            let message = format!("{}: cannot read the store: {error}", store.path().display());
+            log::error!("{message}");
+            eprintln!("edgemq: {message}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut broker = Broker::new(Limits::from(&config.mqtt), store);
+    let restored = broker.restore(snapshot, now);
+    log::info!(
+        "store {} ({} durability): {} sessions, {} subscriptions, {} queued messages, {} retained",
+        broker.store().path().display(),
+        config.sqlite.durability.name(),
+        restored.sessions,
+        restored.subscriptions,
+        restored.queued_messages,
+        restored.retained
+    );
+    if restored.skipped_sessions > 0 {
+        log::warn!(
+            "{} stored sessions not loaded: mqtt.max_sessions ({}) is too small; they stay in \
+             the store",
+            restored.skipped_sessions,
+            config.mqtt.max_sessions
+        );
+    }
     let mut event_loop = match EventLoop::bind(&config.listener.bind, broker) {
         Ok(event_loop) => event_loop,
         Err(error) => {

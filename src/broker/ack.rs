@@ -1,6 +1,6 @@
 //! The acknowledgement side of QoS 1 and 2 (MQTT 4.3.2, 4.3.3): PUBACK, PUBREC, PUBREL,
 //! PUBCOMP from clients, and re-sending unacknowledged messages when a session resumes
-//! (MQTT-4.4.0-1).
+//! (MQTT-4.4.0-1). Store-backed sessions delete a row when its exchange completes.
 
 use std::time::Instant;
 
@@ -16,7 +16,7 @@ impl Broker {
         now: Instant,
         out: &mut dyn Outbox,
     ) {
-        self.complete(conn, ack, OutboundState::AwaitPuback, now, out);
+        self.complete(conn, ack, "PUBACK", now, out);
     }
 
     pub(super) fn handle_pubcomp(
@@ -26,7 +26,7 @@ impl Broker {
         now: Instant,
         out: &mut dyn Outbox,
     ) {
-        self.complete(conn, ack, OutboundState::AwaitPubcomp, now, out);
+        self.complete(conn, ack, "PUBCOMP", now, out);
     }
 
     pub(super) fn handle_pubrec(
@@ -36,74 +36,71 @@ impl Broker {
         now: Instant,
         out: &mut dyn Outbox,
     ) {
-        let Some(session_id) = self.conn(conn).and_then(|c| c.session()) else {
-            return;
-        };
-        let Some(session) = self.session_mut(session_id) else {
-            return;
-        };
+        let Some(session_id) = self.conn(conn).and_then(|c| c.session()) else { return };
+        let Some(session) = self.session_mut(session_id) else { return };
         let position = session
             .inflight_position(ack.packet_id)
-            .filter(|&i| session.inflight[i].state == OutboundState::AwaitPubrec);
+            .filter(|&i| matches!(session.inflight[i].state, OutboundState::AwaitPubrec(_)));
         let Some(position) = position else {
             // MQTT 5.0 §4.3.3: answer an unknown PUBREC with PUBREL "not found".
             log::debug!("{conn:?}: PUBREC for unknown packet id {}", ack.packet_id);
             let pubrel = PubAck::with_reason(ack.packet_id, ReasonCode::PacketIdentifierNotFound);
             return self.send(out, conn, &Packet::Pubrel(pubrel));
         };
+        let stored = session.stored;
         if ack.reason.is_error() {
             // MQTT 5.0 §4.3.3: a failed PUBREC ends the exchange; the slot frees up.
-            session.inflight.remove(position);
+            let seq = session.inflight.remove(position).and_then(|m| m.seq);
+            self.forget_row(session_id, seq);
             return self.pump(session_id, now, out);
         }
-        session.inflight[position].state = OutboundState::AwaitPubcomp;
-        session.inflight[position].sent_at = now;
+        let entry = &mut session.inflight[position];
+        entry.state = OutboundState::AwaitPubcomp;
+        entry.sent_at = now;
+        if let (Some(stored), Some(seq)) = (stored, entry.seq) {
+            self.store.mark_pubrel(stored.id, seq);
+        }
         self.send(out, conn, &Packet::Pubrel(PubAck::new(ack.packet_id)));
     }
 
     pub(super) fn handle_pubrel(&mut self, conn: ConnId, ack: PubAck) {
-        let Some(session_id) = self.conn(conn).and_then(|c| c.session()) else {
-            return;
-        };
-        let Some(session) = self.session_mut(session_id) else {
-            return;
-        };
-        let reason = if session.inbound_qos2.remove(&ack.packet_id.get()) {
-            ReasonCode::Success
-        } else {
-            ReasonCode::PacketIdentifierNotFound
-        };
+        let Some(session_id) = self.conn(conn).and_then(|c| c.session()) else { return };
+        let Some(session) = self.session_mut(session_id) else { return };
+        let known = session.inbound_qos2.remove(&ack.packet_id.get());
+        if let (true, Some(stored)) = (known, session.stored) {
+            self.store.remove_inbound_qos2(stored.id, ack.packet_id.get());
+        }
+        let reason = if known { ReasonCode::Success } else { ReasonCode::PacketIdentifierNotFound };
         // The PUBCOMP follows the PUBREC, which may still wait for the commit; keep the order.
         let pubcomp = Packet::Pubcomp(PubAck::with_reason(ack.packet_id, reason));
-        self.pending_acks.push((conn, pubcomp));
+        self.queue_ack(conn, pubcomp, false);
     }
 
-    /// PUBACK / PUBCOMP: the message in state `expected` with that id is done.
+    /// PUBACK / PUBCOMP: the message awaiting `which` with that id is done.
     fn complete(
         &mut self,
         conn: ConnId,
         ack: PubAck,
-        expected: OutboundState,
+        which: &str,
         now: Instant,
         out: &mut dyn Outbox,
     ) {
-        let Some(session_id) = self.conn(conn).and_then(|c| c.session()) else {
-            return;
-        };
-        let Some(session) = self.session_mut(session_id) else {
-            return;
+        let Some(session_id) = self.conn(conn).and_then(|c| c.session()) else { return };
+        let Some(session) = self.session_mut(session_id) else { return };
+        let expected = |state: &OutboundState| match state {
+            OutboundState::AwaitPuback(_) => which == "PUBACK",
+            OutboundState::AwaitPubcomp => which == "PUBCOMP",
+            OutboundState::AwaitPubrec(_) => false,
         };
         match session.inflight_position(ack.packet_id) {
-            Some(position) if session.inflight[position].state == expected => {
-                session.inflight.remove(position);
+            Some(position) if expected(&session.inflight[position].state) => {
+                let seq = session.inflight.remove(position).and_then(|m| m.seq);
+                self.forget_row(session_id, seq);
                 self.pump(session_id, now, out);
             }
             _ => {
                 // Late or duplicate ack (e.g. after a resend): harmless, nothing to release.
-                log::debug!(
-                    "{conn:?}: {expected:?} ack for unknown packet id {}",
-                    ack.packet_id
-                );
+                log::debug!("{conn:?}: {which} for unknown packet id {}", ack.packet_id);
             }
         }
     }
@@ -116,21 +113,19 @@ impl Broker {
         now: Instant,
         out: &mut dyn Outbox,
     ) {
-        let Some(session) = self.session_mut(session_id) else {
-            return;
-        };
+        let Some(session) = self.session_mut(session_id) else { return };
         let Some(conn) = session.conn else { return };
         let pending: Vec<_> = session
             .inflight
             .iter_mut()
             .map(|m| {
                 m.sent_at = now;
-                (m.packet_id, m.state, m.delivery.clone())
+                (m.packet_id, m.state.clone())
             })
             .collect();
-        for (packet_id, state, delivery) in pending {
+        for (packet_id, state) in pending {
             match state {
-                OutboundState::AwaitPuback | OutboundState::AwaitPubrec => {
+                OutboundState::AwaitPuback(delivery) | OutboundState::AwaitPubrec(delivery) => {
                     self.send_publish(conn, &delivery, Some(packet_id), true, now, out);
                 }
                 OutboundState::AwaitPubcomp => {

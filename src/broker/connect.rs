@@ -5,11 +5,12 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::connection::Phase;
-use super::session::{Session, SessionExpiry, SessionId};
+use super::session::{Session, SessionExpiry, SessionId, StoredQueue};
 use super::{Broker, ConnId, Outbox};
 use crate::codec::{
     Connack, ConnackProperties, Connect, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode,
 };
+use crate::store::{SessionRow, StoredSessionId};
 
 impl Broker {
     pub(super) fn handle_connect(
@@ -141,6 +142,23 @@ impl Broker {
             }
         };
 
+        // Persistent sessions live in the store (the CONNACK is sent before the commit: a
+        // session that is lost with the pass is simply not present on the next connect).
+        let persistent = expiry != SessionExpiry::AtDisconnect
+            || self.session(session_id).is_some_and(|s| s.stored.is_some());
+        if persistent {
+            let row = SessionRow {
+                client_id: &client_id,
+                protocol: version,
+                expiry: expiry.as_duration(),
+                will: connect.will.as_ref(),
+            };
+            match self.store.save_session(&row) {
+                Some(stored_id) => self.bind_store_id(session_id, stored_id),
+                None => log::warn!("client {client_id:?}: session not saved; it is kept in memory"),
+            }
+        }
+
         // Bind the connection and the session; cancel the session's offline timers.
         let generation = self.next_generation();
         let Some(session) = self.session_mut(session_id) else {
@@ -190,11 +208,7 @@ impl Broker {
                 properties.session_expiry_interval = Some(expiry.as_v5_interval());
             }
         }
-        let connack = Connack {
-            session_present,
-            reason: ReasonCode::Success,
-            properties,
-        };
+        let connack = Connack { session_present, reason: ReasonCode::Success, properties };
         self.send(out, conn, &Packet::Connack(connack));
 
         if session_present {
@@ -223,13 +237,25 @@ impl Broker {
     /// CONNACK with a failure code, then close (MQTT-3.2.2-5 / MQTT-3.2.2-7).
     fn refuse(&mut self, conn: ConnId, reason: ReasonCode, now: Instant, out: &mut dyn Outbox) {
         log::info!("{conn:?}: CONNECT refused: {reason:?}");
-        let connack = Connack {
-            session_present: false,
-            reason,
-            properties: Default::default(),
-        };
+        let connack = Connack { session_present: false, reason, properties: Default::default() };
         self.send(out, conn, &Packet::Connack(connack));
         self.close_conn(conn, now, out);
+    }
+
+    /// Records which store row holds a session (a new row after a failed batch gets a new id).
+    pub(super) fn bind_store_id(&mut self, session_id: SessionId, stored_id: StoredSessionId) {
+        let Some(session) = self.session_mut(session_id) else { return };
+        let previous = match session.stored.as_mut() {
+            Some(stored) => Some(std::mem::replace(&mut stored.id, stored_id)),
+            None => {
+                session.stored = Some(StoredQueue::new(stored_id));
+                None
+            }
+        };
+        if let Some(previous) = previous {
+            self.by_store_id.remove(&previous);
+        }
+        self.by_store_id.insert(stored_id, session_id);
     }
 
     fn assign_client_id(&mut self) -> Rc<str> {
@@ -242,7 +268,7 @@ impl Broker {
         }
     }
 
-    fn create_session(
+    pub(super) fn create_session(
         &mut self,
         client_id: Rc<str>,
         version: ProtocolVersion,

@@ -46,11 +46,7 @@ impl Broker {
                 session.will = None;
             }
         }
-        log::debug!(
-            "{}: DISCONNECT {:?}",
-            self.client_label(conn),
-            disconnect.reason
-        );
+        log::debug!("{}: DISCONNECT {:?}", self.client_label(conn), disconnect.reason);
         self.close_conn(conn, now, out);
     }
 
@@ -85,7 +81,7 @@ impl Broker {
         }
 
         match expiry {
-            SessionExpiry::AtDisconnect => self.end_session(session_id, now, out),
+            SessionExpiry::AtDisconnect => return self.end_session(session_id, now, out),
             SessionExpiry::After(after) => {
                 if let Some(session) = self.session_mut(session_id) {
                     session.expires_at = Some(now + after);
@@ -94,6 +90,22 @@ impl Broker {
             }
             SessionExpiry::Never => self.arm_session_timer(session_id),
         }
+        self.save_offline(session_id);
+    }
+
+    /// Writes an offline session's deadlines and pending will, and frees its memory cache
+    /// (the rows stay in the store until it returns).
+    fn save_offline(&mut self, session_id: SessionId) {
+        let Some(session) = self.session_mut(session_id) else { return };
+        let Some(stored) = session.stored.as_mut() else { return };
+        session.queue.clear();
+        session.queue.shrink_to_fit();
+        stored.cached_upto = stored.first_unsent;
+        let stored_id = stored.id;
+        let expiry = session.expiry.as_duration();
+        let (expires_at, will_due) = (session.expires_at, session.will_due);
+        let will = session.will.clone();
+        self.store.session_offline(stored_id, expiry, expires_at, will.as_ref(), will_due);
     }
 
     /// Removes a session: its pending will is published (MQTT 5.0 §3.1.2.5: at the latest
@@ -116,6 +128,10 @@ impl Broker {
         }
         self.session_by_client.remove(&session.client_id);
         self.free_sessions.push(id.0);
+        if let Some(stored) = session.stored {
+            self.store.delete_session(stored.id);
+            self.by_store_id.remove(&stored.id);
+        }
         let dropped = session.queue.len() + session.inflight.len();
         if dropped > 0 {
             log::debug!(

@@ -43,6 +43,19 @@ impl Message {
         }
     }
 
+    /// The PUBLISH kept in the store for a retained message (expiry stored beside it).
+    pub fn to_retained_publish(&self) -> Publish {
+        Publish {
+            dup: false,
+            qos: self.qos,
+            retain: true,
+            topic: self.topic.clone(),
+            packet_id: None,
+            properties: self.properties.clone(),
+            payload: self.payload.clone(),
+        }
+    }
+
     pub fn is_expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
     }
@@ -62,9 +75,55 @@ pub struct Delivery {
     pub retain: bool,
     /// MQTT 5.0 Subscription Identifiers of the matching subscriptions.
     pub subscription_ids: Vec<u32>,
+    /// The store row holding this delivery (store-backed sessions only).
+    pub seq: Option<i64>,
 }
 
 impl Delivery {
+    pub fn new(message: Rc<Message>, qos: QoS, retain: bool, subscription_ids: Vec<u32>) -> Self {
+        Delivery { message, qos, retain, subscription_ids, seq: None }
+    }
+
+    /// The PUBLISH as stored in the ring: as delivered, without packet id and expiry (the
+    /// deadline is stored as wall-clock time beside it).
+    pub fn to_stored_publish(&self) -> Publish {
+        let message = &self.message;
+        let mut properties = message.properties.clone();
+        properties.subscription_identifiers.clone_from(&self.subscription_ids);
+        Publish {
+            dup: false,
+            qos: self.qos,
+            retain: self.retain,
+            topic: message.topic.clone(),
+            packet_id: None,
+            properties,
+            payload: message.payload.clone(),
+        }
+    }
+
+    /// A delivery read back from store row `seq`.
+    pub fn from_stored(seq: i64, publish: Publish, expires_at: Option<Instant>) -> Delivery {
+        let mut properties = publish.properties;
+        let subscription_ids = std::mem::take(&mut properties.subscription_identifiers);
+        properties.message_expiry_interval = None;
+        properties.topic_alias = None;
+        let message = Message {
+            topic: publish.topic,
+            payload: publish.payload,
+            qos: publish.qos,
+            retain: publish.retain,
+            properties,
+            expires_at,
+        };
+        Delivery {
+            message: Rc::new(message),
+            qos: publish.qos,
+            retain: publish.retain,
+            subscription_ids,
+            seq: Some(seq),
+        }
+    }
+
     /// The PUBLISH to send. The remaining expiry is computed at send time (MQTT-3.3.2-6).
     pub fn to_publish(&self, packet_id: Option<PacketId>, dup: bool, now: Instant) -> Publish {
         let message = &self.message;
@@ -73,9 +132,7 @@ impl Delivery {
             let left = at.saturating_duration_since(now).as_secs();
             u32::try_from(left).unwrap_or(u32::MAX)
         });
-        properties
-            .subscription_identifiers
-            .clone_from(&self.subscription_ids);
+        properties.subscription_identifiers.clone_from(&self.subscription_ids);
         Publish {
             dup,
             qos: self.qos,

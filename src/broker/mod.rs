@@ -15,6 +15,7 @@ mod disconnect;
 mod limits;
 mod message;
 mod publish;
+mod restore;
 mod retain;
 mod session;
 mod stats;
@@ -36,14 +37,26 @@ use crate::codec::{
 pub use connection::Phase;
 pub use limits::Limits;
 pub use message::{Delivery, Message};
+pub use restore::Restored;
 pub use session::{SessionExpiry, SessionId};
 pub use stats::{Gauges, Stats};
 
+use crate::codec::PubAck;
+use crate::store::{Commit, Store, StoredSessionId};
 use connection::Conn;
 use retain::RetainedStore;
 use session::Session;
 use timers::Timers;
 use topic_tree::{SubscriberEntry, TopicTree};
+
+/// An acknowledgement waiting for the end of the pass.
+#[derive(Debug)]
+struct PendingAck {
+    conn: ConnId,
+    packet: Packet,
+    /// Its message was written to the store: refuse it if the commit fails.
+    needs_store: bool,
+}
 
 /// A connection, named by the event loop (its slab index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -71,17 +84,24 @@ pub struct Broker {
     tree: TopicTree,
     retained: RetainedStore,
     timers: Timers,
-    /// PUBACK/PUBREC held until the store commit that makes their messages durable.
-    pending_acks: Vec<(ConnId, Packet)>,
+    /// PUBACK/PUBREC/PUBCOMP held until the end of the pass (and its store commit).
+    pending_acks: Vec<PendingAck>,
     /// Reused by every publish so routing allocates nothing.
     match_scratch: Vec<SubscriberEntry>,
+    store: Store,
+    by_store_id: HashMap<StoredSessionId, SessionId>,
+    /// What routing the current publish did (read by the publish handler for its ack).
+    route_outcome: publish::RouteOutcome,
+    last_drop_warning: Option<Instant>,
+    suppressed_drop_warnings: u64,
     next_assigned_id: u64,
     next_timer_generation: u32,
     stats: Stats,
 }
 
 impl Broker {
-    pub fn new(limits: Limits) -> Broker {
+    /// A broker over `store`; call [`Broker::restore`] to bring back what the store holds.
+    pub fn new(limits: Limits, store: Store) -> Broker {
         let retained = RetainedStore::new(limits.max_retained_messages, limits.max_retained_bytes);
         Broker {
             conns: Vec::with_capacity(limits.max_connections),
@@ -94,6 +114,11 @@ impl Broker {
             timers: Timers::default(),
             pending_acks: Vec::new(),
             match_scratch: Vec::new(),
+            store,
+            by_store_id: HashMap::new(),
+            route_outcome: publish::RouteOutcome::default(),
+            last_drop_warning: None,
+            suppressed_drop_warnings: 0,
             next_assigned_id: 0,
             next_timer_generation: 0,
             stats: Stats::default(),
@@ -119,12 +144,7 @@ impl Broker {
             retained_messages: self.retained.len(),
             retained_bytes: self.retained.bytes(),
             queued_messages: self.sessions.iter().flatten().map(|s| s.queue.len()).sum(),
-            inflight_messages: self
-                .sessions
-                .iter()
-                .flatten()
-                .map(|s| s.inflight.len())
-                .sum(),
+            inflight_messages: self.sessions.iter().flatten().map(|s| s.inflight.len()).sum(),
         }
     }
 
@@ -150,8 +170,7 @@ impl Broker {
         }
         let generation = self.next_generation();
         self.conns[index] = Some(Conn::new(now, generation));
-        self.timers
-            .arm_conn(now + self.limits.connect_timeout, conn, generation);
+        self.timers.arm_conn(now + self.limits.connect_timeout, conn, generation);
         self.stats.connections_accepted += 1;
     }
 
@@ -247,17 +266,104 @@ impl Broker {
         }
     }
 
-    /// End of one event-loop pass: make this pass's messages durable, then release the
-    /// acknowledgements that promised it.
-    pub fn end_of_pass(&mut self, _now: Instant, out: &mut dyn Outbox) {
-        // The in-memory core has nothing to commit; the store hooks in here.
-        for (conn, packet) in self.pending_acks.drain(..) {
-            if let Some(version) = self.conns.get(conn.0 as usize).and_then(|c| {
-                c.as_ref()
-                    .filter(|c| c.phase != Phase::Closed)
-                    .and_then(|c| c.version)
-            }) {
-                out.send(conn, version, &packet);
+    /// End of one event-loop pass: commit this pass's store writes (as the durability mode
+    /// says), then release the acknowledgements that promised them — or, if the commit
+    /// failed, refuse them (v5 reason code; 3.1.1 publishers are disconnected unacknowledged
+    /// so they send again).
+    pub fn end_of_pass(&mut self, now: Instant, out: &mut dyn Outbox) {
+        let failure = match self.store.commit_if_due(now) {
+            Commit::Failed(error) => Some(error),
+            Commit::Idle | Commit::Deferred | Commit::Committed { .. } => None,
+        };
+        if failure.is_some() {
+            self.resync_after_failed_commit();
+        }
+        let mut pending = std::mem::take(&mut self.pending_acks);
+        for ack in &pending {
+            let Some(state) = self.conn(ack.conn).filter(|c| c.phase != Phase::Closed) else {
+                continue;
+            };
+            let Some(version) = state.version else { continue };
+            match (&failure, ack.needs_store) {
+                (Some(error), true) => self.refuse_ack(ack, version, error, now, out),
+                _ => out.send(ack.conn, version, &ack.packet),
+            }
+        }
+        pending.clear();
+        if self.pending_acks.is_empty() {
+            self.pending_acks = pending;
+        }
+    }
+
+    /// Commits what the store holds in an open batch (at shutdown).
+    pub fn shutdown(&mut self) {
+        if let Commit::Failed(error) = self.store.commit() {
+            log::error!("final store commit failed: {error}");
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn queue_ack(&mut self, conn: ConnId, packet: Packet, needs_store: bool) {
+        self.pending_acks.push(PendingAck { conn, packet, needs_store });
+    }
+
+    fn refuse_ack(
+        &mut self,
+        ack: &PendingAck,
+        version: ProtocolVersion,
+        error: &str,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        let reason = if error.contains("full") {
+            ReasonCode::QuotaExceeded
+        } else {
+            ReasonCode::UnspecifiedError
+        };
+        let client = self.client_label(ack.conn);
+        match (&ack.packet, version) {
+            (Packet::Puback(a), ProtocolVersion::V5) => {
+                log::warn!("{client}: message not stored ({error}); PUBACK {reason:?}");
+                let refused = PubAck::with_reason(a.packet_id, reason);
+                out.send(ack.conn, version, &Packet::Puback(refused));
+            }
+            (Packet::Pubrec(a), ProtocolVersion::V5) => {
+                log::warn!("{client}: message not stored ({error}); PUBREC {reason:?}");
+                self.forget_inbound_qos2(ack.conn, a.packet_id.get());
+                let refused = PubAck::with_reason(a.packet_id, reason);
+                out.send(ack.conn, version, &Packet::Pubrec(refused));
+            }
+            _ => {
+                log::warn!(
+                    "{client}: message not stored ({error}); disconnecting without \
+                     acknowledgement so the client sends it again"
+                );
+                if let Packet::Pubrec(a) = &ack.packet {
+                    self.forget_inbound_qos2(ack.conn, a.packet_id.get());
+                }
+                self.close_conn(ack.conn, now, out);
+            }
+        }
+    }
+
+    fn forget_inbound_qos2(&mut self, conn: ConnId, packet_id: u16) {
+        if let Some(session_id) = self.conn(conn).and_then(Conn::session) {
+            if let Some(session) = self.session_mut(session_id) {
+                session.inbound_qos2.remove(&packet_id);
+            }
+        }
+    }
+
+    /// After a rollback the memory caches may hold rows that no longer exist: drop them and
+    /// read the queues again from the store.
+    fn resync_after_failed_commit(&mut self) {
+        for session in self.sessions.iter_mut().flatten() {
+            if let Some(stored) = session.stored.as_mut() {
+                session.queue.clear();
+                stored.cached_upto = stored.first_unsent;
             }
         }
     }
@@ -277,9 +383,7 @@ impl Broker {
     }
 
     fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
-        self.sessions
-            .get_mut(id.0 as usize)
-            .and_then(Option::as_mut)
+        self.sessions.get_mut(id.0 as usize).and_then(Option::as_mut)
     }
 
     fn next_generation(&mut self) -> u32 {
@@ -310,10 +414,7 @@ impl Broker {
         log::info!("{client}: {what}; disconnecting with {reason:?}");
         self.stats.protocol_errors += 1;
         if self.conn(conn).and_then(|c| c.version) == Some(ProtocolVersion::V5) {
-            let disconnect = Disconnect {
-                reason,
-                properties: Default::default(),
-            };
+            let disconnect = Disconnect { reason, properties: Default::default() };
             self.send(out, conn, &Packet::Disconnect(disconnect));
         }
         self.close_conn(conn, now, out);
@@ -328,11 +429,7 @@ impl Broker {
 
     /// "client-id (ConnId)" for log lines.
     fn client_label(&self, conn: ConnId) -> String {
-        match self
-            .conn(conn)
-            .and_then(Conn::session)
-            .and_then(|s| self.session(s))
-        {
+        match self.conn(conn).and_then(Conn::session).and_then(|s| self.session(s)) {
             Some(session) => format!("client {:?} ({conn:?})", session.client_id),
             None => format!("{conn:?}"),
         }

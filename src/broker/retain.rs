@@ -30,12 +30,7 @@ pub struct RetainedStore {
 
 impl RetainedStore {
     pub fn new(max_messages: usize, max_bytes: usize) -> RetainedStore {
-        RetainedStore {
-            messages: HashMap::new(),
-            bytes: 0,
-            max_messages,
-            max_bytes,
-        }
+        RetainedStore { messages: HashMap::new(), bytes: 0, max_messages, max_bytes }
     }
 
     pub fn len(&self) -> usize {
@@ -77,12 +72,8 @@ impl RetainedStore {
     pub fn matching(&mut self, filter: &str, now: Instant) -> Vec<Rc<Message>> {
         self.messages.retain(|_, m| !m.is_expired(now));
         self.bytes = self.messages.values().map(|m| m.size()).sum();
-        let mut found: Vec<Rc<Message>> = self
-            .messages
-            .values()
-            .filter(|m| topic::matches(filter, &m.topic))
-            .cloned()
-            .collect();
+        let mut found: Vec<Rc<Message>> =
+            self.messages.values().filter(|m| topic::matches(filter, &m.topic)).cloned().collect();
         // Deterministic order for clients and tests.
         found.sort_by(|a, b| a.topic.cmp(&b.topic));
         found
@@ -117,10 +108,7 @@ mod tests {
         assert_eq!(found.len(), 2);
         assert_eq!(&*found[0].payload, b"22");
         assert_eq!(store.apply(&msg("a/b", b"")), RetainOutcome::Deleted);
-        assert_eq!(
-            store.apply(&msg("a/b", b"")),
-            RetainOutcome::NothingToDelete
-        );
+        assert_eq!(store.apply(&msg("a/b", b"")), RetainOutcome::NothingToDelete);
         assert_eq!(store.len(), 1);
         assert_eq!(store.bytes(), 4);
     }
@@ -130,13 +118,7 @@ mod tests {
         let mut store = RetainedStore::new(1, 10);
         assert_eq!(store.apply(&msg("a", b"1")), RetainOutcome::Stored);
         assert_eq!(store.apply(&msg("b", b"1")), RetainOutcome::OverLimit);
-        assert_eq!(
-            store.apply(&msg("a", b"0123456789")),
-            RetainOutcome::OverLimit
-        );
-        assert_eq!(
-            store.apply(&msg("a", b"012345678")),
-            RetainOutcome::Replaced
-        );
+        assert_eq!(store.apply(&msg("a", b"0123456789")), RetainOutcome::OverLimit);
+        assert_eq!(store.apply(&msg("a", b"012345678")), RetainOutcome::Replaced);
     }
 }

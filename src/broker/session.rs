@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use super::message::Delivery;
 use super::ConnId;
 use crate::codec::{PacketId, ProtocolVersion, SubscriptionOptions, Will};
+use crate::store::StoredSessionId;
 
 /// Index of a session in the broker's fixed-capacity session table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -21,12 +22,12 @@ pub struct SessionId(pub u32);
 /// What an outbound QoS 1/2 message waits for (MQTT 4.3.2, 4.3.3).
 // Named after what each state waits for, like rustls' `ExpectFinished`.
 #[allow(clippy::enum_variant_names)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum OutboundState {
     /// QoS 1 PUBLISH sent.
-    AwaitPuback,
+    AwaitPuback(Delivery),
     /// QoS 2 PUBLISH sent.
-    AwaitPubrec,
+    AwaitPubrec(Delivery),
     /// PUBREL sent; the message is delivered and only the packet id is still in use.
     AwaitPubcomp,
 }
@@ -34,10 +35,41 @@ pub enum OutboundState {
 #[derive(Debug, Clone)]
 pub struct Inflight {
     pub packet_id: PacketId,
+    /// The store row this message lives in (store-backed sessions).
+    pub seq: Option<i64>,
     pub state: OutboundState,
-    pub delivery: Delivery,
     /// When this PUBLISH or PUBREL was last sent (for the 3.1.1 resend interval).
     pub sent_at: Instant,
+}
+
+/// Where a persistent session's queue lives in the store, and which part of it is in memory.
+///
+/// Rows `first_unsent..next_seq` are queued; rows before `first_unsent` have been sent and
+/// wait for acknowledgement. `Session::queue` caches rows `first_unsent..cached_upto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredQueue {
+    pub id: StoredSessionId,
+    pub next_seq: i64,
+    pub first_unsent: i64,
+    pub cached_upto: i64,
+}
+
+impl StoredQueue {
+    pub fn new(id: StoredSessionId) -> StoredQueue {
+        StoredQueue { id, next_seq: 1, first_unsent: 1, cached_upto: 1 }
+    }
+
+    /// Every queued row is in the memory cache.
+    pub fn fully_cached(&self) -> bool {
+        self.cached_upto >= self.next_seq
+    }
+}
+
+/// The packet id of store row `seq`: a function of the row, so a restarted broker re-sends a
+/// message with the id it had (MQTT-4.4.0-1) without writing ids to disk.
+pub fn packet_id_for_seq(seq: i64) -> PacketId {
+    let id = (seq - 1).rem_euclid(65535) + 1;
+    NonZeroU16::new(id as u16).unwrap_or(NonZeroU16::MIN)
 }
 
 /// A subscription as granted, kept so it can be restored and replaced.
@@ -75,6 +107,23 @@ impl SessionExpiry {
         }
     }
 
+    /// As stored: `None` = never, zero = at disconnect.
+    pub fn as_duration(self) -> Option<Duration> {
+        match self {
+            SessionExpiry::AtDisconnect => Some(Duration::ZERO),
+            SessionExpiry::After(d) => Some(d),
+            SessionExpiry::Never => None,
+        }
+    }
+
+    pub fn from_duration(stored: Option<Duration>) -> SessionExpiry {
+        match stored {
+            None => SessionExpiry::Never,
+            Some(d) if d.is_zero() => SessionExpiry::AtDisconnect,
+            Some(d) => SessionExpiry::After(d),
+        }
+    }
+
     pub fn as_v5_interval(self) -> u32 {
         match self {
             SessionExpiry::AtDisconnect => 0,
@@ -108,6 +157,8 @@ pub struct Session {
     pub timer_generation: u32,
     /// Messages dropped for this session because its queue was full.
     pub dropped: u64,
+    /// Set for persistent sessions: their queue and state live in the store.
+    pub stored: Option<StoredQueue>,
     next_packet_id: u16,
 }
 
@@ -127,6 +178,7 @@ impl Session {
             expires_at: None,
             timer_generation: 0,
             dropped: 0,
+            stored: None,
             next_packet_id: 1,
         }
     }
@@ -166,27 +218,23 @@ mod tests {
     }
 
     #[test]
+    fn seq_packet_ids_cycle_through_all_nonzero_ids() {
+        assert_eq!(packet_id_for_seq(1).get(), 1);
+        assert_eq!(packet_id_for_seq(65535).get(), 65535);
+        assert_eq!(packet_id_for_seq(65536).get(), 1);
+        assert_eq!(packet_id_for_seq(0).get(), 65535);
+    }
+
+    #[test]
     fn expiry_mapping() {
-        assert_eq!(
-            SessionExpiry::from_v5_interval(0),
-            SessionExpiry::AtDisconnect
-        );
-        assert_eq!(
-            SessionExpiry::from_v5_interval(u32::MAX),
-            SessionExpiry::Never
-        );
+        assert_eq!(SessionExpiry::from_v5_interval(0), SessionExpiry::AtDisconnect);
+        assert_eq!(SessionExpiry::from_v5_interval(u32::MAX), SessionExpiry::Never);
         let ten = Duration::from_secs(10);
-        assert_eq!(
-            SessionExpiry::Never.capped(Some(ten)),
-            SessionExpiry::After(ten)
-        );
+        assert_eq!(SessionExpiry::Never.capped(Some(ten)), SessionExpiry::After(ten));
         assert_eq!(
             SessionExpiry::After(Duration::from_secs(99)).capped(Some(ten)),
             SessionExpiry::After(ten)
         );
-        assert_eq!(
-            SessionExpiry::AtDisconnect.capped(Some(ten)),
-            SessionExpiry::AtDisconnect
-        );
+        assert_eq!(SessionExpiry::AtDisconnect.capped(Some(ten)), SessionExpiry::AtDisconnect);
     }
 }

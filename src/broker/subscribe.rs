@@ -61,26 +61,20 @@ impl Broker {
                 continue;
             }
             options.qos = options.qos.min(limits.max_qos);
-            session.subscriptions.insert(
-                filter.clone(),
-                Subscription {
-                    options,
-                    subscription_id,
-                },
-            );
+            session.subscriptions.insert(filter.clone(), Subscription { options, subscription_id });
             log::debug!(
                 "client {:?} subscribed to {filter:?} at QoS {}",
                 session.client_id,
                 options.qos.bits()
             );
+            let stored = session.stored;
             self.tree.subscribe(
                 &filter,
-                SubscriberEntry {
-                    session: session_id,
-                    options,
-                    subscription_id,
-                },
+                SubscriberEntry { session: session_id, options, subscription_id },
             );
+            if let Some(stored) = stored {
+                self.store.save_subscription(stored.id, &filter, &options, subscription_id);
+            }
             reasons.push(granted_reason(options.qos));
             let send_retained = match (version, options.retain_handling) {
                 (ProtocolVersion::V5, RetainHandling::SendAtSubscribe) => true,
@@ -93,22 +87,16 @@ impl Broker {
             }
         }
 
-        let suback = Suback {
-            packet_id: subscribe.packet_id,
-            reasons,
-            properties: Default::default(),
-        };
+        let suback =
+            Suback { packet_id: subscribe.packet_id, reasons, properties: Default::default() };
         self.send(out, conn, &Packet::Suback(suback));
 
         // Retained messages follow the SUBACK, with RETAIN=1 (MQTT-3.3.1-8).
         for (filter, granted) in retained_for {
             for message in self.retained.matching(&filter, now) {
-                let delivery = Delivery {
-                    qos: message.qos.min(granted),
-                    message,
-                    retain: true,
-                    subscription_ids: subscription_id.into_iter().collect(),
-                };
+                let qos = message.qos.min(granted);
+                let ids = subscription_id.into_iter().collect();
+                let delivery = Delivery::new(message, qos, true, ids);
                 self.deliver(session_id, delivery, now, out);
             }
         }
@@ -129,8 +117,12 @@ impl Broker {
                 return;
             };
             let existed = session.subscriptions.remove(filter).is_some();
+            let stored = session.stored;
             if existed {
                 self.tree.unsubscribe(filter, session_id);
+                if let Some(stored) = stored {
+                    self.store.delete_subscription(stored.id, filter);
+                }
             }
             reasons.push(if existed {
                 ReasonCode::Success
@@ -138,11 +130,8 @@ impl Broker {
                 ReasonCode::NoSubscriptionExisted
             });
         }
-        let unsuback = Unsuback {
-            packet_id: unsubscribe.packet_id,
-            reasons,
-            properties: Default::default(),
-        };
+        let unsuback =
+            Unsuback { packet_id: unsubscribe.packet_id, reasons, properties: Default::default() };
         self.send(out, conn, &Packet::Unsuback(unsuback));
     }
 }

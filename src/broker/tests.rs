@@ -39,6 +39,15 @@ impl Recorder {
     }
 }
 
+fn memory_store() -> crate::store::Store {
+    let config = crate::store::StoreConfig::from(&crate::config::SqliteConfig {
+        durability: crate::config::Durability::Memory,
+        ..Default::default()
+    });
+    crate::store::Store::open(std::path::Path::new("unused"), config, Instant::now())
+        .expect("in-memory store opens")
+}
+
 struct Harness {
     broker: Broker,
     out: Recorder,
@@ -75,7 +84,7 @@ fn publish(topic: &str, payload: &[u8], qos: QoS, id: Option<u16>) -> Publish {
 impl Harness {
     fn new(limits: Limits) -> Harness {
         Harness {
-            broker: Broker::new(limits),
+            broker: Broker::new(limits, memory_store()),
             out: Recorder::default(),
             now: Instant::now(),
             next_conn: 0,
@@ -112,10 +121,7 @@ impl Harness {
     }
 
     fn subscribe(&mut self, conn: ConnId, filter: &str, qos: QoS) {
-        let options = SubscriptionOptions {
-            qos,
-            ..Default::default()
-        };
+        let options = SubscriptionOptions { qos, ..Default::default() };
         self.subscribe_with(conn, filter, options, None);
     }
 
@@ -129,17 +135,11 @@ impl Harness {
         let subscribe = Subscribe {
             packet_id: pid(1),
             filters: vec![(filter.to_string(), options)],
-            properties: SubscribeProperties {
-                subscription_identifier,
-                ..Default::default()
-            },
+            properties: SubscribeProperties { subscription_identifier, ..Default::default() },
         };
         self.handle(conn, Packet::Subscribe(subscribe));
         let sent = self.out.take(conn);
-        assert!(
-            matches!(sent.first(), Some(Packet::Suback(_))),
-            "expected SUBACK: {sent:?}"
-        );
+        assert!(matches!(sent.first(), Some(Packet::Suback(_))), "expected SUBACK: {sent:?}");
     }
 
     fn close(&mut self, conn: ConnId) {
@@ -182,10 +182,7 @@ fn qos1_roundtrip_acks_publisher_after_end_of_pass() {
     // The PUBACK is held until the end of the pass (the store commit point).
     assert!(h.out.take(pub_conn).is_empty());
     h.broker.end_of_pass(h.now, &mut h.out);
-    assert_eq!(
-        h.out.take(pub_conn),
-        vec![Packet::Puback(PubAck::new(pid(7)))]
-    );
+    assert_eq!(h.out.take(pub_conn), vec![Packet::Puback(PubAck::new(pid(7)))]);
 
     let got = h.out.take(sub);
     let delivered = publishes(&got);
@@ -204,10 +201,7 @@ fn overlapping_subscriptions_deliver_once_at_highest_qos() {
     h.subscribe(sub, "a/#", QoS::AtMostOnce);
     h.subscribe(sub, "a/b", QoS::ExactlyOnce);
     let (p, _) = h.connect(ProtocolVersion::V311, "pub", true);
-    h.handle(
-        p,
-        Packet::Publish(publish("a/b", b"x", QoS::AtLeastOnce, Some(1))),
-    );
+    h.handle(p, Packet::Publish(publish("a/b", b"x", QoS::AtLeastOnce, Some(1))));
     let got = h.out.take(sub);
     let delivered = publishes(&got);
     assert_eq!(delivered.len(), 1);
@@ -235,10 +229,7 @@ fn offline_persistent_session_queues_in_order_and_resumes() {
         );
     }
     // QoS 0 is not queued for offline sessions by default.
-    h.handle(
-        p,
-        Packet::Publish(publish("sensors/t", b"q0", QoS::AtMostOnce, None)),
-    );
+    h.handle(p, Packet::Publish(publish("sensors/t", b"q0", QoS::AtMostOnce, None)));
     assert_eq!(h.broker.gauges().queued_messages, 5);
 
     let (sub2, connack) = h.connect(ProtocolVersion::V311, "sensor-1", false);
@@ -252,18 +243,12 @@ fn offline_persistent_session_queues_in_order_and_resumes() {
 fn receive_maximum_limits_inflight_and_acks_release_more() {
     let mut h = Harness::new(Limits::default());
     let mut connect = connect_packet(ProtocolVersion::V5, "slow", true);
-    connect.properties = ConnectProperties {
-        receive_maximum: Some(2),
-        ..Default::default()
-    };
+    connect.properties = ConnectProperties { receive_maximum: Some(2), ..Default::default() };
     let (sub, _) = h.connect_with(connect);
     h.subscribe(sub, "t", QoS::AtLeastOnce);
     let (p, _) = h.connect(ProtocolVersion::V5, "pub", true);
     for i in 1..=5u16 {
-        h.handle(
-            p,
-            Packet::Publish(publish("t", &[i as u8], QoS::AtLeastOnce, Some(i))),
-        );
+        h.handle(p, Packet::Publish(publish("t", &[i as u8], QoS::AtLeastOnce, Some(i))));
     }
     let got = h.out.take(sub);
     let first = publishes(&got);
@@ -282,20 +267,11 @@ fn inflight_is_resent_with_dup_on_resume() {
     let (sub, _) = h.connect(ProtocolVersion::V311, "c", false);
     h.subscribe(sub, "t", QoS::ExactlyOnce);
     let (p, _) = h.connect(ProtocolVersion::V311, "pub", true);
-    h.handle(
-        p,
-        Packet::Publish(publish("t", b"1", QoS::ExactlyOnce, Some(1))),
-    );
-    h.handle(
-        p,
-        Packet::Publish(publish("t", b"2", QoS::ExactlyOnce, Some(2))),
-    );
+    h.handle(p, Packet::Publish(publish("t", b"1", QoS::ExactlyOnce, Some(1))));
+    h.handle(p, Packet::Publish(publish("t", b"2", QoS::ExactlyOnce, Some(2))));
     let got = h.out.take(sub);
     let sent = publishes(&got);
-    let (id1, id2) = (
-        sent[0].packet_id.expect("id"),
-        sent[1].packet_id.expect("id"),
-    );
+    let (id1, id2) = (sent[0].packet_id.expect("id"), sent[1].packet_id.expect("id"));
     // First reaches PUBREC (so PUBREL is pending), second is unacknowledged.
     h.handle(sub, Packet::Pubrec(PubAck::new(id1)));
     assert_eq!(h.out.take(sub), vec![Packet::Pubrel(PubAck::new(id1))]);
@@ -321,28 +297,19 @@ fn inbound_qos2_duplicate_is_not_routed_twice() {
     let (sub, _) = h.connect(ProtocolVersion::V311, "sub", true);
     h.subscribe(sub, "t", QoS::AtMostOnce);
     let (p, _) = h.connect(ProtocolVersion::V311, "pub", true);
-    h.handle(
-        p,
-        Packet::Publish(publish("t", b"x", QoS::ExactlyOnce, Some(9))),
-    );
+    h.handle(p, Packet::Publish(publish("t", b"x", QoS::ExactlyOnce, Some(9))));
     let mut dup = publish("t", b"x", QoS::ExactlyOnce, Some(9));
     dup.dup = true;
     h.handle(p, Packet::Publish(dup));
     assert_eq!(publishes(&h.out.take(sub)).len(), 1);
     assert_eq!(
         h.out.take(p),
-        vec![
-            Packet::Pubrec(PubAck::new(pid(9))),
-            Packet::Pubrec(PubAck::new(pid(9)))
-        ]
+        vec![Packet::Pubrec(PubAck::new(pid(9))), Packet::Pubrec(PubAck::new(pid(9)))]
     );
     h.handle(p, Packet::Pubrel(PubAck::new(pid(9))));
     assert_eq!(h.out.take(p), vec![Packet::Pubcomp(PubAck::new(pid(9)))]);
     // After PUBREL the id is free: the same id is a new message.
-    h.handle(
-        p,
-        Packet::Publish(publish("t", b"y", QoS::ExactlyOnce, Some(9))),
-    );
+    h.handle(p, Packet::Publish(publish("t", b"y", QoS::ExactlyOnce, Some(9))));
     assert_eq!(publishes(&h.out.take(sub)).len(), 1);
 }
 
@@ -423,10 +390,8 @@ fn keep_alive_expiry_closes_and_publishes_will() {
 
 #[test]
 fn connect_timeout_closes_silent_connection() {
-    let mut h = Harness::new(Limits {
-        connect_timeout: Duration::from_secs(3),
-        ..Default::default()
-    });
+    let mut h =
+        Harness::new(Limits { connect_timeout: Duration::from_secs(3), ..Default::default() });
     let conn = h.accept();
     h.advance(Duration::from_secs(2));
     assert!(h.out.closed.is_empty());
@@ -465,19 +430,12 @@ fn client_id_rules() {
 
 #[test]
 fn session_and_connection_limits_refuse_with_connack() {
-    let mut h = Harness::new(Limits {
-        max_sessions: 1,
-        max_connections: 2,
-        ..Default::default()
-    });
+    let mut h = Harness::new(Limits { max_sessions: 1, max_connections: 2, ..Default::default() });
     let (_, c) = h.connect(ProtocolVersion::V5, "a", true);
     assert_eq!(c.reason, ReasonCode::Success);
     let (_, c) = h.connect(ProtocolVersion::V5, "b", true);
     assert_eq!(c.reason, ReasonCode::QuotaExceeded);
-    let mut h = Harness::new(Limits {
-        max_connections: 1,
-        ..Default::default()
-    });
+    let mut h = Harness::new(Limits { max_connections: 1, ..Default::default() });
     h.connect(ProtocolVersion::V311, "a", true);
     let (_, c) = h.connect(ProtocolVersion::V311, "b", true);
     assert_eq!(c.reason, ReasonCode::ServerUnavailable);
@@ -485,19 +443,13 @@ fn session_and_connection_limits_refuse_with_connack() {
 
 #[test]
 fn queue_limit_drops_and_counts() {
-    let mut h = Harness::new(Limits {
-        max_queued_messages: 2,
-        ..Default::default()
-    });
+    let mut h = Harness::new(Limits { max_queued_messages: 2, ..Default::default() });
     let (sub, _) = h.connect(ProtocolVersion::V311, "s", false);
     h.subscribe(sub, "t", QoS::AtLeastOnce);
     h.close(sub);
     let (p, _) = h.connect(ProtocolVersion::V311, "p", true);
     for i in 1..=3 {
-        h.handle(
-            p,
-            Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, Some(i))),
-        );
+        h.handle(p, Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, Some(i))));
     }
     assert_eq!(h.broker.gauges().queued_messages, 2);
     assert_eq!(h.broker.stats().messages_dropped, 1);
@@ -507,36 +459,21 @@ fn queue_limit_drops_and_counts() {
 fn no_local_and_subscription_identifiers() {
     let mut h = Harness::new(Limits::default());
     let (c, _) = h.connect(ProtocolVersion::V5, "c", true);
-    let no_local = SubscriptionOptions {
-        qos: QoS::AtMostOnce,
-        no_local: true,
-        ..Default::default()
-    };
+    let no_local =
+        SubscriptionOptions { qos: QoS::AtMostOnce, no_local: true, ..Default::default() };
     h.subscribe_with(c, "t/#", no_local, Some(11));
-    let plain = SubscriptionOptions {
-        qos: QoS::AtMostOnce,
-        ..Default::default()
-    };
+    let plain = SubscriptionOptions { qos: QoS::AtMostOnce, ..Default::default() };
     h.subscribe_with(c, "t/x", plain, Some(12));
-    h.handle(
-        c,
-        Packet::Publish(publish("t/x", b"me", QoS::AtMostOnce, None)),
-    );
+    h.handle(c, Packet::Publish(publish("t/x", b"me", QoS::AtMostOnce, None)));
     let got = h.out.take(c);
     let delivered = publishes(&got);
     // Only the subscription without No Local applies.
     assert_eq!(delivered.len(), 1);
     assert_eq!(delivered[0].properties.subscription_identifiers, vec![12]);
     let (other, _) = h.connect(ProtocolVersion::V5, "o", true);
-    h.handle(
-        other,
-        Packet::Publish(publish("t/x", b"you", QoS::AtMostOnce, None)),
-    );
+    h.handle(other, Packet::Publish(publish("t/x", b"you", QoS::AtMostOnce, None)));
     let got = h.out.take(c);
-    let mut ids = publishes(&got)[0]
-        .properties
-        .subscription_identifiers
-        .clone();
+    let mut ids = publishes(&got)[0].properties.subscription_identifiers.clone();
     ids.sort_unstable();
     assert_eq!(ids, vec![11, 12]);
 }

@@ -27,13 +27,11 @@ pub struct Timers {
 
 impl Timers {
     pub fn arm_conn(&mut self, at: Instant, conn: ConnId, generation: u32) {
-        self.heap
-            .push(Reverse((at, TimerKey::Conn(conn, generation))));
+        self.heap.push(Reverse((at, TimerKey::Conn(conn, generation))));
     }
 
     pub fn arm_session(&mut self, at: Instant, session: SessionId, generation: u32) {
-        self.heap
-            .push(Reverse((at, TimerKey::Session(session, generation))));
+        self.heap.push(Reverse((at, TimerKey::Session(session, generation))));
     }
 
     fn next(&self) -> Option<Instant> {
@@ -52,7 +50,10 @@ impl Broker {
     /// The earliest moment `on_timers` has work (possibly a stale entry: waking early is
     /// harmless, sleeping late is not).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.next()
+        match (self.timers.next(), self.store.flush_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Runs everything due at `now`.

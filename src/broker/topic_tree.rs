@@ -48,11 +48,7 @@ impl Default for TopicTree {
 
 impl TopicTree {
     pub fn new() -> TopicTree {
-        TopicTree {
-            nodes: vec![Node::default()],
-            free: Vec::new(),
-            subscription_count: 0,
-        }
+        TopicTree { nodes: vec![Node::default()], free: Vec::new(), subscription_count: 0 }
     }
 
     /// Total subscriptions held (all sessions).
@@ -151,11 +147,7 @@ impl TopicTree {
     }
 
     fn add_child(&mut self, parent: NodeId, level: &str) -> NodeId {
-        let fresh = Node {
-            parent,
-            level: level.into(),
-            ..Node::default()
-        };
+        let fresh = Node { parent, level: level.into(), ..Node::default() };
         let id = match self.free.pop() {
             Some(id) => {
                 self.nodes[id as usize] = fresh;
@@ -166,9 +158,7 @@ impl TopicTree {
                 (self.nodes.len() - 1) as NodeId
             }
         };
-        self.nodes[parent as usize]
-            .children
-            .insert(level.into(), id);
+        self.nodes[parent as usize].children.insert(level.into(), id);
         id
     }
 
@@ -203,10 +193,7 @@ mod tests {
     fn entry(session: u32) -> SubscriberEntry {
         SubscriberEntry {
             session: SessionId(session),
-            options: SubscriptionOptions {
-                qos: QoS::AtLeastOnce,
-                ..Default::default()
-            },
+            options: SubscriptionOptions { qos: QoS::AtLeastOnce, ..Default::default() },
             subscription_id: None,
         }
     }

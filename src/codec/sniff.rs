@@ -41,10 +41,7 @@ mod tests {
         let v31 = [0x10, 12, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3];
         assert_eq!(sniff_connect_version(&v31), Some(ProtocolVersion::V31));
         assert_eq!(sniff_connect_version(&v5[..8]), None);
-        assert_eq!(
-            sniff_connect_version(&[0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]),
-            None
-        );
+        assert_eq!(sniff_connect_version(&[0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]), None);
         assert_eq!(sniff_connect_version(&[]), None);
         assert_eq!(sniff_connect_version(&[0x30, 2, 0, 0]), None);
     }

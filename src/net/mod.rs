@@ -136,11 +136,7 @@ impl EventLoop {
             poll,
             events: Events::with_capacity(1024),
             listeners,
-            slots: Slots {
-                entries: Vec::with_capacity(capacity),
-                free: Vec::new(),
-                capacity,
-            },
+            slots: Slots { entries: Vec::with_capacity(capacity), free: Vec::new(), capacity },
             read_buffer: vec![0u8; READ_BUFFER_SIZE].into_boxed_slice(),
             to_flush: Vec::new(),
             to_close: Vec::new(),
@@ -149,10 +145,7 @@ impl EventLoop {
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect()
+        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
     }
 
     pub fn broker(&self) -> &Broker {
@@ -170,10 +163,7 @@ impl EventLoop {
     /// handle everything that is ready.
     pub fn run_once(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
         let now = Instant::now();
-        let until_deadline = self
-            .broker
-            .next_deadline()
-            .map(|d| d.saturating_duration_since(now));
+        let until_deadline = self.broker.next_deadline().map(|d| d.saturating_duration_since(now));
         let timeout = match (until_deadline, max_wait) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -241,10 +231,7 @@ impl EventLoop {
 
     fn register(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
         let Some(conn) = self.slots.insert(Connection::new(stream, peer)) else {
-            log::warn!(
-                "{peer}: connection refused, all {} slots in use",
-                self.slots.capacity
-            );
+            log::warn!("{peer}: connection refused, all {} slots in use", self.slots.capacity);
             return; // Dropping the stream closes it.
         };
         let Some(connection) = self.slots.get_mut(conn) else {
@@ -337,8 +324,7 @@ impl EventLoop {
                         .is_none()
                         .then(|| codec::sniff_connect_version(&input[used..]))
                         .flatten();
-                    self.broker
-                        .on_decode_error(conn, &error, declared, now, &mut outbox);
+                    self.broker.on_decode_error(conn, &error, declared, now, &mut outbox);
                     return None;
                 }
             }
@@ -383,9 +369,7 @@ impl EventLoop {
                 };
                 let token = Token(conn.0 as usize);
                 if let Err(e) =
-                    self.poll
-                        .registry()
-                        .reregister(&mut connection.stream, token, interest)
+                    self.poll.registry().reregister(&mut connection.stream, token, interest)
                 {
                     log::warn!("{conn:?}: reregister failed: {e}");
                 }

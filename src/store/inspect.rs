@@ -1,0 +1,100 @@
+//! `edgemq inspect`: a read-only report of what the store holds, safe while the broker runs
+//! (WAL readers never block the writer).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::sessions::options_from_byte;
+use super::{StoreError, DB_FILE};
+
+/// The report for the database in `dir`, as text.
+pub fn inspect(dir: &Path) -> Result<String, StoreError> {
+    let path = dir.join(DB_FILE);
+    let fail = |e: rusqlite::Error| StoreError { path: path.clone(), message: e.to_string() };
+    if !path.exists() {
+        return Err(StoreError { path, message: "no database here (wrong --data?)".into() });
+    }
+    let db = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(fail)?;
+    let mut out = String::new();
+    let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(fail)?;
+    let (rows, bytes): (i64, i64) = db
+        .query_row("SELECT count(*), coalesce(sum(size), 0) FROM messages", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(fail)?;
+    let retained: i64 =
+        db.query_row("SELECT count(*) FROM retained", [], |r| r.get(0)).map_err(fail)?;
+    let _ = writeln!(out, "database: {} (schema {version})", path.display());
+    let _ = writeln!(out, "ring: {rows} messages, {bytes} bytes; retained: {retained}");
+
+    let mut sessions = db
+        .prepare(
+            "SELECT s.id, s.client_id, s.protocol, s.expiry_secs, s.expires_at_ms, \
+             s.will IS NOT NULL, s.dropped, \
+             (SELECT count(*) FROM messages m WHERE m.session = s.id), \
+             (SELECT coalesce(sum(size), 0) FROM messages m WHERE m.session = s.id), \
+             (SELECT count(*) FROM messages m WHERE m.session = s.id AND m.state = 1) \
+             FROM sessions s ORDER BY s.client_id",
+        )
+        .map_err(fail)?;
+    let rows = sessions
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, bool>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, i64>(8)?,
+                r.get::<_, i64>(9)?,
+            ))
+        })
+        .map_err(fail)?;
+    let mut count = 0;
+    for row in rows {
+        let (id, client, protocol, expiry, expires_ms, will, dropped, queued, qbytes, pubrel) =
+            row.map_err(fail)?;
+        count += 1;
+        let expiry = expiry.map_or("never".to_string(), |s| format!("{s}s"));
+        let state = expires_ms.map_or("online or never expires".to_string(), |ms| {
+            format!("offline, expires at unix ms {ms}")
+        });
+        let _ = writeln!(
+            out,
+            "session {client:?}: protocol {protocol}, expiry {expiry}, {state}, will {}, \
+             queued {queued} ({qbytes} bytes, {pubrel} awaiting PUBCOMP), dropped {dropped}",
+            if will { "yes" } else { "no" }
+        );
+        let mut subs = db
+            .prepare_cached(
+                "SELECT filter, options, subscription_id FROM subscriptions WHERE session = ?1 \
+                 ORDER BY filter",
+            )
+            .map_err(fail)?;
+        let subs = subs
+            .query_map([id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?))
+            })
+            .map_err(fail)?;
+        for sub in subs {
+            let (filter, options, sub_id) = sub.map_err(fail)?;
+            let qos = u8::try_from(options)
+                .ok()
+                .and_then(options_from_byte)
+                .map_or("?".to_string(), |o| o.qos.bits().to_string());
+            let id = sub_id.map_or(String::new(), |i| format!(", id {i}"));
+            let _ = writeln!(out, "  subscription {filter:?} qos {qos}{id}");
+        }
+    }
+    let _ = writeln!(out, "sessions: {count}");
+    Ok(out)
+}

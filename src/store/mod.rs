@@ -1,0 +1,367 @@
+//! The persistent store: the only user of rusqlite.
+//!
+//! Owns one SQLite database (`<data dir>/edgemq.db`, WAL mode) holding persistent sessions,
+//! their subscriptions and inbound QoS 2 state, the bounded message ring and retained
+//! messages. Writes are collected into one transaction per batch and committed by
+//! [`Store::commit_if_due`] at the end of an event-loop pass (`durability = "sync"`: every
+//! pass, fsync'd; `"batch"`: every `flush_mem_threshold` writes or `flush_interval_ms`);
+//! `"memory"` keeps the same tables in an in-memory database. A failed write poisons the batch:
+//! it is rolled back as a whole and the caller learns which acknowledgements must not be sent.
+//! Errors are logged and reported, never panics; files are never deleted or truncated.
+
+mod blob;
+mod inspect;
+mod ring;
+mod schema;
+mod sessions;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::config::{Durability, Overflow, SqliteConfig};
+
+pub use inspect::inspect;
+pub use ring::{Enqueued, QueuedMessage};
+pub use sessions::{LoadedRetained, LoadedSession, SessionRow, Snapshot};
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "edgemq.db";
+
+/// A session's row id in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoredSessionId(pub i64);
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub durability: Durability,
+    /// Global cap on rows in the ring.
+    pub disk_cache_size: u64,
+    pub max_queued_per_session: u64,
+    pub max_queued_bytes_per_session: u64,
+    pub overflow: Overflow,
+    pub flush_mem_threshold: usize,
+    pub flush_interval: Duration,
+    /// Database size cap in bytes (0 = none); past it writes fail as on a full disk.
+    pub max_db_size: u64,
+}
+
+impl From<&SqliteConfig> for StoreConfig {
+    fn from(c: &SqliteConfig) -> StoreConfig {
+        StoreConfig {
+            durability: c.durability,
+            disk_cache_size: c.disk_cache_size,
+            max_queued_per_session: c.max_queued_per_session,
+            max_queued_bytes_per_session: c.max_queued_bytes_per_session,
+            overflow: c.overflow,
+            flush_mem_threshold: c.flush_mem_threshold,
+            flush_interval: c.flush_interval(),
+            max_db_size: c.max_db_size,
+        }
+    }
+}
+
+/// Why the store could not be opened; one line naming the file and what to do.
+#[derive(Debug)]
+pub struct StoreError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// What ending a batch did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Commit {
+    /// No batch was open.
+    Idle,
+    /// `durability = "batch"` and neither threshold is reached yet.
+    Deferred,
+    Committed {
+        writes: usize,
+    },
+    /// The batch was rolled back; everything written since the last commit is gone.
+    Failed(String),
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct StoreStats {
+    pub commits: u64,
+    pub failed_commits: u64,
+    pub rows_written: u64,
+    /// Messages evicted by `overflow = "drop_oldest"`.
+    pub evicted: u64,
+    /// Messages not stored because a cap was reached (`drop_new`, `reject`, or nothing to evict).
+    pub dropped: u64,
+}
+
+/// Per-session ring usage.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+pub struct Store {
+    db: Connection,
+    path: PathBuf,
+    config: StoreConfig,
+    in_batch: bool,
+    /// The first error of the open batch; the batch will be rolled back.
+    batch_error: Option<String>,
+    writes_in_batch: usize,
+    batch_started: Option<Instant>,
+    total_messages: u64,
+    usage: HashMap<StoredSessionId, Usage>,
+    /// Maps the loop's monotonic clock to wall-clock time for stored deadlines.
+    anchor: (Instant, SystemTime),
+    stats: StoreStats,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database under `dir`, or in memory for
+    /// `durability = "memory"`. Refuses unreadable, corrupt or newer-schema files.
+    pub fn open(dir: &Path, config: StoreConfig, now: Instant) -> Result<Store, StoreError> {
+        let path = dir.join(DB_FILE);
+        let fail = |message: String| StoreError { path: path.clone(), message };
+        let db = if config.durability == Durability::Memory {
+            Connection::open_in_memory().map_err(|e| fail(e.to_string()))?
+        } else {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError {
+                path: dir.to_path_buf(),
+                message: format!("cannot create the data directory: {e}"),
+            })?;
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            Connection::open_with_flags(&path, flags).map_err(|e| fail(e.to_string()))?
+        };
+        let advice = "the file is not a valid edgemq database (corrupt or foreign); stop edgemq, \
+                      move the file aside (keep it for recovery) and start again";
+        let check: String = db
+            .query_row("PRAGMA quick_check", [], |row| row.get(0))
+            .map_err(|e| fail(format!("{e}: {advice}")))?;
+        if check != "ok" {
+            return Err(fail(format!("integrity check failed ({check}): {advice}")));
+        }
+        let setup = || -> rusqlite::Result<()> {
+            if config.durability != Durability::Memory {
+                let mode: String = db.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+                if !mode.eq_ignore_ascii_case("wal") {
+                    log::warn!("{}: WAL mode unavailable, using {mode}", path.display());
+                }
+            }
+            let synchronous = match config.durability {
+                Durability::Sync => "FULL",
+                Durability::Batch => "NORMAL",
+                Durability::Memory => "OFF",
+            };
+            db.pragma_update(None, "synchronous", synchronous)?;
+            db.pragma_update(None, "foreign_keys", false)?;
+            if config.max_db_size > 0 {
+                let page_size: i64 = db.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+                let pages = (config.max_db_size as i64 / page_size.max(512)).max(8);
+                db.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+            }
+            Ok(())
+        };
+        setup().map_err(|e| fail(format!("cannot configure the database: {e}")))?;
+        match schema::migrate(&db) {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => return Err(fail(message)),
+            Err(e) => return Err(fail(format!("cannot migrate the schema: {e}: {advice}"))),
+        }
+        let mut store = Store {
+            db,
+            path: path.clone(),
+            config,
+            in_batch: false,
+            batch_error: None,
+            writes_in_batch: 0,
+            batch_started: None,
+            total_messages: 0,
+            usage: HashMap::new(),
+            anchor: (now, SystemTime::now()),
+            stats: StoreStats::default(),
+        };
+        store.reload_usage().map_err(|e| fail(format!("cannot read the message ring: {e}")))?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    pub fn total_messages(&self) -> u64 {
+        self.total_messages
+    }
+
+    pub fn usage(&self, session: StoredSessionId) -> Usage {
+        self.usage.get(&session).copied().unwrap_or_default()
+    }
+
+    /// Whether acknowledgements must wait for the commit (`durability = "sync"`).
+    pub fn acks_wait_for_commit(&self) -> bool {
+        self.config.durability == Durability::Sync
+    }
+
+    /// When a deferred batch must be committed at the latest (`durability = "batch"`).
+    pub fn flush_deadline(&self) -> Option<Instant> {
+        match self.config.durability {
+            Durability::Batch => self.batch_started.map(|t| t + self.config.flush_interval),
+            Durability::Sync | Durability::Memory => None,
+        }
+    }
+
+    /// Ends the open batch if its durability mode says so.
+    pub fn commit_if_due(&mut self, now: Instant) -> Commit {
+        if !self.in_batch {
+            return Commit::Idle;
+        }
+        let due = match self.config.durability {
+            Durability::Sync | Durability::Memory => true,
+            Durability::Batch => {
+                self.batch_error.is_some()
+                    || self.writes_in_batch >= self.config.flush_mem_threshold
+                    || self.flush_deadline().is_some_and(|d| d <= now)
+            }
+        };
+        if due {
+            self.commit()
+        } else {
+            Commit::Deferred
+        }
+    }
+
+    /// Commits the open batch now (also at shutdown).
+    pub fn commit(&mut self) -> Commit {
+        if !self.in_batch {
+            return Commit::Idle;
+        }
+        self.in_batch = false;
+        self.batch_started = None;
+        let writes = std::mem::take(&mut self.writes_in_batch);
+        let failure = match self.batch_error.take() {
+            Some(error) => Some(error),
+            None => self.db.execute_batch("COMMIT").err().map(|e| e.to_string()),
+        };
+        match failure {
+            None => {
+                self.stats.commits += 1;
+                self.stats.rows_written += writes as u64;
+                Commit::Committed { writes }
+            }
+            Some(error) => {
+                self.stats.failed_commits += 1;
+                // After a failed COMMIT SQLite may already have rolled back; ignore "no
+                // transaction is active".
+                let _ = self.db.execute_batch("ROLLBACK");
+                log::error!(
+                    "{}: store write failed, {writes} writes rolled back: {error}",
+                    self.path.display()
+                );
+                if let Err(e) = self.reload_usage() {
+                    log::error!("{}: cannot re-read the ring: {e}", self.path.display());
+                }
+                Commit::Failed(error)
+            }
+        }
+    }
+
+    /// Runs one write inside the current batch (opening it if needed). After a failure the
+    /// batch is poisoned and further writes are skipped until it is rolled back.
+    fn write<T>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Option<T> {
+        if self.batch_error.is_some() {
+            return None;
+        }
+        if !self.in_batch {
+            if let Err(e) = self.db.execute_batch("BEGIN") {
+                self.batch_error = Some(format!("BEGIN: {e}"));
+                self.in_batch = true;
+                return None;
+            }
+            self.in_batch = true;
+            self.batch_started = Some(Instant::now());
+        }
+        self.writes_in_batch += 1;
+        match f(&self.db) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                log::warn!("{}: {what} failed: {e}", self.path.display());
+                self.batch_error = Some(format!("{what}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Whether the open batch already failed (its acknowledgements will be refused).
+    pub fn batch_failed(&self) -> bool {
+        self.batch_error.is_some()
+    }
+
+    fn reload_usage(&mut self) -> rusqlite::Result<()> {
+        let mut usage = HashMap::new();
+        let mut total = 0;
+        let mut statement = self.db.prepare(
+            "SELECT session, count(*), coalesce(sum(size), 0) FROM messages GROUP BY session",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        })?;
+        for row in rows {
+            let (session, messages, bytes) = row?;
+            let entry = Usage { messages: messages.max(0) as u64, bytes: bytes.max(0) as u64 };
+            total += entry.messages;
+            usage.insert(StoredSessionId(session), entry);
+        }
+        self.usage = usage;
+        self.total_messages = total;
+        Ok(())
+    }
+
+    /// Wall-clock milliseconds for a loop instant (stored deadlines survive restarts).
+    pub fn wall_ms(&self, at: Instant) -> i64 {
+        let (anchor_instant, anchor_wall) = self.anchor;
+        let base = anchor_wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        if at >= anchor_instant {
+            base + at.duration_since(anchor_instant).as_millis() as i64
+        } else {
+            base - anchor_instant.duration_since(at).as_millis() as i64
+        }
+    }
+
+    /// The loop instant for stored wall-clock milliseconds (past deadlines map to "now").
+    pub fn instant_of(&self, wall_ms: i64) -> Instant {
+        let (anchor_instant, _) = self.anchor;
+        let offset = wall_ms - self.wall_ms(anchor_instant);
+        if offset <= 0 {
+            anchor_instant
+        } else {
+            anchor_instant + Duration::from_millis(offset as u64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
