@@ -12,6 +12,7 @@ pub mod error;
 pub mod frame;
 pub mod packet;
 pub mod properties;
+pub mod property_codec;
 pub mod reader;
 pub mod reason;
 pub mod topic;
