@@ -382,3 +382,346 @@ fn write_unsuback(u: &Unsuback, v5: bool, out: &mut Vec<u8>) {
         out.extend(u.reasons.iter().map(|r| r.to_byte()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::codec::decode::decode;
+    use crate::codec::packet::{Auth, Disconnect, Will};
+    use crate::codec::properties::*;
+    use crate::codec::testdata::{all_vectors, client, connecting, pid, server};
+    use ProtocolVersion::{V31, V311, V5};
+
+    fn bytes(packet: &Packet, version: ProtocolVersion) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(packet, version, &mut out);
+        assert_eq!(
+            out.len(),
+            encoded_len(packet, version),
+            "encoded_len of {packet:?}"
+        );
+        out
+    }
+
+    #[test]
+    fn canonical_vectors_encode_to_their_bytes() {
+        let mut checked = 0;
+        for vector in all_vectors().into_iter().filter(|v| v.canonical) {
+            assert_eq!(
+                bytes(&vector.packet, vector.version),
+                vector.bytes,
+                "{} ({:?})",
+                vector.name,
+                vector.version
+            );
+            checked += 1;
+        }
+        assert!(checked > 50, "only {checked} canonical vectors");
+    }
+
+    #[test]
+    fn every_vector_round_trips() {
+        for vector in all_vectors() {
+            let out = bytes(&vector.packet, vector.version);
+            assert_eq!(
+                decode(&out, &vector.ctx),
+                Ok(Some((vector.packet.clone(), out.len()))),
+                "{} ({:?})",
+                vector.name,
+                vector.version
+            );
+        }
+    }
+
+    #[test]
+    fn encode_appends() {
+        let mut out = vec![0xAA];
+        encode(&Packet::Pingreq, V311, &mut out);
+        assert_eq!(out, [0xAA, 0xC0, 0x00]);
+    }
+
+    #[test]
+    fn large_publish_uses_multi_byte_remaining_length() {
+        for size in [120usize, 121, 16_380, 16_381, 2_097_200] {
+            let packet = Packet::Publish(Publish {
+                dup: false,
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                topic: Rc::from("t"),
+                packet_id: Some(pid(9)),
+                properties: PublishProperties::default(),
+                payload: Rc::from(vec![0x5A; size]),
+            });
+            for version in [V311, V5] {
+                let out = bytes(&packet, version);
+                assert_eq!(
+                    decode(&out, &server(version)),
+                    Ok(Some((packet.clone(), out.len())))
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn v3_leaves_out_properties_and_reason_codes() {
+        // PUBLISH properties are not written before 5.0.
+        let publish = Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: true,
+            topic: Rc::from("a"),
+            packet_id: None,
+            properties: PublishProperties {
+                topic_alias: Some(4),
+                ..Default::default()
+            },
+            payload: Rc::from(&b"x"[..]),
+        });
+        assert_eq!(
+            bytes(&publish, V311),
+            [
+                0x31, 0x04, // PUBLISH retain, remaining length 4
+                0x00, 0x01, b'a', // topic "a"
+                b'x', // payload
+            ]
+        );
+        // PUBACK reason is dropped.
+        let puback = Packet::Puback(PubAck::with_reason(pid(1), ReasonCode::QuotaExceeded));
+        assert_eq!(bytes(&puback, V31), [0x40, 0x02, 0x00, 0x01]);
+        // UNSUBACK is only the packet id.
+        let unsuback = Packet::Unsuback(Unsuback {
+            packet_id: pid(2),
+            reasons: vec![ReasonCode::NoSubscriptionExisted],
+            properties: UnsubackProperties {
+                reason_string: Some("r".into()),
+                ..Default::default()
+            },
+        });
+        assert_eq!(bytes(&unsuback, V311), [0xB0, 0x02, 0x00, 0x02]);
+        // DISCONNECT is empty.
+        let disconnect = Packet::Disconnect(Disconnect {
+            reason: ReasonCode::ServerShuttingDown,
+            properties: DisconnectProperties::default(),
+        });
+        assert_eq!(bytes(&disconnect, V311), [0xE0, 0x00]);
+        // AUTH does not exist: nothing at all.
+        assert_eq!(
+            bytes(&Packet::Auth(Auth::default()), V311),
+            Vec::<u8>::new()
+        );
+        assert_eq!(encoded_len(&Packet::Auth(Auth::default()), V31), 0);
+        // SUBSCRIBE options: only the QoS bits.
+        let subscribe = Packet::Subscribe(Subscribe {
+            packet_id: pid(3),
+            filters: vec![(
+                "a".into(),
+                SubscriptionOptions {
+                    qos: QoS::AtLeastOnce,
+                    no_local: true,
+                    retain_as_published: true,
+                    retain_handling: RetainHandling::DoNotSend,
+                },
+            )],
+            properties: SubscribeProperties {
+                subscription_identifier: Some(5),
+                ..Default::default()
+            },
+        });
+        assert_eq!(
+            bytes(&subscribe, V311),
+            [
+                0x82, 0x06, // SUBSCRIBE, remaining length 6
+                0x00, 0x03, // packet id 3
+                0x00, 0x01, b'a', // filter "a"
+                0x01, // QoS 1, nothing else
+            ]
+        );
+    }
+
+    #[test]
+    fn v3_suback_maps_failures_to_0x80() {
+        let suback = Packet::Suback(Suback {
+            packet_id: pid(1),
+            reasons: vec![
+                ReasonCode::GrantedQoS2,
+                ReasonCode::NotAuthorized,
+                ReasonCode::TopicFilterInvalid,
+                ReasonCode::Success,
+                ReasonCode::WildcardSubscriptionsNotSupported,
+            ],
+            properties: SubackProperties::default(),
+        });
+        assert_eq!(
+            bytes(&suback, V311),
+            [
+                0x90, 0x07, // SUBACK, remaining length 7
+                0x00, 0x01, // packet id 1
+                0x02, 0x80, 0x80, 0x00, 0x80, // QoS 2, failure, failure, QoS 0, failure
+            ]
+        );
+    }
+
+    #[test]
+    fn v3_connack_return_codes() {
+        let cases = [
+            (ReasonCode::Success, 0x00),
+            (ReasonCode::UnsupportedProtocolVersion, 0x01),
+            (ReasonCode::ClientIdentifierNotValid, 0x02),
+            (ReasonCode::ServerBusy, 0x03),
+            (ReasonCode::BadUserNameOrPassword, 0x04),
+            (ReasonCode::Banned, 0x05),
+        ];
+        for (reason, code) in cases {
+            let connack = Packet::Connack(Connack {
+                reason,
+                ..Connack::default()
+            });
+            assert_eq!(
+                bytes(&connack, V311),
+                [0x20, 0x02, 0x00, code],
+                "{reason:?}"
+            );
+        }
+        // 3.1 has no session-present flag: the first byte is written as 0.
+        let connack = Packet::Connack(Connack {
+            session_present: true,
+            ..Connack::default()
+        });
+        assert_eq!(bytes(&connack, V31), [0x20, 0x02, 0x00, 0x00]);
+        assert_eq!(bytes(&connack, V311), [0x20, 0x02, 0x01, 0x00]);
+        assert_eq!(bytes(&connack, V5), [0x20, 0x03, 0x01, 0x00, 0x00]);
+    }
+
+    #[test]
+    fn v5_shortest_forms() {
+        // DISCONNECT: success without properties is empty, a reason alone is one byte.
+        assert_eq!(
+            bytes(&Packet::Disconnect(Disconnect::default()), V5),
+            [0xE0, 0x00]
+        );
+        let disconnect = Packet::Disconnect(Disconnect {
+            reason: ReasonCode::KeepAliveTimeout,
+            properties: DisconnectProperties::default(),
+        });
+        assert_eq!(bytes(&disconnect, V5), [0xE0, 0x01, 0x8D]);
+        // Success with properties still writes the reason byte.
+        let disconnect = Packet::Disconnect(Disconnect {
+            reason: ReasonCode::Success,
+            properties: DisconnectProperties {
+                session_expiry_interval: Some(1),
+                ..Default::default()
+            },
+        });
+        assert_eq!(
+            bytes(&disconnect, V5),
+            [
+                0xE0, 0x07, // DISCONNECT, remaining length 7
+                0x00, // normal disconnection
+                0x05, // property length 5
+                0x11, 0x00, 0x00, 0x00, 0x01, // session expiry interval 1
+            ]
+        );
+        // AUTH: a reason without properties keeps its property length (no shorter form).
+        let auth = Packet::Auth(Auth {
+            reason: ReasonCode::ReAuthenticate,
+            ..Auth::default()
+        });
+        assert_eq!(bytes(&auth, V5), [0xF0, 0x02, 0x19, 0x00]);
+        // PUBREL with success and a reason string: full form.
+        let pubrel = Packet::Pubrel(PubAck {
+            packet_id: pid(1),
+            reason: ReasonCode::Success,
+            properties: PubackProperties {
+                reason_string: Some("a".into()),
+                ..Default::default()
+            },
+        });
+        assert_eq!(
+            bytes(&pubrel, V5),
+            [
+                0x62, 0x08, // PUBREL, remaining length 8
+                0x00, 0x01, // packet id 1
+                0x00, // success
+                0x04, // property length 4
+                0x1F, 0x00, 0x01, b'a', // reason string "a"
+            ]
+        );
+    }
+
+    #[test]
+    fn connect_names_its_version() {
+        let connect = |version| {
+            Packet::Connect(Box::new(Connect {
+                protocol: Some(version),
+                client_id: "c".into(),
+                ..Connect::default()
+            }))
+        };
+        assert_eq!(
+            bytes(&connect(V31), V311), // the packet's own version wins
+            [
+                0x10, 0x0F, // CONNECT, remaining length 15
+                0x00, 0x06, b'M', b'Q', b'I', b's', b'd', b'p', 0x03, // "MQIsdp" level 3
+                0x00, 0x00, 0x00, // flags, keep alive 0
+                0x00, 0x01, b'c', // client id "c"
+            ]
+        );
+        let out = bytes(&connect(V5), V5);
+        assert_eq!(&out[2..9], &[0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05]);
+        // No protocol: 3.1.1.
+        let default = Packet::Connect(Box::default());
+        assert_eq!(
+            &bytes(&default, V5)[2..9],
+            &[0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04]
+        );
+    }
+
+    #[test]
+    fn full_v5_round_trips_both_ways() {
+        // A QoS 2 will and every PUBLISH property a server sends, decoded by a client.
+        let connect = Packet::Connect(Box::new(Connect {
+            protocol: Some(V5),
+            clean_start: false,
+            keep_alive: 65535,
+            client_id: "ü-client".into(),
+            will: Some(Will {
+                topic: Rc::from("last/will"),
+                payload: Rc::from(vec![0u8; 300]),
+                qos: QoS::AtMostOnce,
+                retain: true,
+                properties: WillProperties::default(),
+            }),
+            username: Some(String::new()),
+            password: Some(Vec::new()),
+            properties: ConnectProperties {
+                user_properties: vec![("a".into(), String::new()), ("a".into(), "b".into())],
+                ..Default::default()
+            },
+        }));
+        let out = bytes(&connect, V5);
+        assert_eq!(decode(&out, &connecting()), Ok(Some((connect, out.len()))));
+
+        let publish = Packet::Publish(Publish {
+            dup: true,
+            qos: QoS::ExactlyOnce,
+            retain: true,
+            topic: Rc::from("$SYS/x"),
+            packet_id: Some(pid(65535)),
+            properties: PublishProperties {
+                payload_format_indicator: Some(0),
+                message_expiry_interval: Some(u32::MAX),
+                topic_alias: Some(u16::MAX),
+                response_topic: Some("reply/to".into()),
+                correlation_data: Some(vec![0; 10]),
+                user_properties: vec![("k".into(), "v".into())],
+                subscription_identifiers: vec![1, 127, 128, 16_384, 268_435_455],
+                content_type: Some("application/json".into()),
+            },
+            payload: Rc::from(vec![1u8; 200]),
+        });
+        let out = bytes(&publish, V5);
+        assert_eq!(decode(&out, &client(V5)), Ok(Some((publish, out.len()))));
+    }
+}

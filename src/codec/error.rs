@@ -7,11 +7,12 @@ use super::reason::ReasonCode;
 /// someone decides what goes on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
-    /// Remaining Length longer than 4 bytes (MQTT-1.5.5 / 2.2.3).
+    /// A Variable Byte Integer longer than 4 bytes: the Remaining Length (MQTT 5.0 §1.5.5,
+    /// 3.1.1 §2.2.3), a Property Length or a Subscription Identifier.
     MalformedRemainingLength,
     /// The whole packet would exceed the negotiated maximum packet size.
     PacketTooLarge { size: u64, max: u32 },
-    /// Packet type 0 (reserved) or 15 outside MQTT 5.0.
+    /// Packet type 0 (reserved) or 15 (AUTH) outside MQTT 5.0.
     UnknownPacketType(u8),
     /// Fixed-header flag bits not as the spec requires for this type (MQTT-2.2.2-2).
     InvalidFixedHeaderFlags { packet_type: u8, flags: u8 },
@@ -31,12 +32,15 @@ pub enum DecodeError {
     UnsupportedProtocolVersion(u8),
     /// CONNECT flags: reserved bit set, will QoS/retain without will flag, will QoS 3,
     /// or password without user name in 3.1/3.1.1 (MQTT-3.1.2-3, -11, -13, -14, -22).
+    /// Also CONNACK acknowledge flags: reserved bits set (MQTT-3.2.2-1), or session present
+    /// with a non-zero return code (MQTT-3.2.2-4 / 5.0 MQTT-3.2.2-6).
     InvalidConnectFlags,
     /// A topic name that is empty (without alias), has wildcards, or is too long.
     InvalidTopicName,
     /// A topic filter that breaks the wildcard rules (MQTT-4.7.1-2, -3) or is empty.
     InvalidTopicFilter,
-    /// SUBSCRIBE or UNSUBSCRIBE with no topic filters (MQTT-3.8.3-3, MQTT-3.10.3-2).
+    /// SUBSCRIBE or UNSUBSCRIBE with no topic filters (MQTT-3.8.3-3, MQTT-3.10.3-2), or a
+    /// SUBACK / 5.0 UNSUBACK with no reason codes (one is owed per filter).
     EmptyTopicList,
     /// Reserved bits in subscription options, QoS 3, or retain handling 3 (MQTT-3.8.3-5).
     InvalidSubscriptionOptions,

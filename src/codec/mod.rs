@@ -25,3 +25,5 @@ pub use frame::{check_frame, FrameHeader};
 pub use packet::*;
 pub use properties::*;
 pub use reason::ReasonCode;
+#[cfg(test)]
+mod testdata;

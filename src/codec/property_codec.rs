@@ -653,3 +653,186 @@ impl PropertyBlock for AuthProperties {
         users(s, &self.user_properties);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Decoder = fn(&mut Reader<'_>) -> Result<(), DecodeError>;
+
+    /// Every packet's decoder with the identifiers it allows (MQTT 5.0 §2.2.2.2, table 2-4).
+    fn decoders() -> Vec<(&'static str, Decoder, &'static [u8])> {
+        vec![
+            (
+                "CONNECT",
+                |r| decode_connect(r).map(drop),
+                &[0x11, 0x15, 0x16, 0x17, 0x19, 0x21, 0x22, 0x26, 0x27],
+            ),
+            (
+                "will",
+                |r| decode_will(r).map(drop),
+                &[0x01, 0x02, 0x03, 0x08, 0x09, 0x18, 0x26],
+            ),
+            (
+                "CONNACK",
+                |r| decode_connack(r).map(drop),
+                &[
+                    0x11, 0x12, 0x13, 0x15, 0x16, 0x1A, 0x1C, 0x1F, 0x21, 0x22, 0x24, 0x25, 0x26,
+                    0x27, 0x28, 0x29, 0x2A,
+                ],
+            ),
+            (
+                "PUBLISH to a client",
+                |r| decode_publish(r, Role::Client).map(drop),
+                &[0x01, 0x02, 0x03, 0x08, 0x09, 0x0B, 0x23, 0x26],
+            ),
+            (
+                "PUBLISH to a server",
+                |r| decode_publish(r, Role::Server).map(drop),
+                &[0x01, 0x02, 0x03, 0x08, 0x09, 0x23, 0x26],
+            ),
+            ("PUBACK", |r| decode_puback(r).map(drop), &[0x1F, 0x26]),
+            (
+                "SUBSCRIBE",
+                |r| decode_subscribe(r).map(drop),
+                &[0x0B, 0x26],
+            ),
+            ("SUBACK", |r| decode_suback(r).map(drop), &[0x1F, 0x26]),
+            ("UNSUBSCRIBE", |r| decode_unsubscribe(r).map(drop), &[0x26]),
+            ("UNSUBACK", |r| decode_unsuback(r).map(drop), &[0x1F, 0x26]),
+            (
+                "DISCONNECT to a server",
+                |r| decode_disconnect(r, Role::Server).map(drop),
+                &[0x11, 0x1C, 0x1F, 0x26],
+            ),
+            (
+                "DISCONNECT to a client",
+                |r| decode_disconnect(r, Role::Client).map(drop),
+                &[0x1C, 0x1F, 0x26],
+            ),
+            (
+                "AUTH",
+                |r| decode_auth(r).map(drop),
+                &[0x15, 0x16, 0x1F, 0x26],
+            ),
+        ]
+    }
+
+    #[test]
+    fn identifiers_allowed_per_packet() {
+        for (name, decoder, allowed) in decoders() {
+            for ident in 0..=u8::MAX {
+                // Property length 9: the identifier, then eight bytes that read as a valid
+                // value of any type ([00 01 31 00 01 31 ..]: a string "1", a pair, 0x0001...).
+                let block = [0x09, ident, 0x00, 0x01, 0x31, 0x00, 0x01, 0x31, 0x00, 0x00];
+                let result = decoder(&mut Reader::new(&block));
+                if allowed.contains(&ident) {
+                    // Later bytes may be read as further properties; only this one matters.
+                    assert!(
+                        result != Err(DecodeError::PropertyNotAllowed(ident))
+                            && result != Err(DecodeError::UnknownProperty(ident)),
+                        "{name}: {ident:#04X} should be allowed, got {result:?}"
+                    );
+                } else if is_known(ident) {
+                    assert_eq!(
+                        result,
+                        Err(DecodeError::PropertyNotAllowed(ident)),
+                        "{name}"
+                    );
+                } else {
+                    assert_eq!(result, Err(DecodeError::UnknownProperty(ident)), "{name}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn known_identifiers() {
+        let known: Vec<u8> = (0..=u8::MAX).filter(|&i| is_known(i)).collect();
+        assert_eq!(
+            known,
+            [
+                0x01, 0x02, 0x03, 0x08, 0x09, 0x0B, 0x11, 0x12, 0x13, 0x15, 0x16, 0x17, 0x18, 0x19,
+                0x1A, 0x1C, 0x1F, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28, 0x29, 0x2A
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_block_is_one_byte() {
+        let mut out = Vec::new();
+        put_block(&mut out, &PublishProperties::default());
+        assert_eq!(out, [0x00]);
+        assert_eq!(block_len(&PublishProperties::default()), 1);
+        assert_eq!(
+            decode_publish(&mut Reader::new(&[0x00]), Role::Server),
+            Ok(Default::default())
+        );
+    }
+
+    #[test]
+    fn any_order_is_accepted() {
+        let block = [
+            0x09, // property length 9
+            0x26, 0x00, 0x01, b'k', 0x00, 0x00, // user property k=""
+            0x1F, 0x00, 0x00, // reason string ""
+        ];
+        let props = decode_puback(&mut Reader::new(&block)).expect("valid block");
+        assert_eq!(props.reason_string.as_deref(), Some(""));
+        assert_eq!(props.user_properties, vec![("k".to_owned(), String::new())]);
+        // Re-encoded in canonical order: reason string first, user properties last.
+        let mut out = Vec::new();
+        put_block(&mut out, &props);
+        assert_eq!(
+            out,
+            [0x09, 0x1F, 0x00, 0x00, 0x26, 0x00, 0x01, b'k', 0x00, 0x00]
+        );
+    }
+
+    #[test]
+    fn block_len_matches_put_block_for_long_blocks() {
+        // More than 127 bytes of properties: a two-byte property length.
+        let props = UnsubscribeProperties {
+            user_properties: (0..40)
+                .map(|i| (format!("key{i}"), "value".to_owned()))
+                .collect(),
+        };
+        let mut out = Vec::new();
+        put_block(&mut out, &props);
+        assert_eq!(out.len(), block_len(&props));
+        assert!(out.len() > 130);
+        assert_eq!(
+            out[1] & 0x80,
+            0,
+            "two-byte varint: second byte has no continuation bit"
+        );
+        let decoded = decode_unsubscribe(&mut Reader::new(&out)).expect("valid block");
+        assert_eq!(decoded, props);
+    }
+
+    #[test]
+    fn value_errors() {
+        let cases: &[(&[u8], DecodeError)] = &[
+            // Subscription identifier 0.
+            (&[0x02, 0x0B, 0x00], DecodeError::InvalidPropertyValue(0x0B)),
+            // Maximum packet size 0, receive maximum 0.
+            (
+                &[0x05, 0x27, 0, 0, 0, 0],
+                DecodeError::InvalidPropertyValue(0x27),
+            ),
+            (&[0x03, 0x21, 0, 0], DecodeError::InvalidPropertyValue(0x21)),
+            // A value cut short by the end of the block.
+            (&[0x02, 0x11, 0x00], DecodeError::Truncated),
+            // User property missing its value.
+            (&[0x04, 0x26, 0x00, 0x01, b'k'], DecodeError::Truncated),
+        ];
+        for (block, error) in cases {
+            let result = match block.get(1) {
+                Some(&0x0B) => decode_subscribe(&mut Reader::new(block)).map(drop),
+                Some(&0x26) => decode_puback(&mut Reader::new(block)).map(drop),
+                _ => decode_connect(&mut Reader::new(block)).map(drop),
+            };
+            assert_eq!(result, Err(error.clone()), "{block:02X?}");
+        }
+    }
+}
