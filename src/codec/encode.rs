@@ -1,4 +1,4 @@
-//! Encoding packets for MQTT 3.1, 3.1.1 and 5.0: the exact inverse of [`super::decode`].
+//! Encoding packets for MQTT 3.1, 3.1.1 and 5.0: the exact inverse of [`mod@super::decode`].
 //!
 //! Contract:
 //! * `encode` appends exactly [`encoded_len`] bytes; it computes the Remaining Length first,

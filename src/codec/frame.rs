@@ -6,9 +6,60 @@
 //! Length (MQTT 5.0 §1.5.5, 3.1.1 §2.2.3) and the caller's maximum packet size, so a peer
 //! that announces a huge packet is refused before a single body byte is buffered — this holds
 //! for CONNECT too, whose size limit is the server's own. Packet type and flag rules are
-//! checked by [`super::decode`], which also sees the protocol version and role.
+//! checked by [`fn@super::decode::decode`], which also sees the protocol version and role.
 
 use super::error::DecodeError;
+
+/// The control packet types (upper nibble of the first byte, MQTT 5.0 §2.1.2). Type 0 is
+/// reserved and has no variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PacketType {
+    Connect = 1,
+    Connack = 2,
+    Publish = 3,
+    Puback = 4,
+    Pubrec = 5,
+    Pubrel = 6,
+    Pubcomp = 7,
+    Subscribe = 8,
+    Suback = 9,
+    Unsubscribe = 10,
+    Unsuback = 11,
+    Pingreq = 12,
+    Pingresp = 13,
+    Disconnect = 14,
+    /// MQTT 5.0 only; whether it is allowed depends on the version (see `decode`).
+    Auth = 15,
+}
+
+impl PacketType {
+    /// The type for an upper nibble; `None` for the reserved type 0 (and anything > 15).
+    pub fn from_nibble(nibble: u8) -> Option<PacketType> {
+        Some(match nibble {
+            1 => PacketType::Connect,
+            2 => PacketType::Connack,
+            3 => PacketType::Publish,
+            4 => PacketType::Puback,
+            5 => PacketType::Pubrec,
+            6 => PacketType::Pubrel,
+            7 => PacketType::Pubcomp,
+            8 => PacketType::Subscribe,
+            9 => PacketType::Suback,
+            10 => PacketType::Unsubscribe,
+            11 => PacketType::Unsuback,
+            12 => PacketType::Pingreq,
+            13 => PacketType::Pingresp,
+            14 => PacketType::Disconnect,
+            15 => PacketType::Auth,
+            _ => return None,
+        })
+    }
+
+    /// The upper nibble value.
+    pub fn nibble(self) -> u8 {
+        self as u8
+    }
+}
 
 /// What the fixed header says, known before the body is buffered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +130,16 @@ mod tests {
             flags,
             header_len,
             remaining_len,
+        }
+    }
+
+    #[test]
+    fn packet_type_nibbles() {
+        assert_eq!(PacketType::from_nibble(0), None);
+        assert_eq!(PacketType::from_nibble(16), None);
+        for nibble in 1..=15 {
+            let packet_type = PacketType::from_nibble(nibble).expect("types 1..=15 exist");
+            assert_eq!(packet_type.nibble(), nibble);
         }
     }
 
