@@ -54,7 +54,9 @@ pub enum DecodeError {
     InvalidPropertyValue(u8),
     /// A reason code byte not allowed on this packet.
     InvalidReasonCode(u8),
-    /// A packet that only a server may send, or only a client, or AUTH before 5.0.
+    /// A packet that only a server may send arriving at a server, or only a client at a
+    /// client (including DISCONNECT at a 3.1/3.1.1 client). AUTH before 5.0 is
+    /// `UnknownPacketType(15)`.
     UnexpectedPacket(u8),
     /// The first packet on a connection was not CONNECT (MQTT-3.1.0-1).
     ExpectedConnect,
