@@ -7,11 +7,12 @@ use super::reason::ReasonCode;
 /// someone decides what goes on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
-    /// Remaining Length longer than 4 bytes (MQTT-1.5.5 / 2.2.3).
+    /// A Variable Byte Integer longer than 4 bytes: the Remaining Length (MQTT 5.0 §1.5.5,
+    /// 3.1.1 §2.2.3), a Property Length or a Subscription Identifier.
     MalformedRemainingLength,
     /// The whole packet would exceed the negotiated maximum packet size.
     PacketTooLarge { size: u64, max: u32 },
-    /// Packet type 0 (reserved) or 15 outside MQTT 5.0.
+    /// Packet type 0 (reserved) or 15 (AUTH) outside MQTT 5.0.
     UnknownPacketType(u8),
     /// Fixed-header flag bits not as the spec requires for this type (MQTT-2.2.2-2).
     InvalidFixedHeaderFlags { packet_type: u8, flags: u8 },
@@ -31,12 +32,15 @@ pub enum DecodeError {
     UnsupportedProtocolVersion(u8),
     /// CONNECT flags: reserved bit set, will QoS/retain without will flag, will QoS 3,
     /// or password without user name in 3.1/3.1.1 (MQTT-3.1.2-3, -11, -13, -14, -22).
+    /// Also CONNACK acknowledge flags: reserved bits set (MQTT-3.2.2-1), or session present
+    /// with a non-zero return code (MQTT-3.2.2-4 / 5.0 MQTT-3.2.2-6).
     InvalidConnectFlags,
     /// A topic name that is empty (without alias), has wildcards, or is too long.
     InvalidTopicName,
     /// A topic filter that breaks the wildcard rules (MQTT-4.7.1-2, -3) or is empty.
     InvalidTopicFilter,
-    /// SUBSCRIBE or UNSUBSCRIBE with no topic filters (MQTT-3.8.3-3, MQTT-3.10.3-2).
+    /// SUBSCRIBE or UNSUBSCRIBE with no topic filters (MQTT-3.8.3-3, MQTT-3.10.3-2), or a
+    /// SUBACK / 5.0 UNSUBACK with no reason codes (one is owed per filter).
     EmptyTopicList,
     /// Reserved bits in subscription options, QoS 3, or retain handling 3 (MQTT-3.8.3-5).
     InvalidSubscriptionOptions,
@@ -50,7 +54,9 @@ pub enum DecodeError {
     InvalidPropertyValue(u8),
     /// A reason code byte not allowed on this packet.
     InvalidReasonCode(u8),
-    /// A packet that only a server may send, or only a client, or AUTH before 5.0.
+    /// A packet that only a server may send arriving at a server, or only a client at a
+    /// client (including DISCONNECT at a 3.1/3.1.1 client). AUTH before 5.0 is
+    /// `UnknownPacketType(15)`.
     UnexpectedPacket(u8),
     /// The first packet on a connection was not CONNECT (MQTT-3.1.0-1).
     ExpectedConnect,
@@ -96,7 +102,10 @@ impl std::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DecodeError::PacketTooLarge { size, max } => {
-                write!(f, "packet of {size} bytes exceeds maximum packet size {max}")
+                write!(
+                    f,
+                    "packet of {size} bytes exceeds maximum packet size {max}"
+                )
             }
             other => write!(f, "{other:?}"),
         }

@@ -5,6 +5,18 @@
 //! (every index is behind a length check, every length is checked before allocation). "Need
 //! more bytes" is `Ok(None)`, never an error. Everything the specifications forbid is rejected
 //! here, so the broker only ever sees well-formed packets.
+//!
+//! What is NOT checked here, because it needs connection or session state, belongs to the
+//! broker: topic alias ranges and mappings, Receive Maximum / inflight limits, the peer's
+//! Maximum Packet Size for outgoing packets (use [`encoded_len`]), AUTH method consistency,
+//! `$share/` syntax and No Local on shared subscriptions, client identifier policy, payload
+//! format validation, and the 5.0 DISCONNECT session-expiry rule (0 at CONNECT, non-zero at
+//! DISCONNECT).
+//!
+//! Map: [`frame`] (fixed header, size limit) -> [`mod@decode`] (packets, using [`reader`],
+//! [`property_codec`], [`topic`]) and [`mod@encode`] (using [`writer`], [`property_codec`]).
+//! [`error`] maps every failure to a reason code. `testdata` (tests only) holds the shared
+//! byte vectors.
 
 pub mod decode;
 pub mod encode;
@@ -12,6 +24,7 @@ pub mod error;
 pub mod frame;
 pub mod packet;
 pub mod properties;
+pub mod property_codec;
 pub mod reader;
 pub mod reason;
 pub mod sniff;
@@ -21,8 +34,11 @@ pub mod writer;
 pub use decode::{decode, DecodeContext, Role};
 pub use encode::{encode, encoded_len};
 pub use error::DecodeError;
-pub use frame::{check_frame, FrameHeader};
+pub use frame::{check_frame, FrameHeader, PacketType};
 pub use packet::*;
 pub use properties::*;
 pub use reason::ReasonCode;
 pub use sniff::sniff_connect_version;
+
+#[cfg(test)]
+mod testdata;

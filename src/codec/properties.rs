@@ -68,8 +68,9 @@ pub struct PublishProperties {
     pub response_topic: Option<String>,
     pub correlation_data: Option<Vec<u8>>,
     pub user_properties: UserProperties,
-    /// From a client: at most... none (a client must not send it, MQTT-3.3.4-6 area; the decoder
-    /// rejects it). To a client: one per matching subscription that had one. Values 1..=268435455.
+    /// From a client: always empty (a client must not send it, MQTT-3.3.4-6; a `Role::Server`
+    /// decode rejects it). To a client: one per matching subscription that had one.
+    /// Values 1..=268435455.
     pub subscription_identifiers: Vec<u32>,
     pub content_type: Option<String>,
 }
