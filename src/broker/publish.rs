@@ -439,6 +439,11 @@ impl Broker {
             return false;
         }
         self.stats.messages_sent += 1;
+        log::trace!(
+            "{conn:?} -> PUBLISH {:?} qos {} id {packet_id:?}",
+            delivery.message.topic,
+            delivery.qos.bits()
+        );
         out.send(conn, version, &packet);
         true
     }

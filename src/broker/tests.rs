@@ -39,13 +39,11 @@ impl Recorder {
     }
 }
 
-fn memory_store() -> crate::store::Store {
-    let config = crate::store::StoreConfig::from(&crate::config::SqliteConfig {
+fn memory_config() -> crate::store::StoreConfig {
+    crate::store::StoreConfig::from(&crate::config::SqliteConfig {
         durability: crate::config::Durability::Memory,
         ..Default::default()
-    });
-    crate::store::Store::open(std::path::Path::new("unused"), config, Instant::now())
-        .expect("in-memory store opens")
+    })
 }
 
 struct Harness {
@@ -83,8 +81,15 @@ fn publish(topic: &str, payload: &[u8], qos: QoS, id: Option<u16>) -> Publish {
 
 impl Harness {
     fn new(limits: Limits) -> Harness {
+        Harness::with_store(limits, memory_config())
+    }
+
+    fn with_store(limits: Limits, config: crate::store::StoreConfig) -> Harness {
+        let store =
+            crate::store::Store::open(std::path::Path::new("unused"), config, Instant::now())
+                .expect("in-memory store opens");
         Harness {
-            broker: Broker::new(limits, memory_store()),
+            broker: Broker::new(limits, store),
             out: Recorder::default(),
             now: Instant::now(),
             next_conn: 0,
@@ -442,17 +447,73 @@ fn session_and_connection_limits_refuse_with_connack() {
 }
 
 #[test]
-fn queue_limit_drops_and_counts() {
-    let mut h = Harness::new(Limits { max_queued_messages: 2, ..Default::default() });
-    let (sub, _) = h.connect(ProtocolVersion::V311, "s", false);
+fn memory_queue_limit_drops_and_counts() {
+    let limits = Limits { max_inflight: 1, max_queued_messages: 2, ..Default::default() };
+    let mut h = Harness::new(limits);
+    let (sub, _) = h.connect(ProtocolVersion::V311, "s", true);
     h.subscribe(sub, "t", QoS::AtLeastOnce);
-    h.close(sub);
     let (p, _) = h.connect(ProtocolVersion::V311, "p", true);
-    for i in 1..=3 {
+    for i in 1..=4 {
         h.handle(p, Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, Some(i))));
     }
+    assert_eq!(h.broker.gauges().inflight_messages, 1);
     assert_eq!(h.broker.gauges().queued_messages, 2);
     assert_eq!(h.broker.stats().messages_dropped, 1);
+}
+
+fn ring_config(overflow: crate::config::Overflow) -> crate::store::StoreConfig {
+    crate::store::StoreConfig::from(&crate::config::SqliteConfig {
+        durability: crate::config::Durability::Memory,
+        max_queued_per_session: 2,
+        overflow,
+        ..Default::default()
+    })
+}
+
+/// Publishes "1", "2", "3" at QoS 1 to an offline persistent session and returns what it
+/// receives on reconnect, and the PUBACK reasons the v5 publisher got.
+fn offline_ring_run(overflow: crate::config::Overflow) -> (Vec<Vec<u8>>, Vec<ReasonCode>) {
+    let mut h = Harness::with_store(Limits::default(), ring_config(overflow));
+    let mut c = connect_packet(ProtocolVersion::V5, "s", false);
+    c.properties.session_expiry_interval = Some(u32::MAX);
+    let (sub, _) = h.connect_with(c.clone());
+    h.subscribe(sub, "t", QoS::AtLeastOnce);
+    h.close(sub);
+    let (p, _) = h.connect(ProtocolVersion::V5, "p", true);
+    for i in 1..=3u16 {
+        h.handle(
+            p,
+            Packet::Publish(publish("t", i.to_string().as_bytes(), QoS::AtLeastOnce, Some(i))),
+        );
+    }
+    let reasons = h
+        .out
+        .take(p)
+        .into_iter()
+        .filter_map(|packet| match packet {
+            Packet::Puback(ack) => Some(ack.reason),
+            _ => None,
+        })
+        .collect();
+    let (sub2, connack) = h.connect_with(c);
+    assert!(connack.session_present);
+    let got = h.out.take(sub2);
+    (publishes(&got).iter().map(|p| p.payload.to_vec()).collect(), reasons)
+}
+
+#[test]
+fn ring_overflow_policies() {
+    use crate::config::Overflow;
+    let ok = ReasonCode::Success;
+    let (got, acks) = offline_ring_run(Overflow::DropOldest);
+    assert_eq!(got, vec![b"2".to_vec(), b"3".to_vec()]);
+    assert_eq!(acks, vec![ok, ok, ok]);
+    let (got, acks) = offline_ring_run(Overflow::DropNew);
+    assert_eq!(got, vec![b"1".to_vec(), b"2".to_vec()]);
+    assert_eq!(acks, vec![ok, ok, ok]);
+    let (got, acks) = offline_ring_run(Overflow::Reject);
+    assert_eq!(got, vec![b"1".to_vec(), b"2".to_vec()]);
+    assert_eq!(acks, vec![ok, ok, ReasonCode::QuotaExceeded]);
 }
 
 #[test]

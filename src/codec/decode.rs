@@ -152,10 +152,7 @@ fn check_first_byte(
         | T::Auth => 0,
     };
     if flags != required_flags {
-        return Err(DecodeError::InvalidFixedHeaderFlags {
-            packet_type: nibble,
-            flags,
-        });
+        return Err(DecodeError::InvalidFixedHeaderFlags { packet_type: nibble, flags });
     }
     Ok((packet_type, expect))
 }
@@ -251,9 +248,8 @@ const CONNACK_REASONS: &[u8] = &[
 const PUBACK_REASONS: &[u8] = &[0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99];
 /// PUBREL and PUBCOMP.
 const PUBREL_REASONS: &[u8] = &[0x00, 0x92];
-const SUBACK_REASONS: &[u8] = &[
-    0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2,
-];
+const SUBACK_REASONS: &[u8] =
+    &[0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2];
 const UNSUBACK_REASONS: &[u8] = &[0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91];
 const DISCONNECT_REASONS: &[u8] = &[
     0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93, 0x94, 0x95,
@@ -306,21 +302,13 @@ fn decode_connect(body: &[u8]) -> Result<Connect, DecodeError> {
         return Err(DecodeError::InvalidConnectFlags); // MQTT-3.1.2-22 (allowed in 5.0)
     }
     let keep_alive = r.u16()?;
-    let properties = if v5 {
-        props::decode_connect(&mut r)?
-    } else {
-        Default::default()
-    };
+    let properties = if v5 { props::decode_connect(&mut r)? } else { Default::default() };
 
     // MQTT-3.1.3-4: a UTF-8 string. Its length and characters are the broker's call
     // (3.1 said at most 23 characters; like Mosquitto we accept longer ones).
     let client_id = r.utf8()?.to_owned();
     let will = if will_flag {
-        let properties = if v5 {
-            props::decode_will(&mut r)?
-        } else {
-            Default::default()
-        };
+        let properties = if v5 { props::decode_will(&mut r)? } else { Default::default() };
         let topic = r.utf8()?;
         if !is_valid_topic_name(topic) {
             return Err(DecodeError::InvalidTopicName); // MQTT-3.1.3-11 with MQTT-4.7.3-1
@@ -344,11 +332,8 @@ fn decode_connect(body: &[u8]) -> Result<Connect, DecodeError> {
     } else {
         None
     };
-    let password = if password_flag && !(lenient && r.is_empty()) {
-        Some(r.binary()?.to_vec())
-    } else {
-        None
-    };
+    let password =
+        if password_flag && !(lenient && r.is_empty()) { Some(r.binary()?.to_vec()) } else { None };
     r.finish()?;
     Ok(Connect {
         protocol: Some(version),
@@ -386,17 +371,10 @@ fn decode_connack(body: &[u8], version: ProtocolVersion) -> Result<Connack, Deco
     if session_present && reason != ReasonCode::Success {
         return Err(DecodeError::InvalidConnectFlags); // MQTT-3.2.2-4 (3.1.1), MQTT-3.2.2-6 (5.0)
     }
-    let properties = if version.is_v5() {
-        props::decode_connack(&mut r)?
-    } else {
-        Default::default()
-    };
+    let properties =
+        if version.is_v5() { props::decode_connack(&mut r)? } else { Default::default() };
     r.finish()?;
-    Ok(Connack {
-        session_present,
-        reason,
-        properties,
-    })
+    Ok(Connack { session_present, reason, properties })
 }
 
 /// 3.1/3.1.1 CONNACK return codes (3.1.1 §3.2.2.3) as reason codes; the encoder maps them
@@ -433,11 +411,8 @@ fn decode_publish(
         QoS::AtMostOnce => None,
         QoS::AtLeastOnce | QoS::ExactlyOnce => Some(packet_id(&mut r)?), // MQTT-2.2.1-2
     };
-    let properties = if version.is_v5() {
-        props::decode_publish(&mut r, role)?
-    } else {
-        Default::default()
-    };
+    let properties =
+        if version.is_v5() { props::decode_publish(&mut r, role)? } else { Default::default() };
     // An empty topic name is allowed only with a Topic Alias (MQTT 5.0 §3.3.2.3.4).
     if topic.is_empty() && properties.topic_alias.is_none() {
         return Err(DecodeError::InvalidTopicName); // MQTT-4.7.3-1
@@ -467,17 +442,9 @@ fn decode_puback(
         return Ok(PubAck::new(packet_id));
     }
     let reason = reason(r.u8()?, allowed)?;
-    let properties = if r.is_empty() {
-        Default::default()
-    } else {
-        props::decode_puback(&mut r)?
-    };
+    let properties = if r.is_empty() { Default::default() } else { props::decode_puback(&mut r)? };
     r.finish()?;
-    Ok(PubAck {
-        packet_id,
-        reason,
-        properties,
-    })
+    Ok(PubAck { packet_id, reason, properties })
 }
 
 /// Subscription options byte (3.1.1 §3.8.3.1, 5.0 §3.8.3.1).
@@ -493,10 +460,7 @@ fn subscription_options(
         if byte & 0xFC != 0 {
             return Err(invalid); // MQTT-3-8.3-4 (3.1.1): reserved bits
         }
-        return Ok(SubscriptionOptions {
-            qos,
-            ..Default::default()
-        });
+        return Ok(SubscriptionOptions { qos, ..Default::default() });
     }
     if byte & 0xC0 != 0 {
         return Err(invalid); // MQTT-3.8.3-5
@@ -519,11 +483,8 @@ fn subscription_options(
 fn decode_subscribe(body: &[u8], version: ProtocolVersion) -> Result<Subscribe, DecodeError> {
     let mut r = Reader::new(body);
     let packet_id = packet_id(&mut r)?;
-    let properties = if version.is_v5() {
-        props::decode_subscribe(&mut r)?
-    } else {
-        Default::default()
-    };
+    let properties =
+        if version.is_v5() { props::decode_subscribe(&mut r)? } else { Default::default() };
     let mut filters = Vec::new();
     while !r.is_empty() {
         let filter = r.utf8()?;
@@ -536,22 +497,15 @@ fn decode_subscribe(body: &[u8], version: ProtocolVersion) -> Result<Subscribe, 
     if filters.is_empty() {
         return Err(DecodeError::EmptyTopicList); // MQTT-3.8.3-3
     }
-    Ok(Subscribe {
-        packet_id,
-        filters,
-        properties,
-    })
+    Ok(Subscribe { packet_id, filters, properties })
 }
 
 /// SUBACK (§3.9). Decoded by clients only.
 fn decode_suback(body: &[u8], version: ProtocolVersion) -> Result<Suback, DecodeError> {
     let mut r = Reader::new(body);
     let packet_id = packet_id(&mut r)?;
-    let properties = if version.is_v5() {
-        props::decode_suback(&mut r)?
-    } else {
-        Default::default()
-    };
+    let properties =
+        if version.is_v5() { props::decode_suback(&mut r)? } else { Default::default() };
     let mut reasons = Vec::with_capacity(r.remaining());
     while !r.is_empty() {
         let byte = r.u8()?;
@@ -566,22 +520,15 @@ fn decode_suback(body: &[u8], version: ProtocolVersion) -> Result<Suback, Decode
     if reasons.is_empty() {
         return Err(DecodeError::EmptyTopicList); // one code per filter, and a filter is required
     }
-    Ok(Suback {
-        packet_id,
-        reasons,
-        properties,
-    })
+    Ok(Suback { packet_id, reasons, properties })
 }
 
 /// UNSUBSCRIBE (§3.10).
 fn decode_unsubscribe(body: &[u8], version: ProtocolVersion) -> Result<Unsubscribe, DecodeError> {
     let mut r = Reader::new(body);
     let packet_id = packet_id(&mut r)?;
-    let properties = if version.is_v5() {
-        props::decode_unsubscribe(&mut r)?
-    } else {
-        Default::default()
-    };
+    let properties =
+        if version.is_v5() { props::decode_unsubscribe(&mut r)? } else { Default::default() };
     let mut filters = Vec::new();
     while !r.is_empty() {
         let filter = r.utf8()?;
@@ -593,11 +540,7 @@ fn decode_unsubscribe(body: &[u8], version: ProtocolVersion) -> Result<Unsubscri
     if filters.is_empty() {
         return Err(DecodeError::EmptyTopicList); // MQTT-3.10.3-2
     }
-    Ok(Unsubscribe {
-        packet_id,
-        filters,
-        properties,
-    })
+    Ok(Unsubscribe { packet_id, filters, properties })
 }
 
 /// UNSUBACK (§3.11). Decoded by clients only; before 5.0 it is just the packet id.
@@ -606,11 +549,7 @@ fn decode_unsuback(body: &[u8], version: ProtocolVersion) -> Result<Unsuback, De
     let packet_id = packet_id(&mut r)?;
     if !version.is_v5() {
         r.finish()?;
-        return Ok(Unsuback {
-            packet_id,
-            reasons: Vec::new(),
-            properties: Default::default(),
-        });
+        return Ok(Unsuback { packet_id, reasons: Vec::new(), properties: Default::default() });
     }
     let properties = props::decode_unsuback(&mut r)?;
     let mut reasons = Vec::with_capacity(r.remaining());
@@ -620,11 +559,7 @@ fn decode_unsuback(body: &[u8], version: ProtocolVersion) -> Result<Unsuback, De
     if reasons.is_empty() {
         return Err(DecodeError::EmptyTopicList); // one code per filter, and a filter is required
     }
-    Ok(Unsuback {
-        packet_id,
-        reasons,
-        properties,
-    })
+    Ok(Unsuback { packet_id, reasons, properties })
 }
 
 /// DISCONNECT (§3.14). Before 5.0 it has no body (checked in `check_fixed_size`). In 5.0 a
@@ -640,11 +575,8 @@ fn decode_disconnect(
         return Ok(Disconnect::default());
     }
     let reason = reason(r.u8()?, DISCONNECT_REASONS)?;
-    let properties = if r.is_empty() {
-        Default::default()
-    } else {
-        props::decode_disconnect(&mut r, role)?
-    };
+    let properties =
+        if r.is_empty() { Default::default() } else { props::decode_disconnect(&mut r, role)? };
     r.finish()?;
     Ok(Disconnect { reason, properties })
 }
@@ -657,11 +589,7 @@ fn decode_auth(body: &[u8]) -> Result<Auth, DecodeError> {
         return Ok(Auth::default());
     }
     let reason = reason(r.u8()?, AUTH_REASONS)?;
-    let properties = if r.is_empty() {
-        Default::default()
-    } else {
-        props::decode_auth(&mut r)?
-    };
+    let properties = if r.is_empty() { Default::default() } else { props::decode_auth(&mut r)? };
     r.finish()?;
     Ok(Auth { reason, properties })
 }
@@ -698,11 +626,7 @@ mod tests {
         for vector in all_vectors() {
             match decode(&vector.bytes, &vector.ctx) {
                 Ok(Some((packet, used))) => {
-                    assert_eq!(
-                        packet, vector.packet,
-                        "{} ({:?})",
-                        vector.name, vector.version
-                    );
+                    assert_eq!(packet, vector.packet, "{} ({:?})", vector.name, vector.version);
                     assert_eq!(used, vector.bytes.len(), "{}", vector.name);
                 }
                 other => panic!("{} ({:?}): {other:?}", vector.name, vector.version),
@@ -766,10 +690,7 @@ mod tests {
         assert_eq!(decode(&buf, &ctx), Ok(Some((Packet::Pingreq, 2))));
         assert_eq!(
             decode(&buf[2..], &ctx),
-            Ok(Some((
-                Packet::Puback(crate::codec::PubAck::new(NonZeroU16::MIN)),
-                4
-            )))
+            Ok(Some((Packet::Puback(crate::codec::PubAck::new(NonZeroU16::MIN)), 4)))
         );
         assert_eq!(decode(&buf[6..], &ctx), Ok(None));
     }
@@ -778,35 +699,20 @@ mod tests {
 
     #[test]
     fn max_packet_size_is_enforced_from_the_header_alone() {
-        let ctx = DecodeContext {
-            max_packet_size: 100,
-            ..server(V311)
-        };
+        let ctx = DecodeContext { max_packet_size: 100, ..server(V311) };
         // PUBLISH announcing 16,384 bytes: only the 4 header bytes are present.
         assert_eq!(
             err(&[0x30, 0x80, 0x80, 0x01], ctx),
-            DecodeError::PacketTooLarge {
-                size: 16_388,
-                max: 100
-            }
+            DecodeError::PacketTooLarge { size: 16_388, max: 100 }
         );
         // The same before CONNECT: a CONNECT announcing 268,435,455 bytes.
-        let ctx = DecodeContext {
-            max_packet_size: 100,
-            ..connecting()
-        };
+        let ctx = DecodeContext { max_packet_size: 100, ..connecting() };
         assert_eq!(
             err(&[0x10, 0xFF, 0xFF, 0xFF, 0x7F], ctx),
-            DecodeError::PacketTooLarge {
-                size: 268_435_460,
-                max: 100
-            }
+            DecodeError::PacketTooLarge { size: 268_435_460, max: 100 }
         );
         // Exactly at the limit is fine (and incomplete without its body).
-        let ctx = DecodeContext {
-            max_packet_size: 100,
-            ..server(V311)
-        };
+        let ctx = DecodeContext { max_packet_size: 100, ..server(V311) };
         assert_eq!(decode(&[0x30, 98], &ctx), Ok(None));
     }
 
@@ -834,27 +740,17 @@ mod tests {
             (&[0xE2, 0x00], 14, 2),      // DISCONNECT
         ];
         for (bytes, packet_type, flags) in cases {
-            let ctx = if *packet_type == 1 {
-                connecting()
-            } else {
-                server(V311)
-            };
+            let ctx = if *packet_type == 1 { connecting() } else { server(V311) };
             assert_eq!(
                 err(bytes, ctx),
-                DecodeError::InvalidFixedHeaderFlags {
-                    packet_type: *packet_type,
-                    flags: *flags
-                },
+                DecodeError::InvalidFixedHeaderFlags { packet_type: *packet_type, flags: *flags },
                 "{bytes:02X?}"
             );
         }
         // From the first byte alone, before the length arrives.
         assert_eq!(
             err(&[0x63], server(V5)),
-            DecodeError::InvalidFixedHeaderFlags {
-                packet_type: 6,
-                flags: 3
-            }
+            DecodeError::InvalidFixedHeaderFlags { packet_type: 6, flags: 3 }
         );
     }
 
@@ -863,26 +759,14 @@ mod tests {
         // PUBLISH flags 0110: QoS 3 (MQTT-3.3.1-4), rejected from the first byte.
         assert_eq!(err(&[0x36], server(V311)), DecodeError::InvalidQoS);
         // PUBLISH flags 1000: DUP with QoS 0 (MQTT-3.3.1-2).
-        assert_eq!(
-            err(&[0x38, 0x03, 0x00, 0x01, b't'], server(V5)),
-            DecodeError::InvalidQoS
-        );
+        assert_eq!(err(&[0x38, 0x03, 0x00, 0x01, b't'], server(V5)), DecodeError::InvalidQoS);
     }
 
     #[test]
     fn packet_type_zero_and_auth_before_5() {
-        assert_eq!(
-            err(&[0x00, 0x00], server(V311)),
-            DecodeError::UnknownPacketType(0)
-        );
-        assert_eq!(
-            err(&[0xF0, 0x00], server(V311)),
-            DecodeError::UnknownPacketType(15)
-        );
-        assert_eq!(
-            err(&[0xF0, 0x00], client(V31)),
-            DecodeError::UnknownPacketType(15)
-        );
+        assert_eq!(err(&[0x00, 0x00], server(V311)), DecodeError::UnknownPacketType(0));
+        assert_eq!(err(&[0xF0, 0x00], server(V311)), DecodeError::UnknownPacketType(15));
+        assert_eq!(err(&[0xF0, 0x00], client(V31)), DecodeError::UnknownPacketType(15));
     }
 
     #[test]
@@ -900,51 +784,30 @@ mod tests {
     fn packets_only_the_other_side_sends() {
         for first in [0x20, 0x90, 0xB0, 0xD0] {
             // CONNACK, SUBACK, UNSUBACK, PINGRESP sent to a server.
-            assert_eq!(
-                err(&[first], server(V5)),
-                DecodeError::UnexpectedPacket(first >> 4)
-            );
+            assert_eq!(err(&[first], server(V5)), DecodeError::UnexpectedPacket(first >> 4));
         }
         for first in [0x10, 0x82, 0xA2, 0xC0] {
             // CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ sent to a client.
-            assert_eq!(
-                err(&[first], client(V5)),
-                DecodeError::UnexpectedPacket(first >> 4)
-            );
+            assert_eq!(err(&[first], client(V5)), DecodeError::UnexpectedPacket(first >> 4));
         }
         // Before 5.0 a server never sends DISCONNECT.
-        assert_eq!(
-            err(&[0xE0, 0x00], client(V311)),
-            DecodeError::UnexpectedPacket(14)
-        );
-        assert_eq!(
-            ok(&[0xE0, 0x00], client(V5)),
-            Packet::Disconnect(Disconnect::default())
-        );
+        assert_eq!(err(&[0xE0, 0x00], client(V311)), DecodeError::UnexpectedPacket(14));
+        assert_eq!(ok(&[0xE0, 0x00], client(V5)), Packet::Disconnect(Disconnect::default()));
     }
 
     #[test]
     fn client_without_version_decodes_as_3_1_1() {
-        let ctx = DecodeContext {
-            version: None,
-            ..client(V311)
-        };
+        let ctx = DecodeContext { version: None, ..client(V311) };
         assert_eq!(
             ok(&[0x20, 0x02, 0x01, 0x00], ctx),
-            Packet::Connack(Connack {
-                session_present: true,
-                ..Connack::default()
-            })
+            Packet::Connack(Connack { session_present: true, ..Connack::default() })
         );
     }
 
     #[test]
     fn fixed_size_packets_are_judged_by_their_length() {
         // PINGREQ announcing 200 body bytes: rejected before they arrive.
-        assert_eq!(
-            err(&[0xC0, 0xC8, 0x01], server(V311)),
-            DecodeError::TrailingBytes
-        );
+        assert_eq!(err(&[0xC0, 0xC8, 0x01], server(V311)), DecodeError::TrailingBytes);
         // 3.1.1 PUBACK with length 3 / 1.
         assert_eq!(err(&[0x40, 0x03], server(V311)), DecodeError::TrailingBytes);
         assert_eq!(err(&[0x40, 0x01], server(V311)), DecodeError::Truncated);
@@ -997,10 +860,7 @@ mod tests {
             (b"", 4, DecodeError::InvalidProtocolName),
         ];
         for (name, level, error) in refused {
-            assert_eq!(
-                err(&connect_bytes(name, *level, 0x02, &[]), connecting()),
-                *error
-            );
+            assert_eq!(err(&connect_bytes(name, *level, 0x02, &[]), connecting()), *error);
         }
     }
 
@@ -1015,11 +875,7 @@ mod tests {
         ];
         for flags in invalid {
             let bytes = connect_bytes(b"MQTT", 4, flags, &[0x00, 0x01, b'w', 0x00, 0x00]);
-            assert_eq!(
-                err(&bytes, connecting()),
-                DecodeError::InvalidConnectFlags,
-                "{flags:02X}"
-            );
+            assert_eq!(err(&bytes, connecting()), DecodeError::InvalidConnectFlags, "{flags:02X}");
         }
         // Password without user name is fine in 5.0 (see the vectors), not in 3.1.
         let bytes = connect_bytes(b"MQIsdp", 3, 0x40, &[0x00, 0x01, b'p']);
@@ -1029,12 +885,7 @@ mod tests {
     #[test]
     fn connect_will_topic_must_be_a_topic_name() {
         // will flag; will topic "a/#"; will payload empty.
-        let bytes = connect_bytes(
-            b"MQTT",
-            4,
-            0x04,
-            &[0x00, 0x03, b'a', b'/', b'#', 0x00, 0x00],
-        );
+        let bytes = connect_bytes(b"MQTT", 4, 0x04, &[0x00, 0x03, b'a', b'/', b'#', 0x00, 0x00]);
         assert_eq!(err(&bytes, connecting()), DecodeError::InvalidTopicName);
         let bytes = connect_bytes(b"MQTT", 4, 0x04, &[0x00, 0x00, 0x00, 0x00]); // empty topic
         assert_eq!(err(&bytes, connecting()), DecodeError::InvalidTopicName);
@@ -1072,10 +923,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // 3.1: user name present, password missing.
-        match ok(
-            &connect_bytes(b"MQIsdp", 3, 0xC2, &[0x00, 0x01, b'u']),
-            connecting(),
-        ) {
+        match ok(&connect_bytes(b"MQIsdp", 3, 0xC2, &[0x00, 0x01, b'u']), connecting()) {
             Packet::Connect(c) => {
                 assert_eq!(c.username.as_deref(), Some("u"));
                 assert_eq!(c.password, None);
@@ -1084,10 +932,7 @@ mod tests {
         }
         // 3.1.1 does not tolerate it.
         assert_eq!(
-            err(
-                &connect_bytes(b"MQTT", 4, 0xC2, &[0x00, 0x01, b'u']),
-                connecting()
-            ),
+            err(&connect_bytes(b"MQTT", 4, 0xC2, &[0x00, 0x01, b'u']), connecting()),
             DecodeError::Truncated
         );
     }
@@ -1112,18 +957,11 @@ mod tests {
             (&[0x16, 0x00, 0x00], DecodeError::InvalidPropertyValue(0x16)), // auth data, no method
             (&[0x23, 0x00, 0x01], DecodeError::PropertyNotAllowed(0x23)), // topic alias
             (&[0x7F, 0x00], DecodeError::UnknownProperty(0x7F)),
-            (
-                &[0x11, 0, 0, 0, 1, 0x11, 0, 0, 0, 2],
-                DecodeError::DuplicateProperty(0x11),
-            ),
+            (&[0x11, 0, 0, 0, 1, 0x11, 0, 0, 0, 2], DecodeError::DuplicateProperty(0x11)),
             (&[0x11, 0x00, 0x00], DecodeError::Truncated), // value cut by the block end
         ];
         for (props, error) in cases {
-            assert_eq!(
-                err(&connect_with_props(props), connecting()),
-                *error,
-                "{props:02X?}"
-            );
+            assert_eq!(err(&connect_with_props(props), connecting()), *error, "{props:02X?}");
         }
         // Property length pointing past the end of the packet.
         let mut bytes = connect_with_props(&[]);
@@ -1137,10 +975,7 @@ mod tests {
         match ok(&bytes, connecting()) {
             Packet::Connect(c) => assert_eq!(
                 c.properties.user_properties,
-                vec![
-                    ("k".to_owned(), "2".to_owned()),
-                    ("k".to_owned(), "1".to_owned())
-                ]
+                vec![("k".to_owned(), "2".to_owned()), ("k".to_owned(), "1".to_owned())]
             ),
             other => panic!("{other:?}"),
         }
@@ -1156,22 +991,12 @@ mod tests {
         };
         let cases: &[(&[u8], DecodeError)] = &[
             (&[0x01, 0x02], DecodeError::InvalidPropertyValue(0x01)), // payload format 2
-            (
-                &[0x08, 0x00, 0x01, b'#'],
-                DecodeError::InvalidPropertyValue(0x08),
-            ), // wildcard
+            (&[0x08, 0x00, 0x01, b'#'], DecodeError::InvalidPropertyValue(0x08)), // wildcard
             (&[0x11, 0, 0, 0, 0], DecodeError::PropertyNotAllowed(0x11)), // session expiry
-            (
-                &[0x18, 0, 0, 0, 1, 0x18, 0, 0, 0, 1],
-                DecodeError::DuplicateProperty(0x18),
-            ),
+            (&[0x18, 0, 0, 0, 1, 0x18, 0, 0, 0, 1], DecodeError::DuplicateProperty(0x18)),
         ];
         for (props, error) in cases {
-            assert_eq!(
-                err(&with_will_props(props), connecting()),
-                *error,
-                "{props:02X?}"
-            );
+            assert_eq!(err(&with_will_props(props), connecting()), *error, "{props:02X?}");
         }
     }
 
@@ -1180,25 +1005,13 @@ mod tests {
     #[test]
     fn connack_checks() {
         // 3.1.1 return code 6 does not exist.
-        assert_eq!(
-            err(&[0x20, 0x02, 0x00, 0x06], client(V311)),
-            DecodeError::InvalidReasonCode(6)
-        );
+        assert_eq!(err(&[0x20, 0x02, 0x00, 0x06], client(V311)), DecodeError::InvalidReasonCode(6));
         // Reserved acknowledge flag bits (MQTT-3.2.2-1).
-        assert_eq!(
-            err(&[0x20, 0x02, 0x02, 0x00], client(V311)),
-            DecodeError::InvalidConnectFlags
-        );
+        assert_eq!(err(&[0x20, 0x02, 0x02, 0x00], client(V311)), DecodeError::InvalidConnectFlags);
         // Session present with a refusal (MQTT-3.2.2-4).
-        assert_eq!(
-            err(&[0x20, 0x02, 0x01, 0x05], client(V311)),
-            DecodeError::InvalidConnectFlags
-        );
+        assert_eq!(err(&[0x20, 0x02, 0x01, 0x05], client(V311)), DecodeError::InvalidConnectFlags);
         // 3.1 ignores the reserved first byte.
-        assert_eq!(
-            ok(&[0x20, 0x02, 0xFF, 0x00], client(V31)),
-            Packet::Connack(Connack::default())
-        );
+        assert_eq!(ok(&[0x20, 0x02, 0xFF, 0x00], client(V31)), Packet::Connack(Connack::default()));
         // 5.0: 0x01 (granted QoS 1) is not a CONNACK reason.
         assert_eq!(
             err(&[0x20, 0x03, 0x00, 0x01, 0x00], client(V5)),
@@ -1218,10 +1031,7 @@ mod tests {
         }
         // 5.0: receive maximum 0.
         assert_eq!(
-            err(
-                &[0x20, 0x06, 0x00, 0x00, 0x03, 0x21, 0x00, 0x00],
-                client(V5)
-            ),
+            err(&[0x20, 0x06, 0x00, 0x00, 0x03, 0x21, 0x00, 0x00], client(V5)),
             DecodeError::InvalidPropertyValue(0x21)
         );
         // 5.0: request problem information is a CONNECT property.
@@ -1242,45 +1052,17 @@ mod tests {
     fn publish_topic_rules() {
         let cases: &[(&[u8], ProtocolVersion, DecodeError)] = &[
             // Empty topic before 5.0.
-            (
-                &[0x30, 0x02, 0x00, 0x00],
-                V311,
-                DecodeError::InvalidTopicName,
-            ),
+            (&[0x30, 0x02, 0x00, 0x00], V311, DecodeError::InvalidTopicName),
             // Empty topic in 5.0 without a topic alias.
-            (
-                &[0x30, 0x03, 0x00, 0x00, 0x00],
-                V5,
-                DecodeError::InvalidTopicName,
-            ),
+            (&[0x30, 0x03, 0x00, 0x00, 0x00], V5, DecodeError::InvalidTopicName),
             // Wildcards in a topic name (MQTT-3.3.2-2).
-            (
-                &[0x30, 0x05, 0x00, 0x03, b'a', b'/', b'+'],
-                V311,
-                DecodeError::InvalidTopicName,
-            ),
-            (
-                &[0x30, 0x04, 0x00, 0x01, b'#', 0x00],
-                V5,
-                DecodeError::InvalidTopicName,
-            ),
+            (&[0x30, 0x05, 0x00, 0x03, b'a', b'/', b'+'], V311, DecodeError::InvalidTopicName),
+            (&[0x30, 0x04, 0x00, 0x01, b'#', 0x00], V5, DecodeError::InvalidTopicName),
             // Invalid UTF-8 and U+0000 in the topic.
-            (
-                &[0x30, 0x04, 0x00, 0x02, 0xC3, 0x28],
-                V311,
-                DecodeError::InvalidUtf8,
-            ),
-            (
-                &[0x30, 0x03, 0x00, 0x01, 0x00],
-                V311,
-                DecodeError::InvalidUtf8,
-            ),
+            (&[0x30, 0x04, 0x00, 0x02, 0xC3, 0x28], V311, DecodeError::InvalidUtf8),
+            (&[0x30, 0x03, 0x00, 0x01, 0x00], V311, DecodeError::InvalidUtf8),
             // Topic length past the end.
-            (
-                &[0x30, 0x03, 0x00, 0x05, b'a'],
-                V311,
-                DecodeError::Truncated,
-            ),
+            (&[0x30, 0x03, 0x00, 0x05, b'a'], V311, DecodeError::Truncated),
         ];
         for (bytes, version, error) in cases {
             assert_eq!(err(bytes, server(*version)), *error, "{bytes:02X?}");
@@ -1315,32 +1097,20 @@ mod tests {
         let cases: &[(&[u8], DecodeError)] = &[
             (&[0x23, 0x00, 0x00], DecodeError::InvalidPropertyValue(0x23)), // topic alias 0
             (&[0x01, 0x02], DecodeError::InvalidPropertyValue(0x01)),       // payload format 2
-            (
-                &[0x08, 0x00, 0x01, b'+'],
-                DecodeError::InvalidPropertyValue(0x08),
-            ), // response topic
+            (&[0x08, 0x00, 0x01, b'+'], DecodeError::InvalidPropertyValue(0x08)), // response topic
             (&[0x0B, 0x01], DecodeError::PropertyNotAllowed(0x0B)),         // sub id from a client
             (&[0x11, 0, 0, 0, 0], DecodeError::PropertyNotAllowed(0x11)),   // session expiry
             (&[0x00], DecodeError::UnknownProperty(0x00)),
             (&[0x80, 0x01], DecodeError::UnknownProperty(0x80)),
-            (
-                &[0x23, 0x00, 0x01, 0x23, 0x00, 0x02],
-                DecodeError::DuplicateProperty(0x23),
-            ),
-            (
-                &[0x02, 0, 0, 0, 1, 0x02, 0, 0, 0, 1],
-                DecodeError::DuplicateProperty(0x02),
-            ),
+            (&[0x23, 0x00, 0x01, 0x23, 0x00, 0x02], DecodeError::DuplicateProperty(0x23)),
+            (&[0x02, 0, 0, 0, 1, 0x02, 0, 0, 0, 1], DecodeError::DuplicateProperty(0x02)),
             (&[0x03, 0x00, 0x01, 0xFF], DecodeError::InvalidUtf8), // content type
         ];
         for (props, error) in cases {
             assert_eq!(err(&publish(props), server(V5)), *error, "{props:02X?}");
         }
         // A client accepts subscription identifiers, several of them, but not 0 or 5 bytes.
-        match ok(
-            &publish(&[0x0B, 0x01, 0x0B, 0xFF, 0xFF, 0xFF, 0x7F]),
-            client(V5),
-        ) {
+        match ok(&publish(&[0x0B, 0x01, 0x0B, 0xFF, 0xFF, 0xFF, 0x7F]), client(V5)) {
             Packet::Publish(p) => {
                 assert_eq!(p.properties.subscription_identifiers, vec![1, 268_435_455])
             }
@@ -1356,20 +1126,11 @@ mod tests {
         );
         // Property length as a 5-byte varint.
         let bytes = [0x30, 0x08, 0x00, 0x01, b't', 0x80, 0x80, 0x80, 0x80, 0x00];
-        assert_eq!(
-            err(&bytes, server(V5)),
-            DecodeError::MalformedRemainingLength
-        );
+        assert_eq!(err(&bytes, server(V5)), DecodeError::MalformedRemainingLength);
         // Property length past the end of the packet.
-        assert_eq!(
-            err(&[0x30, 0x04, 0x00, 0x01, b't', 0x05], server(V5)),
-            DecodeError::Truncated
-        );
+        assert_eq!(err(&[0x30, 0x04, 0x00, 0x01, b't', 0x05], server(V5)), DecodeError::Truncated);
         // Missing property length entirely.
-        assert_eq!(
-            err(&[0x30, 0x03, 0x00, 0x01, b't'], server(V5)),
-            DecodeError::Truncated
-        );
+        assert_eq!(err(&[0x30, 0x03, 0x00, 0x01, b't'], server(V5)), DecodeError::Truncated);
     }
 
     #[test]
@@ -1386,14 +1147,8 @@ mod tests {
     #[test]
     fn puback_family_checks() {
         // Packet id 0.
-        assert_eq!(
-            err(&[0x40, 0x02, 0x00, 0x00], server(V311)),
-            DecodeError::ZeroPacketId
-        );
-        assert_eq!(
-            err(&[0x62, 0x02, 0x00, 0x00], server(V5)),
-            DecodeError::ZeroPacketId
-        );
+        assert_eq!(err(&[0x40, 0x02, 0x00, 0x00], server(V311)), DecodeError::ZeroPacketId);
+        assert_eq!(err(&[0x62, 0x02, 0x00, 0x00], server(V5)), DecodeError::ZeroPacketId);
         // Reason codes: 0x92 is not a PUBACK code, 0x10 not a PUBREL/PUBCOMP code.
         assert_eq!(
             err(&[0x40, 0x03, 0x00, 0x01, 0x92], server(V5)),
@@ -1413,10 +1168,7 @@ mod tests {
         );
         // Properties that are not allowed, and bytes after them.
         assert_eq!(
-            err(
-                &[0x40, 0x06, 0x00, 0x01, 0x00, 0x02, 0x23, 0x01],
-                server(V5)
-            ),
+            err(&[0x40, 0x06, 0x00, 0x01, 0x00, 0x02, 0x23, 0x01], server(V5)),
             DecodeError::PropertyNotAllowed(0x23)
         );
         assert_eq!(
@@ -1441,10 +1193,7 @@ mod tests {
             // No filters (MQTT-3.8.3-3).
             (&[0x82, 0x02, 0x00, 0x01], DecodeError::EmptyTopicList),
             // Packet id 0.
-            (
-                &[0x82, 0x06, 0x00, 0x00, 0x00, 0x01, b'a', 0x00],
-                DecodeError::ZeroPacketId,
-            ),
+            (&[0x82, 0x06, 0x00, 0x00, 0x00, 0x01, b'a', 0x00], DecodeError::ZeroPacketId),
             // Options with reserved bits (3.1.1: upper 6 bits must be 0).
             (
                 &[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x04],
@@ -1457,24 +1206,16 @@ mod tests {
             ),
             // Invalid filters: "a/#/b", "a+", "" .
             (
-                &[
-                    0x82, 0x0A, 0x00, 0x01, 0x00, 0x05, b'a', b'/', b'#', b'/', b'b', 0x00,
-                ],
+                &[0x82, 0x0A, 0x00, 0x01, 0x00, 0x05, b'a', b'/', b'#', b'/', b'b', 0x00],
                 DecodeError::InvalidTopicFilter,
             ),
             (
                 &[0x82, 0x07, 0x00, 0x01, 0x00, 0x02, b'a', b'+', 0x00],
                 DecodeError::InvalidTopicFilter,
             ),
-            (
-                &[0x82, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00],
-                DecodeError::InvalidTopicFilter,
-            ),
+            (&[0x82, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00], DecodeError::InvalidTopicFilter),
             // Filter without its options byte.
-            (
-                &[0x82, 0x05, 0x00, 0x01, 0x00, 0x01, b'a'],
-                DecodeError::Truncated,
-            ),
+            (&[0x82, 0x05, 0x00, 0x01, 0x00, 0x01, b'a'], DecodeError::Truncated),
         ];
         for (bytes, error) in v3 {
             assert_eq!(err(bytes, server(V311)), *error, "{bytes:02X?}");
@@ -1500,21 +1241,15 @@ mod tests {
             ),
             // Subscription identifier 0, twice, and a PUBLISH-only property.
             (
-                &[
-                    0x82, 0x09, 0x00, 0x01, 0x02, 0x0B, 0x00, 0x00, 0x01, b'a', 0x00,
-                ],
+                &[0x82, 0x09, 0x00, 0x01, 0x02, 0x0B, 0x00, 0x00, 0x01, b'a', 0x00],
                 DecodeError::InvalidPropertyValue(0x0B),
             ),
             (
-                &[
-                    0x82, 0x0B, 0x00, 0x01, 0x04, 0x0B, 0x01, 0x0B, 0x02, 0x00, 0x01, b'a', 0x00,
-                ],
+                &[0x82, 0x0B, 0x00, 0x01, 0x04, 0x0B, 0x01, 0x0B, 0x02, 0x00, 0x01, b'a', 0x00],
                 DecodeError::DuplicateProperty(0x0B),
             ),
             (
-                &[
-                    0x82, 0x0A, 0x00, 0x01, 0x03, 0x23, 0x00, 0x01, 0x00, 0x01, b'a', 0x00,
-                ],
+                &[0x82, 0x0A, 0x00, 0x01, 0x03, 0x23, 0x00, 0x01, 0x00, 0x01, b'a', 0x00],
                 DecodeError::PropertyNotAllowed(0x23),
             ),
         ];
@@ -1547,26 +1282,14 @@ mod tests {
             DecodeError::InvalidReasonCode(0x10)
         );
         // No codes.
-        assert_eq!(
-            err(&[0x90, 0x02, 0x00, 0x01], client(V311)),
-            DecodeError::EmptyTopicList
-        );
-        assert_eq!(
-            err(&[0x90, 0x03, 0x00, 0x01, 0x00], client(V5)),
-            DecodeError::EmptyTopicList
-        );
+        assert_eq!(err(&[0x90, 0x02, 0x00, 0x01], client(V311)), DecodeError::EmptyTopicList);
+        assert_eq!(err(&[0x90, 0x03, 0x00, 0x01, 0x00], client(V5)), DecodeError::EmptyTopicList);
     }
 
     #[test]
     fn unsubscribe_and_unsuback_checks() {
-        assert_eq!(
-            err(&[0xA2, 0x02, 0x00, 0x01], server(V311)),
-            DecodeError::EmptyTopicList
-        );
-        assert_eq!(
-            err(&[0xA2, 0x03, 0x00, 0x01, 0x00], server(V5)),
-            DecodeError::EmptyTopicList
-        );
+        assert_eq!(err(&[0xA2, 0x02, 0x00, 0x01], server(V311)), DecodeError::EmptyTopicList);
+        assert_eq!(err(&[0xA2, 0x03, 0x00, 0x01, 0x00], server(V5)), DecodeError::EmptyTopicList);
         assert_eq!(
             err(&[0xA2, 0x05, 0x00, 0x01, 0x00, 0x01, b'#',], server(V5)),
             DecodeError::Truncated
@@ -1576,10 +1299,7 @@ mod tests {
             DecodeError::Truncated
         );
         assert_eq!(
-            err(
-                &[0xA2, 0x06, 0x00, 0x01, 0x00, 0x02, b'#', b'a'],
-                server(V311)
-            ),
+            err(&[0xA2, 0x06, 0x00, 0x01, 0x00, 0x02, b'#', b'a'], server(V311)),
             DecodeError::InvalidTopicFilter
         );
         assert_eq!(
@@ -1588,25 +1308,16 @@ mod tests {
         );
         // Subscription identifier is not an UNSUBSCRIBE property.
         assert_eq!(
-            err(
-                &[0xA2, 0x08, 0x00, 0x01, 0x02, 0x0B, 0x01, 0x00, 0x01, b'a'],
-                server(V5)
-            ),
+            err(&[0xA2, 0x08, 0x00, 0x01, 0x02, 0x0B, 0x01, 0x00, 0x01, b'a'], server(V5)),
             DecodeError::PropertyNotAllowed(0x0B)
         );
         // UNSUBACK 5.0: 0x00 codes required, 0x10 not allowed.
-        assert_eq!(
-            err(&[0xB0, 0x03, 0x00, 0x01, 0x00], client(V5)),
-            DecodeError::EmptyTopicList
-        );
+        assert_eq!(err(&[0xB0, 0x03, 0x00, 0x01, 0x00], client(V5)), DecodeError::EmptyTopicList);
         assert_eq!(
             err(&[0xB0, 0x04, 0x00, 0x01, 0x00, 0x10], client(V5)),
             DecodeError::InvalidReasonCode(0x10)
         );
-        assert_eq!(
-            err(&[0xB0, 0x02, 0x00, 0x00], client(V311)),
-            DecodeError::ZeroPacketId
-        );
+        assert_eq!(err(&[0xB0, 0x02, 0x00, 0x00], client(V311)), DecodeError::ZeroPacketId);
     }
 
     // -- DISCONNECT and AUTH ----------------------------------------------------------------
@@ -1614,35 +1325,20 @@ mod tests {
     #[test]
     fn disconnect_checks() {
         // 0x01 is not a DISCONNECT reason.
-        assert_eq!(
-            err(&[0xE0, 0x01, 0x01], server(V5)),
-            DecodeError::InvalidReasonCode(1)
-        );
+        assert_eq!(err(&[0xE0, 0x01, 0x01], server(V5)), DecodeError::InvalidReasonCode(1));
         // Session expiry from a server (MQTT-3.14.2-2), fine from a client.
         let bytes = [0xE0, 0x07, 0x00, 0x05, 0x11, 0x00, 0x00, 0x00, 0x0A];
-        assert_eq!(
-            err(&bytes, client(V5)),
-            DecodeError::PropertyNotAllowed(0x11)
-        );
+        assert_eq!(err(&bytes, client(V5)), DecodeError::PropertyNotAllowed(0x11));
         assert!(matches!(ok(&bytes, server(V5)), Packet::Disconnect(_)));
         // Trailing byte after the properties.
-        assert_eq!(
-            err(&[0xE0, 0x03, 0x00, 0x00, 0x00], server(V5)),
-            DecodeError::TrailingBytes
-        );
+        assert_eq!(err(&[0xE0, 0x03, 0x00, 0x00, 0x00], server(V5)), DecodeError::TrailingBytes);
         // Success reason without properties (length 1) is Normal disconnection.
-        assert_eq!(
-            ok(&[0xE0, 0x01, 0x00], server(V5)),
-            Packet::Disconnect(Disconnect::default())
-        );
+        assert_eq!(ok(&[0xE0, 0x01, 0x00], server(V5)), Packet::Disconnect(Disconnect::default()));
     }
 
     #[test]
     fn auth_checks() {
-        assert_eq!(
-            err(&[0xF0, 0x02, 0x01, 0x00], server(V5)),
-            DecodeError::InvalidReasonCode(1)
-        );
+        assert_eq!(err(&[0xF0, 0x02, 0x01, 0x00], server(V5)), DecodeError::InvalidReasonCode(1));
         assert_eq!(
             err(&[0xF0, 0x02, 0x87, 0x00], client(V5)),
             DecodeError::InvalidReasonCode(0x87)
@@ -1651,21 +1347,12 @@ mod tests {
             err(&[0xF0, 0x04, 0x18, 0x02, 0x11, 0x00], server(V5)),
             DecodeError::PropertyNotAllowed(0x11)
         );
-        assert_eq!(
-            err(&[0xF0, 0x03, 0x19, 0x00, 0x00], server(V5)),
-            DecodeError::TrailingBytes
-        );
-        assert_eq!(
-            err(&[0xF0, 0x01, 0x00], server(V311)),
-            DecodeError::UnknownPacketType(15)
-        );
+        assert_eq!(err(&[0xF0, 0x03, 0x19, 0x00, 0x00], server(V5)), DecodeError::TrailingBytes);
+        assert_eq!(err(&[0xF0, 0x01, 0x00], server(V311)), DecodeError::UnknownPacketType(15));
         // Reason without property length is accepted (like DISCONNECT).
         assert_eq!(
             ok(&[0xF0, 0x01, 0x19], server(V5)),
-            Packet::Auth(Auth {
-                reason: ReasonCode::ReAuthenticate,
-                ..Auth::default()
-            })
+            Packet::Auth(Auth { reason: ReasonCode::ReAuthenticate, ..Auth::default() })
         );
     }
 
@@ -1686,13 +1373,7 @@ mod tests {
     }
 
     fn contexts() -> Vec<DecodeContext> {
-        let mut all = vec![
-            connecting(),
-            DecodeContext {
-                version: None,
-                ..client(V311)
-            },
-        ];
+        let mut all = vec![connecting(), DecodeContext { version: None, ..client(V311) }];
         for version in [V31, V311, V5] {
             all.push(server(version));
             all.push(client(version));
@@ -1715,11 +1396,7 @@ mod tests {
         let mut again = Vec::new();
         encode(&packet, version, &mut again);
         let redecoded = decode(&again, ctx);
-        assert_eq!(
-            redecoded,
-            Ok(Some((packet, again.len()))),
-            "from {buf:02X?}"
-        );
+        assert_eq!(redecoded, Ok(Some((packet, again.len()))), "from {buf:02X?}");
         true
     }
 

@@ -397,11 +397,7 @@ mod tests {
     fn bytes(packet: &Packet, version: ProtocolVersion) -> Vec<u8> {
         let mut out = Vec::new();
         encode(packet, version, &mut out);
-        assert_eq!(
-            out.len(),
-            encoded_len(packet, version),
-            "encoded_len of {packet:?}"
-        );
+        assert_eq!(out.len(), encoded_len(packet, version), "encoded_len of {packet:?}");
         out
     }
 
@@ -456,10 +452,7 @@ mod tests {
             });
             for version in [V311, V5] {
                 let out = bytes(&packet, version);
-                assert_eq!(
-                    decode(&out, &server(version)),
-                    Ok(Some((packet.clone(), out.len())))
-                );
+                assert_eq!(decode(&out, &server(version)), Ok(Some((packet.clone(), out.len()))));
             }
         }
     }
@@ -473,10 +466,7 @@ mod tests {
             retain: true,
             topic: Rc::from("a"),
             packet_id: None,
-            properties: PublishProperties {
-                topic_alias: Some(4),
-                ..Default::default()
-            },
+            properties: PublishProperties { topic_alias: Some(4), ..Default::default() },
             payload: Rc::from(&b"x"[..]),
         });
         assert_eq!(
@@ -507,10 +497,7 @@ mod tests {
         });
         assert_eq!(bytes(&disconnect, V311), [0xE0, 0x00]);
         // AUTH does not exist: nothing at all.
-        assert_eq!(
-            bytes(&Packet::Auth(Auth::default()), V311),
-            Vec::<u8>::new()
-        );
+        assert_eq!(bytes(&Packet::Auth(Auth::default()), V311), Vec::<u8>::new());
         assert_eq!(encoded_len(&Packet::Auth(Auth::default()), V31), 0);
         // SUBSCRIBE options: only the QoS bits.
         let subscribe = Packet::Subscribe(Subscribe {
@@ -574,21 +561,11 @@ mod tests {
             (ReasonCode::Banned, 0x05),
         ];
         for (reason, code) in cases {
-            let connack = Packet::Connack(Connack {
-                reason,
-                ..Connack::default()
-            });
-            assert_eq!(
-                bytes(&connack, V311),
-                [0x20, 0x02, 0x00, code],
-                "{reason:?}"
-            );
+            let connack = Packet::Connack(Connack { reason, ..Connack::default() });
+            assert_eq!(bytes(&connack, V311), [0x20, 0x02, 0x00, code], "{reason:?}");
         }
         // 3.1 has no session-present flag: the first byte is written as 0.
-        let connack = Packet::Connack(Connack {
-            session_present: true,
-            ..Connack::default()
-        });
+        let connack = Packet::Connack(Connack { session_present: true, ..Connack::default() });
         assert_eq!(bytes(&connack, V31), [0x20, 0x02, 0x00, 0x00]);
         assert_eq!(bytes(&connack, V311), [0x20, 0x02, 0x01, 0x00]);
         assert_eq!(bytes(&connack, V5), [0x20, 0x03, 0x01, 0x00, 0x00]);
@@ -597,10 +574,7 @@ mod tests {
     #[test]
     fn v5_shortest_forms() {
         // DISCONNECT: success without properties is empty, a reason alone is one byte.
-        assert_eq!(
-            bytes(&Packet::Disconnect(Disconnect::default()), V5),
-            [0xE0, 0x00]
-        );
+        assert_eq!(bytes(&Packet::Disconnect(Disconnect::default()), V5), [0xE0, 0x00]);
         let disconnect = Packet::Disconnect(Disconnect {
             reason: ReasonCode::KeepAliveTimeout,
             properties: DisconnectProperties::default(),
@@ -624,19 +598,13 @@ mod tests {
             ]
         );
         // AUTH: a reason without properties keeps its property length (no shorter form).
-        let auth = Packet::Auth(Auth {
-            reason: ReasonCode::ReAuthenticate,
-            ..Auth::default()
-        });
+        let auth = Packet::Auth(Auth { reason: ReasonCode::ReAuthenticate, ..Auth::default() });
         assert_eq!(bytes(&auth, V5), [0xF0, 0x02, 0x19, 0x00]);
         // PUBREL with success and a reason string: full form.
         let pubrel = Packet::Pubrel(PubAck {
             packet_id: pid(1),
             reason: ReasonCode::Success,
-            properties: PubackProperties {
-                reason_string: Some("a".into()),
-                ..Default::default()
-            },
+            properties: PubackProperties { reason_string: Some("a".into()), ..Default::default() },
         });
         assert_eq!(
             bytes(&pubrel, V5),
@@ -672,10 +640,7 @@ mod tests {
         assert_eq!(&out[2..9], &[0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05]);
         // No protocol: 3.1.1.
         let default = Packet::Connect(Box::default());
-        assert_eq!(
-            &bytes(&default, V5)[2..9],
-            &[0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04]
-        );
+        assert_eq!(&bytes(&default, V5)[2..9], &[0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04]);
     }
 
     #[test]

@@ -102,10 +102,7 @@ impl std::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DecodeError::PacketTooLarge { size, max } => {
-                write!(
-                    f,
-                    "packet of {size} bytes exceeds maximum packet size {max}"
-                )
+                write!(f, "packet of {size} bytes exceeds maximum packet size {max}")
             }
             other => write!(f, "{other:?}"),
         }

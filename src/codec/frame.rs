@@ -103,10 +103,7 @@ pub fn check_frame(buf: &[u8], max_packet_size: u32) -> Result<Option<FrameHeade
             };
             let size = header.total_len() as u64;
             if size > u64::from(max_packet_size) {
-                return Err(DecodeError::PacketTooLarge {
-                    size,
-                    max: max_packet_size,
-                });
+                return Err(DecodeError::PacketTooLarge { size, max: max_packet_size });
             }
             return Ok(Some(header));
         }
@@ -125,12 +122,7 @@ mod tests {
     const NO_LIMIT: u32 = u32::MAX;
 
     fn header(packet_type: u8, flags: u8, header_len: usize, remaining_len: usize) -> FrameHeader {
-        FrameHeader {
-            packet_type,
-            flags,
-            header_len,
-            remaining_len,
-        }
+        FrameHeader { packet_type, flags, header_len, remaining_len }
     }
 
     #[test]
@@ -155,20 +147,11 @@ mod tests {
     #[test]
     fn lengths_of_one_to_four_bytes() {
         // PINGREQ: type 12, flags 0, length 0.
-        assert_eq!(
-            check_frame(&[0xC0, 0x00], NO_LIMIT),
-            Ok(Some(header(12, 0, 2, 0)))
-        );
+        assert_eq!(check_frame(&[0xC0, 0x00], NO_LIMIT), Ok(Some(header(12, 0, 2, 0))));
         // PUBLISH QoS 1 retain: flags 0b0011, length 127; body bytes need not be present.
-        assert_eq!(
-            check_frame(&[0x33, 0x7F], NO_LIMIT),
-            Ok(Some(header(3, 3, 2, 127)))
-        );
+        assert_eq!(check_frame(&[0x33, 0x7F], NO_LIMIT), Ok(Some(header(3, 3, 2, 127))));
         // Length 128 = 0x80 0x01.
-        assert_eq!(
-            check_frame(&[0x30, 0x80, 0x01], NO_LIMIT),
-            Ok(Some(header(3, 0, 3, 128)))
-        );
+        assert_eq!(check_frame(&[0x30, 0x80, 0x01], NO_LIMIT), Ok(Some(header(3, 0, 3, 128))));
         // Length 16,384 = 0x80 0x80 0x01.
         assert_eq!(
             check_frame(&[0x30, 0x80, 0x80, 0x01], NO_LIMIT),
@@ -202,10 +185,7 @@ mod tests {
         // 2 + 99 = 101: one over.
         assert_eq!(
             check_frame(&[0x30, 99], 100),
-            Err(DecodeError::PacketTooLarge {
-                size: 101,
-                max: 100
-            })
+            Err(DecodeError::PacketTooLarge { size: 101, max: 100 })
         );
     }
 
@@ -214,10 +194,7 @@ mod tests {
         // CONNECT announcing 268,435,455 body bytes; no body byte present.
         assert_eq!(
             check_frame(&[0x10, 0xFF, 0xFF, 0xFF, 0x7F], 1024),
-            Err(DecodeError::PacketTooLarge {
-                size: 268_435_460,
-                max: 1024
-            })
+            Err(DecodeError::PacketTooLarge { size: 268_435_460, max: 1024 })
         );
     }
 }

@@ -174,19 +174,11 @@ pub struct PubAck {
 
 impl PubAck {
     pub fn new(packet_id: PacketId) -> PubAck {
-        PubAck {
-            packet_id,
-            reason: ReasonCode::Success,
-            properties: PubackProperties::default(),
-        }
+        PubAck { packet_id, reason: ReasonCode::Success, properties: PubackProperties::default() }
     }
 
     pub fn with_reason(packet_id: PacketId, reason: ReasonCode) -> PubAck {
-        PubAck {
-            packet_id,
-            reason,
-            properties: PubackProperties::default(),
-        }
+        PubAck { packet_id, reason, properties: PubackProperties::default() }
     }
 }
 

@@ -247,16 +247,12 @@ pub fn decode_connack(r: &mut Reader<'_>) -> Result<ConnackProperties, DecodeErr
         TOPIC_ALIAS_MAXIMUM => set_once(&mut p.topic_alias_maximum, r.u16()?, ident),
         REASON_STRING => set_once(&mut p.reason_string, string(r)?, ident),
         USER_PROPERTY => user_property(r, &mut p.user_properties),
-        WILDCARD_SUBSCRIPTION_AVAILABLE => set_once(
-            &mut p.wildcard_subscription_available,
-            flag(r, ident)?,
-            ident,
-        ),
-        SUBSCRIPTION_IDENTIFIER_AVAILABLE => set_once(
-            &mut p.subscription_identifiers_available,
-            flag(r, ident)?,
-            ident,
-        ),
+        WILDCARD_SUBSCRIPTION_AVAILABLE => {
+            set_once(&mut p.wildcard_subscription_available, flag(r, ident)?, ident)
+        }
+        SUBSCRIPTION_IDENTIFIER_AVAILABLE => {
+            set_once(&mut p.subscription_identifiers_available, flag(r, ident)?, ident)
+        }
         SHARED_SUBSCRIPTION_AVAILABLE => {
             set_once(&mut p.shared_subscription_available, flag(r, ident)?, ident)
         }
@@ -518,16 +514,8 @@ impl PropertyBlock for ConnectProperties {
         opt_u32(s, SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
         opt_string(s, AUTHENTICATION_METHOD, &self.authentication_method);
         opt_binary(s, AUTHENTICATION_DATA, &self.authentication_data);
-        opt_byte(
-            s,
-            REQUEST_PROBLEM_INFORMATION,
-            self.request_problem_information,
-        );
-        opt_byte(
-            s,
-            REQUEST_RESPONSE_INFORMATION,
-            self.request_response_information,
-        );
+        opt_byte(s, REQUEST_PROBLEM_INFORMATION, self.request_problem_information);
+        opt_byte(s, REQUEST_RESPONSE_INFORMATION, self.request_response_information);
         opt_u16(s, RECEIVE_MAXIMUM, self.receive_maximum);
         opt_u16(s, TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
         opt_u32(s, MAXIMUM_PACKET_SIZE, self.maximum_packet_size);
@@ -550,11 +538,7 @@ impl PropertyBlock for WillProperties {
 impl PropertyBlock for ConnackProperties {
     fn visit<S: Sink>(&self, s: &mut S) {
         opt_u32(s, SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
-        opt_string(
-            s,
-            ASSIGNED_CLIENT_IDENTIFIER,
-            &self.assigned_client_identifier,
-        );
+        opt_string(s, ASSIGNED_CLIENT_IDENTIFIER, &self.assigned_client_identifier);
         opt_u16(s, SERVER_KEEP_ALIVE, self.server_keep_alive);
         opt_string(s, AUTHENTICATION_METHOD, &self.authentication_method);
         opt_binary(s, AUTHENTICATION_DATA, &self.authentication_data);
@@ -566,21 +550,9 @@ impl PropertyBlock for ConnackProperties {
         opt_byte(s, MAXIMUM_QOS, self.maximum_qos);
         opt_byte(s, RETAIN_AVAILABLE, self.retain_available);
         opt_u32(s, MAXIMUM_PACKET_SIZE, self.maximum_packet_size);
-        opt_byte(
-            s,
-            WILDCARD_SUBSCRIPTION_AVAILABLE,
-            self.wildcard_subscription_available,
-        );
-        opt_byte(
-            s,
-            SUBSCRIPTION_IDENTIFIER_AVAILABLE,
-            self.subscription_identifiers_available,
-        );
-        opt_byte(
-            s,
-            SHARED_SUBSCRIPTION_AVAILABLE,
-            self.shared_subscription_available,
-        );
+        opt_byte(s, WILDCARD_SUBSCRIPTION_AVAILABLE, self.wildcard_subscription_available);
+        opt_byte(s, SUBSCRIPTION_IDENTIFIER_AVAILABLE, self.subscription_identifiers_available);
+        opt_byte(s, SHARED_SUBSCRIPTION_AVAILABLE, self.shared_subscription_available);
         users(s, &self.user_properties);
     }
 }
@@ -668,11 +640,7 @@ mod tests {
                 |r| decode_connect(r).map(drop),
                 &[0x11, 0x15, 0x16, 0x17, 0x19, 0x21, 0x22, 0x26, 0x27],
             ),
-            (
-                "will",
-                |r| decode_will(r).map(drop),
-                &[0x01, 0x02, 0x03, 0x08, 0x09, 0x18, 0x26],
-            ),
+            ("will", |r| decode_will(r).map(drop), &[0x01, 0x02, 0x03, 0x08, 0x09, 0x18, 0x26]),
             (
                 "CONNACK",
                 |r| decode_connack(r).map(drop),
@@ -692,11 +660,7 @@ mod tests {
                 &[0x01, 0x02, 0x03, 0x08, 0x09, 0x23, 0x26],
             ),
             ("PUBACK", |r| decode_puback(r).map(drop), &[0x1F, 0x26]),
-            (
-                "SUBSCRIBE",
-                |r| decode_subscribe(r).map(drop),
-                &[0x0B, 0x26],
-            ),
+            ("SUBSCRIBE", |r| decode_subscribe(r).map(drop), &[0x0B, 0x26]),
             ("SUBACK", |r| decode_suback(r).map(drop), &[0x1F, 0x26]),
             ("UNSUBSCRIBE", |r| decode_unsubscribe(r).map(drop), &[0x26]),
             ("UNSUBACK", |r| decode_unsuback(r).map(drop), &[0x1F, 0x26]),
@@ -710,11 +674,7 @@ mod tests {
                 |r| decode_disconnect(r, Role::Client).map(drop),
                 &[0x1C, 0x1F, 0x26],
             ),
-            (
-                "AUTH",
-                |r| decode_auth(r).map(drop),
-                &[0x15, 0x16, 0x1F, 0x26],
-            ),
+            ("AUTH", |r| decode_auth(r).map(drop), &[0x15, 0x16, 0x1F, 0x26]),
         ]
     }
 
@@ -734,11 +694,7 @@ mod tests {
                         "{name}: {ident:#04X} should be allowed, got {result:?}"
                     );
                 } else if is_known(ident) {
-                    assert_eq!(
-                        result,
-                        Err(DecodeError::PropertyNotAllowed(ident)),
-                        "{name}"
-                    );
+                    assert_eq!(result, Err(DecodeError::PropertyNotAllowed(ident)), "{name}");
                 } else {
                     assert_eq!(result, Err(DecodeError::UnknownProperty(ident)), "{name}");
                 }
@@ -764,10 +720,7 @@ mod tests {
         put_block(&mut out, &PublishProperties::default());
         assert_eq!(out, [0x00]);
         assert_eq!(block_len(&PublishProperties::default()), 1);
-        assert_eq!(
-            decode_publish(&mut Reader::new(&[0x00]), Role::Server),
-            Ok(Default::default())
-        );
+        assert_eq!(decode_publish(&mut Reader::new(&[0x00]), Role::Server), Ok(Default::default()));
     }
 
     #[test]
@@ -783,29 +736,20 @@ mod tests {
         // Re-encoded in canonical order: reason string first, user properties last.
         let mut out = Vec::new();
         put_block(&mut out, &props);
-        assert_eq!(
-            out,
-            [0x09, 0x1F, 0x00, 0x00, 0x26, 0x00, 0x01, b'k', 0x00, 0x00]
-        );
+        assert_eq!(out, [0x09, 0x1F, 0x00, 0x00, 0x26, 0x00, 0x01, b'k', 0x00, 0x00]);
     }
 
     #[test]
     fn block_len_matches_put_block_for_long_blocks() {
         // More than 127 bytes of properties: a two-byte property length.
         let props = UnsubscribeProperties {
-            user_properties: (0..40)
-                .map(|i| (format!("key{i}"), "value".to_owned()))
-                .collect(),
+            user_properties: (0..40).map(|i| (format!("key{i}"), "value".to_owned())).collect(),
         };
         let mut out = Vec::new();
         put_block(&mut out, &props);
         assert_eq!(out.len(), block_len(&props));
         assert!(out.len() > 130);
-        assert_eq!(
-            out[1] & 0x80,
-            0,
-            "two-byte varint: second byte has no continuation bit"
-        );
+        assert_eq!(out[1] & 0x80, 0, "two-byte varint: second byte has no continuation bit");
         let decoded = decode_unsubscribe(&mut Reader::new(&out)).expect("valid block");
         assert_eq!(decoded, props);
     }
@@ -816,10 +760,7 @@ mod tests {
             // Subscription identifier 0.
             (&[0x02, 0x0B, 0x00], DecodeError::InvalidPropertyValue(0x0B)),
             // Maximum packet size 0, receive maximum 0.
-            (
-                &[0x05, 0x27, 0, 0, 0, 0],
-                DecodeError::InvalidPropertyValue(0x27),
-            ),
+            (&[0x05, 0x27, 0, 0, 0, 0], DecodeError::InvalidPropertyValue(0x27)),
             (&[0x03, 0x21, 0, 0], DecodeError::InvalidPropertyValue(0x21)),
             // A value cut short by the end of the block.
             (&[0x02, 0x11, 0x00], DecodeError::Truncated),

@@ -156,10 +156,7 @@ mod tests {
     #[test]
     fn short_integers_are_truncated_not_panics() {
         assert_eq!(Reader::new(&[0x01]).u16(), Err(DecodeError::Truncated));
-        assert_eq!(
-            Reader::new(&[0x01, 0x02, 0x03]).u32(),
-            Err(DecodeError::Truncated)
-        );
+        assert_eq!(Reader::new(&[0x01, 0x02, 0x03]).u32(), Err(DecodeError::Truncated));
         assert_eq!(Reader::new(&[]).u8(), Err(DecodeError::Truncated));
     }
 
@@ -217,10 +214,7 @@ mod tests {
     #[test]
     fn invalid_utf8_and_nul_are_rejected() {
         // 0xC3 0x28: invalid two-byte sequence.
-        assert_eq!(
-            Reader::new(&[0x00, 0x02, 0xC3, 0x28]).utf8(),
-            Err(DecodeError::InvalidUtf8)
-        );
+        assert_eq!(Reader::new(&[0x00, 0x02, 0xC3, 0x28]).utf8(), Err(DecodeError::InvalidUtf8));
         // ED A0 80: an encoded surrogate U+D800 (MQTT-1.5.4-1).
         assert_eq!(
             Reader::new(&[0x00, 0x03, 0xED, 0xA0, 0x80]).utf8(),
@@ -232,10 +226,7 @@ mod tests {
             Err(DecodeError::InvalidUtf8)
         );
         // U+FEFF and control characters are accepted.
-        assert_eq!(
-            Reader::new(&[0x00, 0x04, 0xEF, 0xBB, 0xBF, 0x01]).utf8(),
-            Ok("\u{FEFF}\u{1}")
-        );
+        assert_eq!(Reader::new(&[0x00, 0x04, 0xEF, 0xBB, 0xBF, 0x01]).utf8(), Ok("\u{FEFF}\u{1}"));
     }
 
     #[test]

@@ -32,28 +32,16 @@ pub fn pid(n: u16) -> PacketId {
 }
 
 pub fn server(version: ProtocolVersion) -> DecodeContext {
-    DecodeContext {
-        version: Some(version),
-        max_packet_size: u32::MAX,
-        role: Role::Server,
-    }
+    DecodeContext { version: Some(version), max_packet_size: u32::MAX, role: Role::Server }
 }
 
 pub fn client(version: ProtocolVersion) -> DecodeContext {
-    DecodeContext {
-        version: Some(version),
-        max_packet_size: u32::MAX,
-        role: Role::Client,
-    }
+    DecodeContext { version: Some(version), max_packet_size: u32::MAX, role: Role::Client }
 }
 
 /// A server that has not seen CONNECT yet.
 pub fn connecting() -> DecodeContext {
-    DecodeContext {
-        version: None,
-        max_packet_size: u32::MAX,
-        role: Role::Server,
-    }
+    DecodeContext { version: None, max_packet_size: u32::MAX, role: Role::Server }
 }
 
 fn kv() -> UserProperties {
@@ -79,14 +67,7 @@ fn v(
     bytes: Vec<u8>,
     packet: Packet,
 ) -> Vector {
-    Vector {
-        name,
-        version,
-        ctx,
-        bytes,
-        packet,
-        canonical: true,
-    }
+    Vector { name, version, ctx, bytes, packet, canonical: true }
 }
 
 /// Vectors for 3.1 and 3.1.1, which share every packet except CONNECT and CONNACK.
@@ -175,10 +156,7 @@ pub fn v3_vectors(version: ProtocolVersion) -> Vec<Vector> {
                     0x01, // session present
                     0x00, // return code: accepted
                 ],
-                Packet::Connack(Connack {
-                    session_present: true,
-                    ..Connack::default()
-                }),
+                Packet::Connack(Connack { session_present: true, ..Connack::default() }),
             ));
         }
     }
@@ -191,10 +169,7 @@ pub fn v3_vectors(version: ProtocolVersion) -> Vec<Vector> {
             0x00, // no session
             0x05, // return code 5: not authorized
         ],
-        Packet::Connack(Connack {
-            reason: ReasonCode::NotAuthorized,
-            ..Connack::default()
-        }),
+        Packet::Connack(Connack { reason: ReasonCode::NotAuthorized, ..Connack::default() }),
     ));
     out.push(v(
         "PUBLISH QoS 0",
@@ -279,17 +254,11 @@ pub fn v3_vectors(version: ProtocolVersion) -> Vec<Vector> {
             filters: vec![
                 (
                     "a/#".to_owned(),
-                    SubscriptionOptions {
-                        qos: QoS::AtLeastOnce,
-                        ..Default::default()
-                    },
+                    SubscriptionOptions { qos: QoS::AtLeastOnce, ..Default::default() },
                 ),
                 (
                     "+".to_owned(),
-                    SubscriptionOptions {
-                        qos: QoS::ExactlyOnce,
-                        ..Default::default()
-                    },
+                    SubscriptionOptions { qos: QoS::ExactlyOnce, ..Default::default() },
                 ),
             ],
             properties: SubscribeProperties::default(),
@@ -342,20 +311,8 @@ pub fn v3_vectors(version: ProtocolVersion) -> Vec<Vector> {
             properties: UnsubackProperties::default(),
         }),
     ));
-    out.push(v(
-        "PINGREQ",
-        version,
-        to_server,
-        vec![0xC0, 0x00],
-        Packet::Pingreq,
-    ));
-    out.push(v(
-        "PINGRESP",
-        version,
-        to_client,
-        vec![0xD0, 0x00],
-        Packet::Pingresp,
-    ));
+    out.push(v("PINGREQ", version, to_server, vec![0xC0, 0x00], Packet::Pingreq));
+    out.push(v("PINGRESP", version, to_client, vec![0xD0, 0x00], Packet::Pingresp));
     out.push(v(
         "DISCONNECT",
         version,
@@ -526,10 +483,7 @@ pub fn v5_vectors() -> Vec<Vector> {
             0x87, // reason: not authorized
             0x00, // property length 0
         ],
-        Packet::Connack(Connack {
-            reason: ReasonCode::NotAuthorized,
-            ..Connack::default()
-        }),
+        Packet::Connack(Connack { reason: ReasonCode::NotAuthorized, ..Connack::default() }),
     ));
     out.push(v(
         "PUBLISH 5.0 QoS 1 with every client PUBLISH property",
@@ -594,10 +548,7 @@ pub fn v5_vectors() -> Vec<Vector> {
             b'p', // payload "p"
         ],
         Packet::Publish(Publish {
-            properties: PublishProperties {
-                topic_alias: Some(1),
-                ..PublishProperties::default()
-            },
+            properties: PublishProperties { topic_alias: Some(1), ..PublishProperties::default() },
             ..publish("", QoS::AtMostOnce, None, b"p")
         }),
     ));
@@ -617,10 +568,7 @@ pub fn v5_vectors() -> Vec<Vector> {
             0x00, 0x05, // packet id 5
             0x10, // reason: no matching subscribers
         ],
-        Packet::Puback(PubAck::with_reason(
-            pid(5),
-            ReasonCode::NoMatchingSubscribers,
-        )),
+        Packet::Puback(PubAck::with_reason(pid(5), ReasonCode::NoMatchingSubscribers)),
     ));
     out.push(v(
         "PUBACK 5.0 reason and properties",
@@ -673,20 +621,14 @@ pub fn v5_vectors() -> Vec<Vector> {
         V5,
         to_client,
         vec![0x50, 0x03, 0x00, 0x06, 0x91], // PUBREC, length 3, id 6, reason 0x91
-        Packet::Pubrec(PubAck::with_reason(
-            pid(6),
-            ReasonCode::PacketIdentifierInUse,
-        )),
+        Packet::Pubrec(PubAck::with_reason(pid(6), ReasonCode::PacketIdentifierInUse)),
     ));
     out.push(v(
         "PUBREL 5.0 packet identifier not found",
         V5,
         to_server,
         vec![0x62, 0x03, 0x00, 0x07, 0x92], // PUBREL, length 3, id 7, reason 0x92
-        Packet::Pubrel(PubAck::with_reason(
-            pid(7),
-            ReasonCode::PacketIdentifierNotFound,
-        )),
+        Packet::Pubrel(PubAck::with_reason(pid(7), ReasonCode::PacketIdentifierNotFound)),
     ));
     out.push(v(
         "PUBCOMP 5.0 short form",
@@ -789,9 +731,7 @@ pub fn v5_vectors() -> Vec<Vector> {
         Packet::Unsubscribe(Unsubscribe {
             packet_id: pid(13),
             filters: vec!["a/#".to_owned(), "b".to_owned()],
-            properties: UnsubscribeProperties {
-                user_properties: kv(),
-            },
+            properties: UnsubscribeProperties { user_properties: kv() },
         }),
     ));
     out.push(v(
@@ -840,20 +780,8 @@ pub fn v5_vectors() -> Vec<Vector> {
             },
         }),
     ));
-    out.push(v(
-        "PINGREQ 5.0",
-        V5,
-        to_server,
-        vec![0xC0, 0x00],
-        Packet::Pingreq,
-    ));
-    out.push(v(
-        "PINGRESP 5.0",
-        V5,
-        to_client,
-        vec![0xD0, 0x00],
-        Packet::Pingresp,
-    ));
+    out.push(v("PINGREQ 5.0", V5, to_server, vec![0xC0, 0x00], Packet::Pingreq));
+    out.push(v("PINGRESP 5.0", V5, to_client, vec![0xD0, 0x00], Packet::Pingresp));
     out.push(v(
         "DISCONNECT 5.0 short form: normal disconnection",
         V5,

@@ -65,17 +65,7 @@ mod tests {
 
     #[test]
     fn topic_names() {
-        let valid = [
-            "a",
-            "/",
-            "a/b",
-            "/a",
-            "a/",
-            "sport/tennis/player1",
-            "$SYS/x",
-            " ",
-            "a//b",
-        ];
+        let valid = ["a", "/", "a/b", "/a", "a/", "sport/tennis/player1", "$SYS/x", " ", "a//b"];
         for t in valid {
             assert!(is_valid_topic_name(t), "{t:?} should be valid");
         }
@@ -109,9 +99,8 @@ mod tests {
         for f in valid {
             assert!(is_valid_topic_filter(f), "{f:?} should be valid");
         }
-        let invalid = [
-            "", "a/#/b", "#/a", "a+", "+a", "#a", "a#", "a/b#", "a/+b", "##", "++", "a/#/", "a\0",
-        ];
+        let invalid =
+            ["", "a/#/b", "#/a", "a+", "+a", "#a", "a#", "a/b#", "a/+b", "##", "++", "a/#/", "a\0"];
         for f in invalid {
             assert!(!is_valid_topic_filter(f), "{f:?} should be invalid");
         }
@@ -122,16 +111,8 @@ mod tests {
         // (filter, topic, matches)
         let table = [
             ("sport/tennis/player1/#", "sport/tennis/player1", true),
-            (
-                "sport/tennis/player1/#",
-                "sport/tennis/player1/ranking",
-                true,
-            ),
-            (
-                "sport/tennis/player1/#",
-                "sport/tennis/player1/score/wimbledon",
-                true,
-            ),
+            ("sport/tennis/player1/#", "sport/tennis/player1/ranking", true),
+            ("sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon", true),
             ("sport/#", "sport", true),
             ("sport/#", "sports", false),
             ("#", "sport", true),

@@ -114,18 +114,7 @@ mod tests {
 
     #[test]
     fn varint_round_trips_through_reader() {
-        for value in [
-            0usize,
-            1,
-            127,
-            128,
-            300,
-            16_383,
-            16_384,
-            2_097_151,
-            2_097_152,
-            268_435_455,
-        ] {
+        for value in [0usize, 1, 127, 128, 300, 16_383, 16_384, 2_097_151, 2_097_152, 268_435_455] {
             let mut out = Vec::new();
             put_varint(&mut out, value);
             let mut r = Reader::new(&out);

@@ -211,14 +211,22 @@ impl Store {
     pub fn load(&mut self) -> rusqlite::Result<Snapshot> {
         let mut snapshot = Snapshot::default();
         // Rows whose session row was lost with a failed batch can never be delivered.
-        let orphans = self.db.execute(
-            "DELETE FROM messages WHERE session NOT IN (SELECT id FROM sessions)",
+        let orphans = self
+            .db
+            .execute("DELETE FROM messages WHERE session NOT IN (SELECT id FROM sessions)", [])?;
+        self.db.execute(
+            "DELETE FROM subscriptions WHERE session NOT IN (SELECT id FROM sessions)",
             [],
         )?;
-        self.db.execute("DELETE FROM subscriptions WHERE session NOT IN (SELECT id FROM sessions)", [])?;
-        self.db.execute("DELETE FROM inbound_qos2 WHERE session NOT IN (SELECT id FROM sessions)", [])?;
+        self.db.execute(
+            "DELETE FROM inbound_qos2 WHERE session NOT IN (SELECT id FROM sessions)",
+            [],
+        )?;
         if orphans > 0 {
-            log::warn!("{}: {orphans} queued messages of unknown sessions removed", self.path.display());
+            log::warn!(
+                "{}: {orphans} queued messages of unknown sessions removed",
+                self.path.display()
+            );
             self.reload_usage()?;
         }
         type SessionColumns =
