@@ -232,9 +232,13 @@ impl Broker {
             Phase::AwaitConnect => {
                 log::info!("{conn:?}: invalid CONNECT: {error}; closing");
                 let reason = error.reason_code();
-                // MQTT-3.1.2-2: an unsupported level gets CONNACK 0x01 in the 3.1.1 format.
-                // A v5 CONNECT that failed gets its reason code (MQTT 5.0 §4.13.1).
+                // MQTT-3.1.2-2: an unsupported level gets CONNACK 0x01 in the 3.1.1 format; a
+                // level above 5 is answered as 5.0 would (0x84, MQTT 5.0 §3.1.2.2). A v5
+                // CONNECT that failed gets its reason code (MQTT 5.0 §4.13.1).
                 let reply_version = match (error, connect_version) {
+                    (DecodeError::UnsupportedProtocolVersion(level), _) if *level > 5 => {
+                        Some(ProtocolVersion::V5)
+                    }
                     (DecodeError::UnsupportedProtocolVersion(_), _) => Some(ProtocolVersion::V311),
                     (DecodeError::InvalidProtocolName, _) => None,
                     (_, Some(ProtocolVersion::V5)) => Some(ProtocolVersion::V5),
