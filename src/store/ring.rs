@@ -11,7 +11,7 @@ use std::time::Instant;
 use rusqlite::{params, OptionalExtension};
 
 use super::blob::{decode_publish, encode_publish};
-use super::{Store, StoredSessionId, Usage};
+use super::{Store, StoredSessionId};
 use crate::codec::Publish;
 use crate::config::Overflow;
 
@@ -91,7 +91,7 @@ impl Store {
         if inserted.is_none() {
             return Enqueued::Failed;
         }
-        let usage = self.usage.entry(session).or_insert_with(Usage::default);
+        let usage = self.usage.entry(session).or_default();
         usage.messages += 1;
         usage.bytes += size;
         self.total_messages += 1;
@@ -141,7 +141,8 @@ impl Store {
         from_seq: i64,
         limit: usize,
     ) -> Vec<QueuedMessage> {
-        let rows = (|| -> rusqlite::Result<Vec<(i64, Option<i64>, Vec<u8>)>> {
+        type Row = (i64, Option<i64>, Vec<u8>);
+        let rows = (|| -> rusqlite::Result<Vec<Row>> {
             let mut statement = self.db.prepare_cached(
                 "SELECT seq, expires_at_ms, packet FROM messages \
                  WHERE session = ?1 AND seq >= ?2 AND state = 0 ORDER BY seq LIMIT ?3",
