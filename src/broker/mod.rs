@@ -94,6 +94,8 @@ pub struct Broker {
     route_outcome: publish::RouteOutcome,
     last_drop_warning: Option<Instant>,
     suppressed_drop_warnings: u64,
+    /// Store-backed sessions whose send mark moved during this pass.
+    send_marks_dirty: Vec<SessionId>,
     next_assigned_id: u64,
     next_timer_generation: u32,
     stats: Stats,
@@ -119,6 +121,7 @@ impl Broker {
             route_outcome: publish::RouteOutcome::default(),
             last_drop_warning: None,
             suppressed_drop_warnings: 0,
+            send_marks_dirty: Vec::new(),
             next_assigned_id: 0,
             next_timer_generation: 0,
             stats: Stats::default(),
@@ -275,6 +278,7 @@ impl Broker {
     /// failed, refuse them (v5 reason code; 3.1.1 publishers are disconnected unacknowledged
     /// so they send again).
     pub fn end_of_pass(&mut self, now: Instant, out: &mut dyn Outbox) {
+        self.save_send_marks();
         let failure = match self.store.commit_if_due(now) {
             Commit::Failed(error) => Some(error),
             Commit::Idle | Commit::Deferred | Commit::Committed { .. } => None,
@@ -297,6 +301,26 @@ impl Broker {
         if self.pending_acks.is_empty() {
             self.pending_acks = pending;
         }
+    }
+
+    /// One write per session whose messages were sent this pass (not one per message).
+    fn save_send_marks(&mut self) {
+        let dirty = std::mem::take(&mut self.send_marks_dirty);
+        for &session_id in &dirty {
+            let Some(session) =
+                self.sessions.get_mut(session_id.0 as usize).and_then(Option::as_mut)
+            else {
+                continue;
+            };
+            let Some(stored) = session.stored.as_mut() else { continue };
+            if stored.first_unsent != stored.saved_first_unsent {
+                stored.saved_first_unsent = stored.first_unsent;
+                self.store.save_send_mark(stored.id, stored.first_unsent);
+            }
+        }
+        let mut dirty = dirty;
+        dirty.clear();
+        self.send_marks_dirty = dirty;
     }
 
     /// Commits what the store holds in an open batch (at shutdown).

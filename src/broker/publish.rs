@@ -317,7 +317,12 @@ impl Broker {
     pub(super) fn pump(&mut self, session_id: SessionId, now: Instant, out: &mut dyn Outbox) {
         let window = self.window(session_id);
         loop {
-            let Some(session) = self.session_mut(session_id) else { return };
+            // Field access (not `session_mut`) so `send_marks_dirty` can be borrowed too.
+            let Some(session) =
+                self.sessions.get_mut(session_id.0 as usize).and_then(Option::as_mut)
+            else {
+                return;
+            };
             let Some(conn) = session.conn else { return };
             if session.inflight.len() >= window {
                 return;
@@ -330,6 +335,9 @@ impl Broker {
             }
             let Some(delivery) = session.queue.pop_front() else { return };
             if let (Some(stored), Some(seq)) = (session.stored.as_mut(), delivery.seq) {
+                if stored.first_unsent == stored.saved_first_unsent {
+                    self.send_marks_dirty.push(session_id);
+                }
                 stored.first_unsent = stored.first_unsent.max(seq + 1);
             }
             if delivery.message.is_expired(now) {

@@ -6,10 +6,10 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::message::Message;
+use super::message::{Delivery, Message};
 use super::session::{packet_id_for_seq, Inflight, OutboundState, SessionExpiry};
 use super::{Broker, ConnId, Outbox};
-use crate::codec::{Packet, ProtocolVersion};
+use crate::codec::{Packet, ProtocolVersion, QoS};
 use crate::store::Snapshot;
 
 /// No connection exists during restore, so nothing can be sent.
@@ -80,25 +80,54 @@ impl Broker {
                 );
                 restored.subscriptions += 1;
             }
+            // Rows sent before the stop (and not acknowledged) go back in flight, in order,
+            // to be re-sent with DUP=1 and their original packet ids on reconnect.
+            let first_queued = loaded.first_queued_seq.unwrap_or(loaded.next_seq);
+            let first_unsent = loaded.first_unsent.clamp(first_queued, loaded.next_seq);
+            let sent_rows = if first_unsent > first_queued {
+                self.store.load_queue(loaded.id, first_queued, usize::from(u16::MAX))
+            } else {
+                Vec::new()
+            };
+            let mut inflight: Vec<Inflight> = sent_rows
+                .into_iter()
+                .filter(|row| row.seq < first_unsent)
+                .map(|row| {
+                    let seq = row.seq;
+                    let delivery = Delivery::from_stored(seq, row.publish, row.expires_at);
+                    let state = match delivery.qos {
+                        QoS::ExactlyOnce => OutboundState::AwaitPubrec(delivery),
+                        QoS::AtLeastOnce | QoS::AtMostOnce => OutboundState::AwaitPuback(delivery),
+                    };
+                    Inflight {
+                        packet_id: packet_id_for_seq(seq),
+                        seq: Some(seq),
+                        state,
+                        sent_at: now,
+                    }
+                })
+                .collect();
+            inflight.extend(loaded.pubrel_pending.iter().map(|&seq| Inflight {
+                packet_id: packet_id_for_seq(seq),
+                seq: Some(seq),
+                state: OutboundState::AwaitPubcomp,
+                sent_at: now,
+            }));
+            inflight.sort_by_key(|m| m.seq);
+
             let Some(session) = self.session_mut(session_id) else { continue };
+            session.inflight = inflight.into();
             for (filter, options, subscription_id) in loaded.subscriptions {
                 let subscription = super::session::Subscription { options, subscription_id };
                 session.subscriptions.insert(filter, subscription);
             }
             session.inbound_qos2 = loaded.inbound_qos2.into_iter().collect();
             session.dropped = loaded.dropped;
-            for seq in loaded.pubrel_pending {
-                session.inflight.push_back(Inflight {
-                    packet_id: packet_id_for_seq(seq),
-                    seq: Some(seq),
-                    state: OutboundState::AwaitPubcomp,
-                    sent_at: now,
-                });
-            }
             if let Some(stored) = session.stored.as_mut() {
                 stored.next_seq = loaded.next_seq;
-                stored.first_unsent = loaded.first_queued_seq.unwrap_or(loaded.next_seq);
-                stored.cached_upto = stored.first_unsent;
+                stored.first_unsent = first_unsent;
+                stored.saved_first_unsent = first_unsent;
+                stored.cached_upto = first_unsent;
             }
             // A stored will without a due time belonged to a connection that was open when
             // the broker stopped: that connection ended abnormally now.

@@ -52,11 +52,13 @@ pub struct StoredQueue {
     pub next_seq: i64,
     pub first_unsent: i64,
     pub cached_upto: i64,
+    /// `first_unsent` as last written to the store.
+    pub saved_first_unsent: i64,
 }
 
 impl StoredQueue {
     pub fn new(id: StoredSessionId) -> StoredQueue {
-        StoredQueue { id, next_seq: 1, first_unsent: 1, cached_upto: 1 }
+        StoredQueue { id, next_seq: 1, first_unsent: 1, cached_upto: 1, saved_first_unsent: 1 }
     }
 
     /// Every queued row is in the memory cache.

@@ -555,3 +555,164 @@ fn session_expiry_removes_offline_session() {
     let (_, connack) = h.connect_with(c);
     assert!(!connack.session_present);
 }
+
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let unique = format!("edgemq-broker-{name}-{}-{:?}", std::process::id(), Instant::now());
+        let path = std::env::temp_dir().join(unique.replace([' ', ':', '.'], "_"));
+        std::fs::create_dir_all(&path).expect("temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn disk_config(edit: impl FnOnce(&mut crate::config::SqliteConfig)) -> crate::store::StoreConfig {
+    let mut sqlite = crate::config::SqliteConfig::default();
+    edit(&mut sqlite);
+    crate::store::StoreConfig::from(&sqlite)
+}
+
+/// A broker on `dir` with everything the store holds restored, as after a restart.
+fn restarted(dir: &TempDir) -> Harness {
+    let now = Instant::now();
+    let mut store =
+        crate::store::Store::open(&dir.0, disk_config(|_| {}), now).expect("store reopens");
+    let snapshot = store.load().expect("store loads");
+    let mut broker = Broker::new(Limits::default(), store);
+    broker.restore(snapshot, now);
+    Harness { broker, out: Recorder::default(), now, next_conn: 100 }
+}
+
+#[test]
+fn restart_redelivers_inflight_with_dup_then_queue_in_order() {
+    let dir = TempDir::new("restart");
+    let (first_id, second_id) = {
+        let store = crate::store::Store::open(&dir.0, disk_config(|_| {}), Instant::now())
+            .expect("store opens");
+        let mut h = Harness {
+            broker: Broker::new(Limits::default(), store),
+            ..Harness::new(Limits::default())
+        };
+        let (sub, _) = h.connect(ProtocolVersion::V311, "sensor-1", false);
+        h.subscribe(sub, "sensors/#", QoS::ExactlyOnce);
+        let (p, _) = h.connect(ProtocolVersion::V311, "pub", true);
+        h.handle(p, Packet::Publish(publish("sensors/a", b"1", QoS::AtLeastOnce, Some(1))));
+        h.handle(p, Packet::Publish(publish("sensors/a", b"2", QoS::ExactlyOnce, Some(2))));
+        let got = h.out.take(sub);
+        let sent = publishes(&got);
+        assert_eq!(sent.len(), 2);
+        let ids = (sent[0].packet_id.expect("id"), sent[1].packet_id.expect("id"));
+        // The subscriber vanishes without acknowledging; more arrives while it is away.
+        h.close(sub);
+        h.handle(p, Packet::Publish(publish("sensors/a", b"3", QoS::AtLeastOnce, Some(3))));
+        assert_eq!(h.out.take(p).len(), 3, "every publish acknowledged");
+        ids
+        // The broker is dropped here without any shutdown: like kill -9 after the commit.
+    };
+    let mut h = restarted(&dir);
+    let (sub, connack) = h.connect(ProtocolVersion::V311, "sensor-1", false);
+    assert!(connack.session_present);
+    let got = h.out.take(sub);
+    let sent = publishes(&got);
+    let summary: Vec<(&[u8], bool)> = sent.iter().map(|p| (&*p.payload, p.dup)).collect();
+    assert_eq!(summary, vec![(&b"1"[..], true), (b"2", true), (b"3", false)]);
+    assert_eq!(sent[0].packet_id, Some(first_id));
+    assert_eq!(sent[1].packet_id, Some(second_id));
+    assert_eq!(sent[1].qos, QoS::ExactlyOnce);
+    // Acknowledging empties the ring, and a second restart has nothing to send.
+    for p in &sent[..] {
+        let id = p.packet_id.expect("id");
+        match p.qos {
+            QoS::ExactlyOnce => {
+                h.handle(sub, Packet::Pubrec(PubAck::new(id)));
+                h.handle(sub, Packet::Pubcomp(PubAck::new(id)));
+            }
+            _ => h.handle(sub, Packet::Puback(PubAck::new(id))),
+        }
+    }
+    assert_eq!(h.broker.store().total_messages(), 0);
+    drop(h);
+    let mut h = restarted(&dir);
+    let (sub, connack) = h.connect(ProtocolVersion::V311, "sensor-1", false);
+    assert!(connack.session_present);
+    assert!(publishes(&h.out.take(sub)).is_empty());
+}
+
+#[test]
+fn restart_keeps_inbound_qos2_state_so_a_resent_publish_is_not_duplicated() {
+    let dir = TempDir::new("inbound");
+    {
+        let store = crate::store::Store::open(&dir.0, disk_config(|_| {}), Instant::now())
+            .expect("store opens");
+        let mut h = Harness {
+            broker: Broker::new(Limits::default(), store),
+            ..Harness::new(Limits::default())
+        };
+        let (p, _) = h.connect(ProtocolVersion::V311, "pub", false);
+        h.handle(p, Packet::Publish(publish("t", b"once", QoS::ExactlyOnce, Some(5))));
+        assert_eq!(h.out.take(p), vec![Packet::Pubrec(PubAck::new(pid(5)))]);
+    }
+    let mut h = restarted(&dir);
+    let (watcher, _) = h.connect(ProtocolVersion::V311, "watcher", true);
+    h.subscribe(watcher, "t", QoS::AtMostOnce);
+    let (p, connack) = h.connect(ProtocolVersion::V311, "pub", false);
+    assert!(connack.session_present);
+    let mut again = publish("t", b"once", QoS::ExactlyOnce, Some(5));
+    again.dup = true;
+    h.handle(p, Packet::Publish(again));
+    assert_eq!(h.out.take(p), vec![Packet::Pubrec(PubAck::new(pid(5)))]);
+    assert!(publishes(&h.out.take(watcher)).is_empty(), "not routed a second time");
+    h.handle(p, Packet::Pubrel(PubAck::new(pid(5))));
+    assert_eq!(h.out.take(p), vec![Packet::Pubcomp(PubAck::new(pid(5)))]);
+}
+
+#[test]
+fn full_store_refuses_acks_and_keeps_serving() {
+    let dir = TempDir::new("full");
+    let store = crate::store::Store::open(
+        &dir.0,
+        disk_config(|c| c.max_db_size = 64 * 1024),
+        Instant::now(),
+    )
+    .expect("store opens");
+    let mut h = Harness {
+        broker: Broker::new(Limits::default(), store),
+        ..Harness::new(Limits::default())
+    };
+    let mut c = connect_packet(ProtocolVersion::V5, "sink", false);
+    c.properties.session_expiry_interval = Some(3600);
+    let (sub, _) = h.connect_with(c);
+    h.subscribe(sub, "big", QoS::AtLeastOnce);
+    h.close(sub);
+    let (p5, _) = h.connect(ProtocolVersion::V5, "pub5", true);
+    let big = vec![7u8; 16 * 1024];
+    let mut refused = None;
+    for i in 1..=32u16 {
+        h.handle(p5, Packet::Publish(publish("big", &big, QoS::AtLeastOnce, Some(i))));
+        if let Some(Packet::Puback(ack)) = h.out.take(p5).pop() {
+            if ack.reason != ReasonCode::Success {
+                refused = Some(ack.reason);
+                break;
+            }
+        }
+    }
+    assert_eq!(refused, Some(ReasonCode::QuotaExceeded));
+    // A 3.1.1 publisher cannot be told: it is disconnected unacknowledged, to send again.
+    let (p3, _) = h.connect(ProtocolVersion::V311, "pub3", true);
+    h.handle(p3, Packet::Publish(publish("big", &big, QoS::AtLeastOnce, Some(1))));
+    assert!(h.out.take(p3).is_empty());
+    assert!(h.out.closed.contains(&p3));
+    // Messages that need no disk still flow.
+    let (live, _) = h.connect(ProtocolVersion::V311, "live", true);
+    h.subscribe(live, "small", QoS::AtLeastOnce);
+    h.handle(p5, Packet::Publish(publish("small", b"ok", QoS::AtLeastOnce, Some(99))));
+    assert_eq!(publishes(&h.out.take(live)).len(), 1);
+    assert_eq!(h.out.take(p5), vec![Packet::Puback(PubAck::new(pid(99)))]);
+}

@@ -15,7 +15,8 @@ const MIGRATIONS: &[&str] = &[
         will            BLOB,               -- the will as an MQTT 5.0 PUBLISH
         will_delay_secs INTEGER NOT NULL DEFAULT 0,
         will_due_ms     INTEGER,            -- wall clock, while offline with a delayed will
-        dropped         INTEGER NOT NULL DEFAULT 0
+        dropped         INTEGER NOT NULL DEFAULT 0,
+        first_unsent    INTEGER NOT NULL DEFAULT 0  -- rows before it were sent at least once
     );
     CREATE TABLE subscriptions (
         session         INTEGER NOT NULL,

@@ -35,6 +35,8 @@ pub struct LoadedSession {
     pub pubrel_pending: Vec<i64>,
     /// First queued (not PUBREL) row, if any.
     pub first_queued_seq: Option<i64>,
+    /// Rows before this seq were sent at least once (re-sent with DUP=1).
+    pub first_unsent: i64,
     /// The seq the next queued row gets.
     pub next_seq: i64,
     pub dropped: u64,
@@ -127,6 +129,15 @@ impl Store {
                  will_due_ms = ?5 WHERE id = ?1",
             )?
             .execute(params![id.0, expiry, expires_ms, will, due_ms])
+        });
+    }
+
+    /// Records that rows before `first_unsent` have been sent (one write per session per
+    /// batch, so a restart re-sends them with DUP=1).
+    pub fn save_send_mark(&mut self, id: StoredSessionId, first_unsent: i64) {
+        self.write("save send mark", |db| {
+            db.prepare_cached("UPDATE sessions SET first_unsent = ?2 WHERE id = ?1")?
+                .execute(params![id.0, first_unsent])
         });
     }
 
@@ -229,12 +240,22 @@ impl Store {
             );
             self.reload_usage()?;
         }
-        type SessionColumns =
-            (i64, String, i64, Option<i64>, Option<i64>, Option<Vec<u8>>, i64, Option<i64>, i64);
+        type SessionColumns = (
+            i64,
+            String,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<Vec<u8>>,
+            i64,
+            Option<i64>,
+            i64,
+            i64,
+        );
         let rows: Vec<SessionColumns> = {
             let mut statement = self.db.prepare(
                 "SELECT id, client_id, protocol, expiry_secs, expires_at_ms, will, \
-                 will_delay_secs, will_due_ms, dropped FROM sessions ORDER BY id",
+                 will_delay_secs, will_due_ms, dropped, first_unsent FROM sessions ORDER BY id",
             )?;
             let rows = statement.query_map([], |r| {
                 Ok((
@@ -247,11 +268,14 @@ impl Store {
                     r.get(6)?,
                     r.get(7)?,
                     r.get(8)?,
+                    r.get(9)?,
                 ))
             })?;
             rows.collect::<rusqlite::Result<_>>()?
         };
-        for (id, client_id, level, expiry, expires_ms, will, will_delay, due_ms, dropped) in rows {
+        for row in rows {
+            let (id, client_id, level, expiry, expires_ms, will, will_delay, due_ms, dropped, sent) =
+                row;
             let id = StoredSessionId(id);
             let Some(protocol) = protocol_from_level(level) else {
                 log::error!(
@@ -326,6 +350,7 @@ impl Store {
                 inbound_qos2,
                 pubrel_pending,
                 first_queued_seq,
+                first_unsent: sent,
                 next_seq: next_seq.unwrap_or(1),
                 dropped: dropped.max(0) as u64,
             });
