@@ -80,7 +80,7 @@ fn run(options: &RunOptions) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let mut broker = Broker::new(Limits::from(&config.mqtt), store);
+    let mut broker = Broker::new(Limits::from(&config), store);
     let restored = broker.restore(snapshot, now);
     log::info!(
         "store {} ({} durability): {} sessions, {} subscriptions, {} queued messages, {} retained",

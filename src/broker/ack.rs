@@ -113,12 +113,25 @@ impl Broker {
         now: Instant,
         out: &mut dyn Outbox,
     ) {
+        self.resend_inflight_where(session_id, |_| true, now, out);
+    }
+
+    /// Re-sends the inflight messages at the positions `select` accepts.
+    pub(super) fn resend_inflight_where(
+        &mut self,
+        session_id: SessionId,
+        select: impl Fn(usize) -> bool,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
         let Some(session) = self.session_mut(session_id) else { return };
         let Some(conn) = session.conn else { return };
         let pending: Vec<_> = session
             .inflight
             .iter_mut()
-            .map(|m| {
+            .enumerate()
+            .filter(|(i, _)| select(*i))
+            .map(|(_, m)| {
                 m.sent_at = now;
                 (m.packet_id, m.state.clone())
             })

@@ -36,6 +36,8 @@ pub struct Conn {
     pub topic_aliases: Vec<Option<Rc<str>>>,
     /// MQTT 5.0 Request Problem Information (reason strings allowed); default true.
     pub problem_information: bool,
+    /// A 3.1.1 resend timer is pending for this connection.
+    pub resend_armed: bool,
 }
 
 impl Conn {
@@ -51,6 +53,7 @@ impl Conn {
             client_max_packet_size: u32::MAX,
             topic_aliases: Vec::new(),
             problem_information: true,
+            resend_armed: false,
         }
     }
 

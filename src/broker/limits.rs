@@ -43,6 +43,9 @@ pub struct Limits {
     pub tx_buffer_limit: usize,
     pub wildcard_subscription_available: bool,
     pub subscription_identifiers_available: bool,
+    /// MQTT 3.1.1 only: re-send unacknowledged messages on a live connection after this long
+    /// (`None` = only on reconnect, as MQTT 5.0 requires).
+    pub resend_interval: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -69,12 +72,15 @@ impl Default for Limits {
             tx_buffer_limit: 1024 * 1024,
             wildcard_subscription_available: true,
             subscription_identifiers_available: true,
+            resend_interval: None,
         }
     }
 }
 
-impl From<&crate::config::MqttConfig> for Limits {
-    fn from(mqtt: &crate::config::MqttConfig) -> Limits {
+impl From<&crate::config::Config> for Limits {
+    fn from(config: &crate::config::Config) -> Limits {
+        let mqtt = &config.mqtt;
+        let resend = config.sqlite.resend_interval;
         Limits {
             max_connections: mqtt.max_connections,
             max_sessions: mqtt.max_sessions,
@@ -98,6 +104,7 @@ impl From<&crate::config::MqttConfig> for Limits {
             tx_buffer_limit: mqtt.tx_buffer_limit,
             wildcard_subscription_available: mqtt.wildcard_subscription_available,
             subscription_identifiers_available: mqtt.subscription_identifiers_available,
+            resend_interval: (!resend.is_zero()).then_some(resend),
         }
     }
 }

@@ -415,6 +415,7 @@ impl Broker {
             if let Some(session) = self.session_mut(session_id) {
                 session.inflight.push_back(Inflight { packet_id, seq, state, sent_at: now });
             }
+            self.arm_resend(conn, now);
         } else {
             self.forget_row(session_id, seq);
         }

@@ -716,3 +716,31 @@ fn full_store_refuses_acks_and_keeps_serving() {
     assert_eq!(publishes(&h.out.take(live)).len(), 1);
     assert_eq!(h.out.take(p5), vec![Packet::Puback(PubAck::new(pid(99)))]);
 }
+
+#[test]
+fn resend_interval_resends_unacknowledged_to_311_clients_only() {
+    let limits = Limits { resend_interval: Some(Duration::from_secs(5)), ..Default::default() };
+    let mut h = Harness::new(limits);
+    let (v3, _) = h.connect(ProtocolVersion::V311, "v3", true);
+    h.subscribe(v3, "t", QoS::AtLeastOnce);
+    let (v5, _) = h.connect(ProtocolVersion::V5, "v5", true);
+    h.subscribe(v5, "t", QoS::AtLeastOnce);
+    let (p, _) = h.connect(ProtocolVersion::V311, "p", true);
+    h.handle(p, Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, Some(1))));
+    let first = h.out.take(v3);
+    let id = publishes(&first)[0].packet_id.expect("id");
+    assert_eq!(publishes(&h.out.take(v5)).len(), 1);
+    h.advance(Duration::from_secs(4));
+    assert!(h.out.take(v3).is_empty());
+    h.advance(Duration::from_secs(2));
+    let again = h.out.take(v3);
+    let resent = publishes(&again);
+    assert_eq!(resent.len(), 1);
+    assert!(resent[0].dup);
+    assert_eq!(resent[0].packet_id, Some(id));
+    // MQTT 5.0 forbids re-sending within a connection (MQTT-4.4.0-1 in 5.0).
+    assert!(h.out.take(v5).is_empty());
+    h.handle(v3, Packet::Puback(PubAck::new(id)));
+    h.advance(Duration::from_secs(10));
+    assert!(h.out.take(v3).is_empty());
+}

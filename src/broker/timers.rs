@@ -18,6 +18,8 @@ use crate::codec::{Disconnect, Packet, ProtocolVersion, ReasonCode};
 enum TimerKey {
     Conn(ConnId, u32),
     Session(SessionId, u32),
+    /// MQTT 3.1.1 re-send of unacknowledged messages on a live connection.
+    Resend(ConnId, u32),
 }
 
 #[derive(Debug, Default)]
@@ -32,6 +34,10 @@ impl Timers {
 
     pub fn arm_session(&mut self, at: Instant, session: SessionId, generation: u32) {
         self.heap.push(Reverse((at, TimerKey::Session(session, generation))));
+    }
+
+    pub fn arm_resend(&mut self, at: Instant, conn: ConnId, generation: u32) {
+        self.heap.push(Reverse((at, TimerKey::Resend(conn, generation))));
     }
 
     fn next(&self) -> Option<Instant> {
@@ -64,6 +70,7 @@ impl Broker {
                 TimerKey::Session(session, generation) => {
                     self.session_timer(session, generation, now, out)
                 }
+                TimerKey::Resend(conn, generation) => self.resend_timer(conn, generation, now, out),
             }
         }
     }
@@ -129,6 +136,51 @@ impl Broker {
             return;
         }
         self.arm_session_timer(id);
+    }
+
+    /// Arms the 3.1.1 resend timer of `conn` if `sqlite.resend_interval` is set and nothing
+    /// is armed yet (one timer per connection, re-armed while messages stay unacknowledged).
+    pub(super) fn arm_resend(&mut self, conn: ConnId, now: Instant) {
+        let Some(interval) = self.limits.resend_interval else { return };
+        let Some(state) = self.conn_mut(conn) else { return };
+        if state.resend_armed || state.version == Some(ProtocolVersion::V5) {
+            return;
+        }
+        state.resend_armed = true;
+        let generation = state.timer_generation;
+        self.timers.arm_resend(now + interval, conn, generation);
+    }
+
+    fn resend_timer(&mut self, conn: ConnId, generation: u32, now: Instant, out: &mut dyn Outbox) {
+        let Some(interval) = self.limits.resend_interval else { return };
+        let Some(state) = self.conn_mut(conn).filter(|c| c.timer_generation == generation) else {
+            return;
+        };
+        state.resend_armed = false;
+        let Some(session_id) = state.session() else { return };
+        let Some(session) = self.session(session_id) else { return };
+        let due: Vec<usize> = (0..session.inflight.len())
+            .filter(|&i| session.inflight[i].sent_at + interval <= now)
+            .collect();
+        if !due.is_empty() {
+            log::debug!(
+                "{}: re-sending {} unacknowledged messages",
+                self.client_label(conn),
+                due.len()
+            );
+        }
+        self.resend_inflight_where(session_id, |i| due.contains(&i), now, out);
+        if self.session(session_id).is_some_and(|s| !s.inflight.is_empty()) {
+            let earliest = self
+                .session(session_id)
+                .and_then(|s| s.inflight.iter().map(|m| m.sent_at).min())
+                .unwrap_or(now);
+            if let Some(state) = self.conn_mut(conn) {
+                state.resend_armed = true;
+            }
+            // Everything due was just re-sent, so this lies in the future.
+            self.timers.arm_resend(earliest + interval, conn, generation);
+        }
     }
 
     /// Arms the earliest of the session's will and expiry deadlines under a new generation.
