@@ -1,0 +1,117 @@
+# edgemq: build, test and cross-compile entry points (GNU make). `make` lists the targets.
+# Cross builds use Debian's cross gcc + rustup targets + qemu-user (cross/README.md); the tools
+# are installed by cross/setup.sh and cross/setup-musl.sh, which do nothing when all is present.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO   ?= cargo
+NIGHTLY ?= nightly
+# What ships to gateways (Cargo.toml [profile.release-small]).
+PROFILE := release-small
+
+ARMV7        := armv7-unknown-linux-gnueabihf
+AARCH64      := aarch64-unknown-linux-gnu
+ARMV7_MUSL   := armv7-unknown-linux-musleabihf
+AARCH64_MUSL := aarch64-unknown-linux-musl
+
+# Same commands as the runners in .cargo/config.toml. binfmt_misc cannot be assumed, so the
+# integration tests put EDGEMQ_TEST_RUNNER in front of the broker binary they spawn.
+QEMU_$(ARMV7)   := qemu-arm -L /usr/arm-linux-gnueabihf
+QEMU_$(AARCH64) := qemu-aarch64 -L /usr/aarch64-linux-gnu
+# qemu-user is ~5x slower than native, ~18x on SQLite-heavy work.
+CROSS_TIMEOUT_SCALE := 10
+
+# What the integration tests drive besides the broker (Debian package names).
+TEST_PKGS := mosquitto mosquitto-clients python3-paho-mqtt
+
+.PHONY: help run build test deps lint cross-setup cross-armv7 cross-aarch64 cross-test \
+        musl-aarch64 musl-armv7 dist dist-musl sizes clean
+
+help: ## List the targets
+	@echo "Usage: make TARGET"
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+run: ## Run the broker with conf/edgemq.toml (127.0.0.1:1883, data in ./data)
+	$(CARGO) run --release -- --conf conf/edgemq.toml
+
+build: ## Native release build (target/release/edgemq)
+	$(CARGO) build --release
+
+test: deps ## Whole test suite, native (checks `deps` first)
+	$(CARGO) test
+
+# Checks first; installs only when something is missing (root + apt-get), otherwise says what to
+# install. Without CI=true a missing client is a warning: the tests that need it skip.
+deps: ## Check/install test prerequisites: mosquitto, mosquitto-clients, python3-paho-mqtt
+	@check() { \
+	    missing=(); \
+	    command -v mosquitto_pub >/dev/null || missing+=(mosquitto_pub); \
+	    command -v mosquitto_sub >/dev/null || missing+=(mosquitto_sub); \
+	    command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto); \
+	    /usr/bin/python3 -c 'import paho.mqtt' 2>/dev/null || missing+=("python3 module paho.mqtt"); \
+	}; \
+	check; \
+	if [ $${#missing[@]} -gt 0 ] && [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
+	    echo "deps: missing: $${missing[*]}; installing $(TEST_PKGS)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y $(TEST_PKGS); \
+	    check; \
+	fi; \
+	if [ $${#missing[@]} -gt 0 ]; then \
+	    echo "deps: missing: $${missing[*]}"; \
+	    echo "deps: install the Debian packages $(TEST_PKGS):"; \
+	    echo "  sudo apt-get install -y $(TEST_PKGS)"; \
+	    if [ "$${CI:-}" = true ]; then echo "deps: CI=true: missing test prerequisites are an error" >&2; exit 1; fi; \
+	    echo "deps: the tests that need them will skip"; \
+	fi
+
+lint: ## rustfmt check + clippy (warnings are errors)
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+cross-setup: ## Install cross gcc, qemu-user and rustup targets (no-op when present)
+	cross/setup.sh
+
+cross-armv7: cross-setup ## Raspberry Pi OS 32-bit / armv7 glibc, release-small
+	$(CARGO) build --profile $(PROFILE) --target $(ARMV7)
+
+cross-aarch64: cross-setup ## Raspberry Pi OS 64-bit / aarch64 glibc, release-small
+	$(CARGO) build --profile $(PROFILE) --target $(AARCH64)
+
+cross-test: cross-setup deps ## Whole test suite for armv7 and aarch64 under qemu-user
+	EDGEMQ_TEST_RUNNER="$(QEMU_$(ARMV7))" EDGEMQ_TEST_TIMEOUT_SCALE=$(CROSS_TIMEOUT_SCALE) \
+	    $(CARGO) test --target $(ARMV7)
+	EDGEMQ_TEST_RUNNER="$(QEMU_$(AARCH64))" EDGEMQ_TEST_TIMEOUT_SCALE=$(CROSS_TIMEOUT_SCALE) \
+	    $(CARGO) test --target $(AARCH64)
+
+musl-aarch64: ## OpenWrt aarch64: static musl, release-small (stable)
+	cross/setup-musl.sh aarch64
+	$(CARGO) build --profile $(PROFILE) --target $(AARCH64_MUSL)
+
+# rustup serves no std for armv7 musl here, so std is rebuilt with nightly -Zbuild-std. Without a
+# rustup std there are no self-contained crt objects either: link against Debian's musl
+# (link-self-contained=no). That std links a static libunwind; gcc's libgcc_eh.a provides it.
+UNWIND_ARMHF := $(CURDIR)/target/unwind-armhf
+musl-armv7: ## OpenWrt armv7: static musl, release-small (nightly -Zbuild-std)
+	NIGHTLY=$(NIGHTLY) cross/setup-musl.sh armv7
+	mkdir -p $(UNWIND_ARMHF)
+	ln -sf "$$(arm-linux-gnueabihf-gcc -print-file-name=libgcc_eh.a)" $(UNWIND_ARMHF)/libunwind.a
+	CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="-C link-self-contained=no -L $(UNWIND_ARMHF)" \
+	    $(CARGO) +$(NIGHTLY) build -Zbuild-std=std,panic_abort --profile $(PROFILE) --target $(ARMV7_MUSL)
+
+dist: cross-armv7 cross-aarch64 ## Tarballs for the glibc targets under dist/
+	cross/dist.sh $(PROFILE) $(ARMV7) $(AARCH64)
+
+dist-musl: musl-aarch64 musl-armv7 ## Tarballs for the musl (OpenWrt) targets under dist/
+	cross/dist.sh $(PROFILE) $(AARCH64_MUSL) $(ARMV7_MUSL)
+
+sizes: cross-armv7 cross-aarch64 build ## Markdown table of stripped binary sizes
+	strip -o target/release/edgemq.stripped target/release/edgemq
+	cross/sizes.sh target/$(ARMV7)/$(PROFILE)/edgemq target/$(AARCH64)/$(PROFILE)/edgemq \
+	    target/release/edgemq.stripped
+
+clean: ## Remove target/ and dist/
+	$(CARGO) clean
+	rm -rf dist
