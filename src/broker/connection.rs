@@ -38,6 +38,8 @@ pub struct Conn {
     pub problem_information: bool,
     /// A 3.1.1 resend timer is pending for this connection.
     pub resend_armed: bool,
+    /// Not read for now: it publishes into a congested subscriber.
+    pub paused: bool,
 }
 
 impl Conn {
@@ -54,6 +56,7 @@ impl Conn {
             topic_aliases: Vec::new(),
             problem_information: true,
             resend_armed: false,
+            paused: false,
         }
     }
 

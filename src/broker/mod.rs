@@ -9,6 +9,7 @@
 //! answer and a log line.
 
 mod ack;
+mod backpressure;
 mod connect;
 mod connection;
 mod disconnect;
@@ -71,6 +72,8 @@ pub trait Outbox {
     fn close(&mut self, conn: ConnId);
     /// Bytes queued for `conn` and not yet written to its socket.
     fn backlog(&self, conn: ConnId) -> usize;
+    /// Input from `conn` was paused (back-pressure) and may be read again.
+    fn resume(&mut self, conn: ConnId);
 }
 
 pub struct Broker {
@@ -96,6 +99,11 @@ pub struct Broker {
     suppressed_drop_warnings: u64,
     /// Store-backed sessions whose send mark moved during this pass.
     send_marks_dirty: Vec<SessionId>,
+    /// The connection whose PUBLISH is being routed (the one to pause on congestion).
+    current_publisher: Option<ConnId>,
+    /// Sessions over a soft queue or output limit, and the publishers paused for them.
+    congested: Vec<SessionId>,
+    paused: Vec<ConnId>,
     next_assigned_id: u64,
     next_timer_generation: u32,
     stats: Stats,
@@ -122,6 +130,9 @@ impl Broker {
             last_drop_warning: None,
             suppressed_drop_warnings: 0,
             send_marks_dirty: Vec::new(),
+            current_publisher: None,
+            congested: Vec::new(),
+            paused: Vec::new(),
             next_assigned_id: 0,
             next_timer_generation: 0,
             stats: Stats::default(),

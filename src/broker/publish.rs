@@ -5,6 +5,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
+use super::backpressure::{OUTPUT_HARD_FACTOR, QUEUE_HARD_FACTOR};
 use super::message::{Delivery, Message};
 use super::retain::RetainOutcome;
 use super::session::{packet_id_for_seq, Inflight, OutboundState, SessionId};
@@ -73,6 +74,20 @@ impl Broker {
 
         let v5 = self.conn(conn).and_then(|c| c.version) == Some(ProtocolVersion::V5);
         self.route_outcome = RouteOutcome::default();
+        self.current_publisher = Some(conn);
+        self.publish_from(conn, session_id, publish, v5, now, out);
+        self.current_publisher = None;
+    }
+
+    fn publish_from(
+        &mut self,
+        conn: ConnId,
+        session_id: SessionId,
+        publish: Publish,
+        v5: bool,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
         match (publish.qos, publish.packet_id) {
             (QoS::AtMostOnce, _) => {
                 self.route(Rc::new(Message::from_publish(publish, now)), Some(session_id), now, out)
@@ -178,12 +193,16 @@ impl Broker {
         if delivery.qos == QoS::AtMostOnce {
             match online {
                 Some(conn) => {
-                    // QoS 0 bypasses the queue; a client that does not read loses QoS 0 only.
-                    if out.backlog(conn) >= tx_limit {
+                    // QoS 0 bypasses the queue. Over the output limit its publisher is paused;
+                    // over the hard cap (or with no publisher to pause) it is dropped.
+                    let backlog = out.backlog(conn);
+                    let keep = backlog < tx_limit
+                        || (backlog < tx_limit * OUTPUT_HARD_FACTOR && self.congest(session_id));
+                    if keep {
+                        self.send_publish(conn, &delivery, None, false, now, out);
+                    } else {
                         self.stats.messages_dropped += 1;
                         log::debug!("{conn:?}: output buffer full; QoS 0 message dropped");
-                    } else {
-                        self.send_publish(conn, &delivery, None, false, now, out);
                     }
                     return;
                 }
@@ -212,7 +231,12 @@ impl Broker {
             self.send_inflight(session_id, delivery, now, out);
             return;
         }
-        if session.queue.len() >= queue_limit {
+        let queued = session.queue.len();
+        let online = session.conn.is_some();
+        if queued >= queue_limit
+            && !(online && queued < queue_limit * QUEUE_HARD_FACTOR && self.congest(session_id))
+        {
+            let Some(session) = self.session_mut(session_id) else { return };
             session.dropped += 1;
             let client_id = session.client_id.clone();
             self.stats.messages_dropped += 1;
@@ -224,7 +248,9 @@ impl Broker {
             );
             return;
         }
-        session.queue.push_back(delivery);
+        if let Some(session) = self.session_mut(session_id) {
+            session.queue.push_back(delivery);
+        }
     }
 
     /// Appends a delivery to a persistent session's ring rows; keeps it in the memory cache

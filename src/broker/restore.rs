@@ -21,6 +21,7 @@ impl Outbox for NoConnections {
     fn backlog(&self, _: ConnId) -> usize {
         0
     }
+    fn resume(&mut self, _: ConnId) {}
 }
 
 /// What was brought back, for the start-up log line.

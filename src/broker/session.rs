@@ -161,6 +161,8 @@ pub struct Session {
     pub dropped: u64,
     /// Set for persistent sessions: their queue and state live in the store.
     pub stored: Option<StoredQueue>,
+    /// Over a soft limit; its publishers are paused until it drains.
+    pub congested: bool,
     next_packet_id: u16,
 }
 
@@ -181,6 +183,7 @@ impl Session {
             timer_generation: 0,
             dropped: 0,
             stored: None,
+            congested: false,
             next_packet_id: 1,
         }
     }

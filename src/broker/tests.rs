@@ -16,6 +16,7 @@ struct Recorder {
     sent: Vec<(ConnId, Packet)>,
     closed: Vec<ConnId>,
     backlog: HashMap<ConnId, usize>,
+    resumed: Vec<ConnId>,
 }
 
 impl Outbox for Recorder {
@@ -27,6 +28,9 @@ impl Outbox for Recorder {
     }
     fn backlog(&self, conn: ConnId) -> usize {
         self.backlog.get(&conn).copied().unwrap_or(0)
+    }
+    fn resume(&mut self, conn: ConnId) {
+        self.resumed.push(conn);
     }
 }
 
@@ -446,21 +450,6 @@ fn session_and_connection_limits_refuse_with_connack() {
     assert_eq!(c.reason, ReasonCode::ServerUnavailable);
 }
 
-#[test]
-fn memory_queue_limit_drops_and_counts() {
-    let limits = Limits { max_inflight: 1, max_queued_messages: 2, ..Default::default() };
-    let mut h = Harness::new(limits);
-    let (sub, _) = h.connect(ProtocolVersion::V311, "s", true);
-    h.subscribe(sub, "t", QoS::AtLeastOnce);
-    let (p, _) = h.connect(ProtocolVersion::V311, "p", true);
-    for i in 1..=4 {
-        h.handle(p, Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, Some(i))));
-    }
-    assert_eq!(h.broker.gauges().inflight_messages, 1);
-    assert_eq!(h.broker.gauges().queued_messages, 2);
-    assert_eq!(h.broker.stats().messages_dropped, 1);
-}
-
 fn ring_config(overflow: crate::config::Overflow) -> crate::store::StoreConfig {
     crate::store::StoreConfig::from(&crate::config::SqliteConfig {
         durability: crate::config::Durability::Memory,
@@ -743,4 +732,52 @@ fn resend_interval_resends_unacknowledged_to_311_clients_only() {
     h.handle(v3, Packet::Puback(PubAck::new(id)));
     h.advance(Duration::from_secs(10));
     assert!(h.out.take(v3).is_empty());
+}
+
+#[test]
+fn congested_subscriber_pauses_publisher_instead_of_dropping() {
+    let limits = Limits { max_inflight: 1, max_queued_messages: 2, ..Default::default() };
+    let mut h = Harness::new(limits);
+    let (sub, _) = h.connect(ProtocolVersion::V311, "s", true);
+    h.subscribe(sub, "t", QoS::AtLeastOnce);
+    let (p, _) = h.connect(ProtocolVersion::V311, "p", true);
+    for i in 1..=5u16 {
+        h.handle(p, Packet::Publish(publish("t", &[i as u8], QoS::AtLeastOnce, Some(i))));
+    }
+    // Nothing dropped: one in flight, the rest queued past the soft limit, publisher paused.
+    assert_eq!(h.broker.stats().messages_dropped, 0);
+    assert_eq!(h.broker.gauges().queued_messages, 4);
+    assert!(h.broker.is_paused(p));
+    assert!(!h.broker.is_paused(sub), "the congested subscriber itself is never paused");
+    // The subscriber acknowledges; once its queue is down to half the limit the publisher
+    // is resumed.
+    let mut received = Vec::new();
+    while received.len() < 5 {
+        let got = h.out.take(sub);
+        let ids: Vec<_> = publishes(&got).iter().map(|p| (p.packet_id, p.payload[0])).collect();
+        assert!(!ids.is_empty(), "delivery stalled after {received:?}");
+        for (id, payload) in ids {
+            received.push(payload);
+            h.handle(sub, Packet::Puback(PubAck::new(id.expect("id"))));
+        }
+        h.broker.relieve_congestion(&mut h.out);
+    }
+    assert_eq!(received, vec![1, 2, 3, 4, 5]);
+    assert!(!h.broker.is_paused(p));
+    assert_eq!(h.out.resumed, vec![p]);
+}
+
+#[test]
+fn publisher_over_the_hard_cap_drops_and_counts() {
+    let limits = Limits { max_inflight: 1, max_queued_messages: 1, ..Default::default() };
+    let mut h = Harness::new(limits);
+    let (sub, _) = h.connect(ProtocolVersion::V311, "s", true);
+    h.subscribe(sub, "t", QoS::AtLeastOnce);
+    let (p, _) = h.connect(ProtocolVersion::V311, "p", true);
+    // 1 in flight + 4 queued (the hard cap is 4x the limit), then drops.
+    for i in 1..=7u16 {
+        h.handle(p, Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, Some(i))));
+    }
+    assert_eq!(h.broker.gauges().queued_messages, 4);
+    assert_eq!(h.broker.stats().messages_dropped, 2);
 }

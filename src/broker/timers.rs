@@ -81,6 +81,13 @@ impl Broker {
             return;
         };
         let phase = state.phase;
+        if state.paused {
+            // Its PINGREQs sit unread in the socket while it is paused: not its fault.
+            if let Some(keep_alive) = state.keep_alive {
+                self.timers.arm_conn(now + keep_alive, conn, generation);
+            }
+            return;
+        }
         match state.deadline(connect_timeout) {
             None => {}
             Some(deadline) if deadline > now => self.timers.arm_conn(deadline, conn, generation),

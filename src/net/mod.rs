@@ -32,12 +32,8 @@ pub struct EventLoop {
     poll: Poll,
     events: Events,
     listeners: Vec<TcpListener>,
-    slots: Slots,
+    sockets: Sockets,
     read_buffer: Box<[u8]>,
-    /// Connections with output queued during this pass.
-    to_flush: Vec<ConnId>,
-    /// Connections to drop at the end of this pass.
-    to_close: Vec<ConnId>,
     broker: Broker,
 }
 
@@ -78,15 +74,20 @@ impl Slots {
     }
 }
 
-/// The broker's view of the sockets during one call: encodes packets straight into the
-/// connections' output buffers.
-struct SocketOutbox<'a> {
-    slots: &'a mut Slots,
-    to_flush: &'a mut Vec<ConnId>,
-    to_close: &'a mut Vec<ConnId>,
+/// The connections and the work queued on them during a pass. It is the broker's `Outbox`:
+/// packets are encoded straight into the connections' output buffers.
+struct Sockets {
+    slots: Slots,
+    /// Connections with output queued during this pass.
+    to_flush: Vec<ConnId>,
+    /// Connections to drop at the end of this pass.
+    to_close: Vec<ConnId>,
+    /// Paused connections that were resumed: read them without waiting for readiness (their
+    /// readiness event was consumed while they were paused).
+    to_read: Vec<ConnId>,
 }
 
-impl Outbox for SocketOutbox<'_> {
+impl Outbox for Sockets {
     fn send(&mut self, conn: ConnId, version: ProtocolVersion, packet: &Packet) {
         let Some(connection) = self.slots.get_mut(conn) else {
             return;
@@ -114,6 +115,10 @@ impl Outbox for SocketOutbox<'_> {
     fn backlog(&self, conn: ConnId) -> usize {
         self.slots.get(conn).map_or(0, Connection::pending_output)
     }
+
+    fn resume(&mut self, conn: ConnId) {
+        self.to_read.push(conn);
+    }
 }
 
 impl EventLoop {
@@ -136,10 +141,13 @@ impl EventLoop {
             poll,
             events: Events::with_capacity(1024),
             listeners,
-            slots: Slots { entries: Vec::with_capacity(capacity), free: Vec::new(), capacity },
+            sockets: Sockets {
+                slots: Slots { entries: Vec::with_capacity(capacity), free: Vec::new(), capacity },
+                to_flush: Vec::new(),
+                to_close: Vec::new(),
+                to_read: Vec::new(),
+            },
             read_buffer: vec![0u8; READ_BUFFER_SIZE].into_boxed_slice(),
-            to_flush: Vec::new(),
-            to_close: Vec::new(),
             broker,
         })
     }
@@ -165,6 +173,7 @@ impl EventLoop {
         let now = Instant::now();
         let until_deadline = self.broker.next_deadline().map(|d| d.saturating_duration_since(now));
         let timeout = match (until_deadline, max_wait) {
+            _ if !self.sockets.to_read.is_empty() => Some(Duration::ZERO),
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -182,6 +191,9 @@ impl EventLoop {
                 (e.token(), e.is_readable() || closed, e.is_writable())
             })
             .collect();
+        for conn in std::mem::take(&mut self.sockets.to_read) {
+            self.read(conn, now);
+        }
         for (token, readable, writable) in ready {
             if token.0 >= LISTENER_TOKEN_BASE {
                 self.accept(token.0 - LISTENER_TOKEN_BASE, now);
@@ -195,15 +207,11 @@ impl EventLoop {
                 self.read(conn, now);
             }
         }
-        let mut outbox = SocketOutbox {
-            slots: &mut self.slots,
-            to_flush: &mut self.to_flush,
-            to_close: &mut self.to_close,
-        };
-        self.broker.on_timers(now, &mut outbox);
-        self.broker.end_of_pass(now, &mut outbox);
+        self.broker.on_timers(now, &mut self.sockets);
+        self.broker.end_of_pass(now, &mut self.sockets);
         self.flush_all();
         self.close_pending(now);
+        self.broker.relieve_congestion(&mut self.sockets);
         Ok(())
     }
 
@@ -230,11 +238,14 @@ impl EventLoop {
     }
 
     fn register(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
-        let Some(conn) = self.slots.insert(Connection::new(stream, peer)) else {
-            log::warn!("{peer}: connection refused, all {} slots in use", self.slots.capacity);
+        let Some(conn) = self.sockets.slots.insert(Connection::new(stream, peer)) else {
+            log::warn!(
+                "{peer}: connection refused, all {} slots in use",
+                self.sockets.slots.capacity
+            );
             return; // Dropping the stream closes it.
         };
-        let Some(connection) = self.slots.get_mut(conn) else {
+        let Some(connection) = self.sockets.slots.get_mut(conn) else {
             return;
         };
         if let Err(e) = self.poll.registry().register(
@@ -243,7 +254,7 @@ impl EventLoop {
             Interest::READABLE,
         ) {
             log::warn!("{peer}: cannot register socket: {e}");
-            self.slots.remove(conn);
+            self.sockets.slots.remove(conn);
             return;
         }
         log::debug!("{conn:?}: accepted from {peer}");
@@ -259,11 +270,15 @@ impl EventLoop {
     }
 
     fn read_into(&mut self, conn: ConnId, buffer: &mut [u8], now: Instant) {
+        // Bytes kept back by a pause are handled before anything new is read.
+        if !self.decode_pending(conn, now) {
+            return;
+        }
         loop {
-            if !self.broker.wants_input(conn) {
+            if !self.broker.wants_input(conn) || self.broker.is_paused(conn) {
                 return;
             }
-            let Some(connection) = self.slots.get_mut(conn) else {
+            let Some(connection) = self.sockets.slots.get_mut(conn) else {
                 return;
             };
             if connection.closing {
@@ -290,12 +305,29 @@ impl EventLoop {
                     pending
                 })
             };
-            match (leftover, self.slots.get_mut(conn)) {
+            match (leftover, self.sockets.slots.get_mut(conn)) {
                 (Some(rest), Some(connection)) => connection.rx = rest,
                 // A decode error: the broker already asked for the close.
                 (None, _) | (_, None) => return,
             }
         }
+    }
+
+    /// Decodes what is left in the connection's input buffer. Returns false if the
+    /// connection must not be read further now (paused, closed, or invalid input).
+    fn decode_pending(&mut self, conn: ConnId, now: Instant) -> bool {
+        let Some(connection) = self.sockets.slots.get_mut(conn) else { return false };
+        if connection.rx.is_empty() {
+            return true;
+        }
+        let mut pending = std::mem::take(&mut connection.rx);
+        let Some(used) = self.decode_all(conn, &pending, now) else { return false };
+        pending.drain(..used);
+        match self.sockets.slots.get_mut(conn) {
+            Some(connection) => connection.rx = pending,
+            None => return false,
+        }
+        !self.broker.is_paused(conn)
     }
 
     /// Decodes and handles every complete packet in `input`; returns the bytes consumed, or
@@ -306,16 +338,15 @@ impl EventLoop {
             if !self.broker.wants_input(conn) {
                 return Some(input.len());
             }
+            if self.broker.is_paused(conn) {
+                // Keep the rest for when the connection is resumed.
+                return Some(used);
+            }
             let context = self.broker.decode_context(conn);
-            let mut outbox = SocketOutbox {
-                slots: &mut self.slots,
-                to_flush: &mut self.to_flush,
-                to_close: &mut self.to_close,
-            };
             match codec::decode(&input[used..], &context) {
                 Ok(Some((packet, size))) => {
                     used += size;
-                    self.broker.handle(conn, packet, now, &mut outbox);
+                    self.broker.handle(conn, packet, now, &mut self.sockets);
                 }
                 Ok(None) => break,
                 Err(error) => {
@@ -324,7 +355,7 @@ impl EventLoop {
                         .is_none()
                         .then(|| codec::sniff_connect_version(&input[used..]))
                         .flatten();
-                    self.broker.on_decode_error(conn, &error, declared, now, &mut outbox);
+                    self.broker.on_decode_error(conn, &error, declared, now, &mut self.sockets);
                     return None;
                 }
             }
@@ -333,19 +364,19 @@ impl EventLoop {
     }
 
     fn queue_flush(&mut self, conn: ConnId) {
-        if let Some(connection) = self.slots.get_mut(conn) {
+        if let Some(connection) = self.sockets.slots.get_mut(conn) {
             if !connection.flush_queued {
                 connection.flush_queued = true;
-                self.to_flush.push(conn);
+                self.sockets.to_flush.push(conn);
             }
         }
     }
 
     /// Writes every connection's queued output; registers WRITABLE where the kernel is full.
     fn flush_all(&mut self) {
-        let to_flush = std::mem::take(&mut self.to_flush);
+        let to_flush = std::mem::take(&mut self.sockets.to_flush);
         for &conn in &to_flush {
-            let Some(connection) = self.slots.get_mut(conn) else {
+            let Some(connection) = self.sockets.slots.get_mut(conn) else {
                 continue;
             };
             connection.flush_queued = false;
@@ -358,7 +389,7 @@ impl EventLoop {
                     continue;
                 }
             };
-            let Some(connection) = self.slots.get_mut(conn) else {
+            let Some(connection) = self.sockets.slots.get_mut(conn) else {
                 continue;
             };
             if want_write != connection.write_interest {
@@ -379,22 +410,22 @@ impl EventLoop {
         // Reuse the allocation.
         let mut to_flush = to_flush;
         to_flush.clear();
-        if self.to_flush.is_empty() {
-            self.to_flush = to_flush;
+        if self.sockets.to_flush.is_empty() {
+            self.sockets.to_flush = to_flush;
         }
     }
 
     fn mark_closing(&mut self, conn: ConnId) {
-        if let Some(connection) = self.slots.get_mut(conn) {
+        if let Some(connection) = self.sockets.slots.get_mut(conn) {
             if !connection.closing {
                 connection.closing = true;
-                self.to_close.push(conn);
+                self.sockets.to_close.push(conn);
             }
         }
     }
 
     fn peer_closed(&mut self, conn: ConnId, why: &str) {
-        if let Some(connection) = self.slots.get(conn) {
+        if let Some(connection) = self.sockets.slots.get(conn) {
             log::debug!("{conn:?} ({}): {why}", connection.peer);
         }
         self.mark_closing(conn);
@@ -403,8 +434,8 @@ impl EventLoop {
     /// Drops every connection marked closing: one last write attempt, then the socket goes
     /// and the broker hears of it (will, session detach).
     fn close_pending(&mut self, now: Instant) {
-        while let Some(conn) = self.to_close.pop() {
-            let Some(mut connection) = self.slots.remove(conn) else {
+        while let Some(conn) = self.sockets.to_close.pop() {
+            let Some(mut connection) = self.sockets.slots.remove(conn) else {
                 continue;
             };
             let _ = connection.flush();
@@ -412,15 +443,10 @@ impl EventLoop {
             let _ = connection.stream.shutdown(std::net::Shutdown::Write);
             let _ = self.poll.registry().deregister(&mut connection.stream);
             drop(connection);
-            let mut outbox = SocketOutbox {
-                slots: &mut self.slots,
-                to_flush: &mut self.to_flush,
-                to_close: &mut self.to_close,
-            };
-            self.broker.on_closed(conn, now, &mut outbox);
+            self.broker.on_closed(conn, now, &mut self.sockets);
         }
         // A will published by `on_closed` may have queued output for others.
-        if !self.to_flush.is_empty() {
+        if !self.sockets.to_flush.is_empty() {
             self.flush_all();
         }
     }
