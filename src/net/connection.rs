@@ -26,6 +26,8 @@ pub struct Connection {
     pub closing: bool,
     /// Already in the loop's list of connections with output to flush.
     pub flush_queued: bool,
+    /// Not read because its output is over the limit (it does not read what we send).
+    pub throttled: bool,
 }
 
 /// What a write attempt achieved.
@@ -48,6 +50,7 @@ impl Connection {
             write_interest: false,
             closing: false,
             flush_queued: false,
+            throttled: false,
         }
     }
 

@@ -34,6 +34,8 @@ pub struct EventLoop {
     listeners: Vec<TcpListener>,
     sockets: Sockets,
     read_buffer: Box<[u8]>,
+    /// A connection with this much unwritten output is not read until it drains.
+    output_limit: usize,
     broker: Broker,
 }
 
@@ -148,6 +150,7 @@ impl EventLoop {
                 to_read: Vec::new(),
             },
             read_buffer: vec![0u8; READ_BUFFER_SIZE].into_boxed_slice(),
+            output_limit: broker.limits().tx_buffer_limit,
             broker,
         })
     }
@@ -281,6 +284,13 @@ impl EventLoop {
             let Some(connection) = self.sockets.slots.get_mut(conn) else {
                 return;
             };
+            if connection.pending_output() >= self.output_limit {
+                if !connection.throttled {
+                    log::info!("{conn:?}: not reading, the client does not read its output");
+                    connection.throttled = true;
+                }
+                return;
+            }
             if connection.closing {
                 return;
             }
@@ -392,6 +402,12 @@ impl EventLoop {
             let Some(connection) = self.sockets.slots.get_mut(conn) else {
                 continue;
             };
+            // A client that stopped reading was no longer read either (its requests would
+            // only queue more answers); once its output drains, read it again.
+            if connection.throttled && connection.pending_output() <= self.output_limit / 2 {
+                connection.throttled = false;
+                self.sockets.to_read.push(conn);
+            }
             if want_write != connection.write_interest {
                 let interest = if want_write {
                     Interest::READABLE | Interest::WRITABLE
