@@ -845,6 +845,28 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Guards hand-counted test packets: when `bytes` starts with a valid fixed header, its
+/// Remaining Length must cover exactly the rest. (A packet whose header is itself the
+/// malformation, like a 5-byte Remaining Length, is left alone.) Without this, a miscounted
+/// literal would silently test a truncated packet instead of the intended defect.
+pub fn assert_framed(bytes: &[u8]) {
+    let mut len = 0usize;
+    for (i, b) in bytes.iter().skip(1).take(4).enumerate() {
+        len |= usize::from(b & 0x7F) << (7 * i);
+        if b & 0x80 == 0 {
+            let header = i + 2;
+            assert_eq!(
+                header + len,
+                bytes.len(),
+                "test bug: remaining length {len} does not match the {} body bytes of [{}]",
+                bytes.len().saturating_sub(header),
+                hex(bytes)
+            );
+            return;
+        }
+    }
+}
+
 /// Bytes as space-separated hex, for failure messages.
 pub fn hex(bytes: &[u8]) -> String {
     bytes
