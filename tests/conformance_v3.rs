@@ -623,6 +623,24 @@ fn clean_session_1_discards_previous_session() {
     let _ = persistent(&broker, "forgetful", false);
 }
 
+#[test]
+fn broker_restarts_on_same_data_dir_after_kill_9() {
+    // The harness's kill/restart (used by the persistence tests), and a broker that comes back
+    // after SIGKILL on the data directory it left behind.
+    let mut broker = Broker::start();
+    let data_dir = broker.data_dir();
+    assert_broker_serves(&broker);
+    broker.kill();
+    assert!(!broker.is_running());
+    broker.restart();
+    assert!(broker.is_running());
+    assert_eq!(broker.data_dir(), data_dir);
+    assert!(data_dir.is_dir());
+    assert_broker_serves(&broker);
+    broker.restart(); // restart while running: SIGKILL first
+    assert_broker_serves(&broker);
+}
+
 // ----- Harness self-checks (the test helpers against hand-written bytes) -------------------------
 
 #[test]

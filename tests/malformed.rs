@@ -20,7 +20,8 @@
 //!   SUBSCRIBE without filters a Protocol Error).
 //! - `pingreq_with_trailing_bytes_v311_closes` and `_v5_disconnect_0x81`: Mosquitto ignores
 //!   the extra byte and answers PINGRESP.
-//!   All other tests pass against Mosquitto.
+//!
+//! All other tests pass against Mosquitto.
 
 mod common;
 
@@ -70,9 +71,9 @@ fn first_packet_not_connect_closes() {
     // MQTT-3.1.0-1: the first packet must be CONNECT.
     let broker = Broker::start();
     for first in [
-        &[0xC0, 0x00][..], // PINGREQ
+        &[0xC0, 0x00][..],                                 // PINGREQ
         &[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x00], // SUBSCRIBE id 1 "a" QoS 0
-        &[0x30, 0x04, 0x00, 0x01, b'a', b'x'], // PUBLISH QoS 0 "a" payload "x"
+        &[0x30, 0x04, 0x00, 0x01, b'a', b'x'],             // PUBLISH QoS 0 "a" payload "x"
     ] {
         let mut c = TestClient::connect(&broker);
         c.send(first);
@@ -498,7 +499,8 @@ fn property_not_allowed_on_publish_v5_disconnect_0x81() {
             0x30, 0x0A, // PUBLISH QoS 0, remaining length 10
             0x00, 0x01, b'a', // topic "a"
             0x05, // properties: 5 bytes
-            0x11, 0x00, 0x00, 0x00, 0x0A, // Session Expiry Interval 10: CONNECT/CONNACK/DISCONNECT only
+            0x11, 0x00, 0x00, 0x00,
+            0x0A, // Session Expiry Interval 10: CONNECT/CONNACK/DISCONNECT only
             b'x', // payload
         ],
         &[0x81],

@@ -357,6 +357,12 @@ impl BrokerBuilder {
     }
 }
 
+/// What the stderr reader saw during start-up.
+enum Startup {
+    Listening(u16),
+    PortTaken,
+}
+
 /// A running broker (edgemq, or Mosquitto in reference mode) with its own temp directory.
 pub struct Broker {
     target: Target,
@@ -367,6 +373,8 @@ pub struct Broker {
     /// Every line the broker printed, over all its runs.
     log: Arc<Mutex<Vec<String>>>,
     runs: usize,
+    /// The last command line started, for failure messages.
+    command: String,
 }
 
 impl Broker {
@@ -386,6 +394,7 @@ impl Broker {
             port: 0,
             log: Arc::new(Mutex::new(Vec::new())),
             runs: 0,
+            command: String::new(),
         };
         broker.spawn();
         broker
@@ -493,16 +502,16 @@ impl Broker {
             .arg(self.data_dir())
             .args(["--log-level", &level])
             .current_dir(self.dir.path());
-        let (tx, rx) = mpsc::channel();
-        self.launch(cmd, move |line| {
-            if let Some(port) = parse_listening_port(line) {
-                let _ = tx.send(port);
-            }
+        let rx = self.launch(cmd, |line| {
+            parse_listening_port(line).map(Startup::Listening)
         });
-        self.port = self.wait_ready(rx, "a `listening on 127.0.0.1:PORT` log line");
+        match self.wait_startup(&rx) {
+            Startup::Listening(port) => self.port = port,
+            Startup::PortTaken => self.fail_start("port taken, though edgemq was given port 0"),
+        }
     }
 
-    /// Returns false if the port was taken (mosquitto exited saying so).
+    /// Returns false if the port was taken in the meantime (mosquitto exits saying so).
     fn spawn_mosquitto(&mut self) -> bool {
         let port = free_port();
         let conf = self.dir.path().join("mosquitto.conf");
@@ -510,59 +519,70 @@ impl Broker {
             .expect("write config");
         let mut cmd = Command::new("mosquitto");
         cmd.arg("-c").arg(&conf).current_dir(self.dir.path());
-        let (tx, rx) = mpsc::channel();
-        self.launch(cmd, move |line| {
-            if line.contains(" running") {
-                let _ = tx.send(port);
+        let rx = self.launch(cmd, move |line| {
+            if line.contains("Address already in use") {
+                Some(Startup::PortTaken)
+            } else if line.contains(" running") {
+                Some(Startup::Listening(port))
+            } else {
+                None
             }
         });
-        let log_len_before = self.log().len();
-        let deadline = Instant::now() + timeout();
-        loop {
-            match rx.recv_timeout(Duration::from_millis(20)) {
-                Ok(port) => {
-                    self.port = port;
-                    return true;
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {}
+        match self.wait_startup(&rx) {
+            Startup::Listening(port) => {
+                self.port = port;
+                true
             }
-            if !self.is_running() {
-                // Give the reader thread a moment to collect the last lines.
-                thread::sleep(Duration::from_millis(50));
-                let taken = self.log()[log_len_before.saturating_sub(1)..]
-                    .iter()
-                    .any(|l| l.contains("Address already in use"));
-                if taken {
-                    self.child = None;
-                    return false;
-                }
-                self.fail_start("mosquitto exited during start-up");
+            Startup::PortTaken => {
+                self.kill();
+                false
             }
-            if Instant::now() > deadline {
-                self.fail_start("mosquitto did not report `running`");
+        }
+    }
+
+    /// Waits for the first start-up event the stderr reader reports; fails the test if stderr
+    /// closes first (the process exited) or nothing comes within [`timeout`].
+    fn wait_startup(&mut self, rx: &mpsc::Receiver<Startup>) -> Startup {
+        match rx.recv_timeout(timeout()) {
+            Ok(event) => event,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.fail_start("the broker closed stderr (exited) before it was listening")
             }
+            Err(mpsc::RecvTimeoutError::Timeout) => self.fail_start(&format!(
+                "not listening within {:?} (edgemq must log `listening on 127.0.0.1:PORT`)",
+                timeout()
+            )),
         }
     }
 
     /// Spawns `cmd` with stdout and stderr captured line by line into the log; `on_line` sees
     /// every stderr line (to find the port).
-    fn launch(&mut self, mut cmd: Command, on_line: impl Fn(&str) + Send + 'static) {
+    fn launch(
+        &mut self,
+        mut cmd: Command,
+        on_line: impl Fn(&str) -> Option<Startup> + Send + 'static,
+    ) -> mpsc::Receiver<Startup> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        self.command = format!("{cmd:?}");
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start broker {cmd:?}: {e}"));
         let stderr = child.stderr.take().expect("stderr piped");
         let stdout = child.stdout.take().expect("stdout piped");
         let log = Arc::clone(&self.log);
+        let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
+            // `tx` is dropped at EOF: the waiting side then knows the process is gone.
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                on_line(&line);
+                let event = on_line(&line);
                 if let Ok(mut log) = log.lock() {
                     log.push(line);
+                }
+                if let Some(event) = event {
+                    let _ = tx.send(event);
                 }
             }
         });
@@ -576,29 +596,20 @@ impl Broker {
             }
         });
         self.child = Some(child);
+        rx
     }
 
-    fn wait_ready(&mut self, rx: mpsc::Receiver<u16>, what: &str) -> u16 {
-        let deadline = Instant::now() + timeout();
-        loop {
-            if let Ok(port) = rx.recv_timeout(Duration::from_millis(20)) {
-                return port;
-            }
-            if !self.is_running() {
-                thread::sleep(Duration::from_millis(50));
-                self.fail_start(&format!("broker exited before printing {what}"));
-            }
-            if Instant::now() > deadline {
-                self.fail_start(&format!("no {what} within {:?}", timeout()));
-            }
-        }
-    }
-
+    /// Panics with what was run and how it ended; the log follows from `Drop`.
     fn fail_start(&mut self, why: &str) -> ! {
+        let status = match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(status))) => format!("exited with {status}"),
+            Some(_) => "still running, killed".to_string(),
+            None => "not running".to_string(),
+        };
         self.kill();
         panic!(
-            "broker start failed: {why}\n----- broker log -----\n{}\n----------------------",
-            self.log().join("\n")
+            "broker start failed: {why} ({status}); command: {}",
+            self.command
         );
     }
 }
