@@ -943,6 +943,31 @@ impl TestClient {
         }
     }
 
+    /// Reads until a packet of `kind` (not PUBLISH) arrives. Deliveries may legitimately
+    /// overtake an acknowledgement, so PUBLISH packets met on the way are kept for later
+    /// reads; anything else is a failure.
+    pub fn read_expected(&mut self, kind: u8) -> Packet {
+        let deadline = Instant::now() + timeout();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let packet = match self.read_from_socket(left) {
+                Ok(p) => p,
+                Err(end) => panic!("[{}] waiting for {}: {end:?}", self.name, kind::name(kind)),
+            };
+            if packet.kind() == kind {
+                return packet;
+            }
+            assert_eq!(
+                packet.kind(),
+                kind::PUBLISH,
+                "[{}] waiting for {}, got {packet}",
+                self.name,
+                kind::name(kind)
+            );
+            self.stash.push_back(packet);
+        }
+    }
+
     fn assert_no_stash(&self, doing: &str) {
         assert!(
             self.stash.is_empty(),
@@ -975,7 +1000,7 @@ impl TestClient {
             packets::subscribe(id, &[(filter, opts)])
         };
         self.send(&packet);
-        let suback = Suback::parse(&self.read_packet(), self.is_v5());
+        let suback = Suback::parse(&self.read_expected(kind::SUBACK), self.is_v5());
         assert_eq!(
             suback.packet_id, id,
             "SUBACK for another packet id: {suback:?}"
@@ -1010,16 +1035,16 @@ impl TestClient {
         let Some(id) = p.packet_id else { return };
         match p.qos {
             1 => {
-                let ack = Ack::parse(&self.read_packet(), kind::PUBACK);
+                let ack = Ack::parse(&self.read_expected(kind::PUBACK), kind::PUBACK);
                 assert_eq!(ack.packet_id, id, "PUBACK packet id");
                 assert!(ack.reason < 0x80, "PUBACK failure: {ack:?}");
             }
             2 => {
-                let rec = Ack::parse(&self.read_packet(), kind::PUBREC);
+                let rec = Ack::parse(&self.read_expected(kind::PUBREC), kind::PUBREC);
                 assert_eq!(rec.packet_id, id, "PUBREC packet id");
                 assert!(rec.reason < 0x80, "PUBREC failure: {rec:?}");
                 self.send(&packets::pubrel(id));
-                let comp = Ack::parse(&self.read_packet(), kind::PUBCOMP);
+                let comp = Ack::parse(&self.read_expected(kind::PUBCOMP), kind::PUBCOMP);
                 assert_eq!(comp.packet_id, id, "PUBCOMP packet id");
             }
             _ => {}
@@ -1044,21 +1069,8 @@ impl TestClient {
             (1, Some(id)) => self.send(&packets::puback(id)),
             (2, Some(id)) => {
                 self.send(&packets::pubrec(id));
-                // Other deliveries may overtake the PUBREL: keep them for later reads.
-                let deadline = Instant::now() + timeout();
-                loop {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    let packet = match self.read_from_socket(left) {
-                        Ok(p) => p,
-                        Err(end) => panic!("[{}] waiting for PUBREL {id}: {end:?}", self.name),
-                    };
-                    if packet.kind() == kind::PUBREL {
-                        let rel = Ack::parse(&packet, kind::PUBREL);
-                        assert_eq!(rel.packet_id, id, "PUBREL packet id");
-                        break;
-                    }
-                    self.stash.push_back(packet);
-                }
+                let rel = Ack::parse(&self.read_expected(kind::PUBREL), kind::PUBREL);
+                assert_eq!(rel.packet_id, id, "PUBREL packet id");
                 self.send(&packets::pubcomp(id));
             }
             _ => {}
@@ -1082,7 +1094,8 @@ impl TestClient {
     /// everything this client sent before.
     pub fn ping(&mut self) {
         self.send(&packets::PINGREQ);
-        self.expect(&packets::PINGRESP);
+        let resp = self.read_expected(kind::PINGRESP);
+        assert_eq!(resp.to_bytes(), packets::PINGRESP, "[{}]", self.name);
     }
 
     /// Expects an MQTT 5.0 DISCONNECT with `reason` (one of `reasons`), then the close.

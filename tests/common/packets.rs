@@ -670,7 +670,7 @@ impl Connack {
     }
 }
 
-/// SUBACK (§3.9): packet id and one return/reason code per filter.
+/// SUBACK (§3.9): packet id, properties (5.0) and one return/reason code per filter.
 #[derive(Clone, Debug)]
 pub struct Suback {
     pub packet_id: u16,
@@ -680,12 +680,8 @@ pub struct Suback {
 
 impl Suback {
     pub fn parse(packet: &Packet, v5: bool) -> Suback {
-        Suback::parse_kind(packet, v5, kind::SUBACK)
-    }
-
-    /// SUBACK and UNSUBACK (5.0) share a layout.
-    pub fn parse_kind(packet: &Packet, v5: bool, kind: u8) -> Suback {
-        packet.assert_kind(kind);
+        packet.assert_kind(kind::SUBACK);
+        assert_eq!(packet.flags(), 0, "SUBACK flags must be 0: {packet}");
         let mut c = Cursor::new(packet);
         let packet_id = c.u16();
         let props = if v5 { c.props() } else { Props::default() };
