@@ -167,18 +167,12 @@ fn delivered_qos_is_the_minimum_of_published_and_granted() {
     sub.subscribe("dg/1", 1);
     sub.subscribe("dg/2", 2);
     let mut publisher = TestClient::v311(&broker, "pub");
-    for (topic, pub_qos, expected_qos) in [
-        ("dg/0", 2, 0),
-        ("dg/1", 2, 1),
-        ("dg/2", 1, 1),
-        ("dg/2", 0, 0),
-    ] {
+    for (topic, pub_qos, expected_qos) in
+        [("dg/0", 2, 0), ("dg/1", 2, 1), ("dg/2", 1, 1), ("dg/2", 0, 0)]
+    {
         publisher.publish(topic, b"x", pub_qos, false);
         let p = sub.expect_message(topic, b"x");
-        assert_eq!(
-            p.qos, expected_qos,
-            "QoS {pub_qos} into a QoS-{topic} subscription: {p:?}"
-        );
+        assert_eq!(p.qos, expected_qos, "QoS {pub_qos} into a QoS-{topic} subscription: {p:?}");
         assert_eq!(p.packet_id.is_some(), expected_qos > 0);
     }
 }
@@ -270,10 +264,7 @@ fn subscriber_receives_qos1_and_acks() {
     publisher.publish("r1/t", b"m2", 1, false);
     for payload in [&b"m1"[..], b"m2"] {
         let packet = sub.read_packet();
-        assert_eq!(
-            packet.first, 0x32,
-            "PUBLISH QoS 1, no DUP, no RETAIN: {packet}"
-        );
+        assert_eq!(packet.first, 0x32, "PUBLISH QoS 1, no DUP, no RETAIN: {packet}");
         let p = Publish::parse(&packet, false);
         assert_eq!((p.topic.as_str(), p.payload.as_slice()), ("r1/t", payload));
         let id = p.packet_id.expect("QoS 1 has a packet id");
@@ -291,10 +282,7 @@ fn subscriber_receives_qos2_exactly_once() {
     let mut publisher = TestClient::v311(&broker, "pub");
     publisher.publish("r2/t", b"exactly once", 2, false);
     let packet = sub.read_packet();
-    assert_eq!(
-        packet.first, 0x34,
-        "PUBLISH QoS 2, no DUP, no RETAIN: {packet}"
-    );
+    assert_eq!(packet.first, 0x34, "PUBLISH QoS 2, no DUP, no RETAIN: {packet}");
     let p = Publish::parse(&packet, false);
     assert_eq!(p.payload, b"exactly once");
     let id = p.packet_id.expect("QoS 2 has a packet id");
@@ -380,10 +368,7 @@ fn overlapping_subscriptions_delivered_once_at_highest_qos() {
     }
     let broker = Broker::start();
     let mut sub = TestClient::v311(&broker, "sub");
-    sub.send(&packets::subscribe(
-        1,
-        &[("o/+", 0), ("o/#", 2), ("o/b", 1)],
-    ));
+    sub.send(&packets::subscribe(1, &[("o/+", 0), ("o/#", 2), ("o/b", 1)]));
     sub.expect(&[0x90, 0x05, 0x00, 0x01, 0x00, 0x02, 0x01]); // SUBACK id 1: QoS 0, 2, 1
     let mut publisher = TestClient::v311(&broker, "pub");
     publisher.publish("o/b", b"overlap", 2, false);
@@ -405,10 +390,7 @@ fn retained_message_set_replace_delete() {
     let mut late = TestClient::v311(&broker, "late");
     late.subscribe("ret/#", 1);
     let p = late.expect_message("ret/t", b"two");
-    assert!(
-        p.retain,
-        "a retained message sent on subscribe has RETAIN=1: {p:?}"
-    );
+    assert!(p.retain, "a retained message sent on subscribe has RETAIN=1: {p:?}");
     late.disconnect();
 
     // A retained PUBLISH with an empty payload deletes the retained message (MQTT-3.3.1-10).
@@ -446,9 +428,7 @@ fn retain_flag_set_on_subscribe_cleared_on_live_forward() {
 fn will_client(broker: &Broker, id: &str, keep_alive: u16) -> TestClient {
     TestClient::handshake(
         broker,
-        Connect::v311(id)
-            .keep_alive(keep_alive)
-            .will(Will::new("will/t", b"gone").qos(1)),
+        Connect::v311(id).keep_alive(keep_alive).will(Will::new("will/t", b"gone").qos(1)),
     )
 }
 
@@ -504,15 +484,9 @@ fn keepalive_expiry_closes_connection() {
     let elapsed = start.elapsed();
     // Not before the keep alive itself has passed (1.5 s is the rule; allow timer slack), and
     // not much later (Mosquitto checks keep alives only every ~5 s, hence the generous bound).
-    assert!(
-        elapsed >= Duration::from_millis(1000),
-        "closed after only {elapsed:?}"
-    );
+    assert!(elapsed >= Duration::from_millis(1000), "closed after only {elapsed:?}");
     let latest = Duration::from_millis(1500) + scaled(Duration::from_secs(6));
-    assert!(
-        elapsed <= latest,
-        "closed after {elapsed:?}, later than {latest:?}"
-    );
+    assert!(elapsed <= latest, "closed after {elapsed:?}, later than {latest:?}");
 }
 
 #[test]
@@ -556,10 +530,7 @@ fn takeover_closes_old_connection() {
 fn persistent(broker: &Broker, id: &str, expect_session_present: bool) -> TestClient {
     let (c, connack) = TestClient::try_handshake(broker, Connect::v311(id).clean(false));
     assert_eq!(connack.code, 0, "{connack:?}");
-    assert_eq!(
-        connack.session_present, expect_session_present,
-        "session present: {connack:?}"
-    );
+    assert_eq!(connack.session_present, expect_session_present, "session present: {connack:?}");
     c
 }
 
@@ -676,22 +647,13 @@ fn harness_packet_builder_matches_literal_bytes() {
         [0x82, 0x08, 0x00, 0x01, 0x00, 0x03, b'a', b'/', b'#', 0x01]
     );
     assert_eq!(packets::pubrel(0x0102), [0x62, 0x02, 0x01, 0x02]);
-    let connack = packets::Packet {
-        first: 0x20,
-        body: vec![0x01, 0x00, 0x03, 0x21, 0x00, 0x05],
-    };
+    let connack = packets::Packet { first: 0x20, body: vec![0x01, 0x00, 0x03, 0x21, 0x00, 0x05] };
     let parsed = Connack::parse(&connack, true);
     assert!(parsed.session_present);
     assert_eq!(parsed.props.num(packets::prop::RECEIVE_MAXIMUM), Some(5));
-    let suback = packets::Packet {
-        first: 0x90,
-        body: vec![0x00, 0x02, 0x01, 0x80],
-    };
+    let suback = packets::Packet { first: 0x90, body: vec![0x00, 0x02, 0x01, 0x80] };
     assert_eq!(Suback::parse(&suback, false).codes, [0x01, 0x80]);
-    let puback = packets::Packet {
-        first: 0x40,
-        body: vec![0x00, 0x02],
-    };
+    let puback = packets::Packet { first: 0x40, body: vec![0x00, 0x02] };
     assert_eq!(Ack::parse(&puback, kind::PUBACK).reason, 0x00);
     assert_eq!(
         common::parse_listening_port(
@@ -699,8 +661,5 @@ fn harness_packet_builder_matches_literal_bytes() {
         ),
         Some(40123)
     );
-    assert_eq!(
-        common::parse_listening_port("listening on 127.0.0.1:0"),
-        None
-    );
+    assert_eq!(common::parse_listening_port("listening on 127.0.0.1:0"), None);
 }

@@ -54,39 +54,19 @@ fn connect_v5_accepted_with_limits_in_connack() {
     assert!(!connack.session_present, "{connack:?}");
     assert_eq!(connack.code, 0x00, "{connack:?}");
     let p = &connack.props;
-    let receive_max = p
-        .num(prop::RECEIVE_MAXIMUM)
-        .expect("Receive Maximum in CONNACK");
-    assert!(
-        (1..=10).contains(&receive_max),
-        "Receive Maximum {receive_max} vs max_inflight 10"
-    );
-    assert_eq!(
-        p.num(prop::TOPIC_ALIAS_MAXIMUM),
-        Some(5),
-        "Topic Alias Maximum: {p:?}"
-    );
-    assert_eq!(
-        p.num(prop::MAXIMUM_PACKET_SIZE),
-        Some(2048),
-        "Maximum Packet Size: {p:?}"
-    );
+    let receive_max = p.num(prop::RECEIVE_MAXIMUM).expect("Receive Maximum in CONNACK");
+    assert!((1..=10).contains(&receive_max), "Receive Maximum {receive_max} vs max_inflight 10");
+    assert_eq!(p.num(prop::TOPIC_ALIAS_MAXIMUM), Some(5), "Topic Alias Maximum: {p:?}");
+    assert_eq!(p.num(prop::MAXIMUM_PACKET_SIZE), Some(2048), "Maximum Packet Size: {p:?}");
     c.ping();
 }
 
 #[test]
 fn connack_v5_announces_retain_unavailable_and_maximum_qos() {
-    let broker = BrokerBuilder::new()
-        .mqtt("retain_available", false)
-        .mqtt("max_qos", 1)
-        .start();
+    let broker = BrokerBuilder::new().mqtt("retain_available", false).mqtt("max_qos", 1).start();
     let (_c, connack) = TestClient::try_handshake(&broker, Connect::v5("limited"));
     assert_eq!(connack.code, 0x00, "{connack:?}");
-    assert_eq!(
-        connack.props.num(prop::RETAIN_AVAILABLE),
-        Some(0),
-        "{connack:?}"
-    );
+    assert_eq!(connack.props.num(prop::RETAIN_AVAILABLE), Some(0), "{connack:?}");
     assert_eq!(connack.props.num(prop::MAXIMUM_QOS), Some(1), "{connack:?}");
 }
 
@@ -96,11 +76,7 @@ fn connack_v5_server_keep_alive_caps_client_keep_alive() {
     let broker = BrokerBuilder::new().mqtt("max_keepalive", 10).start();
     let (_c, connack) = TestClient::try_handshake(&broker, Connect::v5("sleepy").keep_alive(600));
     assert_eq!(connack.code, 0x00, "{connack:?}");
-    assert_eq!(
-        connack.props.num(prop::SERVER_KEEP_ALIVE),
-        Some(10),
-        "{connack:?}"
-    );
+    assert_eq!(connack.props.num(prop::SERVER_KEEP_ALIVE), Some(10), "{connack:?}");
 }
 
 #[test]
@@ -120,10 +96,7 @@ fn connect_unsupported_protocol_level_gets_0x84() {
         0x00, 0x02, b'c', b'6', // client id "c6"
     ]);
     let connack = Connack::parse(&c.read_packet(), true);
-    assert_eq!(
-        connack.code, 0x84,
-        "Unsupported Protocol Version: {connack:?}"
-    );
+    assert_eq!(connack.code, 0x84, "Unsupported Protocol Version: {connack:?}");
     c.expect_closed();
     common::assert_broker_serves(&broker);
 }
@@ -155,10 +128,7 @@ fn connect_v5_empty_client_id_gets_assigned_identifier() {
         ids.push(id);
         c.ping();
     }
-    assert_ne!(
-        ids[0], ids[1],
-        "two clients got the same assigned identifier"
-    );
+    assert_ne!(ids[0], ids[1], "two clients got the same assigned identifier");
 }
 
 // ----- SUBSCRIBE / UNSUBSCRIBE ---------------------------------------------------------------
@@ -236,16 +206,10 @@ fn qos1_and_qos2_flows_v5_both_directions() {
     assert_eq!((comp.packet_id, comp.reason), (6, 0x00), "{comp:?}");
 
     let p1 = sub.expect_publish();
-    assert_eq!(
-        (p1.topic.as_str(), p1.qos, p1.payload.as_slice()),
-        ("f/1", 1, &b"1"[..])
-    );
+    assert_eq!((p1.topic.as_str(), p1.qos, p1.payload.as_slice()), ("f/1", 1, &b"1"[..]));
     sub.send(&packets::puback(p1.packet_id.expect("packet id")));
     let p2 = sub.expect_publish();
-    assert_eq!(
-        (p2.topic.as_str(), p2.qos, p2.payload.as_slice()),
-        ("f/2", 2, &b"2"[..])
-    );
+    assert_eq!((p2.topic.as_str(), p2.qos, p2.payload.as_slice()), ("f/2", 2, &b"2"[..]));
     let id = p2.packet_id.expect("packet id");
     let [hi, lo] = id.to_be_bytes();
     sub.send(&[
@@ -278,10 +242,7 @@ fn retained_sent_on_subscribe(
         return false;
     }
     assert_eq!(first.payload, b"kept", "{first:?}");
-    assert!(
-        first.retain,
-        "a retained message sent on subscribe has RETAIN=1: {first:?}"
-    );
+    assert!(first.retain, "a retained message sent on subscribe has RETAIN=1: {first:?}");
     c.expect_message("rh/t", b"live");
     true
 }
@@ -320,15 +281,9 @@ fn retain_as_published_keeps_retain_flag_on_live_forward() {
     let mut publisher = TestClient::v5(&broker, "pub");
     publisher.publish("rap/t", b"r", 1, true);
     publisher.publish("rap/t", b"n", 1, false);
-    assert!(
-        rap.expect_message("rap/t", b"r").retain,
-        "RAP=1 keeps RETAIN=1"
-    );
+    assert!(rap.expect_message("rap/t", b"r").retain, "RAP=1 keeps RETAIN=1");
     assert!(!rap.expect_message("rap/t", b"n").retain);
-    assert!(
-        !plain.expect_message("rap/t", b"r").retain,
-        "RAP=0 clears RETAIN"
-    );
+    assert!(!plain.expect_message("rap/t", b"r").retain, "RAP=0 clears RETAIN");
     assert!(!plain.expect_message("rap/t", b"n").retain);
 }
 
@@ -394,10 +349,7 @@ fn subscription_identifiers_in_delivered_publish() {
     ids.sort_by_key(|v| format!("{v:?}"));
     assert_eq!(
         ids,
-        [
-            packets::PropValue::VarInt(300),
-            packets::PropValue::VarInt(7)
-        ],
+        [packets::PropValue::VarInt(300), packets::PropValue::VarInt(7)],
         "identifiers of the message matching both subscriptions"
     );
     let p = c.expect_message("plain/t", b"none");
@@ -411,10 +363,7 @@ fn topic_alias_from_client() {
     let broker = Broker::start();
     let mut sub = subscriber(&broker, "sub", "ta/#", 1);
     let (mut c, connack) = TestClient::try_handshake(&broker, Connect::v5("aliaser"));
-    assert!(
-        connack.props.num(prop::TOPIC_ALIAS_MAXIMUM).unwrap_or(0) >= 1,
-        "{connack:?}"
-    );
+    assert!(connack.props.num(prop::TOPIC_ALIAS_MAXIMUM).unwrap_or(0) >= 1, "{connack:?}");
     c.send(&[
         0x30, 0x0C, // PUBLISH QoS 0, remaining length 12
         0x00, 0x05, b't', b'a', b'/', b'x', b'y', // topic "ta/xy"
@@ -522,12 +471,9 @@ fn will_not_published_after_normal_disconnect_v5() {
 fn will_delay_interval_delays_will() {
     let broker = Broker::start();
     let mut sub = subscriber(&broker, "sub", "will/t", 1);
-    let connect = Connect::v5("delayed")
-        .prop(Property::u32(prop::SESSION_EXPIRY_INTERVAL, 30))
-        .will(
-            Will::new("will/t", b"late")
-                .qos(1)
-                .prop(Property::u32(prop::WILL_DELAY_INTERVAL, 1)),
+    let connect =
+        Connect::v5("delayed").prop(Property::u32(prop::SESSION_EXPIRY_INTERVAL, 30)).will(
+            Will::new("will/t", b"late").qos(1).prop(Property::u32(prop::WILL_DELAY_INTERVAL, 1)),
         );
     let c = TestClient::handshake(&broker, connect);
     c.drop_connection();
@@ -549,9 +495,7 @@ fn will_delay_cancelled_by_reconnect() {
         .clean(false)
         .prop(Property::u32(prop::SESSION_EXPIRY_INTERVAL, 30))
         .will(
-            Will::new("will/t", b"late")
-                .qos(1)
-                .prop(Property::u32(prop::WILL_DELAY_INTERVAL, 1)),
+            Will::new("will/t", b"late").qos(1).prop(Property::u32(prop::WILL_DELAY_INTERVAL, 1)),
         );
     TestClient::handshake(&broker, connect.clone()).drop_connection();
     let (mut c, connack) = TestClient::try_handshake(&broker, connect.clone());
@@ -579,19 +523,15 @@ fn takeover_v5_old_connection_gets_disconnect_0x8e() {
 fn connect_expect_session(broker: &Broker, connect: Connect, present: bool) -> TestClient {
     let (c, connack) = TestClient::try_handshake(broker, connect);
     assert_eq!(connack.code, 0x00, "{connack:?}");
-    assert_eq!(
-        connack.session_present, present,
-        "session present: {connack:?}"
-    );
+    assert_eq!(connack.session_present, present, "session present: {connack:?}");
     c
 }
 
 #[test]
 fn clean_start_0_with_session_expiry_resumes_session() {
     let broker = Broker::start();
-    let connect = Connect::v5("keeper")
-        .clean(false)
-        .prop(Property::u32(prop::SESSION_EXPIRY_INTERVAL, 60));
+    let connect =
+        Connect::v5("keeper").clean(false).prop(Property::u32(prop::SESSION_EXPIRY_INTERVAL, 60));
     let mut c = connect_expect_session(&broker, connect.clone(), false);
     c.subscribe("cs/t", 1);
     c.disconnect();
@@ -616,9 +556,8 @@ fn session_expiry_0_ends_session_at_disconnect() {
 #[test]
 fn clean_start_1_discards_session() {
     let broker = Broker::start();
-    let keep = Connect::v5("fresh")
-        .clean(false)
-        .prop(Property::u32(prop::SESSION_EXPIRY_INTERVAL, 60));
+    let keep =
+        Connect::v5("fresh").clean(false).prop(Property::u32(prop::SESSION_EXPIRY_INTERVAL, 60));
     let mut c = connect_expect_session(&broker, keep, false);
     c.subscribe("cl/old", 1);
     c.disconnect();

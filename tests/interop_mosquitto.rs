@@ -35,12 +35,7 @@ struct Received {
 }
 
 fn msg(topic: &str, qos: u8, retain: bool, payload: &str) -> Received {
-    Received {
-        topic: topic.to_string(),
-        qos,
-        retain,
-        payload: payload.to_string(),
-    }
+    Received { topic: topic.to_string(), qos, retain, payload: payload.to_string() }
 }
 
 /// A running `mosquitto_sub`, already subscribed when returned.
@@ -81,16 +76,9 @@ impl Sub {
                 let mut f = l.splitn(4, '|');
                 let mut next = || f.next().unwrap_or_else(|| panic!("bad output line {l:?}"));
                 let topic = next().to_string();
-                let qos = next()
-                    .parse()
-                    .unwrap_or_else(|_| panic!("bad QoS in {l:?}"));
+                let qos = next().parse().unwrap_or_else(|_| panic!("bad QoS in {l:?}"));
                 let retain = next() == "1";
-                Received {
-                    topic,
-                    qos,
-                    retain,
-                    payload: next().to_string(),
-                }
+                Received { topic, qos, retain, payload: next().to_string() }
             })
             .collect()
     }
@@ -119,16 +107,7 @@ fn qos_round_trip(version: &str) {
         publish(
             &broker,
             version,
-            &[
-                "-i",
-                "pub",
-                "-q",
-                qos,
-                "-t",
-                &topic,
-                "-m",
-                &format!("payload {qos}"),
-            ],
+            &["-i", "pub", "-q", qos, "-t", &topic, "-m", &format!("payload {qos}")],
         );
     }
     assert_eq!(
@@ -163,23 +142,9 @@ fn mosquitto_clients_qos_downgraded_to_subscription() {
     }
     let broker = Broker::start();
     let sub = Sub::start(&broker, "sub", "mqttv5", 1, &["down/#"], 2);
-    publish(
-        &broker,
-        "mqttv311",
-        &["-q", "2", "-t", "down/a", "-m", "two"],
-    );
-    publish(
-        &broker,
-        "mqttv31",
-        &["-q", "0", "-t", "down/b", "-m", "zero"],
-    );
-    assert_eq!(
-        sub.messages(),
-        [
-            msg("down/a", 1, false, "two"),
-            msg("down/b", 0, false, "zero")
-        ]
-    );
+    publish(&broker, "mqttv311", &["-q", "2", "-t", "down/a", "-m", "two"]);
+    publish(&broker, "mqttv31", &["-q", "0", "-t", "down/b", "-m", "zero"]);
+    assert_eq!(sub.messages(), [msg("down/a", 1, false, "two"), msg("down/b", 0, false, "zero")]);
 }
 
 #[test]
@@ -190,20 +155,9 @@ fn mosquitto_clients_across_versions() {
     let broker = Broker::start();
     let v31 = Sub::start(&broker, "sub31", "mqttv31", 1, &["x/#"], 2);
     let v5 = Sub::start(&broker, "sub5", "mqttv5", 1, &["x/#"], 2);
-    publish(
-        &broker,
-        "mqttv5",
-        &["-q", "1", "-t", "x/from5", "-m", "five"],
-    );
-    publish(
-        &broker,
-        "mqttv31",
-        &["-q", "1", "-t", "x/from31", "-m", "three-one"],
-    );
-    let expected = [
-        msg("x/from5", 1, false, "five"),
-        msg("x/from31", 1, false, "three-one"),
-    ];
+    publish(&broker, "mqttv5", &["-q", "1", "-t", "x/from5", "-m", "five"]);
+    publish(&broker, "mqttv31", &["-q", "1", "-t", "x/from31", "-m", "three-one"]);
+    let expected = [msg("x/from5", 1, false, "five"), msg("x/from31", 1, false, "three-one")];
     assert_eq!(v31.messages(), expected);
     assert_eq!(v5.messages(), expected);
 }
@@ -214,22 +168,10 @@ fn mosquitto_clients_wildcards() {
         return;
     }
     let broker = Broker::start();
-    let sub = Sub::start(
-        &broker,
-        "sub",
-        "mqttv311",
-        0,
-        &["sensors/+/temp", "alerts/#"],
-        3,
-    );
-    for topic in [
-        "sensors/a/temp",
-        "sensors/a/b/temp",
-        "alerts",
-        "other/x",
-        "sensors/temp",
-        "alerts/fire/1",
-    ] {
+    let sub = Sub::start(&broker, "sub", "mqttv311", 0, &["sensors/+/temp", "alerts/#"], 3);
+    for topic in
+        ["sensors/a/temp", "sensors/a/b/temp", "alerts", "other/x", "sensors/temp", "alerts/fire/1"]
+    {
         publish(&broker, "mqttv311", &["-q", "1", "-t", topic, "-m", topic]);
     }
     // Published in order, each acknowledged before the next: a wrongly matched topic would
@@ -249,16 +191,8 @@ fn retained(version: &str) {
         return;
     }
     let broker = Broker::start();
-    publish(
-        &broker,
-        version,
-        &["-q", "1", "-r", "-t", "ret/a", "-m", "first"],
-    );
-    publish(
-        &broker,
-        version,
-        &["-q", "1", "-r", "-t", "ret/a", "-m", "kept"],
-    );
+    publish(&broker, version, &["-q", "1", "-r", "-t", "ret/a", "-m", "first"]);
+    publish(&broker, version, &["-q", "1", "-r", "-t", "ret/a", "-m", "kept"]);
     let sub = Sub::start(&broker, "late", version, 1, &["ret/#"], 1);
     assert_eq!(sub.messages(), [msg("ret/a", 1, true, "kept")]);
 
@@ -294,11 +228,7 @@ fn readme_scenario_pub_qos2_sub_hash_v5() {
         .args(["-d", "-C", "1", "-W", &wait_secs()]); // -d: to see the SUBACK; -C/-W: bounded
     let mut sub = Process::spawn(cmd);
     sub.wait_for_line(|l| l.starts_with("Subscribed (mid"));
-    publish(
-        &broker,
-        "mqttv311",
-        &["-q", "2", "-t", "gateway/line1/temp", "-m", "21.5"],
-    );
+    publish(&broker, "mqttv311", &["-q", "2", "-t", "gateway/line1/temp", "-m", "21.5"]);
     let lines = sub.expect_success(timeout() + timeout());
     assert!(
         lines.iter().any(|l| l == "gateway/line1/temp 21.5"),

@@ -111,10 +111,7 @@ pub fn skip_in_reference(why: &str) -> bool {
         ));
         return false;
     }
-    loud(&format!(
-        "SKIPPED {} in reference mode (mosquitto): {why}",
-        test_name()
-    ));
+    loud(&format!("SKIPPED {} in reference mode (mosquitto): {why}", test_name()));
     true
 }
 
@@ -152,11 +149,7 @@ pub fn require_tool(name: &str) -> bool {
             })
         })
         .unwrap_or(false);
-    found
-        || missing(
-            name,
-            "mosquitto-clients (apt-get install mosquitto-clients)",
-        )
+    found || missing(name, "mosquitto-clients (apt-get install mosquitto-clients)")
 }
 
 /// The interpreter the paho scripts run with: Debian's, where `python3-paho-mqtt` lives.
@@ -296,10 +289,7 @@ impl BrokerBuilder {
 
     /// A key of any section.
     pub fn set(mut self, section: &str, key: &str, value: impl Into<Value>) -> BrokerBuilder {
-        self.settings
-            .entry(section.to_string())
-            .or_default()
-            .insert(key.to_string(), value.into());
+        self.settings.entry(section.to_string()).or_default().insert(key.to_string(), value.into());
         self
     }
 
@@ -463,10 +453,7 @@ impl Broker {
 
     fn spawn(&mut self) {
         self.runs += 1;
-        self.push_log(format!(
-            "===== broker run {} ({:?}) =====",
-            self.runs, self.target
-        ));
+        self.push_log(format!("===== broker run {} ({:?}) =====", self.runs, self.target));
         match self.target {
             Target::Edgemq => self.spawn_edgemq(),
             Target::Mosquitto => {
@@ -502,9 +489,7 @@ impl Broker {
             .arg(self.data_dir())
             .args(["--log-level", &level])
             .current_dir(self.dir.path());
-        let rx = self.launch(cmd, |line| {
-            parse_listening_port(line).map(Startup::Listening)
-        });
+        let rx = self.launch(cmd, |line| parse_listening_port(line).map(Startup::Listening));
         match self.wait_startup(&rx) {
             Startup::Listening(port) => self.port = port,
             Startup::PortTaken => self.fail_start("port taken, though edgemq was given port 0"),
@@ -562,13 +547,9 @@ impl Broker {
         mut cmd: Command,
         on_line: impl Fn(&str) -> Option<Startup> + Send + 'static,
     ) -> mpsc::Receiver<Startup> {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         self.command = format!("{cmd:?}");
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start broker {cmd:?}: {e}"));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start broker {cmd:?}: {e}"));
         let stderr = child.stderr.take().expect("stderr piped");
         let stdout = child.stdout.take().expect("stdout piped");
         let log = Arc::clone(&self.log);
@@ -607,10 +588,7 @@ impl Broker {
             None => "not running".to_string(),
         };
         self.kill();
-        panic!(
-            "broker start failed: {why} ({status}); command: {}",
-            self.command
-        );
+        panic!("broker start failed: {why} ({status}); command: {}", self.command);
     }
 }
 
@@ -647,12 +625,8 @@ fn runner_command(program: &str) -> Command {
 pub fn parse_listening_port(line: &str) -> Option<u16> {
     let rest = &line[line.find("listening on ")? + "listening on ".len()..];
     let addr = rest.split_whitespace().next()?;
-    let port: String = addr
-        .rsplit(':')
-        .next()?
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
+    let port: String =
+        addr.rsplit(':').next()?.chars().take_while(|c| c.is_ascii_digit()).collect();
     port.parse().ok().filter(|p| *p != 0)
 }
 
@@ -731,11 +705,7 @@ impl TestClient {
 
     /// Connects, sends `connect`, returns the client and the CONNACK, whatever its code.
     pub fn try_handshake(broker: &Broker, connect: Connect) -> (TestClient, Connack) {
-        let name = if connect.client_id.is_empty() {
-            "<empty id>"
-        } else {
-            &connect.client_id
-        };
+        let name = if connect.client_id.is_empty() { "<empty id>" } else { &connect.client_id };
         let mut client = TestClient::connect_named(broker, name);
         client.level = connect.level;
         client.send(&connect.build());
@@ -762,11 +732,7 @@ impl TestClient {
     /// Writes all bytes; panics if the connection is gone.
     pub fn send(&mut self, bytes: &[u8]) {
         self.try_send(bytes).unwrap_or_else(|e| {
-            panic!(
-                "[{}] send of [{}] failed: {e}",
-                self.name,
-                packets::hex(bytes)
-            )
+            panic!("[{}] send of [{}] failed: {e}", self.name, packets::hex(bytes))
         });
     }
 
@@ -784,9 +750,7 @@ impl TestClient {
                 return Err(ReadEnd::Timeout);
             }
             let wait = (deadline - now).max(Duration::from_millis(1));
-            self.stream
-                .set_read_timeout(Some(wait))
-                .expect("set_read_timeout");
+            self.stream.set_read_timeout(Some(wait)).expect("set_read_timeout");
             match self.stream.read(&mut buf) {
                 Ok(0) => return Err(ReadEnd::Closed("EOF".to_string())),
                 Ok(n) => {
@@ -822,11 +786,7 @@ impl TestClient {
         }
         let actual: Vec<u8> = self.pending.drain(..expected.len()).collect();
         if actual != expected {
-            let at = actual
-                .iter()
-                .zip(expected)
-                .position(|(a, e)| a != e)
-                .unwrap_or(0);
+            let at = actual.iter().zip(expected).position(|(a, e)| a != e).unwrap_or(0);
             panic!(
                 "[{}] received bytes differ from expected at byte {at}\n  expected: {}\n  actual:   {}",
                 self.name,
@@ -934,10 +894,7 @@ impl TestClient {
                 Ok(_) => {}
                 Err(ReadEnd::Timeout) => return,
                 Err(ReadEnd::Closed(why)) => {
-                    panic!(
-                        "[{}] expected no packet but the connection closed ({why})",
-                        self.name
-                    )
+                    panic!("[{}] expected no packet but the connection closed ({why})", self.name)
                 }
             }
         }
@@ -1001,10 +958,7 @@ impl TestClient {
         };
         self.send(&packet);
         let suback = Suback::parse(&self.read_expected(kind::SUBACK), self.is_v5());
-        assert_eq!(
-            suback.packet_id, id,
-            "SUBACK for another packet id: {suback:?}"
-        );
+        assert_eq!(suback.packet_id, id, "SUBACK for another packet id: {suback:?}");
         assert_eq!(suback.codes.len(), 1, "SUBACK code count: {suback:?}");
         suback.codes[0]
     }
@@ -1054,12 +1008,7 @@ impl TestClient {
     /// Reads the next packet, asserts it is a PUBLISH and parses it for this client's version.
     pub fn expect_publish(&mut self) -> Publish {
         let packet = self.read_packet();
-        assert_eq!(
-            packet.kind(),
-            kind::PUBLISH,
-            "[{}] expected PUBLISH, got {packet}",
-            self.name
-        );
+        assert_eq!(packet.kind(), kind::PUBLISH, "[{}] expected PUBLISH, got {packet}", self.name);
         Publish::parse(&packet, self.is_v5())
     }
 
@@ -1107,11 +1056,7 @@ impl TestClient {
             "[{}] DISCONNECT reason {:#04x}, expected one of {}: {packet}",
             self.name,
             d.reason,
-            reasons
-                .iter()
-                .map(|r| format!("{r:#04x}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            reasons.iter().map(|r| format!("{r:#04x}")).collect::<Vec<_>>().join(", ")
         );
         self.expect_closed();
         d
@@ -1148,31 +1093,15 @@ pub struct Process {
 impl Process {
     pub fn spawn(mut cmd: Command) -> Process {
         let what = format!("{cmd:?}");
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let readers_done = vec![
-            collect_lines(
-                child.stdout.take().expect("stdout piped"),
-                Arc::clone(&stdout),
-            ),
-            collect_lines(
-                child.stderr.take().expect("stderr piped"),
-                Arc::clone(&stderr),
-            ),
+            collect_lines(child.stdout.take().expect("stdout piped"), Arc::clone(&stdout)),
+            collect_lines(child.stderr.take().expect("stderr piped"), Arc::clone(&stderr)),
         ];
-        Process {
-            what,
-            child: Some(child),
-            stdout,
-            stderr,
-            readers_done,
-        }
+        Process { what, child: Some(child), stdout, stderr, readers_done }
     }
 
     pub fn stdout(&self) -> Vec<String> {
@@ -1199,28 +1128,18 @@ impl Process {
             if let Some(line) = self.stdout().into_iter().find(|l| pred(l)) {
                 return line;
             }
-            let exited = self
-                .child
-                .as_mut()
-                .map(|c| matches!(c.try_wait(), Ok(Some(_))))
-                .unwrap_or(true);
+            let exited =
+                self.child.as_mut().map(|c| matches!(c.try_wait(), Ok(Some(_)))).unwrap_or(true);
             if exited {
                 // One more look: the reader may have been behind the exit.
                 thread::sleep(Duration::from_millis(50));
                 if let Some(line) = self.stdout().into_iter().find(|l| pred(l)) {
                     return line;
                 }
-                panic!(
-                    "process exited before printing the awaited line: {}",
-                    self.describe()
-                );
+                panic!("process exited before printing the awaited line: {}", self.describe());
             }
             if Instant::now() > deadline {
-                panic!(
-                    "awaited line not printed within {:?}: {}",
-                    timeout(),
-                    self.describe()
-                );
+                panic!("awaited line not printed within {:?}: {}", timeout(), self.describe());
             }
             thread::sleep(Duration::from_millis(10));
         }
@@ -1245,10 +1164,7 @@ impl Process {
                 let _ = child.kill();
                 let _ = child.wait();
                 self.child = None;
-                panic!(
-                    "process did not finish within {within:?}: {}",
-                    self.describe()
-                );
+                panic!("process did not finish within {within:?}: {}", self.describe());
             }
             thread::sleep(Duration::from_millis(10));
         }
@@ -1257,11 +1173,7 @@ impl Process {
     /// Waits for exit and asserts success; returns stdout lines.
     pub fn expect_success(&mut self, within: Duration) -> Vec<String> {
         let status = self.wait(within);
-        assert!(
-            status.success(),
-            "exited with {status}: {}",
-            self.describe()
-        );
+        assert!(status.success(), "exited with {status}: {}", self.describe());
         self.stdout()
     }
 }

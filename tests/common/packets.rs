@@ -107,40 +107,22 @@ pub struct Property {
 
 impl Property {
     pub fn byte(id: u8, v: u8) -> Property {
-        Property {
-            id,
-            value: PropValue::Byte(v),
-        }
+        Property { id, value: PropValue::Byte(v) }
     }
     pub fn u16(id: u8, v: u16) -> Property {
-        Property {
-            id,
-            value: PropValue::U16(v),
-        }
+        Property { id, value: PropValue::U16(v) }
     }
     pub fn u32(id: u8, v: u32) -> Property {
-        Property {
-            id,
-            value: PropValue::U32(v),
-        }
+        Property { id, value: PropValue::U32(v) }
     }
     pub fn varint(id: u8, v: u32) -> Property {
-        Property {
-            id,
-            value: PropValue::VarInt(v),
-        }
+        Property { id, value: PropValue::VarInt(v) }
     }
     pub fn string(id: u8, v: &str) -> Property {
-        Property {
-            id,
-            value: PropValue::Str(v.to_string()),
-        }
+        Property { id, value: PropValue::Str(v.to_string()) }
     }
     pub fn user(k: &str, v: &str) -> Property {
-        Property {
-            id: prop::USER_PROPERTY,
-            value: PropValue::Pair(k.to_string(), v.to_string()),
-        }
+        Property { id: prop::USER_PROPERTY, value: PropValue::Pair(k.to_string(), v.to_string()) }
     }
 
     fn encode_into(&self, out: &mut Vec<u8>) {
@@ -210,11 +192,7 @@ impl Props {
         self.0.iter().find(|p| p.id == id).map(|p| &p.value)
     }
     pub fn all(&self, id: u8) -> Vec<&PropValue> {
-        self.0
-            .iter()
-            .filter(|p| p.id == id)
-            .map(|p| &p.value)
-            .collect()
+        self.0.iter().filter(|p| p.id == id).map(|p| &p.value).collect()
     }
     pub fn has(&self, id: u8) -> bool {
         self.get(id).is_some()
@@ -523,9 +501,7 @@ impl Publish {
 
     /// The properties of a parsed MQTT 5.0 PUBLISH (panics for 3.x).
     pub fn props(&self) -> &Props {
-        self.props
-            .as_ref()
-            .expect("PUBLISH was parsed as MQTT 3.x: no properties")
+        self.props.as_ref().expect("PUBLISH was parsed as MQTT 3.x: no properties")
     }
 
     pub fn payload_str(&self) -> &str {
@@ -623,12 +599,7 @@ impl Packet {
         frame(self.first, &self.body)
     }
     pub fn assert_kind(&self, kind: u8) {
-        assert_eq!(
-            self.kind(),
-            kind,
-            "expected {} but got {self}",
-            kind::name(kind)
-        );
+        assert_eq!(self.kind(), kind, "expected {} but got {self}", kind::name(kind));
     }
 }
 
@@ -662,11 +633,7 @@ impl Connack {
         let code = c.u8();
         let props = if v5 { c.props() } else { Props::default() };
         c.finish();
-        Connack {
-            session_present: ack_flags & 0x01 != 0,
-            code,
-            props,
-        }
+        Connack { session_present: ack_flags & 0x01 != 0, code, props }
     }
 }
 
@@ -685,11 +652,7 @@ impl Suback {
         let mut c = Cursor::new(packet);
         let packet_id = c.u16();
         let props = if v5 { c.props() } else { Props::default() };
-        Suback {
-            packet_id,
-            codes: c.rest().to_vec(),
-            props,
-        }
+        Suback { packet_id, codes: c.rest().to_vec(), props }
     }
 }
 
@@ -730,11 +693,7 @@ impl Disconnect {
         assert_eq!(packet.flags(), 0, "DISCONNECT flags must be 0: {packet}");
         let mut c = Cursor::new(packet);
         let reason = if c.remaining() > 0 { c.u8() } else { 0x00 };
-        let props = if c.remaining() > 0 {
-            c.props()
-        } else {
-            Props::default()
-        };
+        let props = if c.remaining() > 0 { c.props() } else { Props::default() };
         c.finish();
         Disconnect { reason, props }
     }
@@ -784,10 +743,7 @@ impl<'a> Cursor<'a> {
                 return value;
             }
         }
-        panic!(
-            "broker sent a variable byte integer longer than 4 bytes: {}",
-            self.packet
-        )
+        panic!("broker sent a variable byte integer longer than 4 bytes: {}", self.packet)
     }
     pub fn binary(&mut self) -> Vec<u8> {
         let len = usize::from(self.u16());
@@ -797,38 +753,23 @@ impl<'a> Cursor<'a> {
         let bytes = self.binary();
         let s = String::from_utf8(bytes)
             .unwrap_or_else(|e| panic!("broker sent invalid UTF-8 ({e}): {}", self.packet));
-        assert!(
-            !s.contains('\0'),
-            "broker sent U+0000 in a string: {}",
-            self.packet
-        );
+        assert!(!s.contains('\0'), "broker sent U+0000 in a string: {}", self.packet);
         s
     }
     /// A property list; panics on unknown identifiers or a length that does not add up.
     pub fn props(&mut self) -> Props {
         let len = self.varint() as usize;
         let end = self.pos + len;
-        assert!(
-            end <= self.packet.body.len(),
-            "property length past the end: {}",
-            self.packet
-        );
+        assert!(end <= self.packet.body.len(), "property length past the end: {}", self.packet);
         let mut out = Vec::new();
         while self.pos < end {
             let id = self.u8();
             let read = prop_type(id).unwrap_or_else(|| {
                 panic!("broker sent unknown property 0x{id:02x}: {}", self.packet)
             });
-            out.push(Property {
-                id,
-                value: read(self),
-            });
+            out.push(Property { id, value: read(self) });
         }
-        assert_eq!(
-            self.pos, end,
-            "property list overran its length: {}",
-            self.packet
-        );
+        assert_eq!(self.pos, end, "property list overran its length: {}", self.packet);
         Props(out)
     }
     pub fn rest(&mut self) -> &'a [u8] {
@@ -865,9 +806,5 @@ pub fn assert_framed(bytes: &[u8]) {
 
 /// Bytes as space-separated hex, for failure messages.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
 }
