@@ -1,5 +1,5 @@
 # edgemq: build, test and cross-compile entry points (GNU make). `make` lists the targets.
-# Cross builds use Debian's cross gcc + rustup targets + qemu-user (cross/README.md); the tools
+# Cross builds use Debian's cross gcc + rustup targets + qemu-user (README.md, "Build for your gateway"); the tools
 # are installed by cross/setup.sh and cross/setup-musl.sh, which do nothing when all is present.
 
 SHELL := bash

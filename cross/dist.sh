@@ -6,9 +6,7 @@ set -euo pipefail
 
 profile=$1; shift
 [ -f conf/edgemq.toml ] || { echo "cross/dist.sh: conf/edgemq.toml is missing" >&2; exit 1; }
-# The gateway section lives in cross/README.md until it is merged into the top-level README.
 readme=README.md
-[ -f "$readme" ] || readme=cross/README.md
 
 id=$(cargo pkgid)
 version=${id##*[#@]}
