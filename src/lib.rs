@@ -10,3 +10,6 @@ pub mod codec;
 pub mod config;
 pub mod net;
 pub mod store;
+
+#[cfg(test)]
+mod test_support;

@@ -7,7 +7,7 @@ use edgemq::broker::{Broker, Limits};
 use edgemq::cli::{self, Command, RunOptions};
 use edgemq::config::Config;
 use edgemq::net::EventLoop;
-use edgemq::store::{self, Store, StoreConfig};
+use edgemq::store::{self, Store};
 use std::time::Instant;
 
 fn main() -> ExitCode {
@@ -63,7 +63,7 @@ fn run(options: &RunOptions) -> ExitCode {
 
     let now = Instant::now();
     let data_dir = &config.sqlite.mounted_file_path;
-    let mut store = match Store::open(data_dir, StoreConfig::from(&config.sqlite), now) {
+    let mut store = match Store::open(data_dir, config.sqlite.clone(), now) {
         Ok(store) => store,
         Err(error) => {
             log::error!("{error}");

@@ -26,21 +26,29 @@ pub struct Message {
 impl Message {
     /// Builds the routed message from an inbound PUBLISH whose topic alias was resolved.
     pub fn from_publish(publish: Publish, now: Instant) -> Message {
-        let mut properties = publish.properties;
-        let expires_at = properties
+        let expires_at = publish
+            .properties
             .message_expiry_interval
-            .take()
             .map(|secs| now + Duration::from_secs(u64::from(secs)));
+        Message::with_deadline(publish, expires_at).0
+    }
+
+    /// The message of `publish` expiring at `expires_at`, and the subscription identifiers
+    /// that were on the packet (they belong to a delivery, not to the message).
+    pub fn with_deadline(publish: Publish, expires_at: Option<Instant>) -> (Message, Vec<u32>) {
+        let mut properties = publish.properties;
+        let subscription_ids = std::mem::take(&mut properties.subscription_identifiers);
+        properties.message_expiry_interval = None;
         properties.topic_alias = None;
-        properties.subscription_identifiers.clear();
-        Message {
+        let message = Message {
             topic: publish.topic,
             payload: publish.payload,
             qos: publish.qos,
             retain: publish.retain,
             properties,
             expires_at,
-        }
+        };
+        (message, subscription_ids)
     }
 
     /// The PUBLISH kept in the store for a retained message (expiry stored beside it).
@@ -103,25 +111,9 @@ impl Delivery {
 
     /// A delivery read back from store row `seq`.
     pub fn from_stored(seq: i64, publish: Publish, expires_at: Option<Instant>) -> Delivery {
-        let mut properties = publish.properties;
-        let subscription_ids = std::mem::take(&mut properties.subscription_identifiers);
-        properties.message_expiry_interval = None;
-        properties.topic_alias = None;
-        let message = Message {
-            topic: publish.topic,
-            payload: publish.payload,
-            qos: publish.qos,
-            retain: publish.retain,
-            properties,
-            expires_at,
-        };
-        Delivery {
-            message: Rc::new(message),
-            qos: publish.qos,
-            retain: publish.retain,
-            subscription_ids,
-            seq: Some(seq),
-        }
+        let (qos, retain) = (publish.qos, publish.retain);
+        let (message, subscription_ids) = Message::with_deadline(publish, expires_at);
+        Delivery { message: Rc::new(message), qos, retain, subscription_ids, seq: Some(seq) }
     }
 
     /// The PUBLISH to send. The remaining expiry is computed at send time (MQTT-3.3.2-6).

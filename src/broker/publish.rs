@@ -236,17 +236,8 @@ impl Broker {
         if queued >= queue_limit
             && !(online && queued < queue_limit * QUEUE_HARD_FACTOR && self.congest(session_id))
         {
-            let Some(session) = self.session_mut(session_id) else { return };
-            session.dropped += 1;
-            let client_id = session.client_id.clone();
-            self.stats.messages_dropped += 1;
-            self.warn_drop(
-                now,
-                &client_id,
-                &delivery.message.topic,
-                "queue full (mqtt.max_queued_messages)",
-            );
-            return;
+            let why = "queue full (mqtt.max_queued_messages)";
+            return self.count_drop(session_id, &delivery.message.topic, why, now);
         }
         if let Some(session) = self.session_mut(session_id) {
             session.queue.push_back(delivery);
@@ -296,16 +287,8 @@ impl Broker {
                 if outcome == Enqueued::Rejected {
                     self.route_outcome.rejected = true;
                 }
-                let Some(session) = self.session_mut(session_id) else { return };
-                session.dropped += 1;
-                let client_id = session.client_id.clone();
-                self.stats.messages_dropped += 1;
-                self.warn_drop(
-                    now,
-                    &client_id,
-                    &delivery.message.topic,
-                    "store queue full (sqlite caps)",
-                );
+                let why = "store queue full (sqlite caps)";
+                self.count_drop(session_id, &delivery.message.topic, why, now);
             }
             Enqueued::Failed => self.route_outcome.stored = true,
         }
@@ -315,17 +298,19 @@ impl Broker {
     fn forget_evicted(&mut self, victim: StoredSessionId, seq: i64, now: Instant) {
         let Some(&session_id) = self.by_store_id.get(&victim) else { return };
         let Some(session) = self.session_mut(session_id) else { return };
-        session.dropped += 1;
         if let Some(position) = session.queue.iter().position(|d| d.seq == Some(seq)) {
             session.queue.remove(position);
         }
-        let client_id = session.client_id.clone();
-        self.stats.messages_dropped += 1;
-        self.warn_drop(now, &client_id, "", "oldest queued message evicted (sqlite caps)");
+        self.count_drop(session_id, "", "oldest queued message evicted (sqlite caps)", now);
     }
 
-    /// Drops are logged at warn level, at most once per second per broker.
-    fn warn_drop(&mut self, now: Instant, client_id: &str, topic: &str, why: &str) {
+    /// Counts a message a session will never get, and says so at warn level, at most once
+    /// per second for the whole broker.
+    fn count_drop(&mut self, session_id: SessionId, topic: &str, why: &str, now: Instant) {
+        let Some(session) = self.session_mut(session_id) else { return };
+        session.dropped += 1;
+        let client_id = session.client_id.clone();
+        self.stats.messages_dropped += 1;
         if self.last_drop_warning.is_some_and(|at| now.duration_since(at).as_secs() < 1) {
             self.suppressed_drop_warnings += 1;
             return;

@@ -45,15 +45,7 @@ impl Broker {
                 self.store.delete_retained(&loaded.publish.topic);
                 continue;
             }
-            let publish = loaded.publish;
-            let message = Message {
-                topic: publish.topic,
-                payload: publish.payload,
-                qos: publish.qos,
-                retain: true,
-                properties: publish.properties,
-                expires_at: loaded.expires_at,
-            };
+            let (message, _) = Message::with_deadline(loaded.publish, loaded.expires_at);
             self.retained.apply(&Rc::new(message));
             restored.retained += 1;
         }

@@ -10,6 +10,7 @@ use crate::codec::{
     Connack, Connect, ConnectProperties, PacketId, PubAck, Publish, PublishProperties, QoS,
     Subscribe, SubscribeProperties, SubscriptionOptions, Will,
 };
+use crate::test_support::TempDir;
 
 #[derive(Default)]
 struct Recorder {
@@ -43,11 +44,11 @@ impl Recorder {
     }
 }
 
-fn memory_config() -> crate::store::StoreConfig {
-    crate::store::StoreConfig::from(&crate::config::SqliteConfig {
+fn memory_config() -> crate::config::SqliteConfig {
+    crate::config::SqliteConfig {
         durability: crate::config::Durability::Memory,
         ..Default::default()
-    })
+    }
 }
 
 struct Harness {
@@ -88,7 +89,7 @@ impl Harness {
         Harness::with_store(limits, memory_config())
     }
 
-    fn with_store(limits: Limits, config: crate::store::StoreConfig) -> Harness {
+    fn with_store(limits: Limits, config: crate::config::SqliteConfig) -> Harness {
         let store =
             crate::store::Store::open(std::path::Path::new("unused"), config, Instant::now())
                 .expect("in-memory store opens");
@@ -450,13 +451,13 @@ fn session_and_connection_limits_refuse_with_connack() {
     assert_eq!(c.reason, ReasonCode::ServerUnavailable);
 }
 
-fn ring_config(overflow: crate::config::Overflow) -> crate::store::StoreConfig {
-    crate::store::StoreConfig::from(&crate::config::SqliteConfig {
+fn ring_config(overflow: crate::config::Overflow) -> crate::config::SqliteConfig {
+    crate::config::SqliteConfig {
         durability: crate::config::Durability::Memory,
         max_queued_per_session: 2,
         overflow,
         ..Default::default()
-    })
+    }
 }
 
 /// Publishes "1", "2", "3" at QoS 1 to an offline persistent session and returns what it
@@ -545,34 +546,17 @@ fn session_expiry_removes_offline_session() {
     assert!(!connack.session_present);
 }
 
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let unique = format!("edgemq-broker-{name}-{}-{:?}", std::process::id(), Instant::now());
-        let path = std::env::temp_dir().join(unique.replace([' ', ':', '.'], "_"));
-        std::fs::create_dir_all(&path).expect("temp dir");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn disk_config(edit: impl FnOnce(&mut crate::config::SqliteConfig)) -> crate::store::StoreConfig {
+fn disk_config(edit: impl FnOnce(&mut crate::config::SqliteConfig)) -> crate::config::SqliteConfig {
     let mut sqlite = crate::config::SqliteConfig::default();
     edit(&mut sqlite);
-    crate::store::StoreConfig::from(&sqlite)
+    sqlite
 }
 
 /// A broker on `dir` with everything the store holds restored, as after a restart.
 fn restarted(dir: &TempDir) -> Harness {
     let now = Instant::now();
     let mut store =
-        crate::store::Store::open(&dir.0, disk_config(|_| {}), now).expect("store reopens");
+        crate::store::Store::open(dir.path(), disk_config(|_| {}), now).expect("store reopens");
     let snapshot = store.load().expect("store loads");
     let mut broker = Broker::new(Limits::default(), store);
     broker.restore(snapshot, now);
@@ -583,7 +567,7 @@ fn restarted(dir: &TempDir) -> Harness {
 fn restart_redelivers_inflight_with_dup_then_queue_in_order() {
     let dir = TempDir::new("restart");
     let (first_id, second_id) = {
-        let store = crate::store::Store::open(&dir.0, disk_config(|_| {}), Instant::now())
+        let store = crate::store::Store::open(dir.path(), disk_config(|_| {}), Instant::now())
             .expect("store opens");
         let mut h = Harness {
             broker: Broker::new(Limits::default(), store),
@@ -638,7 +622,7 @@ fn restart_redelivers_inflight_with_dup_then_queue_in_order() {
 fn restart_keeps_inbound_qos2_state_so_a_resent_publish_is_not_duplicated() {
     let dir = TempDir::new("inbound");
     {
-        let store = crate::store::Store::open(&dir.0, disk_config(|_| {}), Instant::now())
+        let store = crate::store::Store::open(dir.path(), disk_config(|_| {}), Instant::now())
             .expect("store opens");
         let mut h = Harness {
             broker: Broker::new(Limits::default(), store),
@@ -666,7 +650,7 @@ fn restart_keeps_inbound_qos2_state_so_a_resent_publish_is_not_duplicated() {
 fn full_store_refuses_acks_and_keeps_serving() {
     let dir = TempDir::new("full");
     let store = crate::store::Store::open(
-        &dir.0,
+        dir.path(),
         disk_config(|c| c.max_db_size = 64 * 1024),
         Instant::now(),
     )

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::config::{Durability, Overflow, SqliteConfig};
+use crate::config::{Durability, SqliteConfig};
 
 pub use inspect::inspect;
 pub use ring::{Enqueued, QueuedMessage};
@@ -34,35 +34,6 @@ pub const DB_FILE: &str = "edgemq.db";
 /// A session's row id in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StoredSessionId(pub i64);
-
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    pub durability: Durability,
-    /// Global cap on rows in the ring.
-    pub disk_cache_size: u64,
-    pub max_queued_per_session: u64,
-    pub max_queued_bytes_per_session: u64,
-    pub overflow: Overflow,
-    pub flush_mem_threshold: usize,
-    pub flush_interval: Duration,
-    /// Database size cap in bytes (0 = none); past it writes fail as on a full disk.
-    pub max_db_size: u64,
-}
-
-impl From<&SqliteConfig> for StoreConfig {
-    fn from(c: &SqliteConfig) -> StoreConfig {
-        StoreConfig {
-            durability: c.durability,
-            disk_cache_size: c.disk_cache_size,
-            max_queued_per_session: c.max_queued_per_session,
-            max_queued_bytes_per_session: c.max_queued_bytes_per_session,
-            overflow: c.overflow,
-            flush_mem_threshold: c.flush_mem_threshold,
-            flush_interval: c.flush_interval(),
-            max_db_size: c.max_db_size,
-        }
-    }
-}
 
 /// Why the store could not be opened; one line naming the file and what to do.
 #[derive(Debug)]
@@ -114,7 +85,7 @@ pub struct Usage {
 pub struct Store {
     db: Connection,
     path: PathBuf,
-    config: StoreConfig,
+    config: SqliteConfig,
     in_batch: bool,
     /// The first error of the open batch; the batch will be rolled back.
     batch_error: Option<String>,
@@ -130,7 +101,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database under `dir`, or in memory for
     /// `durability = "memory"`. Refuses unreadable, corrupt or newer-schema files.
-    pub fn open(dir: &Path, config: StoreConfig, now: Instant) -> Result<Store, StoreError> {
+    pub fn open(dir: &Path, config: SqliteConfig, now: Instant) -> Result<Store, StoreError> {
         let path = dir.join(DB_FILE);
         let fail = |message: String| StoreError { path: path.clone(), message };
         let db = if config.durability == Durability::Memory {
@@ -201,7 +172,7 @@ impl Store {
         &self.path
     }
 
-    pub fn config(&self) -> &StoreConfig {
+    pub fn config(&self) -> &SqliteConfig {
         &self.config
     }
 
@@ -225,7 +196,7 @@ impl Store {
     /// When a deferred batch must be committed at the latest (`durability = "batch"`).
     pub fn flush_deadline(&self) -> Option<Instant> {
         match self.config.durability {
-            Durability::Batch => self.batch_started.map(|t| t + self.config.flush_interval),
+            Durability::Batch => self.batch_started.map(|t| t + self.config.flush_interval()),
             Durability::Sync | Durability::Memory => None,
         }
     }

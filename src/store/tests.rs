@@ -1,34 +1,17 @@
 //! Store tests on real files in a temporary directory.
 
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::*;
 use crate::codec::{ProtocolVersion, Publish, PublishProperties, QoS, SubscriptionOptions};
-use crate::config::SqliteConfig;
+use crate::config::{Overflow, SqliteConfig};
+use crate::test_support::TempDir;
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let unique = format!("edgemq-store-{name}-{}-{:?}", std::process::id(), Instant::now());
-        let path = std::env::temp_dir().join(unique.replace([' ', ':', '.'], "_"));
-        std::fs::create_dir_all(&path).expect("temp dir");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn config(edit: impl FnOnce(&mut SqliteConfig)) -> StoreConfig {
+fn config(edit: impl FnOnce(&mut SqliteConfig)) -> SqliteConfig {
     let mut sqlite = SqliteConfig::default();
     edit(&mut sqlite);
-    StoreConfig::from(&sqlite)
+    sqlite
 }
 
 fn publish(topic: &str, payload: &[u8], qos: QoS) -> Publish {
@@ -60,7 +43,7 @@ fn committed(store: &mut Store) {
 fn sessions_subscriptions_and_queue_survive_reopen() {
     let dir = TempDir::new("reopen");
     let now = Instant::now();
-    let mut store = Store::open(&dir.0, config(|_| {}), now).expect("open");
+    let mut store = Store::open(dir.path(), config(|_| {}), now).expect("open");
     let id = save(&mut store, "sensor-1");
     let options =
         SubscriptionOptions { qos: QoS::AtLeastOnce, no_local: true, ..Default::default() };
@@ -74,7 +57,7 @@ fn sessions_subscriptions_and_queue_survive_reopen() {
     committed(&mut store);
     drop(store);
 
-    let mut store = Store::open(&dir.0, config(|_| {}), now).expect("reopen");
+    let mut store = Store::open(dir.path(), config(|_| {}), now).expect("reopen");
     let snapshot = store.load().expect("load");
     assert_eq!(snapshot.sessions.len(), 1);
     let s = &snapshot.sessions[0];
@@ -96,8 +79,9 @@ fn sessions_subscriptions_and_queue_survive_reopen() {
 #[test]
 fn per_session_cap_evicts_oldest_unsent_only() {
     let dir = TempDir::new("cap");
-    let mut store = Store::open(&dir.0, config(|c| c.max_queued_per_session = 2), Instant::now())
-        .expect("open");
+    let mut store =
+        Store::open(dir.path(), config(|c| c.max_queued_per_session = 2), Instant::now())
+            .expect("open");
     let id = save(&mut store, "c");
     let p = publish("t", b"x", QoS::AtLeastOnce);
     store.enqueue(id, 1, 1, &p, None);
@@ -119,7 +103,7 @@ fn global_cap_evicts_oldest_in_the_ring() {
         c.disk_cache_size = 3;
         c.max_queued_per_session = 3;
     });
-    let mut store = Store::open(&dir.0, cfg, Instant::now()).expect("open");
+    let mut store = Store::open(dir.path(), cfg, Instant::now()).expect("open");
     let a = save(&mut store, "a");
     let b = save(&mut store, "b");
     let p = publish("t", b"x", QoS::AtLeastOnce);
@@ -138,7 +122,7 @@ fn reject_and_drop_new_policies() {
         c.max_queued_per_session = 1;
         c.overflow = Overflow::Reject;
     });
-    let mut store = Store::open(&dir.0, cfg, Instant::now()).expect("open");
+    let mut store = Store::open(dir.path(), cfg, Instant::now()).expect("open");
     let id = save(&mut store, "c");
     let p = publish("t", b"x", QoS::AtLeastOnce);
     assert!(matches!(store.enqueue(id, 1, 1, &p, None), Enqueued::Stored { .. }));
@@ -150,7 +134,7 @@ fn reject_and_drop_new_policies() {
 fn full_database_fails_the_batch_and_keeps_what_was_committed() {
     let dir = TempDir::new("full");
     let cfg = config(|c| c.max_db_size = 64 * 1024);
-    let mut store = Store::open(&dir.0, cfg, Instant::now()).expect("open");
+    let mut store = Store::open(dir.path(), cfg, Instant::now()).expect("open");
     let id = save(&mut store, "c");
     committed(&mut store);
     let big = vec![0xAB; 8 * 1024];
@@ -185,10 +169,10 @@ fn full_database_fails_the_batch_and_keeps_what_was_committed() {
 #[test]
 fn corrupt_file_is_refused_with_the_path_and_left_alone() {
     let dir = TempDir::new("corrupt");
-    let path = dir.0.join(DB_FILE);
+    let path = dir.path().join(DB_FILE);
     let garbage = vec![0x42u8; 4096];
     std::fs::write(&path, &garbage).expect("write garbage");
-    let error = Store::open(&dir.0, config(|_| {}), Instant::now()).err().expect("refused");
+    let error = Store::open(dir.path(), config(|_| {}), Instant::now()).err().expect("refused");
     let text = error.to_string();
     assert!(text.contains(DB_FILE), "{text}");
     assert!(text.contains("move the file aside"), "{text}");
@@ -199,10 +183,10 @@ fn corrupt_file_is_refused_with_the_path_and_left_alone() {
 fn newer_schema_is_refused() {
     let dir = TempDir::new("newer");
     {
-        let store = Store::open(&dir.0, config(|_| {}), Instant::now()).expect("open");
+        let store = Store::open(dir.path(), config(|_| {}), Instant::now()).expect("open");
         store.db.pragma_update(None, "user_version", 99).expect("bump");
     }
-    let error = Store::open(&dir.0, config(|_| {}), Instant::now()).err().expect("refused");
+    let error = Store::open(dir.path(), config(|_| {}), Instant::now()).err().expect("refused");
     assert!(error.to_string().contains("newer"), "{error}");
 }
 
@@ -211,7 +195,7 @@ fn wall_clock_mapping_round_trips() {
     let dir = TempDir::new("clock");
     let now = Instant::now();
     let store =
-        Store::open(&dir.0, config(|c| c.durability = Durability::Memory), now).expect("open");
+        Store::open(dir.path(), config(|c| c.durability = Durability::Memory), now).expect("open");
     let later = now + Duration::from_secs(90);
     let ms = store.wall_ms(later);
     let back = store.instant_of(ms);
@@ -225,7 +209,7 @@ fn wall_clock_mapping_round_trips() {
 fn retained_and_session_deletion() {
     let dir = TempDir::new("retained");
     let now = Instant::now();
-    let mut store = Store::open(&dir.0, config(|_| {}), now).expect("open");
+    let mut store = Store::open(dir.path(), config(|_| {}), now).expect("open");
     let mut r = publish("status/a", b"up", QoS::AtLeastOnce);
     r.retain = true;
     store.save_retained(&r, Some(now + Duration::from_secs(60)));
@@ -249,13 +233,13 @@ fn retained_and_session_deletion() {
 #[test]
 fn inspect_reports_sessions_and_subscriptions() {
     let dir = TempDir::new("inspect");
-    let mut store = Store::open(&dir.0, config(|_| {}), Instant::now()).expect("open");
+    let mut store = Store::open(dir.path(), config(|_| {}), Instant::now()).expect("open");
     let id = save(&mut store, "sensor-1");
     let options = SubscriptionOptions { qos: QoS::AtLeastOnce, ..Default::default() };
     store.save_subscription(id, "sensors/#", &options, None);
     store.enqueue(id, 1, 1, &publish("sensors/t", b"x", QoS::AtLeastOnce), None);
     committed(&mut store);
-    let report = inspect(&dir.0).expect("inspect");
+    let report = inspect(dir.path()).expect("inspect");
     assert!(report.contains("session \"sensor-1\""), "{report}");
     assert!(report.contains("queued 1"), "{report}");
     assert!(report.contains("subscription \"sensors/#\" qos 1"), "{report}");
