@@ -736,6 +736,11 @@ impl TestClient {
         });
     }
 
+    /// Bounds how long a send may block (a broker that stops reading makes sends time out).
+    pub fn set_write_timeout(&self, limit: Option<Duration>) {
+        self.stream.set_write_timeout(limit).expect("set_write_timeout");
+    }
+
     pub fn try_send(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes)?;
         self.stream.flush()

@@ -1,0 +1,96 @@
+//! Overload without loss: a slow subscriber slows its publishers down (back-pressure) instead
+//! of losing their messages, and a client that stops reading stops being read, so neither can
+//! grow the broker's memory without bound.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::packets::{kind, Ack, Publish};
+use common::{scaled, timeout, BrokerBuilder, TestClient};
+
+const PUBLISHERS: usize = 4;
+const PER_PUBLISHER: usize = 500;
+
+#[test]
+fn slow_subscriber_gets_every_message_from_fast_publishers_in_order() {
+    if common::skip_in_reference("Mosquitto drops past max_queued_messages") {
+        return;
+    }
+    // A tiny window and queue: without back-pressure most of the 2,000 messages would be
+    // dropped at the subscriber.
+    let broker =
+        BrokerBuilder::new().mqtt("max_inflight", 2).mqtt("max_queued_messages", 8).start();
+    let mut sub = TestClient::v311(&broker, "slow-sub");
+    sub.subscribe("fan/#", 1);
+
+    std::thread::scope(|scope| {
+        for p in 0..PUBLISHERS {
+            let broker = &broker;
+            scope.spawn(move || {
+                let mut publisher = TestClient::v311(broker, &format!("fast-pub-{p}"));
+                // Pipelined: every PUBLISH first, then every PUBACK.
+                let mut batch = Vec::new();
+                for i in 0..PER_PUBLISHER {
+                    let payload = format!("{p}:{i}");
+                    let id = (i + 1) as u16;
+                    batch.extend(
+                        Publish::new(&format!("fan/{p}"), payload.as_bytes()).qos(1, id).build(),
+                    );
+                }
+                publisher.send(&batch);
+                for i in 0..PER_PUBLISHER {
+                    let ack = Ack::parse(&publisher.read_expected(kind::PUBACK), kind::PUBACK);
+                    assert_eq!(ack.packet_id, (i + 1) as u16);
+                }
+                publisher.disconnect();
+            });
+        }
+        let mut next = [0usize; PUBLISHERS];
+        let deadline = Instant::now() + timeout() * 6;
+        for _ in 0..PUBLISHERS * PER_PUBLISHER {
+            assert!(Instant::now() < deadline, "delivery too slow: {next:?}");
+            let message = sub.expect_publish();
+            sub.ack(&message);
+            let text = message.payload_str().to_string();
+            let (p, i) = text.split_once(':').expect("payload p:i");
+            let (p, i): (usize, usize) = (p.parse().expect("p"), i.parse().expect("i"));
+            assert_eq!(i, next[p], "publisher {p}: lost, duplicated or reordered");
+            next[p] += 1;
+        }
+        assert_eq!(next, [PER_PUBLISHER; PUBLISHERS]);
+    });
+    sub.expect_no_packet(scaled(Duration::from_millis(200)));
+    let log = broker.log();
+    assert!(!log.iter().any(|l| l.contains("dropped")), "no message may be dropped");
+}
+
+#[test]
+fn client_that_stops_reading_is_not_read_and_others_are_served() {
+    if common::skip_in_reference("checks edgemq's log line") {
+        return;
+    }
+    let broker =
+        BrokerBuilder::new().mqtt("max_packet_size", 2048).mqtt("tx_buffer_limit", "4KB").start();
+    // It subscribes to what it publishes and then never reads: its output can only pile up.
+    let mut hog = TestClient::v311(&broker, "hog");
+    hog.subscribe("echo", 0);
+    let payload = vec![b'x'; 1024];
+    let flood = Publish::new("echo", &payload).build();
+    let give_up = Instant::now() + timeout() * 3;
+    let mut stalled = false;
+    hog.set_write_timeout(Some(scaled(Duration::from_millis(200))));
+    while Instant::now() < give_up {
+        // Once the broker stops reading, the kernel buffers fill and the write times out.
+        if hog.try_send(&flood).is_err() {
+            stalled = true;
+            break;
+        }
+    }
+    assert!(stalled, "the broker kept reading a client that does not read");
+    let log = broker.log();
+    assert!(log.iter().any(|l| l.contains("not reading")), "log says why");
+    common::assert_broker_serves(&broker);
+    hog.drop_connection();
+    common::assert_broker_serves(&broker);
+}
