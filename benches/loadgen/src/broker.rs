@@ -1,0 +1,377 @@
+//! A fresh broker process per scenario: generated config, free port, private data
+//! directory, CPU and memory read from /proc, killed and cleaned up on drop.
+//!
+//! Contract: `BrokerProcess::start` returns only once the broker accepts TCP connections (or
+//! fails within `READY_TIMEOUT`). Dropping the value always kills the process and removes its
+//! directory, also on error paths and panics (the crate unwinds). The broker's PID is written
+//! to `<dir>/broker.pid` so `run.sh` can kill it even if this process is killed itself.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Read as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::Error;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Port races (another process taking the port between our probe and the broker's bind) are
+/// retried with a new port this many times.
+const START_ATTEMPTS: usize = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Edgemq,
+    Mosquitto,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Edgemq => "edgemq",
+            Kind::Mosquitto => "mosquitto",
+        }
+    }
+}
+
+/// edgemq `[sqlite] durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    Sync,
+    Batch,
+    Memory,
+}
+
+impl Durability {
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::Sync => "sync",
+            Durability::Batch => "batch",
+            Durability::Memory => "memory",
+        }
+    }
+}
+
+/// The limits a scenario needs; each broker's config is generated from these.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_connections: usize,
+    /// Per-session queue behind the inflight window (online and, for Mosquitto, offline).
+    pub max_queued_messages: usize,
+    pub max_inflight: u16,
+    /// edgemq only.
+    pub durability: Durability,
+    /// Mosquitto only: `persistence true`.
+    pub persistence: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            max_connections: 1024,
+            max_queued_messages: 1000,
+            max_inflight: 32,
+            durability: Durability::Sync,
+            persistence: false,
+        }
+    }
+}
+
+/// Where the binaries are and where temporary directories go.
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    pub kind: Kind,
+    pub edgemq_bin: PathBuf,
+    pub mosquitto_bin: PathBuf,
+    pub work_root: PathBuf,
+    /// edgemq `--log-level`.
+    pub log_level: String,
+    /// Keep every broker directory (config, log, data) for inspection.
+    pub keep_dirs: bool,
+}
+
+pub struct BrokerProcess {
+    child: Child,
+    pid: u32,
+    pub addr: SocketAddr,
+    dir: PathBuf,
+    keep_dir: bool,
+    clock_ticks: u64,
+}
+
+/// CPU time and memory of the broker, from /proc.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    /// utime + stime, seconds.
+    pub cpu_s: f64,
+    /// VmRSS, KiB.
+    pub rss_kb: u64,
+    /// VmHWM (peak RSS), KiB.
+    pub hwm_kb: u64,
+}
+
+impl BrokerProcess {
+    pub fn start(
+        launcher: &Launcher,
+        settings: &Settings,
+        tag: &str,
+    ) -> Result<BrokerProcess, Error> {
+        let mut last_error = Error::new("no start attempt");
+        for attempt in 0..START_ATTEMPTS {
+            match BrokerProcess::start_once(launcher, settings, &format!("{tag}-{attempt}")) {
+                Ok(broker) => return Ok(broker),
+                Err(e) => last_error = e,
+            }
+        }
+        Err(last_error)
+    }
+
+    fn start_once(
+        launcher: &Launcher,
+        settings: &Settings,
+        tag: &str,
+    ) -> Result<BrokerProcess, Error> {
+        let dir = launcher.work_root.join(format!(
+            "{}-{}-{}",
+            launcher.kind.name(),
+            std::process::id(),
+            tag
+        ));
+        if dir.exists() {
+            fs::remove_dir_all(&dir)?;
+        }
+        fs::create_dir_all(dir.join("data"))?;
+        let port = free_port()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let log = fs::File::create(dir.join("broker.log"))?;
+        let mut command = match launcher.kind {
+            Kind::Edgemq => {
+                let conf = dir.join("edgemq.toml");
+                fs::write(&conf, edgemq_config(settings, &dir.join("data"), port))?;
+                let mut c = Command::new(&launcher.edgemq_bin);
+                c.arg("--conf")
+                    .arg(&conf)
+                    .arg("--listen")
+                    .arg(addr.to_string())
+                    .arg("--data")
+                    .arg(dir.join("data"))
+                    .arg("--log-level")
+                    .arg(&launcher.log_level);
+                c
+            }
+            Kind::Mosquitto => {
+                let conf = dir.join("mosquitto.conf");
+                fs::write(&conf, mosquitto_config(settings, &dir.join("data"), port))?;
+                let mut c = Command::new(&launcher.mosquitto_bin);
+                c.arg("-c").arg(&conf);
+                c
+            }
+        };
+        command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).current_dir(&dir);
+        let child = command.spawn().map_err(|e| {
+            let bin = match launcher.kind {
+                Kind::Edgemq => &launcher.edgemq_bin,
+                Kind::Mosquitto => &launcher.mosquitto_bin,
+            };
+            Error::new(format!("cannot start {}: {e}", bin.display()))
+        })?;
+        let pid = child.id();
+        let mut broker = BrokerProcess {
+            child,
+            pid,
+            addr,
+            dir,
+            keep_dir: launcher.keep_dirs,
+            clock_ticks: clock_ticks(),
+        };
+        fs::write(broker.dir.join("broker.pid"), format!("{pid}\n"))?;
+        broker.wait_ready()?;
+        Ok(broker)
+    }
+
+    fn wait_ready(&mut self) -> Result<(), Error> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(Error::new(format!(
+                    "broker exited at start-up ({status}): {}",
+                    self.log_tail(5)
+                )));
+            }
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Err(Error::new(format!("broker not listening after {READY_TIMEOUT:?}")))
+    }
+
+    /// `Err` with the exit status and log tail if the broker died.
+    pub fn check_alive(&mut self) -> Result<(), Error> {
+        match self.child.try_wait()? {
+            None => Ok(()),
+            Some(status) => {
+                self.keep_dir = true;
+                Err(Error::new(format!(
+                    "broker exited during the scenario ({status}); log kept in {}: {}",
+                    self.dir.display(),
+                    self.log_tail(5)
+                )))
+            }
+        }
+    }
+
+    pub fn usage(&self) -> Result<Usage, Error> {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
+        // The command name (field 2) may contain spaces: fields are counted after its ')'.
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after ')'.
+        let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        let ticks = tick(11) + tick(12);
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        Ok(Usage {
+            cpu_s: ticks as f64 / self.clock_ticks as f64,
+            rss_kb: status_kb(&status, "VmRSS:"),
+            hwm_kb: status_kb(&status, "VmHWM:"),
+        })
+    }
+
+    /// The last lines of the broker's log, on one line (for error messages).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = fs::File::open(self.dir.join("broker.log")) {
+            let _ = f.read_to_string(&mut text);
+        }
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join(" | ")
+    }
+
+    /// Lines in the broker's log so far (a broker that logs per message shows up here).
+    pub fn log_lines(&self) -> u64 {
+        fs::read_to_string(self.dir.join("broker.log")).map_or(0, |t| t.lines().count() as u64)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !self.keep_dir {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn status_kb(status: &str, key: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A port the kernel just handed out; the broker binds it a moment later.
+fn free_port() -> Result<u16, Error> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// `getconf CLK_TCK` (100 on every Linux this runs on; asked anyway, no libc needed).
+fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
+}
+
+fn edgemq_config(s: &Settings, data: &Path, port: u16) -> String {
+    let mut c = String::new();
+    let _ = writeln!(c, "# Generated by edgemq-loadgen for one scenario.");
+    let _ = writeln!(c, "[listener]\nbind = [\"127.0.0.1:{port}\"]\n");
+    let _ = writeln!(c, "[mqtt]");
+    let _ = writeln!(c, "max_connections = {}", s.max_connections);
+    let _ = writeln!(c, "max_sessions = {}", s.max_connections.max(4096));
+    let _ = writeln!(c, "max_inflight = {}", s.max_inflight);
+    let _ = writeln!(c, "max_queued_messages = {}", s.max_queued_messages);
+    let _ = writeln!(c, "\n[sqlite]");
+    let _ = writeln!(c, "mounted_file_path = {:?}", data.display().to_string());
+    let _ = writeln!(c, "durability = \"{}\"", s.durability.name());
+    // The offline scenario queues 50,000 messages for one session.
+    let _ = writeln!(c, "max_queued_per_session = 100000");
+    let _ = writeln!(c, "disk_cache_size = 200000");
+    c
+}
+
+fn mosquitto_config(s: &Settings, data: &Path, port: u16) -> String {
+    let mut c = String::new();
+    let _ = writeln!(c, "# Generated by edgemq-loadgen for one scenario.");
+    let _ = writeln!(c, "listener {port} 127.0.0.1");
+    let _ = writeln!(c, "allow_anonymous true");
+    if is_root() {
+        // Otherwise Mosquitto drops to user `mosquitto`, who cannot write our directory.
+        let _ = writeln!(c, "user root");
+    }
+    let _ = writeln!(c, "persistence {}", s.persistence);
+    let _ = writeln!(c, "persistence_location {}/", data.display());
+    let _ = writeln!(c, "max_connections -1");
+    // edgemq sets TCP_NODELAY on every connection; Mosquitto only when asked. Without it
+    // Nagle adds milliseconds to every QoS 1 round trip and the comparison would be about
+    // a socket option, not the brokers.
+    let _ = writeln!(c, "set_tcp_nodelay true");
+    let _ = writeln!(c, "max_inflight_messages {}", s.max_inflight);
+    let _ = writeln!(c, "max_queued_messages {}", s.max_queued_messages);
+    let _ = writeln!(c, "log_dest stderr");
+    let _ = writeln!(c, "log_type error");
+    let _ = writeln!(c, "log_type warning");
+    let _ = writeln!(c, "log_type notice");
+    let _ = writeln!(c, "connection_messages false");
+    c
+}
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|r| r.split_whitespace().nth(1).is_some_and(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_parsing() {
+        let status = "Name:\tx\nVmHWM:\t    1234 kB\nVmRSS:\t     999 kB\n";
+        assert_eq!(status_kb(status, "VmHWM:"), 1234);
+        assert_eq!(status_kb(status, "VmRSS:"), 999);
+        assert_eq!(status_kb(status, "VmSwap:"), 0);
+    }
+
+    #[test]
+    fn configs_carry_the_limits() {
+        let s = Settings { max_connections: 5200, ..Settings::default() };
+        let e = edgemq_config(&s, Path::new("/tmp/d"), 1234);
+        assert!(e.contains("max_connections = 5200"));
+        assert!(e.contains("max_sessions = 5200"));
+        let m = mosquitto_config(&s, Path::new("/tmp/d"), 1234);
+        assert!(m.contains("listener 1234 127.0.0.1"));
+        assert!(m.contains("persistence false"));
+    }
+}

@@ -1,0 +1,331 @@
+//! A raw MQTT client over one blocking `TcpStream`, built on edgemq's codec.
+//!
+//! Contract: no protocol logic beyond framing — callers send packets and decide what to do
+//! with each packet received, so the load generator sees exactly what the broker sends
+//! (duplicates, order, reason codes). Nothing here blocks without a bound: connect, every
+//! read and every write carry a timeout, and `read_packet` returns `Ok(None)` at its
+//! deadline. Output is queued with `queue` and written by `flush`, so a burst of packets is
+//! one `write` system call.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::num::NonZeroU16;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use edgemq::codec::{
+    self, Connack, Connect, DecodeContext, Disconnect, Packet, PacketId, ProtocolVersion, PubAck,
+    Publish, PublishProperties, QoS, ReasonCode, Role, Subscribe, SubscribeProperties,
+    SubscriptionOptions,
+};
+
+use crate::Error;
+
+/// The receive buffer starts small (an idle connection costs little) and doubles up to
+/// `RX_BUFFER_MAX`, far above any packet the scenarios use.
+const RX_BUFFER_START: usize = 4 * 1024;
+const RX_BUFFER_MAX: usize = 256 * 1024;
+/// Longest a single blocking read waits before the caller's deadline is checked again.
+const READ_SLICE: Duration = Duration::from_millis(50);
+/// A write that cannot make progress for this long means the broker stopped reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TCP connect and CONNACK wait.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a CONNECT asks for.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub client_id: String,
+    pub version: ProtocolVersion,
+    pub clean_start: bool,
+    pub keep_alive: u16,
+    /// MQTT 5.0 Session Expiry Interval in seconds; ignored before 5.0.
+    pub session_expiry: Option<u32>,
+}
+
+impl ConnectOptions {
+    pub fn new(client_id: impl Into<String>, version: ProtocolVersion) -> ConnectOptions {
+        ConnectOptions {
+            client_id: client_id.into(),
+            version,
+            clean_start: true,
+            keep_alive: 60,
+            session_expiry: None,
+        }
+    }
+}
+
+pub struct Client {
+    stream: TcpStream,
+    version: ProtocolVersion,
+    context: DecodeContext,
+    rx: Vec<u8>,
+    rx_start: usize,
+    rx_end: usize,
+    tx: Vec<u8>,
+    read_timeout: Duration,
+    next_packet_id: u16,
+}
+
+impl Client {
+    /// Opens the TCP connection and sends CONNECT, without waiting for CONNACK (so many
+    /// connections can be opened before any answer is read).
+    pub fn start_connect(addr: SocketAddr, options: &ConnectOptions) -> Result<Client, Error> {
+        let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+            .map_err(|e| Error::new(format!("connect {addr}: {e}")))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(READ_SLICE))?;
+        stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        let mut client = Client {
+            stream,
+            version: options.version,
+            context: DecodeContext {
+                version: Some(options.version),
+                max_packet_size: RX_BUFFER_MAX as u32,
+                role: Role::Client,
+            },
+            rx: vec![0u8; RX_BUFFER_START],
+            rx_start: 0,
+            rx_end: 0,
+            tx: Vec::with_capacity(16 * 1024),
+            read_timeout: READ_SLICE,
+            next_packet_id: 0,
+        };
+        let mut connect = Connect {
+            protocol: Some(options.version),
+            clean_start: options.clean_start,
+            keep_alive: options.keep_alive,
+            client_id: options.client_id.clone(),
+            ..Connect::default()
+        };
+        if options.version.is_v5() {
+            connect.properties.session_expiry_interval = options.session_expiry;
+        }
+        client.queue(&Packet::Connect(Box::new(connect)));
+        client.flush()?;
+        Ok(client)
+    }
+
+    /// Waits for the CONNACK of `start_connect`; a refusal is an error.
+    pub fn finish_connect(&mut self) -> Result<Connack, Error> {
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        match self.read_packet(deadline)? {
+            Some(Packet::Connack(connack)) if !connack.reason.is_error() => Ok(connack),
+            Some(Packet::Connack(connack)) => {
+                Err(Error::new(format!("CONNACK refused: {:?}", connack.reason)))
+            }
+            Some(other) => Err(Error::new(format!("expected CONNACK, got {}", other.name()))),
+            None => Err(Error::new("no CONNACK within the connect timeout")),
+        }
+    }
+
+    /// Connects and waits for a successful CONNACK.
+    pub fn connect(addr: SocketAddr, options: &ConnectOptions) -> Result<(Client, Connack), Error> {
+        let mut client = Client::start_connect(addr, options)?;
+        let connack = client.finish_connect()?;
+        Ok((client, connack))
+    }
+
+    /// Subscribes to one filter and waits for the SUBACK; a failure code is an error.
+    pub fn subscribe(&mut self, filter: &str, qos: QoS) -> Result<(), Error> {
+        let packet_id = self.packet_id();
+        let options = SubscriptionOptions { qos, ..SubscriptionOptions::default() };
+        self.queue(&Packet::Subscribe(Subscribe {
+            packet_id,
+            filters: vec![(filter.to_string(), options)],
+            properties: SubscribeProperties::default(),
+        }));
+        self.flush()?;
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        match self.read_packet(deadline)? {
+            Some(Packet::Suback(suback)) if suback.packet_id == packet_id => {
+                match suback.reasons.first() {
+                    Some(reason) if !reason.is_error() => Ok(()),
+                    other => Err(Error::new(format!("SUBACK refused {filter}: {other:?}"))),
+                }
+            }
+            Some(other) => Err(Error::new(format!("expected SUBACK, got {}", other.name()))),
+            None => Err(Error::new("no SUBACK within the timeout")),
+        }
+    }
+
+    /// A fresh non-zero packet id (wraps at 65535; callers keep fewer than that in flight).
+    pub fn packet_id(&mut self) -> PacketId {
+        self.next_packet_id = self.next_packet_id.wrapping_add(1);
+        if self.next_packet_id == 0 {
+            self.next_packet_id = 1;
+        }
+        NonZeroU16::new(self.next_packet_id).unwrap_or(NonZeroU16::MIN)
+    }
+
+    /// Queues a PUBLISH; returns its packet id (None for QoS 0).
+    pub fn queue_publish(&mut self, topic: &Rc<str>, qos: QoS, payload: &[u8]) -> Option<PacketId> {
+        let packet_id = (qos != QoS::AtMostOnce).then(|| self.packet_id());
+        self.queue(&Packet::Publish(Publish {
+            dup: false,
+            qos,
+            retain: false,
+            topic: Rc::clone(topic),
+            packet_id,
+            properties: PublishProperties::default(),
+            payload: Rc::from(payload),
+        }));
+        packet_id
+    }
+
+    /// Queues the acknowledgement a receiver owes for `publish` (PUBACK or PUBREC).
+    pub fn queue_ack_for(&mut self, publish: &Publish) {
+        match (publish.qos, publish.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => self.queue(&Packet::Puback(PubAck::new(id))),
+            (QoS::ExactlyOnce, Some(id)) => self.queue(&Packet::Pubrec(PubAck::new(id))),
+            _ => {}
+        }
+    }
+
+    pub fn queue(&mut self, packet: &Packet) {
+        codec::encode(packet, self.version, &mut self.tx);
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.tx.is_empty()
+    }
+
+    /// Writes everything queued (bounded by the write timeout).
+    pub fn flush(&mut self) -> Result<(), Error> {
+        if self.tx.is_empty() {
+            return Ok(());
+        }
+        let result = self.stream.write_all(&self.tx);
+        self.tx.clear();
+        result.map_err(|e| Error::new(format!("write: {e}")))
+    }
+
+    /// Sends DISCONNECT and closes the write side.
+    pub fn disconnect(mut self) -> Result<(), Error> {
+        self.queue(&Packet::Disconnect(Disconnect {
+            reason: ReasonCode::Success,
+            ..Disconnect::default()
+        }));
+        self.flush()?;
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        // Wait briefly for the broker to close its side, so the session is detached when we
+        // return (a persistent session must be offline before the publishers start).
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            match self.read_packet(deadline) {
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends DISCONNECT (best effort) and closes, without waiting for the broker.
+    pub fn close(mut self) {
+        self.queue(&Packet::Disconnect(Disconnect {
+            reason: ReasonCode::Success,
+            ..Disconnect::default()
+        }));
+        let _ = self.flush();
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// A packet already in the receive buffer, without any system call.
+    pub fn buffered_packet(&mut self) -> Result<Option<Packet>, Error> {
+        if self.rx_start == self.rx_end {
+            return Ok(None);
+        }
+        match codec::decode(&self.rx[self.rx_start..self.rx_end], &self.context) {
+            Ok(Some((packet, used))) => {
+                self.rx_start += used;
+                if self.rx_start == self.rx_end {
+                    self.rx_start = 0;
+                    self.rx_end = 0;
+                }
+                Ok(Some(packet))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(Error::new(format!("decode: {e}"))),
+        }
+    }
+
+    /// The next packet, reading from the socket as needed until `deadline`; `Ok(None)` when
+    /// the deadline passed first. A closed connection is an error.
+    pub fn read_packet(&mut self, deadline: Instant) -> Result<Option<Packet>, Error> {
+        loop {
+            if let Some(packet) = self.buffered_packet()? {
+                return Ok(Some(packet));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            self.fill((deadline - now).min(READ_SLICE))?;
+        }
+    }
+
+    /// One `read` of at most `wait`; returns the number of bytes added (0 on timeout).
+    fn fill(&mut self, wait: Duration) -> Result<usize, Error> {
+        if self.rx_end == self.rx.len() {
+            if self.rx_start > 0 {
+                self.rx.copy_within(self.rx_start..self.rx_end, 0);
+                self.rx_end -= self.rx_start;
+                self.rx_start = 0;
+            } else if self.rx.len() < RX_BUFFER_MAX {
+                self.rx.resize(self.rx.len() * 2, 0);
+            } else {
+                return Err(Error::new("receive buffer full: packet larger than the buffer"));
+            }
+        }
+        let wait = wait.max(Duration::from_micros(100));
+        // Changing the timeout costs a system call: only do it when it really changes.
+        let change = if wait > self.read_timeout {
+            wait - self.read_timeout
+        } else {
+            self.read_timeout - wait
+        };
+        if change > Duration::from_micros(500) {
+            self.stream.set_read_timeout(Some(wait))?;
+            self.read_timeout = wait;
+        }
+        let space = self.rx.len() - self.rx_end;
+        match self.stream.read(&mut self.rx[self.rx_end..]) {
+            Ok(0) => Err(Error::new("connection closed by the broker")),
+            Ok(n) => {
+                self.rx_end += n;
+                if n == space && self.rx.len() < RX_BUFFER_MAX {
+                    // The socket had at least this much: read more per call from now on.
+                    self.rx.resize(self.rx.len() * 2, 0);
+                }
+                Ok(n)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(0)
+            }
+            Err(e) => Err(Error::new(format!("read: {e}"))),
+        }
+    }
+
+    /// Whether the broker still holds the connection open: a non-blocking peek that finds
+    /// neither data-less EOF nor an error.
+    pub fn is_open(&mut self) -> bool {
+        if self.stream.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let mut byte = [0u8; 1];
+        let open = match self.stream.peek(&mut byte) {
+            Ok(0) => false,
+            Ok(_) => true,
+            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+        };
+        let _ = self.stream.set_nonblocking(false);
+        open
+    }
+}

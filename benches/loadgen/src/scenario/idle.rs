@@ -1,0 +1,94 @@
+//! Idle connections: open `connections` MQTT connections (CONNECT, clean session, keep-alive
+//! 60 s), then measure what the broker holds for them.
+//!
+//! Connections are opened in batches of `BATCH` (all TCP connects and CONNECTs of a batch,
+//! then all CONNACKs) from one thread, which keeps the broker's accept queue short and the
+//! connect rate a property of the broker, not of one round trip at a time. RSS is VmRSS
+//! right after start-up and again `SETTLE` after the last CONNACK; bytes per connection is
+//! their difference over the connections made. At the end every socket is checked to be
+//! still open. Needs about `connections` file descriptors in this process and in the broker.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::{record_usage, Options};
+use crate::broker::{BrokerProcess, Settings};
+use crate::client::{Client, ConnectOptions};
+use crate::json::Object;
+use crate::Error;
+
+const BATCH: usize = 50;
+const SETTLE: Duration = Duration::from_secs(1);
+
+pub fn run(options: &Options, out: &mut Object) -> Result<(), Error> {
+    let settings = Settings {
+        // Head-room for the readiness probe and anything that lingers.
+        max_connections: options.connections + 100,
+        max_inflight: options.broker_inflight,
+        durability: options.durability,
+        ..Settings::default()
+    };
+    let mut broker = BrokerProcess::start(&options.launcher, &settings, "idle")?;
+    let addr = broker.addr;
+    out.int("connections", options.connections as u64);
+    // Let the readiness probe's connection go away before the baseline.
+    thread::sleep(Duration::from_millis(200));
+    let before = broker.usage()?;
+
+    let mut clients = Vec::with_capacity(options.connections);
+    let mut failure = None;
+    let started = Instant::now();
+    'outer: while clients.len() < options.connections {
+        let n = BATCH.min(options.connections - clients.len());
+        let mut batch = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = format!("idle-{}", clients.len() + batch.len());
+            let connect = ConnectOptions::new(id, options.version);
+            match Client::start_connect(addr, &connect) {
+                Ok(client) => batch.push(client),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        for mut client in batch {
+            match client.finish_connect() {
+                Ok(_) => clients.push(client),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if failure.is_some() {
+            break 'outer;
+        }
+    }
+    let connect_s = started.elapsed().as_secs_f64();
+    let connected = clients.len() as u64;
+    thread::sleep(SETTLE);
+    let after = broker.usage()?;
+    let still_open = clients.iter_mut().map(Client::is_open).filter(|&open| open).count() as u64;
+
+    out.int("connected", connected)
+        .int("still_open", still_open)
+        .num("connect_s", connect_s)
+        .num("connect_per_s", connected as f64 / connect_s)
+        .int("rss_before_kb", before.rss_kb)
+        .int("rss_after_kb", after.rss_kb)
+        .num(
+            "bytes_per_conn",
+            (after.rss_kb as f64 - before.rss_kb as f64) * 1024.0 / connected.max(1) as f64,
+        );
+    record_usage(out, "", &before, &after, connected);
+    out.int("peak_rss_kb", after.hwm_kb).int("broker_log_lines", broker.log_lines());
+    broker.check_alive()?;
+    drop(clients);
+    if let Some(e) = failure {
+        return Err(Error::new(format!("after {connected} connections: {e}")));
+    }
+    if still_open < connected {
+        return Err(Error::new(format!("{} idle connections were closed", connected - still_open)));
+    }
+    Ok(())
+}

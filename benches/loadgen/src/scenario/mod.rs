@@ -1,0 +1,224 @@
+//! Scenarios: each starts a fresh broker, drives it, and describes the outcome as one flat
+//! JSON object.
+//!
+//! Contract: `run` never panics on broker behaviour and always returns an object with
+//! `scenario`, `broker`, `variant`, `run`, `ok` and (when `ok` is false) `error`, plus
+//! whatever metrics could be measured before the failure. Every scenario is bounded in time
+//! and in messages (see each module), so a run cannot hang.
+
+mod idle;
+mod latency;
+mod offline;
+mod throughput;
+pub mod worker;
+
+use std::thread::ScopedJoinHandle;
+use std::time::Duration;
+
+use edgemq::codec::{ProtocolVersion, QoS};
+
+use crate::broker::{Durability, Kind, Launcher, Usage};
+use crate::client::Client;
+use crate::json::Object;
+use crate::Error;
+
+/// Every scenario, in the order `run.sh` runs them.
+pub const ALL: &[&str] = &[
+    "fanin_q0",
+    "fanin_q1",
+    "fanin_q2",
+    "fanout_q0",
+    "fanout_q1",
+    "latency_q0",
+    "latency_q1",
+    "idle",
+    "offline",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    FanIn(QoS),
+    FanOut(QoS),
+    Latency(QoS),
+    Idle,
+    Offline,
+}
+
+impl Scenario {
+    pub fn parse(name: &str) -> Option<Scenario> {
+        Some(match name {
+            "fanin_q0" => Scenario::FanIn(QoS::AtMostOnce),
+            "fanin_q1" => Scenario::FanIn(QoS::AtLeastOnce),
+            "fanin_q2" => Scenario::FanIn(QoS::ExactlyOnce),
+            "fanout_q0" => Scenario::FanOut(QoS::AtMostOnce),
+            "fanout_q1" => Scenario::FanOut(QoS::AtLeastOnce),
+            "latency_q0" => Scenario::Latency(QoS::AtMostOnce),
+            "latency_q1" => Scenario::Latency(QoS::AtLeastOnce),
+            "idle" => Scenario::Idle,
+            "offline" => Scenario::Offline,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            Scenario::FanIn(q) => format!("fanin_q{}", q.bits()),
+            Scenario::FanOut(q) => format!("fanout_q{}", q.bits()),
+            Scenario::Latency(q) => format!("latency_q{}", q.bits()),
+            Scenario::Idle => "idle".to_string(),
+            Scenario::Offline => "offline".to_string(),
+        }
+    }
+}
+
+/// Everything a scenario may be tuned with (see `main` for the flags).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub launcher: Launcher,
+    pub version: ProtocolVersion,
+    pub run: u32,
+    /// Publishing time of each throughput scenario.
+    pub duration: Duration,
+    pub latency_duration: Duration,
+    /// Messages per second of the latency scenario.
+    pub latency_rate: u32,
+    /// Idle connections to open.
+    pub connections: usize,
+    /// Messages queued for the offline session.
+    pub offline_messages: u64,
+    /// edgemq `[sqlite] durability` (every scenario; `offline` is run with sync and batch).
+    pub durability: Durability,
+    /// QoS 1/2 publisher window (messages in flight per publisher).
+    pub window: usize,
+    /// Broker outbound inflight window per session (edgemq `max_inflight`, Mosquitto
+    /// `max_inflight_messages`).
+    pub broker_inflight: u16,
+    /// Per-session queue of the throughput scenarios (edgemq and Mosquitto
+    /// `max_queued_messages`); also the cap on QoS 1/2 messages published there.
+    pub queue: usize,
+}
+
+impl Options {
+    /// What distinguishes broker set-ups in the table: edgemq's durability, Mosquitto's
+    /// persistence.
+    fn variant(&self, scenario: Scenario) -> &'static str {
+        match (self.launcher.kind, scenario) {
+            (Kind::Edgemq, _) => self.durability.name(),
+            (Kind::Mosquitto, Scenario::Offline) => "persistence",
+            (Kind::Mosquitto, _) => "default",
+        }
+    }
+}
+
+pub fn run(scenario: Scenario, options: &Options) -> Object {
+    let mut out = Object::new();
+    out.str("scenario", &scenario.name())
+        .str("broker", options.launcher.kind.name())
+        .str("variant", options.variant(scenario))
+        .int("run", u64::from(options.run))
+        .str("protocol", if options.version.is_v5() { "5.0" } else { "3.1.1" })
+        .bool("ok", false);
+    let result = match scenario {
+        Scenario::FanIn(qos) => throughput::run(options, 4, 1, qos, &mut out),
+        Scenario::FanOut(qos) => throughput::run(options, 1, 8, qos, &mut out),
+        Scenario::Latency(qos) => latency::run(options, qos, &mut out),
+        Scenario::Idle => idle::run(options, &mut out),
+        Scenario::Offline => offline::run(options, &mut out),
+    };
+    match result {
+        Ok(()) => {
+            out.bool("ok", true);
+        }
+        Err(e) => {
+            out.str("error", &e.to_string());
+        }
+    }
+    out
+}
+
+/// Broker CPU and memory between two /proc samples.
+fn record_usage(out: &mut Object, prefix: &str, before: &Usage, after: &Usage, messages: u64) {
+    let cpu = (after.cpu_s - before.cpu_s).max(0.0);
+    out.num(&format!("{prefix}cpu_s"), cpu);
+    if messages > 0 {
+        out.num(&format!("{prefix}cpu_us_per_msg"), cpu * 1e6 / messages as f64);
+    }
+}
+
+/// Joins a worker thread, turning a panic into an error; the client (if any) goes to
+/// `clients` for a later `close_all`.
+fn join<T>(
+    handle: ScopedJoinHandle<'_, (Result<T, Error>, Client)>,
+    what: &str,
+    clients: &mut Vec<Client>,
+) -> Result<T, Error> {
+    match handle.join() {
+        Ok((result, client)) => {
+            clients.push(client);
+            result
+        }
+        Err(_) => Err(Error::new(format!("{what} thread panicked"))),
+    }
+}
+
+/// Sends DISCONNECT on every client without waiting for the broker.
+fn close_all(clients: Vec<Client>) {
+    for client in clients {
+        client.close();
+    }
+}
+
+/// Remembers the first error of several threads, keeping the others' results.
+#[derive(Default)]
+struct FirstError(Option<Error>);
+
+impl FirstError {
+    fn take<T>(&mut self, result: Result<T, Error>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.0.get_or_insert(e);
+                None
+            }
+        }
+    }
+
+    fn into_result(self) -> Result<(), Error> {
+        match self.0 {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+}
+
+/// `p` in 0..=1 of sorted nanoseconds, in microseconds (nearest rank).
+fn percentile_us(sorted_ns: &[u64], p: f64) -> f64 {
+    if sorted_ns.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p * sorted_ns.len() as f64).ceil() as usize;
+    let index = rank.clamp(1, sorted_ns.len()) - 1;
+    sorted_ns.get(index).map_or(f64::NAN, |&ns| ns as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for name in ALL {
+            assert_eq!(Scenario::parse(name).map(Scenario::name).as_deref(), Some(*name));
+        }
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let ns: Vec<u64> = (1..=1000).map(|i| i * 1000).collect();
+        assert_eq!(percentile_us(&ns, 0.5), 500.0);
+        assert_eq!(percentile_us(&ns, 0.99), 990.0);
+        assert_eq!(percentile_us(&ns, 0.999), 999.0);
+        assert_eq!(percentile_us(&ns, 1.0), 1000.0);
+        assert!(percentile_us(&[], 0.5).is_nan());
+    }
+}

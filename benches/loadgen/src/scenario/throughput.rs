@@ -1,0 +1,172 @@
+//! Fan-in (4 publishers -> 1 subscriber) and fan-out (1 publisher -> 8 subscribers).
+//!
+//! Publishers send 64-byte payloads as fast as the broker takes them for `duration` (QoS 0:
+//! batches of 32 per write, TCP back-pressure is the only brake; QoS 1/2: `window` messages
+//! in flight each). Subscribers count every message per publisher by sequence number, so
+//! lost, duplicated and reordered messages are exact. The rate is unique deliveries / (last
+//! delivery - first send), so a backlog drained after the publishers stopped counts, at the
+//! time it took. For QoS 1/2 the brokers' per-session queue (`--queue`, default 1,000,000,
+//! edgemq's maximum) is at least everything the publishers may send in total, so the
+//! subscriber's queue is never a configured drop point; drops are reported either way.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use edgemq::codec::QoS;
+
+use super::worker::{self, PublisherPlan, SubscriberControl, SubscriberPlan};
+use super::{close_all, join, record_usage, FirstError, Options};
+use crate::broker::{BrokerProcess, Settings};
+use crate::client::{Client, ConnectOptions};
+use crate::json::Object;
+use crate::Error;
+
+/// Bounds the QoS 0 message count whatever the duration. QoS 1/2 publishers together send
+/// at most the per-session queue (`--queue`), so that queue is never the drop point.
+const MAX_QOS0_PER_PUBLISHER: u64 = 5_000_000;
+/// Once the publishers are done, a subscriber that hears nothing for this long gives up.
+const QUIET: Duration = Duration::from_secs(2);
+/// Subscribers stop at `end + DRAIN_LIMIT` whatever happens.
+const DRAIN_LIMIT: Duration = Duration::from_secs(20);
+
+pub fn run(
+    options: &Options,
+    publishers: usize,
+    subscribers: usize,
+    qos: QoS,
+    out: &mut Object,
+) -> Result<(), Error> {
+    let settings = Settings {
+        max_connections: 1024,
+        max_queued_messages: options.queue,
+        max_inflight: options.broker_inflight,
+        durability: options.durability,
+        persistence: false,
+    };
+    let mut broker = BrokerProcess::start(&options.launcher, &settings, "fan")?;
+    let addr = broker.addr;
+    let filter = "bench/fan/+";
+    out.int("publishers", publishers as u64)
+        .int("subscribers", subscribers as u64)
+        .int("qos", u64::from(qos.bits()))
+        .int("payload_bytes", crate::payload::PAYLOAD_LEN as u64);
+
+    let mut sub_clients = Vec::with_capacity(subscribers);
+    for i in 0..subscribers {
+        let (mut client, _) =
+            Client::connect(addr, &ConnectOptions::new(format!("sub-{i}"), options.version))?;
+        client.subscribe(filter, qos)?;
+        sub_clients.push(client);
+    }
+    let mut pub_clients = Vec::with_capacity(publishers);
+    for i in 0..publishers {
+        let (client, _) =
+            Client::connect(addr, &ConnectOptions::new(format!("pub-{i}"), options.version))?;
+        pub_clients.push(client);
+    }
+
+    let max_messages = match qos {
+        QoS::AtMostOnce => MAX_QOS0_PER_PUBLISHER,
+        QoS::AtLeastOnce | QoS::ExactlyOnce => (options.queue / publishers) as u64,
+    };
+    out.int("max_per_publisher", max_messages).int("broker_queue", options.queue as u64);
+    let epoch = Instant::now();
+    let start = epoch + Duration::from_millis(50);
+    let end = start + options.duration;
+    let control = SubscriberControl::new(QUIET, end + DRAIN_LIMIT);
+    let stop = AtomicBool::new(false);
+    let before = broker.usage()?;
+
+    let mut clients = Vec::with_capacity(publishers + subscribers);
+    let (pub_results, sub_results) = thread::scope(|s| {
+        let clients = &mut clients;
+        let control = &control;
+        let stop = &stop;
+        let sub_handles: Vec<_> = sub_clients
+            .into_iter()
+            .enumerate()
+            .map(|(i, client)| {
+                let plan = SubscriberPlan {
+                    publishers,
+                    epoch,
+                    latency_from_seq: None,
+                    label: format!("subscriber {i}"),
+                };
+                s.spawn(move || worker::subscribe(client, &plan, control))
+            })
+            .collect();
+        let pub_handles: Vec<_> = pub_clients
+            .into_iter()
+            .enumerate()
+            .map(|(i, client)| {
+                let plan = PublisherPlan {
+                    id: i as u32,
+                    topic: format!("bench/fan/p{i}"),
+                    qos,
+                    window: options.window,
+                    max_messages,
+                    start,
+                    end,
+                    interval: None,
+                    epoch,
+                };
+                s.spawn(move || worker::publish(client, &plan, stop))
+            })
+            .collect();
+        let pub_results: Vec<_> =
+            pub_handles.into_iter().map(|h| join(h, "publisher", clients)).collect();
+        // Publishers that failed still sent what they counted; subscribers expect exactly that.
+        let sent: u64 = pub_results.iter().filter_map(|r| r.as_ref().ok()).map(|p| p.sent).sum();
+        control.expected.store(sent, Ordering::Release);
+        let sub_results: Vec<_> =
+            sub_handles.into_iter().map(|h| join(h, "subscriber", clients)).collect();
+        (pub_results, sub_results)
+    });
+    let after = broker.usage()?;
+    close_all(clients);
+
+    let mut errors = FirstError::default();
+    let pubs: Vec<_> = pub_results.into_iter().filter_map(|r| errors.take(r)).collect();
+    let subs: Vec<_> = sub_results.into_iter().filter_map(|r| errors.take(r)).collect();
+    let sent_by: Vec<u64> = pubs.iter().map(|p| p.sent).collect();
+    let published: u64 = sent_by.iter().sum();
+    let delivered: u64 = subs.iter().map(|s| s.unique()).sum();
+    let lost: u64 = subs
+        .iter()
+        .map(|s| s.trackers.iter().zip(&sent_by).map(|(t, &sent)| t.missing(sent)).sum::<u64>())
+        .sum();
+    let first_receive = subs.iter().filter_map(|s| s.first_receive).min();
+    let last_receive = subs.iter().filter_map(|s| s.last_receive).max();
+    let last_send = pubs.iter().filter_map(|p| p.last_send).max();
+    let elapsed = last_receive.map_or(f64::NAN, |t| t.duration_since(start).as_secs_f64());
+    let publish_s = last_send.map_or(f64::NAN, |t| t.duration_since(start).as_secs_f64());
+    let mut ended: Vec<&str> = subs.iter().map(|s| s.ended_by).collect();
+    ended.dedup();
+
+    out.int("published", published)
+        .int("expected", published * subscribers as u64)
+        .int("delivered", delivered)
+        .int("lost", lost)
+        .int("duplicates", subs.iter().map(|s| s.duplicates()).sum())
+        .int("reordered", subs.iter().map(|s| s.reordered()).sum())
+        .int("refused", pubs.iter().map(|p| p.refused).sum())
+        .int("foreign_payloads", subs.iter().map(|s| s.unknown_payloads).sum())
+        .num("publish_s", publish_s)
+        .num(
+            "first_delivery_s",
+            first_receive.map_or(f64::NAN, |t| t.saturating_duration_since(start).as_secs_f64()),
+        )
+        .num("elapsed_s", elapsed)
+        .num("offered_per_s", published as f64 / publish_s)
+        .num("msg_per_s", delivered as f64 / elapsed)
+        .num(
+            "max_gap_ms",
+            subs.iter().map(|s| s.max_gap).max().unwrap_or_default().as_secs_f64() * 1000.0,
+        )
+        .str("subscribers_ended_by", &ended.join(","));
+    record_usage(out, "", &before, &after, delivered);
+    out.int("peak_rss_kb", after.hwm_kb).int("broker_log_lines", broker.log_lines());
+    broker.check_alive()?;
+    errors.into_result()
+}

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# edgemq benchmark: every scenario against edgemq AND Mosquitto, interleaved, BENCH_RUNS times;
+# JSON lines to benches/results/latest.jsonl, then a markdown table of medians on stdout.
+#
+# Each scenario run is one `edgemq-loadgen run` process that starts a fresh broker in its own
+# directory under a private temporary directory, drives it, kills it and prints one JSON line.
+# Every run is bounded by `timeout`; on exit (normal, error, Ctrl-C) the trap kills whatever
+# is still running and removes the temporary directory.
+#
+# Environment (defaults in brackets):
+#   BENCH_RUNS              runs of every scenario per broker [2]
+#   BENCH_SCENARIOS         subset, space separated [all: see `edgemq-loadgen scenarios`]
+#   BENCH_DURATION          seconds of publishing per fan-in / fan-out scenario [4]
+#   BENCH_LATENCY_DURATION  seconds of each fixed-rate latency scenario [10]
+#   BENCH_CONNECTIONS       idle connections [5000]
+#   BENCH_PROTOCOL          3.1.1 or 5 [3.1.1]
+#   BENCH_TIMEOUT           hard limit per scenario run, seconds [180]
+#   BENCH_ARGS              extra flags for every `edgemq-loadgen run` (see its --help)
+#   MOSQUITTO               Mosquitto binary [/usr/sbin/mosquitto]
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RUNS=${BENCH_RUNS:-2}
+DURATION=${BENCH_DURATION:-4}
+LATENCY_DURATION=${BENCH_LATENCY_DURATION:-10}
+CONNECTIONS=${BENCH_CONNECTIONS:-5000}
+PROTOCOL=${BENCH_PROTOCOL:-3.1.1}
+TIMEOUT=${BENCH_TIMEOUT:-180}
+MOSQUITTO=${MOSQUITTO:-/usr/sbin/mosquitto}
+read -r -a EXTRA <<<"${BENCH_ARGS:-}"
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+RESULTS=$ROOT/benches/results
+OUT=$RESULTS/latest.jsonl
+
+log() { printf '%s\n' "$*" >&2; }
+
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || { log "BENCH_RUNS must be a positive integer"; exit 2; }
+[[ -x $MOSQUITTO ]] || { log "Mosquitto not found at $MOSQUITTO (set MOSQUITTO=...)"; exit 2; }
+command -v timeout >/dev/null || { log "coreutils timeout is required"; exit 2; }
+
+log "== building edgemq and edgemq-loadgen (release)"
+(cd "$ROOT" && cargo build --release --quiet --bin edgemq && cargo build --release --quiet -p edgemq-loadgen)
+EDGEMQ=$TARGET/release/edgemq
+LOADGEN=$TARGET/release/edgemq-loadgen
+read -r -a SCENARIOS <<<"${BENCH_SCENARIOS:-$("$LOADGEN" scenarios)}"
+
+# The idle scenario holds CONNECTIONS sockets in the load generator and as many in the broker
+# (each process has its own table, both inherit this limit).
+need=$((CONNECTIONS + 256))
+soft=$(ulimit -Sn)
+if [[ $soft != unlimited && $soft -lt $need ]]; then
+    hard=$(ulimit -Hn)
+    if [[ $hard == unlimited || $hard -ge $need ]]; then
+        ulimit -Sn "$need"
+    else
+        ulimit -Sn "$hard"
+        CONNECTIONS=$((hard - 256))
+        log "warning: ulimit -n hard limit is $hard: idle scenario uses $CONNECTIONS connections"
+    fi
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/edgemq-bench.XXXXXX")
+current=""
+
+cleanup() {
+    local rc=$? f pid
+    trap - EXIT INT TERM
+    if [[ -n $current ]]; then
+        # timeout forwards the signal to its process group: the load generator and broker.
+        kill -TERM "$current" 2>/dev/null || true
+        wait "$current" 2>/dev/null || true
+    fi
+    # A broker whose load generator died before it could kill it. Only processes whose
+    # command line names our private directory are touched.
+    for f in "$WORK"/*/broker.pid; do
+        [[ -f $f ]] || continue
+        pid=$(<"$f")
+        if [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$WORK"; then
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$RESULTS"
+: >"$OUT"
+
+# run_one BROKER SCENARIO RUN [extra loadgen flags...]: one fresh broker, one JSON line.
+run_one() {
+    local broker=$1 scenario=$2 run=$3 rc=0 line
+    shift 3
+    timeout -k 5 "$TIMEOUT" "$LOADGEN" run --broker "$broker" --scenario "$scenario" --run "$run" \
+        --workdir "$WORK" --edgemq-bin "$EDGEMQ" --mosquitto-bin "$MOSQUITTO" \
+        --protocol "$PROTOCOL" --duration "$DURATION" --latency-duration "$LATENCY_DURATION" \
+        --connections "$CONNECTIONS" "${EXTRA[@]}" "$@" >"$WORK/line" 2>"$WORK/stderr" &
+    current=$!
+    wait "$current" || rc=$?
+    current=""
+    line=$(tail -n 1 "$WORK/line")
+    if [[ $line != \{* ]]; then
+        # Killed by timeout (124/137) or crashed before printing: still one line per run.
+        line=$(printf '{"scenario":"%s","broker":"%s","variant":"","run":%s,"ok":false,"error":"load generator exited with status %s: %s"}' \
+            "$scenario" "$broker" "$run" "$rc" "$(tr -d '"\\\n' <"$WORK/stderr" | tail -c 200)")
+    fi
+    printf '%s\n' "$line" >>"$OUT"
+    # Directories kept because a broker died: keep them with the results.
+    for d in "$WORK"/*/; do
+        [[ -d $d ]] || continue
+        mkdir -p "$RESULTS/kept" && mv "$d" "$RESULTS/kept/" 2>/dev/null || rm -rf "$d"
+    done
+    local ok=${line#*\"ok\":}
+    log "   $(printf '%-10s %-10s run %s %s' "$scenario" "$broker" "$run" "$*") ok=${ok%%,*}"
+}
+
+log "== $RUNS run(s) of: ${SCENARIOS[*]}"
+log "   $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), ulimit -n $(ulimit -Sn)"
+start=$(date +%s)
+for run in $(seq 1 "$RUNS"); do
+    # Alternate which broker goes first, so warm caches and background noise do not always
+    # favour the same one.
+    if ((run % 2 == 1)); then order=(edgemq mosquitto); else order=(mosquitto edgemq); fi
+    for scenario in "${SCENARIOS[@]}"; do
+        for broker in "${order[@]}"; do
+            if [[ $scenario == offline && $broker == edgemq ]]; then
+                run_one edgemq offline "$run" --durability sync
+                run_one edgemq offline "$run" --durability batch
+            else
+                run_one "$broker" "$scenario" "$run"
+            fi
+        done
+    done
+done
+log "== done in $(($(date +%s) - start)) s; JSON lines in ${OUT#"$ROOT"/}"
+
+echo
+echo "edgemq $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') vs $("$MOSQUITTO" -h 2>/dev/null | head -n 1 | sed 's/ (build.*//')," \
+    "MQTT $PROTOCOL, $RUNS run(s), medians; $(nproc) CPUs shared by broker and load generator."
+echo
+"$LOADGEN" report "$OUT" | tee "$RESULTS/latest.md"
