@@ -27,7 +27,7 @@ CROSS_TIMEOUT_SCALE := 10
 TEST_PKGS := mosquitto mosquitto-clients python3-paho-mqtt
 
 .PHONY: help run build test deps lint cross-setup cross-armv7 cross-aarch64 cross-test \
-        musl-aarch64 musl-armv7 dist dist-musl sizes clean
+        musl-aarch64 musl-armv7 dist dist-musl sizes bench bench-compare clean
 
 help: ## List the targets
 	@echo "Usage: make TARGET"
@@ -40,7 +40,7 @@ build: ## Native release build (target/release/edgemq)
 	$(CARGO) build --release
 
 test: deps ## Whole test suite, native (checks `deps` first)
-	$(CARGO) test
+	$(CARGO) test --workspace
 
 # Checks first; installs only when something is missing (root + apt-get), otherwise says what to
 # install. Without CI=true a missing client is a warning: the tests that need it skip.
@@ -69,7 +69,7 @@ deps: ## Check/install test prerequisites: mosquitto, mosquitto-clients, python3
 
 lint: ## rustfmt check + clippy (warnings are errors)
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 cross-setup: ## Install cross gcc, qemu-user and rustup targets (no-op when present)
 	cross/setup.sh
@@ -111,6 +111,11 @@ sizes: cross-armv7 cross-aarch64 build ## Markdown table of stripped binary size
 	strip -o target/release/edgemq.stripped target/release/edgemq
 	cross/sizes.sh target/$(ARMV7)/$(PROFILE)/edgemq target/$(AARCH64)/$(PROFILE)/edgemq \
 	    target/release/edgemq.stripped
+
+bench: ## Every benchmark scenario, edgemq and Mosquitto side by side (benches/README.md)
+	benches/run.sh
+
+bench-compare: bench ## Same as bench: every run compares with Mosquitto in the same run
 
 clean: ## Remove target/ and dist/
 	$(CARGO) clean
