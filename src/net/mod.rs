@@ -22,6 +22,9 @@ use connection::{Connection, Flush};
 
 /// Size of the one read buffer shared by every connection.
 const READ_BUFFER_SIZE: usize = 64 * 1024;
+/// Bytes read from one connection in one pass before the others get their turn (and
+/// everyone's output is written); the rest is read in the next pass.
+const READ_BUDGET_PER_PASS: usize = 4 * READ_BUFFER_SIZE;
 /// Extra connection slots beyond `max_connections`, so a client over the limit still gets a
 /// CONNACK "server unavailable" instead of a bare reset.
 const OVERFLOW_SLOTS: usize = 16;
@@ -211,6 +214,9 @@ impl EventLoop {
             }
         }
         self.broker.on_timers(now, &mut self.sockets);
+        // Deliveries go out before the commit (only acknowledgements wait for it), so
+        // subscribers work while the disk syncs.
+        self.flush_all();
         self.broker.end_of_pass(now, &mut self.sockets);
         self.flush_all();
         self.close_pending(now);
@@ -277,6 +283,7 @@ impl EventLoop {
         if !self.decode_pending(conn, now) {
             return;
         }
+        let mut budget = READ_BUDGET_PER_PASS;
         loop {
             if !self.broker.wants_input(conn) || self.broker.is_paused(conn) {
                 return;
@@ -319,6 +326,12 @@ impl EventLoop {
                 (Some(rest), Some(connection)) => connection.rx = rest,
                 // A decode error: the broker already asked for the close.
                 (None, _) | (_, None) => return,
+            }
+            budget = budget.saturating_sub(n);
+            if budget == 0 {
+                // Edge-triggered readiness will not fire again for bytes already waiting.
+                self.sockets.to_read.push(conn);
+                return;
             }
         }
     }

@@ -61,6 +61,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// Per-session queue behind the inflight window (online and, for Mosquitto, offline).
     pub max_queued_messages: usize,
+    /// edgemq's `max_queued_messages`, when it differs from Mosquitto's.
+    pub edgemq_max_queued_messages: Option<usize>,
     pub max_inflight: u16,
     /// edgemq only.
     pub durability: Durability,
@@ -73,6 +75,7 @@ impl Default for Settings {
         Settings {
             max_connections: 1024,
             max_queued_messages: 1000,
+            edgemq_max_queued_messages: None,
             max_inflight: 32,
             durability: Durability::Sync,
             persistence: false,
@@ -305,7 +308,8 @@ fn edgemq_config(s: &Settings, data: &Path, port: u16) -> String {
     let _ = writeln!(c, "max_connections = {}", s.max_connections);
     let _ = writeln!(c, "max_sessions = {}", s.max_connections.max(4096));
     let _ = writeln!(c, "max_inflight = {}", s.max_inflight);
-    let _ = writeln!(c, "max_queued_messages = {}", s.max_queued_messages);
+    let queue = s.edgemq_max_queued_messages.unwrap_or(s.max_queued_messages);
+    let _ = writeln!(c, "max_queued_messages = {queue}");
     let _ = writeln!(c, "\n[sqlite]");
     let _ = writeln!(c, "mounted_file_path = {:?}", data.display().to_string());
     let _ = writeln!(c, "durability = \"{}\"", s.durability.name());

@@ -50,6 +50,8 @@ Options of `run` (defaults in brackets):
   --broker-inflight N      broker outbound window per session (both brokers) [32]
   --queue N                fan-in/fan-out per-session queue, max_queued_messages; QoS 1/2 publishers send
                            at most this many messages in total [1000000]
+  --edgemq-queue N         edgemq's max_queued_messages only (it pauses publishers at its limit
+                           instead of dropping) [same as --queue]
   --log-level LEVEL        edgemq --log-level [warn]
   --keep-dirs              keep each broker's directory (config, log, data) afterwards
 ";
@@ -148,6 +150,7 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
         window: 16,
         broker_inflight: 32,
         queue: 1_000_000,
+        edgemq_queue: None,
     };
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
@@ -205,6 +208,7 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
             "--window" => options.window = number::<usize>(flag, &value()?)?.clamp(1, 65_000),
             "--broker-inflight" => options.broker_inflight = number(flag, &value()?)?,
             "--queue" => options.queue = number(flag, &value()?)?,
+            "--edgemq-queue" => options.edgemq_queue = Some(number(flag, &value()?)?),
             other => return Err(Error::new(format!("unknown flag {other:?}"))),
         }
     }

@@ -96,6 +96,9 @@ pub struct Options {
     /// Per-session queue of the throughput scenarios (edgemq and Mosquitto
     /// `max_queued_messages`); also the cap on QoS 1/2 messages published there.
     pub queue: usize,
+    /// edgemq's `max_queued_messages` when it should differ from `queue` (edgemq applies
+    /// back-pressure at its limit instead of dropping, so it can run with its default).
+    pub edgemq_queue: Option<usize>,
 }
 
 impl Options {

@@ -40,6 +40,7 @@ pub fn run(
     let settings = Settings {
         max_connections: 1024,
         max_queued_messages: options.queue,
+        edgemq_max_queued_messages: options.edgemq_queue,
         max_inflight: options.broker_inflight,
         durability: options.durability,
         persistence: false,
