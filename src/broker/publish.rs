@@ -390,7 +390,7 @@ impl Broker {
     pub(super) fn forget_row(&mut self, session_id: SessionId, seq: Option<i64>) {
         let Some(seq) = seq else { return };
         if let Some(stored) = self.session(session_id).and_then(|s| s.stored) {
-            self.store.remove(stored.id, seq);
+            self.store.forget(stored.id, seq);
         }
     }
 

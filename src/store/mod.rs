@@ -50,6 +50,16 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// Whether a write backs something a client was told (an acknowledgement, a SUBACK): only
+/// batches with such a write are fsync'd in `durability = "sync"`. Housekeeping (deleting
+/// delivered messages, send marks, counters) rides along with the next synced commit; losing
+/// it in a power cut costs a QoS 1 redelivery, never a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteKind {
+    Promise,
+    Housekeeping,
+}
+
 /// What ending a batch did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Commit {
@@ -67,6 +77,9 @@ pub enum Commit {
 #[derive(Debug, Default, Clone)]
 pub struct StoreStats {
     pub commits: u64,
+    /// fsyncs of the write-ahead log (`durability = "sync"`): one per commit that backs an
+    /// acknowledgement.
+    pub fsyncs: u64,
     pub failed_commits: u64,
     pub rows_written: u64,
     /// Messages evicted by `overflow = "drop_oldest"`.
@@ -90,6 +103,12 @@ pub struct Store {
     /// The first error of the open batch; the batch will be rolled back.
     batch_error: Option<String>,
     writes_in_batch: usize,
+    batch_has_promise: bool,
+    /// Delivered rows to delete with the batch, as ranges (see `forget`).
+    forgotten: Vec<(StoredSessionId, i64)>,
+    /// `durability = "sync"` in WAL mode: the log to fsync after commits that back a promise
+    /// (opened on first use).
+    wal_sync: Option<WalSync>,
     batch_started: Option<Instant>,
     total_messages: u64,
     usage: HashMap<StoredSessionId, Usage>,
@@ -124,16 +143,21 @@ impl Store {
         if check != "ok" {
             return Err(fail(format!("integrity check failed ({check}): {advice}")));
         }
-        let setup = || -> rusqlite::Result<()> {
+        // In WAL mode `synchronous = FULL` would fsync at every commit, also for commits that
+        // only delete delivered messages. Instead the log is fsync'd by hand after the commits
+        // that back an acknowledgement (`sync_wal`); without WAL, SQLite's FULL does it.
+        let setup = || -> rusqlite::Result<bool> {
+            let mut wal = false;
             if config.durability != Durability::Memory {
                 let mode: String = db.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-                if !mode.eq_ignore_ascii_case("wal") {
+                wal = mode.eq_ignore_ascii_case("wal");
+                if !wal {
                     log::warn!("{}: WAL mode unavailable, using {mode}", path.display());
                 }
             }
             let synchronous = match config.durability {
-                Durability::Sync => "FULL",
-                Durability::Batch => "NORMAL",
+                Durability::Sync if !wal => "FULL",
+                Durability::Sync | Durability::Batch => "NORMAL",
                 Durability::Memory => "OFF",
             };
             db.pragma_update(None, "synchronous", synchronous)?;
@@ -143,14 +167,15 @@ impl Store {
                 let pages = (config.max_db_size as i64 / page_size.max(512)).max(8);
                 db.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
             }
-            Ok(())
+            Ok(wal)
         };
-        setup().map_err(|e| fail(format!("cannot configure the database: {e}")))?;
+        let wal = setup().map_err(|e| fail(format!("cannot configure the database: {e}")))?;
         match schema::migrate(&db) {
             Ok(Ok(())) => {}
             Ok(Err(message)) => return Err(fail(message)),
             Err(e) => return Err(fail(format!("cannot migrate the schema: {e}: {advice}"))),
         }
+        let sync_mode = config.durability == Durability::Sync;
         let mut store = Store {
             db,
             path: path.clone(),
@@ -158,6 +183,9 @@ impl Store {
             in_batch: false,
             batch_error: None,
             writes_in_batch: 0,
+            batch_has_promise: false,
+            forgotten: Vec::new(),
+            wal_sync: (sync_mode && wal).then(|| WalSync::new(&path)),
             batch_started: None,
             total_messages: 0,
             usage: HashMap::new(),
@@ -226,12 +254,24 @@ impl Store {
         if !self.in_batch {
             return Commit::Idle;
         }
+        self.delete_forgotten();
         self.in_batch = false;
         self.batch_started = None;
         let writes = std::mem::take(&mut self.writes_in_batch);
+        let promise = std::mem::take(&mut self.batch_has_promise);
         let failure = match self.batch_error.take() {
             Some(error) => Some(error),
-            None => self.db.execute_batch("COMMIT").err().map(|e| e.to_string()),
+            None => match self.db.execute_batch("COMMIT") {
+                Err(e) => Some(e.to_string()),
+                Ok(()) if promise => match self.wal_sync.as_mut() {
+                    Some(wal) => {
+                        self.stats.fsyncs += 1;
+                        wal.sync().err()
+                    }
+                    None => None,
+                },
+                Ok(()) => None,
+            },
         };
         match failure {
             None => {
@@ -248,6 +288,7 @@ impl Store {
                     "{}: store write failed, {writes} writes rolled back: {error}",
                     self.path.display()
                 );
+                self.forgotten.clear();
                 if let Err(e) = self.reload_usage() {
                     log::error!("{}: cannot re-read the ring: {e}", self.path.display());
                 }
@@ -261,21 +302,14 @@ impl Store {
     fn write<T>(
         &mut self,
         what: &str,
+        kind: WriteKind,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Option<T> {
-        if self.batch_error.is_some() {
+        if !self.begin() {
             return None;
         }
-        if !self.in_batch {
-            if let Err(e) = self.db.execute_batch("BEGIN") {
-                self.batch_error = Some(format!("BEGIN: {e}"));
-                self.in_batch = true;
-                return None;
-            }
-            self.in_batch = true;
-            self.batch_started = Some(Instant::now());
-        }
         self.writes_in_batch += 1;
+        self.batch_has_promise |= kind == WriteKind::Promise;
         match f(&self.db) {
             Ok(value) => Some(value),
             Err(e) => {
@@ -284,6 +318,22 @@ impl Store {
                 None
             }
         }
+    }
+
+    /// Opens the batch if none is open. False if the batch is poisoned.
+    fn begin(&mut self) -> bool {
+        if self.batch_error.is_some() {
+            return false;
+        }
+        if !self.in_batch {
+            self.in_batch = true;
+            if let Err(e) = self.db.execute_batch("BEGIN") {
+                self.batch_error = Some(format!("BEGIN: {e}"));
+                return false;
+            }
+            self.batch_started = Some(Instant::now());
+        }
+        true
     }
 
     /// Whether the open batch already failed (its acknowledgements will be refused).
@@ -331,6 +381,43 @@ impl Store {
         } else {
             anchor_instant + Duration::from_millis(offset as u64)
         }
+    }
+}
+
+/// fsync of the write-ahead log after a commit: what `synchronous = FULL` does, done only
+/// where an acknowledgement depends on it. fsync works on the file, whichever descriptor
+/// wrote it, so a second descriptor of `<db>-wal` suffices.
+struct WalSync {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl WalSync {
+    fn new(db: &Path) -> WalSync {
+        let mut name = db.as_os_str().to_owned();
+        name.push("-wal");
+        WalSync { path: PathBuf::from(name), file: None }
+    }
+
+    /// `Err` with the reason if the log could not be made durable.
+    fn sync(&mut self) -> Result<(), String> {
+        let file = match self.file.take() {
+            Some(file) => file,
+            None => {
+                let file = std::fs::File::open(&self.path)
+                    .map_err(|e| format!("{}: {e}", self.path.display()))?;
+                // The log was just created: make its directory entry durable too.
+                if let Some(dir) = self.path.parent() {
+                    std::fs::File::open(dir)
+                        .and_then(|d| d.sync_all())
+                        .map_err(|e| format!("{}: {e}", dir.display()))?;
+                }
+                file
+            }
+        };
+        let synced = file.sync_data().map_err(|e| format!("fsync {}: {e}", self.path.display()));
+        self.file = Some(file);
+        synced
     }
 }
 

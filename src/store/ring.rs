@@ -11,7 +11,7 @@ use std::time::Instant;
 use rusqlite::{params, OptionalExtension};
 
 use super::blob::{decode_publish, encode_publish};
-use super::{Store, StoredSessionId};
+use super::{Store, StoredSessionId, WriteKind};
 use crate::codec::Publish;
 use crate::config::Overflow;
 
@@ -81,7 +81,7 @@ impl Store {
             evicted.push((victim_session, victim_seq));
         }
         let expires_ms = expires_at.map(|at| self.wall_ms(at));
-        let inserted = self.write("queue message", |db| {
+        let inserted = self.write("queue message", WriteKind::Promise, |db| {
             db.prepare_cached(
                 "INSERT INTO messages (session, seq, expires_at_ms, size, packet) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -101,7 +101,7 @@ impl Store {
     /// Deletes row `seq` of `session` (delivered, expired or evicted). Returns false only if
     /// the write failed; a row already gone is fine.
     pub fn remove(&mut self, session: StoredSessionId, seq: i64) -> bool {
-        let deleted = self.write("delete message", |db| {
+        let deleted = self.write("delete message", WriteKind::Housekeeping, |db| {
             db.prepare_cached(
                 "DELETE FROM messages WHERE session = ?1 AND seq = ?2 RETURNING size",
             )?
@@ -112,22 +112,74 @@ impl Store {
             None => false,
             Some(None) => true,
             Some(Some(size)) => {
-                if let Some(usage) = self.usage.get_mut(&session) {
-                    usage.messages = usage.messages.saturating_sub(1);
-                    usage.bytes = usage.bytes.saturating_sub(size.max(0) as u64);
-                    if usage.messages == 0 {
-                        self.usage.remove(&session);
-                    }
-                }
-                self.total_messages = self.total_messages.saturating_sub(1);
+                self.release(session, 1, size.max(0) as u64);
                 true
             }
         }
     }
 
+    /// Row `seq` of `session` was delivered (or abandoned): it is deleted when the batch
+    /// ends, together with its neighbours in one range statement, since acknowledgements
+    /// mostly arrive in order.
+    pub fn forget(&mut self, session: StoredSessionId, seq: i64) {
+        if self.begin() {
+            self.forgotten.push((session, seq));
+        }
+    }
+
+    /// Deletes the forgotten rows, one statement per run of consecutive seqs.
+    pub(super) fn delete_forgotten(&mut self) {
+        if self.forgotten.is_empty() {
+            return;
+        }
+        let mut rows = std::mem::take(&mut self.forgotten);
+        rows.sort_unstable();
+        let mut start = 0;
+        while start < rows.len() {
+            let (session, first) = rows[start];
+            let mut end = start + 1;
+            while end < rows.len() && rows[end] == (session, rows[end - 1].1 + 1) {
+                end += 1;
+            }
+            let last = rows[end - 1].1;
+            let deleted = self.write("delete delivered messages", WriteKind::Housekeeping, |db| {
+                let mut statement = db.prepare_cached(
+                    "DELETE FROM messages WHERE session = ?1 AND seq BETWEEN ?2 AND ?3 \
+                     RETURNING size",
+                )?;
+                let sizes =
+                    statement.query_map(params![session.0, first, last], |r| r.get::<_, i64>(0))?;
+                let mut count = 0u64;
+                let mut bytes = 0u64;
+                for size in sizes {
+                    count += 1;
+                    bytes += size?.max(0) as u64;
+                }
+                Ok((count, bytes))
+            });
+            if let Some((count, bytes)) = deleted {
+                self.release(session, count, bytes);
+            }
+            start = end;
+        }
+        rows.clear();
+        self.forgotten = rows;
+    }
+
+    fn release(&mut self, session: StoredSessionId, count: u64, bytes: u64) {
+        if let Some(usage) = self.usage.get_mut(&session) {
+            usage.messages = usage.messages.saturating_sub(count);
+            usage.bytes = usage.bytes.saturating_sub(bytes);
+            if usage.messages == 0 {
+                self.usage.remove(&session);
+            }
+        }
+        self.total_messages = self.total_messages.saturating_sub(count);
+    }
+
     /// Records that PUBREL was sent for row `seq` (QoS 2, second half).
     pub fn mark_pubrel(&mut self, session: StoredSessionId, seq: i64) {
-        self.write("mark PUBREL", |db| {
+        self.write("mark PUBREL", WriteKind::Housekeeping, |db| {
             db.prepare_cached("UPDATE messages SET state = 1 WHERE session = ?1 AND seq = ?2")?
                 .execute(params![session.0, seq])
         });
@@ -236,7 +288,7 @@ impl Store {
     }
 
     fn add_dropped(&mut self, session: StoredSessionId, n: i64) {
-        self.write("count dropped message", |db| {
+        self.write("count dropped message", WriteKind::Housekeeping, |db| {
             db.prepare_cached("UPDATE sessions SET dropped = dropped + ?2 WHERE id = ?1")?
                 .execute(params![session.0, n])
         });

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use rusqlite::params;
 
 use super::blob::{decode_publish, decode_will, encode_publish, encode_will};
-use super::{Store, StoredSessionId};
+use super::{Store, StoredSessionId, WriteKind};
 use crate::codec::{ProtocolVersion, Publish, QoS, RetainHandling, SubscriptionOptions, Will};
 
 /// What is stored about a session when it (re)connects.
@@ -93,7 +93,7 @@ impl Store {
         let will = row.will.map(encode_will);
         let will_delay = row.will.and_then(|w| w.properties.will_delay_interval).unwrap_or(0);
         let expiry = row.expiry.map(|d| d.as_secs() as i64);
-        self.write("save session", |db| {
+        self.write("save session", WriteKind::Promise, |db| {
             db.prepare_cached(
                 "INSERT INTO sessions (client_id, protocol, expiry_secs, will, will_delay_secs) \
                  VALUES (?1, ?2, ?3, ?4, ?5) \
@@ -123,7 +123,7 @@ impl Store {
         let due_ms = will_due.map(|at| self.wall_ms(at));
         let will = will.map(encode_will);
         let expiry = expiry.map(|d| d.as_secs() as i64);
-        self.write("save offline session", |db| {
+        self.write("save offline session", WriteKind::Housekeeping, |db| {
             db.prepare_cached(
                 "UPDATE sessions SET expiry_secs = ?2, expires_at_ms = ?3, will = ?4, \
                  will_due_ms = ?5 WHERE id = ?1",
@@ -135,7 +135,7 @@ impl Store {
     /// Records that rows before `first_unsent` have been sent (one write per session per
     /// batch, so a restart re-sends them with DUP=1).
     pub fn save_send_mark(&mut self, id: StoredSessionId, first_unsent: i64) {
-        self.write("save send mark", |db| {
+        self.write("save send mark", WriteKind::Housekeeping, |db| {
             db.prepare_cached("UPDATE sessions SET first_unsent = ?2 WHERE id = ?1")?
                 .execute(params![id.0, first_unsent])
         });
@@ -143,7 +143,7 @@ impl Store {
 
     /// Removes a session with everything it owns.
     pub fn delete_session(&mut self, id: StoredSessionId) {
-        self.write("delete session", |db| {
+        self.write("delete session", WriteKind::Promise, |db| {
             for sql in [
                 "DELETE FROM messages WHERE session = ?1",
                 "DELETE FROM subscriptions WHERE session = ?1",
@@ -167,7 +167,7 @@ impl Store {
         subscription_id: Option<u32>,
     ) {
         let byte = options_byte(options);
-        self.write("save subscription", |db| {
+        self.write("save subscription", WriteKind::Promise, |db| {
             db.prepare_cached(
                 "INSERT OR REPLACE INTO subscriptions (session, filter, options, subscription_id) \
                  VALUES (?1, ?2, ?3, ?4)",
@@ -177,7 +177,7 @@ impl Store {
     }
 
     pub fn delete_subscription(&mut self, id: StoredSessionId, filter: &str) {
-        self.write("delete subscription", |db| {
+        self.write("delete subscription", WriteKind::Promise, |db| {
             db.prepare_cached("DELETE FROM subscriptions WHERE session = ?1 AND filter = ?2")?
                 .execute(params![id.0, filter])
         });
@@ -185,7 +185,7 @@ impl Store {
 
     /// An inbound QoS 2 message was accepted (PUBREC pending): remember its id.
     pub fn add_inbound_qos2(&mut self, id: StoredSessionId, packet_id: u16) {
-        self.write("save inbound QoS 2 id", |db| {
+        self.write("save inbound QoS 2 id", WriteKind::Promise, |db| {
             db.prepare_cached(
                 "INSERT OR IGNORE INTO inbound_qos2 (session, packet_id) VALUES (?1, ?2)",
             )?
@@ -194,7 +194,7 @@ impl Store {
     }
 
     pub fn remove_inbound_qos2(&mut self, id: StoredSessionId, packet_id: u16) {
-        self.write("delete inbound QoS 2 id", |db| {
+        self.write("delete inbound QoS 2 id", WriteKind::Housekeeping, |db| {
             db.prepare_cached("DELETE FROM inbound_qos2 WHERE session = ?1 AND packet_id = ?2")?
                 .execute(params![id.0, packet_id])
         });
@@ -204,7 +204,7 @@ impl Store {
         let packet = encode_publish(publish);
         let expires_ms = expires_at.map(|at| self.wall_ms(at));
         let topic: &str = &publish.topic;
-        self.write("save retained message", |db| {
+        self.write("save retained message", WriteKind::Promise, |db| {
             db.prepare_cached(
                 "INSERT OR REPLACE INTO retained (topic, expires_at_ms, packet) VALUES (?1, ?2, ?3)",
             )?
@@ -213,7 +213,7 @@ impl Store {
     }
 
     pub fn delete_retained(&mut self, topic: &str) {
-        self.write("delete retained message", |db| {
+        self.write("delete retained message", WriteKind::Promise, |db| {
             db.prepare_cached("DELETE FROM retained WHERE topic = ?1")?.execute([topic])
         });
     }
