@@ -1,0 +1,1278 @@
+//! End-to-end test harness: runs the real broker binary on an ephemeral port with its own
+//! config and data directory, and talks to it over raw TCP.
+//!
+//! Contract:
+//! - Every test starts its own [`Broker`] (tests run in parallel); dropping it kills the process
+//!   and removes its temporary directory. While a test is panicking, the drop prints the
+//!   broker's whole log, so a failure explains itself.
+//! - Nothing here sleeps for correctness: every wait polls against a deadline derived from
+//!   [`timeout`], which scales with `EDGEMQ_TEST_TIMEOUT_SCALE` (qemu-user is 5-20x slower).
+//! - Packets are built and parsed by [`packets`], written from the specification and sharing
+//!   no code with the `edgemq` codec.
+//!
+//! Environment:
+//! - `EDGEMQ_BIN`: broker binary (default: the one cargo built for this test run).
+//! - `EDGEMQ_TEST_RUNNER`: command put in front of it, split on whitespace
+//!   (e.g. `qemu-arm -L /usr/arm-linux-gnueabihf`; binfmt_misc is not available everywhere).
+//! - `EDGEMQ_TEST_TIMEOUT_SCALE`: multiplies every deadline (default 1).
+//! - `EDGEMQ_TEST_LOG_LEVEL`: the broker's `--log-level` (default `info`; must keep `info`
+//!   lines, the harness reads the listening port from one).
+//! - `EDGEMQ_TEST_REFERENCE=mosquitto`: run `mosquitto` instead, to validate the tests
+//!   themselves against the reference broker.
+//! - `EDGEMQ_TEST_NO_SKIP=1`: in reference mode, also run the tests marked as differing.
+//! - `CI=true`: a missing external client (mosquitto_sub, paho) fails the test instead of
+//!   skipping it.
+#![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+pub mod packets;
+
+use packets::{kind, Ack, Connack, Connect, Packet, Publish, Suback};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------------
+// Time
+// ---------------------------------------------------------------------------------------------
+
+/// `EDGEMQ_TEST_TIMEOUT_SCALE`, default 1.0.
+pub fn timeout_scale() -> f64 {
+    match std::env::var("EDGEMQ_TEST_TIMEOUT_SCALE") {
+        Ok(s) => match s.trim().parse::<f64>() {
+            Ok(v) if v > 0.0 && v.is_finite() => v,
+            _ => panic!("EDGEMQ_TEST_TIMEOUT_SCALE={s:?} is not a positive number"),
+        },
+        Err(_) => 1.0,
+    }
+}
+
+/// A duration multiplied by the timeout scale.
+pub fn scaled(d: Duration) -> Duration {
+    d.mul_f64(timeout_scale())
+}
+
+/// The default upper bound for anything the broker should do "promptly": 10 s, scaled.
+pub fn timeout() -> Duration {
+    scaled(Duration::from_secs(10))
+}
+
+/// A short window for "nothing more arrives" checks that cannot fail falsely when the
+/// machine is slow (a slow broker only makes them pass more easily): 300 ms, scaled.
+pub fn quiet_period() -> Duration {
+    scaled(Duration::from_millis(300))
+}
+
+/// The name libtest gives the current test's thread, for skip messages.
+fn test_name() -> String {
+    thread::current().name().unwrap_or("<unnamed>").to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reference mode and external tools
+// ---------------------------------------------------------------------------------------------
+
+/// Which broker the suite runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Edgemq,
+    Mosquitto,
+}
+
+pub fn target() -> Target {
+    match std::env::var("EDGEMQ_TEST_REFERENCE").as_deref() {
+        Err(_) | Ok("") => Target::Edgemq,
+        Ok("mosquitto") => Target::Mosquitto,
+        Ok(other) => panic!("EDGEMQ_TEST_REFERENCE={other:?}: only \"mosquitto\" is supported"),
+    }
+}
+
+pub fn is_reference() -> bool {
+    target() == Target::Mosquitto
+}
+
+/// For tests of edgemq behaviour where Mosquitto differs (or cannot be configured the same
+/// way): returns true, after saying why, when running against the reference broker.
+/// `EDGEMQ_TEST_NO_SKIP=1` runs them anyway, to see how Mosquitto differs.
+pub fn skip_in_reference(why: &str) -> bool {
+    if !is_reference() {
+        return false;
+    }
+    if std::env::var("EDGEMQ_TEST_NO_SKIP").is_ok_and(|v| v == "1") {
+        loud(&format!(
+            "NOT SKIPPED {} (EDGEMQ_TEST_NO_SKIP=1), expected to differ: {why}",
+            test_name()
+        ));
+        return false;
+    }
+    loud(&format!(
+        "SKIPPED {} in reference mode (mosquitto): {why}",
+        test_name()
+    ));
+    true
+}
+
+/// Writes to the real stderr, past libtest's output capture, so skips show in every run.
+fn loud(msg: &str) {
+    let _ = writeln!(io::stderr().lock(), "{msg}");
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").map(|v| v == "true").unwrap_or(false)
+}
+
+/// A missing external dependency: a loud skip locally, a failure under `CI=true`.
+fn missing(what: &str, install: &str) -> bool {
+    let msg = format!("{what} not found: install {install}");
+    if in_ci() {
+        panic!("{msg} (CI=true, so a missing client fails the test)");
+    }
+    loud(&format!("SKIPPED {}: {msg}", test_name()));
+    false
+}
+
+/// Whether an executable is on PATH; see [`missing`] for what happens when it is not.
+pub fn require_tool(name: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|path| {
+            std::env::split_paths(&path).any(|dir| {
+                let p = dir.join(name);
+                p.is_file()
+                    && std::fs::metadata(&p)
+                        .map(|m| {
+                            std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+                        })
+                        .unwrap_or(false)
+            })
+        })
+        .unwrap_or(false);
+    found
+        || missing(
+            name,
+            "mosquitto-clients (apt-get install mosquitto-clients)",
+        )
+}
+
+/// The interpreter the paho scripts run with: Debian's, where `python3-paho-mqtt` lives.
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// Whether `/usr/bin/python3` can import paho-mqtt; see [`missing`].
+pub fn require_paho() -> bool {
+    let ok = Command::new(PYTHON)
+        .args(["-c", "import paho.mqtt.client"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    ok || missing(
+        "paho-mqtt for /usr/bin/python3",
+        "python3-paho-mqtt (apt-get install python3-paho-mqtt)",
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Temporary directory (std only)
+// ---------------------------------------------------------------------------------------------
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!(
+            "{prefix}-{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        TempDir(path)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Broker
+// ---------------------------------------------------------------------------------------------
+
+/// A config value; written as TOML for edgemq, as plain text for Mosquitto.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+}
+
+impl Value {
+    fn toml(&self) -> String {
+        match self {
+            Value::Int(v) => v.to_string(),
+            Value::Float(v) => format!("{v:?}"),
+            Value::Bool(v) => v.to_string(),
+            Value::Str(s) => format!("{s:?}"),
+        }
+    }
+    fn plain(&self) -> String {
+        match self {
+            Value::Int(v) => v.to_string(),
+            Value::Float(v) => v.to_string(),
+            Value::Bool(v) => v.to_string(),
+            Value::Str(s) => s.clone(),
+        }
+    }
+}
+
+impl From<i32> for Value {
+    fn from(v: i32) -> Value {
+        Value::Int(i64::from(v))
+    }
+}
+impl From<i64> for Value {
+    fn from(v: i64) -> Value {
+        Value::Int(v)
+    }
+}
+impl From<u32> for Value {
+    fn from(v: u32) -> Value {
+        Value::Int(i64::from(v))
+    }
+}
+impl From<f64> for Value {
+    fn from(v: f64) -> Value {
+        Value::Float(v)
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Value {
+        Value::Bool(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Value {
+        Value::Str(v.to_string())
+    }
+}
+
+/// Config overrides for one broker; everything not set keeps the broker's default.
+#[derive(Clone, Debug, Default)]
+pub struct BrokerBuilder {
+    /// section -> key -> value, written in a stable order.
+    settings: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+impl BrokerBuilder {
+    pub fn new() -> BrokerBuilder {
+        BrokerBuilder::default()
+    }
+
+    /// A key of the `[mqtt]` section, e.g. `.mqtt("max_packet_size", 1024)` or
+    /// `.mqtt("connect_timeout", "1s")`.
+    pub fn mqtt(self, key: &str, value: impl Into<Value>) -> BrokerBuilder {
+        self.set("mqtt", key, value)
+    }
+
+    /// A key of any section.
+    pub fn set(mut self, section: &str, key: &str, value: impl Into<Value>) -> BrokerBuilder {
+        self.settings
+            .entry(section.to_string())
+            .or_default()
+            .insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn start(self) -> Broker {
+        Broker::start_with(self)
+    }
+
+    fn edgemq_toml(&self) -> String {
+        let mut out = String::from("# written by the edgemq end-to-end tests\n");
+        for (section, keys) in &self.settings {
+            out.push_str(&format!("\n[{section}]\n"));
+            for (k, v) in keys {
+                out.push_str(&format!("{k} = {}\n", v.toml()));
+            }
+        }
+        out
+    }
+
+    /// The Mosquitto equivalent of the overrides; panics on one without an equivalent (a
+    /// test that needs it must call [`skip_in_reference`] first).
+    fn mosquitto_conf(&self, port: u16, data_dir: &Path) -> String {
+        let mut out = format!(
+            "listener {port} 127.0.0.1\n\
+             allow_anonymous true\n\
+             persistence false\n\
+             persistence_location {}/\n\
+             log_dest stderr\n\
+             log_type all\n\
+             connection_messages true\n",
+            data_dir.display()
+        );
+        for (section, keys) in &self.settings {
+            for (k, v) in keys {
+                let name = match (section.as_str(), k.as_str()) {
+                    ("mqtt", "max_packet_size") => "max_packet_size",
+                    ("mqtt", "max_inflight") => "max_inflight_messages",
+                    ("mqtt", "max_queued_messages") => "max_queued_messages",
+                    ("mqtt", "max_keepalive") => "max_keepalive",
+                    ("mqtt", "retain_available") => "retain_available",
+                    ("mqtt", "max_topic_alias") => "max_topic_alias",
+                    ("mqtt", "allow_zero_length_clientid") => "allow_zero_length_clientid",
+                    ("mqtt", "max_qos") => "max_qos",
+                    ("mqtt", "queue_qos0") => "queue_qos0_messages",
+                    ("mqtt", "max_connections") => "max_connections",
+                    ("mqtt", "persistent_session_expiry") => "persistent_client_expiration",
+                    _ => panic!(
+                        "[{section}] {k} has no Mosquitto equivalent: the test must call \
+                         skip_in_reference() before starting the broker"
+                    ),
+                };
+                out.push_str(&format!("{name} {}\n", v.plain()));
+            }
+        }
+        out
+    }
+}
+
+/// A running broker (edgemq, or Mosquitto in reference mode) with its own temp directory.
+pub struct Broker {
+    target: Target,
+    builder: BrokerBuilder,
+    dir: TempDir,
+    child: Option<Child>,
+    port: u16,
+    /// Every line the broker printed, over all its runs.
+    log: Arc<Mutex<Vec<String>>>,
+    runs: usize,
+}
+
+impl Broker {
+    /// A broker with default settings.
+    pub fn start() -> Broker {
+        BrokerBuilder::new().start()
+    }
+
+    fn start_with(builder: BrokerBuilder) -> Broker {
+        let dir = TempDir::new("edgemq-e2e");
+        std::fs::create_dir_all(dir.path().join("data")).expect("create data dir");
+        let mut broker = Broker {
+            target: target(),
+            builder,
+            dir,
+            child: None,
+            port: 0,
+            log: Arc::new(Mutex::new(Vec::new())),
+            runs: 0,
+        };
+        broker.spawn();
+        broker
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+    /// The directory the broker keeps its data in; the same across [`Broker::restart`].
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+    /// The broker's output so far, one line per entry.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Kills the process with SIGKILL (no chance to flush anything) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Asks the process to stop with SIGTERM and waits up to [`timeout`] for it to exit
+    /// (SIGKILL after that, and the test fails). Returns the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("broker is not running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + timeout();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for broker") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("broker did not exit within {:?} of SIGTERM", timeout());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Starts the broker again on the same config and data directory (killing it first with
+    /// SIGKILL if it still runs). The port changes: ask [`Broker::port`] again.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => child.try_wait().map(|s| s.is_none()).unwrap_or(false),
+            None => false,
+        }
+    }
+
+    fn spawn(&mut self) {
+        self.runs += 1;
+        self.push_log(format!(
+            "===== broker run {} ({:?}) =====",
+            self.runs, self.target
+        ));
+        match self.target {
+            Target::Edgemq => self.spawn_edgemq(),
+            Target::Mosquitto => {
+                // Mosquitto cannot be told to pick a port, so pick a free one and retry if
+                // another test grabbed it in between.
+                for attempt in 1..=5 {
+                    if self.spawn_mosquitto() {
+                        return;
+                    }
+                    self.push_log(format!("===== port taken, retry {attempt} ====="));
+                }
+                self.fail_start("mosquitto could not bind a port in 5 attempts");
+            }
+        }
+    }
+
+    fn push_log(&self, line: String) {
+        if let Ok(mut log) = self.log.lock() {
+            log.push(line);
+        }
+    }
+
+    fn spawn_edgemq(&mut self) {
+        let conf = self.dir.path().join("edgemq.toml");
+        std::fs::write(&conf, self.builder.edgemq_toml()).expect("write config");
+        let bin = std::env::var("EDGEMQ_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_edgemq").to_string());
+        let level = std::env::var("EDGEMQ_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".to_string());
+        let mut cmd = runner_command(&bin);
+        cmd.arg("--conf")
+            .arg(&conf)
+            .args(["--listen", "127.0.0.1:0", "--data"])
+            .arg(self.data_dir())
+            .args(["--log-level", &level])
+            .current_dir(self.dir.path());
+        let (tx, rx) = mpsc::channel();
+        self.launch(cmd, move |line| {
+            if let Some(port) = parse_listening_port(line) {
+                let _ = tx.send(port);
+            }
+        });
+        self.port = self.wait_ready(rx, "a `listening on 127.0.0.1:PORT` log line");
+    }
+
+    /// Returns false if the port was taken (mosquitto exited saying so).
+    fn spawn_mosquitto(&mut self) -> bool {
+        let port = free_port();
+        let conf = self.dir.path().join("mosquitto.conf");
+        std::fs::write(&conf, self.builder.mosquitto_conf(port, &self.data_dir()))
+            .expect("write config");
+        let mut cmd = Command::new("mosquitto");
+        cmd.arg("-c").arg(&conf).current_dir(self.dir.path());
+        let (tx, rx) = mpsc::channel();
+        self.launch(cmd, move |line| {
+            if line.contains(" running") {
+                let _ = tx.send(port);
+            }
+        });
+        let log_len_before = self.log().len();
+        let deadline = Instant::now() + timeout();
+        loop {
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(port) => {
+                    self.port = port;
+                    return true;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {}
+            }
+            if !self.is_running() {
+                // Give the reader thread a moment to collect the last lines.
+                thread::sleep(Duration::from_millis(50));
+                let taken = self.log()[log_len_before.saturating_sub(1)..]
+                    .iter()
+                    .any(|l| l.contains("Address already in use"));
+                if taken {
+                    self.child = None;
+                    return false;
+                }
+                self.fail_start("mosquitto exited during start-up");
+            }
+            if Instant::now() > deadline {
+                self.fail_start("mosquitto did not report `running`");
+            }
+        }
+    }
+
+    /// Spawns `cmd` with stdout and stderr captured line by line into the log; `on_line` sees
+    /// every stderr line (to find the port).
+    fn launch(&mut self, mut cmd: Command, on_line: impl Fn(&str) + Send + 'static) {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start broker {cmd:?}: {e}"));
+        let stderr = child.stderr.take().expect("stderr piped");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let log = Arc::clone(&self.log);
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                on_line(&line);
+                if let Ok(mut log) = log.lock() {
+                    log.push(line);
+                }
+            }
+        });
+        let log = Arc::clone(&self.log);
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(mut log) = log.lock() {
+                    log.push(format!("[stdout] {line}"));
+                }
+            }
+        });
+        self.child = Some(child);
+    }
+
+    fn wait_ready(&mut self, rx: mpsc::Receiver<u16>, what: &str) -> u16 {
+        let deadline = Instant::now() + timeout();
+        loop {
+            if let Ok(port) = rx.recv_timeout(Duration::from_millis(20)) {
+                return port;
+            }
+            if !self.is_running() {
+                thread::sleep(Duration::from_millis(50));
+                self.fail_start(&format!("broker exited before printing {what}"));
+            }
+            if Instant::now() > deadline {
+                self.fail_start(&format!("no {what} within {:?}", timeout()));
+            }
+        }
+    }
+
+    fn fail_start(&mut self, why: &str) -> ! {
+        self.kill();
+        panic!(
+            "broker start failed: {why}\n----- broker log -----\n{}\n----------------------",
+            self.log().join("\n")
+        );
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+        if thread::panicking() {
+            eprintln!(
+                "----- broker log ({:?}, port {}, dir {}) -----\n{}\n----- end of broker log -----",
+                self.target,
+                self.port,
+                self.dir.path().display(),
+                self.log().join("\n")
+            );
+        }
+    }
+}
+
+/// `program` with `EDGEMQ_TEST_RUNNER` (split on whitespace) in front of it.
+fn runner_command(program: &str) -> Command {
+    let runner = std::env::var("EDGEMQ_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(first) => {
+            let mut cmd = Command::new(first);
+            cmd.args(words).arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
+/// The port in a log line containing `listening on 127.0.0.1:PORT`.
+pub fn parse_listening_port(line: &str) -> Option<u16> {
+    let rest = &line[line.find("listening on ")? + "listening on ".len()..];
+    let addr = rest.split_whitespace().next()?;
+    let port: String = addr
+        .rsplit(':')
+        .next()?
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    port.parse().ok().filter(|p| *p != 0)
+}
+
+/// A port nothing listens on right now (the kernel's choice for an ephemeral bind).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw-socket client
+// ---------------------------------------------------------------------------------------------
+
+/// How a read attempt ended when it did not return bytes.
+#[derive(Debug)]
+pub enum ReadEnd {
+    /// Nothing within the deadline.
+    Timeout,
+    /// EOF or reset: the broker closed the connection.
+    Closed(String),
+}
+
+/// A raw MQTT client over a blocking `TcpStream` with deadline-based reads.
+pub struct TestClient {
+    stream: TcpStream,
+    name: String,
+    /// Received bytes not consumed yet.
+    pending: Vec<u8>,
+    /// Whole packets read ahead while waiting for another one (e.g. a PUBLISH that arrived
+    /// before the PUBREL [`TestClient::ack`] waits for); [`TestClient::read_packet`] returns
+    /// these first.
+    stash: VecDeque<Packet>,
+    /// Protocol level used by the helpers that build or parse version-dependent packets.
+    pub level: u8,
+    next_packet_id: u16,
+}
+
+impl TestClient {
+    /// Opens a TCP connection; nothing is sent.
+    pub fn connect(broker: &Broker) -> TestClient {
+        TestClient::connect_named(broker, "client")
+    }
+
+    pub fn connect_named(broker: &Broker, name: &str) -> TestClient {
+        let stream = TcpStream::connect_timeout(&broker.addr(), timeout())
+            .unwrap_or_else(|e| panic!("[{name}] cannot connect to {}: {e}", broker.addr()));
+        stream.set_nodelay(true).expect("set_nodelay");
+        TestClient {
+            stream,
+            name: name.to_string(),
+            pending: Vec::new(),
+            stash: VecDeque::new(),
+            level: packets::V311,
+            next_packet_id: 1,
+        }
+    }
+
+    /// Connects and completes an MQTT 3.1.1 handshake (clean session, keep alive 60).
+    pub fn v311(broker: &Broker, client_id: &str) -> TestClient {
+        TestClient::handshake(broker, Connect::v311(client_id))
+    }
+
+    /// Connects and completes an MQTT 5.0 handshake (clean start, keep alive 60).
+    pub fn v5(broker: &Broker, client_id: &str) -> TestClient {
+        TestClient::handshake(broker, Connect::v5(client_id))
+    }
+
+    /// Connects, sends `connect`, expects a successful CONNACK and returns the client.
+    pub fn handshake(broker: &Broker, connect: Connect) -> TestClient {
+        let (client, connack) = TestClient::try_handshake(broker, connect);
+        assert_eq!(connack.code, 0, "CONNACK refused: {connack:?}");
+        client
+    }
+
+    /// Connects, sends `connect`, returns the client and the CONNACK, whatever its code.
+    pub fn try_handshake(broker: &Broker, connect: Connect) -> (TestClient, Connack) {
+        let name = if connect.client_id.is_empty() {
+            "<empty id>"
+        } else {
+            &connect.client_id
+        };
+        let mut client = TestClient::connect_named(broker, name);
+        client.level = connect.level;
+        client.send(&connect.build());
+        let packet = client.read_packet();
+        let connack = Connack::parse(&packet, connect.level == packets::V5);
+        (client, connack)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn is_v5(&self) -> bool {
+        self.level == packets::V5
+    }
+
+    /// A fresh packet identifier (1, 2, ...; never 0).
+    pub fn next_id(&mut self) -> u16 {
+        let id = self.next_packet_id;
+        self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+        id
+    }
+
+    /// Writes all bytes; panics if the connection is gone.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.try_send(bytes).unwrap_or_else(|e| {
+            panic!(
+                "[{}] send of [{}] failed: {e}",
+                self.name,
+                packets::hex(bytes)
+            )
+        });
+    }
+
+    pub fn try_send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
+    }
+
+    /// Reads more bytes into `pending`; returns how many, or why none came.
+    fn fill(&mut self, deadline: Instant) -> Result<usize, ReadEnd> {
+        let mut buf = [0u8; 4096];
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ReadEnd::Timeout);
+            }
+            let wait = (deadline - now).max(Duration::from_millis(1));
+            self.stream
+                .set_read_timeout(Some(wait))
+                .expect("set_read_timeout");
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Err(ReadEnd::Closed("EOF".to_string())),
+                Ok(n) => {
+                    self.pending.extend_from_slice(&buf[..n]);
+                    return Ok(n);
+                }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::Interrupted => {}
+                    io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe => return Err(ReadEnd::Closed(e.to_string())),
+                    _ => panic!("[{}] read error: {e}", self.name),
+                },
+            }
+        }
+    }
+
+    /// Reads exactly `expected.len()` bytes and compares them; panics with a hex diff.
+    pub fn expect(&mut self, expected: &[u8]) {
+        self.assert_no_stash(&format!("expecting [{}]", packets::hex(expected)));
+        let deadline = Instant::now() + timeout();
+        while self.pending.len() < expected.len() {
+            if let Err(end) = self.fill(deadline) {
+                panic!(
+                    "[{}] expected [{}] but got {end:?} after receiving [{}]",
+                    self.name,
+                    packets::hex(expected),
+                    packets::hex(&self.pending)
+                );
+            }
+        }
+        let actual: Vec<u8> = self.pending.drain(..expected.len()).collect();
+        if actual != expected {
+            let at = actual
+                .iter()
+                .zip(expected)
+                .position(|(a, e)| a != e)
+                .unwrap_or(0);
+            panic!(
+                "[{}] received bytes differ from expected at byte {at}\n  expected: {}\n  actual:   {}",
+                self.name,
+                packets::hex(expected),
+                packets::hex(&actual)
+            );
+        }
+    }
+
+    /// Reads one packet (fixed header, Remaining Length, body) within [`timeout`].
+    pub fn read_packet(&mut self) -> Packet {
+        match self.try_read_packet(timeout()) {
+            Ok(p) => p,
+            Err(end) => panic!(
+                "[{}] expected a packet but got {end:?} (partial bytes: [{}])",
+                self.name,
+                packets::hex(&self.pending)
+            ),
+        }
+    }
+
+    /// Reads one packet, or says why none arrived within `within`.
+    pub fn try_read_packet(&mut self, within: Duration) -> Result<Packet, ReadEnd> {
+        if let Some(p) = self.stash.pop_front() {
+            return Ok(p);
+        }
+        self.read_from_socket(within)
+    }
+
+    fn read_from_socket(&mut self, within: Duration) -> Result<Packet, ReadEnd> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(packet) = self.take_packet() {
+                return Ok(packet);
+            }
+            self.fill(deadline)?;
+        }
+    }
+
+    /// Splits one complete packet off `pending`, if there is one.
+    fn take_packet(&mut self) -> Option<Packet> {
+        let mut len = 0usize;
+        let mut header = 1usize;
+        loop {
+            let byte = *self.pending.get(header)?;
+            len |= usize::from(byte & 0x7F) << (7 * (header - 1));
+            header += 1;
+            if byte & 0x80 == 0 {
+                break;
+            }
+            assert!(
+                header <= 4,
+                "[{}] broker sent a Remaining Length longer than 4 bytes: [{}]",
+                self.name,
+                packets::hex(&self.pending)
+            );
+        }
+        if self.pending.len() < header + len {
+            return None;
+        }
+        let first = self.pending[0];
+        let body = self.pending[header..header + len].to_vec();
+        self.pending.drain(..header + len);
+        Some(Packet { first, body })
+    }
+
+    /// Asserts the broker closes the connection (EOF or reset) within [`timeout`] without
+    /// sending anything more.
+    pub fn expect_closed(&mut self) {
+        self.assert_no_stash("expecting the connection to close");
+        let deadline = Instant::now() + timeout();
+        loop {
+            if !self.pending.is_empty() {
+                panic!(
+                    "[{}] expected the connection to close, but received [{}]",
+                    self.name,
+                    packets::hex(&self.pending)
+                );
+            }
+            match self.fill(deadline) {
+                Ok(_) => {}
+                Err(ReadEnd::Closed(_)) => return,
+                Err(ReadEnd::Timeout) => panic!(
+                    "[{}] connection still open {:?} after it should have been closed",
+                    self.name,
+                    timeout()
+                ),
+            }
+        }
+    }
+
+    /// Asserts nothing arrives (and the connection stays open) for `within`.
+    pub fn expect_no_packet(&mut self, within: Duration) {
+        self.assert_no_stash("expecting no packet");
+        let deadline = Instant::now() + within;
+        loop {
+            if !self.pending.is_empty() {
+                let what = self
+                    .take_packet()
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| format!("partial bytes [{}]", packets::hex(&self.pending)));
+                panic!("[{}] expected no packet but received {what}", self.name);
+            }
+            match self.fill(deadline) {
+                Ok(_) => {}
+                Err(ReadEnd::Timeout) => return,
+                Err(ReadEnd::Closed(why)) => {
+                    panic!(
+                        "[{}] expected no packet but the connection closed ({why})",
+                        self.name
+                    )
+                }
+            }
+        }
+    }
+
+    fn assert_no_stash(&self, doing: &str) {
+        assert!(
+            self.stash.is_empty(),
+            "[{}] {doing}, but packets read ahead are still unhandled: {:?}",
+            self.name,
+            self.stash
+        );
+    }
+
+    /// Closes the socket without DISCONNECT (an "abnormal" disconnection for wills).
+    pub fn drop_connection(self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// Sends DISCONNECT and waits for the broker to close the connection, so the broker has
+    /// provably processed it when this returns.
+    pub fn disconnect(mut self) {
+        self.send(&packets::DISCONNECT);
+        self.expect_closed();
+    }
+
+    // ----- protocol helpers (version from `self.level`) -----
+
+    /// Subscribes to one filter with the given options byte; returns the SUBACK code.
+    pub fn subscribe_opts(&mut self, filter: &str, opts: u8) -> u8 {
+        let id = self.next_id();
+        let packet = if self.is_v5() {
+            packets::subscribe_v5(id, &[], &[(filter, opts)])
+        } else {
+            packets::subscribe(id, &[(filter, opts)])
+        };
+        self.send(&packet);
+        let suback = Suback::parse(&self.read_packet(), self.is_v5());
+        assert_eq!(
+            suback.packet_id, id,
+            "SUBACK for another packet id: {suback:?}"
+        );
+        assert_eq!(suback.codes.len(), 1, "SUBACK code count: {suback:?}");
+        suback.codes[0]
+    }
+
+    /// Subscribes and asserts the requested QoS is granted.
+    pub fn subscribe(&mut self, filter: &str, qos: u8) {
+        let granted = self.subscribe_opts(filter, qos);
+        assert_eq!(
+            granted, qos,
+            "[{}] SUBSCRIBE {filter} QoS {qos}: granted {granted:#04x}",
+            self.name
+        );
+    }
+
+    /// Publishes and completes the QoS flow (PUBACK, or PUBREC/PUBREL/PUBCOMP).
+    pub fn publish(&mut self, topic: &str, payload: &[u8], qos: u8, retain: bool) {
+        let id = self.next_id();
+        let mut p = Publish::new(topic, payload).qos(qos, id).retain(retain);
+        if self.is_v5() {
+            p = p.v5();
+        }
+        self.send_publish(&p);
+    }
+
+    /// Sends a PUBLISH built by the test and completes its QoS flow.
+    pub fn send_publish(&mut self, p: &Publish) {
+        self.send(&p.build());
+        let Some(id) = p.packet_id else { return };
+        match p.qos {
+            1 => {
+                let ack = Ack::parse(&self.read_packet(), kind::PUBACK);
+                assert_eq!(ack.packet_id, id, "PUBACK packet id");
+                assert!(ack.reason < 0x80, "PUBACK failure: {ack:?}");
+            }
+            2 => {
+                let rec = Ack::parse(&self.read_packet(), kind::PUBREC);
+                assert_eq!(rec.packet_id, id, "PUBREC packet id");
+                assert!(rec.reason < 0x80, "PUBREC failure: {rec:?}");
+                self.send(&packets::pubrel(id));
+                let comp = Ack::parse(&self.read_packet(), kind::PUBCOMP);
+                assert_eq!(comp.packet_id, id, "PUBCOMP packet id");
+            }
+            _ => {}
+        }
+    }
+
+    /// Reads the next packet, asserts it is a PUBLISH and parses it for this client's version.
+    pub fn expect_publish(&mut self) -> Publish {
+        let packet = self.read_packet();
+        assert_eq!(
+            packet.kind(),
+            kind::PUBLISH,
+            "[{}] expected PUBLISH, got {packet}",
+            self.name
+        );
+        Publish::parse(&packet, self.is_v5())
+    }
+
+    /// Completes the receiver side of a delivered message's QoS flow.
+    pub fn ack(&mut self, p: &Publish) {
+        match (p.qos, p.packet_id) {
+            (1, Some(id)) => self.send(&packets::puback(id)),
+            (2, Some(id)) => {
+                self.send(&packets::pubrec(id));
+                // Other deliveries may overtake the PUBREL: keep them for later reads.
+                let deadline = Instant::now() + timeout();
+                loop {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let packet = match self.read_from_socket(left) {
+                        Ok(p) => p,
+                        Err(end) => panic!("[{}] waiting for PUBREL {id}: {end:?}", self.name),
+                    };
+                    if packet.kind() == kind::PUBREL {
+                        let rel = Ack::parse(&packet, kind::PUBREL);
+                        assert_eq!(rel.packet_id, id, "PUBREL packet id");
+                        break;
+                    }
+                    self.stash.push_back(packet);
+                }
+                self.send(&packets::pubcomp(id));
+            }
+            _ => {}
+        }
+    }
+
+    /// Expects a PUBLISH on `topic` with `payload`, acks it, and returns it.
+    pub fn expect_message(&mut self, topic: &str, payload: &[u8]) -> Publish {
+        let p = self.expect_publish();
+        assert_eq!(
+            (p.topic.as_str(), p.payload.as_slice()),
+            (topic, payload),
+            "[{}] unexpected message {p:?}",
+            self.name
+        );
+        self.ack(&p);
+        p
+    }
+
+    /// Sends PINGREQ and expects PINGRESP: a barrier proving the broker has processed
+    /// everything this client sent before.
+    pub fn ping(&mut self) {
+        self.send(&packets::PINGREQ);
+        self.expect(&packets::PINGRESP);
+    }
+
+    /// Expects an MQTT 5.0 DISCONNECT with `reason` (one of `reasons`), then the close.
+    pub fn expect_disconnect_v5(&mut self, reasons: &[u8]) -> packets::Disconnect {
+        let packet = self.read_packet();
+        let d = packets::Disconnect::parse(&packet);
+        assert!(
+            reasons.contains(&d.reason),
+            "[{}] DISCONNECT reason {:#04x}, expected one of {}: {packet}",
+            self.name,
+            d.reason,
+            reasons
+                .iter()
+                .map(|r| format!("{r:#04x}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        self.expect_closed();
+        d
+    }
+}
+
+/// Proves the broker still serves clients: a fresh subscriber and publisher complete a
+/// QoS 1 round trip. Used after every hostile input.
+pub fn assert_broker_serves(broker: &Broker) {
+    let mut sub = TestClient::v311(broker, "health-sub");
+    sub.subscribe("health/check", 1);
+    let mut publisher = TestClient::v311(broker, "health-pub");
+    publisher.publish("health/check", b"still serving", 1, false);
+    let p = sub.expect_message("health/check", b"still serving");
+    assert_eq!(p.qos, 1);
+    publisher.disconnect();
+    sub.disconnect();
+}
+
+// ---------------------------------------------------------------------------------------------
+// External processes (mosquitto_pub/sub, python)
+// ---------------------------------------------------------------------------------------------
+
+/// A process whose stdout and stderr are collected line by line; killed on drop.
+pub struct Process {
+    what: String,
+    child: Option<Child>,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    /// One per reader thread; disconnected when that stream hit EOF.
+    readers_done: Vec<mpsc::Receiver<()>>,
+}
+
+impl Process {
+    pub fn spawn(mut cmd: Command) -> Process {
+        let what = format!("{cmd:?}");
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers_done = vec![
+            collect_lines(
+                child.stdout.take().expect("stdout piped"),
+                Arc::clone(&stdout),
+            ),
+            collect_lines(
+                child.stderr.take().expect("stderr piped"),
+                Arc::clone(&stderr),
+            ),
+        ];
+        Process {
+            what,
+            child: Some(child),
+            stdout,
+            stderr,
+            readers_done,
+        }
+    }
+
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}\n----- stdout -----\n{}\n----- stderr -----\n{}\n------------------",
+            self.what,
+            self.stdout().join("\n"),
+            self.stderr().join("\n")
+        )
+    }
+
+    /// Waits until a stdout line satisfies `pred`; panics with the output after [`timeout`].
+    pub fn wait_for_line(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout();
+        loop {
+            if let Some(line) = self.stdout().into_iter().find(|l| pred(l)) {
+                return line;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .map(|c| matches!(c.try_wait(), Ok(Some(_))))
+                .unwrap_or(true);
+            if exited {
+                // One more look: the reader may have been behind the exit.
+                thread::sleep(Duration::from_millis(50));
+                if let Some(line) = self.stdout().into_iter().find(|l| pred(l)) {
+                    return line;
+                }
+                panic!(
+                    "process exited before printing the awaited line: {}",
+                    self.describe()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "awaited line not printed within {:?}: {}",
+                    timeout(),
+                    self.describe()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for exit within `within`; kills and panics on timeout. Returns the status, with
+    /// the output fully collected.
+    pub fn wait(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        let child = self.child.as_mut().expect("process already waited for");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                // The readers finish at EOF, right after the exit.
+                for done in &self.readers_done {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let _ = done.recv_timeout(left.max(Duration::from_millis(100)));
+                }
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                self.child = None;
+                panic!(
+                    "process did not finish within {within:?}: {}",
+                    self.describe()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for exit and asserts success; returns stdout lines.
+    pub fn expect_success(&mut self, within: Duration) -> Vec<String> {
+        let status = self.wait(within);
+        assert!(
+            status.success(),
+            "exited with {status}: {}",
+            self.describe()
+        );
+        self.stdout()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if thread::panicking() {
+            eprintln!("----- external process -----\n{}", self.describe());
+        }
+    }
+}
+
+/// Collects `stream` line by line into `into`; the returned receiver disconnects at EOF.
+fn collect_lines(
+    stream: impl Read + Send + 'static,
+    into: Arc<Mutex<Vec<String>>>,
+) -> mpsc::Receiver<()> {
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    thread::spawn(move || {
+        let _done = done_tx;
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(mut v) = into.lock() {
+                v.push(line);
+            }
+        }
+    });
+    done_rx
+}
+
+/// Runs a command to completion within `within` and asserts it succeeds; returns stdout.
+pub fn run_ok(cmd: Command, within: Duration) -> Vec<String> {
+    Process::spawn(cmd).expect_success(within)
+}

@@ -1,0 +1,688 @@
+//! MQTT 5.0 conformance of the real broker binary, at the byte level.
+//!
+//! Same approach as `conformance_v3.rs`: one broker per test, raw TCP, literal bytes commented
+//! field by field, sentinels instead of timeouts for "not delivered". CONNACK properties are
+//! checked by identifier, never by position: their order is not specified.
+//!
+//! Reference mode (`EDGEMQ_TEST_REFERENCE=mosquitto`, Mosquitto 2.0.11):
+//! - `connect_unsupported_protocol_level_gets_0x84`: skipped. Mosquitto answers every
+//!   unsupported level with a 3.1.1-style CONNACK 0x01; edgemq answers levels above 5 in the
+//!   5.0 format with 0x84 (MQTT 5.0 §3.1.2.2).
+//! - `takeover_v5_old_connection_gets_disconnect_0x8e`: skipped. Mosquitto 2.0.11 closes the
+//!   old connection without sending DISCONNECT 0x8E (MQTT 5.0 §3.1.4 step 3 says it SHOULD).
+//! - `receive_maximum_limits_unacknowledged_deliveries`: skipped. With Receive Maximum 2,
+//!   Mosquitto 2.0.11 answers the first PUBACK with two more PUBLISHes (three outstanding),
+//!   breaking MQTT-3.3.4-9.
+//! - All other tests pass against Mosquitto.
+
+mod common;
+
+use common::packets::{
+    self, kind, prop, sub_opts, Ack, Connack, Connect, Property, Publish, Suback, Will,
+};
+use common::{quiet_period, scaled, skip_in_reference, Broker, BrokerBuilder, TestClient};
+use std::time::{Duration, Instant};
+
+/// A 5.0 client subscribed to `filter` with the given options byte.
+fn subscriber(broker: &Broker, id: &str, filter: &str, opts: u8) -> TestClient {
+    let mut c = TestClient::v5(broker, id);
+    assert_eq!(c.subscribe_opts(filter, opts), opts & 0x03, "granted QoS");
+    c
+}
+
+// ----- CONNECT / CONNACK -----------------------------------------------------------------------
+
+#[test]
+fn connect_v5_accepted_with_limits_in_connack() {
+    let broker = BrokerBuilder::new()
+        .mqtt("max_inflight", 10)
+        .mqtt("max_topic_alias", 5)
+        .mqtt("max_packet_size", 2048)
+        .start();
+    let mut c = TestClient::connect(&broker);
+    c.level = packets::V5;
+    c.send(&[
+        0x10, 0x10, // CONNECT, remaining length 16
+        0x00, 0x04, b'M', b'Q', b'T', b'T', // protocol name "MQTT"
+        0x05, // protocol level 5
+        0x02, // connect flags: clean start
+        0x00, 0x3C, // keep alive 60 s
+        0x00, // properties: none
+        0x00, 0x03, b'v', b'5', b'c', // client id "v5c"
+    ]);
+    let connack = Connack::parse(&c.read_packet(), true);
+    assert!(!connack.session_present, "{connack:?}");
+    assert_eq!(connack.code, 0x00, "{connack:?}");
+    let p = &connack.props;
+    let receive_max = p
+        .num(prop::RECEIVE_MAXIMUM)
+        .expect("Receive Maximum in CONNACK");
+    assert!(
+        (1..=10).contains(&receive_max),
+        "Receive Maximum {receive_max} vs max_inflight 10"
+    );
+    assert_eq!(
+        p.num(prop::TOPIC_ALIAS_MAXIMUM),
+        Some(5),
+        "Topic Alias Maximum: {p:?}"
+    );
+    assert_eq!(
+        p.num(prop::MAXIMUM_PACKET_SIZE),
+        Some(2048),
+        "Maximum Packet Size: {p:?}"
+    );
+    c.ping();
+}
+
+#[test]
+fn connack_v5_announces_retain_unavailable_and_maximum_qos() {
+    let broker = BrokerBuilder::new()
+        .mqtt("retain_available", false)
+        .mqtt("max_qos", 1)
+        .start();
+    let (_c, connack) = TestClient::try_handshake(&broker, Connect::v5("limited"));
+    assert_eq!(connack.code, 0x00, "{connack:?}");
+    assert_eq!(
+        connack.props.num(prop::RETAIN_AVAILABLE),
+        Some(0),
+        "{connack:?}"
+    );
+    assert_eq!(connack.props.num(prop::MAXIMUM_QOS), Some(1), "{connack:?}");
+}
+
+#[test]
+fn connack_v5_server_keep_alive_caps_client_keep_alive() {
+    // MQTT-3.2.2-21: if the server uses another keep alive it says so in CONNACK.
+    let broker = BrokerBuilder::new().mqtt("max_keepalive", 10).start();
+    let (_c, connack) = TestClient::try_handshake(&broker, Connect::v5("sleepy").keep_alive(600));
+    assert_eq!(connack.code, 0x00, "{connack:?}");
+    assert_eq!(
+        connack.props.num(prop::SERVER_KEEP_ALIVE),
+        Some(10),
+        "{connack:?}"
+    );
+}
+
+#[test]
+fn connect_unsupported_protocol_level_gets_0x84() {
+    if skip_in_reference("Mosquitto answers in the 3.1.1 format with 0x01") {
+        return;
+    }
+    let broker = Broker::start();
+    let mut c = TestClient::connect(&broker);
+    c.send(&[
+        0x10, 0x0F, // CONNECT, remaining length 15
+        0x00, 0x04, b'M', b'Q', b'T', b'T', // protocol name "MQTT"
+        0x06, // protocol level 6: newer than we speak
+        0x02, // connect flags: clean start
+        0x00, 0x3C, // keep alive 60 s
+        0x00, // properties: none
+        0x00, 0x02, b'c', b'6', // client id "c6"
+    ]);
+    let connack = Connack::parse(&c.read_packet(), true);
+    assert_eq!(
+        connack.code, 0x84,
+        "Unsupported Protocol Version: {connack:?}"
+    );
+    c.expect_closed();
+    common::assert_broker_serves(&broker);
+}
+
+#[test]
+fn connect_v5_empty_client_id_gets_assigned_identifier() {
+    // MQTT-3.2.2-16: a zero-length client id is answered with Assigned Client Identifier.
+    let broker = Broker::start();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let mut c = TestClient::connect(&broker);
+        c.send(&[
+            0x10, 0x0D, // CONNECT, remaining length 13
+            0x00, 0x04, b'M', b'Q', b'T', b'T', // protocol name "MQTT"
+            0x05, // protocol level 5
+            0x02, // connect flags: clean start
+            0x00, 0x3C, // keep alive 60 s
+            0x00, // properties: none
+            0x00, 0x00, // client id "" (zero length)
+        ]);
+        let connack = Connack::parse(&c.read_packet(), true);
+        assert_eq!(connack.code, 0x00, "{connack:?}");
+        let id = connack
+            .props
+            .str(prop::ASSIGNED_CLIENT_IDENTIFIER)
+            .unwrap_or_else(|| panic!("no Assigned Client Identifier: {connack:?}"))
+            .to_string();
+        assert!(!id.is_empty(), "assigned identifier is empty");
+        ids.push(id);
+        c.ping();
+    }
+    assert_ne!(
+        ids[0], ids[1],
+        "two clients got the same assigned identifier"
+    );
+}
+
+// ----- SUBSCRIBE / UNSUBSCRIBE ---------------------------------------------------------------
+
+#[test]
+fn subscribe_and_unsubscribe_v5() {
+    let broker = Broker::start();
+    let mut c = TestClient::v5(&broker, "subber");
+    c.send(&[
+        0x82, 0x09, // SUBSCRIBE (flags 0b0010), remaining length 9
+        0x00, 0x01, // packet id 1
+        0x00, // properties: none
+        0x00, 0x03, b'a', b'/', b'b', // filter "a/b"
+        0x01, // options: QoS 1, no local 0, retain as published 0, retain handling 0
+    ]);
+    c.expect(&[
+        0x90, 0x04, // SUBACK, remaining length 4
+        0x00, 0x01, // packet id 1
+        0x00, // properties: none
+        0x01, // reason code: granted QoS 1
+    ]);
+    let unsubscribe = [
+        0xA2, 0x08, // UNSUBSCRIBE (flags 0b0010), remaining length 8
+        0x00, 0x02, // packet id 2
+        0x00, // properties: none
+        0x00, 0x03, b'a', b'/', b'b', // filter "a/b"
+    ];
+    c.send(&unsubscribe);
+    c.expect(&[
+        0xB0, 0x04, // UNSUBACK, remaining length 4
+        0x00, 0x02, // packet id 2
+        0x00, // properties: none
+        0x00, // reason code: success
+    ]);
+    c.send(&unsubscribe); // the same filter again
+    c.expect(&[
+        0xB0, 0x04, // UNSUBACK, remaining length 4
+        0x00, 0x02, // packet id 2
+        0x00, // properties: none
+        0x11, // reason code: no subscription existed
+    ]);
+}
+
+// ----- QoS flows -------------------------------------------------------------------------------
+
+#[test]
+fn qos1_and_qos2_flows_v5_both_directions() {
+    let broker = Broker::start();
+    let mut sub = subscriber(&broker, "sub", "f/#", 2);
+    let mut c = TestClient::v5(&broker, "pub");
+    c.send(&[
+        0x32, 0x09, // PUBLISH QoS 1, remaining length 9
+        0x00, 0x03, b'f', b'/', b'1', // topic "f/1"
+        0x00, 0x05, // packet id 5
+        0x00, // properties: none
+        b'1', // payload
+    ]);
+    let ack = Ack::parse(&c.read_packet(), kind::PUBACK);
+    assert_eq!((ack.packet_id, ack.reason), (5, 0x00), "{ack:?}");
+    c.send(&[
+        0x34, 0x09, // PUBLISH QoS 2, remaining length 9
+        0x00, 0x03, b'f', b'/', b'2', // topic "f/2"
+        0x00, 0x06, // packet id 6
+        0x00, // properties: none
+        b'2', // payload
+    ]);
+    let rec = Ack::parse(&c.read_packet(), kind::PUBREC);
+    assert_eq!((rec.packet_id, rec.reason), (6, 0x00), "{rec:?}");
+    c.send(&[
+        0x62, 0x03, // PUBREL, remaining length 3
+        0x00, 0x06, // packet id 6
+        0x00, // reason code: success
+    ]);
+    let comp = Ack::parse(&c.read_packet(), kind::PUBCOMP);
+    assert_eq!((comp.packet_id, comp.reason), (6, 0x00), "{comp:?}");
+
+    let p1 = sub.expect_publish();
+    assert_eq!(
+        (p1.topic.as_str(), p1.qos, p1.payload.as_slice()),
+        ("f/1", 1, &b"1"[..])
+    );
+    sub.send(&packets::puback(p1.packet_id.expect("packet id")));
+    let p2 = sub.expect_publish();
+    assert_eq!(
+        (p2.topic.as_str(), p2.qos, p2.payload.as_slice()),
+        ("f/2", 2, &b"2"[..])
+    );
+    let id = p2.packet_id.expect("packet id");
+    let [hi, lo] = id.to_be_bytes();
+    sub.send(&[
+        0x50, 0x03, // PUBREC, remaining length 3
+        hi, lo,   // packet id
+        0x00, // reason code: success
+    ]);
+    let rel = Ack::parse(&sub.read_packet(), kind::PUBREL);
+    assert_eq!((rel.packet_id, rel.reason), (id, 0x00), "{rel:?}");
+    sub.send(&packets::pubcomp(id));
+    c.publish("f/3", b"sentinel", 2, false);
+    sub.expect_message("f/3", b"sentinel");
+}
+
+// ----- Subscription options ---------------------------------------------------------------------
+
+/// Subscribes `c` to `filter` with `opts`, then has `publisher` send a live message on
+/// `topic`; returns whether the retained message `kept` arrived before the live one.
+fn retained_sent_on_subscribe(
+    c: &mut TestClient,
+    publisher: &mut TestClient,
+    filter: &str,
+    opts: u8,
+) -> bool {
+    c.subscribe_opts(filter, opts);
+    publisher.publish("rh/t", b"live", 1, false);
+    let first = c.expect_publish();
+    c.ack(&first);
+    if first.payload == b"live" {
+        return false;
+    }
+    assert_eq!(first.payload, b"kept", "{first:?}");
+    assert!(
+        first.retain,
+        "a retained message sent on subscribe has RETAIN=1: {first:?}"
+    );
+    c.expect_message("rh/t", b"live");
+    true
+}
+
+fn retain_handling_case(retain_handling: u8) -> (bool, bool) {
+    let broker = Broker::start();
+    let mut publisher = TestClient::v5(&broker, "pub");
+    publisher.publish("rh/t", b"kept", 1, true);
+    let mut c = TestClient::v5(&broker, "sub");
+    let opts = sub_opts(1, false, false, retain_handling);
+    let first = retained_sent_on_subscribe(&mut c, &mut publisher, "rh/t", opts);
+    let again = retained_sent_on_subscribe(&mut c, &mut publisher, "rh/t", opts);
+    (first, again)
+}
+
+#[test]
+fn retain_handling_0_sends_retained_on_every_subscribe() {
+    assert_eq!(retain_handling_case(0), (true, true));
+}
+
+#[test]
+fn retain_handling_1_sends_retained_only_for_new_subscription() {
+    assert_eq!(retain_handling_case(1), (true, false));
+}
+
+#[test]
+fn retain_handling_2_never_sends_retained() {
+    assert_eq!(retain_handling_case(2), (false, false));
+}
+
+#[test]
+fn retain_as_published_keeps_retain_flag_on_live_forward() {
+    let broker = Broker::start();
+    let mut rap = subscriber(&broker, "rap", "rap/t", sub_opts(1, false, true, 0));
+    let mut plain = subscriber(&broker, "plain", "rap/t", sub_opts(1, false, false, 0));
+    let mut publisher = TestClient::v5(&broker, "pub");
+    publisher.publish("rap/t", b"r", 1, true);
+    publisher.publish("rap/t", b"n", 1, false);
+    assert!(
+        rap.expect_message("rap/t", b"r").retain,
+        "RAP=1 keeps RETAIN=1"
+    );
+    assert!(!rap.expect_message("rap/t", b"n").retain);
+    assert!(
+        !plain.expect_message("rap/t", b"r").retain,
+        "RAP=0 clears RETAIN"
+    );
+    assert!(!plain.expect_message("rap/t", b"n").retain);
+}
+
+#[test]
+fn no_local_suppresses_own_publications() {
+    // MQTT-3.8.3-3: with No Local, a client's own messages are not sent back to it.
+    let broker = Broker::start();
+    let mut me = TestClient::v5(&broker, "me");
+    me.send(&[
+        0x82, 0x09, // SUBSCRIBE, remaining length 9
+        0x00, 0x01, // packet id 1
+        0x00, // properties: none
+        0x00, 0x03, b'n', b'/', b't', // filter "n/t"
+        0x05, // options: QoS 1, no local 1
+    ]);
+    me.expect(&[0x90, 0x04, 0x00, 0x01, 0x00, 0x01]); // SUBACK id 1, granted QoS 1
+    me.publish("n/t", b"mine", 1, false);
+    let mut other = TestClient::v5(&broker, "other");
+    other.publish("n/t", b"theirs", 1, false);
+    me.expect_message("n/t", b"theirs");
+}
+
+#[test]
+fn subscription_identifiers_in_delivered_publish() {
+    let broker = Broker::start();
+    let mut c = TestClient::v5(&broker, "sub");
+    c.send(&[
+        0x82, 0x0D, // SUBSCRIBE, remaining length 13
+        0x00, 0x01, // packet id 1
+        0x02, 0x0B, 0x07, // properties (2 bytes): Subscription Identifier 7
+        0x00, 0x05, b's', b'i', b'd', b'/', b'+', // filter "sid/+"
+        0x01, // options: QoS 1
+    ]);
+    c.expect(&[0x90, 0x04, 0x00, 0x01, 0x00, 0x01]); // SUBACK id 1, granted QoS 1
+    c.send(&packets::subscribe_v5(
+        2,
+        &[Property::varint(prop::SUBSCRIPTION_IDENTIFIER, 300)], // two-byte varint
+        &[("sid/#", 1)],
+    ));
+    c.expect(&[0x90, 0x04, 0x00, 0x02, 0x00, 0x01]); // SUBACK id 2, granted QoS 1
+    c.subscribe("plain/t", 1); // no identifier
+
+    let mut publisher = TestClient::v5(&broker, "pub");
+    publisher.publish("sid/a", b"both", 1, false); // matches "sid/+" (7) and "sid/#" (300)
+    publisher.publish("sid/a/b", b"deep", 1, false); // matches "sid/#" only
+    publisher.publish("plain/t", b"none", 1, false);
+
+    // One copy carrying both identifiers, or one copy per subscription (MQTT-3.3.4-3..5).
+    let mut ids = Vec::new();
+    loop {
+        let p = c.expect_publish();
+        c.ack(&p);
+        if p.payload != b"both" {
+            assert_eq!(p.payload, b"deep", "{p:?}");
+            let deep: Vec<_> = p.props().all(prop::SUBSCRIPTION_IDENTIFIER);
+            assert_eq!(deep, [&packets::PropValue::VarInt(300)], "{p:?}");
+            break;
+        }
+        for v in p.props().all(prop::SUBSCRIPTION_IDENTIFIER) {
+            ids.push(v.clone());
+        }
+    }
+    ids.sort_by_key(|v| format!("{v:?}"));
+    assert_eq!(
+        ids,
+        [
+            packets::PropValue::VarInt(300),
+            packets::PropValue::VarInt(7)
+        ],
+        "identifiers of the message matching both subscriptions"
+    );
+    let p = c.expect_message("plain/t", b"none");
+    assert!(!p.props().has(prop::SUBSCRIPTION_IDENTIFIER), "{p:?}");
+}
+
+// ----- Topic aliases ---------------------------------------------------------------------------
+
+#[test]
+fn topic_alias_from_client() {
+    let broker = Broker::start();
+    let mut sub = subscriber(&broker, "sub", "ta/#", 1);
+    let (mut c, connack) = TestClient::try_handshake(&broker, Connect::v5("aliaser"));
+    assert!(
+        connack.props.num(prop::TOPIC_ALIAS_MAXIMUM).unwrap_or(0) >= 1,
+        "{connack:?}"
+    );
+    c.send(&[
+        0x30, 0x0C, // PUBLISH QoS 0, remaining length 12
+        0x00, 0x05, b't', b'a', b'/', b'x', b'y', // topic "ta/xy"
+        0x03, 0x23, 0x00, 0x01, // properties (3 bytes): Topic Alias 1
+        b'1', // payload
+    ]);
+    c.send(&[
+        0x30, 0x07, // PUBLISH QoS 0, remaining length 7
+        0x00, 0x00, // topic "" (use the alias)
+        0x03, 0x23, 0x00, 0x01, // properties (3 bytes): Topic Alias 1
+        b'2', // payload
+    ]);
+    c.send(&[
+        0x30, 0x0C, // PUBLISH QoS 0, remaining length 12
+        0x00, 0x05, b't', b'a', b'/', b'z', b'z', // topic "ta/zz"
+        0x03, 0x23, 0x00, 0x01, // properties (3 bytes): Topic Alias 1, now remapped
+        b'3', // payload
+    ]);
+    c.send(&[0x30, 0x07, 0x00, 0x00, 0x03, 0x23, 0x00, 0x01, b'4']); // "" + alias 1 again
+    sub.expect_message("ta/xy", b"1");
+    sub.expect_message("ta/xy", b"2");
+    sub.expect_message("ta/zz", b"3");
+    sub.expect_message("ta/zz", b"4");
+}
+
+#[test]
+fn topic_alias_above_maximum_disconnects_0x94() {
+    let broker = BrokerBuilder::new().mqtt("max_topic_alias", 5).start();
+    let mut c = TestClient::v5(&broker, "aliaser");
+    c.send(&[
+        0x30, 0x0C, // PUBLISH QoS 0, remaining length 12
+        0x00, 0x05, b't', b'a', b'/', b'x', b'y', // topic "ta/xy"
+        0x03, 0x23, 0x00, 0x06, // properties (3 bytes): Topic Alias 6 > maximum 5
+        b'1', // payload
+    ]);
+    c.expect_disconnect_v5(&[0x94]); // Topic Alias invalid
+    common::assert_broker_serves(&broker);
+}
+
+#[test]
+fn topic_alias_zero_disconnects() {
+    // MQTT-3.3.2-8 forbids alias 0; the spec names no single code: 0x94 (Topic Alias invalid),
+    // 0x82 (Protocol Error) or 0x81 (Malformed, Mosquitto's choice) are accepted.
+    let broker = Broker::start();
+    let mut c = TestClient::v5(&broker, "aliaser");
+    c.send(&[
+        0x30, 0x0C, // PUBLISH QoS 0, remaining length 12
+        0x00, 0x05, b't', b'a', b'/', b'x', b'y', // topic "ta/xy"
+        0x03, 0x23, 0x00, 0x00, // properties (3 bytes): Topic Alias 0
+        b'1', // payload
+    ]);
+    c.expect_disconnect_v5(&[0x94, 0x82, 0x81]);
+    common::assert_broker_serves(&broker);
+}
+
+#[test]
+fn unknown_topic_alias_with_empty_topic_disconnects_0x82() {
+    let broker = Broker::start();
+    let mut c = TestClient::v5(&broker, "aliaser");
+    c.send(&[
+        0x30, 0x07, // PUBLISH QoS 0, remaining length 7
+        0x00, 0x00, // topic "" (use the alias)
+        0x03, 0x23, 0x00, 0x02, // properties (3 bytes): Topic Alias 2, never set
+        b'1', // payload
+    ]);
+    c.expect_disconnect_v5(&[0x82]); // Protocol Error
+    common::assert_broker_serves(&broker);
+}
+
+// ----- Wills -----------------------------------------------------------------------------------
+
+fn will_connect(id: &str) -> Connect {
+    Connect::v5(id).will(Will::new("will/t", b"gone").qos(1))
+}
+
+#[test]
+fn will_published_on_disconnect_with_will_message() {
+    let broker = Broker::start();
+    let mut sub = subscriber(&broker, "sub", "will/t", 1);
+    let mut c = TestClient::handshake(&broker, will_connect("dying"));
+    c.send(&[
+        0xE0, 0x01, // DISCONNECT, remaining length 1
+        0x04, // reason code: disconnect with will message
+    ]);
+    c.expect_closed();
+    sub.expect_message("will/t", b"gone");
+}
+
+#[test]
+fn will_not_published_after_normal_disconnect_v5() {
+    let broker = Broker::start();
+    let mut sub = subscriber(&broker, "sub", "will/#", 1);
+    let mut c = TestClient::handshake(&broker, will_connect("polite"));
+    c.send(&[
+        0xE0, 0x01, // DISCONNECT, remaining length 1
+        0x00, // reason code: normal disconnection
+    ]);
+    c.expect_closed();
+    let mut publisher = TestClient::v5(&broker, "pub");
+    publisher.publish("will/sentinel", b"sentinel", 1, false);
+    sub.expect_message("will/sentinel", b"sentinel");
+}
+
+#[test]
+fn will_delay_interval_delays_will() {
+    let broker = Broker::start();
+    let mut sub = subscriber(&broker, "sub", "will/t", 1);
+    let connect = Connect::v5("delayed")
+        .prop(Property::u32(prop::SESSION_EXPIRY_INTERVAL, 30))
+        .will(
+            Will::new("will/t", b"late")
+                .qos(1)
+                .prop(Property::u32(prop::WILL_DELAY_INTERVAL, 1)),
+        );
+    let c = TestClient::handshake(&broker, connect);
+    c.drop_connection();
+    let dropped = Instant::now();
+    sub.expect_message("will/t", b"late");
+    let elapsed = dropped.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "will sent {elapsed:?} after the drop, delay is 1 s"
+    );
+}
+
+#[test]
+fn will_delay_cancelled_by_reconnect() {
+    // MQTT-3.1.3-9: no will if the session is resumed before the delay has passed.
+    let broker = Broker::start();
+    let mut sub = subscriber(&broker, "sub", "will/t", 1);
+    let connect = Connect::v5("comeback")
+        .clean(false)
+        .prop(Property::u32(prop::SESSION_EXPIRY_INTERVAL, 30))
+        .will(
+            Will::new("will/t", b"late")
+                .qos(1)
+                .prop(Property::u32(prop::WILL_DELAY_INTERVAL, 1)),
+        );
+    TestClient::handshake(&broker, connect.clone()).drop_connection();
+    let (mut c, connack) = TestClient::try_handshake(&broker, connect.clone());
+    assert!(connack.session_present, "{connack:?}");
+    // Past the delay, nothing: waiting is the only way to see a timer did not fire.
+    sub.expect_no_packet(Duration::from_millis(1000) + scaled(Duration::from_millis(1500)));
+    c.send(&[0xE0, 0x00]); // DISCONNECT: normal, no will
+    c.expect_closed();
+}
+
+// ----- Sessions --------------------------------------------------------------------------------
+
+#[test]
+fn takeover_v5_old_connection_gets_disconnect_0x8e() {
+    if skip_in_reference("Mosquitto 2.0.11 closes the old connection without DISCONNECT") {
+        return;
+    }
+    let broker = Broker::start();
+    let mut old = TestClient::v5(&broker, "dup");
+    let mut new = TestClient::v5(&broker, "dup");
+    old.expect_disconnect_v5(&[0x8E]); // Session taken over
+    new.ping();
+}
+
+fn connect_expect_session(broker: &Broker, connect: Connect, present: bool) -> TestClient {
+    let (c, connack) = TestClient::try_handshake(broker, connect);
+    assert_eq!(connack.code, 0x00, "{connack:?}");
+    assert_eq!(
+        connack.session_present, present,
+        "session present: {connack:?}"
+    );
+    c
+}
+
+#[test]
+fn clean_start_0_with_session_expiry_resumes_session() {
+    let broker = Broker::start();
+    let connect = Connect::v5("keeper")
+        .clean(false)
+        .prop(Property::u32(prop::SESSION_EXPIRY_INTERVAL, 60));
+    let mut c = connect_expect_session(&broker, connect.clone(), false);
+    c.subscribe("cs/t", 1);
+    c.disconnect();
+    let mut publisher = TestClient::v5(&broker, "pub");
+    publisher.publish("cs/t", b"queued", 1, false);
+    let mut c = connect_expect_session(&broker, connect, true);
+    c.expect_message("cs/t", b"queued");
+    publisher.publish("cs/t", b"live", 1, false);
+    c.expect_message("cs/t", b"live");
+}
+
+#[test]
+fn session_expiry_0_ends_session_at_disconnect() {
+    let broker = Broker::start();
+    let connect = Connect::v5("brief").clean(false); // no Session Expiry Interval = 0
+    let mut c = connect_expect_session(&broker, connect.clone(), false);
+    c.subscribe("se/t", 1);
+    c.disconnect();
+    connect_expect_session(&broker, connect, false);
+}
+
+#[test]
+fn clean_start_1_discards_session() {
+    let broker = Broker::start();
+    let keep = Connect::v5("fresh")
+        .clean(false)
+        .prop(Property::u32(prop::SESSION_EXPIRY_INTERVAL, 60));
+    let mut c = connect_expect_session(&broker, keep, false);
+    c.subscribe("cl/old", 1);
+    c.disconnect();
+    let mut c = connect_expect_session(&broker, Connect::v5("fresh"), false);
+    c.subscribe("cl/new", 1);
+    let mut publisher = TestClient::v5(&broker, "pub");
+    publisher.publish("cl/old", b"old", 1, false);
+    publisher.publish("cl/new", b"new", 1, false);
+    c.expect_message("cl/new", b"new");
+}
+
+// ----- Flow control ----------------------------------------------------------------------------
+
+#[test]
+fn receive_maximum_limits_unacknowledged_deliveries() {
+    // MQTT-3.3.4-9: never more unacknowledged QoS > 0 PUBLISHes than the client's Receive
+    // Maximum; the rest follow as acknowledgements come in.
+    if skip_in_reference("Mosquitto 2.0.11 exceeds Receive Maximum after the first PUBACK") {
+        return;
+    }
+    let broker = Broker::start();
+    let mut sub = TestClient::handshake(
+        &broker,
+        Connect::v5("slow").prop(Property::u16(prop::RECEIVE_MAXIMUM, 2)),
+    );
+    sub.subscribe("rm/t", 1);
+    let mut publisher = TestClient::v5(&broker, "pub");
+    let total = 6;
+    for i in 0..total {
+        publisher.publish("rm/t", format!("m{i}").as_bytes(), 1, false);
+    }
+    let mut outstanding = std::collections::VecDeque::new();
+    for i in 0..total {
+        if outstanding.len() == 2 {
+            // Two unacknowledged: nothing more may come until one is acknowledged.
+            sub.expect_no_packet(quiet_period());
+            let p: Publish = outstanding.pop_front().expect("outstanding");
+            sub.ack(&p);
+        }
+        let p = sub.expect_publish();
+        assert_eq!(p.payload, format!("m{i}").as_bytes(), "order: {p:?}");
+        assert_eq!(p.qos, 1);
+        outstanding.push_back(p);
+    }
+    while let Some(p) = outstanding.pop_front() {
+        sub.ack(&p);
+    }
+    sub.ping();
+}
+
+#[test]
+fn suback_v5_multiple_filters_reason_codes() {
+    let broker = Broker::start();
+    let mut c = TestClient::v5(&broker, "multi");
+    c.send(&packets::subscribe_v5(
+        3,
+        &[],
+        &[
+            ("m/0", sub_opts(0, false, false, 0)),
+            ("m/1", sub_opts(1, true, true, 1)),
+            ("m/2", sub_opts(2, false, false, 2)),
+        ],
+    ));
+    let suback = Suback::parse(&c.read_packet(), true);
+    assert_eq!(suback.packet_id, 3);
+    assert_eq!(suback.codes, [0x00, 0x01, 0x02], "{suback:?}");
+}
