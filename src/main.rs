@@ -63,11 +63,10 @@ fn run(options: &RunOptions) -> ExitCode {
 
     let now = Instant::now();
     let data_dir = &config.sqlite.mounted_file_path;
-    let mut store = match Store::open(data_dir, config.sqlite.clone(), now) {
+    let mut store = match Store::open(data_dir, config.sqlite.clone()) {
         Ok(store) => store,
         Err(error) => {
             log::error!("{error}");
-            eprintln!("edgemq: {error}");
             return ExitCode::from(1);
         }
     };
@@ -76,7 +75,6 @@ fn run(options: &RunOptions) -> ExitCode {
         Err(error) => {
             let message = format!("{}: cannot read the store: {error}", store.path().display());
             log::error!("{message}");
-            eprintln!("edgemq: {message}");
             return ExitCode::from(1);
         }
     };
@@ -110,7 +108,11 @@ fn run(options: &RunOptions) -> ExitCode {
         log::info!("listening on {addr}");
     }
     match event_loop.run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(_signal) => {
+            event_loop.shutdown();
+            log::info!("stopped");
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             log::error!("event loop failed: {error}");
             ExitCode::from(1)

@@ -1202,8 +1202,6 @@ fn corrupt_database_stops_startup_nonzero_names_the_file_and_leaves_it_untouched
 }
 
 #[test]
-#[ignore = "broker bug: a corrupt database is reported on two stderr lines (log::error! and \
-            eprintln! of the same text in src/main.rs), README promises one"]
 fn corrupt_database_is_reported_on_exactly_one_line() {
     if skip_in_reference("edgemq's own database") {
         return;
@@ -1411,9 +1409,6 @@ fn durability_batch_delivers_online_and_queues_offline() {
 }
 
 #[test]
-#[ignore = "broker bug: no SIGTERM/SIGINT handling - the default action kills the process \
-            (exit by signal 15, README promises status 0 after a normal stop); \
-            Broker::shutdown() is never called"]
 fn sigterm_stops_the_broker_with_exit_status_0() {
     if skip_in_reference("edgemq's exit status") {
         return;
@@ -1429,9 +1424,6 @@ fn sigterm_stops_the_broker_with_exit_status_0() {
 }
 
 #[test]
-#[ignore = "broker bug: SIGTERM kills the process without committing the open batch \
-            (Broker::shutdown() is never called), so durability = \"batch\" loses \
-            acknowledged messages on a normal stop"]
 fn durability_batch_graceful_stop_commits_the_open_batch() {
     if skip_in_reference("[sqlite] settings") {
         return;

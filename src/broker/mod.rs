@@ -334,11 +334,33 @@ impl Broker {
         self.send_marks_dirty = dirty;
     }
 
-    /// Commits what the store holds in an open batch (at shutdown).
-    pub fn shutdown(&mut self) {
+    /// A graceful stop: every client is disconnected (MQTT 5.0 clients are told "Server
+    /// shutting down"), sessions go offline as on any disconnect (wills follow the usual
+    /// rules), and the store commits whatever is open, also in `batch` mode.
+    pub fn shutdown(&mut self, now: Instant, out: &mut dyn Outbox) {
+        let active: Vec<ConnId> = (0..self.conns.len())
+            .map(|i| ConnId(i as u32))
+            .filter(|&c| self.wants_input(c))
+            .collect();
+        for conn in active {
+            if self.conn(conn).and_then(|c| c.version) == Some(ProtocolVersion::V5) {
+                let disconnect = Disconnect {
+                    reason: ReasonCode::ServerShuttingDown,
+                    properties: Default::default(),
+                };
+                self.send(out, conn, &Packet::Disconnect(disconnect));
+            }
+            self.close_conn(conn, now, out);
+        }
+        self.end_of_pass(now, out);
         if let Commit::Failed(error) = self.store.commit() {
             log::error!("final store commit failed: {error}");
         }
+    }
+
+    /// Whether ending this pass will fsync (the event loop writes deliveries out first).
+    pub fn commit_will_sync(&self) -> bool {
+        self.store.commit_will_sync()
     }
 
     pub fn store(&self) -> &Store {

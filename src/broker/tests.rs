@@ -90,9 +90,8 @@ impl Harness {
     }
 
     fn with_store(limits: Limits, config: crate::config::SqliteConfig) -> Harness {
-        let store =
-            crate::store::Store::open(std::path::Path::new("unused"), config, Instant::now())
-                .expect("in-memory store opens");
+        let store = crate::store::Store::open(std::path::Path::new("unused"), config)
+            .expect("in-memory store opens");
         Harness {
             broker: Broker::new(limits, store),
             out: Recorder::default(),
@@ -556,7 +555,7 @@ fn disk_config(edit: impl FnOnce(&mut crate::config::SqliteConfig)) -> crate::co
 fn restarted(dir: &TempDir) -> Harness {
     let now = Instant::now();
     let mut store =
-        crate::store::Store::open(dir.path(), disk_config(|_| {}), now).expect("store reopens");
+        crate::store::Store::open(dir.path(), disk_config(|_| {})).expect("store reopens");
     let snapshot = store.load().expect("store loads");
     let mut broker = Broker::new(Limits::default(), store);
     broker.restore(snapshot, now);
@@ -567,8 +566,8 @@ fn restarted(dir: &TempDir) -> Harness {
 fn restart_redelivers_inflight_with_dup_then_queue_in_order() {
     let dir = TempDir::new("restart");
     let (first_id, second_id) = {
-        let store = crate::store::Store::open(dir.path(), disk_config(|_| {}), Instant::now())
-            .expect("store opens");
+        let store =
+            crate::store::Store::open(dir.path(), disk_config(|_| {})).expect("store opens");
         let mut h = Harness {
             broker: Broker::new(Limits::default(), store),
             ..Harness::new(Limits::default())
@@ -622,8 +621,8 @@ fn restart_redelivers_inflight_with_dup_then_queue_in_order() {
 fn restart_keeps_inbound_qos2_state_so_a_resent_publish_is_not_duplicated() {
     let dir = TempDir::new("inbound");
     {
-        let store = crate::store::Store::open(dir.path(), disk_config(|_| {}), Instant::now())
-            .expect("store opens");
+        let store =
+            crate::store::Store::open(dir.path(), disk_config(|_| {})).expect("store opens");
         let mut h = Harness {
             broker: Broker::new(Limits::default(), store),
             ..Harness::new(Limits::default())
@@ -649,12 +648,8 @@ fn restart_keeps_inbound_qos2_state_so_a_resent_publish_is_not_duplicated() {
 #[test]
 fn full_store_refuses_acks_and_keeps_serving() {
     let dir = TempDir::new("full");
-    let store = crate::store::Store::open(
-        dir.path(),
-        disk_config(|c| c.max_db_size = 64 * 1024),
-        Instant::now(),
-    )
-    .expect("store opens");
+    let store = crate::store::Store::open(dir.path(), disk_config(|c| c.max_db_size = 64 * 1024))
+        .expect("store opens");
     let mut h = Harness {
         broker: Broker::new(Limits::default(), store),
         ..Harness::new(Limits::default())

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
 
 use crate::broker::{Broker, ConnId, Outbox};
 use crate::codec::{self, Packet, ProtocolVersion};
@@ -30,6 +32,8 @@ const READ_BUDGET_PER_PASS: usize = 4 * READ_BUFFER_SIZE;
 const OVERFLOW_SLOTS: usize = 16;
 /// Listener tokens live at the top of the token space, connections at the bottom.
 const LISTENER_TOKEN_BASE: usize = usize::MAX - 64;
+/// SIGTERM / SIGINT arrive as readiness on this token.
+const SIGNAL_TOKEN: Token = Token(LISTENER_TOKEN_BASE - 1);
 
 pub struct EventLoop {
     poll: Poll,
@@ -37,6 +41,8 @@ pub struct EventLoop {
     listeners: Vec<TcpListener>,
     sockets: Sockets,
     read_buffer: Box<[u8]>,
+    signals: Signals,
+    stop_signal: Option<i32>,
     /// A connection with this much unwritten output is not read until it drains.
     output_limit: usize,
     broker: Broker,
@@ -141,6 +147,8 @@ impl EventLoop {
             )?;
             listeners.push(listener);
         }
+        let mut signals = Signals::new([SIGTERM, SIGINT])?;
+        poll.registry().register(&mut signals, SIGNAL_TOKEN, Interest::READABLE)?;
         let capacity = broker.limits().max_connections + OVERFLOW_SLOTS;
         Ok(EventLoop {
             poll,
@@ -153,6 +161,8 @@ impl EventLoop {
                 to_read: Vec::new(),
             },
             read_buffer: vec![0u8; READ_BUFFER_SIZE].into_boxed_slice(),
+            signals,
+            stop_signal: None,
             output_limit: broker.limits().tx_buffer_limit,
             broker,
         })
@@ -167,10 +177,24 @@ impl EventLoop {
     }
 
     /// Runs until an unrecoverable poll error.
-    pub fn run(&mut self) -> io::Result<()> {
+    /// Runs until SIGTERM or SIGINT (returned) or an unrecoverable poll error.
+    pub fn run(&mut self) -> io::Result<i32> {
         loop {
             self.run_once(None)?;
+            if let Some(signal) = self.stop_signal {
+                return Ok(signal);
+            }
         }
+    }
+
+    /// A graceful stop: clients are disconnected (v5 with "Server shutting down"), sessions
+    /// go offline as on any disconnect, the store commits, output is flushed.
+    pub fn shutdown(&mut self) {
+        let now = Instant::now();
+        self.broker.shutdown(now, &mut self.sockets);
+        self.flush_all();
+        self.close_pending(now);
+        self.broker.end_of_pass(now, &mut self.sockets);
     }
 
     /// One pass: wait (at most `max_wait`, and never past the broker's next deadline), then
@@ -201,6 +225,13 @@ impl EventLoop {
             self.read(conn, now);
         }
         for (token, readable, writable) in ready {
+            if token == SIGNAL_TOKEN {
+                for signal in self.signals.pending() {
+                    log::info!("signal {signal} received: stopping");
+                    self.stop_signal = Some(signal);
+                }
+                continue;
+            }
             if token.0 >= LISTENER_TOKEN_BASE {
                 self.accept(token.0 - LISTENER_TOKEN_BASE, now);
                 continue;
@@ -214,9 +245,13 @@ impl EventLoop {
             }
         }
         self.broker.on_timers(now, &mut self.sockets);
-        // Deliveries go out before the commit (only acknowledgements wait for it), so
-        // subscribers work while the disk syncs.
-        self.flush_all();
+        // When the commit will wait for the disk, deliveries go out first (only
+        // acknowledgements wait for it), so subscribers work during the fsync. Otherwise
+        // everything is written after the commit: whatever a client hears then reflects a
+        // committed state.
+        if self.broker.commit_will_sync() {
+            self.flush_all();
+        }
         self.broker.end_of_pass(now, &mut self.sockets);
         self.flush_all();
         self.close_pending(now);

@@ -16,10 +16,17 @@ pub fn inspect(dir: &Path) -> Result<String, StoreError> {
     if !path.exists() {
         return Err(StoreError { path, message: "no database here (wrong --data?)".into() });
     }
-    let db = Connection::open_with_flags(
-        &path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
+    // A cleanly stopped broker leaves no write-ahead log; a read-only open would create one
+    // (and its index) for a WAL database. Open such a file as immutable: nothing is written.
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let db = if Path::new(&wal).exists() {
+        Connection::open_with_flags(&path, flags)
+    } else {
+        let uri = format!("file:{}?immutable=1", uri_path(&path));
+        Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+    }
     .map_err(fail)?;
     let mut out = String::new();
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(fail)?;
@@ -97,4 +104,18 @@ pub fn inspect(dir: &Path) -> Result<String, StoreError> {
     }
     let _ = writeln!(out, "sessions: {count}");
     Ok(out)
+}
+
+/// `path` for a `file:` URI: `%`, `?` and `#` escaped.
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
 }

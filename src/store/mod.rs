@@ -120,7 +120,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database under `dir`, or in memory for
     /// `durability = "memory"`. Refuses unreadable, corrupt or newer-schema files.
-    pub fn open(dir: &Path, config: SqliteConfig, now: Instant) -> Result<Store, StoreError> {
+    pub fn open(dir: &Path, config: SqliteConfig) -> Result<Store, StoreError> {
         let path = dir.join(DB_FILE);
         let fail = |message: String| StoreError { path: path.clone(), message };
         let db = if config.durability == Durability::Memory {
@@ -189,7 +189,9 @@ impl Store {
             batch_started: None,
             total_messages: 0,
             usage: HashMap::new(),
-            anchor: (now, SystemTime::now()),
+            // Both clocks read together, after the (possibly slow) open: stored deadlines
+            // must not shift by how long opening took.
+            anchor: (Instant::now(), SystemTime::now()),
             stats: StoreStats::default(),
         };
         store.reload_usage().map_err(|e| fail(format!("cannot read the message ring: {e}")))?;
@@ -227,6 +229,12 @@ impl Store {
             Durability::Batch => self.batch_started.map(|t| t + self.config.flush_interval()),
             Durability::Sync | Durability::Memory => None,
         }
+    }
+
+    /// Whether `commit_if_due` would now fsync: `durability = "sync"` with a write that backs
+    /// an acknowledgement in the open batch.
+    pub fn commit_will_sync(&self) -> bool {
+        self.in_batch && self.batch_has_promise && self.wal_sync.is_some()
     }
 
     /// Ends the open batch if its durability mode says so.

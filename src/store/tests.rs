@@ -42,8 +42,7 @@ fn committed(store: &mut Store) {
 #[test]
 fn sessions_subscriptions_and_queue_survive_reopen() {
     let dir = TempDir::new("reopen");
-    let now = Instant::now();
-    let mut store = Store::open(dir.path(), config(|_| {}), now).expect("open");
+    let mut store = Store::open(dir.path(), config(|_| {})).expect("open");
     let id = save(&mut store, "sensor-1");
     let options =
         SubscriptionOptions { qos: QoS::AtLeastOnce, no_local: true, ..Default::default() };
@@ -57,7 +56,7 @@ fn sessions_subscriptions_and_queue_survive_reopen() {
     committed(&mut store);
     drop(store);
 
-    let mut store = Store::open(dir.path(), config(|_| {}), now).expect("reopen");
+    let mut store = Store::open(dir.path(), config(|_| {})).expect("reopen");
     let snapshot = store.load().expect("load");
     assert_eq!(snapshot.sessions.len(), 1);
     let s = &snapshot.sessions[0];
@@ -80,8 +79,7 @@ fn sessions_subscriptions_and_queue_survive_reopen() {
 fn per_session_cap_evicts_oldest_unsent_only() {
     let dir = TempDir::new("cap");
     let mut store =
-        Store::open(dir.path(), config(|c| c.max_queued_per_session = 2), Instant::now())
-            .expect("open");
+        Store::open(dir.path(), config(|c| c.max_queued_per_session = 2)).expect("open");
     let id = save(&mut store, "c");
     let p = publish("t", b"x", QoS::AtLeastOnce);
     store.enqueue(id, 1, 1, &p, None);
@@ -103,7 +101,7 @@ fn global_cap_evicts_oldest_in_the_ring() {
         c.disk_cache_size = 3;
         c.max_queued_per_session = 3;
     });
-    let mut store = Store::open(dir.path(), cfg, Instant::now()).expect("open");
+    let mut store = Store::open(dir.path(), cfg).expect("open");
     let a = save(&mut store, "a");
     let b = save(&mut store, "b");
     let p = publish("t", b"x", QoS::AtLeastOnce);
@@ -122,7 +120,7 @@ fn reject_and_drop_new_policies() {
         c.max_queued_per_session = 1;
         c.overflow = Overflow::Reject;
     });
-    let mut store = Store::open(dir.path(), cfg, Instant::now()).expect("open");
+    let mut store = Store::open(dir.path(), cfg).expect("open");
     let id = save(&mut store, "c");
     let p = publish("t", b"x", QoS::AtLeastOnce);
     assert!(matches!(store.enqueue(id, 1, 1, &p, None), Enqueued::Stored { .. }));
@@ -134,7 +132,7 @@ fn reject_and_drop_new_policies() {
 fn full_database_fails_the_batch_and_keeps_what_was_committed() {
     let dir = TempDir::new("full");
     let cfg = config(|c| c.max_db_size = 64 * 1024);
-    let mut store = Store::open(dir.path(), cfg, Instant::now()).expect("open");
+    let mut store = Store::open(dir.path(), cfg).expect("open");
     let id = save(&mut store, "c");
     committed(&mut store);
     let big = vec![0xAB; 8 * 1024];
@@ -172,7 +170,7 @@ fn corrupt_file_is_refused_with_the_path_and_left_alone() {
     let path = dir.path().join(DB_FILE);
     let garbage = vec![0x42u8; 4096];
     std::fs::write(&path, &garbage).expect("write garbage");
-    let error = Store::open(dir.path(), config(|_| {}), Instant::now()).err().expect("refused");
+    let error = Store::open(dir.path(), config(|_| {})).err().expect("refused");
     let text = error.to_string();
     assert!(text.contains(DB_FILE), "{text}");
     assert!(text.contains("move the file aside"), "{text}");
@@ -183,10 +181,10 @@ fn corrupt_file_is_refused_with_the_path_and_left_alone() {
 fn newer_schema_is_refused() {
     let dir = TempDir::new("newer");
     {
-        let store = Store::open(dir.path(), config(|_| {}), Instant::now()).expect("open");
+        let store = Store::open(dir.path(), config(|_| {})).expect("open");
         store.db.pragma_update(None, "user_version", 99).expect("bump");
     }
-    let error = Store::open(dir.path(), config(|_| {}), Instant::now()).err().expect("refused");
+    let error = Store::open(dir.path(), config(|_| {})).err().expect("refused");
     assert!(error.to_string().contains("newer"), "{error}");
 }
 
@@ -195,21 +193,21 @@ fn wall_clock_mapping_round_trips() {
     let dir = TempDir::new("clock");
     let now = Instant::now();
     let store =
-        Store::open(dir.path(), config(|c| c.durability = Durability::Memory), now).expect("open");
+        Store::open(dir.path(), config(|c| c.durability = Durability::Memory)).expect("open");
     let later = now + Duration::from_secs(90);
     let ms = store.wall_ms(later);
     let back = store.instant_of(ms);
     assert!(back.duration_since(later) < Duration::from_millis(2));
     assert!(later.duration_since(back) < Duration::from_millis(2));
     // A deadline in the past maps to "due now".
-    assert_eq!(store.instant_of(ms - 1_000_000), now);
+    assert_eq!(store.instant_of(ms - 1_000_000), store.anchor.0);
 }
 
 #[test]
 fn retained_and_session_deletion() {
     let dir = TempDir::new("retained");
     let now = Instant::now();
-    let mut store = Store::open(dir.path(), config(|_| {}), now).expect("open");
+    let mut store = Store::open(dir.path(), config(|_| {})).expect("open");
     let mut r = publish("status/a", b"up", QoS::AtLeastOnce);
     r.retain = true;
     store.save_retained(&r, Some(now + Duration::from_secs(60)));
@@ -233,7 +231,7 @@ fn retained_and_session_deletion() {
 #[test]
 fn inspect_reports_sessions_and_subscriptions() {
     let dir = TempDir::new("inspect");
-    let mut store = Store::open(dir.path(), config(|_| {}), Instant::now()).expect("open");
+    let mut store = Store::open(dir.path(), config(|_| {})).expect("open");
     let id = save(&mut store, "sensor-1");
     let options = SubscriptionOptions { qos: QoS::AtLeastOnce, ..Default::default() };
     store.save_subscription(id, "sensors/#", &options, None);
