@@ -150,7 +150,8 @@ pub struct SqliteConfig {
 pub enum Durability {
     /// Each batch is committed and synced before the acknowledgements that depend on it.
     Sync,
-    /// Batches are committed without waiting for the disk sync; power loss may lose the last one.
+    /// Acknowledgements go out at once; writes are committed every `flush_mem_threshold`
+    /// messages or `flush_interval_ms`, without fsync (a crash loses up to one batch).
     Batch,
     /// The database lives in memory; nothing survives a restart.
     Memory,
