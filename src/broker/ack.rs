@@ -60,7 +60,8 @@ impl Broker {
         if let (Some(stored), Some(seq)) = (stored, entry.seq) {
             self.store.mark_pubrel(stored.id, seq);
         }
-        self.send(out, conn, &Packet::Pubrel(PubAck::new(ack.packet_id)));
+        // After the commit that records it, like every answer to a client's packet.
+        self.queue_ack(conn, Packet::Pubrel(PubAck::new(ack.packet_id)), false);
     }
 
     pub(super) fn handle_pubrel(&mut self, conn: ConnId, ack: PubAck) {

@@ -208,7 +208,9 @@ impl Broker {
             Packet::Pubcomp(ack) => self.handle_pubcomp(conn, ack, now, out),
             Packet::Subscribe(subscribe) => self.handle_subscribe(conn, subscribe, now, out),
             Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(conn, unsubscribe, out),
-            Packet::Pingreq => self.send(out, conn, &Packet::Pingresp),
+            // Answered after the pass's commit like the acks, so a PINGRESP tells the client
+            // that everything it sent before is as durable as it will be.
+            Packet::Pingreq => self.queue_ack(conn, Packet::Pingresp, false),
             Packet::Disconnect(disconnect) => self.handle_disconnect(conn, disconnect, now, out),
             Packet::Auth(_) => {
                 // No authentication method is offered, so AUTH is never expected (MQTT-4.12.0-1).
@@ -356,11 +358,6 @@ impl Broker {
         if let Commit::Failed(error) = self.store.commit() {
             log::error!("final store commit failed: {error}");
         }
-    }
-
-    /// Whether ending this pass will fsync (the event loop writes deliveries out first).
-    pub fn commit_will_sync(&self) -> bool {
-        self.store.commit_will_sync()
     }
 
     pub fn store(&self) -> &Store {

@@ -245,13 +245,9 @@ impl EventLoop {
             }
         }
         self.broker.on_timers(now, &mut self.sockets);
-        // When the commit will wait for the disk, deliveries go out first (only
-        // acknowledgements wait for it), so subscribers work during the fsync. Otherwise
-        // everything is written after the commit: whatever a client hears then reflects a
-        // committed state.
-        if self.broker.commit_will_sync() {
-            self.flush_all();
-        }
+        // Deliveries go out before the commit, so subscribers work while it runs; answers to
+        // a client's own packets (PUBACK, PUBREC, PUBCOMP, PINGRESP) wait for it.
+        self.flush_all();
         self.broker.end_of_pass(now, &mut self.sockets);
         self.flush_all();
         self.close_pending(now);

@@ -231,12 +231,6 @@ impl Store {
         }
     }
 
-    /// Whether `commit_if_due` would now fsync: `durability = "sync"` with a write that backs
-    /// an acknowledgement in the open batch.
-    pub fn commit_will_sync(&self) -> bool {
-        self.in_batch && self.batch_has_promise && self.wal_sync.is_some()
-    }
-
     /// Ends the open batch if its durability mode says so.
     pub fn commit_if_due(&mut self, now: Instant) -> Commit {
         if !self.in_batch {
