@@ -272,7 +272,11 @@ impl Broker {
                 }
                 let Some(session) = self.session_mut(session_id) else { return };
                 let Some(stored) = session.stored.as_mut() else { return };
-                let in_cache = stored.fully_cached() && session.queue.len() < cache_limit;
+                // Only an online session keeps a cache: an offline one costs no memory per
+                // queued message.
+                let in_cache = session.conn.is_some()
+                    && stored.fully_cached()
+                    && session.queue.len() < cache_limit;
                 stored.next_seq = seq + 1;
                 if in_cache {
                     stored.cached_upto = seq + 1;

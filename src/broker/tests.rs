@@ -760,3 +760,19 @@ fn publisher_over_the_hard_cap_drops_and_counts() {
     assert_eq!(h.broker.gauges().queued_messages, 4);
     assert_eq!(h.broker.stats().messages_dropped, 2);
 }
+
+#[test]
+fn offline_persistent_session_holds_its_queue_in_the_store_not_in_memory() {
+    let mut h = Harness::new(Limits::default());
+    let (sub, _) = h.connect(ProtocolVersion::V311, "away", false);
+    h.subscribe(sub, "t", QoS::AtLeastOnce);
+    h.close(sub);
+    let (p, _) = h.connect(ProtocolVersion::V311, "p", true);
+    for i in 1..=50u16 {
+        h.handle(p, Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, Some(i))));
+    }
+    assert_eq!(h.broker.store().total_messages(), 50);
+    assert_eq!(h.broker.gauges().queued_messages, 0, "no memory cache while offline");
+    let (sub, _) = h.connect(ProtocolVersion::V311, "away", false);
+    assert_eq!(publishes(&h.out.take(sub)).len(), 32, "a window's worth read back at once");
+}
