@@ -239,7 +239,7 @@ fn offline_persistent_session_queues_in_order_and_resumes() {
     }
     // QoS 0 is not queued for offline sessions by default.
     h.handle(p, Packet::Publish(publish("sensors/t", b"q0", QoS::AtMostOnce, None)));
-    assert_eq!(h.broker.gauges().queued_messages, 5);
+    assert_eq!(h.broker.store().total_messages(), 5);
 
     let (sub2, connack) = h.connect(ProtocolVersion::V311, "sensor-1", false);
     assert!(connack.session_present);
