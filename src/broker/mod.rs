@@ -12,6 +12,7 @@ mod ack;
 mod backpressure;
 mod connect;
 mod connection;
+mod deliver;
 mod disconnect;
 mod limits;
 mod message;
