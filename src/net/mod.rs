@@ -38,6 +38,8 @@ const SIGNAL_TOKEN: Token = Token(LISTENER_TOKEN_BASE - 1);
 pub struct EventLoop {
     poll: Poll,
     events: Events,
+    /// (token, readable, writable) of this pass's events.
+    ready: Vec<(Token, bool, bool)>,
     listeners: Vec<TcpListener>,
     sockets: Sockets,
     read_buffer: Box<[u8]>,
@@ -153,6 +155,7 @@ impl EventLoop {
         Ok(EventLoop {
             poll,
             events: Events::with_capacity(1024),
+            ready: Vec::with_capacity(1024),
             listeners,
             sockets: Sockets {
                 slots: Slots { entries: Vec::with_capacity(capacity), free: Vec::new(), capacity },
@@ -172,15 +175,10 @@ impl EventLoop {
         self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
     }
 
-    pub fn broker(&self) -> &Broker {
-        &self.broker
-    }
-
-    /// Runs until an unrecoverable poll error.
     /// Runs until SIGTERM or SIGINT (returned) or an unrecoverable poll error.
     pub fn run(&mut self) -> io::Result<i32> {
         loop {
-            self.run_once(None)?;
+            self.run_once()?;
             if let Some(signal) = self.stop_signal {
                 return Ok(signal);
             }
@@ -197,15 +195,14 @@ impl EventLoop {
         self.broker.end_of_pass(now, &mut self.sockets);
     }
 
-    /// One pass: wait (at most `max_wait`, and never past the broker's next deadline), then
-    /// handle everything that is ready.
-    pub fn run_once(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
+    /// One pass: wait until something is ready or the broker's next deadline (not at all if
+    /// connections are still waiting to be read), then handle everything that is ready.
+    fn run_once(&mut self) -> io::Result<()> {
         let now = Instant::now();
-        let until_deadline = self.broker.next_deadline().map(|d| d.saturating_duration_since(now));
-        let timeout = match (until_deadline, max_wait) {
-            _ if !self.sockets.to_read.is_empty() => Some(Duration::ZERO),
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let timeout = if self.sockets.to_read.is_empty() {
+            self.broker.next_deadline().map(|d| d.saturating_duration_since(now))
+        } else {
+            Some(Duration::ZERO)
         };
         if let Err(e) = self.poll.poll(&mut self.events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
@@ -213,18 +210,17 @@ impl EventLoop {
             }
         }
         let now = Instant::now();
-        let ready: Vec<(Token, bool, bool)> = self
-            .events
-            .iter()
-            .map(|e| {
-                let closed = e.is_read_closed() || e.is_error();
-                (e.token(), e.is_readable() || closed, e.is_writable())
-            })
-            .collect();
+        // Copied out so handling an event may borrow the loop mutably; the vector is reused.
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        ready.extend(self.events.iter().map(|e| {
+            let closed = e.is_read_closed() || e.is_error();
+            (e.token(), e.is_readable() || closed, e.is_writable())
+        }));
         for conn in std::mem::take(&mut self.sockets.to_read) {
             self.read(conn, now);
         }
-        for (token, readable, writable) in ready {
+        for &(token, readable, writable) in &ready {
             if token == SIGNAL_TOKEN {
                 for signal in self.signals.pending() {
                     log::info!("signal {signal} received: stopping");
@@ -252,6 +248,7 @@ impl EventLoop {
         self.flush_all();
         self.close_pending(now);
         self.broker.relieve_congestion(&mut self.sockets);
+        self.ready = ready;
         Ok(())
     }
 
@@ -301,7 +298,8 @@ impl EventLoop {
         self.broker.on_accept(conn, now);
     }
 
-    /// Reads until `WouldBlock`, decoding and handling each complete packet.
+    /// Reads until `WouldBlock` (or this pass's budget), decoding and handling each complete
+    /// packet as it arrives.
     fn read(&mut self, conn: ConnId, now: Instant) {
         // Lent out for the duration so decoding can borrow it while the broker runs.
         let mut buffer = std::mem::take(&mut self.read_buffer);
