@@ -70,7 +70,7 @@ impl StoredQueue {
 /// The packet id of store row `seq`: a function of the row, so a restarted broker re-sends a
 /// message with the id it had (MQTT-4.4.0-1) without writing ids to disk.
 pub fn packet_id_for_seq(seq: i64) -> PacketId {
-    let id = (seq - 1).rem_euclid(65535) + 1;
+    let id = seq.wrapping_sub(1).rem_euclid(65535) + 1;
     NonZeroU16::new(id as u16).unwrap_or(NonZeroU16::MIN)
 }
 

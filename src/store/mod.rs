@@ -28,6 +28,9 @@ pub use inspect::inspect;
 pub use ring::{Enqueued, QueuedMessage};
 pub use sessions::{LoadedRetained, LoadedSession, SessionRow, Snapshot};
 
+/// The longest interval MQTT can express (u32 seconds); stored durations are capped to it.
+pub const LONGEST_INTERVAL: Duration = Duration::from_secs(u32::MAX as u64);
+
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "edgemq.db";
 
@@ -375,14 +378,16 @@ impl Store {
     }
 
     /// The loop instant for stored wall-clock milliseconds (past deadlines map to "now").
+    /// A damaged value far in the future is capped (about 136 years, the protocol's longest
+    /// interval) rather than overflowing the clock.
     pub fn instant_of(&self, wall_ms: i64) -> Instant {
         let (anchor_instant, _) = self.anchor;
-        let offset = wall_ms - self.wall_ms(anchor_instant);
+        let offset = wall_ms.saturating_sub(self.wall_ms(anchor_instant));
         if offset <= 0 {
-            anchor_instant
-        } else {
-            anchor_instant + Duration::from_millis(offset as u64)
+            return anchor_instant;
         }
+        let offset = Duration::from_millis(offset as u64).min(LONGEST_INTERVAL);
+        anchor_instant.checked_add(offset).unwrap_or(anchor_instant)
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use rusqlite::params;
 
 use super::blob::{decode_publish, decode_will, encode_publish, encode_will};
-use super::{Store, StoredSessionId, WriteKind};
+use super::{Store, StoredSessionId, WriteKind, LONGEST_INTERVAL};
 use crate::codec::{ProtocolVersion, Publish, QoS, RetainHandling, SubscriptionOptions, Will};
 
 /// What is stored about a session when it (re)connects.
@@ -342,7 +342,7 @@ impl Store {
                 id,
                 client_id,
                 protocol,
-                expiry: expiry.map(|s| Duration::from_secs(s.max(0) as u64)),
+                expiry: expiry.map(|s| Duration::from_secs(s.max(0) as u64).min(LONGEST_INTERVAL)),
                 expires_at: expires_ms.map(|ms| self.instant_of(ms)),
                 will,
                 will_due: due_ms.map(|ms| self.instant_of(ms)),
