@@ -24,7 +24,9 @@ QEMU_$(AARCH64) := qemu-aarch64 -L /usr/aarch64-linux-gnu
 CROSS_TIMEOUT_SCALE := 10
 
 # What the integration tests drive besides the broker (Debian package names).
-TEST_PKGS := mosquitto mosquitto-clients python3-paho-mqtt
+# The broker package itself is needed only by `make bench` (and EDGEMQ_TEST_REFERENCE runs);
+# on systemd hosts it starts a service on port 1883, which `make run` also wants.
+TEST_PKGS := mosquitto-clients python3-paho-mqtt
 
 .PHONY: help run build test deps lint cross-setup cross-armv7 cross-aarch64 cross-test \
         musl-aarch64 musl-armv7 dist dist-musl sizes bench bench-compare clean
@@ -44,12 +46,11 @@ test: deps ## Whole test suite, native (checks `deps` first)
 
 # Checks first; installs only when something is missing (root + apt-get), otherwise says what to
 # install. Without CI=true a missing client is a warning: the tests that need it skip.
-deps: ## Check/install test prerequisites: mosquitto, mosquitto-clients, python3-paho-mqtt
+deps: ## Check/install test prerequisites: mosquitto-clients, python3-paho-mqtt
 	@check() { \
 	    missing=(); \
 	    command -v mosquitto_pub >/dev/null || missing+=(mosquitto_pub); \
 	    command -v mosquitto_sub >/dev/null || missing+=(mosquitto_sub); \
-	    command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto); \
 	    /usr/bin/python3 -c 'import paho.mqtt' 2>/dev/null || missing+=("python3 module paho.mqtt"); \
 	}; \
 	check; \
@@ -113,6 +114,14 @@ sizes: cross-armv7 cross-aarch64 build ## Markdown table of stripped binary size
 	    target/release/edgemq.stripped
 
 bench: ## Every benchmark scenario, edgemq and Mosquitto side by side (benches/README.md)
+	@if ! [ -x "$${MOSQUITTO:-/usr/sbin/mosquitto}" ]; then \
+	    if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
+	        echo "bench: installing mosquitto (the broker compared against)"; \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto; \
+	    else \
+	        echo "bench: Mosquitto is needed: sudo apt-get install -y mosquitto" >&2; exit 1; \
+	    fi; \
+	fi
 	benches/run.sh
 
 bench-compare: bench ## Same as bench: every run compares with Mosquitto in the same run
