@@ -1,8 +1,9 @@
 //! One client socket with its bounded input and output buffers.
 //!
-//! Buffers are allocated only while they hold data (an idle connection owns no buffer
-//! memory): input arrives in the loop's shared read buffer and only an incomplete packet's
-//! bytes are kept here; output is appended here and freed once written.
+//! Buffers are allocated only while they hold data: input arrives in the loop's shared read
+//! buffer and only an incomplete packet's bytes are kept here (released once the packet is
+//! complete); output is appended here, and a buffer that grew past 16 KB is released once
+//! written (a smaller one is kept for reuse).
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -52,6 +53,12 @@ impl Connection {
             flush_queued: false,
             throttled: false,
         }
+    }
+
+    /// Keeps the bytes of an incomplete packet; an emptied buffer is released, so a
+    /// connection that once received a large packet does not hold its memory while idle.
+    pub fn keep_input(&mut self, rest: Vec<u8>) {
+        self.rx = if rest.is_empty() { Vec::new() } else { rest };
     }
 
     pub fn pending_output(&self) -> usize {

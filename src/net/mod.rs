@@ -352,7 +352,7 @@ impl EventLoop {
                 })
             };
             match (leftover, self.sockets.slots.get_mut(conn)) {
-                (Some(rest), Some(connection)) => connection.rx = rest,
+                (Some(rest), Some(connection)) => connection.keep_input(rest),
                 // A decode error: the broker already asked for the close.
                 (None, _) | (_, None) => return,
             }
@@ -376,7 +376,7 @@ impl EventLoop {
         let Some(used) = self.decode_all(conn, &pending, now) else { return false };
         pending.drain(..used);
         match self.sockets.slots.get_mut(conn) {
-            Some(connection) => connection.rx = pending,
+            Some(connection) => connection.keep_input(pending),
             None => return false,
         }
         !self.broker.is_paused(conn)
