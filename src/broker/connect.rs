@@ -175,6 +175,8 @@ impl Broker {
         let keep_alive_timeout = (keep_alive > 0).then(|| {
             Duration::from_secs_f64(f64::from(keep_alive) * self.limits.keepalive_multiplier)
         });
+        // The connect timeout is over: its entry goes, the keep-alive entry replaces it.
+        self.cancel_conn_timer(conn);
         let conn_generation = self.next_generation();
         let connect_timeout = self.limits.connect_timeout;
         let Some(state) = self.conn_mut(conn) else {
@@ -188,7 +190,7 @@ impl Broker {
         state.problem_information =
             connect.properties.request_problem_information.unwrap_or(1) == 1;
         if let Some(deadline) = state.deadline(connect_timeout) {
-            self.timers.arm_conn(deadline, conn, conn_generation);
+            self.arm_conn_timer(conn, deadline);
         }
         self.active_connections += 1;
 

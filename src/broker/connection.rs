@@ -28,6 +28,8 @@ pub struct Conn {
     /// Silence after which the connection is dropped (keep-alive × multiplier); `None` = off.
     pub keep_alive: Option<Duration>,
     pub timer_generation: u32,
+    /// When this connection's timer entry is due, while one is armed.
+    pub timer_at: Option<Instant>,
     /// MQTT 5.0 Receive Maximum the client asked for (65535 when absent).
     pub client_receive_maximum: u16,
     /// MQTT 5.0 Maximum Packet Size the client accepts (`u32::MAX` when absent).
@@ -51,6 +53,7 @@ impl Conn {
             last_seen: now,
             keep_alive: None,
             timer_generation: generation,
+            timer_at: None,
             client_receive_maximum: u16::MAX,
             client_max_packet_size: u32::MAX,
             topic_aliases: Vec::new(),

@@ -185,7 +185,7 @@ impl Broker {
         }
         let generation = self.next_generation();
         self.conns[index] = Some(Conn::new(now, generation));
-        self.timers.arm_conn(now + self.limits.connect_timeout, conn, generation);
+        self.arm_conn_timer(conn, now + self.limits.connect_timeout);
         self.stats.connections_accepted += 1;
     }
 
@@ -282,6 +282,7 @@ impl Broker {
     /// Always called exactly once per accepted connection.
     pub fn on_closed(&mut self, conn: ConnId, now: Instant, out: &mut dyn Outbox) {
         self.detach(conn, now, out);
+        self.cancel_conn_timer(conn);
         if let Some(slot) = self.conns.get_mut(conn.0 as usize) {
             *slot = None;
         }

@@ -776,3 +776,14 @@ fn offline_persistent_session_holds_its_queue_in_the_store_not_in_memory() {
     let (sub, _) = h.connect(ProtocolVersion::V311, "away", false);
     assert_eq!(publishes(&h.out.take(sub)).len(), 32, "a window's worth read back at once");
 }
+
+#[test]
+fn connected_idle_client_wakes_the_loop_only_at_its_keep_alive_deadline() {
+    let mut h = Harness::new(Limits::default());
+    let start = h.now;
+    let (conn, _) = h.connect(ProtocolVersion::V311, "idle", true); // keep-alive 60 s
+                                                                    // The connect timeout (10 s) is gone; the next wake-up is 1.5 x 60 s away.
+    assert_eq!(h.broker.next_deadline(), Some(start + Duration::from_secs(90)));
+    h.close(conn);
+    assert_eq!(h.broker.next_deadline(), None, "a closed connection leaves no timer");
+}

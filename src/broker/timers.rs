@@ -1,12 +1,13 @@
 //! Deadlines: connect timeout, keep-alive, will delay and session expiry.
 //!
-//! One min-heap for all of them. Entries are never removed early: each carries the generation
-//! of what armed it, and a popped entry whose generation is stale, or whose deadline moved
-//! later (keep-alive after activity), is dropped or re-armed. Activity therefore costs no heap
-//! operation, and the loop sleeps until `next_deadline`.
+//! One ordered set for all of them. Activity costs no timer operation: a due keep-alive entry
+//! whose deadline moved later is simply re-armed. Each entry carries the generation of what
+//! armed it, so an entry made stale by a session coming back is dropped when due. A
+//! connection's entry is removed outright when CONNECT replaces the connect timeout and when
+//! the connection closes, so idle connections cause no wake-ups before their keep-alive
+//! deadline, and the loop sleeps until `next_deadline`.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::connection::Phase;
@@ -24,29 +25,33 @@ enum TimerKey {
 
 #[derive(Debug, Default)]
 pub struct Timers {
-    heap: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    due: BTreeSet<(Instant, TimerKey)>,
 }
 
 impl Timers {
-    pub fn arm_conn(&mut self, at: Instant, conn: ConnId, generation: u32) {
-        self.heap.push(Reverse((at, TimerKey::Conn(conn, generation))));
+    fn arm_conn(&mut self, at: Instant, conn: ConnId, generation: u32) {
+        self.due.insert((at, TimerKey::Conn(conn, generation)));
+    }
+
+    fn cancel_conn(&mut self, at: Instant, conn: ConnId, generation: u32) {
+        self.due.remove(&(at, TimerKey::Conn(conn, generation)));
     }
 
     pub fn arm_session(&mut self, at: Instant, session: SessionId, generation: u32) {
-        self.heap.push(Reverse((at, TimerKey::Session(session, generation))));
+        self.due.insert((at, TimerKey::Session(session, generation)));
     }
 
     pub fn arm_resend(&mut self, at: Instant, conn: ConnId, generation: u32) {
-        self.heap.push(Reverse((at, TimerKey::Resend(conn, generation))));
+        self.due.insert((at, TimerKey::Resend(conn, generation)));
     }
 
     fn next(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _))| *at)
+        self.due.first().map(|(at, _)| *at)
     }
 
     fn pop_due(&mut self, now: Instant) -> Option<TimerKey> {
-        match self.heap.peek() {
-            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse((_, key))| key),
+        match self.due.first() {
+            Some((at, _)) if *at <= now => self.due.pop_first().map(|(_, key)| key),
             _ => None,
         }
     }
@@ -75,22 +80,41 @@ impl Broker {
         }
     }
 
+    /// Arms the connection's one timer entry (connect timeout or keep-alive) at `at`.
+    pub(super) fn arm_conn_timer(&mut self, conn: ConnId, at: Instant) {
+        let Some(state) = self.conn_mut(conn) else { return };
+        state.timer_at = Some(at);
+        let generation = state.timer_generation;
+        self.timers.arm_conn(at, conn, generation);
+    }
+
+    /// Removes the connection's timer entry, if one is armed.
+    pub(super) fn cancel_conn_timer(&mut self, conn: ConnId) {
+        let Some(state) = self.conn_mut(conn) else { return };
+        if let Some(at) = state.timer_at.take() {
+            let generation = state.timer_generation;
+            self.timers.cancel_conn(at, conn, generation);
+        }
+    }
+
     fn conn_timer(&mut self, conn: ConnId, generation: u32, now: Instant, out: &mut dyn Outbox) {
         let connect_timeout = self.limits.connect_timeout;
-        let Some(state) = self.conn(conn).filter(|c| c.timer_generation == generation) else {
+        let Some(state) = self.conn_mut(conn).filter(|c| c.timer_generation == generation) else {
             return;
         };
-        let phase = state.phase;
-        if state.paused {
+        state.timer_at = None; // This entry was just taken from the set.
+        let (phase, version, paused) = (state.phase, state.version, state.paused);
+        let deadline = state.deadline(connect_timeout);
+        if paused {
             // Its PINGREQs sit unread in the socket while it is paused: not its fault.
             if let Some(keep_alive) = state.keep_alive {
-                self.timers.arm_conn(now + keep_alive, conn, generation);
+                self.arm_conn_timer(conn, now + keep_alive);
             }
             return;
         }
-        match state.deadline(connect_timeout) {
+        match deadline {
             None => {}
-            Some(deadline) if deadline > now => self.timers.arm_conn(deadline, conn, generation),
+            Some(deadline) if deadline > now => self.arm_conn_timer(conn, deadline),
             Some(_) => match phase {
                 Phase::AwaitConnect => {
                     log::info!("{conn:?}: no CONNECT within {connect_timeout:?}; closing");
@@ -99,7 +123,7 @@ impl Broker {
                 Phase::Active(_) => {
                     let client = self.client_label(conn);
                     log::info!("{client}: keep-alive expired; closing");
-                    if state.version == Some(ProtocolVersion::V5) {
+                    if version == Some(ProtocolVersion::V5) {
                         let disconnect = Disconnect {
                             reason: ReasonCode::KeepAliveTimeout,
                             properties: Default::default(),
