@@ -4,7 +4,8 @@
 //! their subscriptions and inbound QoS 2 state, the bounded message ring and retained
 //! messages. Writes are collected into one transaction per batch and committed by
 //! [`Store::commit_if_due`] at the end of an event-loop pass (`durability = "sync"`: every
-//! pass, fsync'd; `"batch"`: every `flush_mem_threshold` writes or `flush_interval_ms`);
+//! pass, with the write-ahead log fsync'd when the batch backs an acknowledgement; `"batch"`:
+//! every `flush_mem_threshold` writes or `flush_interval_ms`, never fsync'd);
 //! `"memory"` keeps the same tables in an in-memory database. A failed write poisons the batch:
 //! it is rolled back as a whole and the caller learns which acknowledgements must not be sent.
 //! Errors are logged and reported, never panics; files are never deleted or truncated.
