@@ -96,7 +96,7 @@ impl Broker {
             stored.id,
             seq,
             stored.first_unsent,
-            &publish,
+            publish,
             delivery.message.expires_at,
         );
         match outcome {

@@ -44,7 +44,7 @@ pub use session::{SessionExpiry, SessionId};
 pub use stats::{Gauges, Stats};
 
 use crate::codec::PubAck;
-use crate::store::{Commit, Store, StoredSessionId};
+use crate::store::{Commit, Failure, Store, StoredSessionId};
 use connection::Conn;
 use retain::RetainedStore;
 use session::Session;
@@ -374,15 +374,12 @@ impl Broker {
         &mut self,
         ack: &PendingAck,
         version: ProtocolVersion,
-        error: &str,
+        error: &Failure,
         now: Instant,
         out: &mut dyn Outbox,
     ) {
-        let reason = if error.contains("full") {
-            ReasonCode::QuotaExceeded
-        } else {
-            ReasonCode::UnspecifiedError
-        };
+        let reason =
+            if error.disk_full { ReasonCode::QuotaExceeded } else { ReasonCode::UnspecifiedError };
         let client = self.client_label(ack.conn);
         match (&ack.packet, version) {
             (Packet::Puback(a), ProtocolVersion::V5) => {

@@ -151,7 +151,7 @@ impl Broker {
                     message.topic
                 ),
                 RetainOutcome::Stored | RetainOutcome::Replaced => {
-                    self.store.save_retained(&message.to_retained_publish(), message.expires_at);
+                    self.store.save_retained(message.to_retained_publish(), message.expires_at);
                     self.route_outcome.stored = true;
                 }
                 RetainOutcome::Deleted => {

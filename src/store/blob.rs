@@ -12,8 +12,8 @@ use crate::codec::{
 /// Packet id written into stored QoS 1/2 packets (the real one is derived from the row).
 const PLACEHOLDER_ID: NonZeroU16 = NonZeroU16::MIN;
 
-pub fn encode_publish(publish: &Publish) -> Vec<u8> {
-    let mut stored = publish.clone();
+/// Takes the packet by value: callers build it for the store, so no copy is made here.
+pub fn encode_publish(mut stored: Publish) -> Vec<u8> {
     stored.dup = false;
     stored.packet_id = (stored.qos != QoS::AtMostOnce).then_some(PLACEHOLDER_ID);
     let packet = Packet::Publish(stored);
@@ -36,7 +36,7 @@ pub fn decode_publish(bytes: &[u8]) -> Option<Publish> {
 
 pub fn encode_will(will: &Will) -> Vec<u8> {
     let p = &will.properties;
-    encode_publish(&Publish {
+    encode_publish(Publish {
         dup: false,
         qos: will.qos,
         retain: will.retain,

@@ -64,6 +64,27 @@ pub(crate) enum WriteKind {
     Housekeeping,
 }
 
+/// Why a batch was rolled back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    /// The disk (or `sqlite.max_db_size`) is full: clients are told "Quota exceeded".
+    pub disk_full: bool,
+}
+
+impl Failure {
+    fn sqlite(what: &str, e: &rusqlite::Error) -> Failure {
+        let disk_full = e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
+        Failure { message: format!("{what}: {e}"), disk_full }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// What ending a batch did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Commit {
@@ -75,7 +96,7 @@ pub enum Commit {
         writes: usize,
     },
     /// The batch was rolled back; everything written since the last commit is gone.
-    Failed(String),
+    Failed(Failure),
 }
 
 #[derive(Debug, Default, Clone)]
@@ -105,7 +126,7 @@ pub struct Store {
     config: SqliteConfig,
     in_batch: bool,
     /// The first error of the open batch; the batch will be rolled back.
-    batch_error: Option<String>,
+    batch_error: Option<Failure>,
     writes_in_batch: usize,
     batch_has_promise: bool,
     /// Delivered rows to delete with the batch, as ranges (see `forget`).
@@ -206,10 +227,6 @@ impl Store {
         &self.path
     }
 
-    pub fn config(&self) -> &SqliteConfig {
-        &self.config
-    }
-
     pub fn stats(&self) -> &StoreStats {
         &self.stats
     }
@@ -220,11 +237,6 @@ impl Store {
 
     pub fn usage(&self, session: StoredSessionId) -> Usage {
         self.usage.get(&session).copied().unwrap_or_default()
-    }
-
-    /// Whether acknowledgements must wait for the commit (`durability = "sync"`).
-    pub fn acks_wait_for_commit(&self) -> bool {
-        self.config.durability == Durability::Sync
     }
 
     /// When a deferred batch must be committed at the latest (`durability = "batch"`).
@@ -268,7 +280,7 @@ impl Store {
         let failure = match self.batch_error.take() {
             Some(error) => Some(error),
             None => match self.db.execute_batch("COMMIT") {
-                Err(e) => Some(e.to_string()),
+                Err(e) => Some(Failure::sqlite("COMMIT", &e)),
                 Ok(()) if promise => match self.wal_sync.as_mut() {
                     Some(wal) => {
                         self.stats.fsyncs += 1;
@@ -320,7 +332,7 @@ impl Store {
             Ok(value) => Some(value),
             Err(e) => {
                 log::warn!("{}: {what} failed: {e}", self.path.display());
-                self.batch_error = Some(format!("{what}: {e}"));
+                self.batch_error = Some(Failure::sqlite(what, &e));
                 None
             }
         }
@@ -334,17 +346,12 @@ impl Store {
         if !self.in_batch {
             self.in_batch = true;
             if let Err(e) = self.db.execute_batch("BEGIN") {
-                self.batch_error = Some(format!("BEGIN: {e}"));
+                self.batch_error = Some(Failure::sqlite("BEGIN", &e));
                 return false;
             }
             self.batch_started = Some(Instant::now());
         }
         true
-    }
-
-    /// Whether the open batch already failed (its acknowledgements will be refused).
-    pub fn batch_failed(&self) -> bool {
-        self.batch_error.is_some()
     }
 
     fn reload_usage(&mut self) -> rusqlite::Result<()> {
@@ -408,22 +415,25 @@ impl WalSync {
     }
 
     /// `Err` with the reason if the log could not be made durable.
-    fn sync(&mut self) -> Result<(), String> {
+    fn sync(&mut self) -> Result<(), Failure> {
+        let failure = |what: &Path, e: std::io::Error| Failure {
+            message: format!("fsync {}: {e}", what.display()),
+            disk_full: e.kind() == std::io::ErrorKind::StorageFull,
+        };
         let file = match self.file.take() {
             Some(file) => file,
             None => {
-                let file = std::fs::File::open(&self.path)
-                    .map_err(|e| format!("{}: {e}", self.path.display()))?;
+                let file = std::fs::File::open(&self.path).map_err(|e| failure(&self.path, e))?;
                 // The log was just created: make its directory entry durable too.
                 if let Some(dir) = self.path.parent() {
                     std::fs::File::open(dir)
                         .and_then(|d| d.sync_all())
-                        .map_err(|e| format!("{}: {e}", dir.display()))?;
+                        .map_err(|e| failure(dir, e))?;
                 }
                 file
             }
         };
-        let synced = file.sync_data().map_err(|e| format!("fsync {}: {e}", self.path.display()));
+        let synced = file.sync_data().map_err(|e| failure(&self.path, e));
         self.file = Some(file);
         synced
     }

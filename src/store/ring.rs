@@ -44,7 +44,7 @@ impl Store {
         session: StoredSessionId,
         seq: i64,
         first_unsent: i64,
-        publish: &Publish,
+        publish: Publish,
         expires_at: Option<Instant>,
     ) -> Enqueued {
         let packet = encode_publish(publish);

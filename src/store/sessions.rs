@@ -200,10 +200,11 @@ impl Store {
         });
     }
 
-    pub fn save_retained(&mut self, publish: &Publish, expires_at: Option<Instant>) {
+    pub fn save_retained(&mut self, publish: Publish, expires_at: Option<Instant>) {
+        let topic = publish.topic.clone();
         let packet = encode_publish(publish);
         let expires_ms = expires_at.map(|at| self.wall_ms(at));
-        let topic: &str = &publish.topic;
+        let topic: &str = &topic;
         self.write("save retained message", WriteKind::Promise, |db| {
             db.prepare_cached(
                 "INSERT OR REPLACE INTO retained (topic, expires_at_ms, packet) VALUES (?1, ?2, ?3)",

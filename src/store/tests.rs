@@ -50,7 +50,7 @@ fn sessions_subscriptions_and_queue_survive_reopen() {
     store.add_inbound_qos2(id, 42);
     for seq in 1..=3 {
         let p = publish("sensors/t", format!("m{seq}").as_bytes(), QoS::AtLeastOnce);
-        assert!(matches!(store.enqueue(id, seq, 1, &p, None), Enqueued::Stored { .. }));
+        assert!(matches!(store.enqueue(id, seq, 1, p.clone(), None), Enqueued::Stored { .. }));
     }
     store.mark_pubrel(id, 1);
     committed(&mut store);
@@ -82,12 +82,15 @@ fn per_session_cap_evicts_oldest_unsent_only() {
         Store::open(dir.path(), config(|c| c.max_queued_per_session = 2)).expect("open");
     let id = save(&mut store, "c");
     let p = publish("t", b"x", QoS::AtLeastOnce);
-    store.enqueue(id, 1, 1, &p, None);
-    store.enqueue(id, 2, 1, &p, None);
+    store.enqueue(id, 1, 1, p.clone(), None);
+    store.enqueue(id, 2, 1, p.clone(), None);
     // Row 1 was sent (first_unsent = 2): the eviction takes row 2, the oldest unsent.
-    assert_eq!(store.enqueue(id, 3, 2, &p, None), Enqueued::Stored { evicted: vec![(id, 2)] });
+    assert_eq!(
+        store.enqueue(id, 3, 2, p.clone(), None),
+        Enqueued::Stored { evicted: vec![(id, 2)] }
+    );
     // With every row sent, nothing may be evicted for it: the new message is dropped.
-    assert_eq!(store.enqueue(id, 4, 4, &p, None), Enqueued::Dropped);
+    assert_eq!(store.enqueue(id, 4, 4, p.clone(), None), Enqueued::Dropped);
     committed(&mut store);
     assert_eq!(store.usage(id).messages, 2);
     assert_eq!(store.stats().evicted, 1);
@@ -105,10 +108,10 @@ fn global_cap_evicts_oldest_in_the_ring() {
     let a = save(&mut store, "a");
     let b = save(&mut store, "b");
     let p = publish("t", b"x", QoS::AtLeastOnce);
-    store.enqueue(a, 1, 1, &p, None);
-    store.enqueue(b, 1, 1, &p, None);
-    store.enqueue(a, 2, 1, &p, None);
-    assert_eq!(store.enqueue(b, 2, 1, &p, None), Enqueued::Stored { evicted: vec![(a, 1)] });
+    store.enqueue(a, 1, 1, p.clone(), None);
+    store.enqueue(b, 1, 1, p.clone(), None);
+    store.enqueue(a, 2, 1, p.clone(), None);
+    assert_eq!(store.enqueue(b, 2, 1, p.clone(), None), Enqueued::Stored { evicted: vec![(a, 1)] });
     assert_eq!(store.total_messages(), 3);
     committed(&mut store);
 }
@@ -123,8 +126,8 @@ fn reject_and_drop_new_policies() {
     let mut store = Store::open(dir.path(), cfg).expect("open");
     let id = save(&mut store, "c");
     let p = publish("t", b"x", QoS::AtLeastOnce);
-    assert!(matches!(store.enqueue(id, 1, 1, &p, None), Enqueued::Stored { .. }));
-    assert_eq!(store.enqueue(id, 2, 1, &p, None), Enqueued::Rejected);
+    assert!(matches!(store.enqueue(id, 1, 1, p.clone(), None), Enqueued::Stored { .. }));
+    assert_eq!(store.enqueue(id, 2, 1, p.clone(), None), Enqueued::Rejected);
     committed(&mut store);
 }
 
@@ -140,7 +143,7 @@ fn full_database_fails_the_batch_and_keeps_what_was_committed() {
     let mut stored = 0;
     let mut failed = false;
     for seq in 1..=64 {
-        match store.enqueue(id, seq, 1, &p, None) {
+        match store.enqueue(id, seq, 1, p.clone(), None) {
             Enqueued::Stored { .. } => stored += 1,
             Enqueued::Failed => {
                 failed = true;
@@ -213,13 +216,13 @@ fn retained_and_session_deletion() {
     let mut store = Store::open(dir.path(), config(|_| {})).expect("open");
     let mut r = publish("status/a", b"up", QoS::AtLeastOnce);
     r.retain = true;
-    store.save_retained(&r, Some(now + Duration::from_secs(60)));
+    store.save_retained(r, Some(now + Duration::from_secs(60)));
     let mut gone = publish("status/b", b"x", QoS::AtMostOnce);
     gone.retain = true;
-    store.save_retained(&gone, None);
+    store.save_retained(gone, None);
     store.delete_retained("status/b");
     let id = save(&mut store, "c");
-    store.enqueue(id, 1, 1, &publish("t", b"x", QoS::AtLeastOnce), None);
+    store.enqueue(id, 1, 1, publish("t", b"x", QoS::AtLeastOnce), None);
     store.delete_session(id);
     committed(&mut store);
     assert_eq!(store.total_messages(), 0);
@@ -238,7 +241,7 @@ fn inspect_reports_sessions_and_subscriptions() {
     let id = save(&mut store, "sensor-1");
     let options = SubscriptionOptions { qos: QoS::AtLeastOnce, ..Default::default() };
     store.save_subscription(id, "sensors/#", &options, None);
-    store.enqueue(id, 1, 1, &publish("sensors/t", b"x", QoS::AtLeastOnce), None);
+    store.enqueue(id, 1, 1, publish("sensors/t", b"x", QoS::AtLeastOnce), None);
     committed(&mut store);
     let report = inspect(dir.path()).expect("inspect");
     assert!(report.contains("session \"sensor-1\""), "{report}");
