@@ -185,6 +185,10 @@ impl EventLoop {
         }
     }
 
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
     /// A graceful stop: clients are disconnected (v5 with "Server shutting down"), sessions
     /// go offline as on any disconnect, the store commits, output is flushed.
     pub fn shutdown(&mut self) {

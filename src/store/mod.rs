@@ -107,6 +107,8 @@ pub struct StoreStats {
     pub fsyncs: u64,
     pub failed_commits: u64,
     pub rows_written: u64,
+    /// Message rows inserted by committed batches.
+    pub messages_stored: u64,
     /// Messages evicted by `overflow = "drop_oldest"`.
     pub evicted: u64,
     /// Messages not stored because a cap was reached (`drop_new`, `reject`, or nothing to evict).
@@ -128,6 +130,7 @@ pub struct Store {
     /// The first error of the open batch; the batch will be rolled back.
     batch_error: Option<Failure>,
     writes_in_batch: usize,
+    messages_in_batch: u64,
     batch_has_promise: bool,
     /// Delivered rows to delete with the batch, as ranges (see `forget`).
     forgotten: Vec<(StoredSessionId, i64)>,
@@ -208,6 +211,7 @@ impl Store {
             in_batch: false,
             batch_error: None,
             writes_in_batch: 0,
+            messages_in_batch: 0,
             batch_has_promise: false,
             forgotten: Vec::new(),
             wal_sync: (sync_mode && wal).then(|| WalSync::new(&path)),
@@ -276,6 +280,7 @@ impl Store {
         self.in_batch = false;
         self.batch_started = None;
         let writes = std::mem::take(&mut self.writes_in_batch);
+        let messages = std::mem::take(&mut self.messages_in_batch);
         let promise = std::mem::take(&mut self.batch_has_promise);
         let failure = match self.batch_error.take() {
             Some(error) => Some(error),
@@ -295,6 +300,7 @@ impl Store {
             None => {
                 self.stats.commits += 1;
                 self.stats.rows_written += writes as u64;
+                self.stats.messages_stored += messages;
                 Commit::Committed { writes }
             }
             Some(error) => {

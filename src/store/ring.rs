@@ -91,6 +91,7 @@ impl Store {
         if inserted.is_none() {
             return Enqueued::Failed;
         }
+        self.messages_in_batch += 1;
         let usage = self.usage.entry(session).or_default();
         usage.messages += 1;
         usage.bytes += size;
