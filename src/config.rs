@@ -232,7 +232,7 @@ impl Default for MqttConfig {
             queue_qos0: false,
             persistent_session_expiry: None,
             max_session_expiry: None,
-            tx_buffer_limit: 1024 * 1024,
+            tx_buffer_limit: 256 * 1024,
             wildcard_subscription_available: true,
             subscription_identifiers_available: true,
         }
@@ -411,20 +411,6 @@ fn check_cross_keys(config: &Config, origin: &str) -> Result<(), ConfigError> {
                 "sqlite.max_queued_per_session ({}) must not exceed sqlite.disk_cache_size ({}): \
                  one session cannot queue more than the whole store holds",
                 q.max_queued_per_session, q.disk_cache_size
-            ),
-        ));
-    }
-    // Compared as u64 so that no narrowing can hide a mismatch.
-    let tx_limit = u64::try_from(m.tx_buffer_limit).unwrap_or(u64::MAX);
-    if tx_limit < u64::from(m.max_packet_size) {
-        return Err(conflict(
-            "mqtt.tx_buffer_limit",
-            "mqtt.max_packet_size",
-            format!(
-                "mqtt.tx_buffer_limit ({}) must be at least mqtt.max_packet_size ({}): \
-                 a message of the largest allowed size could never be sent",
-                format_size(tx_limit),
-                format_size(u64::from(m.max_packet_size))
             ),
         ));
     }
@@ -1590,12 +1576,8 @@ mod tests {
         assert!(line.contains("mqtt.max_sessions (4096)"), "{line}");
         assert!(line.contains("mqtt.max_connections (5000)"), "{line}");
 
-        let e = error("[mqtt]\nmax_packet_size = \"2MB\"\n");
-        assert_eq!(
-            e.to_string(),
-            "test.toml: mqtt.tx_buffer_limit (1MB) must be at least mqtt.max_packet_size (2MB): \
-             a message of the largest allowed size could never be sent"
-        );
+        // A message larger than the output limit is still sent (into a buffer below it).
+        parse("[mqtt]\nmax_packet_size = \"2MB\"\ntx_buffer_limit = \"64KB\"\n").unwrap();
 
         // Equal is fine on every rule.
         parse("[mqtt]\nmax_connections = 4096\nmax_packet_size = \"1MB\"\n").unwrap();

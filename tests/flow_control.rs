@@ -94,3 +94,24 @@ fn client_that_stops_reading_is_not_read_and_others_are_served() {
     hog.drop_connection();
     common::assert_broker_serves(&broker);
 }
+
+#[test]
+fn a_message_larger_than_the_output_limit_is_delivered() {
+    // The output limit bounds what piles up for a client, not the size of one message.
+    let broker = BrokerBuilder::new()
+        .mqtt("max_packet_size", 256 * 1024)
+        .mqtt("tx_buffer_limit", "16KB")
+        .start();
+    let mut sub0 = TestClient::v311(&broker, "big-sub-0");
+    sub0.subscribe("big/#", 0);
+    let mut sub1 = TestClient::v311(&broker, "big-sub-1");
+    sub1.subscribe("big/#", 1);
+    let payload: Vec<u8> = (0..100 * 1024).map(|i| (i % 251) as u8).collect();
+    let mut publisher = TestClient::v311(&broker, "big-pub");
+    publisher.publish("big/one", &payload, 1, false);
+    publisher.publish("big/two", &payload, 0, false);
+    for sub in [&mut sub0, &mut sub1] {
+        sub.expect_message("big/one", &payload);
+        sub.expect_message("big/two", &payload);
+    }
+}

@@ -69,7 +69,7 @@ impl Default for Limits {
             queue_qos0: false,
             persistent_session_expiry: None,
             max_session_expiry: None,
-            tx_buffer_limit: 1024 * 1024,
+            tx_buffer_limit: 256 * 1024,
             wildcard_subscription_available: true,
             subscription_identifiers_available: true,
             resend_interval: None,
