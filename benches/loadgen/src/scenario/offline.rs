@@ -45,6 +45,8 @@ pub fn run(options: &Options, out: &mut Object) -> Result<(), Error> {
         max_queued_messages: 100_000,
         max_inflight: options.broker_inflight,
         durability: options.durability,
+        mosquitto_inflight: Some(options.broker_inflight),
+        mosquitto_queue: Some(100_000),
         persistence: true,
         ..Settings::default()
     };
