@@ -18,6 +18,7 @@
 #   BENCH_DURATION          seconds of publishing per fan-in / fan-out scenario [4]
 #   BENCH_LATENCY_DURATION  seconds of each fixed-rate latency scenario [10]
 #   BENCH_CONNECTIONS       idle connections [5000]
+#   BENCH_IDLE_WINDOW       seconds the idle scenario watches broker CPU and wake-ups [5]
 #   BENCH_PROTOCOL          3.1.1 or 5 [3.1.1]
 #   BENCH_TIMEOUT           hard limit per scenario run, seconds [180]
 #   BENCH_ARGS              extra flags for every `edgemq-loadgen run` (see its --help)
@@ -29,6 +30,7 @@ RUNS=${BENCH_RUNS:-2}
 DURATION=${BENCH_DURATION:-4}
 LATENCY_DURATION=${BENCH_LATENCY_DURATION:-10}
 CONNECTIONS=${BENCH_CONNECTIONS:-5000}
+IDLE_WINDOW=${BENCH_IDLE_WINDOW:-5}
 PROTOCOL=${BENCH_PROTOCOL:-3.1.1}
 TIMEOUT=${BENCH_TIMEOUT:-180}
 MOSQUITTO=${MOSQUITTO:-/usr/sbin/mosquitto}
@@ -108,7 +110,8 @@ run_one() {
     timeout -k 5 "$TIMEOUT" "$LOADGEN" run --broker "$broker" --scenario "$scenario" --run "$run" \
         --workdir "$WORK" --edgemq-bin "$EDGEMQ" --mosquitto-bin "$MOSQUITTO" \
         --protocol "$PROTOCOL" --duration "$DURATION" --latency-duration "$LATENCY_DURATION" \
-        --connections "$CONNECTIONS" "${EXTRA[@]}" "$@" >"$WORK/line" 2>"$WORK/stderr" &
+        --connections "$CONNECTIONS" --idle-window "$IDLE_WINDOW" "${EXTRA[@]}" "$@" \
+        >"$WORK/line" 2>"$WORK/stderr" &
     current=$!
     wait "$current" || rc=$?
     current=""

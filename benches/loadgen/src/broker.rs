@@ -1,5 +1,5 @@
 //! A fresh broker process per scenario: generated config, free port, private data
-//! directory, CPU and memory read from /proc, killed and cleaned up on drop.
+//! directory, CPU, memory and context switches read from /proc, killed and cleaned up on drop.
 //!
 //! Contract: `BrokerProcess::start` returns only once the broker accepts TCP connections (or
 //! fails within `READY_TIMEOUT`). Dropping the value always kills the process and removes its
@@ -125,6 +125,18 @@ pub struct Usage {
     pub rss_kb: u64,
     /// VmHWM (peak RSS), KiB.
     pub hwm_kb: u64,
+    /// `voluntary_ctxt_switches` summed over the broker's threads. A thread that sleeps in
+    /// `epoll_wait` and is woken makes one voluntary switch, so this counts wake-ups.
+    pub voluntary_switches: u64,
+    /// `nonvoluntary_ctxt_switches` summed over the threads (preempted while running).
+    pub nonvoluntary_switches: u64,
+}
+
+impl Usage {
+    /// Context switches of both kinds.
+    pub fn switches(&self) -> u64 {
+        self.voluntary_switches + self.nonvoluntary_switches
+    }
 }
 
 impl BrokerProcess {
@@ -247,10 +259,22 @@ impl BrokerProcess {
         let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
         let ticks = tick(11) + tick(12);
         let status = fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        // The process's own status counts the context switches of its main thread only.
+        let (mut voluntary, mut nonvoluntary) = (0, 0);
+        for task in fs::read_dir(format!("/proc/{}/task", self.pid))? {
+            // A thread that ended between listing and reading has nothing left to count.
+            let Ok(task_status) = fs::read_to_string(task?.path().join("status")) else {
+                continue;
+            };
+            voluntary += status_number(&task_status, "voluntary_ctxt_switches:");
+            nonvoluntary += status_number(&task_status, "nonvoluntary_ctxt_switches:");
+        }
         Ok(Usage {
             cpu_s: ticks as f64 / self.clock_ticks as f64,
-            rss_kb: status_kb(&status, "VmRSS:"),
-            hwm_kb: status_kb(&status, "VmHWM:"),
+            rss_kb: status_number(&status, "VmRSS:"),
+            hwm_kb: status_number(&status, "VmHWM:"),
+            voluntary_switches: voluntary,
+            nonvoluntary_switches: nonvoluntary,
         })
     }
 
@@ -284,7 +308,8 @@ impl Drop for BrokerProcess {
     }
 }
 
-fn status_kb(status: &str, key: &str) -> u64 {
+/// The number after `key` on its `/proc/PID/status` line (KiB for `Vm*`); 0 if there is none.
+fn status_number(status: &str, key: &str) -> u64 {
     status
         .lines()
         .find_map(|l| l.strip_prefix(key))
@@ -380,9 +405,12 @@ mod tests {
     #[test]
     fn status_parsing() {
         let status = "Name:\tx\nVmHWM:\t    1234 kB\nVmRSS:\t     999 kB\n";
-        assert_eq!(status_kb(status, "VmHWM:"), 1234);
-        assert_eq!(status_kb(status, "VmRSS:"), 999);
-        assert_eq!(status_kb(status, "VmSwap:"), 0);
+        assert_eq!(status_number(status, "VmHWM:"), 1234);
+        assert_eq!(status_number(status, "VmRSS:"), 999);
+        assert_eq!(status_number(status, "VmSwap:"), 0);
+        let task = "voluntary_ctxt_switches:\t17\nnonvoluntary_ctxt_switches:\t3\n";
+        assert_eq!(status_number(task, "voluntary_ctxt_switches:"), 17);
+        assert_eq!(status_number(task, "nonvoluntary_ctxt_switches:"), 3);
     }
 
     #[test]

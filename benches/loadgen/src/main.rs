@@ -45,6 +45,8 @@ Options of `run` (defaults in brackets):
   --latency-duration SECS  length of the fixed-rate latency run [10]
   --rate N                 latency scenario messages per second [1000]
   --connections N          idle scenario connections [5000]
+  --idle-window SECS       idle scenario: how long broker CPU time and wake-ups are watched
+                           once everyone is connected [5]
   --offline-messages N     offline scenario messages [50000]
   --window N               QoS 1/2 messages in flight per publisher [16]
   --broker-inflight N      broker outbound window per session: edgemq max_inflight, Mosquitto
@@ -154,6 +156,7 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
         latency_duration: Duration::from_secs(10),
         latency_rate: 1000,
         connections: 5000,
+        idle_window: Duration::from_secs(5),
         offline_messages: 50_000,
         durability: Durability::Sync,
         window: 16,
@@ -214,6 +217,7 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
             "--latency-duration" => options.latency_duration = seconds(flag, &value()?)?,
             "--rate" => options.latency_rate = number(flag, &value()?)?,
             "--connections" => options.connections = number(flag, &value()?)?,
+            "--idle-window" => options.idle_window = seconds(flag, &value()?)?,
             "--offline-messages" => options.offline_messages = number(flag, &value()?)?,
             "--window" => options.window = number::<usize>(flag, &value()?)?.clamp(1, 65_000),
             "--broker-inflight" => options.broker_inflight = number(flag, &value()?)?,

@@ -76,7 +76,10 @@ fn metrics(scenario: &str) -> Vec<Metric> {
         "idle" => vec![
             median("bytes_per_conn", "RSS bytes per connection", Better::Lower),
             median("connect_per_s", "connects/s", Better::Higher),
+            mib("start_rss_kb", "broker RSS at start (MiB)"),
             mib("rss_after_kb", "broker RSS with all connected (MiB)"),
+            median("idle_cpu_pct", "broker CPU % while idle", Better::Lower),
+            median("idle_wakeups_per_s", "broker wake-ups/s while idle", Better::Lower),
             median("connected", "connections made", Better::Higher),
         ],
         "offline" => vec![
@@ -342,21 +345,25 @@ not json
     #[test]
     fn scenarios_without_a_no_drop_run() {
         let text = r#"
-{"scenario":"idle","broker":"edgemq","variant":"sync","run":1,"ok":true,"connect_per_s":300,"rss_after_kb":2048}
-{"scenario":"idle","broker":"mosquitto","variant":"defaults","run":1,"ok":true,"connect_per_s":200,"rss_after_kb":4096}
+{"scenario":"idle","broker":"edgemq","variant":"sync","run":1,"ok":true,"idle_cpu_pct":0,"idle_wakeups_per_s":0.2,"start_rss_kb":2048}
+{"scenario":"idle","broker":"mosquitto","variant":"defaults","run":1,"ok":true,"idle_cpu_pct":0.4,"idle_wakeups_per_s":2,"start_rss_kb":4096}
 {"scenario":"offline","broker":"edgemq","variant":"sync","run":1,"ok":true,"enqueue_per_s":100}
 {"scenario":"offline","broker":"mosquitto","variant":"persistence","run":1,"ok":true}
 "#;
         let table = render(text);
         assert!(table.contains("| idle | runs | 1/1 ok | 1/1 ok | - | | | |"), "{table}");
         assert!(
-            table.contains("| idle | connects/s | 300 | 200 | - | 1.50 |  | higher |"),
+            table.contains("| idle | broker CPU % while idle | 0 | 0.40 | - | 0.00 |  | lower |"),
             "{table}"
         );
         assert!(
             table.contains(
-                "| idle | broker RSS with all connected (MiB) | 2 | 4 | - | 0.50 |  | lower |"
+                "| idle | broker wake-ups/s while idle | 0.20 | 2 | - | 0.10 |  | lower |"
             ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| idle | broker RSS at start (MiB) | 2 | 4 | - | 0.50 |  | lower |"),
             "{table}"
         );
         assert!(

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use edgemq::codec::{ProtocolVersion, QoS};
 
-use crate::broker::{Durability, Kind, Launcher, Usage};
+use crate::broker::{BrokerProcess, Durability, Kind, Launcher, Usage};
 use crate::client::Client;
 use crate::json::Object;
 use crate::Error;
@@ -113,6 +113,8 @@ pub struct Options {
     pub latency_rate: u32,
     /// Idle connections to open.
     pub connections: usize,
+    /// How long the idle scenario watches the broker's CPU time and wake-ups.
+    pub idle_window: Duration,
     /// Messages queued for the offline session.
     pub offline_messages: u64,
     /// edgemq `[sqlite] durability` (every scenario; `offline` is run with sync and batch).
@@ -175,6 +177,12 @@ pub fn run(scenario: Scenario, options: &Options) -> Object {
         }
     }
     out
+}
+
+/// The broker's VmRSS once it is ready, before the scenario's clients connect.
+fn record_start_rss(out: &mut Object, broker: &BrokerProcess) -> Result<(), Error> {
+    out.int("start_rss_kb", broker.usage()?.rss_kb);
+    Ok(())
 }
 
 /// Broker CPU and memory between two /proc samples.

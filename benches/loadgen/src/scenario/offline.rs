@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use edgemq::codec::QoS;
 
 use super::worker::{self, PublisherPlan, SubscriberControl, SubscriberPlan};
-use super::{close_all, join, record_usage, FirstError, Options};
+use super::{close_all, join, record_start_rss, record_usage, FirstError, Options};
 use crate::broker::{BrokerProcess, Settings};
 use crate::client::{Client, ConnectOptions};
 use crate::json::Object;
@@ -52,6 +52,7 @@ pub fn run(options: &Options, out: &mut Object) -> Result<(), Error> {
     };
     let mut broker = BrokerProcess::start(&options.launcher, &settings, "offline")?;
     let addr = broker.addr;
+    record_start_rss(out, &broker)?;
     let total = options.offline_messages;
     out.int("messages", total).int("publishers", PUBLISHERS as u64);
 

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use edgemq::codec::QoS;
 
 use super::worker::{self, PublisherPlan, SubscriberControl, SubscriberPlan};
-use super::{close_all, join, record_usage, FirstError, MosquittoVariant, Options};
+use super::{
+    close_all, join, record_start_rss, record_usage, FirstError, MosquittoVariant, Options,
+};
 use crate::broker::{
     BrokerProcess, Kind, Settings, MOSQUITTO_SHIPPED_INFLIGHT, MOSQUITTO_SHIPPED_QUEUE,
 };
@@ -72,6 +74,7 @@ pub fn run(
     };
     let mut broker = BrokerProcess::start(&options.launcher, &settings, "fan")?;
     let addr = broker.addr;
+    record_start_rss(out, &broker)?;
     let filter = "bench/fan/+";
     out.int("publishers", publishers as u64)
         .int("subscribers", subscribers as u64)
