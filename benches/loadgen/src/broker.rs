@@ -2,16 +2,16 @@
 //! directory, CPU, memory and context switches read from /proc, killed and cleaned up on drop.
 //!
 //! Contract: `BrokerProcess::start` returns only once the broker accepts TCP connections (or
-//! fails within `READY_TIMEOUT`). Dropping the value always kills the process and removes its
+//! fails within `READY_TIMEOUT`). `stop_with_sigterm` asks for a graceful stop and waits a
+//! bounded time. Dropping the value always kills the process (if it still runs) and removes its
 //! directory, also on error paths and panics (the crate unwinds). The broker's PID is written
 //! to `<dir>/broker.pid` so `run.sh` can kill it even if this process is killed itself.
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Read as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -137,6 +137,15 @@ impl Usage {
     pub fn switches(&self) -> u64 {
         self.voluntary_switches + self.nonvoluntary_switches
     }
+}
+
+/// How a broker asked to stop with SIGTERM ended.
+#[derive(Debug, Clone, Copy)]
+pub enum Stopped {
+    /// It exited by itself, with this status, after this long.
+    Exited { status: ExitStatus, after: Duration },
+    /// Still running at the limit (it is killed when the `BrokerProcess` is dropped).
+    TimedOut,
 }
 
 impl BrokerProcess {
@@ -278,19 +287,46 @@ impl BrokerProcess {
         })
     }
 
+    /// Sends SIGTERM (with `kill`, so this crate needs no libc) and waits up to `limit` for
+    /// the broker to exit. The process is reaped here; a broker still running at the limit
+    /// is killed on drop like any other.
+    pub fn stop_with_sigterm(&mut self, limit: Duration) -> Result<Stopped, Error> {
+        let sent = Instant::now();
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| Error::new(format!("cannot run kill: {e}")))?;
+        if !status.success() {
+            return Err(Error::new(format!("kill -TERM {} failed ({status})", self.pid)));
+        }
+        while sent.elapsed() < limit {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Stopped::Exited { status, after: sent.elapsed() });
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        Ok(Stopped::TimedOut)
+    }
+
+    /// The broker's whole log (stdout and stderr); empty if it cannot be read.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()
+    }
+
     /// The last lines of the broker's log, on one line (for error messages).
     pub fn log_tail(&self, lines: usize) -> String {
-        let mut text = String::new();
-        if let Ok(mut f) = fs::File::open(self.dir.join("broker.log")) {
-            let _ = f.read_to_string(&mut text);
-        }
+        let text = self.log_text();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join(" | ")
     }
 
     /// Lines in the broker's log so far (a broker that logs per message shows up here).
     pub fn log_lines(&self) -> u64 {
-        fs::read_to_string(self.dir.join("broker.log")).map_or(0, |t| t.lines().count() as u64)
+        self.log_text().lines().count() as u64
     }
 
     pub fn dir(&self) -> &Path {

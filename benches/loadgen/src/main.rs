@@ -63,7 +63,7 @@ Options of `run` (defaults in brackets):
                            publishers send at most this many messages in total [1000000]
   --edgemq-queue N         edgemq's max_queued_messages in fan-in / fan-out (it pauses
                            publishers at its limit instead of dropping) [same as --queue]
-  --log-level LEVEL        edgemq --log-level [warn]
+  --log-level LEVEL        edgemq --log-level [warn; at least info in offline]
   --keep-dirs              keep each broker's directory (config, log, data) afterwards
 ";
 

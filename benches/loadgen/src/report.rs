@@ -20,6 +20,8 @@ enum Better {
     Lower,
     /// A correctness counter: must be 0.
     Zero,
+    /// Context for another number; no direction, no ratio.
+    Info,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -39,6 +41,10 @@ struct Metric {
 
 const fn median(key: &'static str, label: &'static str, better: Better) -> Metric {
     Metric { key, label, better, aggregate: Aggregate::Median, scale: 1.0 }
+}
+
+const fn info(key: &'static str, label: &'static str) -> Metric {
+    Metric { key, label, better: Better::Info, aggregate: Aggregate::Median, scale: 1.0 }
 }
 
 const fn mib(key: &'static str, label: &'static str) -> Metric {
@@ -90,6 +96,10 @@ fn metrics(scenario: &str) -> Vec<Metric> {
             median("enqueue_cpu_us_per_msg", "broker CPU µs/msg enqueue", Better::Lower),
             median("drain_cpu_us_per_msg", "broker CPU µs/msg drain", Better::Lower),
             RSS,
+            info("commits", "store commits"),
+            info("log_syncs", "store log syncs (WAL fsyncs)"),
+            info("messages_per_sync", "messages per log sync"),
+            info("syncs_per_s", "log syncs/s (enqueue + drain)"),
             max("missing", "missing (max)"),
             max("duplicates", "duplicates (max)"),
             max("reordered", "out of order (max)"),
@@ -175,6 +185,7 @@ pub fn render(text: &str) -> String {
                     Better::Higher => "higher",
                     Better::Lower => "lower",
                     Better::Zero => "0",
+                    Better::Info => "",
                 };
                 let _ = writeln!(
                     out,
@@ -190,6 +201,34 @@ pub fn render(text: &str) -> String {
         }
     }
     out.push_str(&legend(&records));
+    // The offline store counters come from a line edgemq logs when SIGTERM stops it.
+    let shutdowns: Vec<String> = records
+        .iter()
+        .filter(|r| field(r, "scenario") == "offline" && field(r, "broker") == "edgemq")
+        .filter_map(|r| {
+            let exit = field(r, "sigterm_exit");
+            let totals = field(r, "store_totals");
+            let mut problems = Vec::new();
+            if !exit.is_empty() && exit != "exit status: 0" {
+                problems.push(format!("after SIGTERM: {exit}"));
+            }
+            if totals == "missing" {
+                problems.push("no `store totals` line in its log".to_string());
+            }
+            (!problems.is_empty()).then(|| {
+                format!(
+                    "- offline edgemq ({}) run {}: {}\n",
+                    field(r, "variant"),
+                    r.get("run").and_then(Value::as_f64).unwrap_or(0.0),
+                    problems.join("; ")
+                )
+            })
+        })
+        .collect();
+    if !shutdowns.is_empty() {
+        out.push_str("\nedgemq shutdowns without store totals or with an unclean exit:\n");
+        out.push_str(&shutdowns.concat());
+    }
     let failures: Vec<&Object> =
         records.iter().filter(|r| r.get("ok") != Some(&Value::Bool(true))).collect();
     if !failures.is_empty() {
@@ -347,7 +386,8 @@ not json
         let text = r#"
 {"scenario":"idle","broker":"edgemq","variant":"sync","run":1,"ok":true,"idle_cpu_pct":0,"idle_wakeups_per_s":0.2,"start_rss_kb":2048}
 {"scenario":"idle","broker":"mosquitto","variant":"defaults","run":1,"ok":true,"idle_cpu_pct":0.4,"idle_wakeups_per_s":2,"start_rss_kb":4096}
-{"scenario":"offline","broker":"edgemq","variant":"sync","run":1,"ok":true,"enqueue_per_s":100}
+{"scenario":"offline","broker":"edgemq","variant":"sync","run":1,"ok":true,"log_syncs":738,"messages_per_sync":67.75,"sigterm_exit":"exit status: 0","store_totals":"found"}
+{"scenario":"offline","broker":"edgemq","variant":"batch","run":1,"ok":true,"sigterm_exit":"exit status: 0","store_totals":"missing"}
 {"scenario":"offline","broker":"mosquitto","variant":"persistence","run":1,"ok":true}
 "#;
         let table = render(text);
@@ -368,7 +408,7 @@ not json
         );
         assert!(
             table.contains(
-                "| offline (edgemq sync) | enqueue msg/s (PUBACKed) | 100 | - | - |  |  | higher |"
+                "| offline (edgemq sync) | messages per log sync | 67.75 | - | - |  |  |  |"
             ),
             "{table}"
         );
@@ -376,5 +416,10 @@ not json
             table.contains("| offline (edgemq sync) | runs | 1/1 ok | 1/1 ok | - | | | |"),
             "{table}"
         );
+        assert!(
+            table.contains("- offline edgemq (batch) run 1: no `store totals` line in its log\n"),
+            "{table}"
+        );
+        assert!(!table.contains("- offline edgemq (sync)"), "{table}");
     }
 }
