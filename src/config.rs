@@ -218,7 +218,7 @@ impl Default for MqttConfig {
             max_sessions: 4096,
             max_subscriptions_per_session: 128,
             max_packet_size: 1024 * 1024,
-            max_inflight: 32,
+            max_inflight: 128,
             max_queued_messages: 1000,
             connect_timeout: Duration::from_secs(10),
             keepalive_multiplier: 1.5,

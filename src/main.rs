@@ -110,6 +110,14 @@ fn run(options: &RunOptions) -> ExitCode {
     match event_loop.run() {
         Ok(_signal) => {
             event_loop.shutdown();
+            let totals = event_loop.broker().store().stats();
+            // Read by the benchmark (benches/loadgen) to report messages per fsync.
+            log::info!(
+                "store totals: {} commits, {} log syncs, {} messages written",
+                totals.commits,
+                totals.fsyncs,
+                totals.messages_stored
+            );
             log::info!("stopped");
             ExitCode::SUCCESS
         }

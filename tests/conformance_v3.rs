@@ -17,6 +17,7 @@ mod common;
 
 use common::packets::{self, kind, Ack, Connack, Connect, Publish, Suback, Will};
 use common::{assert_broker_serves, quiet_period, scaled, Broker, BrokerBuilder, TestClient};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// A 3.1.1 client subscribed to `filter` at `qos`.
@@ -440,6 +441,19 @@ fn will_published_when_connection_drops() {
     dying.drop_connection(); // TCP close without DISCONNECT
     let p = sub.expect_message("will/t", b"gone");
     assert_eq!(p.qos, 1);
+}
+
+#[test]
+fn will_published_when_connect_and_close_arrive_together() {
+    // The CONNECT and the FIN reach the broker in one readiness event: the close must still
+    // be noticed (and the will sent) without waiting for the keep-alive.
+    let broker = Broker::start();
+    let mut sub = subscriber(&broker, "sub", "will/t", 1);
+    let connect = Connect::v311("hasty").keep_alive(600).will(Will::new("will/t", b"gone"));
+    let mut stream = std::net::TcpStream::connect(broker.addr()).expect("connect");
+    stream.write_all(&connect.build()).expect("write CONNECT");
+    stream.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    sub.expect_message("will/t", b"gone");
 }
 
 #[test]

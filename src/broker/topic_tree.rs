@@ -25,8 +25,11 @@ const ROOT: NodeId = 0;
 
 #[derive(Debug, Default)]
 struct Node {
-    /// Child levels by name; `+` and `#` are stored as ordinary keys.
+    /// Child levels by name; `+` and `#` are stored as ordinary keys and also, because every
+    /// publish looks them up at every level, in `plus` and `hash`.
     children: HashMap<Box<str>, NodeId>,
+    plus: Option<NodeId>,
+    hash: Option<NodeId>,
     subscribers: Vec<SubscriberEntry>,
     parent: NodeId,
     /// The level name under which the parent holds this node (for pruning).
@@ -116,7 +119,7 @@ impl TopicTree {
         if wildcards {
             // `#` matches this level and everything below it, including "nothing more" for
             // the parent (`a/#` matches `a`, handled when `tail` was None one level up).
-            if let Some(&hash) = here.children.get("#") {
+            if let Some(hash) = here.hash {
                 out.extend_from_slice(&self.nodes[hash as usize].subscribers);
             }
         }
@@ -126,7 +129,7 @@ impl TopicTree {
                 Some(tail) => self.walk(child, tail, true, out),
                 None => {
                     out.extend_from_slice(&child_node.subscribers);
-                    if let Some(&hash) = child_node.children.get("#") {
+                    if let Some(hash) = child_node.hash {
                         out.extend_from_slice(&self.nodes[hash as usize].subscribers);
                     }
                 }
@@ -136,7 +139,7 @@ impl TopicTree {
             visit(exact);
         }
         if wildcards {
-            if let Some(&plus) = here.children.get("+") {
+            if let Some(plus) = here.plus {
                 visit(plus);
             }
         }
@@ -158,7 +161,13 @@ impl TopicTree {
                 (self.nodes.len() - 1) as NodeId
             }
         };
-        self.nodes[parent as usize].children.insert(level.into(), id);
+        let parent = &mut self.nodes[parent as usize];
+        parent.children.insert(level.into(), id);
+        match level {
+            "+" => parent.plus = Some(id),
+            "#" => parent.hash = Some(id),
+            _ => {}
+        }
         id
     }
 
@@ -171,7 +180,13 @@ impl TopicTree {
             }
             let parent = n.parent;
             let level = std::mem::take(&mut self.nodes[node as usize].level);
-            self.nodes[parent as usize].children.remove(&level);
+            let parent_node = &mut self.nodes[parent as usize];
+            parent_node.children.remove(&level);
+            match &*level {
+                "+" => parent_node.plus = None,
+                "#" => parent_node.hash = None,
+                _ => {}
+            }
             self.nodes[node as usize] = Node::default();
             self.free.push(node);
             node = parent;
@@ -264,5 +279,24 @@ mod tests {
         tree.subscribe("+/+/+", entry(3));
         assert_eq!(matched(&tree, "a//b"), vec![1, 2, 3]);
         assert_eq!(matched(&tree, "a/b"), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn pruned_wildcards_are_forgotten() {
+        let mut tree = TopicTree::new();
+        tree.subscribe("a/+", entry(1));
+        tree.subscribe("a/#", entry(2));
+        assert_eq!(matched(&tree, "a/c"), vec![1, 2]);
+        assert!(tree.unsubscribe("a/+", SessionId(1)));
+        assert!(tree.unsubscribe("a/#", SessionId(2)));
+        // The freed `+` and `#` nodes are reused for literal levels; stale wildcard links
+        // would make them match everything under `a`.
+        tree.subscribe("a/b", entry(3));
+        tree.subscribe("a/d", entry(4));
+        assert_eq!(matched(&tree, "a/c"), Vec::<u32>::new());
+        assert_eq!(matched(&tree, "a/b"), vec![3]);
+        tree.subscribe("a/#", entry(5));
+        assert_eq!(matched(&tree, "a/c"), vec![5]);
+        assert_eq!(matched(&tree, "a"), vec![5]);
     }
 }

@@ -27,6 +27,27 @@ const READ_BUFFER_SIZE: usize = 64 * 1024;
 /// Bytes read from one connection in one pass before the others get their turn (and
 /// everyone's output is written); the rest is read in the next pass.
 const READ_BUDGET_PER_PASS: usize = 4 * READ_BUFFER_SIZE;
+
+/// One readiness event, copied out of mio's event list.
+#[derive(Debug, Clone, Copy)]
+struct Readiness {
+    token: Token,
+    readable: bool,
+    /// The peer closed its side or the socket failed.
+    closed: bool,
+    writable: bool,
+}
+
+/// When a readable connection has been read enough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadUntil {
+    /// Until the socket says `WouldBlock`.
+    WouldBlock,
+    /// Until a read returns less than the buffer: a short TCP read means the receive queue was
+    /// empty at that moment, and anything arriving later raises a new edge-triggered event.
+    /// Saves the `WouldBlock` read, one system call per readable connection per pass.
+    ShortRead,
+}
 /// Extra connection slots beyond `max_connections`, so a client over the limit still gets a
 /// CONNACK "server unavailable" instead of a bare reset.
 const OVERFLOW_SLOTS: usize = 16;
@@ -39,7 +60,7 @@ pub struct EventLoop {
     poll: Poll,
     events: Events,
     /// (token, readable, writable) of this pass's events.
-    ready: Vec<(Token, bool, bool)>,
+    ready: Vec<Readiness>,
     listeners: Vec<TcpListener>,
     sockets: Sockets,
     read_buffer: Box<[u8]>,
@@ -185,6 +206,10 @@ impl EventLoop {
         }
     }
 
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
     /// A graceful stop: clients are disconnected (v5 with "Server shutting down"), sessions
     /// go offline as on any disconnect, the store commits, output is flushed.
     pub fn shutdown(&mut self) {
@@ -215,12 +240,18 @@ impl EventLoop {
         ready.clear();
         ready.extend(self.events.iter().map(|e| {
             let closed = e.is_read_closed() || e.is_error();
-            (e.token(), e.is_readable() || closed, e.is_writable())
+            Readiness {
+                token: e.token(),
+                readable: e.is_readable() || closed,
+                closed,
+                writable: e.is_writable(),
+            }
         }));
         for conn in std::mem::take(&mut self.sockets.to_read) {
-            self.read(conn, now);
+            // No event says whether the peer has closed since: read until `WouldBlock`.
+            self.read(conn, ReadUntil::WouldBlock, now);
         }
-        for &(token, readable, writable) in &ready {
+        for &Readiness { token, readable, closed, writable } in &ready {
             if token == SIGNAL_TOKEN {
                 for signal in self.signals.pending() {
                     log::info!("signal {signal} received: stopping");
@@ -237,7 +268,9 @@ impl EventLoop {
                 self.queue_flush(conn);
             }
             if readable {
-                self.read(conn, now);
+                // A closed or failed peer must be read to its end: no later event announces it.
+                let until = if closed { ReadUntil::WouldBlock } else { ReadUntil::ShortRead };
+                self.read(conn, until, now);
             }
         }
         self.broker.on_timers(now, &mut self.sockets);
@@ -298,16 +331,16 @@ impl EventLoop {
         self.broker.on_accept(conn, now);
     }
 
-    /// Reads until `WouldBlock` (or this pass's budget), decoding and handling each complete
+    /// Reads as `until` says (or until this pass's budget is spent), decoding and handling each complete
     /// packet as it arrives.
-    fn read(&mut self, conn: ConnId, now: Instant) {
+    fn read(&mut self, conn: ConnId, until: ReadUntil, now: Instant) {
         // Lent out for the duration so decoding can borrow it while the broker runs.
         let mut buffer = std::mem::take(&mut self.read_buffer);
-        self.read_into(conn, &mut buffer, now);
+        self.read_into(conn, &mut buffer, until, now);
         self.read_buffer = buffer;
     }
 
-    fn read_into(&mut self, conn: ConnId, buffer: &mut [u8], now: Instant) {
+    fn read_into(&mut self, conn: ConnId, buffer: &mut [u8], until: ReadUntil, now: Instant) {
         // Bytes kept back by a pause are handled before anything new is read.
         if !self.decode_pending(conn, now) {
             return;
@@ -355,6 +388,9 @@ impl EventLoop {
                 (Some(rest), Some(connection)) => connection.keep_input(rest),
                 // A decode error: the broker already asked for the close.
                 (None, _) | (_, None) => return,
+            }
+            if until == ReadUntil::ShortRead && n < buffer.len() {
+                return;
             }
             budget = budget.saturating_sub(n);
             if budget == 0 {

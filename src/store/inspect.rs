@@ -30,10 +30,17 @@ pub fn inspect(dir: &Path) -> Result<String, StoreError> {
     .map_err(fail)?;
     let mut out = String::new();
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(fail)?;
+    // Rows before a session's `first_live` (schema 2) are delivered and wait to be deleted.
+    let live = if version >= 2 { "m.seq >= coalesce(s.first_live, 0)" } else { "1" };
     let (rows, bytes): (i64, i64) = db
-        .query_row("SELECT count(*), coalesce(sum(size), 0) FROM messages", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            &format!(
+                "SELECT count(*), coalesce(sum(m.size), 0) FROM messages m \
+                 LEFT JOIN sessions s ON s.id = m.session WHERE {live}"
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .map_err(fail)?;
     let retained: i64 =
         db.query_row("SELECT count(*) FROM retained", [], |r| r.get(0)).map_err(fail)?;
@@ -41,14 +48,14 @@ pub fn inspect(dir: &Path) -> Result<String, StoreError> {
     let _ = writeln!(out, "ring: {rows} messages, {bytes} bytes; retained: {retained}");
 
     let mut sessions = db
-        .prepare(
+        .prepare(&format!(
             "SELECT s.id, s.client_id, s.protocol, s.expiry_secs, s.expires_at_ms, \
              s.will IS NOT NULL, s.dropped, \
-             (SELECT count(*) FROM messages m WHERE m.session = s.id), \
-             (SELECT coalesce(sum(size), 0) FROM messages m WHERE m.session = s.id), \
-             (SELECT count(*) FROM messages m WHERE m.session = s.id AND m.state = 1) \
+             (SELECT count(*) FROM messages m WHERE m.session = s.id AND {live}), \
+             (SELECT coalesce(sum(size), 0) FROM messages m WHERE m.session = s.id AND {live}), \
+             (SELECT count(*) FROM messages m WHERE m.session = s.id AND m.state = 1 AND {live}) \
              FROM sessions s ORDER BY s.client_id",
-        )
+        ))
         .map_err(fail)?;
     let rows = sessions
         .query_map([], |r| {

@@ -6,17 +6,19 @@
 //! [`Store::commit_if_due`] at the end of an event-loop pass (`durability = "sync"`: every
 //! pass, with the write-ahead log fsync'd when the batch backs an acknowledgement; `"batch"`:
 //! every `flush_mem_threshold` writes or `flush_interval_ms`, never fsync'd);
-//! `"memory"` keeps the same tables in an in-memory database. A failed write poisons the batch:
+//! `"memory"` keeps the same tables in an in-memory database. Delivered messages leave the
+//! ring through a per-session mark and are deleted in bulk later (`delivered`). A failed write poisons the batch:
 //! it is rolled back as a whole and the caller learns which acknowledgements must not be sent.
 //! Errors are logged and reported, never panics; files are never deleted or truncated.
 
 mod blob;
+mod delivered;
 mod inspect;
 mod ring;
 mod schema;
 mod sessions;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -107,6 +109,8 @@ pub struct StoreStats {
     pub fsyncs: u64,
     pub failed_commits: u64,
     pub rows_written: u64,
+    /// Message rows inserted by committed batches.
+    pub messages_stored: u64,
     /// Messages evicted by `overflow = "drop_oldest"`.
     pub evicted: u64,
     /// Messages not stored because a cap was reached (`drop_new`, `reject`, or nothing to evict).
@@ -128,9 +132,18 @@ pub struct Store {
     /// The first error of the open batch; the batch will be rolled back.
     batch_error: Option<Failure>,
     writes_in_batch: usize,
+    messages_in_batch: u64,
     batch_has_promise: bool,
     /// Delivered rows to delete with the batch, as ranges (see `forget`).
     forgotten: Vec<(StoredSessionId, i64)>,
+    /// Per session: rows before this seq are delivered garbage (see `delivered`).
+    watermarks: HashMap<StoredSessionId, i64>,
+    /// Sessions with garbage, the number of garbage rows, and since when there is any.
+    garbage_sessions: HashSet<StoredSessionId>,
+    garbage: u64,
+    garbage_since: Option<Instant>,
+    /// `delivered::GARBAGE_ROWS`; smaller in tests.
+    garbage_limit: u64,
     /// `durability = "sync"` in WAL mode: the log to fsync after commits that back a promise
     /// (opened on first use).
     wal_sync: Option<WalSync>,
@@ -208,8 +221,14 @@ impl Store {
             in_batch: false,
             batch_error: None,
             writes_in_batch: 0,
+            messages_in_batch: 0,
             batch_has_promise: false,
             forgotten: Vec::new(),
+            watermarks: HashMap::new(),
+            garbage_sessions: HashSet::new(),
+            garbage: 0,
+            garbage_since: None,
+            garbage_limit: delivered::GARBAGE_ROWS,
             wal_sync: (sync_mode && wal).then(|| WalSync::new(&path)),
             batch_started: None,
             total_messages: 0,
@@ -219,6 +238,12 @@ impl Store {
             anchor: (Instant::now(), SystemTime::now()),
             stats: StoreStats::default(),
         };
+        let swept = store
+            .sweep_garbage()
+            .map_err(|e| fail(format!("cannot clean the message ring: {e}")))?;
+        if swept > 0 {
+            log::debug!("{}: {swept} delivered messages deleted", path.display());
+        }
         store.reload_usage().map_err(|e| fail(format!("cannot read the message ring: {e}")))?;
         Ok(store)
     }
@@ -239,16 +264,24 @@ impl Store {
         self.usage.get(&session).copied().unwrap_or_default()
     }
 
-    /// When a deferred batch must be committed at the latest (`durability = "batch"`).
+    /// When the store has work at the latest: a deferred batch to commit (`durability =
+    /// "batch"`) or delivered rows to delete.
     pub fn flush_deadline(&self) -> Option<Instant> {
-        match self.config.durability {
+        let batch = match self.config.durability {
             Durability::Batch => self.batch_started.map(|t| t + self.config.flush_interval()),
             Durability::Sync | Durability::Memory => None,
+        };
+        match (batch, self.garbage_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
     /// Ends the open batch if its durability mode says so.
     pub fn commit_if_due(&mut self, now: Instant) -> Commit {
+        if self.garbage_due(now) {
+            self.collect_garbage();
+        }
         if !self.in_batch {
             return Commit::Idle;
         }
@@ -257,7 +290,7 @@ impl Store {
             Durability::Batch => {
                 self.batch_error.is_some()
                     || self.writes_in_batch >= self.config.flush_mem_threshold
-                    || self.flush_deadline().is_some_and(|d| d <= now)
+                    || self.batch_started.is_some_and(|t| t + self.config.flush_interval() <= now)
             }
         };
         if due {
@@ -272,10 +305,14 @@ impl Store {
         if !self.in_batch {
             return Commit::Idle;
         }
-        self.delete_forgotten();
+        self.retire_forgotten();
+        if self.garbage >= self.garbage_limit {
+            self.collect_garbage();
+        }
         self.in_batch = false;
         self.batch_started = None;
         let writes = std::mem::take(&mut self.writes_in_batch);
+        let messages = std::mem::take(&mut self.messages_in_batch);
         let promise = std::mem::take(&mut self.batch_has_promise);
         let failure = match self.batch_error.take() {
             Some(error) => Some(error),
@@ -295,6 +332,7 @@ impl Store {
             None => {
                 self.stats.commits += 1;
                 self.stats.rows_written += writes as u64;
+                self.stats.messages_stored += messages;
                 Commit::Committed { writes }
             }
             Some(error) => {
@@ -307,8 +345,12 @@ impl Store {
                     self.path.display()
                 );
                 self.forgotten.clear();
-                if let Err(e) = self.reload_usage() {
+                if let Err(e) = self.reload_usage().and_then(|()| self.reload_watermarks()) {
                     log::error!("{}: cannot re-read the ring: {e}", self.path.display());
+                }
+                if error.disk_full {
+                    // Delivered rows still take space: delete them first in the next batch.
+                    self.collect_garbage();
                 }
                 Commit::Failed(error)
             }
@@ -358,7 +400,9 @@ impl Store {
         let mut usage = HashMap::new();
         let mut total = 0;
         let mut statement = self.db.prepare(
-            "SELECT session, count(*), coalesce(sum(size), 0) FROM messages GROUP BY session",
+            "SELECT m.session, count(*), coalesce(sum(m.size), 0) FROM messages m \
+             LEFT JOIN sessions s ON s.id = m.session \
+             WHERE m.seq >= coalesce(s.first_live, 0) GROUP BY m.session",
         )?;
         let rows = statement.query_map([], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))

@@ -67,7 +67,11 @@ impl Store {
                 Overflow::DropOldest if session_full => {
                     self.oldest_unsent(session, first_unsent).map(|seq| (session, seq))
                 }
-                Overflow::DropOldest => self.oldest_in_ring(),
+                Overflow::DropOldest => {
+                    // Delivered rows are the oldest of all but are not live: delete them first.
+                    self.collect_garbage();
+                    self.oldest_in_ring()
+                }
             };
             let Some((victim_session, victim_seq)) = victim else {
                 self.count_drop(session);
@@ -91,6 +95,7 @@ impl Store {
         if inserted.is_none() {
             return Enqueued::Failed;
         }
+        self.messages_in_batch += 1;
         let usage = self.usage.entry(session).or_default();
         usage.messages += 1;
         usage.bytes += size;
@@ -118,55 +123,15 @@ impl Store {
         }
     }
 
-    /// Row `seq` of `session` was delivered (or abandoned): it is deleted when the batch
-    /// ends, together with its neighbours in one range statement, since acknowledgements
-    /// mostly arrive in order.
+    /// Row `seq` of `session` was delivered (or abandoned): it leaves the ring when the batch
+    /// ends, together with its neighbours (see `delivered`).
     pub fn forget(&mut self, session: StoredSessionId, seq: i64) {
         if self.begin() {
             self.forgotten.push((session, seq));
         }
     }
 
-    /// Deletes the forgotten rows, one statement per run of consecutive seqs.
-    pub(super) fn delete_forgotten(&mut self) {
-        if self.forgotten.is_empty() {
-            return;
-        }
-        let mut rows = std::mem::take(&mut self.forgotten);
-        rows.sort_unstable();
-        let mut start = 0;
-        while start < rows.len() {
-            let (session, first) = rows[start];
-            let mut end = start + 1;
-            while end < rows.len() && rows[end] == (session, rows[end - 1].1 + 1) {
-                end += 1;
-            }
-            let last = rows[end - 1].1;
-            let deleted = self.write("delete delivered messages", WriteKind::Housekeeping, |db| {
-                let mut statement = db.prepare_cached(
-                    "DELETE FROM messages WHERE session = ?1 AND seq BETWEEN ?2 AND ?3 \
-                     RETURNING size",
-                )?;
-                let sizes =
-                    statement.query_map(params![session.0, first, last], |r| r.get::<_, i64>(0))?;
-                let mut count = 0u64;
-                let mut bytes = 0u64;
-                for size in sizes {
-                    count += 1;
-                    bytes += size?.max(0) as u64;
-                }
-                Ok((count, bytes))
-            });
-            if let Some((count, bytes)) = deleted {
-                self.release(session, count, bytes);
-            }
-            start = end;
-        }
-        rows.clear();
-        self.forgotten = rows;
-    }
-
-    fn release(&mut self, session: StoredSessionId, count: u64, bytes: u64) {
+    pub(super) fn release(&mut self, session: StoredSessionId, count: u64, bytes: u64) {
         if let Some(usage) = self.usage.get_mut(&session) {
             usage.messages = usage.messages.saturating_sub(count);
             usage.bytes = usage.bytes.saturating_sub(bytes);
@@ -193,6 +158,8 @@ impl Store {
         from_seq: i64,
         limit: usize,
     ) -> Vec<QueuedMessage> {
+        // Delivered rows may still be in the table (see `delivered`).
+        let from_seq = from_seq.max(self.watermarks.get(&session).copied().unwrap_or(0));
         type Row = (i64, Option<i64>, Vec<u8>);
         let rows = (|| -> rusqlite::Result<Vec<Row>> {
             let mut statement = self.db.prepare_cached(

@@ -49,6 +49,11 @@ const MIGRATIONS: &[&str] = &[
         packet          BLOB NOT NULL
     );
     ",
+    // 2: delivered rows are deleted in bulk later; rows of a session before `first_live` are
+    // delivered (garbage), whatever their state.
+    "
+    ALTER TABLE sessions ADD COLUMN first_live INTEGER NOT NULL DEFAULT 0;
+    ",
 ];
 
 /// Runs the migrations this database has not seen yet. Refuses a database written by a newer

@@ -157,6 +157,9 @@ impl Store {
         if let Some(usage) = self.usage.remove(&id) {
             self.total_messages = self.total_messages.saturating_sub(usage.messages);
         }
+        // The id may be reused by the next new session, whose seqs start over.
+        self.watermarks.remove(&id);
+        self.garbage_sessions.remove(&id);
     }
 
     pub fn save_subscription(

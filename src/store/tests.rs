@@ -249,3 +249,195 @@ fn inspect_reports_sessions_and_subscriptions() {
     assert!(report.contains("subscription \"sensors/#\" qos 1"), "{report}");
     assert!(report.contains("ring: 1 messages"), "{report}");
 }
+
+// ----- Delivered rows ---------------------------------------------------------------------------
+
+fn physical_rows(store: &Store, id: StoredSessionId) -> i64 {
+    store
+        .db
+        .query_row("SELECT count(*) FROM messages WHERE session = ?1", [id.0], |r| r.get(0))
+        .expect("count")
+}
+
+fn fill(store: &mut Store, id: StoredSessionId, seqs: std::ops::RangeInclusive<i64>) {
+    for seq in seqs {
+        let p = publish("t", format!("m{seq}").as_bytes(), QoS::AtLeastOnce);
+        assert!(matches!(store.enqueue(id, seq, seq, p, None), Enqueued::Stored { .. }));
+    }
+}
+
+#[test]
+fn delivered_prefix_leaves_the_ring_at_once_and_the_table_later() {
+    let dir = TempDir::new("delivered");
+    let mut store = Store::open(dir.path(), config(|_| {})).expect("open");
+    let id = save(&mut store, "s");
+    fill(&mut store, id, 1..=10);
+    committed(&mut store);
+    for seq in 1..=4 {
+        store.forget(id, seq);
+    }
+    committed(&mut store);
+    // No longer counted, but not deleted yet.
+    assert_eq!(store.usage(id).messages, 6);
+    assert_eq!(store.total_messages(), 6);
+    assert_eq!(physical_rows(&store, id), 10);
+    assert!(store.flush_deadline().is_some(), "the loop must wake up to delete them");
+    // Later acknowledgements continue the prefix.
+    store.forget(id, 5);
+    committed(&mut store);
+    assert_eq!(store.usage(id).messages, 5);
+    // Nothing else to do: the quiet moment comes, the rows go.
+    let later = Instant::now() + delivered::GARBAGE_DELAY + Duration::from_millis(10);
+    assert!(matches!(store.commit_if_due(later), Commit::Committed { .. }));
+    assert_eq!(physical_rows(&store, id), 5);
+    assert_eq!(store.flush_deadline(), None);
+    assert_eq!(store.load_queue(id, 1, 100).first().map(|q| q.seq), Some(6));
+}
+
+#[test]
+fn out_of_order_acknowledgements_are_deleted_and_the_prefix_catches_up() {
+    let dir = TempDir::new("delivered-gaps");
+    let mut store = Store::open(dir.path(), config(|_| {})).expect("open");
+    let id = save(&mut store, "s");
+    fill(&mut store, id, 1..=6);
+    committed(&mut store);
+    store.forget(id, 3); // a QoS 2 flow finished before the QoS 1 messages around it
+    committed(&mut store);
+    assert_eq!(physical_rows(&store, id), 5, "a gap is deleted at once");
+    assert_eq!(store.usage(id).messages, 5);
+    store.forget(id, 1);
+    store.forget(id, 2);
+    committed(&mut store);
+    store.forget(id, 4);
+    committed(&mut store);
+    assert_eq!(store.usage(id).messages, 2);
+    assert_eq!(store.watermarks.get(&id), Some(&5), "the prefix runs over the deleted gap");
+    assert_eq!(store.load_queue(id, 1, 100).iter().map(|q| q.seq).collect::<Vec<_>>(), [5, 6]);
+}
+
+#[test]
+fn garbage_left_by_a_crash_is_deleted_at_open_and_never_loaded() {
+    let dir = TempDir::new("delivered-crash");
+    let id = {
+        let mut store = Store::open(dir.path(), config(|_| {})).expect("open");
+        let id = save(&mut store, "s");
+        fill(&mut store, id, 1..=5);
+        committed(&mut store);
+        for seq in 1..=3 {
+            store.forget(id, seq);
+        }
+        committed(&mut store);
+        assert_eq!(physical_rows(&store, id), 5);
+        id
+        // Dropped without the bulk delete, as by kill -9.
+    };
+    let report = inspect(dir.path()).expect("inspect");
+    assert!(report.contains("ring: 2 messages"), "inspect counts live rows only: {report}");
+    let mut store = Store::open(dir.path(), config(|_| {})).expect("reopen");
+    assert_eq!(physical_rows(&store, id), 2);
+    assert_eq!(store.usage(id).messages, 2);
+    let snapshot = store.load().expect("load");
+    assert_eq!(snapshot.sessions[0].first_queued_seq, Some(4));
+    assert_eq!(snapshot.sessions[0].next_seq, 6);
+}
+
+#[test]
+fn many_delivered_rows_are_deleted_in_the_same_commit() {
+    let dir = TempDir::new("delivered-bulk");
+    let mut store = Store::open(dir.path(), config(|_| {})).expect("open");
+    let id = save(&mut store, "s");
+    store.garbage_limit = 100;
+    let n = 100;
+    fill(&mut store, id, 1..=n + 1);
+    committed(&mut store);
+    for seq in 1..=n {
+        store.forget(id, seq);
+    }
+    committed(&mut store);
+    assert_eq!(physical_rows(&store, id), 1);
+    assert_eq!(store.flush_deadline(), None);
+}
+
+#[test]
+fn global_eviction_never_picks_a_delivered_row() {
+    let dir = TempDir::new("delivered-evict");
+    let mut store = Store::open(
+        dir.path(),
+        config(|c| {
+            c.disk_cache_size = 4;
+            c.overflow = Overflow::DropOldest;
+        }),
+    )
+    .expect("open");
+    let a = save(&mut store, "a");
+    let b = save(&mut store, "b");
+    fill(&mut store, a, 1..=2);
+    fill(&mut store, b, 1..=2);
+    committed(&mut store);
+    store.forget(a, 1);
+    committed(&mut store);
+    // Three live rows: room for one more without evicting anything.
+    fill(&mut store, b, 3..=3);
+    committed(&mut store);
+    assert_eq!(store.usage(a).messages, 1);
+    assert_eq!(store.usage(b).messages, 3);
+    // Full: the oldest live row (a/2) goes, not the delivered a/1.
+    match store.enqueue(b, 4, 4, publish("t", b"m", QoS::AtLeastOnce), None) {
+        Enqueued::Stored { evicted } => assert_eq!(evicted, vec![(a, 2)]),
+        other => panic!("{other:?}"),
+    }
+    committed(&mut store);
+    assert_eq!(store.usage(a).messages, 0);
+}
+
+#[test]
+fn a_deleted_session_id_reused_starts_without_a_watermark() {
+    let dir = TempDir::new("delivered-reuse");
+    let mut store = Store::open(dir.path(), config(|_| {})).expect("open");
+    let id = save(&mut store, "s");
+    fill(&mut store, id, 1..=3);
+    committed(&mut store);
+    store.forget(id, 1);
+    store.forget(id, 2);
+    committed(&mut store);
+    store.delete_session(id);
+    let again = save(&mut store, "t");
+    fill(&mut store, again, 1..=2);
+    committed(&mut store);
+    assert_eq!(store.usage(again).messages, 2);
+    assert_eq!(store.load_queue(again, 1, 10).len(), 2);
+}
+
+#[test]
+fn a_full_database_deletes_its_delivered_rows_before_refusing_again() {
+    let dir = TempDir::new("delivered-full");
+    let mut store = Store::open(dir.path(), config(|c| c.max_db_size = 64 * 1024)).expect("open");
+    let id = save(&mut store, "c");
+    committed(&mut store);
+    let p = publish("t", &vec![0xAB; 8 * 1024], QoS::AtLeastOnce);
+    let mut seq = 0;
+    loop {
+        seq += 1;
+        assert!(seq < 64, "a 64 KB database cannot hold 512 KB");
+        let enqueued = store.enqueue(id, seq, seq, p.clone(), None);
+        if enqueued == Enqueued::Failed || matches!(store.commit(), Commit::Failed(_)) {
+            break;
+        }
+    }
+    let _ = store.commit();
+    let live = store.usage(id).messages as i64;
+    // Everything stored is delivered: garbage that still fills the file.
+    for s in 1..seq {
+        store.forget(id, s);
+    }
+    committed(&mut store);
+    assert_eq!(store.usage(id).messages, 0);
+    assert_eq!(physical_rows(&store, id), live);
+    // The next message does not fit until the garbage is gone; the failed batch deletes it.
+    let next = store.enqueue(id, seq, seq, p.clone(), None);
+    assert!(matches!(store.commit(), Commit::Failed(_)), "the message must not fit: {next:?}");
+    assert!(matches!(store.commit(), Commit::Committed { .. }));
+    assert_eq!(physical_rows(&store, id), 0);
+    assert!(matches!(store.enqueue(id, seq, seq, p, None), Enqueued::Stored { .. }));
+    committed(&mut store);
+}
