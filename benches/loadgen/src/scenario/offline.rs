@@ -206,9 +206,10 @@ fn stop_and_read_totals(
                 .int("commits", t.commits)
                 .int("log_syncs", t.log_syncs)
                 .int("messages_written", t.messages);
+            // `batch` may not sync the log at all: 0 syncs/s, no messages per sync.
+            out.num("syncs_per_s", t.log_syncs as f64 / busy_s);
             if t.log_syncs > 0 {
-                out.num("messages_per_sync", t.messages as f64 / t.log_syncs as f64)
-                    .num("syncs_per_s", t.log_syncs as f64 / busy_s);
+                out.num("messages_per_sync", t.messages as f64 / t.log_syncs as f64);
             }
         }
         None => {
