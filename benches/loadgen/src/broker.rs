@@ -1,23 +1,27 @@
 //! A fresh broker process per scenario: generated config, free port, private data
-//! directory, CPU and memory read from /proc, killed and cleaned up on drop.
+//! directory, CPU, memory and context switches read from /proc, killed and cleaned up on drop.
 //!
 //! Contract: `BrokerProcess::start` returns only once the broker accepts TCP connections (or
-//! fails within `READY_TIMEOUT`). Dropping the value always kills the process and removes its
+//! fails within `READY_TIMEOUT`). `stop_with_sigterm` asks for a graceful stop and waits a
+//! bounded time. Dropping the value always kills the process (if it still runs) and removes its
 //! directory, also on error paths and panics (the crate unwinds). The broker's PID is written
 //! to `<dir>/broker.pid` so `run.sh` can kill it even if this process is killed itself.
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Read as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::Error;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Mosquitto's `max_inflight_messages` when the config does not set it (mosquitto.conf(5)).
+pub const MOSQUITTO_SHIPPED_INFLIGHT: u16 = 20;
+/// Mosquitto's `max_queued_messages` when the config does not set it (mosquitto.conf(5)).
+pub const MOSQUITTO_SHIPPED_QUEUE: usize = 1000;
 /// Port races (another process taking the port between our probe and the broker's bind) are
 /// retried with a new port this many times.
 const START_ATTEMPTS: usize = 3;
@@ -59,25 +63,32 @@ impl Durability {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub max_connections: usize,
-    /// Per-session queue behind the inflight window (online and, for Mosquitto, offline).
-    pub max_queued_messages: usize,
-    /// edgemq's `max_queued_messages`, when it differs from Mosquitto's.
-    pub edgemq_max_queued_messages: Option<usize>,
+    /// edgemq `max_inflight` (outbound window per session).
     pub max_inflight: u16,
+    /// edgemq `max_queued_messages` (per-session queue behind the window).
+    pub max_queued_messages: usize,
     /// edgemq only.
     pub durability: Durability,
+    /// Mosquitto only: `max_inflight_messages`; `None` writes nothing, so Mosquitto keeps its
+    /// shipped default (`MOSQUITTO_SHIPPED_INFLIGHT`).
+    pub mosquitto_inflight: Option<u16>,
+    /// Mosquitto only: `max_queued_messages`; `None` keeps its shipped default
+    /// (`MOSQUITTO_SHIPPED_QUEUE`).
+    pub mosquitto_queue: Option<usize>,
     /// Mosquitto only: `persistence true`.
     pub persistence: bool,
 }
 
 impl Default for Settings {
+    /// Both brokers as shipped, apart from the connection limit.
     fn default() -> Settings {
         Settings {
             max_connections: 1024,
+            max_inflight: 128,
             max_queued_messages: 1000,
-            edgemq_max_queued_messages: None,
-            max_inflight: 32,
             durability: Durability::Sync,
+            mosquitto_inflight: None,
+            mosquitto_queue: None,
             persistence: false,
         }
     }
@@ -114,6 +125,27 @@ pub struct Usage {
     pub rss_kb: u64,
     /// VmHWM (peak RSS), KiB.
     pub hwm_kb: u64,
+    /// `voluntary_ctxt_switches` summed over the broker's threads. A thread that sleeps in
+    /// `epoll_wait` and is woken makes one voluntary switch, so this counts wake-ups.
+    pub voluntary_switches: u64,
+    /// `nonvoluntary_ctxt_switches` summed over the threads (preempted while running).
+    pub nonvoluntary_switches: u64,
+}
+
+impl Usage {
+    /// Context switches of both kinds.
+    pub fn switches(&self) -> u64 {
+        self.voluntary_switches + self.nonvoluntary_switches
+    }
+}
+
+/// How a broker asked to stop with SIGTERM ended.
+#[derive(Debug, Clone, Copy)]
+pub enum Stopped {
+    /// It exited by itself, with this status, after this long.
+    Exited { status: ExitStatus, after: Duration },
+    /// Still running at the limit (it is killed when the `BrokerProcess` is dropped).
+    TimedOut,
 }
 
 impl BrokerProcess {
@@ -236,26 +268,65 @@ impl BrokerProcess {
         let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
         let ticks = tick(11) + tick(12);
         let status = fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        // The process's own status counts the context switches of its main thread only.
+        let (mut voluntary, mut nonvoluntary) = (0, 0);
+        for task in fs::read_dir(format!("/proc/{}/task", self.pid))? {
+            // A thread that ended between listing and reading has nothing left to count.
+            let Ok(task_status) = fs::read_to_string(task?.path().join("status")) else {
+                continue;
+            };
+            voluntary += status_number(&task_status, "voluntary_ctxt_switches:");
+            nonvoluntary += status_number(&task_status, "nonvoluntary_ctxt_switches:");
+        }
         Ok(Usage {
             cpu_s: ticks as f64 / self.clock_ticks as f64,
-            rss_kb: status_kb(&status, "VmRSS:"),
-            hwm_kb: status_kb(&status, "VmHWM:"),
+            rss_kb: status_number(&status, "VmRSS:"),
+            hwm_kb: status_number(&status, "VmHWM:"),
+            voluntary_switches: voluntary,
+            nonvoluntary_switches: nonvoluntary,
         })
+    }
+
+    /// Sends SIGTERM (with `kill`, so this crate needs no libc) and waits up to `limit` for
+    /// the broker to exit. The process is reaped here; a broker still running at the limit
+    /// is killed on drop like any other.
+    pub fn stop_with_sigterm(&mut self, limit: Duration) -> Result<Stopped, Error> {
+        let sent = Instant::now();
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| Error::new(format!("cannot run kill: {e}")))?;
+        if !status.success() {
+            return Err(Error::new(format!("kill -TERM {} failed ({status})", self.pid)));
+        }
+        while sent.elapsed() < limit {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Stopped::Exited { status, after: sent.elapsed() });
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        Ok(Stopped::TimedOut)
+    }
+
+    /// The broker's whole log (stdout and stderr); empty if it cannot be read.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()
     }
 
     /// The last lines of the broker's log, on one line (for error messages).
     pub fn log_tail(&self, lines: usize) -> String {
-        let mut text = String::new();
-        if let Ok(mut f) = fs::File::open(self.dir.join("broker.log")) {
-            let _ = f.read_to_string(&mut text);
-        }
+        let text = self.log_text();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join(" | ")
     }
 
     /// Lines in the broker's log so far (a broker that logs per message shows up here).
     pub fn log_lines(&self) -> u64 {
-        fs::read_to_string(self.dir.join("broker.log")).map_or(0, |t| t.lines().count() as u64)
+        self.log_text().lines().count() as u64
     }
 
     pub fn dir(&self) -> &Path {
@@ -273,7 +344,8 @@ impl Drop for BrokerProcess {
     }
 }
 
-fn status_kb(status: &str, key: &str) -> u64 {
+/// The number after `key` on its `/proc/PID/status` line (KiB for `Vm*`); 0 if there is none.
+fn status_number(status: &str, key: &str) -> u64 {
     status
         .lines()
         .find_map(|l| l.strip_prefix(key))
@@ -308,8 +380,7 @@ fn edgemq_config(s: &Settings, data: &Path, port: u16) -> String {
     let _ = writeln!(c, "max_connections = {}", s.max_connections);
     let _ = writeln!(c, "max_sessions = {}", s.max_connections.max(4096));
     let _ = writeln!(c, "max_inflight = {}", s.max_inflight);
-    let queue = s.edgemq_max_queued_messages.unwrap_or(s.max_queued_messages);
-    let _ = writeln!(c, "max_queued_messages = {queue}");
+    let _ = writeln!(c, "max_queued_messages = {}", s.max_queued_messages);
     let _ = writeln!(c, "\n[sqlite]");
     let _ = writeln!(c, "mounted_file_path = {:?}", data.display().to_string());
     let _ = writeln!(c, "durability = \"{}\"", s.durability.name());
@@ -319,6 +390,8 @@ fn edgemq_config(s: &Settings, data: &Path, port: u16) -> String {
     c
 }
 
+/// Listener, socket option and logging always; limits and persistence only when the
+/// scenario asks for them, so an empty `Settings` runs Mosquitto with its shipped limits.
 fn mosquitto_config(s: &Settings, data: &Path, port: u16) -> String {
     let mut c = String::new();
     let _ = writeln!(c, "# Generated by edgemq-loadgen for one scenario.");
@@ -328,15 +401,20 @@ fn mosquitto_config(s: &Settings, data: &Path, port: u16) -> String {
         // Otherwise Mosquitto drops to user `mosquitto`, who cannot write our directory.
         let _ = writeln!(c, "user root");
     }
-    let _ = writeln!(c, "persistence {}", s.persistence);
-    let _ = writeln!(c, "persistence_location {}/", data.display());
-    let _ = writeln!(c, "max_connections -1");
+    if s.persistence {
+        let _ = writeln!(c, "persistence true");
+        let _ = writeln!(c, "persistence_location {}/", data.display());
+    }
     // edgemq sets TCP_NODELAY on every connection; Mosquitto only when asked. Without it
     // Nagle adds milliseconds to every QoS 1 round trip and the comparison would be about
     // a socket option, not the brokers.
     let _ = writeln!(c, "set_tcp_nodelay true");
-    let _ = writeln!(c, "max_inflight_messages {}", s.max_inflight);
-    let _ = writeln!(c, "max_queued_messages {}", s.max_queued_messages);
+    if let Some(inflight) = s.mosquitto_inflight {
+        let _ = writeln!(c, "max_inflight_messages {inflight}");
+    }
+    if let Some(queue) = s.mosquitto_queue {
+        let _ = writeln!(c, "max_queued_messages {queue}");
+    }
     let _ = writeln!(c, "log_dest stderr");
     let _ = writeln!(c, "log_type error");
     let _ = writeln!(c, "log_type warning");
@@ -363,9 +441,12 @@ mod tests {
     #[test]
     fn status_parsing() {
         let status = "Name:\tx\nVmHWM:\t    1234 kB\nVmRSS:\t     999 kB\n";
-        assert_eq!(status_kb(status, "VmHWM:"), 1234);
-        assert_eq!(status_kb(status, "VmRSS:"), 999);
-        assert_eq!(status_kb(status, "VmSwap:"), 0);
+        assert_eq!(status_number(status, "VmHWM:"), 1234);
+        assert_eq!(status_number(status, "VmRSS:"), 999);
+        assert_eq!(status_number(status, "VmSwap:"), 0);
+        let task = "voluntary_ctxt_switches:\t17\nnonvoluntary_ctxt_switches:\t3\n";
+        assert_eq!(status_number(task, "voluntary_ctxt_switches:"), 17);
+        assert_eq!(status_number(task, "nonvoluntary_ctxt_switches:"), 3);
     }
 
     #[test]
@@ -374,8 +455,25 @@ mod tests {
         let e = edgemq_config(&s, Path::new("/tmp/d"), 1234);
         assert!(e.contains("max_connections = 5200"));
         assert!(e.contains("max_sessions = 5200"));
+        assert!(e.contains("max_inflight = 128"));
+        assert!(e.contains("max_queued_messages = 1000"));
         let m = mosquitto_config(&s, Path::new("/tmp/d"), 1234);
         assert!(m.contains("listener 1234 127.0.0.1"));
-        assert!(m.contains("persistence false"));
+        assert!(m.contains("set_tcp_nodelay true"));
+        // Shipped limits: the keys are not written at all.
+        assert!(!m.contains("max_inflight_messages"), "{m}");
+        assert!(!m.contains("max_queued_messages"), "{m}");
+        assert!(!m.contains("persistence"), "{m}");
+
+        let s = Settings {
+            mosquitto_inflight: Some(128),
+            mosquitto_queue: Some(1_000_000),
+            persistence: true,
+            ..Settings::default()
+        };
+        let m = mosquitto_config(&s, Path::new("/tmp/d"), 1234);
+        assert!(m.contains("max_inflight_messages 128\n"), "{m}");
+        assert!(m.contains("max_queued_messages 1000000\n"), "{m}");
+        assert!(m.contains("persistence true\npersistence_location /tmp/d/\n"), "{m}");
     }
 }

@@ -22,7 +22,7 @@ use edgemq::codec::ProtocolVersion;
 
 use broker::{Durability, Kind, Launcher};
 use json::Value;
-use scenario::{Options, Scenario};
+use scenario::{MosquittoVariant, Options, Scenario};
 
 const USAGE: &str = "\
 edgemq-loadgen - MQTT broker benchmark scenarios (edgemq vs Mosquitto)
@@ -45,14 +45,25 @@ Options of `run` (defaults in brackets):
   --latency-duration SECS  length of the fixed-rate latency run [10]
   --rate N                 latency scenario messages per second [1000]
   --connections N          idle scenario connections [5000]
+  --idle-window SECS       idle scenario: how long broker CPU time and wake-ups are watched
+                           once everyone is connected [5]
   --offline-messages N     offline scenario messages [50000]
   --window N               QoS 1/2 messages in flight per publisher [16]
-  --broker-inflight N      broker outbound window per session (both brokers) [32]
-  --queue N                fan-in/fan-out per-session queue, max_queued_messages; QoS 1/2 publishers send
-                           at most this many messages in total [1000000]
-  --edgemq-queue N         edgemq's max_queued_messages only (it pauses publishers at its limit
-                           instead of dropping) [same as --queue]
-  --log-level LEVEL        edgemq --log-level [warn]
+  --broker-inflight N      broker outbound window per session: edgemq max_inflight, Mosquitto
+                           max_inflight_messages in no-drop and offline [128]
+  --mosquitto-variant defaults|no-drop
+                           Mosquitto in fan-in / fan-out [defaults]:
+                           defaults: shipped max_inflight_messages (20) and max_queued_messages
+                             (1000), publishers run for the whole duration, drops count as lost;
+                           no-drop: max_queued_messages = --queue, the --broker-inflight window,
+                             QoS 1/2 publishers capped at --queue in total
+                           (latency and idle always run Mosquitto with its defaults; offline with
+                           persistence and max_queued_messages 100000)
+  --queue N                Mosquitto no-drop per-session queue; its QoS 1/2 fan-in/fan-out
+                           publishers send at most this many messages in total [1000000]
+  --edgemq-queue N         edgemq's max_queued_messages in fan-in / fan-out (it pauses
+                           publishers at its limit instead of dropping) [same as --queue]
+  --log-level LEVEL        edgemq --log-level [warn; at least info in offline]
   --keep-dirs              keep each broker's directory (config, log, data) afterwards
 ";
 
@@ -145,12 +156,14 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
         latency_duration: Duration::from_secs(10),
         latency_rate: 1000,
         connections: 5000,
+        idle_window: Duration::from_secs(5),
         offline_messages: 50_000,
         durability: Durability::Sync,
         window: 16,
-        broker_inflight: 32,
+        broker_inflight: 128,
         queue: 1_000_000,
         edgemq_queue: None,
+        mosquitto_variant: MosquittoVariant::Defaults,
     };
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
@@ -204,11 +217,17 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
             "--latency-duration" => options.latency_duration = seconds(flag, &value()?)?,
             "--rate" => options.latency_rate = number(flag, &value()?)?,
             "--connections" => options.connections = number(flag, &value()?)?,
+            "--idle-window" => options.idle_window = seconds(flag, &value()?)?,
             "--offline-messages" => options.offline_messages = number(flag, &value()?)?,
             "--window" => options.window = number::<usize>(flag, &value()?)?.clamp(1, 65_000),
             "--broker-inflight" => options.broker_inflight = number(flag, &value()?)?,
             "--queue" => options.queue = number(flag, &value()?)?,
             "--edgemq-queue" => options.edgemq_queue = Some(number(flag, &value()?)?),
+            "--mosquitto-variant" => {
+                let name = value()?;
+                options.mosquitto_variant = MosquittoVariant::parse(&name)
+                    .ok_or_else(|| Error::new(format!("unknown Mosquitto variant {name:?}")))?;
+            }
             other => return Err(Error::new(format!("unknown flag {other:?}"))),
         }
     }

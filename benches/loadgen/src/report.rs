@@ -1,10 +1,13 @@
-//! The markdown table of `run.sh`: medians per scenario and broker, edgemq / Mosquitto.
+//! The markdown table of `run.sh`: medians per scenario and broker set-up, edgemq against
+//! Mosquitto with its shipped limits ("defaults") and Mosquitto set up not to drop ("no-drop").
 //!
 //! Contract: reads the JSON lines written by `run`, ignores lines it cannot parse (and says
 //! how many), never fails on missing metrics (the cell shows `-`). Performance metrics are
 //! medians over successful runs; correctness counters (lost, duplicated, reordered, missing)
 //! are the maximum over all runs, so one bad run cannot hide behind a good median. Runs with
-//! `ok: false` are listed with their error under the table.
+//! `ok: false` are listed with their error under the table. Mosquitto lines whose variant is
+//! `no-drop` fill the no-drop column; every other Mosquitto line (defaults, and the offline
+//! scenario's `persistence`) fills the defaults column.
 
 use std::fmt::Write as _;
 
@@ -17,6 +20,8 @@ enum Better {
     Lower,
     /// A correctness counter: must be 0.
     Zero,
+    /// Context for another number; no direction, no ratio.
+    Info,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -38,17 +43,19 @@ const fn median(key: &'static str, label: &'static str, better: Better) -> Metri
     Metric { key, label, better, aggregate: Aggregate::Median, scale: 1.0 }
 }
 
+const fn info(key: &'static str, label: &'static str) -> Metric {
+    Metric { key, label, better: Better::Info, aggregate: Aggregate::Median, scale: 1.0 }
+}
+
+const fn mib(key: &'static str, label: &'static str) -> Metric {
+    Metric { key, label, better: Better::Lower, aggregate: Aggregate::Median, scale: 1.0 / 1024.0 }
+}
+
 const fn max(key: &'static str, label: &'static str) -> Metric {
     Metric { key, label, better: Better::Zero, aggregate: Aggregate::Max, scale: 1.0 }
 }
 
-const RSS: Metric = Metric {
-    key: "peak_rss_kb",
-    label: "broker peak RSS (MiB)",
-    better: Better::Lower,
-    aggregate: Aggregate::Median,
-    scale: 1.0 / 1024.0,
-};
+const RSS: Metric = mib("peak_rss_kb", "broker peak RSS (MiB)");
 
 fn metrics(scenario: &str) -> Vec<Metric> {
     let throughput = |label| {
@@ -75,13 +82,10 @@ fn metrics(scenario: &str) -> Vec<Metric> {
         "idle" => vec![
             median("bytes_per_conn", "RSS bytes per connection", Better::Lower),
             median("connect_per_s", "connects/s", Better::Higher),
-            Metric {
-                key: "rss_after_kb",
-                label: "broker RSS with all connected (MiB)",
-                better: Better::Lower,
-                aggregate: Aggregate::Median,
-                scale: 1.0 / 1024.0,
-            },
+            mib("start_rss_kb", "broker RSS at start (MiB)"),
+            mib("rss_after_kb", "broker RSS with all connected (MiB)"),
+            median("idle_cpu_pct", "broker CPU % while idle", Better::Lower),
+            median("idle_wakeups_per_s", "broker wake-ups/s while idle", Better::Lower),
             median("connected", "connections made", Better::Higher),
         ],
         "offline" => vec![
@@ -92,6 +96,10 @@ fn metrics(scenario: &str) -> Vec<Metric> {
             median("enqueue_cpu_us_per_msg", "broker CPU µs/msg enqueue", Better::Lower),
             median("drain_cpu_us_per_msg", "broker CPU µs/msg drain", Better::Lower),
             RSS,
+            info("commits", "store commits"),
+            info("log_syncs", "store log syncs (WAL fsyncs)"),
+            info("messages_per_sync", "messages per log sync"),
+            info("syncs_per_s", "log syncs/s (enqueue + drain)"),
             max("missing", "missing (max)"),
             max("duplicates", "duplicates (max)"),
             max("reordered", "out of order (max)"),
@@ -99,6 +107,9 @@ fn metrics(scenario: &str) -> Vec<Metric> {
         _ => Vec::new(),
     }
 }
+
+/// Mosquitto's variant that fills the second Mosquitto column.
+const NO_DROP: &str = "no-drop";
 
 /// Renders the table for the given JSON lines.
 pub fn render(text: &str) -> String {
@@ -112,8 +123,11 @@ pub fn render(text: &str) -> String {
     }
     let field = |o: &Object, k: &str| o.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let mut out = String::new();
-    out.push_str("| scenario | metric | edgemq | mosquitto | edgemq/mosquitto | better |\n");
-    out.push_str("|---|---|---:|---:|---:|---|\n");
+    out.push_str(
+        "| scenario | metric | edgemq | mosquitto defaults | mosquitto no-drop \
+         | edgemq/defaults | edgemq/no-drop | better |\n",
+    );
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---|\n");
     let mut scenarios: Vec<String> = ALL.iter().map(|s| s.to_string()).collect();
     for r in &records {
         let s = field(r, "scenario");
@@ -133,6 +147,8 @@ pub fn render(text: &str) -> String {
         if edgemq.is_empty() && mosquitto.is_empty() {
             continue;
         }
+        let (no_drop, defaults): (Vec<&Object>, Vec<&Object>) =
+            mosquitto.iter().partition(|r| field(r, "variant") == NO_DROP);
         let mut variants: Vec<String> = edgemq.iter().map(|r| field(r, "variant")).collect();
         variants.sort_by_key(|v| (v != "sync", v.clone()));
         variants.dedup();
@@ -148,33 +164,70 @@ pub fn render(text: &str) -> String {
                 scenario.clone()
             };
             let runs = |set: &[&Object]| {
+                if set.is_empty() {
+                    return "-".to_string();
+                }
                 let ok = set.iter().filter(|r| r.get("ok") == Some(&Value::Bool(true))).count();
                 format!("{ok}/{} ok", set.len())
             };
-            let _ = writeln!(out, "| {name} | runs | {} | {} | | |", runs(&e), runs(&mosquitto));
+            let _ = writeln!(
+                out,
+                "| {name} | runs | {} | {} | {} | | | |",
+                runs(&e),
+                runs(&defaults),
+                runs(&no_drop)
+            );
             for metric in metrics(scenario) {
                 let a = aggregate(&e, &metric);
-                let b = aggregate(&mosquitto, &metric);
-                let ratio = match (a, b) {
-                    (Some(a), Some(b)) if metric.better != Better::Zero && b != 0.0 => {
-                        format!("{:.2}", a / b)
-                    }
-                    _ => String::new(),
-                };
+                let b = aggregate(&defaults, &metric);
+                let c = aggregate(&no_drop, &metric);
                 let better = match metric.better {
                     Better::Higher => "higher",
                     Better::Lower => "lower",
                     Better::Zero => "0",
+                    Better::Info => "",
                 };
                 let _ = writeln!(
                     out,
-                    "| {name} | {} | {} | {} | {ratio} | {better} |",
+                    "| {name} | {} | {} | {} | {} | {} | {} | {better} |",
                     metric.label,
                     cell(a),
-                    cell(b)
+                    cell(b),
+                    cell(c),
+                    ratio(a, b, &metric),
+                    ratio(a, c, &metric)
                 );
             }
         }
+    }
+    out.push_str(&legend(&records));
+    // The offline store counters come from a line edgemq logs when SIGTERM stops it.
+    let shutdowns: Vec<String> = records
+        .iter()
+        .filter(|r| field(r, "scenario") == "offline" && field(r, "broker") == "edgemq")
+        .filter_map(|r| {
+            let exit = field(r, "sigterm_exit");
+            let totals = field(r, "store_totals");
+            let mut problems = Vec::new();
+            if !exit.is_empty() && exit != "exit status: 0" {
+                problems.push(format!("after SIGTERM: {exit}"));
+            }
+            if totals == "missing" {
+                problems.push("no `store totals` line in its log".to_string());
+            }
+            (!problems.is_empty()).then(|| {
+                format!(
+                    "- offline edgemq ({}) run {}: {}\n",
+                    field(r, "variant"),
+                    r.get("run").and_then(Value::as_f64).unwrap_or(0.0),
+                    problems.join("; ")
+                )
+            })
+        })
+        .collect();
+    if !shutdowns.is_empty() {
+        out.push_str("\nedgemq shutdowns without store totals or with an unclean exit:\n");
+        out.push_str(&shutdowns.concat());
     }
     let failures: Vec<&Object> =
         records.iter().filter(|r| r.get("ok") != Some(&Value::Bool(true))).collect();
@@ -196,6 +249,71 @@ pub fn render(text: &str) -> String {
         let _ = writeln!(out, "\n{unreadable} unreadable line(s) ignored.");
     }
     out
+}
+
+/// What the columns are, under the table. The limits are read from the lines: throughput
+/// scenarios record the window and queue their broker ran with.
+fn legend(records: &[Object]) -> String {
+    let limits = |broker: &str, variant: Option<&str>, inflight_key: &str, queue_key: &str| {
+        let values = |key: &str| -> String {
+            let mut found: Vec<u64> = records
+                .iter()
+                .filter(|r| r.get("broker").and_then(Value::as_str) == Some(broker))
+                .filter(|r| {
+                    // `Option::is_none_or` is newer than this crate's MSRV.
+                    variant.map_or(true, |v| r.get("variant").and_then(Value::as_str) == Some(v))
+                })
+                .filter_map(|r| r.get(key).and_then(Value::as_f64))
+                .map(|v| v as u64)
+                .collect();
+            found.sort_unstable();
+            found.dedup();
+            let text: Vec<String> = found.iter().map(u64::to_string).collect();
+            if text.is_empty() {
+                "?".to_string()
+            } else {
+                text.join("/")
+            }
+        };
+        format!(
+            "`{inflight_key}` {}, `{queue_key}` {}",
+            values("broker_inflight"),
+            values("broker_queue")
+        )
+    };
+    let mosquitto = |variant| {
+        limits("mosquitto", Some(variant), "max_inflight_messages", "max_queued_messages")
+    };
+    format!(
+        "\n\
+         * **mosquitto defaults**: Mosquitto with its shipped limits ({}; the keys are not \
+         written); publishers run for the whole duration and whatever Mosquitto drops at its \
+         queue limit is counted as `lost`. This is the set-up of issue 5's reference table. \
+         Latency and idle run Mosquitto only this way. In the offline rows this column is \
+         Mosquitto with `persistence true` and `max_queued_messages 100000`.\n\
+         * **mosquitto no-drop** (fan-in / fan-out only): {}, the same outbound window as \
+         edgemq, and QoS 1/2 publishers together send at most the queue, so nothing has to be \
+         dropped. This is the fair lossless comparison.\n\
+         * **edgemq** in fan-in / fan-out: {}; at the queue limit it pauses publishers \
+         instead of dropping.\n\
+         * `edgemq/defaults` and `edgemq/no-drop` divide edgemq's median by that Mosquitto \
+         column's; `better` says which direction favours edgemq.\n",
+        mosquitto("defaults"),
+        mosquitto(NO_DROP),
+        limits("edgemq", None, "max_inflight", "max_queued_messages")
+    )
+}
+
+/// edgemq / Mosquitto, for metrics with a direction and a non-zero denominator.
+fn ratio(edgemq: Option<f64>, mosquitto: Option<f64>, metric: &Metric) -> String {
+    match (edgemq, mosquitto) {
+        (Some(a), Some(b))
+            if matches!(metric.better, Better::Higher | Better::Lower) && b != 0.0 =>
+        {
+            format!("{:.2}", a / b)
+        }
+        _ => String::new(),
+    }
 }
 
 fn aggregate(set: &[&Object], metric: &Metric) -> Option<f64> {
@@ -234,20 +352,74 @@ mod tests {
     #[test]
     fn medians_ratios_and_failures() {
         let text = r#"
-{"scenario":"fanin_q1","broker":"edgemq","variant":"sync","run":1,"ok":true,"msg_per_s":100,"lost":0}
+{"scenario":"fanin_q1","broker":"edgemq","variant":"sync","run":1,"ok":true,"msg_per_s":100,"lost":0,"broker_inflight":128,"broker_queue":1000}
 {"scenario":"fanin_q1","broker":"edgemq","variant":"sync","run":2,"ok":true,"msg_per_s":300,"lost":2}
-{"scenario":"fanin_q1","broker":"mosquitto","variant":"default","run":1,"ok":true,"msg_per_s":100,"lost":0}
-{"scenario":"fanin_q1","broker":"mosquitto","variant":"default","run":2,"ok":false,"error":"boom","msg_per_s":1}
+{"scenario":"fanin_q1","broker":"mosquitto","variant":"defaults","run":1,"ok":true,"msg_per_s":100,"lost":700,"broker_inflight":20,"broker_queue":1000}
+{"scenario":"fanin_q1","broker":"mosquitto","variant":"defaults","run":2,"ok":false,"error":"boom","msg_per_s":1}
+{"scenario":"fanin_q1","broker":"mosquitto","variant":"no-drop","run":1,"ok":true,"msg_per_s":400,"lost":0,"broker_inflight":128,"broker_queue":1000000}
 not json
 "#;
         let table = render(text);
-        assert!(table.contains("| fanin_q1 | runs | 2/2 ok | 1/2 ok | | |"), "{table}");
+        assert!(table.contains("| fanin_q1 | runs | 2/2 ok | 1/2 ok | 1/1 ok | | | |"), "{table}");
         assert!(
-            table.contains("| fanin_q1 | delivered msg/s | 200 | 100 | 2.00 | higher |"),
+            table.contains(
+                "| fanin_q1 | delivered msg/s | 200 | 100 | 400 | 2.00 | 0.50 | higher |"
+            ),
             "{table}"
         );
-        assert!(table.contains("| fanin_q1 | lost (max) | 2 | 0 |  | 0 |"), "{table}");
-        assert!(table.contains("- fanin_q1 mosquitto (default) run 2: boom"), "{table}");
+        assert!(table.contains("| fanin_q1 | lost (max) | 2 | 700 | 0 |  |  | 0 |"), "{table}");
+        assert!(
+            table.contains("`max_inflight_messages` 20, `max_queued_messages` 1000;"),
+            "{table}"
+        );
+        assert!(
+            table.contains("`max_inflight_messages` 128, `max_queued_messages` 1000000,"),
+            "{table}"
+        );
+        assert!(table.contains("`max_inflight` 128, `max_queued_messages` 1000;"), "{table}");
+        assert!(table.contains("- fanin_q1 mosquitto (defaults) run 2: boom"), "{table}");
         assert!(table.contains("1 unreadable line(s) ignored."), "{table}");
+    }
+
+    #[test]
+    fn scenarios_without_a_no_drop_run() {
+        let text = r#"
+{"scenario":"idle","broker":"edgemq","variant":"sync","run":1,"ok":true,"idle_cpu_pct":0,"idle_wakeups_per_s":0.2,"start_rss_kb":2048}
+{"scenario":"idle","broker":"mosquitto","variant":"defaults","run":1,"ok":true,"idle_cpu_pct":0.4,"idle_wakeups_per_s":2,"start_rss_kb":4096}
+{"scenario":"offline","broker":"edgemq","variant":"sync","run":1,"ok":true,"log_syncs":738,"messages_per_sync":67.75,"sigterm_exit":"exit status: 0","store_totals":"found"}
+{"scenario":"offline","broker":"edgemq","variant":"batch","run":1,"ok":true,"sigterm_exit":"exit status: 0","store_totals":"missing"}
+{"scenario":"offline","broker":"mosquitto","variant":"persistence","run":1,"ok":true}
+"#;
+        let table = render(text);
+        assert!(table.contains("| idle | runs | 1/1 ok | 1/1 ok | - | | | |"), "{table}");
+        assert!(
+            table.contains("| idle | broker CPU % while idle | 0 | 0.40 | - | 0.00 |  | lower |"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| idle | broker wake-ups/s while idle | 0.20 | 2 | - | 0.10 |  | lower |"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| idle | broker RSS at start (MiB) | 2 | 4 | - | 0.50 |  | lower |"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| offline (edgemq sync) | messages per log sync | 67.75 | - | - |  |  |  |"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| offline (edgemq sync) | runs | 1/1 ok | 1/1 ok | - | | | |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("- offline edgemq (batch) run 1: no `store totals` line in its log\n"),
+            "{table}"
+        );
+        assert!(!table.contains("- offline edgemq (sync)"), "{table}");
     }
 }

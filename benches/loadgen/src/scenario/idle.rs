@@ -1,12 +1,16 @@
 //! Idle connections: open `connections` MQTT connections (CONNECT, clean session, keep-alive
-//! 60 s), then measure what the broker holds for them.
+//! 60 s), then measure what the broker holds for them and what it does while nothing happens.
 //!
 //! Connections are opened in batches of `BATCH` (all TCP connects and CONNECTs of a batch,
 //! then all CONNACKs) from one thread, which keeps the broker's accept queue short and the
 //! connect rate a property of the broker, not of one round trip at a time. RSS is VmRSS
 //! right after start-up and again `SETTLE` after the last CONNACK; bytes per connection is
-//! their difference over the connections made. At the end every socket is checked to be
-//! still open. Needs about `connections` file descriptors in this process and in the broker.
+//! their difference over the connections made. Then, for `idle_window`, nobody sends
+//! anything: the broker's CPU time (utime + stime) and context switches (voluntary +
+//! involuntary, all threads) over that window give `idle_cpu_pct` and `idle_wakeups_per_s`
+//! (a sleep in `epoll_wait` that ends is one voluntary switch). With keep-alive 60 s no
+//! client timer is due in the window. At the end every socket is checked to be still open.
+//! Needs about `connections` file descriptors in this process and in the broker.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -34,6 +38,7 @@ pub fn run(options: &Options, out: &mut Object) -> Result<(), Error> {
     // Let the readiness probe's connection go away before the baseline.
     thread::sleep(Duration::from_millis(200));
     let before = broker.usage()?;
+    out.int("start_rss_kb", before.rss_kb);
 
     let mut clients = Vec::with_capacity(options.connections);
     let mut failure = None;
@@ -68,6 +73,12 @@ pub fn run(options: &Options, out: &mut Object) -> Result<(), Error> {
     let connected = clients.len() as u64;
     thread::sleep(SETTLE);
     let after = broker.usage()?;
+
+    // The idle window: nobody sends anything.
+    let window_start = Instant::now();
+    thread::sleep(options.idle_window);
+    let idle = broker.usage()?;
+    let window_s = window_start.elapsed().as_secs_f64();
     let still_open = clients.iter_mut().map(Client::is_open).filter(|&open| open).count() as u64;
 
     out.int("connected", connected)
@@ -81,7 +92,21 @@ pub fn run(options: &Options, out: &mut Object) -> Result<(), Error> {
             (after.rss_kb as f64 - before.rss_kb as f64) * 1024.0 / connected.max(1) as f64,
         );
     record_usage(out, "", &before, &after, connected);
-    out.int("peak_rss_kb", after.hwm_kb).int("broker_log_lines", broker.log_lines());
+    out.num("idle_window_s", window_s)
+        .num("idle_cpu_pct", (idle.cpu_s - after.cpu_s).max(0.0) * 100.0 / window_s)
+        .int(
+            "idle_voluntary_switches",
+            idle.voluntary_switches.saturating_sub(after.voluntary_switches),
+        )
+        .int(
+            "idle_nonvoluntary_switches",
+            idle.nonvoluntary_switches.saturating_sub(after.nonvoluntary_switches),
+        )
+        .num(
+            "idle_wakeups_per_s",
+            idle.switches().saturating_sub(after.switches()) as f64 / window_s,
+        );
+    out.int("peak_rss_kb", idle.hwm_kb).int("broker_log_lines", broker.log_lines());
     broker.check_alive()?;
     drop(clients);
     if let Some(e) = failure {

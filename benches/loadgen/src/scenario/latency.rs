@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use edgemq::codec::QoS;
 
 use super::worker::{self, PublisherPlan, SubscriberControl, SubscriberPlan};
-use super::{close_all, join, percentile_us, record_usage, FirstError, Options};
+use super::{close_all, join, percentile_us, record_start_rss, record_usage, FirstError, Options};
 use crate::broker::{BrokerProcess, Settings};
 use crate::client::{Client, ConnectOptions};
 use crate::json::Object;
@@ -24,6 +24,8 @@ const QUIET: Duration = Duration::from_secs(2);
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 pub fn run(options: &Options, qos: QoS, out: &mut Object) -> Result<(), Error> {
+    // Mosquitto with its shipped limits: at 1,000 msg/s and one subscriber neither its window
+    // nor its queue is reached.
     let settings = Settings {
         max_inflight: options.broker_inflight,
         durability: options.durability,
@@ -31,6 +33,7 @@ pub fn run(options: &Options, qos: QoS, out: &mut Object) -> Result<(), Error> {
     };
     let mut broker = BrokerProcess::start(&options.launcher, &settings, "latency")?;
     let addr = broker.addr;
+    record_start_rss(out, &broker)?;
     let rate = options.latency_rate.max(1);
     let interval = Duration::from_secs(1) / rate;
     let messages = (options.latency_duration.as_secs_f64() * f64::from(rate)).ceil() as u64;

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use edgemq::codec::{ProtocolVersion, QoS};
 
-use crate::broker::{Durability, Kind, Launcher, Usage};
+use crate::broker::{BrokerProcess, Durability, Kind, Launcher, Usage};
 use crate::client::Client;
 use crate::json::Object;
 use crate::Error;
@@ -71,6 +71,35 @@ impl Scenario {
     }
 }
 
+/// How Mosquitto is set up in the throughput scenarios (fan-in, fan-out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MosquittoVariant {
+    /// Shipped limits (`max_inflight_messages` 20, `max_queued_messages` 1000: the keys are
+    /// not written); publishers run for the whole duration and what Mosquitto drops is
+    /// counted as lost. The set-up of issue 5's reference table.
+    Defaults,
+    /// `max_queued_messages` = `--queue`, the same outbound window as edgemq, and QoS 1/2
+    /// publishers capped at the queue, so nothing needs to be dropped.
+    NoDrop,
+}
+
+impl MosquittoVariant {
+    pub fn parse(name: &str) -> Option<MosquittoVariant> {
+        match name {
+            "defaults" => Some(MosquittoVariant::Defaults),
+            "no-drop" => Some(MosquittoVariant::NoDrop),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MosquittoVariant::Defaults => "defaults",
+            MosquittoVariant::NoDrop => "no-drop",
+        }
+    }
+}
+
 /// Everything a scenario may be tuned with (see `main` for the flags).
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -84,31 +113,42 @@ pub struct Options {
     pub latency_rate: u32,
     /// Idle connections to open.
     pub connections: usize,
+    /// How long the idle scenario watches the broker's CPU time and wake-ups.
+    pub idle_window: Duration,
     /// Messages queued for the offline session.
     pub offline_messages: u64,
     /// edgemq `[sqlite] durability` (every scenario; `offline` is run with sync and batch).
     pub durability: Durability,
     /// QoS 1/2 publisher window (messages in flight per publisher).
     pub window: usize,
-    /// Broker outbound inflight window per session (edgemq `max_inflight`, Mosquitto
-    /// `max_inflight_messages`).
+    /// Broker outbound inflight window per session: edgemq `max_inflight` everywhere,
+    /// Mosquitto `max_inflight_messages` in the no-drop variant and in `offline`.
     pub broker_inflight: u16,
-    /// Per-session queue of the throughput scenarios (edgemq and Mosquitto
-    /// `max_queued_messages`); also the cap on QoS 1/2 messages published there.
+    /// Per-session queue of the throughput scenarios (Mosquitto no-drop
+    /// `max_queued_messages`); against Mosquitto no-drop also the cap on QoS 1/2 messages
+    /// published there.
     pub queue: usize,
-    /// edgemq's `max_queued_messages` when it should differ from `queue` (edgemq applies
-    /// back-pressure at its limit instead of dropping, so it can run with its default).
+    /// edgemq's `max_queued_messages` in the throughput scenarios, when it should differ
+    /// from `queue` (edgemq applies back-pressure at its limit instead of dropping, so it can
+    /// run with its default).
     pub edgemq_queue: Option<usize>,
+    /// Mosquitto's set-up in the throughput scenarios.
+    pub mosquitto_variant: MosquittoVariant,
 }
 
 impl Options {
     /// What distinguishes broker set-ups in the table: edgemq's durability, Mosquitto's
-    /// persistence.
+    /// limits (throughput) or persistence (offline).
     fn variant(&self, scenario: Scenario) -> &'static str {
         match (self.launcher.kind, scenario) {
             (Kind::Edgemq, _) => self.durability.name(),
+            (Kind::Mosquitto, Scenario::FanIn(_) | Scenario::FanOut(_)) => {
+                self.mosquitto_variant.name()
+            }
+            (Kind::Mosquitto, Scenario::Latency(_) | Scenario::Idle) => {
+                MosquittoVariant::Defaults.name()
+            }
             (Kind::Mosquitto, Scenario::Offline) => "persistence",
-            (Kind::Mosquitto, _) => "default",
         }
     }
 }
@@ -137,6 +177,12 @@ pub fn run(scenario: Scenario, options: &Options) -> Object {
         }
     }
     out
+}
+
+/// The broker's VmRSS once it is ready, before the scenario's clients connect.
+fn record_start_rss(out: &mut Object, broker: &BrokerProcess) -> Result<(), Error> {
+    out.int("start_rss_kb", broker.usage()?.rss_kb);
+    Ok(())
 }
 
 /// Broker CPU and memory between two /proc samples.
@@ -213,6 +259,14 @@ mod tests {
         for name in ALL {
             assert_eq!(Scenario::parse(name).map(Scenario::name).as_deref(), Some(*name));
         }
+    }
+
+    #[test]
+    fn mosquitto_variants_round_trip() {
+        for variant in [MosquittoVariant::Defaults, MosquittoVariant::NoDrop] {
+            assert_eq!(MosquittoVariant::parse(variant.name()), Some(variant));
+        }
+        assert_eq!(MosquittoVariant::parse("default"), None);
     }
 
     #[test]

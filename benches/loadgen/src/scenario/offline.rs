@@ -6,10 +6,14 @@
 //!    the enqueue rate is messages / time until the last PUBACK.
 //! 3. The subscriber reconnects (expects session present) and drains; every message is
 //!    checked per publisher by sequence number: none missing, no duplicates, in order.
+//! 4. edgemq only: it is stopped with SIGTERM and the `store totals: C commits, S log syncs,
+//!    M messages written` line it logs (at info level) on a graceful stop gives the commits and
+//!    write-ahead-log syncs of the whole run (`messages_per_sync`, `syncs_per_s` over enqueue +
+//!    drain). A missing line is recorded as `"store_totals": "missing"`, not as a failure.
 //!
-//! edgemq runs with the scenario's durability (run.sh: "sync" and "batch"); Mosquitto with
-//! `persistence true` (which writes its snapshot only at shutdown or autosave, so it is an
-//! in-memory queue here) and `max_queued_messages 100000`.
+//! edgemq runs with the scenario's durability (run.sh: "sync" and "batch") and at least
+//! `--log-level info`; Mosquitto with `persistence true` (which writes its snapshot only at
+//! shutdown or autosave, so it is an in-memory queue here) and `max_queued_messages 100000`.
 
 use std::fs;
 use std::path::Path;
@@ -20,8 +24,8 @@ use std::time::{Duration, Instant};
 use edgemq::codec::QoS;
 
 use super::worker::{self, PublisherPlan, SubscriberControl, SubscriberPlan};
-use super::{close_all, join, record_usage, FirstError, Options};
-use crate::broker::{BrokerProcess, Settings};
+use super::{close_all, join, record_start_rss, record_usage, FirstError, Options};
+use crate::broker::{BrokerProcess, Kind, Settings, Stopped};
 use crate::client::{Client, ConnectOptions};
 use crate::json::Object;
 use crate::Error;
@@ -32,6 +36,8 @@ const FILTER: &str = "bench/offline/+";
 const ENQUEUE_LIMIT: Duration = Duration::from_secs(120);
 const DRAIN_LIMIT: Duration = Duration::from_secs(120);
 const QUIET: Duration = Duration::from_secs(5);
+/// How long edgemq may take to exit after SIGTERM.
+const STOP_LIMIT: Duration = Duration::from_secs(10);
 
 fn subscriber_options(options: &Options) -> ConnectOptions {
     let mut connect = ConnectOptions::new("offline-sub", options.version);
@@ -45,11 +51,19 @@ pub fn run(options: &Options, out: &mut Object) -> Result<(), Error> {
         max_queued_messages: 100_000,
         max_inflight: options.broker_inflight,
         durability: options.durability,
+        mosquitto_inflight: Some(options.broker_inflight),
+        mosquitto_queue: Some(100_000),
         persistence: true,
         ..Settings::default()
     };
-    let mut broker = BrokerProcess::start(&options.launcher, &settings, "offline")?;
+    // The store totals are logged at info level.
+    let mut launcher = options.launcher.clone();
+    if matches!(launcher.log_level.as_str(), "off" | "error" | "warn") {
+        launcher.log_level = "info".to_string();
+    }
+    let mut broker = BrokerProcess::start(&launcher, &settings, "offline")?;
     let addr = broker.addr;
+    record_start_rss(out, &broker)?;
     let total = options.offline_messages;
     out.int("messages", total).int("publishers", PUBLISHERS as u64);
 
@@ -141,10 +155,10 @@ pub fn run(options: &Options, out: &mut Object) -> Result<(), Error> {
     let after = broker.usage()?;
     sub.close();
     let sub = errors.take(drained);
+    let mut drain_s = f64::NAN;
     if let Some(sub) = &sub {
         let missing: u64 = sub.trackers.iter().zip(&sent_by).map(|(t, &n)| t.missing(n)).sum();
-        let drain_s =
-            sub.last_receive.map_or(f64::NAN, |t| t.duration_since(reconnect).as_secs_f64());
+        drain_s = sub.last_receive.map_or(f64::NAN, |t| t.duration_since(reconnect).as_secs_f64());
         let first_ms = sub
             .first_receive
             .map_or(f64::NAN, |t| t.duration_since(reconnect).as_secs_f64() * 1000.0);
@@ -165,7 +179,74 @@ pub fn run(options: &Options, out: &mut Object) -> Result<(), Error> {
     if !connack.session_present {
         return Err(Error::new("session not present on reconnect"));
     }
+    if options.launcher.kind == Kind::Edgemq {
+        stop_and_read_totals(&mut broker, enqueue_s + drain_s, out)?;
+    }
     Ok(())
+}
+
+/// Stops edgemq with SIGTERM and records its store totals; `busy_s` is enqueue + drain time.
+fn stop_and_read_totals(
+    broker: &mut BrokerProcess,
+    busy_s: f64,
+    out: &mut Object,
+) -> Result<(), Error> {
+    match broker.stop_with_sigterm(STOP_LIMIT)? {
+        Stopped::Exited { status, after } => {
+            out.str("sigterm_exit", &status.to_string())
+                .num("sigterm_exit_ms", after.as_secs_f64() * 1000.0);
+        }
+        Stopped::TimedOut => {
+            out.str("sigterm_exit", &format!("still running after {STOP_LIMIT:?}"));
+        }
+    }
+    match StoreTotals::find(&broker.log_text()) {
+        Some(t) => {
+            out.str("store_totals", "found")
+                .int("commits", t.commits)
+                .int("log_syncs", t.log_syncs)
+                .int("messages_written", t.messages);
+            // `batch` may not sync the log at all: 0 syncs/s, no messages per sync.
+            out.num("syncs_per_s", t.log_syncs as f64 / busy_s);
+            if t.log_syncs > 0 {
+                out.num("messages_per_sync", t.messages as f64 / t.log_syncs as f64);
+            }
+        }
+        None => {
+            out.str("store_totals", "missing");
+        }
+    }
+    Ok(())
+}
+
+/// The line edgemq logs when it stops gracefully:
+/// `store totals: 812 commits, 738 log syncs, 50000 messages written` ("log syncs" are
+/// fsyncs of SQLite's write-ahead log), after the logger's own prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StoreTotals {
+    commits: u64,
+    log_syncs: u64,
+    messages: u64,
+}
+
+impl StoreTotals {
+    /// The last well-formed totals line in `log`.
+    fn find(log: &str) -> Option<StoreTotals> {
+        log.lines().rev().find_map(StoreTotals::parse_line)
+    }
+
+    fn parse_line(line: &str) -> Option<StoreTotals> {
+        let (_, rest) = line.split_once("store totals: ")?;
+        let mut parts = rest.trim_end().split(", ");
+        let mut count =
+            |suffix: &str| -> Option<u64> { parts.next()?.strip_suffix(suffix)?.parse().ok() };
+        let totals = StoreTotals {
+            commits: count(" commits")?,
+            log_syncs: count(" log syncs")?,
+            messages: count(" messages written")?,
+        };
+        parts.next().is_none().then_some(totals)
+    }
 }
 
 /// Bytes of the files directly in `dir` (the store is flat).
@@ -180,4 +261,44 @@ fn dir_size(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_totals_line() {
+        // env_logger's prefix (timestamp, level, target), then the message.
+        let log = "\
+[2025-01-01T10:00:00.000Z INFO  edgemq] listening on 127.0.0.1:41234
+[2025-01-01T10:00:07.120Z INFO  edgemq::net] signal 15 received: stopping
+[2025-01-01T10:00:07.130Z INFO  edgemq::store] store totals: 812 commits, 738 log syncs, 50000 messages written
+[2025-01-01T10:00:07.131Z INFO  edgemq] stopped
+";
+        assert_eq!(
+            StoreTotals::find(log),
+            Some(StoreTotals { commits: 812, log_syncs: 738, messages: 50_000 })
+        );
+        // The bare message, and a line with trailing whitespace.
+        assert_eq!(
+            StoreTotals::parse_line("store totals: 0 commits, 0 log syncs, 0 messages written \r"),
+            Some(StoreTotals { commits: 0, log_syncs: 0, messages: 0 })
+        );
+    }
+
+    #[test]
+    fn store_totals_missing_or_malformed() {
+        assert_eq!(StoreTotals::find(""), None);
+        assert_eq!(StoreTotals::find("[.. INFO  edgemq] stopped\n"), None);
+        for line in [
+            "store totals: 812 commits, 738 log syncs",
+            "store totals: 812 commits, 738 syncs, 50000 messages written",
+            "store totals: -1 commits, 738 log syncs, 50000 messages written",
+            "store totals: 812 commits, 738 log syncs, 50000 messages written, 3 more",
+            "store totals: 8.5 commits, 738 log syncs, 50000 messages written",
+        ] {
+            assert_eq!(StoreTotals::parse_line(line), None, "{line}");
+        }
+    }
 }

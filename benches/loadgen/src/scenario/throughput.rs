@@ -5,9 +5,16 @@
 //! in flight each). Subscribers count every message per publisher by sequence number, so
 //! lost, duplicated and reordered messages are exact. The rate is unique deliveries / (last
 //! delivery - first send), so a backlog drained after the publishers stopped counts, at the
-//! time it took. For QoS 1/2 the brokers' per-session queue (`--queue`, default 1,000,000,
-//! edgemq's maximum) is at least everything the publishers may send in total, so the
-//! subscriber's queue is never a configured drop point; drops are reported either way.
+//! time it took.
+//!
+//! Per-session queues and caps: edgemq runs with `--edgemq-queue` (run.sh: its shipped 1000)
+//! and pauses publishers at that limit instead of dropping. Mosquitto runs in one of two
+//! set-ups (`MosquittoVariant`): with its shipped limits, where it drops what does not fit its
+//! queue and the drops are counted as `lost`; or "no-drop", with `max_queued_messages` =
+//! `--queue` (1,000,000, edgemq's maximum) and edgemq's outbound window, where QoS 1/2
+//! publishers together send at most `--queue` messages, so the subscriber's queue is never a
+//! configured drop point. Everywhere else publishers publish for the whole duration
+//! (`MAX_UNCAPPED_PER_PUBLISHER` is only a safety bound).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -16,15 +23,19 @@ use std::time::{Duration, Instant};
 use edgemq::codec::QoS;
 
 use super::worker::{self, PublisherPlan, SubscriberControl, SubscriberPlan};
-use super::{close_all, join, record_usage, FirstError, Options};
-use crate::broker::{BrokerProcess, Settings};
+use super::{
+    close_all, join, record_start_rss, record_usage, FirstError, MosquittoVariant, Options,
+};
+use crate::broker::{
+    BrokerProcess, Kind, Settings, MOSQUITTO_SHIPPED_INFLIGHT, MOSQUITTO_SHIPPED_QUEUE,
+};
 use crate::client::{Client, ConnectOptions};
 use crate::json::Object;
 use crate::Error;
 
-/// Bounds the QoS 0 message count whatever the duration. QoS 1/2 publishers together send
-/// at most the per-session queue (`--queue`), so that queue is never the drop point.
-const MAX_QOS0_PER_PUBLISHER: u64 = 5_000_000;
+/// Bounds the message count of a publisher that is not capped at the queue (all but QoS 1/2
+/// against Mosquitto no-drop) whatever the duration.
+const MAX_UNCAPPED_PER_PUBLISHER: u64 = 5_000_000;
 /// Once the publishers are done, a subscriber that hears nothing for this long gives up.
 const QUIET: Duration = Duration::from_secs(2);
 /// Subscribers stop at `end + DRAIN_LIMIT` whatever happens.
@@ -37,16 +48,33 @@ pub fn run(
     qos: QoS,
     out: &mut Object,
 ) -> Result<(), Error> {
+    // Against Mosquitto's defaults no limit is written: its queue limit shows up as `lost`.
+    let mosquitto_defaults = options.launcher.kind == Kind::Mosquitto
+        && options.mosquitto_variant == MosquittoVariant::Defaults;
+    // Only Mosquitto no-drop needs its publishers capped at its queue: edgemq applies
+    // back-pressure at its limit, Mosquitto defaults drops by design.
+    let capped = options.launcher.kind == Kind::Mosquitto
+        && options.mosquitto_variant == MosquittoVariant::NoDrop;
     let settings = Settings {
         max_connections: 1024,
-        max_queued_messages: options.queue,
-        edgemq_max_queued_messages: options.edgemq_queue,
         max_inflight: options.broker_inflight,
+        max_queued_messages: options.edgemq_queue.unwrap_or(options.queue),
         durability: options.durability,
+        mosquitto_inflight: (!mosquitto_defaults).then_some(options.broker_inflight),
+        mosquitto_queue: (!mosquitto_defaults).then_some(options.queue),
         persistence: false,
+    };
+    // The limits the broker under test actually runs with.
+    let (inflight, queue) = match options.launcher.kind {
+        Kind::Edgemq => (settings.max_inflight, settings.max_queued_messages),
+        Kind::Mosquitto if mosquitto_defaults => {
+            (MOSQUITTO_SHIPPED_INFLIGHT, MOSQUITTO_SHIPPED_QUEUE)
+        }
+        Kind::Mosquitto => (options.broker_inflight, options.queue),
     };
     let mut broker = BrokerProcess::start(&options.launcher, &settings, "fan")?;
     let addr = broker.addr;
+    record_start_rss(out, &broker)?;
     let filter = "bench/fan/+";
     out.int("publishers", publishers as u64)
         .int("subscribers", subscribers as u64)
@@ -68,10 +96,12 @@ pub fn run(
     }
 
     let max_messages = match qos {
-        QoS::AtMostOnce => MAX_QOS0_PER_PUBLISHER,
-        QoS::AtLeastOnce | QoS::ExactlyOnce => (options.queue / publishers) as u64,
+        QoS::AtLeastOnce | QoS::ExactlyOnce if capped => (options.queue / publishers) as u64,
+        QoS::AtMostOnce | QoS::AtLeastOnce | QoS::ExactlyOnce => MAX_UNCAPPED_PER_PUBLISHER,
     };
-    out.int("max_per_publisher", max_messages).int("broker_queue", options.queue as u64);
+    out.int("max_per_publisher", max_messages)
+        .int("broker_inflight", u64::from(inflight))
+        .int("broker_queue", queue as u64);
     let epoch = Instant::now();
     let start = epoch + Duration::from_millis(50);
     let end = start + options.duration;
