@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: sessions, subscriptions, inbound QoS 2 state, the message ring, retained messages.
     "
     CREATE TABLE sessions (

@@ -441,3 +441,30 @@ fn a_full_database_deletes_its_delivered_rows_before_refusing_again() {
     assert!(matches!(store.enqueue(id, seq, seq, p, None), Enqueued::Stored { .. }));
     committed(&mut store);
 }
+
+#[test]
+fn a_schema_1_database_is_migrated_and_keeps_its_queue() {
+    let dir = TempDir::new("migrate-1");
+    {
+        // A database as the first release wrote it.
+        let db = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("create");
+        db.execute_batch(schema::MIGRATIONS[0]).expect("schema 1");
+        db.pragma_update(None, "user_version", 1).expect("version");
+        db.execute("INSERT INTO sessions (id, client_id, protocol) VALUES (1, 'old', 4)", [])
+            .expect("session");
+        let packet = blob::encode_publish(publish("t", b"kept", QoS::AtLeastOnce));
+        db.execute(
+            "INSERT INTO messages (session, seq, size, packet) VALUES (1, 7, ?1, ?2)",
+            rusqlite::params![packet.len() as i64, packet],
+        )
+        .expect("message");
+    }
+    let mut store = Store::open(dir.path(), config(|_| {})).expect("open migrates");
+    let version: i64 = store.db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, schema::MIGRATIONS.len() as i64);
+    let snapshot = store.load().expect("load");
+    assert_eq!(snapshot.sessions[0].first_queued_seq, Some(7));
+    let id = snapshot.sessions[0].id;
+    let queued = store.load_queue(id, 7, 10);
+    assert_eq!(&*queued[0].publish.payload, b"kept");
+}
