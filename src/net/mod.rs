@@ -331,8 +331,8 @@ impl EventLoop {
         self.broker.on_accept(conn, now);
     }
 
-    /// Reads as `until` says (or until this pass's budget is spent), decoding and handling each complete
-    /// packet as it arrives.
+    /// Reads as `until` says (or until this pass's budget is spent), decoding and handling
+    /// each complete packet as it arrives.
     fn read(&mut self, conn: ConnId, until: ReadUntil, now: Instant) {
         // Lent out for the duration so decoding can borrow it while the broker runs.
         let mut buffer = std::mem::take(&mut self.read_buffer);

@@ -6,9 +6,11 @@
 //! order), the session's watermark `first_live` moves past them — one row update per session
 //! per commit — and the rows become garbage: no longer counted, loaded or evicted. Garbage is
 //! deleted in bulk once `GARBAGE_ROWS` rows wait or `GARBAGE_DELAY` after the first of them,
-//! so a drain runs at read speed and the deletes happen when the broker has time. A crash
-//! loses nothing and redelivers nothing: the watermark commits with the batch that advanced
-//! it, and opening the store deletes whatever garbage a previous run left.
+//! so a drain runs at read speed and the deletes happen when the broker has time. A killed
+//! process loses nothing and redelivers nothing: the watermark commits with the batch that
+//! advanced it, and opening the store deletes whatever garbage a previous run left. (Like the
+//! deletes it replaces, a watermark is not worth an fsync of its own: a power cut may lose the
+//! last ones, which means redelivery of those messages, never loss.)
 
 use std::time::{Duration, Instant};
 
