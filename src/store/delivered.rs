@@ -6,7 +6,8 @@
 //! order), the session's watermark `first_live` moves past them — one row update per session
 //! per commit — and the rows become garbage: no longer counted, loaded or evicted. Garbage is
 //! deleted in bulk once `GARBAGE_ROWS` rows wait or `GARBAGE_DELAY` after the first of them,
-//! so a drain runs at read speed and the deletes happen when the broker has time. A killed
+//! `GARBAGE_CHUNK` rows per loop pass, so a drain runs at read speed and the deletes happen
+//! when the broker has time, in slices short enough not to stall it. A killed
 //! process loses nothing and redelivers nothing: the watermark commits with the batch that
 //! advanced it, and opening the store deletes whatever garbage a previous run left. (Like the
 //! deletes it replaces, a watermark is not worth an fsync of its own: a power cut may lose the
@@ -22,6 +23,8 @@ use super::{Store, StoredSessionId, WriteKind};
 pub(super) const GARBAGE_ROWS: u64 = 65_536;
 /// How long garbage may wait for a quiet moment.
 pub(super) const GARBAGE_DELAY: Duration = Duration::from_secs(1);
+/// Rows deleted per loop pass while collecting.
+pub(super) const GARBAGE_CHUNK: u64 = 4096;
 
 impl Store {
     /// Moves the rows forgotten during this batch out of the ring: a run that continues a
@@ -82,23 +85,52 @@ impl Store {
         self.garbage_since.map(|since| since + GARBAGE_DELAY)
     }
 
-    /// Deletes every session's rows below its watermark, in the current batch.
+    /// One pass's share of the collection: at most `GARBAGE_CHUNK` rows, so that deleting a
+    /// drained backlog never stalls the loop for long (the deadline stays due until done).
+    pub(super) fn collect_garbage_step(&mut self) {
+        self.collect_up_to(self.garbage_chunk);
+    }
+
+    /// Deletes all garbage now (before a global eviction, after a full disk).
     pub(super) fn collect_garbage(&mut self) {
-        if self.garbage == 0 {
-            return;
-        }
-        let sessions = std::mem::take(&mut self.garbage_sessions);
-        for &session in &sessions {
-            let Some(&first_live) = self.watermarks.get(&session) else { continue };
-            self.write("delete delivered messages", WriteKind::Housekeeping, |db| {
-                db.prepare_cached("DELETE FROM messages WHERE session = ?1 AND seq < ?2")?
-                    .execute(params![session.0, first_live])
+        self.collect_up_to(u64::MAX);
+    }
+
+    /// Deletes up to `max` garbage rows, oldest first per session, in the current batch.
+    fn collect_up_to(&mut self, max: u64) {
+        let started = Instant::now();
+        let mut deleted = 0;
+        while deleted < max {
+            let Some(&session) = self.garbage_sessions.iter().next() else { break };
+            let Some(&first_live) = self.watermarks.get(&session) else {
+                self.garbage_sessions.remove(&session);
+                continue;
+            };
+            let limit = (max - deleted).min(i64::MAX as u64);
+            let removed = self.write("delete delivered messages", WriteKind::Housekeeping, |db| {
+                db.prepare_cached(
+                    "DELETE FROM messages WHERE id IN (SELECT id FROM messages \
+                     WHERE session = ?1 AND seq < ?2 ORDER BY seq LIMIT ?3)",
+                )?
+                .execute(params![session.0, first_live, limit as i64])
             });
+            let Some(removed) = removed else { break }; // The batch failed.
+            let removed = removed as u64;
+            deleted += removed;
+            if removed < limit {
+                self.garbage_sessions.remove(&session);
+            }
         }
-        // Deleted rows stay deleted whatever the watermarks say, so they are kept: they tell
-        // the next acknowledgement where the session's prefix ends.
-        self.garbage = 0;
-        self.garbage_since = None;
+        if deleted > 0 {
+            log::debug!("{deleted} delivered rows deleted in {:?}", started.elapsed());
+        }
+        self.garbage = self.garbage.saturating_sub(deleted);
+        if self.garbage == 0 || self.garbage_sessions.is_empty() {
+            self.garbage = 0;
+            self.garbage_sessions.clear();
+            self.garbage_since = None;
+        }
+        // Watermarks stay: they tell the next acknowledgement where the session's prefix ends.
     }
 
     /// At start-up: deletes what the previous run left below the watermarks and resets them,

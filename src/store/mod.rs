@@ -142,8 +142,9 @@ pub struct Store {
     garbage_sessions: HashSet<StoredSessionId>,
     garbage: u64,
     garbage_since: Option<Instant>,
-    /// `delivered::GARBAGE_ROWS`; smaller in tests.
+    /// `delivered::GARBAGE_ROWS` and `GARBAGE_CHUNK`; smaller in tests.
     garbage_limit: u64,
+    garbage_chunk: u64,
     /// `durability = "sync"` in WAL mode: the log to fsync after commits that back a promise
     /// (opened on first use).
     wal_sync: Option<WalSync>,
@@ -229,6 +230,7 @@ impl Store {
             garbage: 0,
             garbage_since: None,
             garbage_limit: delivered::GARBAGE_ROWS,
+            garbage_chunk: delivered::GARBAGE_CHUNK,
             wal_sync: (sync_mode && wal).then(|| WalSync::new(&path)),
             batch_started: None,
             total_messages: 0,
@@ -280,7 +282,7 @@ impl Store {
     /// Ends the open batch if its durability mode says so.
     pub fn commit_if_due(&mut self, now: Instant) -> Commit {
         if self.garbage_due(now) {
-            self.collect_garbage();
+            self.collect_garbage_step();
         }
         if !self.in_batch {
             return Commit::Idle;
@@ -306,9 +308,6 @@ impl Store {
             return Commit::Idle;
         }
         self.retire_forgotten();
-        if self.garbage >= self.garbage_limit {
-            self.collect_garbage();
-        }
         self.in_batch = false;
         self.batch_started = None;
         let writes = std::mem::take(&mut self.writes_in_batch);

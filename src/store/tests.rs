@@ -342,20 +342,34 @@ fn garbage_left_by_a_crash_is_deleted_at_open_and_never_loaded() {
 }
 
 #[test]
-fn many_delivered_rows_are_deleted_in_the_same_commit() {
+fn many_delivered_rows_are_deleted_without_waiting_a_slice_per_pass() {
     let dir = TempDir::new("delivered-bulk");
     let mut store = Store::open(dir.path(), config(|_| {})).expect("open");
+    store.garbage_limit = 25;
+    store.garbage_chunk = 10;
     let id = save(&mut store, "s");
-    store.garbage_limit = 100;
-    let n = 100;
-    fill(&mut store, id, 1..=n + 1);
+    fill(&mut store, id, 1..=31);
     committed(&mut store);
-    for seq in 1..=n {
+    for seq in 1..=30 {
         store.forget(id, seq);
     }
     committed(&mut store);
-    assert_eq!(physical_rows(&store, id), 1);
+    assert_eq!(physical_rows(&store, id), 31, "deleting is left to the passes that follow");
+    // Past the limit: the next pass deletes a slice, long before the quiet deadline.
+    let now = Instant::now();
+    assert!(matches!(store.commit_if_due(now), Commit::Committed { .. }));
+    assert_eq!(physical_rows(&store, id), 21);
+    // Below the limit again: the rest waits for the quiet moment, then goes a slice a pass,
+    // the deadline staying due (the loop does not sleep) until it is all gone.
+    assert!(matches!(store.commit_if_due(now), Commit::Idle));
+    let quiet = store.flush_deadline().expect("a deadline for the rest");
+    assert!(quiet > now);
+    for left in [11, 1] {
+        assert!(matches!(store.commit_if_due(quiet), Commit::Committed { .. }));
+        assert_eq!(physical_rows(&store, id), left);
+    }
     assert_eq!(store.flush_deadline(), None);
+    assert_eq!(store.usage(id).messages, 1);
 }
 
 #[test]
