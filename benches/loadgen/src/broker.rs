@@ -312,6 +312,10 @@ impl BrokerProcess {
         Ok(Stopped::TimedOut)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// The broker's whole log (stdout and stderr); empty if it cannot be read.
     pub fn log_text(&self) -> String {
         fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()
@@ -432,6 +436,18 @@ fn is_root() -> bool {
                 .map(|r| r.split_whitespace().nth(1).is_some_and(|euid| euid == "0"))
         })
         .unwrap_or(false)
+}
+
+/// Pins every thread of process `pid` to `cpu` with util-linux `taskset` (this crate has no
+/// libc). False if that is not possible here.
+pub fn pin_to_cpu(pid: u32, cpu: usize) -> bool {
+    Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 #[cfg(test)]

@@ -47,6 +47,8 @@ Options of `run` (defaults in brackets):
   --connections N          idle scenario connections [5000]
   --idle-window SECS       idle scenario: how long broker CPU time and wake-ups are watched
                            once everyone is connected [5]
+  --no-pin                 idle scenario: leave CPU placement to the scheduler (by default the
+                           load generator runs on CPU 0 and the broker on CPU 1, with `taskset`)
   --offline-messages N     offline scenario messages [50000]
   --window N               QoS 1/2 messages in flight per publisher [16]
   --broker-inflight N      broker outbound window per session: edgemq max_inflight, Mosquitto
@@ -157,6 +159,7 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
         latency_rate: 1000,
         connections: 5000,
         idle_window: Duration::from_secs(5),
+        pin_idle: true,
         offline_messages: 50_000,
         durability: Durability::Sync,
         window: 16,
@@ -218,6 +221,7 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
             "--rate" => options.latency_rate = number(flag, &value()?)?,
             "--connections" => options.connections = number(flag, &value()?)?,
             "--idle-window" => options.idle_window = seconds(flag, &value()?)?,
+            "--no-pin" => options.pin_idle = false,
             "--offline-messages" => options.offline_messages = number(flag, &value()?)?,
             "--window" => options.window = number::<usize>(flag, &value()?)?.clamp(1, 65_000),
             "--broker-inflight" => options.broker_inflight = number(flag, &value()?)?,

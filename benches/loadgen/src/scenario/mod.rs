@@ -115,6 +115,8 @@ pub struct Options {
     pub connections: usize,
     /// How long the idle scenario watches the broker's CPU time and wake-ups.
     pub idle_window: Duration,
+    /// Idle scenario: the load generator on CPU 0 and the broker on CPU 1 (if there are two).
+    pub pin_idle: bool,
     /// Messages queued for the offline session.
     pub offline_messages: u64,
     /// edgemq `[sqlite] durability` (every scenario; `offline` is run with sync and batch).
