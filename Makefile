@@ -87,7 +87,7 @@ cross-aarch64: cross-setup ## Raspberry Pi OS 64-bit / aarch64 glibc, release-sm
 define cross_test
 	$(CARGO) test --target $(1) --lib --bins
 	$(CARGO) build --target $(1) --bin edgemq
-	EDGEMQ_BIN=target/$(1)/debug/edgemq EDGEMQ_TEST_RUNNER="$(QEMU_$(1))" \
+	EDGEMQ_BIN=$(CURDIR)/target/$(1)/debug/edgemq EDGEMQ_TEST_RUNNER="$(QEMU_$(1))" \
 	    EDGEMQ_TEST_TIMEOUT_SCALE=$(CROSS_TIMEOUT_SCALE) $(CARGO) test --test '*'
 endef
 
