@@ -7,8 +7,9 @@
 //! pass, with the write-ahead log fsync'd when the batch backs an acknowledgement; `"batch"`:
 //! every `flush_mem_threshold` writes or `flush_interval_ms`, never fsync'd);
 //! `"memory"` keeps the same tables in an in-memory database. Delivered messages leave the
-//! ring through a per-session mark and are deleted in bulk later (`delivered`). A failed write poisons the batch:
-//! it is rolled back as a whole and the caller learns which acknowledgements must not be sent.
+//! ring through a per-session mark and are deleted in bulk later (`delivered`). A failed write
+//! poisons the batch: it is rolled back as a whole and the caller learns which
+//! acknowledgements must not be sent.
 //! Errors are logged and reported, never panics; files are never deleted or truncated.
 
 mod blob;
@@ -134,7 +135,7 @@ pub struct Store {
     writes_in_batch: usize,
     messages_in_batch: u64,
     batch_has_promise: bool,
-    /// Delivered rows to delete with the batch, as ranges (see `forget`).
+    /// Delivered rows to retire when the batch ends (see `forget` and `delivered`).
     forgotten: Vec<(StoredSessionId, i64)>,
     /// Per session: rows before this seq are delivered garbage (see `delivered`).
     watermarks: HashMap<StoredSessionId, i64>,
