@@ -136,19 +136,14 @@ impl Store {
     /// At start-up: deletes what the previous run left below the watermarks and resets them,
     /// so every row in the table is live again (and seqs may start over for empty queues).
     pub(super) fn sweep_garbage(&mut self) -> rusqlite::Result<u64> {
-        let marks: Vec<(i64, i64)> = {
-            let mut statement =
-                self.db.prepare("SELECT id, first_live FROM sessions WHERE first_live > 0")?;
-            let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
+        let marks = self.stored_watermarks()?;
         let mut deleted = 0;
         if !marks.is_empty() {
             let tx = self.db.unchecked_transaction()?;
             for (session, first_live) in marks {
                 deleted += tx.execute(
                     "DELETE FROM messages WHERE session = ?1 AND seq < ?2",
-                    params![session, first_live],
+                    params![session.0, first_live],
                 )?;
             }
             tx.execute("UPDATE sessions SET first_live = 0 WHERE first_live != 0", [])?;
@@ -163,13 +158,8 @@ impl Store {
 
     /// Reads the watermarks and garbage back after a rolled-back batch.
     pub(super) fn reload_watermarks(&mut self) -> rusqlite::Result<()> {
-        let mut marks = std::collections::HashMap::new();
-        let mut statement =
-            self.db.prepare("SELECT id, first_live FROM sessions WHERE first_live > 0")?;
-        for row in statement.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))? {
-            let (session, mark) = row?;
-            marks.insert(StoredSessionId(session), mark);
-        }
+        let marks: std::collections::HashMap<_, _> =
+            self.stored_watermarks()?.into_iter().collect();
         let garbage: i64 = self.db.query_row(
             "SELECT count(*) FROM messages m JOIN sessions s ON s.id = m.session \
              WHERE m.seq < s.first_live",
@@ -181,6 +171,15 @@ impl Store {
         self.garbage = garbage.max(0) as u64;
         self.garbage_since = (self.garbage > 0).then(Instant::now);
         Ok(())
+    }
+
+    /// The sessions whose watermark is set, as committed.
+    fn stored_watermarks(&self) -> rusqlite::Result<Vec<(StoredSessionId, i64)>> {
+        let mut statement =
+            self.db.prepare_cached("SELECT id, first_live FROM sessions WHERE first_live > 0")?;
+        let rows =
+            statement.query_map([], |r| Ok((StoredSessionId(r.get(0)?), r.get::<_, i64>(1)?)))?;
+        rows.collect()
     }
 
     /// True if `session` has no row in `from..to` (so `to` continues its delivered prefix).

@@ -270,13 +270,17 @@ impl Store {
     /// When the store has work at the latest: a deferred batch to commit (`durability =
     /// "batch"`) or delivered rows to delete.
     pub fn flush_deadline(&self) -> Option<Instant> {
-        let batch = match self.config.durability {
-            Durability::Batch => self.batch_started.map(|t| t + self.config.flush_interval()),
-            Durability::Sync | Durability::Memory => None,
-        };
-        match (batch, self.garbage_deadline()) {
+        match (self.batch_deadline(), self.garbage_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        }
+    }
+
+    /// When a deferred batch (`durability = "batch"`) must be committed at the latest.
+    fn batch_deadline(&self) -> Option<Instant> {
+        match self.config.durability {
+            Durability::Batch => self.batch_started.map(|t| t + self.config.flush_interval()),
+            Durability::Sync | Durability::Memory => None,
         }
     }
 
@@ -293,7 +297,7 @@ impl Store {
             Durability::Batch => {
                 self.batch_error.is_some()
                     || self.writes_in_batch >= self.config.flush_mem_threshold
-                    || self.batch_started.is_some_and(|t| t + self.config.flush_interval() <= now)
+                    || self.batch_deadline().is_some_and(|d| d <= now)
             }
         };
         if due {
