@@ -822,7 +822,10 @@ impl Harness {
         for i in ids {
             assert!(!self.broker.is_paused(publisher), "paused after {sent:?}");
             let payload = i.to_be_bytes();
-            self.handle(publisher, Packet::Publish(publish(topic, &payload, QoS::AtLeastOnce, Some(i))));
+            self.handle(
+                publisher,
+                Packet::Publish(publish(topic, &payload, QoS::AtLeastOnce, Some(i))),
+            );
             sent.push(i);
             if self.broker.is_paused(publisher) {
                 return sent;
