@@ -108,7 +108,8 @@ impl Broker {
         let (phase, version, paused) = (state.phase, state.version, state.pause.is_some());
         let deadline = state.deadline(connect_timeout);
         if paused {
-            // Its PINGREQs sit unread in the socket while it is paused: not its fault.
+            // Its PINGREQs sit unread in the socket while it is paused: not its fault. A pause
+            // lasts `mqtt.max_pause` at most (backpressure.rs), well under any keep-alive.
             if let Some(keep_alive) = state.keep_alive {
                 self.arm_conn_timer(conn, now + keep_alive);
             }
