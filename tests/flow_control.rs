@@ -183,3 +183,35 @@ fn stuck_persistent_subscriber_gets_everything_when_it_comes_back() {
     back.expect_no_packet(common::quiet_period());
     assert!(!broker.log().iter().any(|l| l.contains("dropped")), "no message may be dropped");
 }
+
+#[test]
+fn slow_subscriber_is_disconnected_with_quota_exceeded_when_configured() {
+    if common::skip_in_reference("mqtt.slow_subscriber is edgemq's") {
+        return;
+    }
+    let broker = BrokerBuilder::new()
+        .mqtt("max_inflight", 4)
+        .mqtt("max_queued_messages", 8)
+        .mqtt("max_pause", "100ms")
+        .mqtt("slow_subscriber", "disconnect")
+        .start();
+    let mut stuck = TestClient::v5(&broker, "stuck-v5");
+    stuck.subscribe("a", 1);
+    let mut publisher = TestClient::v311(&broker, "publisher");
+    let mut batch = Vec::new();
+    for id in 1..=100u16 {
+        batch.extend(Publish::new("a", id.to_string().as_bytes()).qos(1, id).build());
+    }
+    publisher.send(&batch);
+    for id in 1..=100u16 {
+        let ack = Ack::parse(&publisher.read_expected(kind::PUBACK), kind::PUBACK);
+        assert_eq!(ack.packet_id, id, "PUBACKs in order");
+    }
+    // It read nothing so far: its window of deliveries, unacknowledged, then the DISCONNECT.
+    for _ in 0..4 {
+        stuck.expect_publish();
+    }
+    stuck.expect_disconnect_v5(&[0x97]);
+    let log = broker.log();
+    assert!(log.iter().any(|l| l.contains("disconnecting it")), "one log line says why");
+}

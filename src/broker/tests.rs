@@ -971,3 +971,22 @@ fn persistent_stuck_subscriber_loses_nothing_and_pauses_nobody() {
     assert!(connack.session_present);
     assert_eq!(h.drain(back), (1..=50).collect::<Vec<u16>>());
 }
+
+#[test]
+fn slow_subscriber_that_caught_up_pauses_its_publishers_again() {
+    let mut h = Harness::new(tight_limits(SlowSubscriber::Drop));
+    let (sub, _) = h.connect(ProtocolVersion::V311, "sub", true);
+    h.subscribe(sub, "t", QoS::AtLeastOnce);
+    let (p, _) = h.connect(ProtocolVersion::V311, "p", true);
+    let first = h.publish_until_paused(p, "t", 1..=10);
+    h.advance(MAX_PAUSE);
+    assert!(!h.broker.is_paused(p));
+    assert_eq!(h.broker.stats().slow_subscribers, 1);
+    // It wakes up and acknowledges everything: no longer slow, so back-pressure applies again
+    // and nothing more is dropped.
+    assert_eq!(h.drain(sub), first);
+    let again = h.publish_until_paused(p, "t", 11..=20);
+    assert_eq!(again.len(), first.len());
+    assert_eq!(h.broker.stats().messages_dropped, 0);
+    assert_eq!(h.drain(sub), again);
+}
