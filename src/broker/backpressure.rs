@@ -254,14 +254,15 @@ impl Broker {
         paused.retain(|&conn| {
             let Some(state) = self.conn(conn) else { return false };
             let Some(pause) = state.pause.as_ref() else { return false };
-            let resume = now >= pause.since + max_pause
-                || (!pause.waits_for.iter().flatten().any(|&s| self.holds_publishers(s, now))
-                    && !(pause.overflowed && any_holding))
-                // Never leave a congested subscriber's own connection paused (module docs).
-                || state
-                    .session()
-                    .and_then(|s| self.session(s))
-                    .is_some_and(|s| s.flow != Flow::Clear);
+            let overdue = now >= pause.since + max_pause;
+            let held = pause.waits_for.iter().flatten().any(|&s| self.holds_publishers(s, now))
+                || (pause.overflowed && any_holding);
+            // Never leave a congested subscriber's own connection paused (module docs).
+            let congested_itself = state
+                .session()
+                .and_then(|s| self.session(s))
+                .is_some_and(|s| s.flow != Flow::Clear);
+            let resume = overdue || !held || congested_itself;
             if resume {
                 if let Some(state) = self.conn_mut(conn) {
                     state.pause = None;
