@@ -2,7 +2,7 @@
 # edgemq benchmark: every scenario against edgemq AND Mosquitto, interleaved, BENCH_RUNS times;
 # JSON lines to benches/results/latest.jsonl, then a markdown table of medians on stdout.
 #
-# Fan-in and fan-out run Mosquitto twice: with its shipped limits ("defaults", the set-up of
+# Fan-in, fan-out and stuck run Mosquitto twice: with its shipped limits ("defaults", the set-up of
 # issue 5's reference table: it drops at its queue limit, counted as lost) and set up not to
 # drop ("no-drop": a 1,000,000 queue, edgemq's window, publishers capped at the queue). Latency
 # and idle run it once with its defaults, offline once with persistence and a 100,000 queue.
@@ -15,7 +15,7 @@
 # Environment (defaults in brackets):
 #   BENCH_RUNS              runs of every scenario per broker [2]
 #   BENCH_SCENARIOS         subset, space separated [all: see `edgemq-loadgen scenarios`]
-#   BENCH_DURATION          seconds of publishing per fan-in / fan-out scenario [4]
+#   BENCH_DURATION          seconds of publishing per fan-in / fan-out / stuck scenario [4]
 #   BENCH_LATENCY_DURATION  seconds of each fixed-rate latency scenario [10]
 #   BENCH_CONNECTIONS       idle connections [5000]
 #   BENCH_IDLE_WINDOW       seconds the idle scenario watches broker CPU and wake-ups [5]
@@ -151,7 +151,7 @@ for run in $(seq 1 "$RUNS"); do
                 # edgemq runs with its default queue: at the limit it pauses publishers
                 # (back-pressure) where Mosquitto would drop, so it needs no 1M queue.
                 run_one edgemq "$scenario" "$run" --edgemq-queue 1000
-            elif [[ $scenario == fanin_* || $scenario == fanout_* ]]; then
+            elif [[ $scenario == fanin_* || $scenario == fanout_* || $scenario == stuck ]]; then
                 for variant in "${mosquitto_variants[@]}"; do
                     run_one mosquitto "$scenario" "$run" --mosquitto-variant "$variant"
                 done

@@ -119,6 +119,10 @@ pub struct MqttConfig {
     pub tx_buffer_limit: usize,
     pub wildcard_subscription_available: bool,
     pub subscription_identifiers_available: bool,
+    /// Longest one client's congestion may pause another client's input, 10ms..=60s.
+    pub max_pause: Duration,
+    /// What happens to a subscriber congested for longer than `max_pause`.
+    pub slow_subscriber: SlowSubscriber,
 }
 
 /// `[sqlite]`: the on-disk store. Names follow NanoMQ's `sqlite` section where they overlap.
@@ -167,6 +171,20 @@ pub enum Overflow {
     /// Refuse the publish (v5: Quota exceeded); 3.1.1 publishers cannot be told, so it is dropped.
     Reject,
 }
+
+/// What happens to a subscriber that stayed congested for longer than `mqtt.max_pause`
+/// (`mqtt.slow_subscriber`). Either way it pauses no publisher until it has drained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlowSubscriber {
+    /// Messages past its queue (clean session) or output limit are dropped and counted; a
+    /// persistent session's QoS 1/2 messages still go to its queue in the store.
+    Drop,
+    /// It is disconnected (MQTT 5.0: DISCONNECT "Quota exceeded").
+    Disconnect,
+}
+
+const SLOW_SUBSCRIBER_NAMES: [(&str, SlowSubscriber); 2] =
+    [("drop", SlowSubscriber::Drop), ("disconnect", SlowSubscriber::Disconnect)];
 
 const DURABILITY_NAMES: [(&str, Durability); 3] =
     [("sync", Durability::Sync), ("batch", Durability::Batch), ("memory", Durability::Memory)];
@@ -235,6 +253,8 @@ impl Default for MqttConfig {
             tx_buffer_limit: 256 * 1024,
             wildcard_subscription_available: true,
             subscription_identifiers_available: true,
+            max_pause: Duration::from_secs(1),
+            slow_subscriber: SlowSubscriber::Drop,
         }
     }
 }
@@ -355,6 +375,12 @@ fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), Co
     s.size(&mut m.tx_buffer_limit, "tx_buffer_limit", 4 * KIB, GIB)?;
     s.boolean(&mut m.wildcard_subscription_available, "wildcard_subscription_available")?;
     s.boolean(&mut m.subscription_identifiers_available, "subscription_identifiers_available")?;
+    s.duration(
+        &mut m.max_pause,
+        "max_pause",
+        DurationRange::any(Duration::from_millis(10), Duration::from_secs(60)),
+    )?;
+    s.choice(&mut m.slow_subscriber, "slow_subscriber", &SLOW_SUBSCRIBER_NAMES)?;
     known.extend(s.finish()?);
 
     let q = &mut config.sqlite;
@@ -1107,6 +1133,8 @@ mod tests {
         assert_eq!(c.sqlite.max_queued_bytes_per_session, 64 * 1024 * 1024);
         assert_eq!(c.sqlite.flush_interval(), Duration::from_millis(100));
         assert_eq!(c.sqlite.resend_interval, Duration::ZERO);
+        assert_eq!(c.mqtt.max_pause, Duration::from_secs(1));
+        assert_eq!(c.mqtt.slow_subscriber, SlowSubscriber::Drop);
     }
 
     #[test]
@@ -1161,6 +1189,8 @@ mod tests {
             tx_buffer_limit = "128KB"
             wildcard_subscription_available = false
             subscription_identifiers_available = false
+            max_pause = "250ms"
+            slow_subscriber = "disconnect"
             [sqlite]
             mounted_file_path = "/var/lib/edgemq"
             durability = "batch"
@@ -1199,6 +1229,8 @@ mod tests {
                 tx_buffer_limit: 131_072,
                 wildcard_subscription_available: false,
                 subscription_identifiers_available: false,
+                max_pause: Duration::from_millis(250),
+                slow_subscriber: SlowSubscriber::Disconnect,
             },
             sqlite: SqliteConfig {
                 mounted_file_path: PathBuf::from("/var/lib/edgemq"),
@@ -1353,6 +1385,16 @@ mod tests {
             key: "mqtt.subscription_identifiers_available", extra: "",
             good: &["true", "false"],
             bad: &["1"],
+        },
+        RangeCase {
+            key: "mqtt.max_pause", extra: "",
+            good: &[r#""10ms""#, r#""1s""#, r#""60s""#, "1", "60", r#""1m""#],
+            bad: &[r#""9ms""#, r#""61s""#, "0", "61", r#""never""#, r#""1""#],
+        },
+        RangeCase {
+            key: "mqtt.slow_subscriber", extra: "",
+            good: &[r#""drop""#, r#""disconnect""#, r#""Disconnect""#],
+            bad: &[r#""pause""#, r#""drop_oldest""#, "1", "true"],
         },
         RangeCase {
             key: "sqlite.mounted_file_path", extra: "",

@@ -1,12 +1,13 @@
 //! Overload without loss: a slow subscriber slows its publishers down (back-pressure) instead
 //! of losing their messages, and a client that stops reading stops being read, so neither can
-//! grow the broker's memory without bound.
+//! grow the broker's memory without bound. A stuck subscriber holds its publishers for
+//! `mqtt.max_pause` at most (issue 9 §2).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::packets::{kind, Ack, Publish};
+use common::packets::{kind, Ack, Connect, Publish};
 use common::{scaled, timeout, BrokerBuilder, TestClient};
 
 const PUBLISHERS: usize = 4;
@@ -114,4 +115,103 @@ fn a_message_larger_than_the_output_limit_is_delivered() {
         sub.expect_message("big/one", &payload);
         sub.expect_message("big/two", &payload);
     }
+}
+
+/// Issue 9 §2: the QoS 1 messages a publisher sends to a subscriber that never acknowledges.
+const STUCK_MESSAGES: u16 = 3000;
+
+/// Connects a publisher and a watcher of `b`, sends `STUCK_MESSAGES` QoS 1 messages to `a`,
+/// one QoS 0 message to `b` and a PINGREQ in one write, and checks that every PUBACK (in
+/// order), the PINGRESP and the message on `b` arrive.
+fn publish_past_a_stuck_subscriber(broker: &common::Broker) {
+    let mut watcher = TestClient::v311(broker, "watcher");
+    watcher.subscribe("b", 0);
+    let mut publisher = TestClient::v311(broker, "publisher");
+    let mut batch = Vec::new();
+    for id in 1..=STUCK_MESSAGES {
+        batch.extend(Publish::new("a", id.to_string().as_bytes()).qos(1, id).build());
+    }
+    batch.extend(Publish::new("b", b"after the flood").build());
+    batch.extend(common::packets::PINGREQ);
+    publisher.send(&batch);
+    for id in 1..=STUCK_MESSAGES {
+        let ack = Ack::parse(&publisher.read_expected(kind::PUBACK), kind::PUBACK);
+        assert_eq!(ack.packet_id, id, "PUBACKs in order");
+    }
+    publisher.read_expected(kind::PINGRESP);
+    watcher.expect_message("b", b"after the flood");
+}
+
+#[test]
+fn stuck_clean_subscriber_holds_publishers_for_max_pause_at_most() {
+    let broker = BrokerBuilder::new().start();
+    // Stays connected, never reads, never acknowledges.
+    let mut stuck = TestClient::v311(&broker, "stuck");
+    stuck.subscribe("a", 1);
+    publish_past_a_stuck_subscriber(&broker);
+    common::assert_broker_serves(&broker);
+    if !common::is_reference() {
+        let log = broker.log();
+        let slow = log.iter().filter(|l| l.contains("mqtt.max_pause")).count();
+        assert!(slow >= 1, "the slow subscriber is logged: {log:?}");
+    }
+    stuck.drop_connection();
+}
+
+#[test]
+fn stuck_persistent_subscriber_gets_everything_when_it_comes_back() {
+    if common::skip_in_reference("Mosquitto drops past max_queued_messages (1000)") {
+        return;
+    }
+    let broker = BrokerBuilder::new().start();
+    let mut stuck = TestClient::handshake(&broker, Connect::v311("stuck").clean(false));
+    stuck.subscribe("a", 1);
+    publish_past_a_stuck_subscriber(&broker);
+    stuck.drop_connection();
+
+    let (mut back, connack) =
+        TestClient::try_handshake(&broker, Connect::v311("stuck").clean(false));
+    assert_eq!((connack.code, connack.session_present), (0, true));
+    // What was sent before and never acknowledged comes again first, then the rest: all of
+    // it, once each, in order.
+    for id in 1..=STUCK_MESSAGES {
+        let message = back.expect_publish();
+        assert_eq!(message.topic, "a");
+        assert_eq!(message.payload_str(), id.to_string(), "lost, duplicated or reordered");
+        back.ack(&message);
+    }
+    back.expect_no_packet(common::quiet_period());
+    assert!(!broker.log().iter().any(|l| l.contains("dropped")), "no message may be dropped");
+}
+
+#[test]
+fn slow_subscriber_is_disconnected_with_quota_exceeded_when_configured() {
+    if common::skip_in_reference("mqtt.slow_subscriber is edgemq's") {
+        return;
+    }
+    let broker = BrokerBuilder::new()
+        .mqtt("max_inflight", 4)
+        .mqtt("max_queued_messages", 8)
+        .mqtt("max_pause", "100ms")
+        .mqtt("slow_subscriber", "disconnect")
+        .start();
+    let mut stuck = TestClient::v5(&broker, "stuck-v5");
+    stuck.subscribe("a", 1);
+    let mut publisher = TestClient::v311(&broker, "publisher");
+    let mut batch = Vec::new();
+    for id in 1..=100u16 {
+        batch.extend(Publish::new("a", id.to_string().as_bytes()).qos(1, id).build());
+    }
+    publisher.send(&batch);
+    for id in 1..=100u16 {
+        let ack = Ack::parse(&publisher.read_expected(kind::PUBACK), kind::PUBACK);
+        assert_eq!(ack.packet_id, id, "PUBACKs in order");
+    }
+    // It read nothing so far: its window of deliveries, unacknowledged, then the DISCONNECT.
+    for _ in 0..4 {
+        stuck.expect_publish();
+    }
+    stuck.expect_disconnect_v5(&[0x97]);
+    let log = broker.log();
+    assert!(log.iter().any(|l| l.contains("disconnecting it")), "one log line says why");
 }

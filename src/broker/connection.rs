@@ -4,6 +4,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::backpressure::Pause;
 use super::session::SessionId;
 use crate::codec::ProtocolVersion;
 
@@ -40,8 +41,8 @@ pub struct Conn {
     pub problem_information: bool,
     /// A 3.1.1 resend timer is pending for this connection.
     pub resend_armed: bool,
-    /// Not read for now: it publishes into a congested subscriber.
-    pub paused: bool,
+    /// Not read for now: it publishes into a congested subscriber (back-pressure).
+    pub pause: Option<Pause>,
 }
 
 impl Conn {
@@ -59,7 +60,7 @@ impl Conn {
             topic_aliases: Vec::new(),
             problem_information: true,
             resend_armed: false,
-            paused: false,
+            pause: None,
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::backpressure::{OUTPUT_HARD_FACTOR, QUEUE_HARD_FACTOR};
 use super::message::Delivery;
-use super::session::{packet_id_for_seq, Inflight, OutboundState, SessionId};
+use super::session::{packet_id_for_seq, Flow, Inflight, OutboundState, SessionId};
 use super::{Broker, ConnId, Outbox};
 use crate::codec::{encoded_len, Packet, QoS};
 use crate::store::{Enqueued, StoredSessionId};
@@ -32,7 +32,8 @@ impl Broker {
                     // over the hard cap (or with no publisher to pause) it is dropped.
                     let backlog = out.backlog(conn);
                     let keep = backlog < tx_limit
-                        || (backlog < tx_limit * OUTPUT_HARD_FACTOR && self.congest(session_id));
+                        || (backlog < tx_limit * OUTPUT_HARD_FACTOR
+                            && self.congest(session_id, now));
                     if keep {
                         self.send_publish(conn, &delivery, None, false, now, out);
                     } else {
@@ -69,9 +70,20 @@ impl Broker {
         let queued = session.queue.len();
         let online = session.conn.is_some();
         if queued >= queue_limit
-            && !(online && queued < queue_limit * QUEUE_HARD_FACTOR && self.congest(session_id))
+            && !(online
+                && queued < queue_limit * QUEUE_HARD_FACTOR
+                && self.congest(session_id, now))
         {
-            let why = "queue full (mqtt.max_queued_messages)";
+            // Only the drop path reads the flow: the hot path stays a few comparisons.
+            let why = match self.session(session_id).map(|s| s.flow) {
+                Some(Flow::Slow { .. }) => {
+                    "queue full (mqtt.max_queued_messages) and the subscriber is slow \
+                     (mqtt.max_pause; mqtt.slow_subscriber = \"drop\")"
+                }
+                Some(Flow::Clear | Flow::Congested { .. }) | None => {
+                    "queue full (mqtt.max_queued_messages)"
+                }
+            };
             return self.count_drop(session_id, &delivery.message.topic, why, now);
         }
         if let Some(session) = self.session_mut(session_id) {

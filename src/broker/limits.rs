@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::codec::QoS;
+pub use crate::config::SlowSubscriber;
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -46,6 +47,10 @@ pub struct Limits {
     /// MQTT 3.1.1 only: re-send unacknowledged messages on a live connection after this long
     /// (`None` = only on reconnect, as MQTT 5.0 requires).
     pub resend_interval: Option<Duration>,
+    /// Longest one client's congestion may pause another client's input.
+    pub max_pause: Duration,
+    /// What happens to a subscriber congested for longer than `max_pause`.
+    pub slow_subscriber: SlowSubscriber,
 }
 
 impl Default for Limits {
@@ -73,6 +78,8 @@ impl Default for Limits {
             wildcard_subscription_available: true,
             subscription_identifiers_available: true,
             resend_interval: None,
+            max_pause: Duration::from_secs(1),
+            slow_subscriber: SlowSubscriber::Drop,
         }
     }
 }
@@ -105,6 +112,8 @@ impl From<&crate::config::Config> for Limits {
             wildcard_subscription_available: mqtt.wildcard_subscription_available,
             subscription_identifiers_available: mqtt.subscription_identifiers_available,
             resend_interval: (!resend.is_zero()).then_some(resend),
+            max_pause: mqtt.max_pause,
+            slow_subscriber: mqtt.slow_subscriber,
         }
     }
 }

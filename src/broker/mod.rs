@@ -37,7 +37,7 @@ use crate::codec::{
 };
 
 pub use connection::Phase;
-pub use limits::Limits;
+pub use limits::{Limits, SlowSubscriber};
 pub use message::{Delivery, Message};
 pub use restore::Restored;
 pub use session::{SessionExpiry, SessionId};
@@ -105,6 +105,7 @@ pub struct Broker {
     /// Sessions over a soft queue or output limit, and the publishers paused for them.
     congested: Vec<SessionId>,
     paused: Vec<ConnId>,
+    slow_warnings: backpressure::WarnLimiter,
     next_assigned_id: u64,
     next_timer_generation: u32,
     stats: Stats,
@@ -134,6 +135,7 @@ impl Broker {
             current_publisher: None,
             congested: Vec::new(),
             paused: Vec::new(),
+            slow_warnings: Default::default(),
             next_assigned_id: 0,
             next_timer_generation: 0,
             stats: Stats::default(),

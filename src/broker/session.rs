@@ -19,6 +19,20 @@ use crate::store::StoredSessionId;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u32);
 
+/// A session's place in back-pressure (see `backpressure.rs`). The only transitions are
+/// `Clear -> Congested -> Slow -> Clear` and `Congested -> Clear`, all in `backpressure.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Under its soft limits, or not yet found over them.
+    Clear,
+    /// Over a soft limit since `since`: publishers feeding it are paused, for `max_pause` at
+    /// most.
+    Congested { since: Instant },
+    /// Congested for longer than `max_pause`: it pauses nobody and its overflow follows
+    /// `mqtt.slow_subscriber` until it drains to half its limits.
+    Slow { since: Instant },
+}
+
 /// What an outbound QoS 1/2 message waits for (MQTT 4.3.2, 4.3.3).
 // Named after what each state waits for, like rustls' `ExpectFinished`.
 #[allow(clippy::enum_variant_names)]
@@ -161,8 +175,8 @@ pub struct Session {
     pub dropped: u64,
     /// Set for persistent sessions: their queue and state live in the store.
     pub stored: Option<StoredQueue>,
-    /// Over a soft limit; its publishers are paused until it drains.
-    pub congested: bool,
+    /// Whether it is over a soft limit, and so pauses the publishers feeding it.
+    pub flow: Flow,
     next_packet_id: u16,
 }
 
@@ -183,7 +197,7 @@ impl Session {
             timer_generation: 0,
             dropped: 0,
             stored: None,
-            congested: false,
+            flow: Flow::Clear,
             next_packet_id: 1,
         }
     }

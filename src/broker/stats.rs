@@ -13,6 +13,10 @@ pub struct Stats {
     pub protocol_errors: u64,
     pub wills_published: u64,
     pub sessions_expired: u64,
+    /// Times a subscriber stayed congested for longer than `mqtt.max_pause`.
+    pub slow_subscribers: u64,
+    /// Slow subscribers disconnected (`mqtt.slow_subscriber = "disconnect"`).
+    pub slow_disconnects: u64,
 }
 
 /// Sizes at one moment (computed on demand, not maintained on the hot path).

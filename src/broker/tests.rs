@@ -739,7 +739,7 @@ fn congested_subscriber_pauses_publisher_instead_of_dropping() {
             received.push(payload);
             h.handle(sub, Packet::Puback(PubAck::new(id.expect("id"))));
         }
-        h.broker.relieve_congestion(&mut h.out);
+        h.broker.relieve_congestion(h.now, &mut h.out);
     }
     assert_eq!(received, vec![1, 2, 3, 4, 5]);
     assert!(!h.broker.is_paused(p));
@@ -786,4 +786,207 @@ fn connected_idle_client_wakes_the_loop_only_at_its_keep_alive_deadline() {
     assert_eq!(h.broker.next_deadline(), Some(start + Duration::from_secs(90)));
     h.close(conn);
     assert_eq!(h.broker.next_deadline(), None, "a closed connection leaves no timer");
+}
+
+// ---- back-pressure bounded by mqtt.max_pause ----------------------------------------------
+
+const MAX_PAUSE: Duration = Duration::from_secs(1);
+
+/// A window of 1 and a queue of 2: three QoS 1 messages congest a subscriber that does not
+/// acknowledge.
+fn tight_limits(slow_subscriber: SlowSubscriber) -> Limits {
+    Limits {
+        max_inflight: 1,
+        max_queued_messages: 2,
+        max_pause: MAX_PAUSE,
+        slow_subscriber,
+        ..Default::default()
+    }
+}
+
+impl Harness {
+    /// The end of a loop pass, after output was written.
+    fn relieve(&mut self) {
+        self.broker.relieve_congestion(self.now, &mut self.out);
+    }
+
+    /// QoS 1 messages from `publisher` to `topic`, ids `ids`, until it is paused. Returns the
+    /// ids it sent.
+    fn publish_until_paused(
+        &mut self,
+        publisher: ConnId,
+        topic: &str,
+        ids: std::ops::RangeInclusive<u16>,
+    ) -> Vec<u16> {
+        let mut sent = Vec::new();
+        for i in ids {
+            assert!(!self.broker.is_paused(publisher), "paused after {sent:?}");
+            let payload = i.to_be_bytes();
+            self.handle(
+                publisher,
+                Packet::Publish(publish(topic, &payload, QoS::AtLeastOnce, Some(i))),
+            );
+            sent.push(i);
+            if self.broker.is_paused(publisher) {
+                return sent;
+            }
+        }
+        panic!("{publisher:?} was never paused");
+    }
+
+    /// Acknowledges everything `sub` was sent until nothing more comes; returns the payloads
+    /// (as the publishers' packet ids) in the order they arrived.
+    fn drain(&mut self, sub: ConnId) -> Vec<u16> {
+        let mut received = Vec::new();
+        loop {
+            let got = self.out.take(sub);
+            let delivered: Vec<(Option<PacketId>, u16)> = publishes(&got)
+                .iter()
+                .map(|p| (p.packet_id, u16::from_be_bytes([p.payload[0], p.payload[1]])))
+                .collect();
+            if delivered.is_empty() {
+                return received;
+            }
+            for (id, payload) in delivered {
+                received.push(payload);
+                if let Some(id) = id {
+                    self.handle(sub, Packet::Puback(PubAck::new(id)));
+                }
+            }
+            self.relieve();
+        }
+    }
+}
+
+#[test]
+fn stuck_subscriber_holds_its_publisher_for_max_pause_at_most() {
+    let mut h = Harness::new(tight_limits(SlowSubscriber::Drop));
+    let (stuck, _) = h.connect(ProtocolVersion::V311, "stuck", true);
+    h.subscribe(stuck, "t", QoS::AtLeastOnce);
+    let (healthy, _) = h.connect(ProtocolVersion::V311, "healthy", true);
+    h.subscribe(healthy, "t", QoS::AtLeastOnce);
+    let (p, _) = h.connect(ProtocolVersion::V311, "p", true);
+    let paused_at = h.now;
+    let first = h.publish_until_paused(p, "t", 1..=10);
+    assert_eq!(first, vec![1, 2, 3, 4]);
+    assert_eq!(h.out.take(p).len(), first.len(), "every PUBACK was sent");
+    // The loop sleeps until the pause deadline, not until someone's keep-alive.
+    assert_eq!(h.broker.next_deadline(), Some(paused_at + MAX_PAUSE));
+
+    // The healthy subscriber catches up; the publisher still waits for the stuck one.
+    assert_eq!(h.drain(healthy), first);
+    assert!(h.broker.is_paused(p));
+    h.advance(MAX_PAUSE - Duration::from_millis(1));
+    h.relieve();
+    assert!(h.broker.is_paused(p), "resumed before max_pause");
+    assert!(h.out.resumed.is_empty());
+
+    h.advance(Duration::from_millis(1));
+    assert!(!h.broker.is_paused(p), "still paused at max_pause");
+    assert_eq!(h.out.resumed, vec![p]);
+    assert_eq!(h.broker.stats().slow_subscribers, 1);
+    assert!(h.out.closed.is_empty(), "\"drop\" disconnects nobody");
+
+    // The slow subscriber pauses nobody any more: its overflow is dropped and counted,
+    // the healthy subscriber gets everything.
+    let dropped_before = h.broker.stats().messages_dropped;
+    let mut received = Vec::new();
+    for i in 5..=20u16 {
+        h.handle(p, Packet::Publish(publish("t", &i.to_be_bytes(), QoS::AtLeastOnce, Some(i))));
+        assert!(!h.broker.is_paused(p), "paused again by a slow subscriber at {i}");
+        received.extend(h.drain(healthy));
+    }
+    assert_eq!(h.out.take(p).len(), 16, "every PUBACK was sent");
+    assert_eq!(h.broker.stats().messages_dropped - dropped_before, 16);
+    let stuck_session = h.broker.session_by_client.get("stuck").copied().expect("session");
+    assert_eq!(h.broker.session(stuck_session).map(|s| s.dropped), Some(16));
+    assert_eq!(received, (5..=20).collect::<Vec<u16>>());
+    // Nothing left to wait for: no congestion deadline keeps the loop awake.
+    assert_eq!(h.broker.congestion_deadline(), None);
+    h.advance(Duration::from_secs(10));
+    assert!(h.out.take(stuck).iter().all(|p| !matches!(p, Packet::Disconnect(_))));
+}
+
+#[test]
+fn publisher_waiting_only_for_a_healthy_subscriber_resumes_when_it_drains() {
+    let mut h = Harness::new(tight_limits(SlowSubscriber::Drop));
+    let (stuck, _) = h.connect(ProtocolVersion::V311, "stuck", true);
+    h.subscribe(stuck, "s", QoS::AtLeastOnce);
+    let (healthy, _) = h.connect(ProtocolVersion::V311, "healthy", true);
+    h.subscribe(healthy, "h", QoS::AtLeastOnce);
+    let (p_stuck, _) = h.connect(ProtocolVersion::V311, "p-stuck", true);
+    let (p_healthy, _) = h.connect(ProtocolVersion::V311, "p-healthy", true);
+    h.publish_until_paused(p_stuck, "s", 1..=10);
+    h.advance(Duration::from_millis(100));
+    let sent = h.publish_until_paused(p_healthy, "h", 1..=10);
+
+    // Both subscribers are congested; only the healthy one drains.
+    assert_eq!(h.drain(healthy), sent);
+    assert!(!h.broker.is_paused(p_healthy), "waits for a congested session it never fed");
+    assert_eq!(h.out.resumed, vec![p_healthy]);
+    assert!(h.broker.is_paused(p_stuck), "its subscriber has not drained");
+    assert_eq!(h.broker.stats().slow_subscribers, 0);
+}
+
+#[test]
+fn slow_subscriber_is_disconnected_when_the_policy_says_so() {
+    let mut h = Harness::new(tight_limits(SlowSubscriber::Disconnect));
+    let (stuck, _) = h.connect(ProtocolVersion::V5, "stuck", true);
+    h.subscribe(stuck, "t", QoS::AtLeastOnce);
+    let (p, _) = h.connect(ProtocolVersion::V311, "p", true);
+    h.publish_until_paused(p, "t", 1..=10);
+    h.out.take(stuck);
+    h.advance(MAX_PAUSE);
+    match h.out.take(stuck).as_slice() {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason, ReasonCode::QuotaExceeded),
+        other => panic!("expected DISCONNECT 0x97, got {other:?}"),
+    }
+    assert_eq!(h.out.closed, vec![stuck]);
+    assert_eq!(h.broker.stats().slow_disconnects, 1);
+    assert!(!h.broker.is_paused(p));
+    assert_eq!(h.out.resumed, vec![p]);
+    assert!(!h.broker.session_by_client.contains_key("stuck"), "its clean session ended");
+}
+
+#[test]
+fn persistent_stuck_subscriber_loses_nothing_and_pauses_nobody() {
+    let mut h = Harness::new(tight_limits(SlowSubscriber::Disconnect));
+    let (stuck, _) = h.connect(ProtocolVersion::V311, "stuck", false);
+    h.subscribe(stuck, "t", QoS::AtLeastOnce);
+    let (p, _) = h.connect(ProtocolVersion::V311, "p", true);
+    for i in 1..=50u16 {
+        h.handle(p, Packet::Publish(publish("t", &i.to_be_bytes(), QoS::AtLeastOnce, Some(i))));
+        assert!(!h.broker.is_paused(p), "its messages go to the store, not to a pause");
+    }
+    assert_eq!(h.out.take(p).len(), 50, "every PUBACK was sent");
+    h.advance(MAX_PAUSE * 2);
+    assert_eq!(h.broker.stats().messages_dropped, 0);
+    assert_eq!(h.broker.stats().slow_subscribers, 0);
+    assert!(h.out.closed.is_empty());
+    // It comes back and acknowledges: every message, in order (the first was sent before,
+    // unacknowledged, and comes again).
+    h.close(stuck);
+    h.out.take(stuck);
+    let (back, connack) = h.connect(ProtocolVersion::V311, "stuck", false);
+    assert!(connack.session_present);
+    assert_eq!(h.drain(back), (1..=50).collect::<Vec<u16>>());
+}
+
+#[test]
+fn slow_subscriber_that_caught_up_pauses_its_publishers_again() {
+    let mut h = Harness::new(tight_limits(SlowSubscriber::Drop));
+    let (sub, _) = h.connect(ProtocolVersion::V311, "sub", true);
+    h.subscribe(sub, "t", QoS::AtLeastOnce);
+    let (p, _) = h.connect(ProtocolVersion::V311, "p", true);
+    let first = h.publish_until_paused(p, "t", 1..=10);
+    h.advance(MAX_PAUSE);
+    assert!(!h.broker.is_paused(p));
+    assert_eq!(h.broker.stats().slow_subscribers, 1);
+    // It wakes up and acknowledges everything: no longer slow, so back-pressure applies again
+    // and nothing more is dropped.
+    assert_eq!(h.drain(sub), first);
+    let again = h.publish_until_paused(p, "t", 11..=20);
+    assert_eq!(again.len(), first.len());
+    assert_eq!(h.broker.stats().messages_dropped, 0);
+    assert_eq!(h.drain(sub), again);
 }

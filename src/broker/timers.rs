@@ -1,4 +1,5 @@
-//! Deadlines: connect timeout, keep-alive, will delay and session expiry.
+//! Deadlines: connect timeout, keep-alive, will delay, session expiry, and back-pressure's
+//! `max_pause` (kept by `backpressure.rs` itself: its few entries change with every pause).
 //!
 //! One ordered set for all of them. Activity costs no timer operation: a due keep-alive entry
 //! whose deadline moved later is simply re-armed. Each entry carries the generation of what
@@ -61,10 +62,10 @@ impl Broker {
     /// The earliest moment `on_timers` has work (possibly a stale entry: waking early is
     /// harmless, sleeping late is not).
     pub fn next_deadline(&self) -> Option<Instant> {
-        match (self.timers.next(), self.store.flush_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.timers.next(), self.store.flush_deadline(), self.congestion_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs everything due at `now`.
@@ -78,6 +79,7 @@ impl Broker {
                 TimerKey::Resend(conn, generation) => self.resend_timer(conn, generation, now, out),
             }
         }
+        self.on_congestion_timers(now, out);
     }
 
     /// Arms the connection's one timer entry (connect timeout or keep-alive) at `at`.
@@ -103,10 +105,11 @@ impl Broker {
             return;
         };
         state.timer_at = None; // This entry was just taken from the set.
-        let (phase, version, paused) = (state.phase, state.version, state.paused);
+        let (phase, version, paused) = (state.phase, state.version, state.pause.is_some());
         let deadline = state.deadline(connect_timeout);
         if paused {
-            // Its PINGREQs sit unread in the socket while it is paused: not its fault.
+            // Its PINGREQs sit unread in the socket while it is paused: not its fault. A pause
+            // lasts `mqtt.max_pause` at most (backpressure.rs), well under any keep-alive.
             if let Some(keep_alive) = state.keep_alive {
                 self.arm_conn_timer(conn, now + keep_alive);
             }

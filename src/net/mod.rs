@@ -280,7 +280,7 @@ impl EventLoop {
         self.broker.end_of_pass(now, &mut self.sockets);
         self.flush_all();
         self.close_pending(now);
-        self.broker.relieve_congestion(&mut self.sockets);
+        self.broker.relieve_congestion(now, &mut self.sockets);
         self.ready = ready;
         Ok(())
     }

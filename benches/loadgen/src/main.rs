@@ -32,7 +32,7 @@ Usage:
   edgemq-loadgen report FILE.jsonl
   edgemq-loadgen scenarios
 
-Scenarios: fanin_q0 fanin_q1 fanin_q2 fanout_q0 fanout_q1 latency_q0 latency_q1 idle offline
+Scenarios: fanin_q0 fanin_q1 fanin_q2 fanout_q0 fanout_q1 latency_q0 latency_q1 idle offline stuck
 
 Options of `run` (defaults in brackets):
   --edgemq-bin PATH        [target/release/edgemq]
@@ -41,7 +41,7 @@ Options of `run` (defaults in brackets):
   --run N                  run number recorded in the JSON line [1]
   --protocol 3.1.1|5       MQTT version of every client [3.1.1]
   --durability sync|batch|memory   edgemq [sqlite] durability [sync]
-  --duration SECS          publishing time of fan-in / fan-out [4]
+  --duration SECS          publishing time of fan-in / fan-out / stuck [4]
   --latency-duration SECS  length of the fixed-rate latency run [10]
   --rate N                 latency scenario messages per second [1000]
   --connections N          idle scenario connections [5000]
@@ -54,7 +54,7 @@ Options of `run` (defaults in brackets):
   --broker-inflight N      broker outbound window per session: edgemq max_inflight, Mosquitto
                            max_inflight_messages in no-drop and offline [128]
   --mosquitto-variant defaults|no-drop
-                           Mosquitto in fan-in / fan-out [defaults]:
+                           Mosquitto in fan-in / fan-out / stuck [defaults]:
                            defaults: shipped max_inflight_messages (20) and max_queued_messages
                              (1000), publishers run for the whole duration, drops count as lost;
                            no-drop: max_queued_messages = --queue, the --broker-inflight window,

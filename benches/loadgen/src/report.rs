@@ -71,6 +71,17 @@ fn metrics(scenario: &str) -> Vec<Metric> {
     match scenario {
         s if s.starts_with("fanin") => throughput("delivered msg/s"),
         s if s.starts_with("fanout") => throughput("deliveries/s (8 subs)"),
+        "stuck" => vec![
+            median("offered_per_s", "publishers' msg/s", Better::Higher),
+            median("msg_per_s", "healthy subscriber msg/s", Better::Higher),
+            median("p50_us", "healthy p50 latency (µs)", Better::Lower),
+            median("p99_us", "healthy p99 latency (µs)", Better::Lower),
+            median("max_gap_ms", "healthy longest silence (ms)", Better::Lower),
+            RSS,
+            max("lost", "lost at the healthy subscriber (max)"),
+            max("duplicates", "duplicates (max)"),
+            max("reordered", "reordered (max)"),
+        ],
         s if s.starts_with("latency") => vec![
             median("p50_us", "p50 latency (µs)", Better::Lower),
             median("p99_us", "p99 latency (µs)", Better::Lower),
@@ -291,11 +302,11 @@ fn legend(records: &[Object]) -> String {
          queue limit is counted as `lost`. This is the set-up of issue 5's reference table. \
          Latency and idle run Mosquitto only this way. In the offline rows this column is \
          Mosquitto with `persistence true` and `max_queued_messages 100000`.\n\
-         * **mosquitto no-drop** (fan-in / fan-out only): {}, the same outbound window as \
+         * **mosquitto no-drop** (fan-in / fan-out / stuck only): {}, the same outbound window as \
          edgemq, and QoS 1/2 publishers together send at most the queue, so nothing has to be \
          dropped. This is the fair lossless comparison.\n\
-         * **edgemq** in fan-in / fan-out: {}; at the queue limit it pauses publishers \
-         instead of dropping.\n\
+         * **edgemq** in fan-in / fan-out / stuck: {}; at the queue limit it pauses publishers \
+         instead of dropping, for `mqtt.max_pause` at most.\n\
          * `edgemq/defaults` and `edgemq/no-drop` divide edgemq's median by that Mosquitto \
          column's; `better` says which direction favours edgemq.\n",
         mosquitto("defaults"),

@@ -33,6 +33,7 @@ pub const ALL: &[&str] = &[
     "latency_q1",
     "idle",
     "offline",
+    "stuck",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,8 @@ pub enum Scenario {
     Latency(QoS),
     Idle,
     Offline,
+    /// Fan-in QoS 1 beside a subscriber that never reads nor acknowledges.
+    Stuck,
 }
 
 impl Scenario {
@@ -56,6 +59,7 @@ impl Scenario {
             "latency_q1" => Scenario::Latency(QoS::AtLeastOnce),
             "idle" => Scenario::Idle,
             "offline" => Scenario::Offline,
+            "stuck" => Scenario::Stuck,
             _ => return None,
         })
     }
@@ -67,6 +71,7 @@ impl Scenario {
             Scenario::Latency(q) => format!("latency_q{}", q.bits()),
             Scenario::Idle => "idle".to_string(),
             Scenario::Offline => "offline".to_string(),
+            Scenario::Stuck => "stuck".to_string(),
         }
     }
 }
@@ -144,7 +149,7 @@ impl Options {
     fn variant(&self, scenario: Scenario) -> &'static str {
         match (self.launcher.kind, scenario) {
             (Kind::Edgemq, _) => self.durability.name(),
-            (Kind::Mosquitto, Scenario::FanIn(_) | Scenario::FanOut(_)) => {
+            (Kind::Mosquitto, Scenario::FanIn(_) | Scenario::FanOut(_) | Scenario::Stuck) => {
                 self.mosquitto_variant.name()
             }
             (Kind::Mosquitto, Scenario::Latency(_) | Scenario::Idle) => {
@@ -164,8 +169,9 @@ pub fn run(scenario: Scenario, options: &Options) -> Object {
         .str("protocol", if options.version.is_v5() { "5.0" } else { "3.1.1" })
         .bool("ok", false);
     let result = match scenario {
-        Scenario::FanIn(qos) => throughput::run(options, 4, 1, qos, &mut out),
-        Scenario::FanOut(qos) => throughput::run(options, 1, 8, qos, &mut out),
+        Scenario::FanIn(qos) => throughput::run(options, 4, 1, 0, qos, &mut out),
+        Scenario::FanOut(qos) => throughput::run(options, 1, 8, 0, qos, &mut out),
+        Scenario::Stuck => throughput::run(options, 4, 1, 1, QoS::AtLeastOnce, &mut out),
         Scenario::Latency(qos) => latency::run(options, qos, &mut out),
         Scenario::Idle => idle::run(options, &mut out),
         Scenario::Offline => offline::run(options, &mut out),

@@ -1,4 +1,9 @@
-//! Fan-in (4 publishers -> 1 subscriber) and fan-out (1 publisher -> 8 subscribers).
+//! Fan-in (4 publishers -> 1 subscriber) and fan-out (1 publisher -> 8 subscribers), and
+//! `stuck`: fan-in QoS 1 with one more subscriber on the same filter that subscribes at QoS 1
+//! and then never reads its socket nor acknowledges anything (a hung dashboard). A broker that
+//! lets it hold the publishers stalls them (an error after `worker::STALL`); the numbers that
+//! matter are the publishers' rate, the healthy subscriber's latency (recorded from the first
+//! message: a pause shows up) and that it loses nothing.
 //!
 //! Publishers send 64-byte payloads as fast as the broker takes them for `duration` (QoS 0:
 //! batches of 32 per write, TCP back-pressure is the only brake; QoS 1/2: `window` messages
@@ -24,7 +29,8 @@ use edgemq::codec::QoS;
 
 use super::worker::{self, PublisherPlan, SubscriberControl, SubscriberPlan};
 use super::{
-    close_all, join, record_start_rss, record_usage, FirstError, MosquittoVariant, Options,
+    close_all, join, percentile_us, record_start_rss, record_usage, FirstError, MosquittoVariant,
+    Options,
 };
 use crate::broker::{
     BrokerProcess, Kind, Settings, MOSQUITTO_SHIPPED_INFLIGHT, MOSQUITTO_SHIPPED_QUEUE,
@@ -45,6 +51,7 @@ pub fn run(
     options: &Options,
     publishers: usize,
     subscribers: usize,
+    stuck_subscribers: usize,
     qos: QoS,
     out: &mut Object,
 ) -> Result<(), Error> {
@@ -72,12 +79,14 @@ pub fn run(
         }
         Kind::Mosquitto => (options.broker_inflight, options.queue),
     };
-    let mut broker = BrokerProcess::start(&options.launcher, &settings, "fan")?;
+    let dir = if stuck_subscribers > 0 { "stuck" } else { "fan" };
+    let mut broker = BrokerProcess::start(&options.launcher, &settings, dir)?;
     let addr = broker.addr;
     record_start_rss(out, &broker)?;
     let filter = "bench/fan/+";
     out.int("publishers", publishers as u64)
         .int("subscribers", subscribers as u64)
+        .int("stuck_subscribers", stuck_subscribers as u64)
         .int("qos", u64::from(qos.bits()))
         .int("payload_bytes", crate::payload::PAYLOAD_LEN as u64);
 
@@ -87,6 +96,14 @@ pub fn run(
             Client::connect(addr, &ConnectOptions::new(format!("sub-{i}"), options.version))?;
         client.subscribe(filter, qos)?;
         sub_clients.push(client);
+    }
+    // Subscribed, then never read until the end: the broker sees a client that stopped.
+    let mut stuck_clients = Vec::with_capacity(stuck_subscribers);
+    for i in 0..stuck_subscribers {
+        let (mut client, _) =
+            Client::connect(addr, &ConnectOptions::new(format!("stuck-{i}"), options.version))?;
+        client.subscribe(filter, qos)?;
+        stuck_clients.push(client);
     }
     let mut pub_clients = Vec::with_capacity(publishers);
     for i in 0..publishers {
@@ -121,7 +138,8 @@ pub fn run(
                 let plan = SubscriberPlan {
                     publishers,
                     epoch,
-                    latency_from_seq: None,
+                    // Beside a stuck subscriber the latency is the point, pauses included.
+                    latency_from_seq: (stuck_subscribers > 0).then_some(0),
                     label: format!("subscriber {i}"),
                 };
                 s.spawn(move || worker::subscribe(client, &plan, control))
@@ -156,6 +174,7 @@ pub fn run(
     });
     let after = broker.usage()?;
     close_all(clients);
+    close_all(stuck_clients);
 
     let mut errors = FirstError::default();
     let pubs: Vec<_> = pub_results.into_iter().filter_map(|r| errors.take(r)).collect();
@@ -174,6 +193,15 @@ pub fn run(
     let publish_s = last_send.map_or(f64::NAN, |t| t.duration_since(start).as_secs_f64());
     let mut ended: Vec<&str> = subs.iter().map(|s| s.ended_by).collect();
     ended.dedup();
+    if stuck_subscribers > 0 {
+        let mut latencies: Vec<u64> =
+            subs.iter().flat_map(|s| s.latencies_ns.iter().copied()).collect();
+        latencies.sort_unstable();
+        out.num("p50_us", percentile_us(&latencies, 0.50))
+            .num("p99_us", percentile_us(&latencies, 0.99))
+            .num("p999_us", percentile_us(&latencies, 0.999))
+            .num("max_us", percentile_us(&latencies, 1.0));
+    }
 
     out.int("published", published)
         .int("expected", published * subscribers as u64)
