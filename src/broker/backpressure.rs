@@ -65,26 +65,6 @@ impl Pause {
     }
 }
 
-/// A warn-level line at most once per second for the whole broker, with the count of the
-/// ones left out since, so a thousand slow subscribers cannot flood the log.
-#[derive(Debug, Default)]
-pub(super) struct WarnLimiter {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl WarnLimiter {
-    /// `Some(lines left out since the last one)` if a line may be written now.
-    fn allow(&mut self, now: Instant) -> Option<u64> {
-        if self.last.is_some_and(|at| now.duration_since(at).as_secs() < 1) {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
-
 impl Broker {
     /// Whether the loop should stop reading `conn` for now.
     pub fn is_paused(&self, conn: ConnId) -> bool {

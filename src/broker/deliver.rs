@@ -162,12 +162,7 @@ impl Broker {
         session.dropped += 1;
         let client_id = session.client_id.clone();
         self.stats.messages_dropped += 1;
-        if self.last_drop_warning.is_some_and(|at| now.duration_since(at).as_secs() < 1) {
-            self.suppressed_drop_warnings += 1;
-            return;
-        }
-        let suppressed = std::mem::take(&mut self.suppressed_drop_warnings);
-        self.last_drop_warning = Some(now);
+        let Some(suppressed) = self.drop_warnings.allow(now) else { return };
         log::warn!(
             "client {client_id:?}: message {topic:?} dropped: {why} \
              ({suppressed} more drops not logged since the last warning)"

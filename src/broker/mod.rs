@@ -15,6 +15,7 @@ mod connection;
 mod deliver;
 mod disconnect;
 mod limits;
+mod log_limit;
 mod message;
 mod publish;
 mod restore;
@@ -96,8 +97,7 @@ pub struct Broker {
     by_store_id: HashMap<StoredSessionId, SessionId>,
     /// What routing the current publish did (read by the publish handler for its ack).
     route_outcome: publish::RouteOutcome,
-    last_drop_warning: Option<Instant>,
-    suppressed_drop_warnings: u64,
+    drop_warnings: log_limit::LogLimiter,
     /// Store-backed sessions whose send mark moved during this pass.
     send_marks_dirty: Vec<SessionId>,
     /// The connection whose PUBLISH is being routed (the one to pause on congestion).
@@ -105,7 +105,7 @@ pub struct Broker {
     /// Sessions over a soft queue or output limit, and the publishers paused for them.
     congested: Vec<SessionId>,
     paused: Vec<ConnId>,
-    slow_warnings: backpressure::WarnLimiter,
+    slow_warnings: log_limit::LogLimiter,
     next_assigned_id: u64,
     next_timer_generation: u32,
     stats: Stats,
@@ -129,8 +129,7 @@ impl Broker {
             store,
             by_store_id: HashMap::new(),
             route_outcome: publish::RouteOutcome::default(),
-            last_drop_warning: None,
-            suppressed_drop_warnings: 0,
+            drop_warnings: Default::default(),
             send_marks_dirty: Vec::new(),
             current_publisher: None,
             congested: Vec::new(),
