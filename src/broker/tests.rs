@@ -787,3 +787,7 @@ fn connected_idle_client_wakes_the_loop_only_at_its_keep_alive_deadline() {
     h.close(conn);
     assert_eq!(h.broker.next_deadline(), None, "a closed connection leaves no timer");
 }
+
+/// Issue 9 §3: acknowledgement states, expiry rounding, the client's Maximum Packet Size for
+/// every packet, and the reason codes clients expect.
+mod protocol;
