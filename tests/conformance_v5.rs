@@ -18,6 +18,10 @@
 //!   closes the connection too, without DISCONNECT 0x82.
 //! - `client_maximum_packet_size_too_small_for_suback_closes_with_0x95`: skipped. Mosquitto
 //!   2.0.11 sends an 85-byte SUBACK to a client that accepts at most 64 bytes.
+//! - `will_with_delay_published_at_once_when_the_session_ends_at_disconnect`,
+//!   `will_published_on_takeover_of_a_persistent_session_v5` and
+//!   `client_maximum_packet_size_counts_the_whole_packet`: skipped; where edgemq differs from
+//!   Mosquitto 2.0.11 on purpose (README, "Where edgemq differs from Mosquitto").
 //! - All other tests pass against Mosquitto.
 
 mod common;
@@ -882,4 +886,64 @@ fn empty_topic_filter_v5_disconnect_0x81() {
         assert_eq!(d.reason, 0x81, "{what}");
         common::assert_broker_serves(&broker);
     }
+}
+
+// ----- Where edgemq differs from Mosquitto (README) -------------------------------------------
+
+#[test]
+fn will_with_delay_published_at_once_when_the_session_ends_at_disconnect() {
+    if skip_in_reference("Mosquitto 2.0.11 does not publish it (not within the timeout)") {
+        return;
+    }
+    // MQTT 5.0 §3.1.3.2.2: the will is published when the Will Delay Interval has passed or
+    // the session ends, whichever is first; Session Expiry Interval 0 ends it at once.
+    let broker = Broker::start();
+    let mut sub = subscriber(&broker, "sub", "will/t", 1);
+    let connect = Connect::v5("brief").will(
+        Will::new("will/t", b"now").qos(1).prop(Property::u32(prop::WILL_DELAY_INTERVAL, 3600)),
+    );
+    TestClient::handshake(&broker, connect).drop_connection();
+    sub.expect_message("will/t", b"now");
+}
+
+#[test]
+fn will_published_on_takeover_of_a_persistent_session_v5() {
+    if skip_in_reference(
+        "Mosquitto 2.0.11 publishes no will when a persistent session is taken over",
+    ) {
+        return;
+    }
+    // MQTT 5.0 §3.1.4: the existing connection's will is published (its delay is 0), also when
+    // the new connection resumes the session.
+    let broker = Broker::start();
+    let mut sub = subscriber(&broker, "sub", "will/t", 1);
+    let persistent =
+        || Connect::v5("twin").clean(false).prop(Property::u32(prop::SESSION_EXPIRY_INTERVAL, 60));
+    let mut old =
+        TestClient::handshake(&broker, persistent().will(Will::new("will/t", b"replaced").qos(1)));
+    let (_new, connack) = TestClient::try_handshake(&broker, persistent());
+    assert!(connack.session_present, "{connack:?}");
+    old.expect_disconnect_v5(&[0x8E]);
+    sub.expect_message("will/t", b"replaced");
+}
+
+#[test]
+fn client_maximum_packet_size_counts_the_whole_packet() {
+    if skip_in_reference("Mosquitto 2.0.11 leaves the fixed header byte out of the count") {
+        return;
+    }
+    // MQTT-3.1.2-24/-25: the size is that of the whole packet, fixed header included.
+    let broker = Broker::start();
+    let mut c = TestClient::handshake(
+        &broker,
+        Connect::v5("bounded").prop(Property::u32(prop::MAXIMUM_PACKET_SIZE, 40)),
+    );
+    assert_eq!(c.subscribe_opts("m/t", 0), 0);
+    let mut publisher = TestClient::v5(&broker, "pub");
+    // As forwarded: 0x30, remaining length (1 byte), topic "m/t" (5), property length (1) and
+    // the payload: 33 bytes make 41 (discarded), 32 bytes make exactly 40 (delivered).
+    publisher.send(&Publish::new("m/t", &[b'a'; 33]).v5().build());
+    publisher.send(&Publish::new("m/t", &[b'b'; 32]).v5().build());
+    let p = c.expect_publish();
+    assert_eq!(p.payload, [b'b'; 32], "the 41-byte PUBLISH must not be sent: {p:?}");
 }
