@@ -191,6 +191,15 @@ fn client_maximum_packet_size_applies_to_every_packet() {
     let tiny = v5_with_max_packet_size(&mut h, "tiny", 2);
     assert!(h.out.take(tiny).is_empty(), "no CONNACK");
     assert_eq!(h.out.closed, vec![tiny]);
+    // A refusal too (a CONNACK 0x8C is 5 bytes).
+    let mut h = Harness::new(Limits::default());
+    let mut connect = connect_packet(ProtocolVersion::V5, "refused", true);
+    connect.properties.maximum_packet_size = Some(4);
+    connect.properties.authentication_method = Some("none-offered".into());
+    let refused = h.accept();
+    h.handle(refused, Packet::Connect(Box::new(connect)));
+    assert!(h.out.take(refused).is_empty(), "no CONNACK");
+    assert!(h.out.closed.contains(&refused));
 
     // Room for the CONNACK (as this broker sends it) but not for a SUBACK of 40 filters (45
     // bytes): closed after a DISCONNECT 0x95 (3 bytes) rather than leaving the client waiting
