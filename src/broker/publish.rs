@@ -204,23 +204,6 @@ fn ack_reason(outcome: &RouteOutcome, v5: bool) -> ReasonCode {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ack_reason_quota_wins_then_no_matching_subscribers() {
-        let outcome = |rejected, matched| RouteOutcome { stored: false, rejected, matched };
-        assert_eq!(ack_reason(&outcome(false, true), true), ReasonCode::Success);
-        assert_eq!(ack_reason(&outcome(false, false), true), ReasonCode::NoMatchingSubscribers);
-        assert_eq!(ack_reason(&outcome(true, true), true), ReasonCode::QuotaExceeded);
-        assert_eq!(ack_reason(&outcome(true, false), true), ReasonCode::QuotaExceeded);
-        for (rejected, matched) in [(false, false), (true, true), (true, false)] {
-            assert_eq!(ack_reason(&outcome(rejected, matched), false), ReasonCode::Success);
-        }
-    }
-}
-
 /// Folds one session's matching subscriptions into its delivery, or `None` if every match is
 /// excluded by No Local (MQTT-3.8.3-3).
 fn aggregate(
