@@ -1,7 +1,7 @@
 //! Protocol defects of issue 9 §3, driven through the broker core by hand.
 
 use super::*;
-use crate::codec::{PubackProperties, Suback, SubackProperties};
+use crate::codec::{encoded_len, PubackProperties, Suback, SubackProperties};
 
 /// A v5 session that outlives its connection.
 fn v5_persistent(h: &mut Harness, id: &str) -> ConnId {
