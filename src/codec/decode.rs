@@ -284,7 +284,7 @@ fn decode_connect(body: &[u8]) -> Result<Connect, DecodeError> {
         (b"MQIsdp", 3) => ProtocolVersion::V31,
         (b"MQTT", 4) => ProtocolVersion::V311,
         (b"MQTT", 5) => ProtocolVersion::V5,
-        // MQTT-3.1.2-2: answered with CONNACK 0x01 / 0x84.
+        // MQTT-3.1.2-2: answered with the 3.1.1 CONNACK 0x01 (also above level 5).
         (b"MQIsdp" | b"MQTT", other) => return Err(DecodeError::UnsupportedProtocolVersion(other)),
         _ => return Err(DecodeError::InvalidProtocolName), // MQTT-3.1.2-1
     };
