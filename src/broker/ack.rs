@@ -6,7 +6,41 @@ use std::time::Instant;
 
 use super::session::{OutboundState, SessionId};
 use super::{Broker, ConnId, Outbox};
-use crate::codec::{Packet, PubAck, ReasonCode};
+use crate::codec::{Packet, PacketId, PubAck, ReasonCode};
+
+/// What an acknowledgement from the client does to the inflight message with its packet id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AckMatch {
+    /// No message with that id is in flight: a late or duplicate ack (e.g. after a resend or
+    /// a restart).
+    Unknown,
+    /// The ack the message waits for, at this position of the window.
+    Expected(usize),
+    /// A PUBREC for a message already released: the client did not see our PUBREL.
+    RepeatedPubrec,
+    /// An ack of the wrong type for the message's state (PUBREC or PUBCOMP for QoS 1, PUBACK
+    /// or PUBCOMP for a QoS 2 PUBLISH, PUBACK for a released one): a protocol violation
+    /// (MQTT-4.8.0-1 area; MQTT 5.0 §4.13).
+    WrongType,
+}
+
+/// Which acknowledgement arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AckKind {
+    Puback,
+    Pubrec,
+    Pubcomp,
+}
+
+impl AckKind {
+    fn name(self) -> &'static str {
+        match self {
+            AckKind::Puback => "PUBACK",
+            AckKind::Pubrec => "PUBREC",
+            AckKind::Pubcomp => "PUBCOMP",
+        }
+    }
+}
 
 impl Broker {
     pub(super) fn handle_puback(
@@ -16,7 +50,7 @@ impl Broker {
         now: Instant,
         out: &mut dyn Outbox,
     ) {
-        self.complete(conn, ack, "PUBACK", now, out);
+        self.complete(conn, ack, AckKind::Puback, now, out);
     }
 
     pub(super) fn handle_pubcomp(
@@ -26,7 +60,40 @@ impl Broker {
         now: Instant,
         out: &mut dyn Outbox,
     ) {
-        self.complete(conn, ack, "PUBCOMP", now, out);
+        self.complete(conn, ack, AckKind::Pubcomp, now, out);
+    }
+
+    /// How the ack `kind` for `packet_id` fits the session's outbound window.
+    fn match_ack(&self, session_id: SessionId, packet_id: PacketId, kind: AckKind) -> AckMatch {
+        let Some(session) = self.session(session_id) else { return AckMatch::Unknown };
+        let Some(position) = session.inflight_position(packet_id) else {
+            return AckMatch::Unknown;
+        };
+        let Some(entry) = session.inflight.get(position) else { return AckMatch::Unknown };
+        match (&entry.state, kind) {
+            (OutboundState::AwaitPuback(_), AckKind::Puback)
+            | (OutboundState::AwaitPubrec(_), AckKind::Pubrec)
+            | (OutboundState::AwaitPubcomp, AckKind::Pubcomp) => AckMatch::Expected(position),
+            (OutboundState::AwaitPubcomp, AckKind::Pubrec) => AckMatch::RepeatedPubrec,
+            (OutboundState::AwaitPuback(_), AckKind::Pubrec | AckKind::Pubcomp)
+            | (OutboundState::AwaitPubrec(_), AckKind::Puback | AckKind::Pubcomp)
+            | (OutboundState::AwaitPubcomp, AckKind::Puback) => AckMatch::WrongType,
+        }
+    }
+
+    /// An ack of the wrong type for an inflight message: left alone the message would stay
+    /// in flight until the client reconnects, so the connection goes (MQTT-4.8.0-1; 5.0
+    /// clients are told 0x82 Protocol Error first, MQTT 5.0 §4.13.2).
+    fn wrong_ack(
+        &mut self,
+        conn: ConnId,
+        ack: &PubAck,
+        kind: AckKind,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        let what = format!("{} for packet id {} in another QoS state", kind.name(), ack.packet_id);
+        self.protocol_error(conn, ReasonCode::ProtocolError, &what, now, out);
     }
 
     pub(super) fn handle_pubrec(
@@ -37,16 +104,26 @@ impl Broker {
         out: &mut dyn Outbox,
     ) {
         let Some(session_id) = self.conn(conn).and_then(|c| c.session()) else { return };
-        let Some(session) = self.session_mut(session_id) else { return };
-        let position = session
-            .inflight_position(ack.packet_id)
-            .filter(|&i| matches!(session.inflight[i].state, OutboundState::AwaitPubrec(_)));
-        let Some(position) = position else {
-            // MQTT 5.0 §4.3.3: answer an unknown PUBREC with PUBREL "not found".
-            log::debug!("{conn:?}: PUBREC for unknown packet id {}", ack.packet_id);
-            let pubrel = PubAck::with_reason(ack.packet_id, ReasonCode::PacketIdentifierNotFound);
-            return self.send(out, conn, &Packet::Pubrel(pubrel));
+        let position = match self.match_ack(session_id, ack.packet_id, AckKind::Pubrec) {
+            AckMatch::Expected(position) => position,
+            AckMatch::Unknown => {
+                // MQTT 5.0 §4.3.3: answer an unknown PUBREC with PUBREL "not found".
+                log::debug!("{conn:?}: PUBREC for unknown packet id {}", ack.packet_id);
+                let pubrel =
+                    PubAck::with_reason(ack.packet_id, ReasonCode::PacketIdentifierNotFound);
+                return self.send(out, conn, &Packet::Pubrel(pubrel));
+            }
+            AckMatch::RepeatedPubrec => {
+                // Our PUBREL was lost or is on its way: every PUBREC is answered with PUBREL
+                // (MQTT 4.3.3), so send it again, behind the first one, which may still wait
+                // for the commit. Not 0x92: the id is known and the exchange goes on.
+                log::debug!("{conn:?}: repeated PUBREC for packet id {}", ack.packet_id);
+                let pubrel = Packet::Pubrel(PubAck::new(ack.packet_id));
+                return self.queue_ack(conn, pubrel, false);
+            }
+            AckMatch::WrongType => return self.wrong_ack(conn, &ack, AckKind::Pubrec, now, out),
         };
+        let Some(session) = self.session_mut(session_id) else { return };
         let stored = session.stored;
         if ack.reason.is_error() {
             // MQTT 5.0 §4.3.3: a failed PUBREC ends the exchange; the slot frees up.
@@ -54,7 +131,7 @@ impl Broker {
             self.forget_row(session_id, seq);
             return self.pump(session_id, now, out);
         }
-        let entry = &mut session.inflight[position];
+        let Some(entry) = session.inflight.get_mut(position) else { return };
         entry.state = OutboundState::AwaitPubcomp;
         entry.sent_at = now;
         if let (Some(stored), Some(seq)) = (stored, entry.seq) {
@@ -71,37 +148,40 @@ impl Broker {
         if let (true, Some(stored)) = (known, session.stored) {
             self.store.remove_inbound_qos2(stored.id, ack.packet_id.get());
         }
-        let reason = if known { ReasonCode::Success } else { ReasonCode::PacketIdentifierNotFound };
+        if !known {
+            // A PUBREL re-sent after a reconnect for an exchange already completed (or never
+            // known): PUBCOMP 0x00, as Mosquitto does, rather than 0x92 "Packet Identifier not
+            // found", which some clients answer by sending the PUBREL again, for ever.
+            log::debug!("{conn:?}: PUBREL for unknown packet id {}", ack.packet_id);
+        }
         // The PUBCOMP follows the PUBREC, which may still wait for the commit; keep the order.
-        let pubcomp = Packet::Pubcomp(PubAck::with_reason(ack.packet_id, reason));
+        let pubcomp = Packet::Pubcomp(PubAck::new(ack.packet_id));
         self.queue_ack(conn, pubcomp, false);
     }
 
-    /// PUBACK / PUBCOMP: the message awaiting `which` with that id is done.
+    /// PUBACK / PUBCOMP: the message awaiting `kind` with that id is done.
     fn complete(
         &mut self,
         conn: ConnId,
         ack: PubAck,
-        which: &str,
+        kind: AckKind,
         now: Instant,
         out: &mut dyn Outbox,
     ) {
         let Some(session_id) = self.conn(conn).and_then(|c| c.session()) else { return };
-        let Some(session) = self.session_mut(session_id) else { return };
-        let expected = |state: &OutboundState| match state {
-            OutboundState::AwaitPuback(_) => which == "PUBACK",
-            OutboundState::AwaitPubcomp => which == "PUBCOMP",
-            OutboundState::AwaitPubrec(_) => false,
-        };
-        match session.inflight_position(ack.packet_id) {
-            Some(position) if expected(&session.inflight[position].state) => {
+        match self.match_ack(session_id, ack.packet_id, kind) {
+            AckMatch::Expected(position) => {
+                let Some(session) = self.session_mut(session_id) else { return };
                 let seq = session.inflight.remove(position).and_then(|m| m.seq);
                 self.forget_row(session_id, seq);
                 self.pump(session_id, now, out);
             }
-            _ => {
+            AckMatch::Unknown => {
                 // Late or duplicate ack (e.g. after a resend): harmless, nothing to release.
-                log::debug!("{conn:?}: {which} for unknown packet id {}", ack.packet_id);
+                log::debug!("{conn:?}: {} for unknown packet id {}", kind.name(), ack.packet_id);
+            }
+            AckMatch::RepeatedPubrec | AckMatch::WrongType => {
+                self.wrong_ack(conn, &ack, kind, now, out)
             }
         }
     }
@@ -137,15 +217,32 @@ impl Broker {
                 (m.packet_id, m.state.clone())
             })
             .collect();
+        let mut freed = false;
         for (packet_id, state) in pending {
             match state {
                 OutboundState::AwaitPuback(delivery) | OutboundState::AwaitPubrec(delivery) => {
-                    self.send_publish(conn, &delivery, Some(packet_id), true, now, out);
+                    if !self.send_publish(conn, &delivery, Some(packet_id), true, now, out) {
+                        // Expired while unacknowledged (MQTT-3.3.2-5), or now larger than the
+                        // client's Maximum Packet Size: it is not sent again, its slot frees up.
+                        self.abandon_inflight(session_id, packet_id);
+                        freed = true;
+                    }
                 }
                 OutboundState::AwaitPubcomp => {
                     self.send(out, conn, &Packet::Pubrel(PubAck::new(packet_id)));
                 }
             }
         }
+        if freed {
+            self.pump(session_id, now, out);
+        }
+    }
+
+    /// Drops the inflight message `packet_id` of a session and its store row.
+    fn abandon_inflight(&mut self, session_id: SessionId, packet_id: PacketId) {
+        let Some(session) = self.session_mut(session_id) else { return };
+        let Some(position) = session.inflight_position(packet_id) else { return };
+        let seq = session.inflight.remove(position).and_then(|m| m.seq);
+        self.forget_row(session_id, seq);
     }
 }

@@ -30,6 +30,8 @@ impl Broker {
             return;
         }
         state.version = Some(version);
+        // Before any answer, refusals included (MQTT-3.1.2-24).
+        state.client_max_packet_size = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
 
         if connect.properties.authentication_method.is_some() {
             // No enhanced authentication methods are offered (MQTT 5.0 §4.12).
@@ -186,7 +188,6 @@ impl Broker {
         state.keep_alive = keep_alive_timeout;
         state.timer_generation = conn_generation;
         state.client_receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
-        state.client_max_packet_size = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
         state.problem_information =
             connect.properties.request_problem_information.unwrap_or(1) == 1;
         if let Some(deadline) = state.deadline(connect_timeout) {

@@ -7,8 +7,8 @@ use std::time::Instant;
 use super::backpressure::{OUTPUT_HARD_FACTOR, QUEUE_HARD_FACTOR};
 use super::message::Delivery;
 use super::session::{packet_id_for_seq, Flow, Inflight, OutboundState, SessionId};
-use super::{Broker, ConnId, Outbox};
-use crate::codec::{encoded_len, Packet, QoS};
+use super::{Broker, ConnId, Outbox, Transmitted};
+use crate::codec::{Packet, QoS};
 use crate::store::{Enqueued, StoredSessionId};
 
 impl Broker {
@@ -279,8 +279,9 @@ impl Broker {
         true
     }
 
-    /// Encodes and queues one PUBLISH. Returns false if it was discarded because it exceeds
-    /// the client's Maximum Packet Size (MQTT-3.1.2-25: as if delivered).
+    /// Encodes and queues one PUBLISH. Returns false if it was not sent: its Message Expiry
+    /// Interval ran out (MQTT-3.3.2-5; nothing left is never forwarded as 0), or it exceeds the
+    /// client's Maximum Packet Size (MQTT-3.1.2-25: discarded as if delivered).
     pub(super) fn send_publish(
         &mut self,
         conn: ConnId,
@@ -296,22 +297,27 @@ impl Broker {
         let Some(version) = state.version else {
             return false;
         };
-        let packet = Packet::Publish(delivery.to_publish(packet_id, dup, now));
-        if state.client_max_packet_size != u32::MAX
-            && encoded_len(&packet, version) > state.client_max_packet_size as usize
-        {
-            log::debug!("{conn:?}: PUBLISH exceeds the client's maximum packet size; discarded");
-            self.stats.messages_dropped += 1;
+        if delivery.message.is_expired(now) {
+            log::debug!("{conn:?}: PUBLISH {:?} expired; not sent", delivery.message.topic);
+            self.stats.messages_expired += 1;
             return false;
         }
-        self.stats.messages_sent += 1;
+        let packet = Packet::Publish(delivery.to_publish(packet_id, dup, now));
         log::trace!(
             "{conn:?} -> PUBLISH {:?} qos {} id {packet_id:?}",
             delivery.message.topic,
             delivery.qos.bits()
         );
-        out.send(conn, version, &packet);
-        true
+        match self.transmit(out, conn, version, &packet) {
+            Transmitted::Sent => {
+                self.stats.messages_sent += 1;
+                true
+            }
+            Transmitted::Withheld => {
+                self.stats.messages_dropped += 1;
+                false
+            }
+        }
     }
 
     /// The outbound window of a session: our `max_inflight`, narrowed by the client's

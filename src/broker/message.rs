@@ -117,13 +117,12 @@ impl Delivery {
     }
 
     /// The PUBLISH to send. The remaining expiry is computed at send time (MQTT-3.3.2-6).
+    /// The caller sends only unexpired messages (see [`Message::is_expired`]).
     pub fn to_publish(&self, packet_id: Option<PacketId>, dup: bool, now: Instant) -> Publish {
         let message = &self.message;
         let mut properties = message.properties.clone();
-        properties.message_expiry_interval = message.expires_at.map(|at| {
-            let left = at.saturating_duration_since(now).as_secs();
-            u32::try_from(left).unwrap_or(u32::MAX)
-        });
+        properties.message_expiry_interval =
+            message.expires_at.map(|at| remaining_secs(at.saturating_duration_since(now)));
         properties.subscription_identifiers.clone_from(&self.subscription_ids);
         Publish {
             dup,
@@ -134,5 +133,66 @@ impl Delivery {
             properties,
             payload: message.payload.clone(),
         }
+    }
+}
+
+/// The Message Expiry Interval to forward for `left` of lifetime: whole seconds rounded up
+/// (MQTT-3.3.2-6), so 0.95 s left is sent as 1 and a 4 s message read 50 ms later as 4, never
+/// as 0 (a message with nothing left is expired and not sent at all).
+fn remaining_secs(left: Duration) -> u32 {
+    let secs = left.as_secs().saturating_add(u64::from(left.subsec_nanos() > 0));
+    u32::try_from(secs).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(expires_at: Option<Instant>) -> Delivery {
+        let message = Message {
+            topic: "t".into(),
+            payload: b"x".as_slice().into(),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: PublishProperties::default(),
+            expires_at,
+        };
+        Delivery::new(Rc::new(message), QoS::AtLeastOnce, false, Vec::new())
+    }
+
+    fn forwarded_expiry(delivery: &Delivery, now: Instant) -> Option<u32> {
+        delivery.to_publish(None, false, now).properties.message_expiry_interval
+    }
+
+    #[test]
+    fn remaining_expiry_is_rounded_up() {
+        // MQTT-3.3.2-6: 1 s read 50 ms later is still 1 s, not 0; 4 s read 1 ms later is 4.
+        let now = Instant::now();
+        let one = delivery(Some(now + Duration::from_secs(1)));
+        assert_eq!(forwarded_expiry(&one, now + Duration::from_millis(50)), Some(1));
+        assert_eq!(forwarded_expiry(&one, now + Duration::from_millis(999)), Some(1));
+        let four = delivery(Some(now + Duration::from_secs(4)));
+        assert_eq!(forwarded_expiry(&four, now), Some(4));
+        assert_eq!(forwarded_expiry(&four, now + Duration::from_millis(1)), Some(4));
+        assert_eq!(forwarded_expiry(&four, now + Duration::from_millis(1001)), Some(3));
+        assert_eq!(forwarded_expiry(&delivery(None), now), None);
+        // Nothing left: expired, and the senders skip it.
+        assert!(one.message.is_expired(now + Duration::from_secs(1)));
+        assert!(!one.message.is_expired(now + Duration::from_millis(999)));
+    }
+
+    #[test]
+    fn store_restored_delivery_is_rounded_up_too() {
+        let now = Instant::now();
+        let publish = delivery(None).to_stored_publish();
+        let restored = Delivery::from_stored(3, publish, Some(now + Duration::from_millis(2500)));
+        assert_eq!(forwarded_expiry(&restored, now), Some(3));
+    }
+
+    #[test]
+    fn remaining_secs_saturates() {
+        assert_eq!(remaining_secs(Duration::ZERO), 0);
+        assert_eq!(remaining_secs(Duration::from_nanos(1)), 1);
+        assert_eq!(remaining_secs(Duration::from_secs(u64::MAX)), u32::MAX);
     }
 }

@@ -17,6 +17,7 @@ mod disconnect;
 mod limits;
 mod log_limit;
 mod message;
+mod outgoing;
 mod publish;
 mod restore;
 mod retain;
@@ -47,6 +48,7 @@ pub use stats::{Gauges, Stats};
 use crate::codec::PubAck;
 use crate::store::{Commit, Failure, Store, StoredSessionId};
 use connection::Conn;
+use outgoing::Transmitted;
 use retain::RetainedStore;
 use session::Session;
 use timers::Timers;
@@ -250,13 +252,12 @@ impl Broker {
             Phase::AwaitConnect => {
                 log::info!("{conn:?}: invalid CONNECT: {error}; closing");
                 let reason = error.reason_code();
-                // MQTT-3.1.2-2: an unsupported level gets CONNACK 0x01 in the 3.1.1 format; a
-                // level above 5 is answered as 5.0 would (0x84, MQTT 5.0 §3.1.2.2). A v5
-                // CONNECT that failed gets its reason code (MQTT 5.0 §4.13.1).
+                // MQTT-3.1.2-2: an unsupported level gets CONNACK 0x01 in the 3.1.1 format,
+                // also a level above 5: a client of a future version cannot be assumed to read
+                // a 5.0 CONNACK, while the 4-byte 3.1.1 one is what Mosquitto sends and what
+                // every client understands. A v5 CONNECT that failed gets its reason code
+                // (MQTT 5.0 §4.13.1).
                 let reply_version = match (error, connect_version) {
-                    (DecodeError::UnsupportedProtocolVersion(level), _) if *level > 5 => {
-                        Some(ProtocolVersion::V5)
-                    }
                     (DecodeError::UnsupportedProtocolVersion(_), _) => Some(ProtocolVersion::V311),
                     (DecodeError::InvalidProtocolName, _) => None,
                     (_, Some(ProtocolVersion::V5)) => Some(ProtocolVersion::V5),
@@ -310,7 +311,9 @@ impl Broker {
             let Some(version) = state.version else { continue };
             match (&failure, ack.needs_store) {
                 (Some(error), true) => self.refuse_ack(ack, version, error, now, out),
-                _ => out.send(ack.conn, version, &ack.packet),
+                _ => {
+                    self.transmit(out, ack.conn, version, &ack.packet);
+                }
             }
         }
         pending.clear();
@@ -386,13 +389,13 @@ impl Broker {
             (Packet::Puback(a), ProtocolVersion::V5) => {
                 log::warn!("{client}: message not stored ({error}); PUBACK {reason:?}");
                 let refused = PubAck::with_reason(a.packet_id, reason);
-                out.send(ack.conn, version, &Packet::Puback(refused));
+                self.transmit(out, ack.conn, version, &Packet::Puback(refused));
             }
             (Packet::Pubrec(a), ProtocolVersion::V5) => {
                 log::warn!("{client}: message not stored ({error}); PUBREC {reason:?}");
                 self.forget_inbound_qos2(ack.conn, a.packet_id.get());
                 let refused = PubAck::with_reason(a.packet_id, reason);
-                out.send(ack.conn, version, &Packet::Pubrec(refused));
+                self.transmit(out, ack.conn, version, &Packet::Pubrec(refused));
             }
             _ => {
                 log::warn!(
@@ -453,7 +456,7 @@ impl Broker {
     fn send(&self, out: &mut dyn Outbox, conn: ConnId, packet: &Packet) {
         if let Some(version) = self.conn(conn).and_then(|c| c.version) {
             log::trace!("{conn:?} -> {}", packet.name());
-            out.send(conn, version, packet);
+            self.transmit(out, conn, version, packet);
         }
     }
 

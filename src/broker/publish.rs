@@ -56,8 +56,9 @@ impl Broker {
                 state.topic_aliases[slot] = Some(publish.topic.clone());
             }
         } else if publish.topic.is_empty() {
+            // The codec refuses this already (MQTT 5.0 §3.3.2.1: a Protocol Error).
             let what = "empty topic without alias";
-            return self.protocol_error(conn, ReasonCode::TopicNameInvalid, what, now, out);
+            return self.protocol_error(conn, ReasonCode::ProtocolError, what, now, out);
         }
 
         if publish.qos > self.limits.max_qos {
@@ -169,6 +170,7 @@ impl Broker {
         matches.sort_unstable_by_key(|e| e.session);
         for group in matches.chunk_by(|a, b| a.session == b.session) {
             if let Some(delivery) = aggregate(group, &message, publisher) {
+                self.route_outcome.matched = true;
                 self.deliver(group[0].session, delivery, now, out);
             }
         }
@@ -183,14 +185,22 @@ pub(super) struct RouteOutcome {
     pub stored: bool,
     /// A session's ring refused it (`overflow = "reject"`).
     pub rejected: bool,
+    /// At least one session was handed a delivery (subscriptions excluded by No Local do
+    /// not count).
+    pub matched: bool,
 }
 
-/// MQTT 5.0 publishers learn of a rejection (0x97); 3.1.1 ones cannot be told.
+/// MQTT 5.0 publishers learn of a rejection (0x97, which wins) and of a message no
+/// subscription matched (0x10 "No matching subscribers", MQTT 5.0 §3.4.2.1; not an error, the
+/// exchange completes). A retained message with no subscriber is 0x10 too, although it was
+/// stored: the code speaks of subscribers, and Mosquitto answers the same. 3.1.1 publishers
+/// cannot be told.
 fn ack_reason(outcome: &RouteOutcome, v5: bool) -> ReasonCode {
-    if outcome.rejected && v5 {
-        ReasonCode::QuotaExceeded
-    } else {
-        ReasonCode::Success
+    match (v5, outcome.rejected, outcome.matched) {
+        (false, _, _) => ReasonCode::Success,
+        (true, true, _) => ReasonCode::QuotaExceeded,
+        (true, false, false) => ReasonCode::NoMatchingSubscribers,
+        (true, false, true) => ReasonCode::Success,
     }
 }
 

@@ -990,3 +990,7 @@ fn slow_subscriber_that_caught_up_pauses_its_publishers_again() {
     assert_eq!(h.broker.stats().messages_dropped, 0);
     assert_eq!(h.drain(sub), again);
 }
+
+/// Issue 9 §3: acknowledgement states, expiry rounding, the client's Maximum Packet Size for
+/// every packet, and the reason codes clients expect.
+mod protocol;

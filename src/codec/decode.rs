@@ -151,7 +151,13 @@ fn check_first_byte(
         | T::Disconnect
         | T::Auth => 0,
     };
-    if flags != required_flags {
+    // MQTT 3.1 gave PUBREL, SUBSCRIBE and UNSUBSCRIBE a DUP flag (bit 3), and 3.1 clients set
+    // it on a re-sent one (0x6A, 0x8A, 0xAA). 3.1.1 made these bits reserved (MQTT-2.2.2-2),
+    // so only a protocol level 3 connection may set it; it is ignored.
+    let v31_dup = expect == Expect::Body(ProtocolVersion::V31)
+        && required_flags == 0b0010
+        && flags == required_flags | 0b1000;
+    if flags != required_flags && !v31_dup {
         return Err(DecodeError::InvalidFixedHeaderFlags { packet_type: nibble, flags });
     }
     Ok((packet_type, expect))
@@ -278,7 +284,7 @@ fn decode_connect(body: &[u8]) -> Result<Connect, DecodeError> {
         (b"MQIsdp", 3) => ProtocolVersion::V31,
         (b"MQTT", 4) => ProtocolVersion::V311,
         (b"MQTT", 5) => ProtocolVersion::V5,
-        // MQTT-3.1.2-2: answered with CONNACK 0x01 / 0x84.
+        // MQTT-3.1.2-2: answered with the 3.1.1 CONNACK 0x01 (also above level 5).
         (b"MQIsdp" | b"MQTT", other) => return Err(DecodeError::UnsupportedProtocolVersion(other)),
         _ => return Err(DecodeError::InvalidProtocolName), // MQTT-3.1.2-1
     };
@@ -413,9 +419,13 @@ fn decode_publish(
     };
     let properties =
         if version.is_v5() { props::decode_publish(&mut r, role)? } else { Default::default() };
-    // An empty topic name is allowed only with a Topic Alias (MQTT 5.0 §3.3.2.3.4).
+    // An empty topic name is allowed only with a Topic Alias (MQTT 5.0 §3.3.2.3.4); in 5.0
+    // its absence is a Protocol Error (§3.3.2.1), before 5.0 the name is invalid.
     if topic.is_empty() && properties.topic_alias.is_none() {
-        return Err(DecodeError::InvalidTopicName); // MQTT-4.7.3-1
+        return Err(match version {
+            ProtocolVersion::V5 => DecodeError::EmptyTopicName,
+            ProtocolVersion::V31 | ProtocolVersion::V311 => DecodeError::InvalidTopicName, // MQTT-4.7.3-1
+        });
     }
     Ok(Publish {
         dup,
@@ -489,6 +499,9 @@ fn decode_subscribe(body: &[u8], version: ProtocolVersion) -> Result<Subscribe, 
     while !r.is_empty() {
         let filter = r.utf8()?;
         let options = subscription_options(r.u8()?, version)?;
+        if filter.is_empty() {
+            return Err(DecodeError::EmptyTopicFilter); // MQTT-4.7.3-1
+        }
         if !is_valid_topic_filter(filter) {
             return Err(DecodeError::InvalidTopicFilter); // MQTT-4.7.1-1, -2, MQTT-4.7.3-1
         }
@@ -532,6 +545,9 @@ fn decode_unsubscribe(body: &[u8], version: ProtocolVersion) -> Result<Unsubscri
     let mut filters = Vec::new();
     while !r.is_empty() {
         let filter = r.utf8()?;
+        if filter.is_empty() {
+            return Err(DecodeError::EmptyTopicFilter); // MQTT-4.7.3-1
+        }
         if !is_valid_topic_filter(filter) {
             return Err(DecodeError::InvalidTopicFilter);
         }
@@ -726,6 +742,74 @@ mod tests {
             err(&[0x10, 0x80, 0x80, 0x80, 0x80], connecting()),
             DecodeError::MalformedRemainingLength
         );
+    }
+
+    #[test]
+    fn mqtt31_dup_flag_on_pubrel_subscribe_unsubscribe() {
+        let cases: &[&[u8]] = &[
+            &[0x6A, 0x02, 0x00, 0x07], // PUBREL with DUP (flags 1010), packet id 7
+            &[0x8A, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x01], // SUBSCRIBE with DUP, id 1, "a" QoS 1
+            &[0xAA, 0x05, 0x00, 0x01, 0x00, 0x01, b'a'],       // UNSUBSCRIBE with DUP, id 1, "a"
+        ];
+        for bytes in cases {
+            // Protocol level 3: the DUP bit of a re-sent packet is accepted and ignored; the
+            // packet is the one without it (flags 0010).
+            let mut plain = bytes.to_vec();
+            plain[0] &= !0x08;
+            assert_eq!(ok(bytes, server(V31)), ok(&plain, server(V31)), "{bytes:02X?}");
+            // 3.1.1 and 5.0 reserve the bits (MQTT-2.2.2-2).
+            for version in [V311, V5] {
+                assert_eq!(
+                    err(bytes, server(version)),
+                    DecodeError::InvalidFixedHeaderFlags {
+                        packet_type: bytes[0] >> 4,
+                        flags: bytes[0] & 0x0F
+                    },
+                    "{bytes:02X?} {version:?}"
+                );
+            }
+        }
+        // Only DUP on top of the required 0010: other bits stay invalid in 3.1 too.
+        for first in [0x6B, 0x68, 0x8E, 0xA0, 0xA3] {
+            assert_eq!(
+                err(&[first, 0x02, 0x00, 0x07], server(V31)),
+                DecodeError::InvalidFixedHeaderFlags {
+                    packet_type: first >> 4,
+                    flags: first & 0x0F
+                },
+                "{first:02X}"
+            );
+        }
+        // Other packet types get no DUP in 3.1 either (PUBACK 0x48, PINGREQ 0xC8).
+        assert!(matches!(
+            err(&[0x48, 0x02, 0x00, 0x07], server(V31)),
+            DecodeError::InvalidFixedHeaderFlags { .. }
+        ));
+    }
+
+    #[test]
+    fn empty_topic_name_and_filter_reason_codes() {
+        // 5.0 PUBLISH, topic "" and an empty property block: Protocol Error 0x82 (§3.3.2.1).
+        let e = err(&[0x30, 0x03, 0x00, 0x00, 0x00], server(V5));
+        assert_eq!(e, DecodeError::EmptyTopicName);
+        assert_eq!(e.reason_code(), ReasonCode::ProtocolError);
+        // SUBSCRIBE id 1, no properties, filter "" with QoS 0: Malformed Packet 0x81.
+        let e = err(&[0x82, 0x06, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00], server(V5));
+        assert_eq!(e, DecodeError::EmptyTopicFilter);
+        assert_eq!(e.reason_code(), ReasonCode::MalformedPacket);
+        // UNSUBSCRIBE id 1, no properties, filter "": Malformed Packet 0x81.
+        let e = err(&[0xA2, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00], server(V5));
+        assert_eq!(e, DecodeError::EmptyTopicFilter);
+        // 3.1.1 UNSUBSCRIBE id 1, filter "".
+        assert_eq!(
+            err(&[0xA2, 0x04, 0x00, 0x01, 0x00, 0x00], server(V311)),
+            DecodeError::EmptyTopicFilter
+        );
+        // A non-empty invalid filter keeps Topic Filter Invalid 0x8F.
+        // SUBSCRIBE id 1, no properties, filter "a+" with QoS 0.
+        let e = err(&[0x82, 0x08, 0x00, 0x01, 0x00, 0x00, 0x02, b'a', b'+', 0x00], server(V5));
+        assert_eq!(e, DecodeError::InvalidTopicFilter);
+        assert_eq!(e.reason_code(), ReasonCode::TopicFilterInvalid);
     }
 
     #[test]
@@ -1054,7 +1138,7 @@ mod tests {
             // Empty topic before 5.0.
             (&[0x30, 0x02, 0x00, 0x00], V311, DecodeError::InvalidTopicName),
             // Empty topic in 5.0 without a topic alias.
-            (&[0x30, 0x03, 0x00, 0x00, 0x00], V5, DecodeError::InvalidTopicName),
+            (&[0x30, 0x03, 0x00, 0x00, 0x00], V5, DecodeError::EmptyTopicName),
             // Wildcards in a topic name (MQTT-3.3.2-2).
             (&[0x30, 0x05, 0x00, 0x03, b'a', b'/', b'+'], V311, DecodeError::InvalidTopicName),
             (&[0x30, 0x04, 0x00, 0x01, b'#', 0x00], V5, DecodeError::InvalidTopicName),
@@ -1213,7 +1297,7 @@ mod tests {
                 &[0x82, 0x07, 0x00, 0x01, 0x00, 0x02, b'a', b'+', 0x00],
                 DecodeError::InvalidTopicFilter,
             ),
-            (&[0x82, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00], DecodeError::InvalidTopicFilter),
+            (&[0x82, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00], DecodeError::EmptyTopicFilter),
             // Filter without its options byte.
             (&[0x82, 0x05, 0x00, 0x01, 0x00, 0x01, b'a'], DecodeError::Truncated),
         ];

@@ -28,17 +28,23 @@ pub enum DecodeError {
     InvalidUtf8,
     /// CONNECT protocol name is neither `MQTT` nor `MQIsdp`, or does not match the level.
     InvalidProtocolName,
-    /// CONNECT protocol level we do not speak (answered with CONNACK 0x01 / 0x84).
+    /// CONNECT protocol level we do not speak (answered with the 3.1.1 CONNACK 0x01).
     UnsupportedProtocolVersion(u8),
     /// CONNECT flags: reserved bit set, will QoS/retain without will flag, will QoS 3,
     /// or password without user name in 3.1/3.1.1 (MQTT-3.1.2-3, -11, -13, -14, -22).
     /// Also CONNACK acknowledge flags: reserved bits set (MQTT-3.2.2-1), or session present
     /// with a non-zero return code (MQTT-3.2.2-4 / 5.0 MQTT-3.2.2-6).
     InvalidConnectFlags,
-    /// A topic name that is empty (without alias), has wildcards, or is too long.
+    /// A topic name that has wildcards or is too long, or an empty will topic.
     InvalidTopicName,
-    /// A topic filter that breaks the wildcard rules (MQTT-4.7.1-2, -3) or is empty.
+    /// A 5.0 PUBLISH with an empty topic name and no Topic Alias: a Protocol Error (MQTT 5.0
+    /// §3.3.2.1); before 5.0 an empty topic name is simply invalid (MQTT-4.7.3-1).
+    EmptyTopicName,
+    /// A topic filter that breaks the wildcard rules (MQTT-4.7.1-2, -3).
     InvalidTopicFilter,
+    /// An empty topic filter in SUBSCRIBE or UNSUBSCRIBE (MQTT-4.7.3-1): not a filter at all,
+    /// so the packet is malformed (what Mosquitto answers too).
+    EmptyTopicFilter,
     /// SUBSCRIBE or UNSUBSCRIBE with no topic filters (MQTT-3.8.3-3, MQTT-3.10.3-2), or a
     /// SUBACK / 5.0 UNSUBACK with no reason codes (one is owed per filter).
     EmptyTopicList,
@@ -83,7 +89,9 @@ impl DecodeError {
             DecodeError::UnsupportedProtocolVersion(_) => ReasonCode::UnsupportedProtocolVersion,
             DecodeError::InvalidConnectFlags => ReasonCode::MalformedPacket,
             DecodeError::InvalidTopicName => ReasonCode::TopicNameInvalid,
+            DecodeError::EmptyTopicName => ReasonCode::ProtocolError,
             DecodeError::InvalidTopicFilter => ReasonCode::TopicFilterInvalid,
+            DecodeError::EmptyTopicFilter => ReasonCode::MalformedPacket,
             DecodeError::EmptyTopicList => ReasonCode::ProtocolError,
             DecodeError::InvalidSubscriptionOptions => ReasonCode::MalformedPacket,
             DecodeError::UnknownProperty(_) => ReasonCode::MalformedPacket,

@@ -110,6 +110,49 @@ impl Packet {
             Packet::Auth(_) => "AUTH",
         }
     }
+
+    /// This packet without its Reason String and User Properties, or `None` if it carries
+    /// neither. A sender leaves them out when they would make the packet exceed the
+    /// receiver's Maximum Packet Size (MQTT-3.2.2-19, -20, MQTT-3.4.2-2, -3, MQTT-3.5.2-2, -3,
+    /// MQTT-3.6.2-2, -3, MQTT-3.7.2-2, -3, MQTT-3.9.2-1, -2, MQTT-3.11.2-1, -2, MQTT-3.14.2-3,
+    /// -4, MQTT-3.15.2-2, -3). The User Properties of a PUBLISH are application data and are
+    /// never dropped (MQTT-3.3.2-17); a client's packets have nothing to drop here either.
+    pub fn without_diagnostics(&self) -> Option<Packet> {
+        fn strip(reason_string: &mut Option<String>, user: &mut Vec<(String, String)>) -> bool {
+            let had = reason_string.is_some() || !user.is_empty();
+            *reason_string = None;
+            user.clear();
+            had
+        }
+        let mut packet = self.clone();
+        let stripped = match &mut packet {
+            Packet::Connack(p) => {
+                strip(&mut p.properties.reason_string, &mut p.properties.user_properties)
+            }
+            Packet::Puback(p) | Packet::Pubrec(p) | Packet::Pubrel(p) | Packet::Pubcomp(p) => {
+                strip(&mut p.properties.reason_string, &mut p.properties.user_properties)
+            }
+            Packet::Suback(p) => {
+                strip(&mut p.properties.reason_string, &mut p.properties.user_properties)
+            }
+            Packet::Unsuback(p) => {
+                strip(&mut p.properties.reason_string, &mut p.properties.user_properties)
+            }
+            Packet::Disconnect(p) => {
+                strip(&mut p.properties.reason_string, &mut p.properties.user_properties)
+            }
+            Packet::Auth(p) => {
+                strip(&mut p.properties.reason_string, &mut p.properties.user_properties)
+            }
+            Packet::Connect(_)
+            | Packet::Publish(_)
+            | Packet::Subscribe(_)
+            | Packet::Unsubscribe(_)
+            | Packet::Pingreq
+            | Packet::Pingresp => false,
+        };
+        stripped.then_some(packet)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -244,4 +287,79 @@ pub struct Disconnect {
 pub struct Auth {
     pub reason: ReasonCode,
     pub properties: AuthProperties,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{encoded_len, DisconnectProperties, PubackProperties, SubackProperties};
+
+    #[test]
+    fn without_diagnostics_drops_reason_string_and_user_properties_only() {
+        let id = PacketId::MIN;
+        let puback = Packet::Puback(PubAck {
+            packet_id: id,
+            reason: ReasonCode::NoMatchingSubscribers,
+            properties: PubackProperties {
+                reason_string: Some("no one listens".into()),
+                user_properties: vec![("k".into(), "v".into())],
+            },
+        });
+        let bare = puback.without_diagnostics();
+        // 0x40 PUBACK, remaining length 3: packet id 0x0001, reason 0x10 (property length 0
+        // may be left out, MQTT 5.0 §3.4.2.2).
+        assert_eq!(
+            bare,
+            Some(Packet::Puback(PubAck::with_reason(id, ReasonCode::NoMatchingSubscribers)))
+        );
+        assert_eq!(encoded_len(&puback, ProtocolVersion::V5), 30);
+        assert_eq!(encoded_len(&bare.unwrap_or(Packet::Pingresp), ProtocolVersion::V5), 5);
+
+        let suback = Packet::Suback(Suback {
+            packet_id: id,
+            reasons: vec![ReasonCode::Success],
+            properties: SubackProperties { reason_string: Some("x".into()), ..Default::default() },
+        });
+        let Some(Packet::Suback(bare)) = suback.without_diagnostics() else {
+            panic!("SUBACK reason string is optional")
+        };
+        assert_eq!(bare.properties, SubackProperties::default());
+        assert_eq!(bare.reasons, vec![ReasonCode::Success]);
+
+        let disconnect = Packet::Disconnect(Disconnect {
+            reason: ReasonCode::ServerShuttingDown,
+            properties: DisconnectProperties {
+                server_reference: Some("other".into()),
+                user_properties: vec![("k".into(), "v".into())],
+                ..Default::default()
+            },
+        });
+        let Some(Packet::Disconnect(bare)) = disconnect.without_diagnostics() else {
+            panic!("DISCONNECT user properties are optional")
+        };
+        // Server Reference is not a diagnostic: it stays.
+        assert_eq!(bare.properties.server_reference.as_deref(), Some("other"));
+        assert!(bare.properties.user_properties.is_empty());
+
+        // Nothing to drop: None.
+        assert_eq!(Packet::Pingresp.without_diagnostics(), None);
+        assert_eq!(Packet::Puback(PubAck::new(id)).without_diagnostics(), None);
+    }
+
+    #[test]
+    fn publish_user_properties_are_never_dropped() {
+        let publish = Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: "t".into(),
+            packet_id: None,
+            properties: PublishProperties {
+                user_properties: vec![("k".into(), "v".into())],
+                ..Default::default()
+            },
+            payload: b"x".as_slice().into(),
+        });
+        assert_eq!(publish.without_diagnostics(), None);
+    }
 }
