@@ -64,8 +64,12 @@ impl Message {
         }
     }
 
+    /// Its lifetime has passed. Strictly after the deadline: a message with Message Expiry
+    /// Interval 0 is still delivered to the subscribers online when it arrives (routing runs
+    /// with the same `now` it was received at, so onward delivery starts within its lifetime,
+    /// MQTT-3.3.2-5) and forwarded with 0; it is never queued for later or kept as retained.
     pub fn is_expired(&self, now: Instant) -> bool {
-        self.expires_at.is_some_and(|at| at <= now)
+        self.expires_at.is_some_and(|at| at < now)
     }
 
     /// Bytes this message holds, for retained-store accounting.
@@ -177,7 +181,7 @@ mod tests {
         assert_eq!(forwarded_expiry(&four, now + Duration::from_millis(1001)), Some(3));
         assert_eq!(forwarded_expiry(&delivery(None), now), None);
         // Nothing left: expired, and the senders skip it.
-        assert!(one.message.is_expired(now + Duration::from_secs(1)));
+        assert!(one.message.is_expired(now + Duration::from_secs(1) + Duration::from_nanos(1)));
         assert!(!one.message.is_expired(now + Duration::from_millis(999)));
     }
 
@@ -187,6 +191,15 @@ mod tests {
         let publish = delivery(None).to_stored_publish();
         let restored = Delivery::from_stored(3, publish, Some(now + Duration::from_millis(2500)));
         assert_eq!(forwarded_expiry(&restored, now), Some(3));
+    }
+
+    #[test]
+    fn expiry_zero_is_delivered_live_only() {
+        let now = Instant::now();
+        let zero = delivery(Some(now));
+        assert!(!zero.message.is_expired(now), "routed in the pass it arrived in");
+        assert_eq!(forwarded_expiry(&zero, now), Some(0));
+        assert!(zero.message.is_expired(now + Duration::from_millis(1)), "never later");
     }
 
     #[test]
