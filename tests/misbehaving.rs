@@ -48,9 +48,10 @@ struct HealthyPair {
     /// Sequence number of the next message; payloads carry it, so loss, duplication and
     /// reordering are caught across exchanges too.
     next_seq: u64,
-    /// Payload bytes per message (the sequence number padded with dots).
-    payload_size: usize,
 }
+
+/// Payload bytes of a healthy message: its sequence number, padded with dots.
+const HEALTHY_PAYLOAD: usize = 32;
 
 impl HealthyPair {
     fn connect(broker: &Broker, name: &str) -> HealthyPair {
@@ -67,7 +68,6 @@ impl HealthyPair {
             subscriber,
             keep_alive: Duration::from_secs(u64::from(secs)),
             next_seq: 0,
-            payload_size: 32,
         }
     }
 
@@ -78,13 +78,13 @@ impl HealthyPair {
     fn exchange(&mut self, n: usize, phase: &str) {
         let first = self.next_seq;
         self.next_seq += n as u64;
-        let (topic, size, keep_alive) = (self.topic.as_str(), self.payload_size, self.keep_alive);
+        let (topic, keep_alive) = (self.topic.as_str(), self.keep_alive);
         let (publisher, subscriber) = (&mut self.publisher, &mut self.subscriber);
         thread::scope(|scope| {
             let sending = scope.spawn(move || {
-                publish_all(publisher, topic, first, n, size, keep_alive, phase);
+                publish_all(publisher, topic, first, n, keep_alive, phase);
             });
-            receive_all(subscriber, topic, first, n, size, keep_alive, phase);
+            receive_all(subscriber, topic, first, n, keep_alive, phase);
             if let Err(panic) = sending.join() {
                 std::panic::resume_unwind(panic);
             }
@@ -92,12 +92,10 @@ impl HealthyPair {
     }
 }
 
-/// Payload of message `seq`: the number, then dots up to `size` bytes.
-fn payload(seq: u64, size: usize) -> Vec<u8> {
+/// Payload of healthy message `seq`.
+fn payload(seq: u64) -> Vec<u8> {
     let mut p = format!("{seq:08}").into_bytes();
-    if p.len() < size {
-        p.resize(size, b'.');
-    }
+    p.resize(HEALTHY_PAYLOAD.max(p.len()), b'.');
     p
 }
 
@@ -111,7 +109,6 @@ fn publish_all(
     topic: &str,
     first: u64,
     n: usize,
-    size: usize,
     keep_alive: Duration,
     phase: &str,
 ) {
@@ -121,7 +118,7 @@ fn publish_all(
     for i in 0..n {
         let id = c.next_id();
         ids.push(id);
-        batch.extend(Publish::new(topic, &payload(first + i as u64, size)).qos(1, id).build());
+        batch.extend(Publish::new(topic, &payload(first + i as u64)).qos(1, id).build());
         if batch.len() >= 64 * 1024 || i + 1 == n {
             if let Err(e) = c.try_send(&batch) {
                 panic!(
@@ -164,7 +161,6 @@ fn receive_all(
     topic: &str,
     first: u64,
     n: usize,
-    size: usize,
     keep_alive: Duration,
     phase: &str,
 ) {
@@ -178,7 +174,7 @@ fn receive_all(
         };
         assert_eq!(packet.kind(), kind::PUBLISH, "[{phase}] healthy subscriber: {packet}");
         let message = Publish::parse(&packet, false);
-        let expected = payload(first + i as u64, size);
+        let expected = payload(first + i as u64);
         assert!(
             message.topic == topic && message.payload == expected,
             "[{phase}] healthy subscriber: message {} of {n} should be #{} on {topic}, got #{} \
@@ -621,13 +617,13 @@ fn subscribe_unsubscribe_churn_leaves_nothing_behind() {
                 let mut burst = Vec::new();
                 for i in range.clone() {
                     let f = filter(i);
-                    let id = (i % 30_000) as u16 * 2 + 1;
+                    let id = u16::try_from(2 * i + 1).expect("ids fit");
                     burst.extend(packets::subscribe(id, &[(&f, 1)]));
                     burst.extend(packets::unsubscribe(id + 1, &[&f], false));
                 }
                 bad.send(&burst);
                 for i in range {
-                    let id = (i % 30_000) as u16 * 2 + 1;
+                    let id = u16::try_from(2 * i + 1).expect("ids fit");
                     let suback = Suback::parse(&bad.read_expected(kind::SUBACK), false);
                     assert_eq!((suback.packet_id, suback.codes.as_slice()), (id, &[1u8][..]));
                     let unsuback = Ack::parse(&bad.read_expected(kind::UNSUBACK), kind::UNSUBACK);
