@@ -17,7 +17,14 @@
 //! - `deep_filter_is_refused_and_the_broker_survives`: a filter's depth must be bounded
 //!   (`mqtt.max_topic_levels`) before the topic tree recurses into it.
 //!
-//! Nothing here measures time: deadlines scale with `EDGEMQ_TEST_TIMEOUT_SCALE`.
+//! Reference mode (`EDGEMQ_TEST_REFERENCE=mosquitto`): everything passes against Mosquitto,
+//! except what cannot be compared: `connections_that_never_finish_connect_are_closed` is
+//! skipped (no connect timeout setting), the flood tests skip their RSS check (Mosquitto
+//! buffers QoS 0 for a client that does not read without a bound by default), the deep filter
+//! test accepts Mosquitto closing the client instead of SUBACK 0x80, and the 128-subscription
+//! cap and the over-limit packets are edgemq's limits only.
+//!
+//! Nothing here is a timed assertion: deadlines scale with `EDGEMQ_TEST_TIMEOUT_SCALE`.
 
 mod common;
 
@@ -352,7 +359,8 @@ const FLOOD_MESSAGES: usize = 512; // 32 MiB
 /// it is done or stuck. Returns how many it wrote.
 fn flood(c: &mut TestClient, topic: &str, stop: &AtomicBool, settled: &AtomicBool) -> usize {
     let message = Publish::new(topic, &vec![b'f'; FLOOD_PAYLOAD]).build();
-    c.set_write_timeout(Some(scaled(Duration::from_millis(500))));
+    // Long enough that a merely busy broker is not taken for one that stopped reading.
+    c.set_write_timeout(Some(scaled(Duration::from_secs(1))));
     let mut written = 0;
     while written < FLOOD_MESSAGES && !stop.load(Ordering::SeqCst) {
         // A failed write may have sent part of a packet: never write again after one.
@@ -940,12 +948,12 @@ fn connections_that_never_finish_connect_are_closed() {
     slowloris.expect_closed();
     assert_rss_under(&mut broker, 24, "a hundred idle connections");
 
-    // Byte by byte but whole within the timeout (20 ms x about 20 bytes): accepted.
+    // Byte by byte but whole well within the timeout (5 ms x 26 bytes): accepted.
     let connect = Connect::v311("byte-by-byte").build();
     let mut patient = TestClient::connect_named(&broker, "byte-by-byte");
     for byte in &connect {
         patient.send(&[*byte]);
-        thread::sleep(Duration::from_millis(20));
+        thread::sleep(Duration::from_millis(5));
     }
     let connack = packets::Connack::parse(&patient.read_packet(), false);
     assert_eq!(connack.code, 0, "{connack:?}");
