@@ -405,6 +405,18 @@ impl Broker {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// The broker's resident set size in KiB (VmRSS from `/proc/<pid>/status`); `None` when
+    /// it is not running or runs under `EDGEMQ_TEST_RUNNER` (the RSS would be qemu's).
+    pub fn rss_kib(&self) -> Option<u64> {
+        if std::env::var("EDGEMQ_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty()) {
+            return None;
+        }
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.trim_start_matches("VmRSS:").trim().trim_end_matches("kB").trim().parse().ok()
+    }
+
     /// Kills the process with SIGKILL (no chance to flush anything) and waits for it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
