@@ -164,6 +164,11 @@ impl TopicTree {
                 true
             }
             None => {
+                // Most filters have one subscriber: room for exactly one at first (a first
+                // push would make room for four); later pushes grow by doubling as usual.
+                if subscribers.capacity() == 0 {
+                    subscribers.reserve_exact(1);
+                }
                 subscribers.push(entry);
                 self.subscription_count += 1;
                 false
@@ -240,22 +245,36 @@ impl TopicTree {
                     out.extend_from_slice(&self.nodes[hash as usize].subscribers);
                 }
             }
-            let exact = here.children.get(level);
             let plus = if wildcards { here.plus } else { None };
-            for child in [exact, plus].into_iter().flatten() {
-                match next {
-                    Some(at) => steps.push(Step { node: child, at }),
-                    None => {
-                        let child_node = &self.nodes[child as usize];
-                        out.extend_from_slice(&child_node.subscribers);
-                        if let Some(hash) = child_node.hash {
-                            out.extend_from_slice(&self.nodes[hash as usize].subscribers);
-                        }
-                    }
-                }
+            if let Some(exact) = here.children.get(level) {
+                self.visit(exact, next, &mut steps, out);
+            }
+            if let Some(plus) = plus {
+                self.visit(plus, next, &mut steps, out);
             }
         }
         self.steps = steps;
+    }
+
+    /// One matching child: its subtree is matched from byte `next` of the topic on, or, on the
+    /// topic's last level, its subscribers and those of its `#` child match.
+    fn visit(
+        &self,
+        child: NodeId,
+        next: Option<usize>,
+        steps: &mut Vec<Step>,
+        out: &mut Vec<SubscriberEntry>,
+    ) {
+        match next {
+            Some(at) => steps.push(Step { node: child, at }),
+            None => {
+                let child_node = &self.nodes[child as usize];
+                out.extend_from_slice(&child_node.subscribers);
+                if let Some(hash) = child_node.hash {
+                    out.extend_from_slice(&self.nodes[hash as usize].subscribers);
+                }
+            }
+        }
     }
 
     fn child(&self, node: NodeId, level: &str) -> Option<NodeId> {
@@ -451,6 +470,22 @@ mod tests {
             assert_eq!(tree.node_count(), 1);
             assert_eq!(tree.len(), 0);
         });
+    }
+
+    #[test]
+    fn matching_reuses_its_stack() {
+        let mut tree = TopicTree::new();
+        tree.subscribe("a/+/c/#", entry(1));
+        tree.subscribe("a/b/c/d", entry(2));
+        let mut out = Vec::with_capacity(8);
+        tree.matches("a/b/c/d", &mut out);
+        let stack = (tree.steps.as_ptr(), tree.steps.capacity());
+        for _ in 0..100 {
+            out.clear();
+            tree.matches("a/b/c/d", &mut out);
+        }
+        assert_eq!((tree.steps.as_ptr(), tree.steps.capacity()), stack);
+        assert_eq!(out.len(), 2);
     }
 
     #[test]

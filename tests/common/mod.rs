@@ -451,6 +451,26 @@ impl Broker {
         }
     }
 
+    /// The broker process's resident memory (`VmRSS` of /proc/PID/status) in KiB; `None` when
+    /// it would not be edgemq's own (behind `EDGEMQ_TEST_RUNNER`, e.g. qemu-user, the process is
+    /// the emulator; in reference mode it is Mosquitto) or it cannot be read.
+    pub fn rss_kib(&self) -> Option<u64> {
+        if self.target != Target::Edgemq || std::env::var_os("EDGEMQ_TEST_RUNNER").is_some() {
+            return None;
+        }
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Changes one config key for the next [`Broker::restart`] (a changed config across a
+    /// restart on the same data directory).
+    pub fn reconfigure(&mut self, section: &str, key: &str, value: impl Into<Value>) {
+        let builder = std::mem::take(&mut self.builder);
+        self.builder = builder.set(section, key, value);
+    }
+
     fn spawn(&mut self) {
         self.runs += 1;
         self.push_log(format!("===== broker run {} ({:?}) =====", self.runs, self.target));
