@@ -206,3 +206,16 @@ fn granted_reason(qos: QoS) -> ReasonCode {
         QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Abbreviated;
+
+    #[test]
+    fn long_topics_are_abbreviated_in_logs() {
+        assert_eq!(Abbreviated("a/b").to_string(), "\"a/b\"");
+        let long = "é".repeat(100); // two bytes a character: the cut must fall between them
+        let shown = Abbreviated(&long).to_string();
+        assert_eq!(shown, format!("{:?}... (200 bytes, 1 levels)", "é".repeat(64)));
+    }
+}

@@ -159,6 +159,16 @@ mod tests {
     }
 
     #[test]
+    fn level_counts() {
+        // (topic, levels): empty levels count (MQTT 4.7.1.1: `/finance` has two).
+        let table = [("a", 1), ("a/b/c", 3), ("/", 2), ("/finance", 2), ("a//b", 3), ("#", 1)];
+        for (topic, levels) in table {
+            assert_eq!(level_count(topic), levels, "{topic:?}");
+        }
+        assert_eq!(level_count(&"/".repeat(40_000)), 40_001);
+    }
+
+    #[test]
     fn invalid_inputs_do_not_panic() {
         for f in ["", "#/a", "a+", "//", "+#"] {
             for t in ["", "/", "a", "$", "#"] {
