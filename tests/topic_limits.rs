@@ -12,9 +12,12 @@
 //! - PUBLISH topic over `max_topic_levels`: close (3.1.1) / DISCONNECT 0x90 (5.0).
 //! - Will topic over it: close without CONNACK (3.1.1) / CONNACK 0x90 (5.0).
 //!
-//! Reference mode (Mosquitto 2.0.11): its limit (200 `/`) is fixed and it closes the
-//! connection on a deep SUBSCRIBE instead of answering SUBACK, so the tests that assert a SUBACK
-//! or set these keys are skipped; the 3.1.1 PUBLISH and will cases run against it.
+//! Reference mode (Mosquitto 2.0.11): its limit (200 `/`) is fixed, and on a deep SUBSCRIBE it
+//! closes the connection (5.0: DISCONNECT 0x81) instead of answering SUBACK, so the tests that
+//! assert a SUBACK or set these keys are skipped. A deep PUBLISH closes a 3.1.1 connection
+//! there too (5.0: DISCONNECT 0x82 where edgemq sends 0x90), and a deep will closes the
+//! connection without CONNACK for both versions (edgemq: CONNACK 0x90 for 5.0); the 3.1.1
+//! cases run against it.
 //!
 //! RSS assertions read /proc/PID/status of the broker and are skipped behind
 //! `EDGEMQ_TEST_RUNNER` (qemu-user: the process would be the emulator).
@@ -105,7 +108,7 @@ fn deep_filter_is_refused_0x8f_and_a_deep_publish_gets_disconnect_0x90_v5() {
 
 #[test]
 fn publish_at_the_level_limit_is_delivered_one_level_more_closes() {
-    if skip_in_reference("Mosquitto counts 200 `/`, so it accepts 201 levels") {
+    if skip_in_reference("sets mqtt.max_topic_levels (Mosquitto's limit is fixed: 200 `/`)") {
         return;
     }
     let broker = BrokerBuilder::new().mqtt("max_topic_levels", 5).start();
@@ -123,9 +126,27 @@ fn publish_at_the_level_limit_is_delivered_one_level_more_closes() {
 }
 
 #[test]
+fn deep_publish_without_any_subscription_closes_v311_as_in_mosquitto() {
+    let broker = Broker::start();
+    let pair = Pair::start(&broker);
+    let mut hostile = TestClient::v311(&broker, "hostile");
+    // 251 levels: over the default limit and over Mosquitto's (201).
+    let topic = "t/".repeat(250) + "x";
+    hostile.send(&Publish::new(&topic, b"deep").qos(1, 1).build());
+    hostile.expect_closed();
+    pair.still_works(b"after the deep publish");
+    if !skip_in_reference("Mosquitto answers a deep v5 PUBLISH with DISCONNECT 0x82, not 0x90") {
+        let mut hostile = TestClient::v5(&broker, "hostile-5");
+        hostile.send(&Publish::new(&topic, b"deep").v5().build());
+        hostile.expect_disconnect_v5(&[0x90]);
+    }
+    assert_broker_serves(&broker);
+}
+
+#[test]
 fn will_topic_over_the_level_limit_is_refused_at_connect() {
     let broker = Broker::start();
-    let deep_will = "w/".repeat(200) + "x"; // 201 levels
+    let deep_will = "w/".repeat(250) + "x"; // 251 levels: over Mosquitto's limit (201) too
     let mut v311 = TestClient::connect(&broker);
     v311.send(&Connect::v311("deep-will").will(packets::Will::new(&deep_will, b"x")).build());
     // 3.1.1 has no CONNACK return code for it: closed without one.
