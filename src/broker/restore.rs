@@ -59,6 +59,7 @@ impl Broker {
         }
 
         let mut wills_due_now = Vec::new();
+        let limits = self.limits.clone();
         for loaded in snapshot.sessions {
             let expiry = SessionExpiry::from_duration(loaded.expiry);
             let client_id: Rc<str> = Rc::from(loaded.client_id.as_str());
@@ -71,7 +72,6 @@ impl Broker {
             restored.sessions += 1;
             restored.queued_messages += self.store.usage(loaded.id).messages;
             let mut skipped = Vec::new();
-            let limits = self.limits.clone();
             for (filter, options, subscription_id) in loaded.subscriptions {
                 let Some(session) = self.session_mut(session_id) else { break };
                 if let Some((_, why)) = over_limits(&limits, session, &filter) {

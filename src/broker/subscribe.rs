@@ -7,7 +7,6 @@
 //! uses too, so a session never holds more than today's configuration allows.
 
 use std::fmt;
-
 use std::time::Instant;
 
 use super::limits::Limits;
