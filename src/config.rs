@@ -86,6 +86,10 @@ pub struct MqttConfig {
     pub max_sessions: usize,
     /// Subscriptions per session, 1..=1_000_000.
     pub max_subscriptions_per_session: usize,
+    /// Levels of a topic filter, topic name or will topic, 1..=65535.
+    pub max_topic_levels: usize,
+    /// Bytes of one session's topic filters together, 1KiB..=1GiB.
+    pub max_subscription_bytes: usize,
     /// Largest whole packet in either direction, 64..=268_435_455 bytes.
     pub max_packet_size: u32,
     /// Per-session outbound QoS 1/2 window and the v5 Receive Maximum we advertise, 1..=65535.
@@ -235,6 +239,8 @@ impl Default for MqttConfig {
             max_connections: 1024,
             max_sessions: 4096,
             max_subscriptions_per_session: 128,
+            max_topic_levels: 200,
+            max_subscription_bytes: 64 * 1024,
             max_packet_size: 1024 * 1024,
             max_inflight: 128,
             max_queued_messages: 1000,
@@ -345,6 +351,8 @@ fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), Co
     s.integer(&mut m.max_connections, "max_connections", 1, 1_000_000)?;
     s.integer(&mut m.max_sessions, "max_sessions", 1, 10_000_000)?;
     s.integer(&mut m.max_subscriptions_per_session, "max_subscriptions_per_session", 1, 1_000_000)?;
+    s.integer(&mut m.max_topic_levels, "max_topic_levels", 1, 65_535)?;
+    s.size(&mut m.max_subscription_bytes, "max_subscription_bytes", KIB, GIB)?;
     s.size(&mut m.max_packet_size, "max_packet_size", 64, u64::from(PROTOCOL_MAX_PACKET_SIZE))?;
     s.integer(&mut m.max_inflight, "max_inflight", 1, u16::MAX)?;
     s.integer(&mut m.max_queued_messages, "max_queued_messages", 0, 1_000_000)?;
@@ -1171,6 +1179,8 @@ mod tests {
             max_connections = 10
             max_sessions = 20
             max_subscriptions_per_session = 30
+            max_topic_levels = 31
+            max_subscription_bytes = "32KB"
             max_packet_size = "64KB"
             max_inflight = 40
             max_queued_messages = 50
@@ -1211,6 +1221,8 @@ mod tests {
                 max_connections: 10,
                 max_sessions: 20,
                 max_subscriptions_per_session: 30,
+                max_topic_levels: 31,
+                max_subscription_bytes: 32 * 1024,
                 max_packet_size: 65_536,
                 max_inflight: 40,
                 max_queued_messages: 50,
@@ -1295,6 +1307,16 @@ mod tests {
             key: "mqtt.max_subscriptions_per_session", extra: "",
             good: &["1", "1000000"],
             bad: &["0", "1000001"],
+        },
+        RangeCase {
+            key: "mqtt.max_topic_levels", extra: "",
+            good: &["1", "200", "65535"],
+            bad: &["0", "65536", r#""200""#],
+        },
+        RangeCase {
+            key: "mqtt.max_subscription_bytes", extra: "",
+            good: &["1024", r#""64KB""#, r#""1GB""#],
+            bad: &["1023", r#""1025MB""#, "-1"],
         },
         RangeCase {
             key: "mqtt.max_packet_size", extra: r#"tx_buffer_limit = "1GB""#,

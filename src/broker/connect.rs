@@ -8,7 +8,8 @@ use super::connection::Phase;
 use super::session::{Session, SessionExpiry, SessionId, StoredQueue};
 use super::{Broker, ConnId, Outbox};
 use crate::codec::{
-    Connack, ConnackProperties, Connect, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode,
+    topic, Connack, ConnackProperties, Connect, Disconnect, Packet, ProtocolVersion, QoS,
+    ReasonCode,
 };
 use crate::store::{SessionRow, StoredSessionId};
 
@@ -80,6 +81,18 @@ impl Broker {
             if will.retain && !self.limits.retain_available {
                 return self.refuse(conn, ReasonCode::RetainNotSupported, now, out);
                 // MQTT-3.2.2-13
+            }
+            let levels = topic::level_count(&will.topic);
+            if levels > self.limits.max_topic_levels {
+                // `mqtt.max_topic_levels`, checked now rather than when the will is published.
+                // 5.0: CONNACK 0x90 "Topic Name invalid". 3.1.1 has no return code for it (0x03
+                // "Server unavailable" would invite the same CONNECT again), so the connection
+                // is closed without CONNACK, as for a malformed CONNECT and as Mosquitto does.
+                log::info!("{conn:?}: will topic of {levels} levels above max_topic_levels");
+                if version == ProtocolVersion::V5 {
+                    return self.refuse(conn, ReasonCode::TopicNameInvalid, now, out);
+                }
+                return self.close_conn(conn, now, out);
             }
         }
 

@@ -15,6 +15,10 @@ pub struct Limits {
     /// Sessions held at once, online and offline (more get CONNACK "quota exceeded").
     pub max_sessions: usize,
     pub max_subscriptions_per_session: usize,
+    /// Levels a topic filter, topic name or will topic may have.
+    pub max_topic_levels: usize,
+    /// Bytes of one session's topic filters together.
+    pub max_subscription_bytes: usize,
     /// Largest packet accepted from clients, fixed header included.
     pub max_packet_size: u32,
     /// Outbound QoS 1/2 window per session, and the Receive Maximum we advertise.
@@ -59,6 +63,8 @@ impl Default for Limits {
             max_connections: 1024,
             max_sessions: 4096,
             max_subscriptions_per_session: 128,
+            max_topic_levels: 200,
+            max_subscription_bytes: 64 * 1024,
             max_packet_size: 1024 * 1024,
             max_inflight: 32,
             max_queued_messages: 1000,
@@ -92,6 +98,8 @@ impl From<&crate::config::Config> for Limits {
             max_connections: mqtt.max_connections,
             max_sessions: mqtt.max_sessions,
             max_subscriptions_per_session: mqtt.max_subscriptions_per_session,
+            max_topic_levels: mqtt.max_topic_levels,
+            max_subscription_bytes: mqtt.max_subscription_bytes,
             max_packet_size: mqtt.max_packet_size,
             max_inflight: mqtt.max_inflight,
             max_queued_messages: mqtt.max_queued_messages,

@@ -10,7 +10,7 @@ use super::retain::RetainOutcome;
 use super::session::SessionId;
 use super::topic_tree::SubscriberEntry;
 use super::{Broker, ConnId, Outbox};
-use crate::codec::{Packet, ProtocolVersion, PubAck, Publish, QoS, ReasonCode};
+use crate::codec::{topic, Packet, ProtocolVersion, PubAck, Publish, QoS, ReasonCode};
 
 impl Broker {
     pub(super) fn handle_publish(
@@ -59,6 +59,15 @@ impl Broker {
             // The codec refuses this already (MQTT 5.0 §3.3.2.1: a Protocol Error).
             let what = "empty topic without alias";
             return self.protocol_error(conn, ReasonCode::ProtocolError, what, now, out);
+        }
+        let levels = topic::level_count(&publish.topic);
+        if levels > self.limits.max_topic_levels {
+            // `mqtt.max_topic_levels`. 3.1.1 has no negative PUBACK, and a QoS 0 message has no
+            // acknowledgement at all, so the connection ends for every version and QoS, as in
+            // Mosquitto (TOPIC_HIERARCHY_LIMIT); a v5 client learns why: 0x90 "Topic Name
+            // invalid", which MQTT 5.0 §3.14.2.1 defines as well formed but not accepted.
+            let what = format!("PUBLISH topic of {levels} levels above max_topic_levels");
+            return self.protocol_error(conn, ReasonCode::TopicNameInvalid, &what, now, out);
         }
 
         if publish.qos > self.limits.max_qos {

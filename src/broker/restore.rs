@@ -2,12 +2,18 @@
 //! subscriptions, queues, inflight PUBRELs and inbound QoS 2 ids, and retained messages.
 //! Sessions that were online when the broker stopped are treated as disconnected at restart:
 //! their wills follow the normal rules and their expiry starts counting.
+//!
+//! Stored state obeys today's limits, not the ones it was written under: a subscription over
+//! `max_topic_levels`, `max_subscriptions_per_session` or `max_subscription_bytes` (written by
+//! an older version or under a larger setting) is dropped from the session and the store with
+//! one warning per session, never loaded into the tree.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::message::{Delivery, Message};
-use super::session::{packet_id_for_seq, Inflight, OutboundState, SessionExpiry};
+use super::session::{packet_id_for_seq, Inflight, OutboundState, SessionExpiry, Subscription};
+use super::subscribe::{over_limits, Abbreviated};
 use super::{Broker, ConnId, Outbox};
 use crate::codec::{Packet, ProtocolVersion, QoS};
 use crate::store::Snapshot;
@@ -33,6 +39,8 @@ pub struct Restored {
     pub retained: usize,
     /// Sessions left in the store because `max_sessions` is smaller than what it holds.
     pub skipped_sessions: usize,
+    /// Stored subscriptions dropped because they break today's limits.
+    pub skipped_subscriptions: usize,
 }
 
 impl Broker {
@@ -51,6 +59,7 @@ impl Broker {
         }
 
         let mut wills_due_now = Vec::new();
+        let limits = self.limits.clone();
         for loaded in snapshot.sessions {
             let expiry = SessionExpiry::from_duration(loaded.expiry);
             let client_id: Rc<str> = Rc::from(loaded.client_id.as_str());
@@ -62,16 +71,41 @@ impl Broker {
             self.bind_store_id(session_id, loaded.id);
             restored.sessions += 1;
             restored.queued_messages += self.store.usage(loaded.id).messages;
-            for (filter, options, subscription_id) in &loaded.subscriptions {
+            let mut skipped = Vec::new();
+            for (filter, options, subscription_id) in loaded.subscriptions {
+                let Some(session) = self.session_mut(session_id) else { break };
+                if let Some((_, why)) = over_limits(&limits, session, &filter) {
+                    skipped.push((filter, why));
+                    continue;
+                }
+                if session
+                    .subscriptions
+                    .insert(filter.clone(), Subscription { options, subscription_id })
+                    .is_none()
+                {
+                    session.subscription_bytes += filter.len();
+                }
                 self.tree.subscribe(
-                    filter,
+                    &filter,
                     super::topic_tree::SubscriberEntry {
                         session: session_id,
-                        options: *options,
-                        subscription_id: *subscription_id,
+                        options,
+                        subscription_id,
                     },
                 );
                 restored.subscriptions += 1;
+            }
+            if let Some((first, why)) = skipped.first() {
+                log::warn!(
+                    "client {client_id:?}: {} stored subscription(s) over today's limits dropped \
+                     (first: {} over {why})",
+                    skipped.len(),
+                    Abbreviated(first)
+                );
+                restored.skipped_subscriptions += skipped.len();
+                for (filter, _) in &skipped {
+                    self.store.delete_subscription(loaded.id, filter);
+                }
             }
             // Rows sent before the stop (and not acknowledged) go back in flight, in order,
             // to be re-sent with DUP=1 and their original packet ids on reconnect.
@@ -110,10 +144,6 @@ impl Broker {
 
             let Some(session) = self.session_mut(session_id) else { continue };
             session.inflight = inflight.into();
-            for (filter, options, subscription_id) in loaded.subscriptions {
-                let subscription = super::session::Subscription { options, subscription_id };
-                session.subscriptions.insert(filter, subscription);
-            }
             session.inbound_qos2 = loaded.inbound_qos2.into_iter().collect();
             session.dropped = loaded.dropped;
             if let Some(stored) = session.stored.as_mut() {

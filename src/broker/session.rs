@@ -3,7 +3,8 @@
 //!
 //! Owns only plain data (no sockets, no clock reads, no SQL), so a session can be written to
 //! and restored from the store. Every collection is bounded by a limit checked by the caller
-//! or here (`max_inflight`, `max_queued_messages`, `max_subscriptions_per_session`).
+//! or here (`max_inflight`, `max_queued_messages`, `max_subscriptions_per_session`,
+//! `max_subscription_bytes`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroU16;
@@ -157,6 +158,8 @@ pub struct Session {
     pub conn: Option<ConnId>,
     pub expiry: SessionExpiry,
     pub subscriptions: HashMap<String, Subscription>,
+    /// Bytes of the filters in `subscriptions` (bounded by `max_subscription_bytes`).
+    pub subscription_bytes: usize,
     /// Outbound QoS 1/2 messages sent and not completed, oldest first.
     pub inflight: VecDeque<Inflight>,
     /// Outbound messages waiting for a free inflight slot (or for the client to come back).
@@ -188,6 +191,7 @@ impl Session {
             conn: None,
             expiry,
             subscriptions: HashMap::new(),
+            subscription_bytes: 0,
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
             inbound_qos2: HashSet::new(),

@@ -1,15 +1,21 @@
 //! SUBSCRIBE and UNSUBSCRIBE (MQTT 3.1.1 §3.8-3.11, MQTT 5.0 §3.8-3.11): granting QoS,
 //! replacing existing subscriptions, per-session limits, and retained messages on subscribe
 //! per Retain Handling.
+//!
+//! The per-session limits (`max_subscriptions_per_session`, `max_subscription_bytes`) and the
+//! per-filter one (`max_topic_levels`) are checked in one place, [`over_limits`], which restore
+//! uses too, so a session never holds more than today's configuration allows.
 
+use std::fmt;
 use std::time::Instant;
 
+use super::limits::Limits;
 use super::message::Delivery;
-use super::session::Subscription;
+use super::session::{Session, Subscription};
 use super::topic_tree::SubscriberEntry;
 use super::{Broker, ConnId, Outbox};
 use crate::codec::{
-    Packet, ProtocolVersion, QoS, ReasonCode, RetainHandling, Suback, Subscribe, Unsuback,
+    topic, Packet, ProtocolVersion, QoS, ReasonCode, RetainHandling, Suback, Subscribe, Unsuback,
     Unsubscribe,
 };
 
@@ -43,28 +49,30 @@ impl Broker {
             };
             let exists = session.subscriptions.contains_key(&filter);
             let refusal = if filter.starts_with("$share/") {
-                Some(ReasonCode::SharedSubscriptionsNotSupported)
+                Some((ReasonCode::SharedSubscriptionsNotSupported, "shared subscription"))
             } else if has_wildcard && !limits.wildcard_subscription_available {
-                Some(ReasonCode::WildcardSubscriptionsNotSupported)
-            } else if !exists && session.subscriptions.len() >= limits.max_subscriptions_per_session
-            {
-                Some(ReasonCode::QuotaExceeded)
+                Some((ReasonCode::WildcardSubscriptionsNotSupported, "wildcard"))
             } else {
-                None
+                over_limits(&limits, session, &filter)
             };
-            if let Some(reason) = refusal {
+            if let Some((reason, why)) = refusal {
                 log::info!(
-                    "client {:?}: subscription to {filter:?} refused: {reason:?}",
-                    session.client_id
+                    "client {:?}: subscription to {} refused ({why}): {reason:?}",
+                    session.client_id,
+                    Abbreviated(&filter)
                 );
                 reasons.push(reason);
                 continue;
             }
             options.qos = options.qos.min(limits.max_qos);
+            if !exists {
+                session.subscription_bytes += filter.len();
+            }
             session.subscriptions.insert(filter.clone(), Subscription { options, subscription_id });
             log::debug!(
-                "client {:?} subscribed to {filter:?} at QoS {}",
+                "client {:?} subscribed to {} at QoS {}",
                 session.client_id,
+                Abbreviated(&filter),
                 options.qos.bits()
             );
             let stored = session.stored;
@@ -117,6 +125,10 @@ impl Broker {
                 return;
             };
             let existed = session.subscriptions.remove(filter).is_some();
+            if existed {
+                session.subscription_bytes =
+                    session.subscription_bytes.saturating_sub(filter.len());
+            }
             let stored = session.stored;
             if existed {
                 self.tree.unsubscribe(filter, session_id);
@@ -136,10 +148,73 @@ impl Broker {
     }
 }
 
+/// Why `session` may not add `filter` (or keep it, at restore) under `limits`: the reason code
+/// for the SUBACK and the limit's name for the log. Replacing a filter the session already
+/// holds costs no extra subscription or byte (MQTT-3.8.4-3: it replaces the old one).
+pub(super) fn over_limits(
+    limits: &Limits,
+    session: &Session,
+    filter: &str,
+) -> Option<(ReasonCode, &'static str)> {
+    if topic::level_count(filter) > limits.max_topic_levels {
+        // 0x8F "Topic Filter invalid" (MQTT 5.0 §3.9.3: correctly formed, but not allowed for
+        // this client) rather than 0x97 "Quota exceeded": the depth belongs to the filter
+        // itself, so the same filter is refused again however many others the client drops.
+        // 3.1.1 has only 0x80.
+        return Some((ReasonCode::TopicFilterInvalid, "max_topic_levels"));
+    }
+    if session.subscriptions.contains_key(filter) {
+        return None;
+    }
+    if session.subscriptions.len() >= limits.max_subscriptions_per_session {
+        return Some((ReasonCode::QuotaExceeded, "max_subscriptions_per_session"));
+    }
+    if session.subscription_bytes.saturating_add(filter.len()) > limits.max_subscription_bytes {
+        // A quota like the count above: dropping other filters makes room.
+        return Some((ReasonCode::QuotaExceeded, "max_subscription_bytes"));
+    }
+    None
+}
+
+/// A topic for a log line: at most 64 characters of it and its length, so a 64 KB filter
+/// does not become a 64 KB log line.
+pub(super) struct Abbreviated<'a>(pub &'a str);
+
+impl fmt::Display for Abbreviated<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 64;
+        match self.0.char_indices().nth(SHOWN) {
+            None => write!(f, "{:?}", self.0),
+            Some((cut, _)) => {
+                let head = self.0.get(..cut).unwrap_or_default();
+                write!(
+                    f,
+                    "{head:?}... ({} bytes, {} levels)",
+                    self.0.len(),
+                    topic::level_count(self.0)
+                )
+            }
+        }
+    }
+}
+
 fn granted_reason(qos: QoS) -> ReasonCode {
     match qos {
         QoS::AtMostOnce => ReasonCode::Success,
         QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
         QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Abbreviated;
+
+    #[test]
+    fn long_topics_are_abbreviated_in_logs() {
+        assert_eq!(Abbreviated("a/b").to_string(), "\"a/b\"");
+        let long = "é".repeat(100); // two bytes a character: the cut must fall between them
+        let shown = Abbreviated(&long).to_string();
+        assert_eq!(shown, format!("{:?}... (200 bytes, 1 levels)", "é".repeat(64)));
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::codec::{
     Connack, Connect, ConnectProperties, PacketId, PubAck, Publish, PublishProperties, QoS,
-    Subscribe, SubscribeProperties, SubscriptionOptions, Will,
+    Subscribe, SubscribeProperties, SubscriptionOptions, Unsubscribe, Will,
 };
 use crate::test_support::TempDir;
 
@@ -448,6 +448,150 @@ fn session_and_connection_limits_refuse_with_connack() {
     h.connect(ProtocolVersion::V311, "a", true);
     let (_, c) = h.connect(ProtocolVersion::V311, "b", true);
     assert_eq!(c.reason, ReasonCode::ServerUnavailable);
+}
+
+/// One SUBSCRIBE of `filters` at QoS 1; the SUBACK's reason codes.
+fn suback_reasons(h: &mut Harness, conn: ConnId, filters: &[&str]) -> Vec<ReasonCode> {
+    let options = SubscriptionOptions { qos: QoS::AtLeastOnce, ..Default::default() };
+    let subscribe = Subscribe {
+        packet_id: pid(7),
+        filters: filters.iter().map(|f| (f.to_string(), options)).collect(),
+        properties: SubscribeProperties::default(),
+    };
+    h.handle(conn, Packet::Subscribe(subscribe));
+    match h.out.take(conn).first() {
+        Some(Packet::Suback(suback)) => suback.reasons.clone(),
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+}
+
+fn topic_limits() -> Limits {
+    Limits { max_topic_levels: 3, max_subscription_bytes: 20, ..Default::default() }
+}
+
+#[test]
+fn subscribe_refuses_filters_over_the_level_and_byte_limits_and_handles_the_rest() {
+    let mut h = Harness::new(topic_limits());
+    let (c, _) = h.connect(ProtocolVersion::V5, "c", true);
+    let granted = ReasonCode::GrantedQoS1;
+    let reasons = suback_reasons(
+        &mut h,
+        c,
+        &["a/b/c/d", "a/b/c", "0123456789abcd", "xy", "a/b/c", "//", "///"],
+    );
+    // 4 levels: refused; 5 + 14 bytes fit in 20; 2 more do not; replacing "a/b/c" costs
+    // nothing; "//" (3 empty levels) does not fit either; "///" has 4 levels.
+    use ReasonCode::{QuotaExceeded, TopicFilterInvalid};
+    assert_eq!(
+        reasons,
+        vec![
+            TopicFilterInvalid,
+            granted,
+            granted,
+            QuotaExceeded,
+            granted,
+            QuotaExceeded,
+            TopicFilterInvalid
+        ]
+    );
+    let unsubscribe = Unsubscribe {
+        packet_id: pid(8),
+        filters: vec!["0123456789abcd".into()],
+        properties: Default::default(),
+    };
+    h.handle(c, Packet::Unsubscribe(unsubscribe));
+    h.out.take(c);
+    assert_eq!(suback_reasons(&mut h, c, &["xy", "//"]), vec![granted, granted]);
+    // The granted filters route; nothing was added to the tree for the refused ones.
+    let (p, _) = h.connect(ProtocolVersion::V5, "p", true);
+    h.handle(p, Packet::Publish(publish("a/b/c", b"1", QoS::AtMostOnce, None)));
+    h.handle(p, Packet::Publish(publish("//", b"2", QoS::AtMostOnce, None)));
+    assert_eq!(publishes(&h.out.take(c)).len(), 2);
+    assert_eq!(h.broker.tree.len(), 3);
+}
+
+#[test]
+fn publish_over_the_level_limit_disconnects_5_with_0x90_and_closes_3_1_1() {
+    let mut h = Harness::new(topic_limits());
+    let (watcher, _) = h.connect(ProtocolVersion::V5, "w", true);
+    h.subscribe(watcher, "#", QoS::AtLeastOnce);
+    let (v5, _) = h.connect(ProtocolVersion::V5, "v5", true);
+    h.handle(v5, Packet::Publish(publish("a/b/c", b"ok", QoS::AtLeastOnce, Some(1))));
+    assert!(matches!(h.out.take(v5).as_slice(), [Packet::Puback(_)]));
+    h.handle(v5, Packet::Publish(publish("a/b/c/d", b"deep", QoS::AtLeastOnce, Some(2))));
+    match h.out.take(v5).as_slice() {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason, ReasonCode::TopicNameInvalid),
+        other => panic!("expected DISCONNECT 0x90, got {other:?}"),
+    }
+    assert!(h.out.closed.contains(&v5));
+    let (v3, _) = h.connect(ProtocolVersion::V311, "v3", true);
+    h.handle(v3, Packet::Publish(publish("a/b/c/d", b"deep", QoS::AtMostOnce, None)));
+    assert!(h.out.take(v3).is_empty(), "3.1.1 has no packet for it");
+    assert!(h.out.closed.contains(&v3));
+    let got = h.out.take(watcher);
+    let topics: Vec<&str> = publishes(&got).iter().map(|p| &*p.topic).collect();
+    assert_eq!(topics, vec!["a/b/c"]);
+}
+
+#[test]
+fn will_topic_over_the_level_limit_is_refused_at_connect() {
+    let mut h = Harness::new(topic_limits());
+    let mut c = connect_packet(ProtocolVersion::V5, "a", true);
+    c.will = Some(will("a/b/c/d", None));
+    let (a, connack) = h.connect_with(c);
+    assert_eq!(connack.reason, ReasonCode::TopicNameInvalid);
+    assert!(h.out.closed.contains(&a));
+
+    let mut c = connect_packet(ProtocolVersion::V311, "b", true);
+    c.will = Some(will("a/b/c/d", None));
+    let b = h.accept();
+    h.handle(b, Packet::Connect(Box::new(c)));
+    assert!(h.out.take(b).is_empty(), "no 3.1.1 CONNACK code says it");
+    assert!(h.out.closed.contains(&b));
+
+    let mut c = connect_packet(ProtocolVersion::V311, "c", true);
+    c.will = Some(will("a/b/c", None));
+    assert_eq!(h.connect_with(c).1.reason, ReasonCode::Success);
+}
+
+#[test]
+fn restore_drops_stored_subscriptions_over_todays_limits_from_the_session_and_the_store() {
+    let dir = TempDir::new("restore-limits");
+    let open = |limits: Limits| {
+        let mut store =
+            crate::store::Store::open(dir.path(), disk_config(|_| {})).expect("store opens");
+        let snapshot = store.load().expect("store loads");
+        let mut broker = Broker::new(limits, store);
+        let restored = broker.restore(snapshot, Instant::now());
+        let h = Harness { broker, out: Recorder::default(), now: Instant::now(), next_conn: 100 };
+        (h, restored)
+    };
+    {
+        let (mut h, _) = open(Limits::default());
+        let (c, _) = h.connect(ProtocolVersion::V311, "old", false);
+        for filter in ["a/b/c/d", "a/b", "0123456789abcdef", "xyz", "q"] {
+            h.subscribe(c, filter, QoS::AtLeastOnce);
+        }
+    }
+    // Today: 3 levels, 20 bytes, 3 subscriptions.
+    let limits = Limits { max_subscriptions_per_session: 3, ..topic_limits() };
+    let (mut h, restored) = open(limits);
+    assert_eq!((restored.subscriptions, restored.skipped_subscriptions), (3, 2));
+    let session = h.broker.session_by_client.get("old").copied().expect("session restored");
+    let held = &h.broker.session(session).expect("session").subscriptions;
+    let mut filters: Vec<&str> = held.keys().map(String::as_str).collect();
+    filters.sort_unstable();
+    // "a/b/c/d" has 4 levels; "xyz" passes 20 bytes after "a/b" and the 16-byte filter; "q" fits.
+    assert_eq!(filters, vec!["0123456789abcdef", "a/b", "q"]);
+    assert_eq!(h.broker.session(session).map(|s| s.subscription_bytes), Some(20));
+    assert_eq!(h.broker.tree.len(), 3);
+    let (p, _) = h.connect(ProtocolVersion::V311, "p", true);
+    h.handle(p, Packet::Publish(publish("a/b/c/d", b"x", QoS::AtMostOnce, None)));
+    assert!(h.out.closed.contains(&p));
+    drop(h);
+    // The dropped ones are gone from the store too: a larger limit does not bring them back.
+    let (_, restored) = open(Limits::default());
+    assert_eq!((restored.subscriptions, restored.skipped_subscriptions), (3, 0));
 }
 
 fn ring_config(overflow: crate::config::Overflow) -> crate::config::SqliteConfig {

@@ -32,6 +32,12 @@ pub fn is_valid_topic_filter(filter: &str) -> bool {
     true
 }
 
+/// Levels of a topic name or filter: one more than its `/` separators (MQTT 4.7.1.1; empty
+/// levels count, so `/` has two). What `mqtt.max_topic_levels` bounds.
+pub fn level_count(topic: &str) -> usize {
+    topic.bytes().filter(|&b| b == b'/').count() + 1
+}
+
 /// Whether `topic` (a valid name) matches `filter` (a valid filter), including the rules that
 /// `a/#` matches `a` (MQTT 5.0 §4.7.1.2) and a leading wildcard does not match a `$` topic
 /// (MQTT-4.7.2-1). `+` matches one level, which may be empty (`+/x` matches `/x`).
@@ -150,6 +156,16 @@ mod tests {
         for (filter, topic, expected) in table {
             assert_eq!(matches(filter, topic), expected, "{filter:?} vs {topic:?}");
         }
+    }
+
+    #[test]
+    fn level_counts() {
+        // (topic, levels): empty levels count (MQTT 4.7.1.1: `/finance` has two).
+        let table = [("a", 1), ("a/b/c", 3), ("/", 2), ("/finance", 2), ("a//b", 3), ("#", 1)];
+        for (topic, levels) in table {
+            assert_eq!(level_count(topic), levels, "{topic:?}");
+        }
+        assert_eq!(level_count(&"/".repeat(40_000)), 40_001);
     }
 
     #[test]

@@ -405,18 +405,6 @@ impl Broker {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
-    /// The broker's resident set size in KiB (VmRSS from `/proc/<pid>/status`); `None` when
-    /// it is not running or runs under `EDGEMQ_TEST_RUNNER` (the RSS would be qemu's).
-    pub fn rss_kib(&self) -> Option<u64> {
-        if std::env::var("EDGEMQ_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty()) {
-            return None;
-        }
-        let pid = self.child.as_ref()?.id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        line.trim_start_matches("VmRSS:").trim().trim_end_matches("kB").trim().parse().ok()
-    }
-
     /// Kills the process with SIGKILL (no chance to flush anything) and waits for it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -461,6 +449,26 @@ impl Broker {
             Some(child) => child.try_wait().map(|s| s.is_none()).unwrap_or(false),
             None => false,
         }
+    }
+
+    /// The broker process's resident memory (`VmRSS` of /proc/PID/status) in KiB; `None` when
+    /// it would not be edgemq's own (behind `EDGEMQ_TEST_RUNNER`, e.g. qemu-user, the process is
+    /// the emulator; in reference mode it is Mosquitto) or it cannot be read.
+    pub fn rss_kib(&self) -> Option<u64> {
+        if self.target != Target::Edgemq || std::env::var_os("EDGEMQ_TEST_RUNNER").is_some() {
+            return None;
+        }
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Changes one config key for the next [`Broker::restart`] (a changed config across a
+    /// restart on the same data directory).
+    pub fn reconfigure(&mut self, section: &str, key: &str, value: impl Into<Value>) {
+        let builder = std::mem::take(&mut self.builder);
+        self.builder = builder.set(section, key, value);
     }
 
     fn spawn(&mut self) {
