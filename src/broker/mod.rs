@@ -15,7 +15,7 @@ mod connection;
 mod deliver;
 mod disconnect;
 mod limits;
-mod log_limit;
+mod logging;
 mod message;
 mod outgoing;
 mod publish;
@@ -99,7 +99,7 @@ pub struct Broker {
     by_store_id: HashMap<StoredSessionId, SessionId>,
     /// What routing the current publish did (read by the publish handler for its ack).
     route_outcome: publish::RouteOutcome,
-    drop_warnings: log_limit::LogLimiter,
+    drop_warnings: logging::LogLimiter,
     /// Store-backed sessions whose send mark moved during this pass.
     send_marks_dirty: Vec<SessionId>,
     /// The connection whose PUBLISH is being routed (the one to pause on congestion).
@@ -107,7 +107,7 @@ pub struct Broker {
     /// Sessions over a soft queue or output limit, and the publishers paused for them.
     congested: Vec<SessionId>,
     paused: Vec<ConnId>,
-    slow_warnings: log_limit::LogLimiter,
+    slow_warnings: logging::LogLimiter,
     next_assigned_id: u64,
     next_timer_generation: u32,
     stats: Stats,

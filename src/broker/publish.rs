@@ -5,6 +5,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
+use super::logging::Abbreviated;
 use super::message::{Delivery, Message};
 use super::retain::RetainOutcome;
 use super::session::SessionId;
@@ -156,9 +157,9 @@ impl Broker {
         if message.retain {
             match self.retained.apply(&message) {
                 RetainOutcome::OverLimit => log::warn!(
-                    "retained message on {:?} not stored: max_retained_messages or \
+                    "retained message on {} not stored: max_retained_messages or \
                      max_retained_bytes reached",
-                    message.topic
+                    Abbreviated(&message.topic)
                 ),
                 RetainOutcome::Stored | RetainOutcome::Replaced => {
                     self.store.save_retained(message.to_retained_publish(), message.expires_at);
