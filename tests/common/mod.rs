@@ -299,7 +299,21 @@ impl BrokerBuilder {
 
     fn edgemq_toml(&self) -> String {
         let mut out = String::from("# written by the edgemq end-to-end tests\n");
-        for (section, keys) in &self.settings {
+        let mut settings = self.settings.clone();
+        // `mqtt.max_pause` is a wall-clock bound on how long a congested subscriber may hold its
+        // publishers; past it a clean session's overflow is dropped. An emulated broker drains
+        // a healthy subscriber `timeout_scale` times slower, so the default bound scales like
+        // the tests' own deadlines (tests that set it keep their value).
+        if timeout_scale() > 1.0 {
+            let max_pause = scaled(Duration::from_secs(1)).min(Duration::from_secs(60));
+            let millis = format!("{}ms", max_pause.as_millis());
+            settings
+                .entry("mqtt".to_string())
+                .or_default()
+                .entry("max_pause".to_string())
+                .or_insert(Value::from(millis.as_str()));
+        }
+        for (section, keys) in &settings {
             out.push_str(&format!("\n[{section}]\n"));
             for (k, v) in keys {
                 out.push_str(&format!("{k} = {}\n", v.toml()));
