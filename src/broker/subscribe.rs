@@ -38,6 +38,7 @@ impl Broker {
         let mut retained_for = Vec::new();
         for (filter, mut options) in subscribe.filters {
             let has_wildcard = filter.contains(['+', '#']);
+            let acl_refusal = self.subscribe_refusal(conn, &filter, now);
             let Some(session) = self.session_mut(session_id) else {
                 return;
             };
@@ -49,6 +50,8 @@ impl Broker {
             } else if !exists && session.subscriptions.len() >= limits.max_subscriptions_per_session
             {
                 Some(ReasonCode::QuotaExceeded)
+            } else if let Some(reason) = acl_refusal {
+                Some(reason)
             } else {
                 None
             };

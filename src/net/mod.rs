@@ -349,6 +349,7 @@ impl EventLoop {
         }
         log::debug!("{conn:?}: accepted from {peer}");
         self.broker.on_accept(conn, now);
+        self.broker.set_peer(conn, peer);
     }
 
     /// Reads as `until` says (or until this pass's budget is spent), decoding and handling
