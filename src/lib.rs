@@ -10,6 +10,7 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod net;
+pub mod passwd;
 pub mod store;
 
 #[cfg(test)]

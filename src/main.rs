@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     let command = match cli::parse_args(std::env::args().skip(1)) {
         Ok(command) => command,
         Err(error) => {
-            eprintln!("edgemq: {error}");
+            eprintln!("{error}"); // Display starts with "edgemq: "
             return ExitCode::from(2);
         }
     };
@@ -35,6 +35,13 @@ fn main() -> ExitCode {
             }
             Err(error) => {
                 eprintln!("edgemq inspect: {error}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Passwd(options) => match edgemq::passwd::run(&options) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("edgemq passwd: {error}");
                 ExitCode::from(1)
             }
         },

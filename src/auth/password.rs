@@ -322,6 +322,34 @@ impl PasswordFile {
     }
 }
 
+/// `text` (a password file) with `user`'s line replaced by `user:HASH`, appended if absent, or
+/// removed when `hash` is `None`: what `edgemq passwd` writes. Every other line (comments,
+/// other users) stays byte for byte. Returns the new text and whether `user` was in the file.
+/// The file must parse first: a broken file is not edited.
+pub fn edit(text: &str, user: &str, hash: Option<&Hash>) -> Result<(String, bool), ParseError> {
+    parse(text)?;
+    let mut out = String::with_capacity(text.len() + 128);
+    let mut found = false;
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    for line in body.split('\n').filter(|_| !text.is_empty()) {
+        let is_entry = !line.starts_with('#')
+            && line.split_once(':').is_some_and(|(u, _)| u.trim_matches(is_blank) == user);
+        if !is_entry {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        found = true;
+        if let Some(hash) = hash {
+            out.push_str(&format!("{user}:{}\n", hash.encode()));
+        }
+    }
+    if let (false, Some(hash)) = (found, hash) {
+        out.push_str(&format!("{user}:{}\n", hash.encode()));
+    }
+    Ok((out, found))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,6 +478,27 @@ mod tests {
         for bad in ["", "a:b", "a\nb", " a", "a\0"] {
             assert!(file.set(bad, Hash::new(b"x").unwrap()).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn edit_keeps_every_other_line() {
+        let text =
+            format!("# made by hand\n{ALICE_7}\n\nbob:{}\n", Hash::new(b"b").unwrap().encode());
+        let new = Hash::new(b"new").unwrap();
+        let (replaced, found) = edit(&text, "alice", Some(&new)).unwrap();
+        assert!(found);
+        assert!(replaced.starts_with("# made by hand\nalice:$7$101$"), "{replaced}");
+        assert_eq!(replaced.lines().count(), 4);
+        let file = parse(&replaced).unwrap();
+        assert!(file.verify("alice", b"new") && file.verify("bob", b"b"));
+        let (added, found) = edit(&replaced, "carol", Some(&new)).unwrap();
+        assert!(!found && added.ends_with('\n') && parse(&added).unwrap().verify("carol", b"new"));
+        let (deleted, found) = edit(&added, "alice", None).unwrap();
+        assert!(found && !parse(&deleted).unwrap().contains("alice"));
+        assert_eq!(edit(&deleted, "alice", None).unwrap(), (deleted.clone(), false));
+        let (first, _) = edit("", "dave", Some(&new)).unwrap();
+        assert_eq!(first.lines().count(), 1);
+        assert!(edit("broken line", "dave", Some(&new)).is_err());
     }
 
     #[test]
