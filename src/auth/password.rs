@@ -369,6 +369,17 @@ mod tests {
     }
 
     #[test]
+    fn the_mosquitto_passwd_fixture_verifies_both_formats() {
+        // tests/data/mosquitto.passwd says how Debian's mosquitto_passwd made it.
+        let file = parse(include_str!("../../tests/data/mosquitto.passwd")).unwrap();
+        assert_eq!(file.len(), 3);
+        assert!(file.verify("alice", b"alice-secret")); // $7$
+        assert!(file.verify("carol", b"carol-secret")); // $6$
+        assert!(file.verify("dave smith", b"pass:with spaces"));
+        assert!(!file.verify("carol", b"alice-secret"));
+    }
+
+    #[test]
     fn sha512_entry_verifies() {
         // SHA-512(b"secret" || salt) for the 12-byte salt 00 01 .. 0b, made here with the same
         // formula mosquitto_passwd -H sha512 uses (the fixture file in tests/ is the real one).
