@@ -393,7 +393,7 @@ fn repeated_failures_from_one_address_are_refused_fast_then_let_through() {
     // The block is short (1 s after the fourth failure): the right password gets in again.
     let deadline = std::time::Instant::now() + timeout();
     loop {
-        let (mut client, code) =
+        let (client, code) =
             connect_as(&broker, Connect::v311("retry"), Some("alice"), Some("alice-secret"));
         if code == 0 {
             client.disconnect();

@@ -47,11 +47,11 @@ impl Broker {
                 Some(ReasonCode::SharedSubscriptionsNotSupported)
             } else if has_wildcard && !limits.wildcard_subscription_available {
                 Some(ReasonCode::WildcardSubscriptionsNotSupported)
+            } else if acl_refusal.is_some() {
+                acl_refusal
             } else if !exists && session.subscriptions.len() >= limits.max_subscriptions_per_session
             {
                 Some(ReasonCode::QuotaExceeded)
-            } else if let Some(reason) = acl_refusal {
-                Some(reason)
             } else {
                 None
             };
