@@ -83,6 +83,13 @@ fn run(options: &RunOptions) -> ExitCode {
         }
     };
     log::info!("{}", auth.describe());
+    if auth.acl().is_some() && auth.passwords().is_none() && auth_settings.allow_anonymous {
+        // As in Mosquitto: without a password file a user name is whatever the client says.
+        log::warn!(
+            "auth.acl_file without auth.password_file: `user` rules apply to user names \
+             nobody checks"
+        );
+    }
     if config.auth.allow_anonymous.is_none() {
         log::info!(
             "auth.allow_anonymous = \"auto\": anonymous clients are {}",
