@@ -2,8 +2,9 @@
 //! PBKDF2-SHA512, 101 iterations, 12-byte random salt), so either tool can manage the file.
 //!
 //! Contract: the only file written is the one named; it is replaced through a temporary file
-//! and a rename (a crash leaves the old or the new file, never half of one), created with mode
-//! 0600. Every other line of an existing file is kept as it was. The password comes from `-b`,
+//! and a rename (a crash leaves the old or the new file, never half of one); a new file gets
+//! mode 0600, an existing one keeps its mode and owner. Every other line of an existing file is
+//! kept as it was. The password comes from `-b`,
 //! from a prompt without echo when standard input is a terminal (asked twice), or from one line
 //! of standard input otherwise (for scripts).
 
@@ -73,6 +74,14 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
         .open(tmp)
         .map_err(fail)?;
     file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(fail)?;
+    // An existing file keeps its mode and owner (the broker may run as another user who was
+    // given read access); only a new file gets 0600 and the caller as owner.
+    if let Ok(old) = fs::metadata(path) {
+        use std::os::unix::fs::MetadataExt;
+        fs::set_permissions(tmp, old.permissions()).map_err(fail)?;
+        // Only root may give a file away; anyone else writes a file they own anyway.
+        let _ = std::os::unix::fs::chown(tmp, Some(old.uid()), Some(old.gid()));
+    }
     fs::rename(tmp, path).map_err(fail)
 }
 

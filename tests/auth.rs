@@ -477,6 +477,11 @@ fn edgemq_passwd_writes_files_the_broker_and_mosquitto_passwd_share() {
         child.wait_with_output().expect("wait for edgemq passwd")
     };
     assert!(run(&["-c", "-b", pw_str, "frank", "frank-1"], None).status.success());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&pw), 0o600, "a new password file is private");
+    // An existing file keeps the mode it was given (e.g. readable by the broker's group).
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o640)).unwrap();
     // Not a terminal: the password is one line of standard input.
     assert!(run(&[pw_str, "gina"], Some("gina-1\n")).status.success());
     assert!(run(&["-b", pw_str, "henry", "henry-1"], None).status.success());
@@ -487,6 +492,7 @@ fn edgemq_passwd_writes_files_the_broker_and_mosquitto_passwd_share() {
     let text = std::fs::read_to_string(&pw).unwrap();
     assert!(text.starts_with("frank:$7$101$") && text.contains("\ngina:$7$101$"), "{text}");
     assert!(!text.contains("henry"));
+    assert_eq!(mode(&pw), 0o640);
     // mosquitto_passwd edits the same file.
     let with_mosquitto = require_tool_from("mosquitto_passwd", "mosquitto");
     if with_mosquitto {
