@@ -27,6 +27,9 @@ CROSS_TIMEOUT_SCALE := 10
 # The broker package itself is needed only by `make bench` (and EDGEMQ_TEST_REFERENCE runs);
 # on systemd hosts it starts a service on port 1883, which `make run` also wants.
 TEST_PKGS := mosquitto-clients python3-paho-mqtt
+# tests/auth.rs also runs mosquitto_passwd (package mosquitto) when it is there; it is not in
+# TEST_PKGS for the reason above (.ci/run installs it). Without it those checks skip, and a
+# password file it made once (tests/data/mosquitto.passwd) is tested all the same.
 
 .PHONY: help run build test deps lint cross-setup cross-armv7 cross-aarch64 cross-test \
         musl-aarch64 musl-armv7 dist dist-musl sizes bench bench-compare clean

@@ -42,7 +42,7 @@ const MAX_FINITE_SESSION_EXPIRY_SECS: u64 = u32::MAX as u64 - 1;
 pub const MAX_LISTENERS: usize = 64;
 
 /// The sections a config file may have, in the order they are read.
-const SECTIONS: [&str; 4] = ["log", "listener", "mqtt", "sqlite"];
+const SECTIONS: [&str; 5] = ["log", "listener", "mqtt", "sqlite", "auth"];
 
 /// Log levels by their config and command-line names.
 pub const LOG_LEVELS: [(&str, log::Level); 5] = [
@@ -61,6 +61,27 @@ pub struct Config {
     pub listener: ListenerConfig,
     pub mqtt: MqttConfig,
     pub sqlite: SqliteConfig,
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`: who may connect and what they may do. Mosquitto's keys, Mosquitto's file formats.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Whether clients without a user name are accepted; `None` ("auto") = only when every
+    /// listener is on a loopback address (see [`AuthConfig::anonymous_allowed`]).
+    pub allow_anonymous: Option<bool>,
+    /// Mosquitto password file (`user:$7$...`); `None` = no password checks.
+    pub password_file: Option<PathBuf>,
+    /// Mosquitto ACL file; `None` = every topic allowed.
+    pub acl_file: Option<PathBuf>,
+}
+
+impl AuthConfig {
+    /// `allow_anonymous` resolved against the listeners: "auto" accepts anonymous clients only
+    /// when every address is loopback, as Mosquitto 2.0 does in its local-only mode.
+    pub fn anonymous_allowed(&self, bind: &[SocketAddr]) -> bool {
+        self.allow_anonymous.unwrap_or_else(|| bind.iter().all(|a| a.ip().is_loopback()))
+    }
 }
 
 /// `[log]`
@@ -303,6 +324,7 @@ impl Config {
             listener: ListenerConfig::default(),
             mqtt: MqttConfig::default(),
             sqlite: SqliteConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 
@@ -407,6 +429,13 @@ fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), Co
         DurationRange::any(Duration::ZERO, Duration::from_secs(86_400)),
     )?;
     s.size(&mut q.max_db_size, "max_db_size", 0, TIB)?;
+    known.extend(s.finish()?);
+
+    let a = &mut config.auth;
+    let mut s = Section::open(&mut root, "auth", origin)?;
+    s.auto_bool(&mut a.allow_anonymous, "allow_anonymous")?;
+    s.optional_file(&mut a.password_file, "password_file")?;
+    s.optional_file(&mut a.acl_file, "acl_file")?;
     known.extend(s.finish()?);
 
     // Whatever is left at the top level is a section or key nobody reads.
@@ -514,7 +543,9 @@ impl fmt::Display for ConfigError {
                 write!(f, "unknown section \"[{section}]\"")?;
                 match suggestion {
                     Some(s) => write!(f, " (did you mean \"[{s}]\"?)"),
-                    None => write!(f, " (sections are [log], [listener], [mqtt], [sqlite])"),
+                    None => {
+                        write!(f, " (sections are [log], [listener], [mqtt], [sqlite], [auth])")
+                    }
                 }
             }
             ConfigErrorKind::UnknownKey { key, suggestion } => {
@@ -893,6 +924,42 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// `true`, `false` or `"auto"` (`None`).
+    fn auto_bool(
+        &mut self,
+        field: &mut Option<bool>,
+        key: &'static str,
+    ) -> Result<(), ConfigError> {
+        let Some(value) = self.take(key) else {
+            return Ok(());
+        };
+        match &value {
+            Value::Boolean(b) => *field = Some(*b),
+            Value::String(s) if s.trim().eq_ignore_ascii_case("auto") => *field = None,
+            _ => return Err(self.invalid(key, "true, false or \"auto\"".to_string(), &value)),
+        }
+        Ok(())
+    }
+
+    /// A file path, or `""` for none.
+    fn optional_file(
+        &mut self,
+        field: &mut Option<PathBuf>,
+        key: &'static str,
+    ) -> Result<(), ConfigError> {
+        let Some(value) = self.take(key) else {
+            return Ok(());
+        };
+        match &value {
+            Value::String(s) if s.is_empty() => *field = None,
+            Value::String(s) if !s.contains('\0') => *field = Some(PathBuf::from(s)),
+            _ => {
+                return Err(self.invalid(key, "a file path, or \"\" for none".to_string(), &value))
+            }
+        }
+        Ok(())
+    }
+
     /// A list of `IP:port` strings (or one string): at least one, none twice.
     fn bind(&mut self, field: &mut Vec<SocketAddr>, key: &'static str) -> Result<(), ConfigError> {
         let Some(value) = self.take(key) else {
@@ -1120,6 +1187,22 @@ mod tests {
     }
 
     #[test]
+    fn allow_anonymous_auto_means_only_when_every_listener_is_loopback() {
+        let auto = AuthConfig::default();
+        let addrs = |list: &[&str]| -> Vec<SocketAddr> {
+            list.iter().map(|a| a.parse().unwrap()).collect()
+        };
+        assert!(auto.anonymous_allowed(&addrs(&["127.0.0.1:1883", "[::1]:1883"])));
+        assert!(auto.anonymous_allowed(&addrs(&["127.0.0.2:0"])));
+        assert!(!auto.anonymous_allowed(&addrs(&["127.0.0.1:1883", "0.0.0.0:1883"])));
+        assert!(!auto.anonymous_allowed(&addrs(&["192.0.2.1:1883"])));
+        let yes = AuthConfig { allow_anonymous: Some(true), ..AuthConfig::default() };
+        assert!(yes.anonymous_allowed(&addrs(&["0.0.0.0:1883"])));
+        let no = AuthConfig { allow_anonymous: Some(false), ..AuthConfig::default() };
+        assert!(!no.anonymous_allowed(&addrs(&["127.0.0.1:1883"])));
+    }
+
+    #[test]
     fn empty_file_gives_the_default_values() {
         assert_eq!(parse("").unwrap(), Config::default_values());
         // Empty sections too.
@@ -1211,6 +1294,10 @@ mod tests {
             flush_mem_threshold = 7
             flush_interval_ms = 250
             resend_interval = "30s"
+            [auth]
+            allow_anonymous = false
+            password_file = "/etc/edgemq/passwd"
+            acl_file = "/etc/edgemq/acl"
         "#;
         let expected = Config {
             log: LogConfig { level: log::Level::Debug },
@@ -1255,6 +1342,11 @@ mod tests {
                 flush_interval_ms: 250,
                 resend_interval: Duration::from_secs(30),
                 max_db_size: 0,
+            },
+            auth: AuthConfig {
+                allow_anonymous: Some(false),
+                password_file: Some(PathBuf::from("/etc/edgemq/passwd")),
+                acl_file: Some(PathBuf::from("/etc/edgemq/acl")),
             },
         };
         assert_eq!(parse(text).unwrap(), expected);
@@ -1464,6 +1556,21 @@ mod tests {
             bad: &["-1", r#""2TB""#],
         },
         RangeCase {
+            key: "auth.allow_anonymous", extra: "",
+            good: &["true", "false", r#""auto""#, r#""AUTO""#],
+            bad: &[r#""yes""#, "1", r#""""#],
+        },
+        RangeCase {
+            key: "auth.password_file", extra: "",
+            good: &[r#""""#, r#""/etc/edgemq/passwd""#, r#""passwd""#],
+            bad: &["1", "true", r#""a\u0000b""#],
+        },
+        RangeCase {
+            key: "auth.acl_file", extra: "",
+            good: &[r#""""#, r#""/etc/edgemq/acl""#],
+            bad: &["[]", r#""a\u0000b""#],
+        },
+        RangeCase {
             key: "sqlite.resend_interval", extra: "",
             good: &[r#""0s""#, "0", r#""1d""#, r#""250ms""#],
             bad: &[r#""25h""#, "-1", r#""never""#],
@@ -1593,7 +1700,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "test.toml: unknown section \"[bridge]\" (sections are [log], [listener], [mqtt], \
-             [sqlite])"
+             [sqlite], [auth])"
         );
         let e = error("mqtt = 5\n");
         assert_eq!(e.to_string(), "test.toml: mqtt: expected a section ([mqtt]), got 5");

@@ -96,6 +96,11 @@ impl Broker {
             }
         }
 
+        // Before takeover: a client that may not log in must not end another's connection.
+        if !self.authorize_connect(conn, &client_id, &connect, now, out) {
+            return;
+        }
+
         if self.active_connections >= self.limits.max_connections {
             log::warn!(
                 "{conn:?}: refused, max_connections ({}) reached",
@@ -186,6 +191,7 @@ impl Broker {
         session.will_due = None; // MQTT-3.1.3-9 area: reconnecting cancels a delayed will.
         session.expires_at = None;
         session.timer_generation = generation;
+        self.bind_identity(conn, session_id);
 
         let keep_alive_timeout = (keep_alive > 0).then(|| {
             Duration::from_secs_f64(f64::from(keep_alive) * self.limits.keepalive_multiplier)
@@ -253,6 +259,17 @@ impl Broker {
     /// CONNACK with a failure code, then close (MQTT-3.2.2-5 / MQTT-3.2.2-7).
     fn refuse(&mut self, conn: ConnId, reason: ReasonCode, now: Instant, out: &mut dyn Outbox) {
         log::info!("{conn:?}: CONNECT refused: {reason:?}");
+        self.send_refusal(conn, reason, now, out);
+    }
+
+    /// The refusing CONNACK and the close, without a log line (the caller writes its own).
+    pub(super) fn send_refusal(
+        &mut self,
+        conn: ConnId,
+        reason: ReasonCode,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
         let connack = Connack { session_present: false, reason, properties: Default::default() };
         self.send(out, conn, &Packet::Connack(connack));
         self.close_conn(conn, now, out);

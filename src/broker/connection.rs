@@ -1,6 +1,7 @@
 //! Per-connection protocol state: what the connection waits for, its keep-alive and what the
 //! client told us in CONNECT. Owns no socket (that is `net`'s).
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,11 @@ pub struct Conn {
     pub resend_armed: bool,
     /// Not read for now: it publishes into a congested subscriber (back-pressure).
     pub pause: Option<Pause>,
+    /// The user name the client logged in with (checked against the password file when there
+    /// is one).
+    pub username: Option<Rc<str>>,
+    /// The peer's address, when the event loop told us (`Broker::set_peer`).
+    pub peer: Option<SocketAddr>,
 }
 
 impl Conn {
@@ -61,6 +67,8 @@ impl Conn {
             problem_information: true,
             resend_armed: false,
             pause: None,
+            username: None,
+            peer: None,
         }
     }
 

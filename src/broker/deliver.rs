@@ -304,6 +304,9 @@ impl Broker {
             self.stats.messages_expired += 1;
             return false;
         }
+        if !self.delivery_allowed(conn, &delivery.message.topic) {
+            return false;
+        }
         let packet = Packet::Publish(delivery.to_publish(packet_id, dup, now));
         log::trace!(
             "{conn:?} -> PUBLISH {:?} qos {} id {packet_id:?}",

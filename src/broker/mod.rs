@@ -8,6 +8,7 @@
 //! calls. Every collection is bounded by [`Limits`]; at a limit the client gets a protocol
 //! answer and a log line.
 
+mod access;
 mod ack;
 mod backpressure;
 mod connect;
@@ -38,6 +39,7 @@ use crate::codec::{
     DecodeContext, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode, Role,
 };
 
+pub use access::Identity;
 pub use connection::Phase;
 pub use limits::{Limits, SlowSubscriber};
 pub use message::{Delivery, Message};
@@ -111,6 +113,8 @@ pub struct Broker {
     next_assigned_id: u64,
     next_timer_generation: u32,
     stats: Stats,
+    /// Auth rules (swapped whole on reload), login back-off, their log limiters.
+    access: access::AccessState,
 }
 
 impl Broker {
@@ -140,6 +144,7 @@ impl Broker {
             next_assigned_id: 0,
             next_timer_generation: 0,
             stats: Stats::default(),
+            access: access::AccessState::default(),
             limits,
         }
     }

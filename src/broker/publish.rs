@@ -79,6 +79,9 @@ impl Broker {
             let what = "retained PUBLISH while retain is unavailable";
             return self.protocol_error(conn, ReasonCode::RetainNotSupported, what, now, out);
         }
+        if !self.publish_allowed(conn, &publish.topic, now) {
+            return self.refuse_publish(conn, &publish);
+        }
         self.stats.messages_received += 1;
 
         let v5 = self.conn(conn).and_then(|c| c.version) == Some(ProtocolVersion::V5);

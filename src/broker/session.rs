@@ -180,6 +180,9 @@ pub struct Session {
     pub stored: Option<StoredQueue>,
     /// Whether it is over a soft limit, and so pauses the publishers feeding it.
     pub flow: Flow,
+    /// Who logged in on it during this run (`None`: restored from the store, not yet back);
+    /// its will is published under this identity's ACL.
+    pub identity: Option<super::access::Identity>,
     next_packet_id: u16,
 }
 
@@ -202,6 +205,7 @@ impl Session {
             dropped: 0,
             stored: None,
             flow: Flow::Clear,
+            identity: None,
             next_packet_id: 1,
         }
     }

@@ -44,6 +44,7 @@ impl Broker {
         let mut retained_for = Vec::new();
         for (filter, mut options) in subscribe.filters {
             let has_wildcard = filter.contains(['+', '#']);
+            let acl_refusal = self.subscribe_refusal(conn, &filter, now);
             let Some(session) = self.session_mut(session_id) else {
                 return;
             };
@@ -52,6 +53,8 @@ impl Broker {
                 Some((ReasonCode::SharedSubscriptionsNotSupported, "shared subscription"))
             } else if has_wildcard && !limits.wildcard_subscription_available {
                 Some((ReasonCode::WildcardSubscriptionsNotSupported, "wildcard"))
+            } else if let Some(reason) = acl_refusal {
+                Some((reason, "acl_file"))
             } else {
                 over_limits(&limits, session, &filter)
             };

@@ -1135,6 +1135,7 @@ fn slow_subscriber_that_caught_up_pauses_its_publishers_again() {
     assert_eq!(h.drain(sub), again);
 }
 
+mod access;
 /// Issue 9 §3: acknowledgement states, expiry rounding, the client's Maximum Packet Size for
 /// every packet, and the reason codes clients expect.
 mod protocol;

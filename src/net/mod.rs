@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::broker::{Broker, ConnId, Outbox};
@@ -53,7 +53,11 @@ enum ReadUntil {
 const OVERFLOW_SLOTS: usize = 16;
 /// Listener tokens live at the top of the token space, connections at the bottom.
 const LISTENER_TOKEN_BASE: usize = usize::MAX - 64;
-/// SIGTERM / SIGINT arrive as readiness on this token.
+/// What [`EventLoop::run`] returns for SIGHUP: the caller reloads what it reloads (the auth
+/// files) and calls `run` again; connections are untouched.
+pub const RELOAD_SIGNAL: i32 = SIGHUP;
+
+/// SIGTERM / SIGINT / SIGHUP arrive as readiness on this token.
 const SIGNAL_TOKEN: Token = Token(LISTENER_TOKEN_BASE - 1);
 
 pub struct EventLoop {
@@ -66,6 +70,8 @@ pub struct EventLoop {
     read_buffer: Box<[u8]>,
     signals: Signals,
     stop_signal: Option<i32>,
+    /// SIGHUP arrived: `run` returns [`RELOAD_SIGNAL`] after this pass.
+    reload_requested: bool,
     /// A connection with this much unwritten output is not read until it drains.
     output_limit: usize,
     broker: Broker,
@@ -170,7 +176,7 @@ impl EventLoop {
             )?;
             listeners.push(listener);
         }
-        let mut signals = Signals::new([SIGTERM, SIGINT])?;
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
         poll.registry().register(&mut signals, SIGNAL_TOKEN, Interest::READABLE)?;
         let capacity = broker.limits().max_connections + OVERFLOW_SLOTS;
         Ok(EventLoop {
@@ -187,6 +193,7 @@ impl EventLoop {
             read_buffer: vec![0u8; READ_BUFFER_SIZE].into_boxed_slice(),
             signals,
             stop_signal: None,
+            reload_requested: false,
             output_limit: broker.limits().tx_buffer_limit,
             broker,
         })
@@ -196,18 +203,26 @@ impl EventLoop {
         self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
     }
 
-    /// Runs until SIGTERM or SIGINT (returned) or an unrecoverable poll error.
+    /// Runs until SIGTERM or SIGINT (returned), SIGHUP (returns [`RELOAD_SIGNAL`]; call `run`
+    /// again after reloading) or an unrecoverable poll error.
     pub fn run(&mut self) -> io::Result<i32> {
         loop {
             self.run_once()?;
             if let Some(signal) = self.stop_signal {
                 return Ok(signal);
             }
+            if std::mem::take(&mut self.reload_requested) {
+                return Ok(RELOAD_SIGNAL);
+            }
         }
     }
 
     pub fn broker(&self) -> &Broker {
         &self.broker
+    }
+
+    pub fn broker_mut(&mut self) -> &mut Broker {
+        &mut self.broker
     }
 
     /// A graceful stop: clients are disconnected (v5 with "Server shutting down"), sessions
@@ -254,8 +269,13 @@ impl EventLoop {
         for &Readiness { token, readable, closed, writable } in &ready {
             if token == SIGNAL_TOKEN {
                 for signal in self.signals.pending() {
-                    log::info!("signal {signal} received: stopping");
-                    self.stop_signal = Some(signal);
+                    if signal == SIGHUP {
+                        log::info!("signal {signal} (SIGHUP) received: reloading");
+                        self.reload_requested = true;
+                    } else {
+                        log::info!("signal {signal} received: stopping");
+                        self.stop_signal = Some(signal);
+                    }
                 }
                 continue;
             }
@@ -329,6 +349,7 @@ impl EventLoop {
         }
         log::debug!("{conn:?}: accepted from {peer}");
         self.broker.on_accept(conn, now);
+        self.broker.set_peer(conn, peer);
     }
 
     /// Reads as `until` says (or until this pass's budget is spent), decoding and handling

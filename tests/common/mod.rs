@@ -136,6 +136,11 @@ fn missing(what: &str, install: &str) -> bool {
 
 /// Whether an executable is on PATH; see [`missing`] for what happens when it is not.
 pub fn require_tool(name: &str) -> bool {
+    require_tool_from(name, "mosquitto-clients")
+}
+
+/// Like [`require_tool`], for a tool of another Debian package.
+pub fn require_tool_from(name: &str, package: &str) -> bool {
     let found = std::env::var_os("PATH")
         .map(|path| {
             std::env::split_paths(&path).any(|dir| {
@@ -149,7 +154,7 @@ pub fn require_tool(name: &str) -> bool {
             })
         })
         .unwrap_or(false);
-    found || missing(name, "mosquitto-clients (apt-get install mosquitto-clients)")
+    found || missing(name, &format!("{package} (apt-get install {package})"))
 }
 
 /// The interpreter the paho scripts run with: Debian's, where `python3-paho-mqtt` lives.
@@ -274,6 +279,8 @@ impl From<&str> for Value {
 pub struct BrokerBuilder {
     /// section -> key -> value, written in a stable order.
     settings: BTreeMap<String, BTreeMap<String, Value>>,
+    /// `--listen` address (default `127.0.0.1:0`); its port must be 0.
+    listen: Option<String>,
 }
 
 impl BrokerBuilder {
@@ -290,6 +297,13 @@ impl BrokerBuilder {
     /// A key of any section.
     pub fn set(mut self, section: &str, key: &str, value: impl Into<Value>) -> BrokerBuilder {
         self.settings.entry(section.to_string()).or_default().insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Listens on `addr` instead of `127.0.0.1:0` (port 0: the harness reads the port from the
+    /// log and clients still connect to 127.0.0.1). E.g. `0.0.0.0:0`, a non-loopback listener.
+    pub fn listen(mut self, addr: &str) -> BrokerBuilder {
+        self.listen = Some(addr.to_string());
         self
     }
 
@@ -419,6 +433,34 @@ impl Broker {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// The broker's process id (the runner's under `EDGEMQ_TEST_RUNNER`: qemu-user passes
+    /// signals on to the program it runs).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("broker is not running").id()
+    }
+
+    /// Sends `signal` (e.g. "HUP") to the broker with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits until a log line satisfies `pred` (the log is read by a thread, so it may lag
+    /// behind what clients already saw); fails the test after [`timeout`].
+    pub fn wait_for_log(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout();
+        loop {
+            if let Some(line) = self.log().into_iter().find(|l| pred(l)) {
+                return line;
+            }
+            assert!(Instant::now() < deadline, "no log line {what} within {:?}", timeout());
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Kills the process with SIGKILL (no chance to flush anything) and waits for it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -519,7 +561,7 @@ impl Broker {
         let mut cmd = runner_command(&bin);
         cmd.arg("--conf")
             .arg(&conf)
-            .args(["--listen", "127.0.0.1:0", "--data"])
+            .args(["--listen", self.builder.listen.as_deref().unwrap_or("127.0.0.1:0"), "--data"])
             .arg(self.data_dir())
             .args(["--log-level", &level])
             .current_dir(self.dir.path());
@@ -639,6 +681,13 @@ impl Drop for Broker {
             );
         }
     }
+}
+
+/// The edgemq binary under test (`EDGEMQ_BIN`, runner in front), for its subcommands.
+pub fn edgemq_command() -> Command {
+    let bin =
+        std::env::var("EDGEMQ_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_edgemq").to_string());
+    runner_command(&bin)
 }
 
 /// `program` with `EDGEMQ_TEST_RUNNER` (split on whitespace) in front of it.
