@@ -145,8 +145,12 @@ pub struct SqliteConfig {
     pub flush_interval_ms: u64,
     /// 3.1.1 resend of unacknowledged inflight messages; `Duration::ZERO` = off. 0..=1d.
     pub resend_interval: Duration,
-    /// Cap on the database size in bytes; 0 = none. Writes past it fail as on a full disk.
+    /// Cap on the database size in bytes, write-ahead log included; 0 = none. Writes past it
+    /// fail as on a full disk.
     pub max_db_size: u64,
+    /// Bound on the write-ahead log, 64KiB..=64MiB: it is checkpointed at half of it and
+    /// truncated to it; also the size of the reserve file kept for a full disk.
+    pub max_wal_size: u64,
 }
 
 /// When store writes reach the disk (`sqlite.durability`).
@@ -155,7 +159,7 @@ pub enum Durability {
     /// Each batch is committed and synced before the acknowledgements that depend on it.
     Sync,
     /// Acknowledgements go out at once; writes are committed every `flush_mem_threshold`
-    /// messages or `flush_interval_ms`, without fsync (a crash loses up to one batch).
+    /// messages or `flush_interval_ms`, each commit fsync'd (a crash loses up to one batch).
     Batch,
     /// The database lives in memory; nothing survives a restart.
     Memory,
@@ -272,6 +276,7 @@ impl Default for SqliteConfig {
             flush_interval_ms: 100,
             resend_interval: Duration::ZERO,
             max_db_size: 0,
+            max_wal_size: 512 * KIB,
         }
     }
 }
@@ -399,6 +404,7 @@ fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), Co
         DurationRange::any(Duration::ZERO, Duration::from_secs(86_400)),
     )?;
     s.size(&mut q.max_db_size, "max_db_size", 0, TIB)?;
+    s.size(&mut q.max_wal_size, "max_wal_size", 64 * KIB, 64 * MIB)?;
     known.extend(s.finish()?);
 
     // Whatever is left at the top level is a section or key nobody reads.
@@ -1201,6 +1207,7 @@ mod tests {
             flush_mem_threshold = 7
             flush_interval_ms = 250
             resend_interval = "30s"
+            max_wal_size = "2MB"
         "#;
         let expected = Config {
             log: LogConfig { level: log::Level::Debug },
@@ -1243,6 +1250,7 @@ mod tests {
                 flush_interval_ms: 250,
                 resend_interval: Duration::from_secs(30),
                 max_db_size: 0,
+                max_wal_size: 2 * 1024 * 1024,
             },
         };
         assert_eq!(parse(text).unwrap(), expected);
@@ -1440,6 +1448,11 @@ mod tests {
             key: "sqlite.max_db_size", extra: "",
             good: &["0", r#""64KB""#, r#""1TB""#],
             bad: &["-1", r#""2TB""#],
+        },
+        RangeCase {
+            key: "sqlite.max_wal_size", extra: "",
+            good: &[r#""64KB""#, r#""512KB""#, r#""64MB""#, "65536"],
+            bad: &[r#""63KB""#, r#""65MB""#, "0"],
         },
         RangeCase {
             key: "sqlite.resend_interval", extra: "",
