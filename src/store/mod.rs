@@ -318,7 +318,7 @@ impl Store {
             }
         };
         if due {
-            let commit = self.commit();
+            let commit = self.commit_at(now);
             self.space_due(now);
             commit
         } else {
@@ -328,6 +328,11 @@ impl Store {
 
     /// Commits the open batch now (also at shutdown).
     pub fn commit(&mut self) -> Commit {
+        self.commit_at(Instant::now())
+    }
+
+    /// [`Store::commit`] at loop time `now` (what the space bookkeeping counts from).
+    fn commit_at(&mut self, now: Instant) -> Commit {
         if !self.in_batch {
             return Commit::Idle;
         }
@@ -353,7 +358,6 @@ impl Store {
                 Ok(()) => None,
             },
         };
-        let now = Instant::now();
         match failure {
             None => {
                 self.stats.commits += 1;

@@ -18,8 +18,8 @@
 //!   (`max_page_count` = its current size): new messages fit only in pages freed by deletes, so
 //!   the room released stays for the log, and writes resume by themselves once subscribers
 //!   drained. While commits are refused the store checkpoints and tries to refill the reserve
-//!   every [`CHECK_FIRST`] (backing off to [`CHECK_MAX`]); once it could, another program freed
-//!   space and the database may grow again.
+//!   every [`CHECK_FIRST`] (backing off to [`CHECK_MAX`]; every [`CHECK_IDLE`] once freed pages
+//!   suffice); once it could, another program freed space and the database may grow again.
 //! - Logging: one line when commits start being refused, one summary ("N commits refused") at
 //!   the first commit backing an acknowledgement after that, whatever happened in between.
 //!
@@ -46,6 +46,8 @@ pub(super) const QUIET: Duration = Duration::from_secs(1);
 pub(super) const CHECK_FIRST: Duration = Duration::from_secs(1);
 /// ... doubling up to this (each attempt may write the whole reserve).
 pub(super) const CHECK_MAX: Duration = Duration::from_secs(4);
+/// Capped but no longer refusing (the freed pages suffice): attempts this far apart.
+pub(super) const CHECK_IDLE: Duration = Duration::from_secs(60);
 /// A new "store full" episode within this time of the last one logged is logged at debug
 /// level only (its summary too): a store at the edge of full must not flood the log.
 const LOG_EVERY: Duration = Duration::from_secs(60);
@@ -238,7 +240,7 @@ impl Store {
             return;
         }
         let Some(refusing) = self.space.refusing.take() else { return };
-        self.space.next_check = None;
+        self.space.next_check = self.space.capped.then(|| now + CHECK_IDLE);
         let level = if refusing.logged { log::Level::Info } else { log::Level::Debug };
         log::log!(
             level,
@@ -267,12 +269,14 @@ impl Store {
         if self.space.capped {
             self.try_uncap();
         }
-        if self.space.refusing.is_some() {
+        self.space.next_check = if self.space.refusing.is_some() {
             self.space.check_interval = (self.space.check_interval * 2).min(CHECK_MAX);
-            self.space.next_check = Some(now + self.space.check_interval);
+            Some(now + self.space.check_interval)
+        } else if self.space.capped {
+            Some(now + CHECK_IDLE)
         } else {
-            self.space.next_check = None;
-        }
+            None
+        };
     }
 
     /// Room for new messages: the database may grow, or holds at least a reserve's worth of
