@@ -62,7 +62,7 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 /// Whether a write backs something a client was told (an acknowledgement, a SUBACK): only
-/// batches with such a write are fsync'd in `durability = "sync"`. Housekeeping (deleting
+/// batches with such a write are fsync'd (`durability = "sync"` and `"batch"`). Housekeeping (deleting
 /// delivered messages, send marks, counters) rides along with the next synced commit; losing
 /// it in a power cut costs a QoS 1 redelivery, never a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,8 +190,10 @@ impl Store {
             return Err(fail(format!("integrity check failed ({check}): {advice}")));
         }
         // In WAL mode `synchronous = FULL` would fsync at every commit, also for commits that
-        // only delete delivered messages. Instead the log is fsync'd by hand after the commits
-        // that back an acknowledgement (`sync_wal`); without WAL, SQLite's FULL does it.
+        // only delete delivered messages, and `NORMAL` syncs only at checkpoints. Instead the
+        // log is fsync'd by hand after the commits that back an acknowledgement (`WalSync`),
+        // in `sync` and `batch` mode alike (`batch` promises that a power cut loses at most the
+        // batch not yet committed); without WAL, SQLite's FULL does it.
         let data_dir = (config.durability != Durability::Memory).then_some(dir);
         let setup = || -> rusqlite::Result<(bool, space::Space)> {
             let mut wal = false;
@@ -203,7 +205,7 @@ impl Store {
                 }
             }
             let synchronous = match config.durability {
-                Durability::Sync if !wal => "FULL",
+                Durability::Sync | Durability::Batch if !wal => "FULL",
                 Durability::Sync | Durability::Batch => "NORMAL",
                 Durability::Memory => "OFF",
             };
@@ -219,7 +221,7 @@ impl Store {
             Ok(Err(message)) => return Err(fail(message)),
             Err(e) => return Err(fail(format!("cannot migrate the schema: {e}: {advice}"))),
         }
-        let sync_mode = config.durability == Durability::Sync;
+        let sync_mode = matches!(config.durability, Durability::Sync | Durability::Batch);
         let mut store = Store {
             db,
             path: path.clone(),

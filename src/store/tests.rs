@@ -623,3 +623,20 @@ fn a_full_store_empties_its_reserve_stops_growing_and_resumes_after_a_drain() {
     assert_eq!(file_len(&dir, RESERVE_FILE), 64 * 1024);
     assert_eq!(store.usage(id).messages, 1_000);
 }
+
+#[test]
+fn batch_durability_fsyncs_the_log_at_each_commit_that_backs_an_acknowledgement() {
+    let dir = TempDir::new("batch-fsync");
+    let cfg = config(|c| c.durability = crate::config::Durability::Batch);
+    let mut store = Store::open(dir.path(), cfg).expect("open");
+    let id = save(&mut store, "s");
+    committed(&mut store);
+    assert_eq!(store.stats().fsyncs, 1, "the session row backs a CONNACK");
+    fill(&mut store, id, 1..=5);
+    committed(&mut store);
+    assert_eq!(store.stats().fsyncs, 2, "one fsync per batch, not per message");
+    // Deliveries alone are housekeeping: no fsync of their own.
+    store.forget(id, 1);
+    committed(&mut store);
+    assert_eq!(store.stats().fsyncs, 2);
+}
