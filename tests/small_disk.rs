@@ -16,6 +16,7 @@ use common::packets::{kind, prop, Ack, Connect, Property, Publish};
 use common::TestClient;
 use common::{assert_broker_serves, skip_in_reference, timeout, Broker, BrokerBuilder, TempDir};
 use std::collections::VecDeque;
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::thread;
@@ -68,7 +69,11 @@ impl Tmpfs {
             panic!("{name}: {msg} (CI=true: the test needs root and mount)");
         }
         if !is_root() {
-            eprintln!("SKIPPED {name}: {msg}; run as root (or with CI=true to fail instead)");
+            // Past libtest's capture, so the skip shows in every run.
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "SKIPPED {name}: {msg}; run as root (or with CI=true to fail instead)"
+            );
             return None;
         }
         panic!("{name}: {msg}, although running as root");
@@ -289,6 +294,38 @@ fn full_3mb_disk_refuses_with_0x97_keeps_every_acknowledged_message_and_recovers
     assert_eq!(full, 1, "lines saying the store is full:\n{}", broker.log().join("\n"));
     assert_eq!(resumed, 1, "lines saying the store resumed:\n{}", broker.log().join("\n"));
     assert_broker_serves(&broker);
+}
+
+#[test]
+fn full_disk_resumes_by_itself_when_another_program_frees_space() {
+    if skip_in_reference("[sqlite] on a small filesystem") {
+        return;
+    }
+    let Some(fs) = Tmpfs::mount("3m") else { return };
+    // Another program's file takes a third of the disk.
+    let other = fs.path().join("other-program.log");
+    std::fs::write(&other, vec![0x42u8; 1024 * 1024]).expect("write the other program's file");
+    let broker = small_disk_broker(&fs, BrokerBuilder::new());
+    park(&broker, "other-sub", "disk/#");
+    let mut publisher = TestClient::v5(&broker, "other-pub");
+    let filled = fill(&mut publisher, "disk/t", "m", 16, 1_000_000);
+    assert_eq!(filled.refusal, Some(0x97), "the disk never filled up");
+    let mut expected = filled.accepted.clone();
+
+    // The other program deletes its file: no subscriber drained anything, yet writes resume by
+    // themselves and the database grows into the room.
+    std::fs::remove_file(&other).expect("remove the other program's file");
+    let deadline = Instant::now() + timeout();
+    for i in 0..5_000 {
+        let text = payload("freed", i);
+        publish_until_accepted(&mut publisher, &text, deadline);
+        expected.push(text);
+    }
+    assert_broker_serves(&broker);
+    let _sub = drain(&broker, "other-sub", &expected);
+    let full = count_lines(&broker, |l| l.contains("store full"));
+    let resumed = count_lines(&broker, |l| l.contains("store writable again"));
+    assert_eq!((full, resumed), (1, 1), "log:\n{}", broker.log().join("\n"));
 }
 
 /// How many 64-byte QoS 1 messages fit on 3 MB and 16 MB, one at a time and pipelined.

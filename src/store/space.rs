@@ -164,6 +164,7 @@ impl Store {
                     self.space.reserve_size
                 );
                 self.cap_growth();
+                self.space.next_check = Some(Instant::now() + CHECK_FIRST);
             }
             Err(e) => {
                 log::warn!("{}: cannot keep a reserve: {e}", path.display());
