@@ -62,9 +62,9 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 /// Whether a write backs something a client was told (an acknowledgement, a SUBACK): only
-/// batches with such a write are fsync'd (`durability = "sync"` and `"batch"`). Housekeeping (deleting
-/// delivered messages, send marks, counters) rides along with the next synced commit; losing
-/// it in a power cut costs a QoS 1 redelivery, never a message.
+/// batches with such a write are fsync'd (`durability = "sync"` and `"batch"`). Housekeeping
+/// (deleting delivered messages, send marks, counters) rides along with the next synced
+/// commit; losing it in a power cut costs a QoS 1 redelivery, never a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WriteKind {
     Promise,

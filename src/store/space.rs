@@ -191,11 +191,8 @@ impl Store {
     /// already received and to checkpoint the log.
     pub(super) fn on_disk_full(&mut self, error: &Failure, writes: usize, now: Instant) {
         let first = self.space.refusing.is_none();
-        let refusing = self.space.refusing.get_or_insert_with(|| Refusing {
-            since: now,
-            commits: 0,
-            logged: false,
-        });
+        let refusing =
+            self.space.refusing.get_or_insert(Refusing { since: now, commits: 0, logged: false });
         refusing.commits += 1;
         if first {
             let log_it =
@@ -287,7 +284,7 @@ impl Store {
             return true;
         }
         let free = self.db.query_row("PRAGMA freelist_count", [], |r| r.get::<_, i64>(0));
-        free.map_or(false, |pages| {
+        free.is_ok_and(|pages| {
             pages.max(0) as u64 * self.space.page_size >= self.space.reserve_size
         })
     }
