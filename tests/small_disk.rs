@@ -333,19 +333,24 @@ fn full_disk_resumes_by_itself_when_another_program_frees_space() {
 #[test]
 #[ignore = "a measurement, not a check; run by hand (needs root)"]
 fn fill_report() {
-    // EDGEMQ_REPORT_WAL="4MB": the same with another sqlite.max_wal_size.
+    // EDGEMQ_REPORT_WAL="4MB": the same with another sqlite.max_wal_size; EDGEMQ_REPORT_SIZES
+    // ("3m 16m") and EDGEMQ_REPORT_LIMIT (messages at most) to time a fixed load instead.
     let mut builder = BrokerBuilder::new();
     if let Ok(wal) = std::env::var("EDGEMQ_REPORT_WAL") {
         builder = builder.set("sqlite", "max_wal_size", wal.as_str());
     }
-    for size in ["3m", "16m"] {
+    let sizes = std::env::var("EDGEMQ_REPORT_SIZES").unwrap_or_else(|_| "3m 16m".to_string());
+    let limit = std::env::var("EDGEMQ_REPORT_LIMIT").map_or(1_000_000, |l| {
+        l.parse().unwrap_or_else(|e| panic!("EDGEMQ_REPORT_LIMIT={l:?}: {e}"))
+    });
+    for size in sizes.split_whitespace() {
         for window in [1, 16] {
             let Some(fs) = Tmpfs::mount(size) else { return };
             let broker = small_disk_broker(&fs, builder.clone());
             park(&broker, "report-sub", "report/#");
             let mut publisher = TestClient::v5(&broker, "report-pub");
             let started = Instant::now();
-            let filled = fill(&mut publisher, "report/t", "r", window, 1_000_000);
+            let filled = fill(&mut publisher, "report/t", "r", window, limit);
             let elapsed = started.elapsed();
             let files: Vec<String> = std::fs::read_dir(fs.path())
                 .map(|d| {
