@@ -353,6 +353,18 @@ fn fill_report() {
             let started = Instant::now();
             let filled = fill(&mut publisher, "report/t", "r", window, limit);
             let elapsed = started.elapsed();
+            // While full: how long a refused QoS 1 round trip takes (100 of them).
+            let refused_started = Instant::now();
+            let mut refused = 0;
+            for i in 0..100 {
+                let id = publisher.next_id();
+                let text = payload("refused", i);
+                publisher.send(&Publish::new("report/t", text.as_bytes()).qos(1, id).v5().build());
+                if Ack::parse(&publisher.read_packet(), kind::PUBACK).reason != 0 {
+                    refused += 1;
+                }
+            }
+            let per_refusal = refused_started.elapsed() / 100;
             let files: Vec<String> = std::fs::read_dir(fs.path())
                 .map(|d| {
                     d.flatten()
@@ -365,7 +377,8 @@ fn fill_report() {
                 .unwrap_or_default();
             eprintln!(
                 "REPORT {size} window {window}: {} acknowledged before the first refusal \
-                 ({:?}), in {elapsed:.1?}; files {files:?}",
+                 ({:?}), in {elapsed:.1?}; then {refused} of 100 refused, {per_refusal:.1?} a round \
+                 trip; files {files:?}",
                 filled.before_first_refusal, filled.refusal
             );
             drop(broker);
