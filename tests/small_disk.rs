@@ -218,6 +218,18 @@ fn count_lines(broker: &Broker, pred: impl Fn(&str) -> bool) -> usize {
     broker.log().iter().filter(|l| pred(l)).count()
 }
 
+/// Waits until the log shows the end of a "store full" episode (the log is read by a thread,
+/// so it may lag behind what clients already saw), then counts both kinds of lines.
+fn full_and_resumed_lines(broker: &Broker) -> (usize, usize) {
+    let deadline = Instant::now() + timeout();
+    while count_lines(broker, |l| l.contains("store writable again")) == 0 {
+        assert!(Instant::now() < deadline, "no \"store writable again\" line");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let full = count_lines(broker, |l| l.contains("store full"));
+    (full, count_lines(broker, |l| l.contains("store writable again")))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------------
@@ -286,13 +298,11 @@ fn full_3mb_disk_refuses_with_0x97_keeps_every_acknowledged_message_and_recovers
     }
 
     // One line when refusing starts, one summary when it ends: not one per commit.
-    let full = count_lines(&broker, |l| l.contains("store full"));
-    let resumed = count_lines(&broker, |l| l.contains("store writable again"));
+    let (full, resumed) = full_and_resumed_lines(&broker);
     for line in broker.log().iter().filter(|l| l.contains("store ")) {
         eprintln!("{line}");
     }
-    assert_eq!(full, 1, "lines saying the store is full:\n{}", broker.log().join("\n"));
-    assert_eq!(resumed, 1, "lines saying the store resumed:\n{}", broker.log().join("\n"));
+    assert_eq!((full, resumed), (1, 1), "log:\n{}", broker.log().join("\n"));
     assert_broker_serves(&broker);
 }
 
@@ -324,8 +334,7 @@ fn full_disk_resumes_by_itself_when_another_program_frees_space() {
     }
     assert_broker_serves(&broker);
     let _sub = drain(&broker, "other-sub", &expected);
-    let full = count_lines(&broker, |l| l.contains("store full"));
-    let resumed = count_lines(&broker, |l| l.contains("store writable again"));
+    let (full, resumed) = full_and_resumed_lines(&broker);
     assert_eq!((full, resumed), (1, 1), "log:\n{}", broker.log().join("\n"));
 }
 

@@ -277,16 +277,21 @@ impl Store {
         };
     }
 
-    /// Room for new messages: the database may grow, or holds at least a reserve's worth of
-    /// free pages.
+    /// Room for new messages: free pages, plus the pages the database may still grow by
+    /// (none while capped, up to `max_db_size` otherwise), hold at least a reserve's worth
+    /// (or an eighth of a database smaller than 8 reserves).
     fn has_room(&self) -> bool {
-        if !self.space.capped {
-            return true;
-        }
-        let free = self.db.query_row("PRAGMA freelist_count", [], |r| r.get::<_, i64>(0));
-        free.is_ok_and(|pages| {
-            pages.max(0) as u64 * self.space.page_size >= self.space.reserve_size
-        })
+        let pragma = |name: &str| self.db.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0));
+        let room = || -> rusqlite::Result<i64> {
+            let free: i64 = pragma("freelist_count")?;
+            let used: i64 = pragma("page_count")?;
+            let limit: i64 = pragma("max_page_count")?;
+            Ok(free.max(0).saturating_add(limit.saturating_sub(used).max(0)))
+        };
+        let limit_bytes =
+            (self.space.page_limit.max(0) as u64).saturating_mul(self.space.page_size);
+        let enough = self.space.reserve_size.min(limit_bytes / 8).max(self.space.page_size);
+        room().is_ok_and(|pages| (pages as u64).saturating_mul(self.space.page_size) >= enough)
     }
 
     /// Whether the database may not grow (after a full disk, until the reserve is back).
