@@ -376,7 +376,8 @@ pub(super) fn fill_reserve(path: &Path, size: u64) -> std::io::Result<()> {
     let mut file = OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
     let have = file.metadata()?.len();
     if have >= size {
-        return Ok(());
+        // Larger when max_wal_size was lowered since: give the difference back.
+        return if have > size { file.set_len(size) } else { Ok(()) };
     }
     let written = write_filler(&mut file, have, size);
     if written.is_err() {

@@ -619,9 +619,18 @@ fn a_full_store_empties_its_reserve_stops_growing_and_resumes_after_a_drain() {
     assert!(!store.space_capped());
     drop(store);
     // And it survives a restart as it is.
-    let store = Store::open(dir.path(), cfg).expect("reopen");
+    let store = Store::open(dir.path(), cfg.clone()).expect("reopen");
     assert_eq!(file_len(&dir, RESERVE_FILE), 64 * 1024);
     assert_eq!(store.usage(id).messages, 1_000);
+    drop(store);
+    // A smaller max_wal_size gives the difference back.
+    let smaller = SqliteConfig { max_db_size: 0, ..cfg };
+    let smaller = SqliteConfig { max_wal_size: 128 * 1024, ..smaller };
+    drop(Store::open(dir.path(), smaller.clone()).expect("reopen larger"));
+    assert_eq!(file_len(&dir, RESERVE_FILE), 128 * 1024);
+    let smaller = SqliteConfig { max_wal_size: 64 * 1024, ..smaller };
+    drop(Store::open(dir.path(), smaller).expect("reopen smaller"));
+    assert_eq!(file_len(&dir, RESERVE_FILE), 64 * 1024);
 }
 
 #[test]
