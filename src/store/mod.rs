@@ -401,9 +401,9 @@ impl Store {
         }
     }
 
-    /// After a batch failed for lack of space: retires the delivered rows and deletes all
-    /// garbage in a transaction of its own (nothing in it needs new pages), so a stream of
-    /// refused messages cannot hold back the deletes that make room.
+    /// After a batch failed for lack of space: retires the delivered rows and deletes a slice
+    /// of the garbage in a transaction of its own (nothing in it needs new pages), so a stream
+    /// of refused messages cannot hold back the deletes that make room.
     fn housekeeping_now(&mut self) {
         if self.in_batch || (self.forgotten.is_empty() && self.garbage == 0) {
             return;
@@ -411,7 +411,7 @@ impl Store {
         let retired = self.forgotten.clone();
         if self.begin() {
             self.retire_forgotten();
-            self.collect_garbage();
+            self.collect_garbage_step();
         }
         let failure = match self.batch_error.take() {
             Some(error) => Some(error),

@@ -294,6 +294,20 @@ impl Store {
         room().is_ok_and(|pages| (pages as u64).saturating_mul(self.space.page_size) >= enough)
     }
 
+    /// While capped: how many delivered rows one transaction may delete, so that the log it
+    /// writes (deleting rewrites the pages it touches) takes at most a quarter of the room the
+    /// reserve gave back. Rows are estimated at the live rows' average size plus their index
+    /// entry and cell overhead. `None` when not capped.
+    pub(super) fn space_garbage_chunk(&self) -> Option<u64> {
+        if !self.space.capped {
+            return None;
+        }
+        let (rows, bytes) =
+            self.usage.values().fold((0u64, 0u64), |(r, b), u| (r + u.messages, b + u.bytes));
+        let average = bytes.checked_div(rows).unwrap_or(1024);
+        Some((self.space.reserve_size / 4 / (average + 64)).max(16))
+    }
+
     /// Whether the database may not grow (after a full disk, until the reserve is back).
     pub(super) fn space_capped(&self) -> bool {
         self.space.capped
@@ -311,10 +325,14 @@ impl Store {
         }
     }
 
-    /// Refills the reserve; if there was room, the database may grow again.
+    /// Refills the reserve; if there was room for it and for the log to grow as far again, the
+    /// database may grow again (a reserve that just fits would be taken back by the very next
+    /// commit).
     fn try_uncap(&mut self) {
         if let Some(path) = &self.space.reserve {
-            if let Err(e) = fill_reserve(path, self.space.reserve_size) {
+            let probe = fill_reserve(path, 2 * self.space.reserve_size)
+                .and_then(|()| fill_reserve(path, self.space.reserve_size));
+            if let Err(e) = probe {
                 log::debug!("{}: no room for the reserve yet: {e}", path.display());
                 return;
             }
