@@ -17,9 +17,11 @@
 //!   be checkpointed and delivered messages deleted. From then on the database may not grow
 //!   (`max_page_count` = its current size): new messages fit only in pages freed by deletes, so
 //!   the room released stays for the log, and writes resume by themselves once subscribers
-//!   drained. While commits are refused the store checkpoints and tries to refill the reserve
-//!   every [`CHECK_FIRST`] (backing off to [`CHECK_MAX`]; every [`CHECK_IDLE`] once freed pages
-//!   suffice); once it could, another program freed space and the database may grow again.
+//!   drained; delivered rows are deleted at once, in slices whose log fits in that room.
+//!   While commits are refused the store checkpoints and tries to refill the reserve every
+//!   [`CHECK_FIRST`] (backing off to [`CHECK_MAX`]; every [`CHECK_IDLE`] once freed pages
+//!   suffice), writing twice its size to be sure the log can grow too; once it could, another
+//!   program freed space and the database may grow again.
 //! - Logging: one line when commits start being refused, one summary ("N commits refused") at
 //!   the first commit backing an acknowledgement after that, whatever happened in between.
 //!
