@@ -170,8 +170,12 @@ pub struct SqliteConfig {
     pub flush_interval_ms: u64,
     /// 3.1.1 resend of unacknowledged inflight messages; `Duration::ZERO` = off. 0..=1d.
     pub resend_interval: Duration,
-    /// Cap on the database size in bytes; 0 = none. Writes past it fail as on a full disk.
+    /// Cap on the database size in bytes, write-ahead log included; 0 = none. Writes past it
+    /// fail as on a full disk.
     pub max_db_size: u64,
+    /// Bound on the write-ahead log, 64KiB..=64MiB: it is checkpointed at half of it and
+    /// truncated to it; also the size of the reserve file kept for a full disk.
+    pub max_wal_size: u64,
 }
 
 /// When store writes reach the disk (`sqlite.durability`).
@@ -180,7 +184,7 @@ pub enum Durability {
     /// Each batch is committed and synced before the acknowledgements that depend on it.
     Sync,
     /// Acknowledgements go out at once; writes are committed every `flush_mem_threshold`
-    /// messages or `flush_interval_ms`, without fsync (a crash loses up to one batch).
+    /// messages or `flush_interval_ms`, each commit fsync'd (a crash loses up to one batch).
     Batch,
     /// The database lives in memory; nothing survives a restart.
     Memory,
@@ -299,6 +303,7 @@ impl Default for SqliteConfig {
             flush_interval_ms: 100,
             resend_interval: Duration::ZERO,
             max_db_size: 0,
+            max_wal_size: 512 * KIB,
         }
     }
 }
@@ -429,6 +434,7 @@ fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), Co
         DurationRange::any(Duration::ZERO, Duration::from_secs(86_400)),
     )?;
     s.size(&mut q.max_db_size, "max_db_size", 0, TIB)?;
+    s.size(&mut q.max_wal_size, "max_wal_size", 64 * KIB, 64 * MIB)?;
     known.extend(s.finish()?);
 
     let a = &mut config.auth;
@@ -1294,6 +1300,7 @@ mod tests {
             flush_mem_threshold = 7
             flush_interval_ms = 250
             resend_interval = "30s"
+            max_wal_size = "2MB"
             [auth]
             allow_anonymous = false
             password_file = "/etc/edgemq/passwd"
@@ -1342,6 +1349,7 @@ mod tests {
                 flush_interval_ms: 250,
                 resend_interval: Duration::from_secs(30),
                 max_db_size: 0,
+                max_wal_size: 2 * 1024 * 1024,
             },
             auth: AuthConfig {
                 allow_anonymous: Some(false),
@@ -1554,6 +1562,11 @@ mod tests {
             key: "sqlite.max_db_size", extra: "",
             good: &["0", r#""64KB""#, r#""1TB""#],
             bad: &["-1", r#""2TB""#],
+        },
+        RangeCase {
+            key: "sqlite.max_wal_size", extra: "",
+            good: &[r#""64KB""#, r#""512KB""#, r#""64MB""#, "65536"],
+            bad: &[r#""63KB""#, r#""65MB""#, "0"],
         },
         RangeCase {
             key: "auth.allow_anonymous", extra: "",

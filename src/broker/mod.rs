@@ -390,20 +390,23 @@ impl Broker {
         let reason =
             if error.disk_full { ReasonCode::QuotaExceeded } else { ReasonCode::UnspecifiedError };
         let client = self.client_label(ack.conn);
+        // A full store logs once per episode itself: one line per refused message would flood.
+        let level = if error.disk_full { log::Level::Debug } else { log::Level::Warn };
         match (&ack.packet, version) {
             (Packet::Puback(a), ProtocolVersion::V5) => {
-                log::warn!("{client}: message not stored ({error}); PUBACK {reason:?}");
+                log::log!(level, "{client}: message not stored ({error}); PUBACK {reason:?}");
                 let refused = PubAck::with_reason(a.packet_id, reason);
                 self.transmit(out, ack.conn, version, &Packet::Puback(refused));
             }
             (Packet::Pubrec(a), ProtocolVersion::V5) => {
-                log::warn!("{client}: message not stored ({error}); PUBREC {reason:?}");
+                log::log!(level, "{client}: message not stored ({error}); PUBREC {reason:?}");
                 self.forget_inbound_qos2(ack.conn, a.packet_id.get());
                 let refused = PubAck::with_reason(a.packet_id, reason);
                 self.transmit(out, ack.conn, version, &Packet::Pubrec(refused));
             }
             _ => {
-                log::warn!(
+                log::log!(
+                    level,
                     "{client}: message not stored ({error}); disconnecting without \
                      acknowledgement so the client sends it again"
                 );

@@ -281,6 +281,8 @@ pub struct BrokerBuilder {
     settings: BTreeMap<String, BTreeMap<String, Value>>,
     /// `--listen` address (default `127.0.0.1:0`); its port must be 0.
     listen: Option<String>,
+    /// `--data` instead of `<temp dir>/data` (e.g. a small filesystem the test mounted).
+    data_dir: Option<PathBuf>,
 }
 
 impl BrokerBuilder {
@@ -304,6 +306,12 @@ impl BrokerBuilder {
     /// log and clients still connect to 127.0.0.1). E.g. `0.0.0.0:0`, a non-loopback listener.
     pub fn listen(mut self, addr: &str) -> BrokerBuilder {
         self.listen = Some(addr.to_string());
+        self
+    }
+
+    /// Keeps the data in `dir` (which the test owns) instead of the broker's temp directory.
+    pub fn data_dir(mut self, dir: &Path) -> BrokerBuilder {
+        self.data_dir = Some(dir.to_path_buf());
         self
     }
 
@@ -426,7 +434,10 @@ impl Broker {
     }
     /// The directory the broker keeps its data in; the same across [`Broker::restart`].
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        match &self.builder.data_dir {
+            Some(dir) => dir.clone(),
+            None => self.dir.path().join("data"),
+        }
     }
     /// The broker's output so far, one line per entry.
     pub fn log(&self) -> Vec<String> {
