@@ -17,6 +17,7 @@ mod disconnect;
 mod limits;
 mod log_limit;
 mod message;
+mod origin;
 mod outgoing;
 mod publish;
 mod restore;
@@ -41,6 +42,7 @@ use crate::codec::{
 pub use connection::Phase;
 pub use limits::{Limits, SlowSubscriber};
 pub use message::{Delivery, Message};
+pub use origin::{ListenerId, Origin};
 pub use restore::Restored;
 pub use session::{SessionExpiry, SessionId};
 pub use stats::{Gauges, Stats};
@@ -180,14 +182,15 @@ impl Broker {
         self.conn(conn).is_some_and(|c| c.phase != Phase::Closed)
     }
 
-    /// A new TCP connection; it must send CONNECT within the connect timeout.
-    pub fn on_accept(&mut self, conn: ConnId, now: Instant) {
+    /// A new connection from `origin`; it must send CONNECT within the connect timeout (a TLS
+    /// handshake included).
+    pub fn on_accept(&mut self, conn: ConnId, origin: Origin, now: Instant) {
         let index = conn.0 as usize;
         if self.conns.len() <= index {
             self.conns.resize_with(index + 1, || None);
         }
         let generation = self.next_generation();
-        self.conns[index] = Some(Conn::new(now, generation));
+        self.conns[index] = Some(Conn::new(origin, now, generation));
         self.arm_conn_timer(conn, now + self.limits.connect_timeout);
         self.stats.connections_accepted += 1;
     }
