@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use edgemq::broker::{Broker, Limits};
 use edgemq::cli::{self, Command, RunOptions};
-use edgemq::config::Config;
-use edgemq::net::EventLoop;
+use edgemq::config::{Config, DEFAULT_CONFIG_ORIGIN};
+use edgemq::net::{self, EventLoop};
 use edgemq::store::{self, Store};
 use std::time::Instant;
 
@@ -61,6 +61,20 @@ fn run(options: &RunOptions) -> ExitCode {
         .format_timestamp_millis()
         .init();
 
+    // TLS certificates and keys are read before anything else starts: a bad file is a
+    // configuration problem (exit 2), named by its key and path.
+    let plans = match net::plan_listeners(&config) {
+        Ok(plans) => plans,
+        Err(error) => {
+            let origin = match &options.conf {
+                Some(path) => path.display().to_string(),
+                None => DEFAULT_CONFIG_ORIGIN.to_string(),
+            };
+            eprintln!("edgemq: {origin}: {error}");
+            return ExitCode::from(2);
+        }
+    };
+
     let now = Instant::now();
     let data_dir = &config.sqlite.mounted_file_path;
     let mut store = match Store::open(data_dir, config.sqlite.clone()) {
@@ -97,15 +111,15 @@ fn run(options: &RunOptions) -> ExitCode {
             config.mqtt.max_sessions
         );
     }
-    let mut event_loop = match EventLoop::bind(&config.listener.bind, broker) {
+    let mut event_loop = match EventLoop::bind(plans, broker) {
         Ok(event_loop) => event_loop,
         Err(error) => {
             log::error!("{error}");
             return ExitCode::from(1);
         }
     };
-    for addr in event_loop.local_addrs() {
-        log::info!("listening on {addr}");
+    for (addr, name, kind) in event_loop.listening() {
+        log::info!("listening on {addr} ({kind}, {name})");
     }
     match event_loop.run() {
         Ok(_signal) => {
