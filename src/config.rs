@@ -506,7 +506,8 @@ fn check_cross_keys(config: &Config, origin: &str) -> Result<(), ConfigError> {
             ),
         ));
     }
-    for (i, named) in config.listeners.iter().enumerate() {
+    // Port 0 lets the system pick a free port, so it never collides.
+    for (i, named) in config.listeners.iter().enumerate().filter(|(_, l)| l.bind.port() != 0) {
         let earlier = config.listeners[..i].iter().find(|l| l.bind == named.bind);
         let other = match earlier {
             Some(l) => Some(l.key("bind")),
@@ -1827,6 +1828,168 @@ mod tests {
             error(&text).to_string(),
             "test.toml: listener.bind: expected at most 64 addresses, got 65"
         );
+    }
+
+    #[test]
+    fn listener_tables_land_in_their_fields() {
+        let c = parse(
+            r#"
+            [listeners.secure]
+            bind = "0.0.0.0:8883"
+            kind = "tls"
+            certfile = "/etc/edgemq/server.pem"
+            keyfile = "/etc/edgemq/server.key"
+            cafile = "/etc/edgemq/ca.pem"
+            require_certificate = true
+            use_identity_as_username = true
+            allow_anonymous = false
+            [listeners.lan]
+            bind = "[::]:1884"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.listener, ListenerConfig::default());
+        assert_eq!(
+            c.listeners,
+            vec![
+                NamedListener {
+                    name: "lan".to_string(),
+                    bind: "[::]:1884".parse().unwrap(),
+                    kind: ListenerKind::Tcp,
+                    allow_anonymous: None,
+                    tls: None,
+                },
+                NamedListener {
+                    name: "secure".to_string(),
+                    bind: "0.0.0.0:8883".parse().unwrap(),
+                    kind: ListenerKind::Tls,
+                    allow_anonymous: Some(false),
+                    tls: Some(ListenerTls {
+                        certfile: PathBuf::from("/etc/edgemq/server.pem"),
+                        keyfile: PathBuf::from("/etc/edgemq/server.key"),
+                        cafile: Some(PathBuf::from("/etc/edgemq/ca.pem")),
+                        require_certificate: true,
+                        use_identity_as_username: true,
+                    }),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn listener_errors_name_the_listener_key() {
+        let tls = "kind = \"tls\"\ncertfile = \"c.pem\"\nkeyfile = \"k.pem\"\n";
+        let cases: &[(&str, &str)] = &[
+            (
+                "[listeners.a]\nbind = \"1.2.3.4:1\"\nkind = \"tls\"\n",
+                "test.toml: listeners.a.kind = \"tls\" needs listeners.a.certfile and \
+                 listeners.a.keyfile (the server certificate and its key)",
+            ),
+            (
+                "[listeners.a]\nbind = \"1.2.3.4:1\"\ncertfile = \"c.pem\"\n",
+                "test.toml: listeners.a.certfile is a TLS setting; listeners.a.kind is \"tcp\"",
+            ),
+            (
+                &format!("[listeners.a]\nbind = \"1.2.3.4:1\"\n{tls}require_certificate = true\n"),
+                "test.toml: listeners.a.require_certificate needs listeners.a.cafile: the CAs \
+                 that client certificates are verified against",
+            ),
+            (
+                &format!(
+                    "[listeners.a]\nbind = \"1.2.3.4:1\"\n{tls}use_identity_as_username = true\n"
+                ),
+                "test.toml: listeners.a.use_identity_as_username needs listeners.a.cafile: the \
+                 CAs that client certificates are verified against",
+            ),
+            (
+                "[listeners.a]\nbind = \"1.2.3.4:1\"\ncertfle = \"c.pem\"\n",
+                "test.toml: unknown key \"listeners.a.certfle\" (did you mean \
+                 \"listeners.a.certfile\"?)",
+            ),
+            (
+                "[listeners.a]\nkind = \"tcp\"\n",
+                "test.toml: listeners.a.bind: expected an \"IP:port\" address (the key is \
+                 required), got nothing",
+            ),
+            (
+                "[listeners.a]\nbind = [\"1.2.3.4:1\", \"1.2.3.4:2\"]\n",
+                "test.toml: listeners.a.bind: expected one \"IP:port\" address (one listener, \
+                 one socket), got 2 addresses",
+            ),
+            (
+                "[listeners.a]\nbind = \"1.2.3.4:1\"\nkind = \"wss\"\n",
+                "test.toml: listeners.a.kind: expected one of \"tcp\", \"tls\", got \"wss\"",
+            ),
+            (
+                "[listeners.a]\nbind = \"1.2.3.4:1\"\nallow_anonymous = \"yes\"\n",
+                "test.toml: listeners.a.allow_anonymous: expected true or false, got \"yes\"",
+            ),
+            (
+                "[listeners.\"a b\"]\nbind = \"1.2.3.4:1\"\n",
+                "test.toml: listeners.a b: expected a listener name of 1 to 32 letters, digits, \
+                 '_' or '-', got \"a b\"",
+            ),
+            (
+                "[listeners]\nbind = \"1.2.3.4:1\"\n",
+                "test.toml: listeners.bind: expected a table [listeners.NAME], got \"1.2.3.4:1\"",
+            ),
+            (
+                "[listener]\nbind = \"127.0.0.1:1883\"\n[listeners.a]\nbind = \"127.0.0.1:1883\"\n",
+                "test.toml: listeners.a.bind and listener.bind both listen on 127.0.0.1:1883",
+            ),
+            (
+                "[listeners.a]\nbind = \"1.2.3.4:1\"\n[listeners.b]\nbind = \"1.2.3.4:1\"\n",
+                "test.toml: listeners.b.bind and listeners.a.bind both listen on 1.2.3.4:1",
+            ),
+        ];
+        let ephemeral =
+            "[listener]\nbind = \"127.0.0.1:0\"\n[listeners.a]\nbind = \"127.0.0.1:0\"\n";
+        assert_eq!(parse(ephemeral).unwrap().listeners.len(), 1);
+        for (text, expected) in cases {
+            assert_eq!(error(text).to_string(), *expected, "{text}");
+        }
+        let mut text = String::from("[listener]\nbind = [");
+        let list: Vec<String> = (0..60).map(|p| format!("\"127.0.0.1:{}\"", p + 1)).collect();
+        text.push_str(&list.join(", "));
+        text.push_str("]\n");
+        for i in 0..5 {
+            text.push_str(&format!("[listeners.l{i}]\nbind = \"127.0.0.2:{}\"\n", i + 1));
+        }
+        assert_eq!(
+            error(&text).to_string(),
+            "test.toml: listener.bind and [listeners.*] open 65 sockets together; at most 64"
+        );
+    }
+
+    /// The commented `[listeners.NAME]` examples of the default file parse once uncommented,
+    /// and its key list documents every listener key.
+    #[test]
+    fn default_file_documents_every_listener_key_and_its_examples_parse() {
+        for key in LISTENER_KEYS {
+            let documented = format!("# {key} ");
+            assert!(DEFAULT_CONFIG.contains(&documented), "{key} not documented");
+        }
+        let mut examples = String::new();
+        let mut in_example = false;
+        for line in DEFAULT_CONFIG.lines() {
+            let uncommented = line.strip_prefix("# ").unwrap_or("");
+            if uncommented.starts_with("[listeners.") {
+                in_example = true;
+            } else if !line.starts_with("# ") || !uncommented.contains(" = ") {
+                in_example = in_example && line == "#";
+                continue;
+            }
+            if in_example {
+                examples.push_str(uncommented);
+                examples.push('\n');
+            }
+        }
+        let c = parse(&examples).unwrap_or_else(|e| panic!("{e}\n{examples}"));
+        assert_eq!(c.listeners.len(), 3, "{examples}");
+        let used: Vec<&str> = examples.lines().filter_map(|l| l.split(" = ").next()).collect();
+        for key in LISTENER_KEYS {
+            assert!(used.contains(&key), "no example uses {key}");
+        }
     }
 
     #[test]
