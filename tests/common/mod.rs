@@ -263,6 +263,11 @@ impl From<bool> for Value {
         Value::Bool(v)
     }
 }
+impl From<String> for Value {
+    fn from(v: String) -> Value {
+        Value::Str(v)
+    }
+}
 impl From<&str> for Value {
     fn from(v: &str) -> Value {
         Value::Str(v.to_string())
@@ -274,6 +279,8 @@ impl From<&str> for Value {
 pub struct BrokerBuilder {
     /// section -> key -> value, written in a stable order.
     settings: BTreeMap<String, BTreeMap<String, Value>>,
+    /// `--log-level` for this broker instead of `EDGEMQ_TEST_LOG_LEVEL` (edgemq only).
+    log_level: Option<String>,
 }
 
 impl BrokerBuilder {
@@ -290,6 +297,13 @@ impl BrokerBuilder {
     /// A key of any section.
     pub fn set(mut self, section: &str, key: &str, value: impl Into<Value>) -> BrokerBuilder {
         self.settings.entry(section.to_string()).or_default().insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Runs edgemq with this `--log-level` (for tests that read `debug` lines). It must keep
+    /// `info` lines: the harness reads the port from one.
+    pub fn log_level(mut self, level: &str) -> BrokerBuilder {
+        self.log_level = Some(level.to_string());
         self
     }
 
@@ -443,6 +457,29 @@ impl Broker {
         self.spawn();
     }
 
+    /// Sends a signal by name (`HUP`) to the broker process (qemu-user passes it on).
+    pub fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("broker is not running");
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits until a log line satisfies `pred` (lines logged before the call count); fails the
+    /// test after [`timeout`].
+    pub fn wait_for_log(&self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout();
+        loop {
+            if let Some(line) = self.log().into_iter().find(|l| pred(l)) {
+                return line;
+            }
+            assert!(Instant::now() < deadline, "no such log line within {:?}", timeout());
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
@@ -481,7 +518,10 @@ impl Broker {
         std::fs::write(&conf, self.builder.edgemq_toml()).expect("write config");
         let bin = std::env::var("EDGEMQ_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_edgemq").to_string());
-        let level = std::env::var("EDGEMQ_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".to_string());
+        let level = match &self.builder.log_level {
+            Some(level) => level.clone(),
+            None => std::env::var("EDGEMQ_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".to_string()),
+        };
         let mut cmd = runner_command(&bin);
         cmd.arg("--conf")
             .arg(&conf)
