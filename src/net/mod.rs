@@ -488,8 +488,10 @@ impl EventLoop {
                 Ok(0) => return self.peer_closed(conn, "closed by peer"),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // A TLS handshake answer the socket did not take yet.
-                    if connection.transport.wants_write() {
+                    // A TLS handshake answer the socket did not take yet, or output TLS held
+                    // back until the handshake finished: write it now, as no WRITABLE edge
+                    // may come for it.
+                    if connection.transport.wants_write() || connection.pending_output() > 0 {
                         self.queue_flush(conn);
                     }
                     return;
