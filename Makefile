@@ -125,8 +125,6 @@ sizes: cross-setup cross-aarch64 build ## Markdown table of stripped binary size
 	$(CARGO) build --profile $(PROFILE) --target $(ARMV7)
 	strip -o target/release/edgemq.stripped target/release/edgemq
 	cross/sizes.sh target/$(ARMV7)/$(PROFILE)/edgemq target/$(ARMV7)/$(PROFILE)/edgemq.no-tls \
-	    target/$(AARCH64)/$(PROFILE)/edgemq target/release/edgemq.stripped target/release/edgemq
-	cross/sizes.sh target/$(ARMV7)/$(PROFILE)/edgemq $(NO_TLS_DIR)/$(ARMV7)/$(PROFILE)/edgemq \
 	    target/$(AARCH64)/$(PROFILE)/edgemq target/release/edgemq.stripped
 
 bench: ## Every benchmark scenario, edgemq and Mosquitto side by side (benches/README.md)
