@@ -253,7 +253,8 @@ impl Broker {
         match phase {
             Phase::Closed => {}
             Phase::AwaitConnect => {
-                log::info!("{conn:?}: invalid CONNECT: {error}; closing");
+                let peer = self.peer_of(conn).map(|p| format!(" from {p}")).unwrap_or_default();
+                log::info!("{conn:?}{peer}: invalid CONNECT: {error}; closing");
                 let reason = error.reason_code();
                 // MQTT-3.1.2-2: an unsupported level gets CONNACK 0x01 in the 3.1.1 format,
                 // also a level above 5: a client of a future version cannot be assumed to read
