@@ -29,8 +29,9 @@ Usage:
 Run the broker (the default command):
   -c, --conf FILE          Config file (TOML). Without it the built-in default is used:
                            conf/edgemq.toml, listening on 127.0.0.1:1883 with data in ./data.
-      --listen ADDR:PORT   Accept MQTT on this address instead of listener.bind. Repeat it or
-                           separate with commas: --listen 0.0.0.0:1883,[::]:1883
+      --listen ADDR:PORT   Accept MQTT on this address instead of listener.bind (the
+                           [listeners.NAME] tables stay). Repeat it or separate with commas:
+                           --listen 0.0.0.0:1883,[::]:1883
       --data DIR           Data directory for the SQLite store, instead of
                            sqlite.mounted_file_path.
       --log-level LEVEL    error, warn, info, debug or trace, instead of log.level.

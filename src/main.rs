@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use edgemq::auth::{Auth, AuthSettings};
 use edgemq::broker::{Broker, Limits};
 use edgemq::cli::{self, Command, RunOptions};
-use edgemq::config::Config;
-use edgemq::net::{EventLoop, RELOAD_SIGNAL};
+use edgemq::config::{Config, DEFAULT_CONFIG_ORIGIN};
+use edgemq::net::{self, EventLoop, RELOAD_SIGNAL};
 use edgemq::store::{self, Store};
 use std::time::Instant;
 
@@ -69,9 +69,22 @@ fn run(options: &RunOptions) -> ExitCode {
         .format_timestamp_millis()
         .init();
 
+    // TLS certificates and keys are read before anything else starts: a bad file is a
+    // configuration problem (exit 2), named by its key and path.
+    let plans = match net::plan_listeners(&config) {
+        Ok(plans) => plans,
+        Err(error) => {
+            let origin = match &options.conf {
+                Some(path) => path.display().to_string(),
+                None => DEFAULT_CONFIG_ORIGIN.to_string(),
+            };
+            eprintln!("edgemq: {origin}: {error}");
+            return ExitCode::from(2);
+        }
+    };
     // After the command-line overrides: --listen decides what "auto" means.
     let auth_settings = AuthSettings {
-        allow_anonymous: config.auth.anonymous_allowed(&config.listener.bind),
+        allow_anonymous: config.auth.anonymous_allowed(&config.all_binds()),
         password_file: config.auth.password_file.clone(),
         acl_file: config.auth.acl_file.clone(),
     };
@@ -138,15 +151,15 @@ fn run(options: &RunOptions) -> ExitCode {
             config.mqtt.max_sessions
         );
     }
-    let mut event_loop = match EventLoop::bind(&config.listener.bind, broker) {
+    let mut event_loop = match EventLoop::bind(plans, broker) {
         Ok(event_loop) => event_loop,
         Err(error) => {
             log::error!("{error}");
             return ExitCode::from(1);
         }
     };
-    for addr in event_loop.local_addrs() {
-        log::info!("listening on {addr}");
+    for (addr, name, kind) in event_loop.listening() {
+        log::info!("listening on {addr} ({kind}, {name})");
     }
     let result = loop {
         match event_loop.run() {

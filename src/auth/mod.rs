@@ -106,6 +106,16 @@ impl fmt::Display for LoadError {
     }
 }
 
+/// What the listener a client came through says about its login (`[listeners.NAME]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListenerPolicy {
+    /// The listener's `allow_anonymous`: overrides `auth.allow_anonymous` when set.
+    pub allow_anonymous: Option<bool>,
+    /// The user name is the Common Name of a client certificate the TLS layer verified
+    /// (`use_identity_as_username`).
+    pub certified_username: bool,
+}
+
 impl Auth {
     pub fn new(allow_anonymous: bool, passwords: Option<PasswordFile>, acl: Option<Acl>) -> Auth {
         Auth { allow_anonymous, passwords, acl }
@@ -143,16 +153,32 @@ impl Auth {
     /// Whether a CONNECT with these credentials may log in. The will, if any, is checked
     /// separately ([`Auth::check_will`]) once the login itself passed.
     pub fn check_login(&self, username: Option<&str>, password: Option<&[u8]>) -> Login {
+        self.check_login_on(username, password, ListenerPolicy::default())
+    }
+
+    /// [`Auth::check_login`] for a client of a listener with its own `policy`.
+    pub fn check_login_on(
+        &self,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+        policy: ListenerPolicy,
+    ) -> Login {
+        let allow_anonymous = policy.allow_anonymous.unwrap_or(self.allow_anonymous);
         let Some(username) = username else {
             // A password without a user name (MQTT 5.0 allows it) proves nothing.
-            return if self.allow_anonymous {
+            return if allow_anonymous {
                 Login::Allow
             } else {
                 Login::Deny(LoginDenied::AnonymousNotAllowed)
             };
         };
+        if policy.certified_username {
+            // The TLS layer verified a client certificate with this name (Mosquitto's
+            // `use_identity_as_username`): the certificate is the proof, not a password.
+            return Login::Allow;
+        }
         let Some(passwords) = &self.passwords else {
-            return if self.allow_anonymous {
+            return if allow_anonymous {
                 Login::Allow
             } else {
                 Login::Deny(LoginDenied::NoPasswordFile)
@@ -273,6 +299,14 @@ mod tests {
         assert_eq!(open.check_login(Some("x"), None), Login::Allow);
         let closed = Auth::new(false, None, None);
         assert_eq!(closed.check_login(Some("x"), None), Login::Deny(LoginDenied::NoPasswordFile));
+        // A listener's own allow_anonymous wins over the global one, both ways.
+        let open_listener = ListenerPolicy { allow_anonymous: Some(true), ..Default::default() };
+        assert_eq!(closed.check_login_on(None, None, open_listener), Login::Allow);
+        let shut_listener = ListenerPolicy { allow_anonymous: Some(false), ..Default::default() };
+        assert_eq!(
+            open.check_login_on(None, None, shut_listener),
+            Login::Deny(LoginDenied::AnonymousNotAllowed)
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::time::Instant;
 use super::logging::LogLimiter;
 use super::session::SessionId;
 use super::{Broker, ConnId, Outbox};
-use crate::auth::{acl::Denied, Auth, Client, Login, LoginDenied, Verdict};
+use crate::auth::{acl::Denied, Auth, Client, ListenerPolicy, Login, LoginDenied, Verdict};
 use crate::codec::{Connect, Packet, ProtocolVersion, PubAck, Publish, QoS, ReasonCode};
 
 /// Who a session's client logged in as, kept with the session for its will.
@@ -62,14 +62,6 @@ impl Broker {
         &self.access.auth
     }
 
-    /// The peer address of `conn`, for log lines and the login back-off (set by the event
-    /// loop right after [`Broker::on_accept`]).
-    pub fn set_peer(&mut self, conn: ConnId, peer: SocketAddr) {
-        if let Some(state) = self.conn_mut(conn) {
-            state.peer = Some(peer);
-        }
-    }
-
     /// Checks a CONNECT's credentials and will. Returns false if the login was refused: the
     /// CONNACK is sent and the connection is closing.
     pub(super) fn authorize_connect(
@@ -80,8 +72,15 @@ impl Broker {
         now: Instant,
         out: &mut dyn Outbox,
     ) -> bool {
-        let peer = self.conn(conn).and_then(|c| c.peer);
+        let Some(state) = self.conn(conn) else { return false };
+        let peer = Some(state.origin.peer);
         let ip = peer.map(|p| p.ip());
+        // Set from the CONNECT, or the certificate's CN under `use_identity_as_username`.
+        let username = state.username.clone();
+        let policy = ListenerPolicy {
+            allow_anonymous: state.origin.allow_anonymous,
+            certified_username: state.origin.use_identity_as_username,
+        };
         if let Some(left) = ip.and_then(|ip| self.access.backoff.blocked(ip, now)) {
             let why = format!(
                 "too many failed logins from this address; refused without a check for {}.{:03}s",
@@ -92,9 +91,9 @@ impl Broker {
             self.send_refusal(conn, ReasonCode::ServerBusy, now, out);
             return false;
         }
-        let username = connect.username.as_deref();
+        let username = username.as_deref();
         let auth = &self.access.auth;
-        let mut decision = auth.check_login(username, connect.password.as_deref());
+        let mut decision = auth.check_login_on(username, connect.password.as_deref(), policy);
         if let (Login::Allow, Some(will)) = (decision, &connect.will) {
             decision = auth.check_will(Client { client_id, username }, &will.topic);
         }
@@ -104,9 +103,6 @@ impl Broker {
                 // between must not reset a password guesser's count.
                 if let (Some(ip), Some(_), Some(_)) = (ip, username, auth.passwords()) {
                     self.access.backoff.succeeded(ip);
-                }
-                if let Some(state) = self.conn_mut(conn) {
-                    state.username = username.map(Rc::from);
                 }
                 true
             }

@@ -5,6 +5,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::connection::Phase;
+use super::origin::Username;
 use super::session::{Session, SessionExpiry, SessionId, StoredQueue};
 use super::{Broker, ConnId, Outbox};
 use crate::codec::{
@@ -33,6 +34,16 @@ impl Broker {
         state.version = Some(version);
         // Before any answer, refusals included (MQTT-3.1.2-24).
         state.client_max_packet_size = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
+
+        // The username: the certificate's CN under `use_identity_as_username` (a client
+        // without a certificate is refused, as in Mosquitto), else the CONNECT's.
+        match state.origin.username(&connect) {
+            Username::Known(username) => state.username = username,
+            Username::MissingIdentity => {
+                log::info!("{conn:?}: use_identity_as_username and no client certificate");
+                return self.refuse(conn, ReasonCode::NotAuthorized, now, out);
+            }
+        }
 
         if connect.properties.authentication_method.is_some() {
             // No enhanced authentication methods are offered (MQTT 5.0 §4.12).
@@ -214,9 +225,14 @@ impl Broker {
         }
         self.active_connections += 1;
 
+        let (peer, username) = match self.conn(conn) {
+            Some(c) => (c.origin.peer.to_string(), c.username.clone()),
+            None => (String::new(), None),
+        };
         log::debug!(
-            "client {client_id:?} connected on {conn:?}: {version:?}, clean_start={}, \
-             keep_alive={keep_alive}s, session_present={session_present}, expiry={expiry:?}",
+            "client {client_id:?} connected on {conn:?} from {peer}: {version:?}, \
+             clean_start={}, keep_alive={keep_alive}s, session_present={session_present}, \
+             expiry={expiry:?}, username={username:?}",
             connect.clean_start
         );
 
@@ -258,7 +274,10 @@ impl Broker {
 
     /// CONNACK with a failure code, then close (MQTT-3.2.2-5 / MQTT-3.2.2-7).
     fn refuse(&mut self, conn: ConnId, reason: ReasonCode, now: Instant, out: &mut dyn Outbox) {
-        log::info!("{conn:?}: CONNECT refused: {reason:?}");
+        match self.peer_of(conn) {
+            Some(peer) => log::info!("{conn:?} from {peer}: CONNECT refused: {reason:?}"),
+            None => log::info!("{conn:?}: CONNECT refused: {reason:?}"),
+        }
         self.send_refusal(conn, reason, now, out);
     }
 

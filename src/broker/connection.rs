@@ -1,11 +1,11 @@
 //! Per-connection protocol state: what the connection waits for, its keep-alive and what the
 //! client told us in CONNECT. Owns no socket (that is `net`'s).
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::backpressure::Pause;
+use super::origin::Origin;
 use super::session::SessionId;
 use crate::codec::ProtocolVersion;
 
@@ -24,6 +24,11 @@ pub enum Phase {
 #[derive(Debug)]
 pub struct Conn {
     pub phase: Phase,
+    /// Peer, listener, TLS identity.
+    pub origin: Origin,
+    /// The username this connection authenticated as (from CONNECT, or the client
+    /// certificate's CN under `use_identity_as_username`); set when CONNECT is handled.
+    pub username: Option<Rc<str>>,
     pub version: Option<ProtocolVersion>,
     pub accepted_at: Instant,
     pub last_seen: Instant,
@@ -44,17 +49,14 @@ pub struct Conn {
     pub resend_armed: bool,
     /// Not read for now: it publishes into a congested subscriber (back-pressure).
     pub pause: Option<Pause>,
-    /// The user name the client logged in with (checked against the password file when there
-    /// is one).
-    pub username: Option<Rc<str>>,
-    /// The peer's address, when the event loop told us (`Broker::set_peer`).
-    pub peer: Option<SocketAddr>,
 }
 
 impl Conn {
-    pub fn new(now: Instant, generation: u32) -> Conn {
+    pub fn new(origin: Origin, now: Instant, generation: u32) -> Conn {
         Conn {
             phase: Phase::AwaitConnect,
+            origin,
+            username: None,
             version: None,
             accepted_at: now,
             last_seen: now,
@@ -67,8 +69,6 @@ impl Conn {
             problem_information: true,
             resend_armed: false,
             pause: None,
-            username: None,
-            peer: None,
         }
     }
 

@@ -18,6 +18,7 @@ mod disconnect;
 mod limits;
 mod logging;
 mod message;
+mod origin;
 mod outgoing;
 mod publish;
 mod restore;
@@ -43,6 +44,7 @@ pub use access::Identity;
 pub use connection::Phase;
 pub use limits::{Limits, SlowSubscriber};
 pub use message::{Delivery, Message};
+pub use origin::{ListenerId, Origin};
 pub use restore::Restored;
 pub use session::{SessionExpiry, SessionId};
 pub use stats::{Gauges, Stats};
@@ -185,14 +187,15 @@ impl Broker {
         self.conn(conn).is_some_and(|c| c.phase != Phase::Closed)
     }
 
-    /// A new TCP connection; it must send CONNECT within the connect timeout.
-    pub fn on_accept(&mut self, conn: ConnId, now: Instant) {
+    /// A new connection from `origin`; it must send CONNECT within the connect timeout (a TLS
+    /// handshake included).
+    pub fn on_accept(&mut self, conn: ConnId, origin: Origin, now: Instant) {
         let index = conn.0 as usize;
         if self.conns.len() <= index {
             self.conns.resize_with(index + 1, || None);
         }
         let generation = self.next_generation();
-        self.conns[index] = Some(Conn::new(now, generation));
+        self.conns[index] = Some(Conn::new(origin, now, generation));
         self.arm_conn_timer(conn, now + self.limits.connect_timeout);
         self.stats.connections_accepted += 1;
     }
@@ -255,7 +258,8 @@ impl Broker {
         match phase {
             Phase::Closed => {}
             Phase::AwaitConnect => {
-                log::info!("{conn:?}: invalid CONNECT: {error}; closing");
+                let peer = self.peer_of(conn).map(|p| format!(" from {p}")).unwrap_or_default();
+                log::info!("{conn:?}{peer}: invalid CONNECT: {error}; closing");
                 let reason = error.reason_code();
                 // MQTT-3.1.2-2: an unsupported level gets CONNACK 0x01 in the 3.1.1 format,
                 // also a level above 5: a client of a future version cannot be assumed to read

@@ -5,22 +5,29 @@
 //! `WouldBlock` into one shared buffer and decode packets into `Broker::handle`; run due
 //! timers; end the pass (store commit, held acknowledgements); write all queued output with
 //! one `write` per connection where possible. WRITABLE interest is registered only while a
-//! connection has output the kernel would not take.
+//! connection has output the kernel or its transport would not take.
+//!
+//! Listeners are plain TCP (`listener.bind`, `[listeners.NAME] kind = "tcp"`) or TLS; a
+//! connection owns its [`transport::Transport`], so reading, decoding and flushing are the same
+//! for both. SIGHUP re-reads the TLS listeners' certificate files.
 
 mod connection;
+pub mod transport;
 
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::broker::{Broker, ConnId, Outbox};
+use crate::broker::{Broker, ConnId, ListenerId, Origin, Outbox};
 use crate::codec::{self, Packet, ProtocolVersion};
+use crate::config::{Config, ListenerKind};
 use connection::{Connection, Flush};
+use transport::{TlsError, TlsServer, Transport};
 
 /// Size of the one read buffer shared by every connection.
 const READ_BUFFER_SIZE: usize = 64 * 1024;
@@ -60,12 +67,75 @@ pub const RELOAD_SIGNAL: i32 = SIGHUP;
 /// SIGTERM / SIGINT / SIGHUP arrive as readiness on this token.
 const SIGNAL_TOKEN: Token = Token(LISTENER_TOKEN_BASE - 1);
 
+/// A listener to open: where, and what its clients get. Built from the config by
+/// [`plan_listeners`], which reads the TLS files (so a bad one stops start-up, exit 2).
+pub struct ListenerPlan {
+    /// `listener.bind` or `listeners.NAME`, for log lines and errors.
+    pub name: String,
+    pub addr: SocketAddr,
+    /// `None`: plain TCP.
+    pub tls: Option<TlsServer>,
+    pub allow_anonymous: Option<bool>,
+    pub use_identity_as_username: bool,
+}
+
+impl ListenerPlan {
+    /// `tcp` or `tls`.
+    pub fn kind(&self) -> &'static str {
+        if self.tls.is_some() {
+            "tls"
+        } else {
+            "tcp"
+        }
+    }
+}
+
+/// Every listener of `config`: `listener.bind` (plain TCP) first, then the `[listeners.NAME]`
+/// tables. TLS certificates and keys are read here; the error names the key and the file.
+pub fn plan_listeners(config: &Config) -> Result<Vec<ListenerPlan>, TlsError> {
+    let mut plans = Vec::with_capacity(config.listener.bind.len() + config.listeners.len());
+    for addr in &config.listener.bind {
+        plans.push(ListenerPlan {
+            name: "listener.bind".to_string(),
+            addr: *addr,
+            tls: None,
+            allow_anonymous: None,
+            use_identity_as_username: false,
+        });
+    }
+    for named in &config.listeners {
+        let prefix = format!("listeners.{}", named.name);
+        let tls = match (named.kind, &named.tls) {
+            (ListenerKind::Tls, Some(files)) => Some(TlsServer::load(&prefix, files)?),
+            // The config guarantees TLS files exactly on TLS listeners.
+            (ListenerKind::Tls, None) | (ListenerKind::Tcp, _) => None,
+        };
+        plans.push(ListenerPlan {
+            name: prefix,
+            addr: named.bind,
+            use_identity_as_username: named
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.use_identity_as_username),
+            tls,
+            allow_anonymous: named.allow_anonymous,
+        });
+    }
+    Ok(plans)
+}
+
+/// An open listening socket and what its connections get.
+struct Listener {
+    socket: TcpListener,
+    plan: ListenerPlan,
+}
+
 pub struct EventLoop {
     poll: Poll,
     events: Events,
     /// (token, readable, writable) of this pass's events.
     ready: Vec<Readiness>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     sockets: Sockets,
     read_buffer: Box<[u8]>,
     signals: Signals,
@@ -162,19 +232,21 @@ impl Outbox for Sockets {
 }
 
 impl EventLoop {
-    /// Binds every address (port 0 picks a free port; see `local_addrs`).
-    pub fn bind(addrs: &[SocketAddr], broker: Broker) -> io::Result<EventLoop> {
+    /// Binds every planned listener (port 0 picks a free port; see `local_addrs`).
+    pub fn bind(plans: Vec<ListenerPlan>, broker: Broker) -> io::Result<EventLoop> {
         let poll = Poll::new()?;
-        let mut listeners = Vec::with_capacity(addrs.len());
-        for (i, addr) in addrs.iter().enumerate() {
-            let mut listener = TcpListener::bind(*addr)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let mut listeners = Vec::with_capacity(plans.len());
+        for (i, plan) in plans.into_iter().enumerate() {
+            let addr = plan.addr;
+            let mut socket = TcpListener::bind(addr).map_err(|e| {
+                io::Error::new(e.kind(), format!("{}: cannot listen on {addr}: {e}", plan.name))
+            })?;
             poll.registry().register(
-                &mut listener,
+                &mut socket,
                 Token(LISTENER_TOKEN_BASE + i),
                 Interest::READABLE,
             )?;
-            listeners.push(listener);
+            listeners.push(Listener { socket, plan });
         }
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
         poll.registry().register(&mut signals, SIGNAL_TOKEN, Interest::READABLE)?;
@@ -200,7 +272,29 @@ impl EventLoop {
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+        self.listeners.iter().filter_map(|l| l.socket.local_addr().ok()).collect()
+    }
+
+    /// Each listener's bound address with its name and kind (`tcp`, `tls`), in plan order.
+    pub fn listening(&self) -> Vec<(SocketAddr, &str, &'static str)> {
+        self.listeners
+            .iter()
+            .filter_map(|l| {
+                Some((l.socket.local_addr().ok()?, l.plan.name.as_str(), l.plan.kind()))
+            })
+            .collect()
+    }
+
+    /// SIGHUP: every TLS listener re-reads its certificate, key and CA files. New connections
+    /// get the new ones; a file that fails keeps the old configuration, with a log line.
+    pub fn reload(&mut self) {
+        for listener in &mut self.listeners {
+            let Some(tls) = listener.plan.tls.as_mut() else { continue };
+            match tls.reload() {
+                Ok(()) => log::info!("{}: TLS certificate and key reloaded", listener.plan.name),
+                Err(e) => log::warn!("TLS files not reloaded, the old ones stay in use: {e}"),
+            }
+        }
     }
 
     /// Runs until SIGTERM or SIGINT (returned), SIGHUP (returns [`RELOAD_SIGNAL`]; call `run`
@@ -268,14 +362,18 @@ impl EventLoop {
         }
         for &Readiness { token, readable, closed, writable } in &ready {
             if token == SIGNAL_TOKEN {
-                for signal in self.signals.pending() {
+                let pending: Vec<i32> = self.signals.pending().collect();
+                for signal in pending {
                     if signal == SIGHUP {
-                        log::info!("signal {signal} (SIGHUP) received: reloading");
+                        // TLS files here; `run` then returns RELOAD_SIGNAL so the caller
+                        // reloads the rest (the auth files).
+                        log::info!("SIGHUP received: reloading");
+                        self.reload();
                         self.reload_requested = true;
-                    } else {
-                        log::info!("signal {signal} received: stopping");
-                        self.stop_signal = Some(signal);
+                        continue;
                     }
+                    log::info!("signal {signal} received: stopping");
+                    self.stop_signal = Some(signal);
                 }
                 continue;
             }
@@ -310,7 +408,7 @@ impl EventLoop {
             let Some(l) = self.listeners.get(listener) else {
                 return;
             };
-            let (stream, peer) = match l.accept() {
+            let (stream, peer) = match l.socket.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -323,12 +421,33 @@ impl EventLoop {
             if let Err(e) = stream.set_nodelay(true) {
                 log::debug!("{peer}: set_nodelay failed: {e}");
             }
-            self.register(stream, peer, now);
+            let id = ListenerId(u16::try_from(listener).unwrap_or(u16::MAX));
+            let plan = &l.plan;
+            let origin = Origin {
+                peer,
+                listener: id,
+                allow_anonymous: plan.allow_anonymous,
+                use_identity_as_username: plan.use_identity_as_username,
+                tls_identity: None,
+            };
+            let transport = match &plan.tls {
+                None => Transport::Tcp(stream),
+                Some(tls) => match tls.accept(stream) {
+                    Ok(stream) => Transport::Tls(Box::new(stream)),
+                    Err(e) => {
+                        log::warn!("{peer}: {}: cannot start TLS: {e}", plan.name);
+                        continue;
+                    }
+                },
+            };
+            self.register(transport, origin, now);
         }
     }
 
-    fn register(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
-        let Some(conn) = self.sockets.slots.insert(Connection::new(stream, peer)) else {
+    fn register(&mut self, transport: Transport, origin: Origin, now: Instant) {
+        let peer = origin.peer;
+        let connection = Connection::new(transport, peer, origin.listener);
+        let Some(conn) = self.sockets.slots.insert(connection) else {
             log::warn!(
                 "{peer}: connection refused, all {} slots in use",
                 self.sockets.slots.capacity
@@ -339,7 +458,7 @@ impl EventLoop {
             return;
         };
         if let Err(e) = self.poll.registry().register(
-            &mut connection.stream,
+            connection.transport.socket_mut(),
             Token(conn.0 as usize),
             Interest::READABLE,
         ) {
@@ -347,9 +466,8 @@ impl EventLoop {
             self.sockets.slots.remove(conn);
             return;
         }
-        log::debug!("{conn:?}: accepted from {peer}");
-        self.broker.on_accept(conn, now);
-        self.broker.set_peer(conn, peer);
+        log::debug!("{conn:?}: accepted from {peer} on {}", self.listener_name(origin.listener));
+        self.broker.on_accept(conn, origin, now);
     }
 
     /// Reads as `until` says (or until this pass's budget is spent), decoding and handling
@@ -384,12 +502,39 @@ impl EventLoop {
             if connection.closing {
                 return;
             }
-            let n = match connection.stream.read(buffer) {
+            let n = match connection.transport.read(buffer) {
                 Ok(0) => return self.peer_closed(conn, "closed by peer"),
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // A TLS handshake answer the socket did not take yet, or output TLS held
+                    // back until the handshake finished: write it now, as no WRITABLE edge
+                    // may come for it.
+                    if connection.transport.wants_write() || connection.pending_output() > 0 {
+                        self.queue_flush(conn);
+                    }
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    // Not TLS (plain MQTT or garbage on a TLS port), a failed handshake (no or
+                    // a wrong client certificate), or a broken record: this client only.
+                    let (peer, listener) = (connection.peer, connection.listener);
+                    log::info!(
+                        "{conn:?} from {peer} on {}: {e}; closing",
+                        self.listener_name(listener)
+                    );
+                    // The alert rustls queued, if the socket takes it.
+                    self.queue_flush(conn);
+                    return self.mark_closing(conn);
+                }
                 Err(e) => return self.peer_closed(conn, &e.to_string()),
+            };
+            let short_read_drains = connection.transport.short_read_drains();
+            if let Some(cn) = connection.transport.take_identity() {
+                self.broker.on_tls_identity(conn, cn);
+            }
+            let Some(connection) = self.sockets.slots.get_mut(conn) else {
+                return;
             };
             // Decode from the shared buffer directly unless a partial packet is pending.
             let mut pending = std::mem::take(&mut connection.rx);
@@ -410,7 +555,7 @@ impl EventLoop {
                 // A decode error: the broker already asked for the close.
                 (None, _) | (_, None) => return,
             }
-            if until == ReadUntil::ShortRead && n < buffer.len() {
+            if until == ReadUntil::ShortRead && n < buffer.len() && short_read_drains {
                 return;
             }
             budget = budget.saturating_sub(n);
@@ -514,9 +659,11 @@ impl EventLoop {
                     Interest::READABLE
                 };
                 let token = Token(conn.0 as usize);
-                if let Err(e) =
-                    self.poll.registry().reregister(&mut connection.stream, token, interest)
-                {
+                if let Err(e) = self.poll.registry().reregister(
+                    connection.transport.socket_mut(),
+                    token,
+                    interest,
+                ) {
                     log::warn!("{conn:?}: reregister failed: {e}");
                 }
                 connection.write_interest = want_write;
@@ -528,6 +675,10 @@ impl EventLoop {
         if self.sockets.to_flush.is_empty() {
             self.sockets.to_flush = to_flush;
         }
+    }
+
+    fn listener_name(&self, id: ListenerId) -> &str {
+        self.listeners.get(usize::from(id.0)).map_or("?", |l| l.plan.name.as_str())
     }
 
     fn mark_closing(&mut self, conn: ConnId) {
@@ -555,8 +706,8 @@ impl EventLoop {
             };
             let _ = connection.flush();
             connection.drain_input(&mut self.read_buffer);
-            let _ = connection.stream.shutdown(std::net::Shutdown::Write);
-            let _ = self.poll.registry().deregister(&mut connection.stream);
+            connection.transport.close();
+            let _ = self.poll.registry().deregister(connection.transport.socket_mut());
             drop(connection);
             self.broker.on_closed(conn, now, &mut self.sockets);
         }

@@ -268,6 +268,11 @@ impl From<bool> for Value {
         Value::Bool(v)
     }
 }
+impl From<String> for Value {
+    fn from(v: String) -> Value {
+        Value::Str(v)
+    }
+}
 impl From<&str> for Value {
     fn from(v: &str) -> Value {
         Value::Str(v.to_string())
@@ -283,6 +288,8 @@ pub struct BrokerBuilder {
     listen: Option<String>,
     /// `--data` instead of `<temp dir>/data` (e.g. a small filesystem the test mounted).
     data_dir: Option<PathBuf>,
+    /// `--log-level` for this broker instead of `EDGEMQ_TEST_LOG_LEVEL` (edgemq only).
+    log_level: Option<String>,
 }
 
 impl BrokerBuilder {
@@ -312,6 +319,13 @@ impl BrokerBuilder {
     /// Keeps the data in `dir` (which the test owns) instead of the broker's temp directory.
     pub fn data_dir(mut self, dir: &Path) -> BrokerBuilder {
         self.data_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Runs edgemq with this `--log-level` (for tests that read `debug` lines). It must keep
+    /// `info` lines: the harness reads the port from one.
+    pub fn log_level(mut self, level: &str) -> BrokerBuilder {
+        self.log_level = Some(level.to_string());
         self
     }
 
@@ -568,7 +582,10 @@ impl Broker {
         std::fs::write(&conf, self.builder.edgemq_toml()).expect("write config");
         let bin = std::env::var("EDGEMQ_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_edgemq").to_string());
-        let level = std::env::var("EDGEMQ_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".to_string());
+        let level = match &self.builder.log_level {
+            Some(level) => level.clone(),
+            None => std::env::var("EDGEMQ_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".to_string()),
+        };
         let mut cmd = runner_command(&bin);
         cmd.arg("--conf")
             .arg(&conf)
