@@ -274,6 +274,8 @@ impl From<&str> for Value {
 pub struct BrokerBuilder {
     /// section -> key -> value, written in a stable order.
     settings: BTreeMap<String, BTreeMap<String, Value>>,
+    /// `--data` instead of `<temp dir>/data` (e.g. a small filesystem the test mounted).
+    data_dir: Option<PathBuf>,
 }
 
 impl BrokerBuilder {
@@ -290,6 +292,12 @@ impl BrokerBuilder {
     /// A key of any section.
     pub fn set(mut self, section: &str, key: &str, value: impl Into<Value>) -> BrokerBuilder {
         self.settings.entry(section.to_string()).or_default().insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Keeps the data in `dir` (which the test owns) instead of the broker's temp directory.
+    pub fn data_dir(mut self, dir: &Path) -> BrokerBuilder {
+        self.data_dir = Some(dir.to_path_buf());
         self
     }
 
@@ -398,7 +406,10 @@ impl Broker {
     }
     /// The directory the broker keeps its data in; the same across [`Broker::restart`].
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        match &self.builder.data_dir {
+            Some(dir) => dir.clone(),
+            None => self.dir.path().join("data"),
+        }
     }
     /// The broker's output so far, one line per entry.
     pub fn log(&self) -> Vec<String> {
