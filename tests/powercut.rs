@@ -38,7 +38,7 @@ const PUBLISHERS: u32 = 4;
 const WINDOW: usize = 8;
 /// Cap per publisher and power-on period, so the queues of subscribers that stay offline stay
 /// far below the store's limits (a dropped message would look like a lost one).
-const MAX_PER_RUN: u64 = 1500;
+const MAX_PER_RUN: u64 = 3000;
 /// Persistent subscribers to `pc/#`: (client id, granted QoS).
 const SUBSCRIBERS: [(&str, u8); 4] =
     [("pc-sub-q1-a", 1), ("pc-sub-q2-a", 2), ("pc-sub-q1-b", 1), ("pc-sub-q2-b", 2)];
@@ -92,7 +92,7 @@ fn power_cuts(durability: Durability) {
     let cuts: usize = std::env::var("EDGEMQ_POWERCUT_CUTS")
         .ok()
         .map(|s| s.trim().parse().expect("EDGEMQ_POWERCUT_CUTS is a number"))
-        .unwrap_or(10);
+        .unwrap_or(20);
     loud(&format!(
         "powercut ({durability:?}): seed {seed} (EDGEMQ_POWERCUT_SEED={seed} replays), {cuts} cuts"
     ));
@@ -157,7 +157,7 @@ fn power_cuts(durability: Durability) {
             let first = next_seq[p as usize];
             publishers.push(thread::spawn(move || publisher(c, p, first, period, &ledger)));
         }
-        let delay = Duration::from_millis(rng.below(1200));
+        let delay = Duration::from_millis(rng.below(1000));
         thread::sleep(delay);
         let status = fs.status();
         fs.cut();
@@ -557,7 +557,9 @@ fn fuse_available() -> bool {
     }
     let msg = format!("{name} needs {}", missing.join(", "));
     if ci {
-        panic!("{msg} (CI=true, so this is a failure; `make deps` installs the packages)");
+        panic!(
+            "{msg} (CI=true, so this is a failure: run as root, `make deps` installs the packages)"
+        );
     }
     loud(&format!("SKIPPED {msg}"));
     false
