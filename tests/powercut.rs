@@ -64,6 +64,9 @@ enum Durability {
     },
 }
 
+/// Published once all power cuts are over; the subscribers' drain ends when it arrives.
+const END_MARKER: &[u8] = b"end of test";
+
 /// A message: (publisher, sequence number). The payload carries it.
 type MessageId = (u32, u64);
 
@@ -148,7 +151,9 @@ fn power_cuts(durability: Durability) {
         for &s in &online {
             let c = TestClient::handshake(&broker, Connect::v311(SUBSCRIBERS[s].0).clean(false));
             let ledger = Arc::clone(&ledger);
-            subscribers.push(thread::spawn(move || subscriber(c, s, &ledger, None)));
+            subscribers.push(thread::spawn(move || {
+                subscriber(c, s, &ledger, false);
+            }));
         }
         let mut publishers = Vec::new();
         for p in 0..PUBLISHERS {
@@ -186,16 +191,27 @@ fn power_cuts(durability: Durability) {
     broker.restart();
     let expected: BTreeSet<MessageId> = ledger.lock().unwrap().acked.keys().copied().collect();
     assert!(!expected.is_empty(), "no message was acknowledged in {cuts} power-on periods");
-    for (s, (id, _)) in SUBSCRIBERS.iter().enumerate() {
-        let c = TestClient::handshake(&broker, Connect::v311(id).clean(false));
-        let missing: HashSet<MessageId> = {
-            let l = ledger.lock().unwrap();
-            expected.iter().filter(|m| !l.received[s].contains(m)).copied().collect()
-        };
-        subscriber(c, s, &ledger, Some(missing));
+    // A session's queue is delivered in arrival order: a message published now arrives after
+    // everything stored before, so the drain knows when it has seen everything.
+    let mut marker = TestClient::v311(&broker, "pc-pub-end");
+    marker.publish("pc/end", END_MARKER, 1, false);
+    marker.disconnect();
+    let drains: Vec<_> = SUBSCRIBERS
+        .iter()
+        .enumerate()
+        .map(|(s, (id, _))| {
+            let c = TestClient::handshake(&broker, Connect::v311(id).clean(false));
+            let ledger = Arc::clone(&ledger);
+            thread::spawn(move || subscriber(c, s, &ledger, true))
+        })
+        .collect();
+    let mut report = Vec::new();
+    for ((id, _), drain) in SUBSCRIBERS.iter().zip(drains) {
+        if !drain.join().expect("subscriber thread panicked") {
+            report.push(format!("{id}: the end marker never came (subscription lost?)"));
+        }
     }
     let ledger = ledger.lock().unwrap();
-    let mut report = Vec::new();
     let mut lost_per_period = vec![BTreeSet::new(); cuts];
     for (s, (id, _)) in SUBSCRIBERS.iter().enumerate() {
         let lost: Vec<(MessageId, usize)> = ledger
@@ -297,37 +313,32 @@ fn publisher(mut c: TestClient, p: u32, first: u64, period: usize, ledger: &Mute
 }
 
 /// Receives and acknowledges messages for subscriber `s` until the connection ends, or, with
-/// `until`, until every message in it has arrived (failing after [`timeout`] without progress).
-fn subscriber(
-    mut c: TestClient,
-    s: usize,
-    ledger: &Mutex<Ledger>,
-    mut until: Option<HashSet<MessageId>>,
-) {
+/// `drain`, until the end marker (published after everything else, see [`END_MARKER`]) arrives.
+/// Whether it did: false after [`timeout`] without a packet (its subscription was lost?).
+fn subscriber(mut c: TestClient, s: usize, ledger: &Mutex<Ledger>, drain: bool) -> bool {
     let mut deadline = Instant::now() + timeout();
     loop {
-        if until.as_ref().is_some_and(HashSet::is_empty) {
-            return;
-        }
         let packet = match c.try_read_packet(Duration::from_millis(200)) {
             Ok(packet) => packet,
-            Err(ReadEnd::Timeout) if until.is_some() && Instant::now() > deadline => return,
+            Err(ReadEnd::Timeout) if drain && Instant::now() > deadline => return false,
             Err(ReadEnd::Timeout) => continue,
             Err(ReadEnd::Closed(why)) => {
-                assert!(until.is_none(), "[{}] connection closed while draining: {why}", c.name());
-                return;
+                assert!(!drain, "[{}] connection closed while draining: {why}", c.name());
+                return false;
             }
         };
+        deadline = Instant::now() + timeout();
+        let mut end = false;
         let sent = match packet.kind() {
             kind::PUBLISH => {
                 let m = Publish::parse(&packet, false);
-                let id = message_id(&m.payload).unwrap_or_else(|| {
-                    panic!("[{}] unexpected message {m:?}", c.name());
-                });
-                ledger.lock().unwrap().received[s].insert(id);
-                if let Some(missing) = until.as_mut() {
-                    missing.remove(&id);
-                    deadline = Instant::now() + timeout();
+                if m.payload == END_MARKER {
+                    end = drain;
+                } else {
+                    let id = message_id(&m.payload).unwrap_or_else(|| {
+                        panic!("[{}] unexpected message {m:?}", c.name());
+                    });
+                    ledger.lock().unwrap().received[s].insert(id);
                 }
                 match (m.qos, m.packet_id) {
                     (1, Some(id)) => c.try_send(&packets::puback(id)),
@@ -340,8 +351,8 @@ fn subscriber(
             }
             _ => Ok(()),
         };
-        if sent.is_err() && until.is_none() {
-            return;
+        if end || (sent.is_err() && !drain) {
+            return end;
         }
     }
 }
