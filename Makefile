@@ -142,7 +142,7 @@ sizes: cross-armv7 cross-aarch64 build ## Markdown table of stripped binary size
 	cross/sizes.sh target/$(ARMV7)/$(PROFILE)/edgemq target/$(AARCH64)/$(PROFILE)/edgemq \
 	    target/release/edgemq.stripped
 
-bench: ## Every benchmark scenario, edgemq and Mosquitto side by side (benches/README.md)
+bench: ## Every benchmark scenario vs Mosquitto, then offline enqueue on slow storage (benches/README.md)
 	@if ! [ -x "$${MOSQUITTO:-/usr/sbin/mosquitto}" ]; then \
 	    if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
 	        echo "bench: installing mosquitto (the broker compared against)"; \
@@ -152,6 +152,7 @@ bench: ## Every benchmark scenario, edgemq and Mosquitto side by side (benches/R
 	    fi; \
 	fi
 	benches/run.sh
+	benches/slow-storage.sh
 
 bench-compare: bench ## Same as bench: every run compares with Mosquitto in the same run
 
