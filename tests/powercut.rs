@@ -10,12 +10,15 @@
 //!
 //! Needs root, /dev/fuse, `fusermount` (fuse3) and Debian's python3-fusepy: without them the
 //! tests skip with a message, or fail under `CI=true`. Under a test runner (qemu-user, `make
-//! cross-test`) they skip: the Python file system and ~20 broker starts are far too slow there,
-//! and what is tested (the store's fsync discipline) is the same code on every target.
+//! cross-test`) they skip on purpose: a broker there is 5-20x slower (Makefile), which would
+//! stretch the cuts to minutes, and what is tested (the store's fsync discipline over SQLite)
+//! is the same code on every target.
 //!
-//! Environment: `EDGEMQ_POWERCUT_SEED` replays a run (the seed is printed); `EDGEMQ_POWERCUT_CUTS`
-//! changes the number of cuts (default 10). `make powercut-selfcheck` runs it against a broker
-//! built with `--features fault-skip-wal-fsync` and expects it to fail.
+//! Environment: `EDGEMQ_POWERCUT_SEED` replays a run's schedule (when each cut comes, which
+//! subscribers are online; the threads' interleaving still varies), the seed is printed;
+//! `EDGEMQ_POWERCUT_CUTS` changes the number of cuts (default 20). `make powercut-selfcheck`
+//! runs it against a broker built with `--features fault-skip-wal-fsync` and expects it to
+//! fail.
 
 mod common;
 

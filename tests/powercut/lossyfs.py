@@ -17,6 +17,16 @@ What survives a power cut (the model, stricter than ext4 or f2fs, as POSIX allow
   whose directory was not fsync'd since comes back with its last synced contents.
 - Metadata other than names and sizes (modes, times) is not modelled: it is kept as is.
 
+Directory entries are modelled strictly, without simplification, and SQLite in WAL mode still
+works on it, as it must on a real disk: SQLite's unix VFS (3.46, as bundled by rusqlite; it is
+only off when built with SQLITE_DISABLE_DIRSYNC, which rusqlite does not set) fsyncs the
+directory on the first sync of a WAL or rollback journal it opened with create, and edgemq's own
+WAL fsync helper (src/store/mod.rs, WalSync) fsyncs the directory too when it first opens the
+log. One directory fsync makes every entry durable, the database file's included. What a cut
+can then lose is a database created since the last directory fsync (no acknowledgement depended
+on it yet) or an unlink nobody synced (SQLite deletes the WAL at a clean close without a
+directory fsync; a WAL that comes back holds only checkpointed frames).
+
 Control file MOUNTPOINT/.lossyfs (not listed, never persisted); write one command per write():
 - `cut`: power cut. From then on every operation fails with EIO and changes nothing; BACKING is
   replaced by the durable state before the write() returns. The caller then kills whoever
