@@ -58,6 +58,64 @@ fn power_cuts_lose_at_most_one_batch_in_batch_mode() {
     power_cuts(Durability::Batch { flush_mem_threshold: 50 });
 }
 
+/// The file system itself: a cut keeps exactly what was fsync'd, contents and directory entries;
+/// a clean unmount keeps everything. (A lenient lossyfs would let the broker tests pass
+/// vacuously.)
+#[test]
+fn lossyfs_keeps_only_what_was_fsynced() {
+    use std::fs::{self, File, OpenOptions};
+    if !fuse_available() {
+        return;
+    }
+    let tmp = TempDir::new("edgemq-lossyfs");
+    let backing = tmp.path().join("backing");
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir_all(&backing).expect("create backing dir");
+    fs::create_dir_all(&mnt).expect("create mount point");
+    fs::write(backing.join("old"), b"old, durable").expect("write");
+    fs::write(backing.join("shrunk"), vec![b'x'; 10_000]).expect("write");
+
+    let mut lossy = LossyMount::mount(&backing, &mnt, tmp.path());
+    let sync_dir = || File::open(&mnt).and_then(|d| d.sync_all()).expect("fsync the directory");
+    // Synced, entry synced, then appended to without fsync: the append is lost.
+    let mut a = File::create(mnt.join("a")).expect("create a");
+    a.write_all(&[b'a'; 5000]).expect("write a");
+    a.sync_data().expect("fdatasync a");
+    sync_dir();
+    a.write_all(b"lost tail").expect("append to a");
+    // Contents synced, entry never: gone.
+    let mut b = File::create(mnt.join("b")).expect("create b");
+    b.write_all(b"synced data, unsynced name").expect("write b");
+    b.sync_all().expect("fsync b");
+    // Unlinked without a directory fsync: back. Truncated without fsync: whole again.
+    fs::remove_file(mnt.join("old")).expect("unlink old");
+    OpenOptions::new()
+        .write(true)
+        .open(mnt.join("shrunk"))
+        .and_then(|f| f.set_len(10))
+        .expect("truncate");
+    // What the broker sees is the current state, synced or not.
+    assert_eq!(fs::metadata(mnt.join("a")).expect("stat a").len(), 5009);
+    assert!(!mnt.join("old").exists());
+    lossy.cut();
+    let after = a.write_all(b"after the cut");
+    assert!(after.is_err(), "a write after the cut must fail");
+    drop((a, b));
+    lossy.unmount();
+    let a = fs::read(backing.join("a")).expect("read a");
+    assert!(a == vec![b'a'; 5000], "a: {} bytes, expected its 5000 synced bytes", a.len());
+    assert!(!backing.join("b").exists(), "b's directory entry was never fsync'd");
+    assert_eq!(fs::read(backing.join("old")).expect("read old"), b"old, durable");
+    let shrunk = fs::read(backing.join("shrunk")).expect("read shrunk");
+    assert!(shrunk == vec![b'x'; 10_000], "shrunk: {} bytes, expected 10000", shrunk.len());
+
+    // A clean unmount keeps everything, synced or not.
+    let mut lossy = LossyMount::mount(&backing, &mnt, tmp.path());
+    fs::write(mnt.join("c"), b"never synced").expect("write c");
+    lossy.unmount();
+    assert_eq!(fs::read(backing.join("c")).expect("read c"), b"never synced");
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Durability {
     Sync,
