@@ -78,7 +78,7 @@ SELFCHECK_DIR := target/selfcheck
 powercut-selfcheck: deps ## Show the power-cut test fails against a broker without the WAL fsync
 	$(CARGO) build --features fault-skip-wal-fsync --bin edgemq --target-dir $(SELFCHECK_DIR)
 	@log=$(SELFCHECK_DIR)/powercut.log; \
-	if CI=true EDGEMQ_BIN=$(CURDIR)/$(SELFCHECK_DIR)/debug/edgemq EDGEMQ_POWERCUT_CUTS=3 \
+	if CI=true EDGEMQ_BIN=$(CURDIR)/$(SELFCHECK_DIR)/debug/edgemq EDGEMQ_POWERCUT_CUTS=5 \
 	    $(CARGO) test --test powercut -- --exact power_cuts_lose_no_acknowledged_message_in_sync_mode \
 	    >"$$log" 2>&1; then \
 	    cat "$$log"; echo "powercut-selfcheck: FAILED: the power-cut test passed without the WAL fsync" >&2; exit 1; \
