@@ -20,6 +20,9 @@ use toml::{Table, Value};
 
 use crate::codec::QoS;
 
+mod bridge;
+pub use bridge::{BridgeConfig, BridgeTls, TopicMap};
+
 /// The documented default configuration, built into the binary.
 pub const DEFAULT_CONFIG: &str = include_str!("../conf/edgemq.toml");
 
@@ -42,7 +45,7 @@ const MAX_FINITE_SESSION_EXPIRY_SECS: u64 = u32::MAX as u64 - 1;
 pub const MAX_LISTENERS: usize = 64;
 
 /// The sections a config file may have, in the order they are read.
-const SECTIONS: [&str; 4] = ["log", "listener", "mqtt", "sqlite"];
+const SECTIONS: [&str; 5] = ["log", "listener", "mqtt", "sqlite", "bridges"];
 
 /// Log levels by their config and command-line names.
 pub const LOG_LEVELS: [(&str, log::Level); 5] = [
@@ -61,6 +64,8 @@ pub struct Config {
     pub listener: ListenerConfig,
     pub mqtt: MqttConfig,
     pub sqlite: SqliteConfig,
+    /// `[bridges.NAME]`, in name order (see `config/bridge.rs`); none by default.
+    pub bridges: Vec<BridgeConfig>,
 }
 
 /// `[log]`
@@ -303,6 +308,7 @@ impl Config {
             listener: ListenerConfig::default(),
             mqtt: MqttConfig::default(),
             sqlite: SqliteConfig::default(),
+            bridges: Vec::new(),
         }
     }
 
@@ -409,6 +415,8 @@ fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), Co
     s.size(&mut q.max_db_size, "max_db_size", 0, TIB)?;
     known.extend(s.finish()?);
 
+    config.bridges = bridge::parse_bridges(&mut root, origin, &config.sqlite)?;
+
     // Whatever is left at the top level is a section or key nobody reads.
     if let Some((name, value)) = root.iter().next() {
         return Err(unknown_top_level(origin, name, value, &known));
@@ -514,7 +522,9 @@ impl fmt::Display for ConfigError {
                 write!(f, "unknown section \"[{section}]\"")?;
                 match suggestion {
                     Some(s) => write!(f, " (did you mean \"[{s}]\"?)"),
-                    None => write!(f, " (sections are [log], [listener], [mqtt], [sqlite])"),
+                    None => {
+                        write!(f, " (sections are [log], [listener], [mqtt], [sqlite], [bridges.NAME])")
+                    }
                 }
             }
             ConfigErrorKind::UnknownKey { key, suggestion } => {
@@ -613,7 +623,8 @@ fn show(value: &Value) -> String {
 /// [`Section::finish`] reports whatever nobody took.
 struct Section<'a> {
     origin: &'a str,
-    name: &'static str,
+    /// `section` or, for a named table, `section.name` (what errors print before the key).
+    name: String,
     table: Table,
     known: Vec<&'static str>,
 }
@@ -671,7 +682,12 @@ impl<'a> Section<'a> {
                 })
             }
         };
-        Ok(Section { origin, name, table, known: Vec::new() })
+        Ok(Section::from_table(table, name.to_string(), origin))
+    }
+
+    /// A section over an already separated table (`[bridges.NAME]`).
+    fn from_table(table: Table, name: String, origin: &'a str) -> Self {
+        Section { origin, name, table, known: Vec::new() }
     }
 
     fn take(&mut self, key: &'static str) -> Option<Value> {
@@ -1256,6 +1272,7 @@ mod tests {
                 resend_interval: Duration::from_secs(30),
                 max_db_size: 0,
             },
+            bridges: Vec::new(),
         };
         assert_eq!(parse(text).unwrap(), expected);
     }
@@ -1592,8 +1609,13 @@ mod tests {
         let e = error("[bridge]\n");
         assert_eq!(
             e.to_string(),
-            "test.toml: unknown section \"[bridge]\" (sections are [log], [listener], [mqtt], \
-             [sqlite])"
+            "test.toml: unknown section \"[bridge]\" (did you mean \"[bridges]\"?)"
+        );
+        let e = error("[http]\n");
+        assert_eq!(
+            e.to_string(),
+            "test.toml: unknown section \"[http]\" (sections are [log], [listener], [mqtt], \
+             [sqlite], [bridges.NAME])"
         );
         let e = error("mqtt = 5\n");
         assert_eq!(e.to_string(), "test.toml: mqtt: expected a section ([mqtt]), got 5");
@@ -1725,7 +1747,8 @@ mod tests {
     fn suggestions_only_for_near_misses() {
         assert_eq!(closest("mqt", SECTIONS), Some("mqtt"));
         assert_eq!(closest("sqllite", SECTIONS), Some("sqlite"));
-        assert_eq!(closest("bridge", SECTIONS), None);
+        assert_eq!(closest("bridge", SECTIONS), Some("bridges"));
+        assert_eq!(closest("http", SECTIONS), None);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
