@@ -4,6 +4,7 @@
 //! `config` and `cli` are leaves used by `main`.
 #![forbid(unsafe_code)]
 
+pub mod bridge;
 pub mod broker;
 pub mod cli;
 pub mod codec;

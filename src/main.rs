@@ -104,6 +104,10 @@ fn run(options: &RunOptions) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(error) = event_loop.start_bridges(&config.bridges) {
+        log::error!("cannot start the bridges: {error}");
+        return ExitCode::from(1);
+    }
     for addr in event_loop.local_addrs() {
         log::info!("listening on {addr}");
     }

@@ -10,6 +10,7 @@
 
 mod ack;
 mod backpressure;
+mod bridge;
 mod connect;
 mod connection;
 mod deliver;
@@ -38,6 +39,7 @@ use crate::codec::{
     DecodeContext, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode, Role,
 };
 
+pub use bridge::{bridge_client_id, BridgeSpec, LinkParams, BRIDGE_CLIENT_PREFIX};
 pub use connection::Phase;
 pub use limits::{Limits, SlowSubscriber};
 pub use message::{Delivery, Message};

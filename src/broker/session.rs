@@ -180,6 +180,8 @@ pub struct Session {
     pub stored: Option<StoredQueue>,
     /// Whether it is over a soft limit, and so pauses the publishers feeding it.
     pub flow: Flow,
+    /// A bridge's own `queue_qos0`, instead of `mqtt.queue_qos0`.
+    pub queue_qos0: Option<bool>,
     next_packet_id: u16,
 }
 
@@ -202,6 +204,7 @@ impl Session {
             dropped: 0,
             stored: None,
             flow: Flow::Clear,
+            queue_qos0: None,
             next_packet_id: 1,
         }
     }

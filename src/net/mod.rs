@@ -8,6 +8,7 @@
 //! connection has output the kernel would not take.
 
 mod connection;
+mod outbound;
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
@@ -68,6 +69,8 @@ pub struct EventLoop {
     stop_signal: Option<i32>,
     /// A connection with this much unwritten output is not read until it drains.
     output_limit: usize,
+    /// Outbound links to other brokers (`outbound.rs`).
+    bridges: outbound::Bridges,
     broker: Broker,
 }
 
@@ -188,6 +191,7 @@ impl EventLoop {
             signals,
             stop_signal: None,
             output_limit: broker.limits().tx_buffer_limit,
+            bridges: outbound::Bridges::default(),
             broker,
         })
     }
@@ -225,7 +229,11 @@ impl EventLoop {
     fn run_once(&mut self) -> io::Result<()> {
         let now = Instant::now();
         let timeout = if self.sockets.to_read.is_empty() {
-            self.broker.next_deadline().map(|d| d.saturating_duration_since(now))
+            let deadline = match (self.broker.next_deadline(), self.bridges_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            deadline.map(|d| d.saturating_duration_since(now))
         } else {
             Some(Duration::ZERO)
         };
@@ -259,11 +267,18 @@ impl EventLoop {
                 }
                 continue;
             }
+            if token == outbound::WAKER_TOKEN {
+                self.bridge_resolved(now);
+                continue;
+            }
             if token.0 >= LISTENER_TOKEN_BASE {
                 self.accept(token.0 - LISTENER_TOKEN_BASE, now);
                 continue;
             }
             let conn = ConnId(token.0 as u32);
+            if (writable || closed) && self.link_connect_ready(conn, closed, now) {
+                continue;
+            }
             if writable {
                 self.queue_flush(conn);
             }
@@ -273,6 +288,7 @@ impl EventLoop {
                 self.read(conn, until, now);
             }
         }
+        self.bridge_timers(now);
         self.broker.on_timers(now, &mut self.sockets);
         // Deliveries go out before the commit, so subscribers work while it runs; answers to
         // a client's own packets (PUBACK, PUBREC, PUBCOMP, PINGRESP) wait for it.
@@ -347,7 +363,7 @@ impl EventLoop {
         }
         let mut budget = READ_BUDGET_PER_PASS;
         loop {
-            if !self.broker.wants_input(conn) || self.broker.is_paused(conn) {
+            if !self.wants_input(conn) || self.broker.is_paused(conn) {
                 return;
             }
             let Some(connection) = self.sockets.slots.get_mut(conn) else {
@@ -421,6 +437,9 @@ impl EventLoop {
     /// Decodes and handles every complete packet in `input`; returns the bytes consumed, or
     /// `None` after a decode error.
     fn decode_all(&mut self, conn: ConnId, input: &[u8], now: Instant) -> Option<usize> {
+        if let Some(index) = self.link_of(conn) {
+            return self.decode_link(index, conn, input, now);
+        }
         let mut used = 0;
         while used < input.len() {
             if !self.broker.wants_input(conn) {
@@ -522,6 +541,7 @@ impl EventLoop {
         if let Some(connection) = self.sockets.slots.get(conn) {
             log::debug!("{conn:?} ({}): {why}", connection.peer);
         }
+        self.note_link_close(conn, why);
         self.mark_closing(conn);
     }
 
@@ -536,8 +556,12 @@ impl EventLoop {
             connection.drain_input(&mut self.read_buffer);
             let _ = connection.stream.shutdown(std::net::Shutdown::Write);
             let _ = self.poll.registry().deregister(&mut connection.stream);
+            let link = connection.link;
             drop(connection);
             self.broker.on_closed(conn, now, &mut self.sockets);
+            if let Some(index) = link {
+                self.link_closed(index, now);
+            }
         }
         // A will published by `on_closed` may have queued output for others.
         if !self.sockets.to_flush.is_empty() {

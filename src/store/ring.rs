@@ -28,6 +28,16 @@ pub enum Enqueued {
     Failed,
 }
 
+/// A session's own queue caps (a bridge's `max_queued`, `max_queued_bytes`, `overflow`),
+/// used instead of `sqlite.max_queued_per_session`, `max_queued_bytes_per_session` and
+/// `overflow`; the ring's global `disk_cache_size` still applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueCaps {
+    pub max_messages: u64,
+    pub max_bytes: u64,
+    pub overflow: Overflow,
+}
+
 /// A queued row read back for delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueuedMessage {
@@ -50,15 +60,16 @@ impl Store {
         let packet = encode_publish(publish);
         let size = packet.len() as u64;
         let mut evicted = Vec::new();
+        let caps = self.queue_caps(session);
         loop {
             let usage = self.usage(session);
-            let session_full = usage.messages + 1 > self.config.max_queued_per_session
-                || usage.bytes + size > self.config.max_queued_bytes_per_session;
+            let session_full = usage.messages + 1 > caps.max_messages
+                || usage.bytes + size > caps.max_bytes;
             let ring_full = self.total_messages + 1 > self.config.disk_cache_size;
             if !session_full && !ring_full {
                 break;
             }
-            let victim = match self.config.overflow {
+            let victim = match caps.overflow {
                 Overflow::DropNew => None,
                 Overflow::Reject => {
                     self.count_drop(session);
@@ -101,6 +112,19 @@ impl Store {
         usage.bytes += size;
         self.total_messages += 1;
         Enqueued::Stored { evicted }
+    }
+
+    /// Gives `session` its own queue caps (kept in memory; set again at each start-up).
+    pub fn set_queue_caps(&mut self, session: StoredSessionId, caps: QueueCaps) {
+        self.queue_caps.insert(session, caps);
+    }
+
+    fn queue_caps(&self, session: StoredSessionId) -> QueueCaps {
+        self.queue_caps.get(&session).copied().unwrap_or(QueueCaps {
+            max_messages: self.config.max_queued_per_session,
+            max_bytes: self.config.max_queued_bytes_per_session,
+            overflow: self.config.overflow,
+        })
     }
 
     /// Deletes row `seq` of `session` (delivered, expired or evicted). Returns false only if
