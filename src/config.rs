@@ -523,7 +523,10 @@ impl fmt::Display for ConfigError {
                 match suggestion {
                     Some(s) => write!(f, " (did you mean \"[{s}]\"?)"),
                     None => {
-                        write!(f, " (sections are [log], [listener], [mqtt], [sqlite], [bridges.NAME])")
+                        write!(
+                            f,
+                            " (sections are [log], [listener], [mqtt], [sqlite], [bridges.NAME])"
+                        )
                     }
                 }
             }

@@ -45,14 +45,23 @@ pub enum State {
     /// CONNECT sent; CONNACK due by `deadline`.
     AwaitConnack { conn: ConnId, deadline: Instant },
     /// Accepted by the remote.
-    Active { conn: ConnId, since: Instant, last_received: Instant, last_ping: Instant, ping_outstanding: bool },
+    Active {
+        conn: ConnId,
+        since: Instant,
+        last_received: Instant,
+        last_ping: Instant,
+        ping_outstanding: bool,
+    },
 }
 
 /// What the event loop must do for a link.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// Resolve `host:port` off the loop and call [`Link::resolved`].
-    Resolve { host: String, port: u16 },
+    Resolve {
+        host: String,
+        port: u16,
+    },
     /// Open a non-blocking TCP connection and call [`Link::connecting`] (or
     /// [`Link::failed`]).
     Connect(SocketAddr),
@@ -241,7 +250,12 @@ impl Link {
     }
 
     /// The TCP connection is up: the CONNECT to send.
-    pub fn tcp_connected(&mut self, now: Instant, receive_maximum: u16, max_packet_size: u32) -> Option<Step> {
+    pub fn tcp_connected(
+        &mut self,
+        now: Instant,
+        receive_maximum: u16,
+        max_packet_size: u32,
+    ) -> Option<Step> {
         let State::Connecting { conn, .. } = self.state else { return None };
         self.state = State::AwaitConnack { conn, deadline: now + self.handshake_timeout() };
         let c = &self.config;
@@ -279,26 +293,26 @@ impl Link {
         }
     }
 
-    /// The remote's CONNACK. Accepted: the link's terms for the broker core. Refused: one log
-    /// line with the reason code, and a [`Step::Close`] (the backoff follows in
-    /// [`Link::closed`]).
-    pub fn on_connack(&mut self, connack: &Connack, now: Instant) -> Result<Accepted, Step> {
+    /// The remote's CONNACK. Accepted: the link's terms for the broker core. Refused (or not
+    /// expected now): `None` — the caller closes the link; the reason (with the reason code) is
+    /// logged by [`Link::closed`], which also starts the backoff.
+    pub fn on_connack(&mut self, connack: &Connack, now: Instant) -> Option<Accepted> {
         let State::AwaitConnack { conn, .. } = self.state else {
-            self.close_reason = Some("unexpected CONNACK".into());
-            return Err(Step::Close(self.conn().unwrap_or(ConnId(u32::MAX))));
+            self.closing_because("unexpected CONNACK");
+            return None;
         };
         if connack.reason != ReasonCode::Success {
-            self.close_reason = Some(format!(
-                "CONNECT refused by the remote: {:?} (0x{:02x})",
-                connack.reason,
-                match self.config.version {
-                    ProtocolVersion::V5 => connack.reason.to_byte(),
-                    ProtocolVersion::V31 | ProtocolVersion::V311 => {
-                        connack.reason.connack_return_code_v3()
-                    }
+            let code = match self.config.version {
+                ProtocolVersion::V5 => connack.reason.to_byte(),
+                ProtocolVersion::V31 | ProtocolVersion::V311 => {
+                    connack.reason.connack_return_code_v3()
                 }
+            };
+            self.closing_because(&format!(
+                "CONNECT refused by the remote: {:?} (0x{code:02x})",
+                connack.reason
             ));
-            return Err(Step::Close(conn));
+            return None;
         }
         let p = &connack.properties;
         if let Some(secs) = p.server_keep_alive.filter(|s| *s > 0) {
@@ -333,7 +347,7 @@ impl Link {
             max_qos.bits(),
             if params.retain_available { "available" } else { "unavailable" }
         );
-        Ok(Accepted { params, session_present: connack.session_present })
+        Some(Accepted { params, session_present: connack.session_present })
     }
 
     /// The SUBSCRIBE for the bridge's `subscriptions` (none if it has none), with `packet_id`

@@ -20,9 +20,7 @@ use super::message::Message;
 use super::session::{OutboundState, SessionExpiry, SessionId, Subscription};
 use super::topic_tree::SubscriberEntry;
 use super::{Broker, ConnId, Outbox};
-use crate::codec::{
-    topic, ProtocolVersion, Publish, QoS, RetainHandling, SubscriptionOptions,
-};
+use crate::codec::{topic, ProtocolVersion, Publish, QoS, RetainHandling, SubscriptionOptions};
 use crate::config::{Overflow, TopicMap};
 use crate::store::{QueueCaps, SessionRow};
 
@@ -72,7 +70,8 @@ impl LinkParams {
     /// the topic (local prefix replaced by the remote one); QoS capped by the remote's Maximum
     /// QoS; RETAIN cleared if the remote does not take retained messages.
     pub fn adapt(&self, publish: &mut Publish) {
-        let forward = self.forwards.iter().find(|(filter, _)| topic::matches(filter, &publish.topic));
+        let forward =
+            self.forwards.iter().find(|(filter, _)| topic::matches(filter, &publish.topic));
         if let Some((_, map)) = forward {
             if let Some(rest) = publish.topic.strip_prefix(map.local_prefix.as_str()) {
                 if map.local_prefix != map.remote_prefix {
@@ -114,18 +113,21 @@ impl Broker {
         let client_id: Rc<str> = Rc::from(bridge_client_id(&spec.name));
         let session_id = match self.session_by_client.get(&client_id).copied() {
             Some(id) => id,
-            None => match self.create_session(client_id.clone(), spec.version, SessionExpiry::Never) {
-                Some(id) => id,
-                None => {
-                    log::error!(
-                        "bridge {}: no session left (mqtt.max_sessions); not started",
-                        spec.name
-                    );
-                    return false;
+            None => {
+                match self.create_session(client_id.clone(), spec.version, SessionExpiry::Never) {
+                    Some(id) => id,
+                    None => {
+                        log::error!(
+                            "bridge {}: no session left (mqtt.max_sessions); not started",
+                            spec.name
+                        );
+                        return false;
+                    }
                 }
-            },
+            }
         };
-        let row = SessionRow { client_id: &client_id, protocol: spec.version, expiry: None, will: None };
+        let row =
+            SessionRow { client_id: &client_id, protocol: spec.version, expiry: None, will: None };
         match self.store.save_session(&row) {
             Some(stored_id) => self.bind_store_id(session_id, stored_id),
             None => log::warn!("bridge {}: session not saved; it is kept in memory", spec.name),
@@ -148,7 +150,8 @@ impl Broker {
         for filter in stale {
             if let Some(session) = self.session_mut(session_id) {
                 session.subscriptions.remove(&filter);
-                session.subscription_bytes = session.subscription_bytes.saturating_sub(filter.len());
+                session.subscription_bytes =
+                    session.subscription_bytes.saturating_sub(filter.len());
             }
             self.tree.unsubscribe(&filter, session_id);
             if let Some(stored) = stored {
@@ -187,7 +190,12 @@ impl Broker {
 
     /// At start-up: ends the stored sessions of bridges no longer configured (their queues
     /// would otherwise grow for a remote nobody connects to).
-    pub fn remove_stale_bridges(&mut self, configured: &[String], now: Instant, out: &mut dyn Outbox) {
+    pub fn remove_stale_bridges(
+        &mut self,
+        configured: &[String],
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
         let stale: Vec<(Rc<str>, SessionId)> = self
             .session_by_client
             .iter()
@@ -198,7 +206,9 @@ impl Broker {
             .map(|(id, s)| (id.clone(), *s))
             .collect();
         for (client_id, session_id) in stale {
-            log::warn!("{client_id:?}: bridge no longer configured; its session and queue are deleted");
+            log::warn!(
+                "{client_id:?}: bridge no longer configured; its session and queue are deleted"
+            );
             self.end_session(session_id, now, out);
         }
     }

@@ -11,8 +11,7 @@ use std::time::Duration;
 use toml::{Table, Value};
 
 use super::{
-    show, ConfigError, ConfigErrorKind, DurationRange, Overflow, Section, KIB,
-    OVERFLOW_NAMES, TIB,
+    show, ConfigError, ConfigErrorKind, DurationRange, Overflow, Section, KIB, OVERFLOW_NAMES, TIB,
 };
 use crate::codec::{topic, ProtocolVersion, QoS};
 
@@ -165,7 +164,9 @@ fn parse_bridge(
         match value {
             Value::Integer(4) => proto = 4,
             Value::Integer(5) => proto = 5,
-            other => return Err(s.invalid("proto_ver", "4 (MQTT 3.1.1) or 5 (MQTT 5.0)".into(), &other)),
+            other => {
+                return Err(s.invalid("proto_ver", "4 (MQTT 3.1.1) or 5 (MQTT 5.0)".into(), &other))
+            }
         }
     }
     let version = if proto == 5 { ProtocolVersion::V5 } else { ProtocolVersion::V311 };
@@ -183,7 +184,8 @@ fn parse_bridge(
     s.integer(&mut max_inflight, "max_inflight", 1, u16::MAX)?;
     let mut backoff_min = Duration::from_secs(1);
     let mut backoff_max = Duration::from_secs(60);
-    let backoff_range = || DurationRange::any(Duration::from_millis(100), Duration::from_secs(86_400));
+    let backoff_range =
+        || DurationRange::any(Duration::from_millis(100), Duration::from_secs(86_400));
     s.duration(&mut backoff_min, "backoff_min", backoff_range())?;
     s.duration(&mut backoff_max, "backoff_max", backoff_range())?;
     let forwards = s.topic_maps("forwards")?;
@@ -299,7 +301,9 @@ fn split_host_port(address: &str) -> Option<(String, u16)> {
     };
     let valid = !host.is_empty()
         && host.len() <= 253
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'_'));
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'_'));
     valid.then(|| (host.to_string(), port))
 }
 
@@ -328,7 +332,9 @@ impl Section<'_> {
     ) -> Result<(), ConfigError> {
         let Some(value) = self.take(key) else { return Ok(()) };
         match &value {
-            Value::String(s) if (allow_empty || !s.is_empty()) && s.len() <= 65_535 && !s.contains('\0') => {
+            Value::String(s)
+                if (allow_empty || !s.is_empty()) && s.len() <= 65_535 && !s.contains('\0') =>
+            {
                 *field = s.clone();
                 Ok(())
             }
@@ -375,7 +381,11 @@ impl Section<'_> {
                             _ => None,
                         }
                         .ok_or_else(|| {
-                            self.invalid(&format!("{key}.qos"), "an integer between 0 and 2".into(), v)
+                            self.invalid(
+                                &format!("{key}.qos"),
+                                "an integer between 0 and 2".into(),
+                                v,
+                            )
                         })?;
                     }
                     ("topic" | "local_prefix" | "remote_prefix", None) => {
@@ -397,7 +407,11 @@ impl Section<'_> {
                 }
             }
             if !topic_seen {
-                return Err(self.invalid(&format!("{key}.topic"), "a topic (required)".into(), item));
+                return Err(self.invalid(
+                    &format!("{key}.topic"),
+                    "a topic (required)".into(),
+                    item,
+                ));
             }
             let prefixes_ok = [&map.local_prefix, &map.remote_prefix]
                 .iter()
@@ -459,11 +473,17 @@ impl Section<'_> {
             };
             match text {
                 Some(t) => *slot = Some(t),
-                None => return Err(self.invalid(&format!("{key}.{k}"), "a non-empty string".into(), v)),
+                None => {
+                    return Err(self.invalid(&format!("{key}.{k}"), "a non-empty string".into(), v))
+                }
             }
         }
         if tls.certfile.is_some() != tls.keyfile.is_some() {
-            return Err(self.invalid(key, "certfile and keyfile together (or neither)".into(), &value));
+            return Err(self.invalid(
+                key,
+                "certfile and keyfile together (or neither)".into(),
+                &value,
+            ));
         }
         Ok(Some(tls))
     }
@@ -553,10 +573,14 @@ mod tests {
         let e = error("[bridges.up]\naddress = \"x\"\nforwards = [{ topic = \"a\" }]\n");
         assert!(e.contains("bridges.up.address"), "{e}");
         let e = error(&format!("{MINIMAL}proto_ver = 3\n"));
-        assert_eq!(e, "test.toml: bridges.up.proto_ver: expected 4 (MQTT 3.1.1) or 5 (MQTT 5.0), got 3");
+        assert_eq!(
+            e,
+            "test.toml: bridges.up.proto_ver: expected 4 (MQTT 3.1.1) or 5 (MQTT 5.0), got 3"
+        );
         let e = error(&format!("{MINIMAL}keepalive_interval = 3\n"));
         assert!(e.contains("unknown key \"bridges.up.keepalive_interval\""), "{e}");
-        let e = error("[bridges.up]\naddress = \"h:1\"\nforwards = [{ topic = \"a\", qoss = 1 }]\n");
+        let e =
+            error("[bridges.up]\naddress = \"h:1\"\nforwards = [{ topic = \"a\", qoss = 1 }]\n");
         assert!(e.contains("bridges.up.forwards.qoss") && e.contains("forwards.qos"), "{e}");
         let e = error("[bridges.up]\naddress = \"h:1\"\nforwards = [{ topic = \"a\", local_prefix = \"x/+/\" }]\n");
         assert!(e.contains("bridges.up.forwards"), "{e}");
@@ -571,7 +595,8 @@ mod tests {
 
     #[test]
     fn tls_is_checked_then_refused_until_supported() {
-        let e = error(&format!("{MINIMAL}tls = {{ cafile = \"/ca.pem\", certfile = \"/c.pem\" }}\n"));
+        let e =
+            error(&format!("{MINIMAL}tls = {{ cafile = \"/ca.pem\", certfile = \"/c.pem\" }}\n"));
         assert!(e.contains("certfile and keyfile together"), "{e}");
         let e = error(&format!("{MINIMAL}tls = {{ cafle = \"/ca.pem\" }}\n"));
         assert!(e.contains("bridges.up.tls.cafle") && e.contains("tls.cafile"), "{e}");

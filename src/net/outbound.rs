@@ -76,7 +76,9 @@ impl EventLoop {
             if !self.broker.add_bridge(&spec, now, &mut self.sockets) {
                 continue;
             }
-            let seed = now.elapsed().as_nanos() as u64 ^ ((i as u64 + 1) << 32) ^ u64::from(std::process::id());
+            let seed = now.elapsed().as_nanos() as u64
+                ^ ((i as u64 + 1) << 32)
+                ^ u64::from(std::process::id());
             self.bridges.links.push(Link::new(Rc::new(config.clone()), now, seed));
             // Its link needs a slot of its own, beyond the clients' ones.
             self.sockets.slots.capacity += 1;
@@ -281,24 +283,33 @@ impl EventLoop {
         let active = link.is_active();
         match packet {
             Packet::Connack(connack) => match link.on_connack(&connack, now) {
-                Ok(accepted) => {
+                Some(accepted) => {
                     let name = accepted.params.name.clone();
                     let version = accepted.params.version;
                     let session_present = accepted.session_present;
-                    self.broker.bridge_up(conn, accepted.params, session_present, now, &mut self.sockets);
+                    self.broker.bridge_up(
+                        conn,
+                        accepted.params,
+                        session_present,
+                        now,
+                        &mut self.sockets,
+                    );
                     let id = self.broker.bridge_free_packet_id(&name).unwrap_or(NonZeroU16::MAX);
                     let subscribe = self.bridges.links.get(index).and_then(|l| l.subscribe(id));
                     if let Some(subscribe) = subscribe {
                         self.sockets.send(conn, version, &subscribe);
                     }
                 }
-                Err(step) => self.bridge_step(index, step, now),
+                None => self.sockets.close(conn),
             },
             Packet::Publish(mut publish) if active => {
                 link.map_inbound(&mut publish);
                 self.broker.handle(conn, Packet::Publish(publish), now, &mut self.sockets);
             }
-            packet @ (Packet::Puback(_) | Packet::Pubrec(_) | Packet::Pubrel(_) | Packet::Pubcomp(_))
+            packet @ (Packet::Puback(_)
+            | Packet::Pubrec(_)
+            | Packet::Pubrel(_)
+            | Packet::Pubcomp(_))
                 if active =>
             {
                 self.broker.handle(conn, packet, now, &mut self.sockets);
@@ -306,7 +317,10 @@ impl EventLoop {
             Packet::Suback(suback) if active => link.on_suback(&suback.reasons),
             Packet::Unsuback(_) | Packet::Pingresp if active => {}
             Packet::Disconnect(disconnect) => {
-                link.closing_because(&format!("DISCONNECT from the remote: {:?}", disconnect.reason));
+                link.closing_because(&format!(
+                    "DISCONNECT from the remote: {:?}",
+                    disconnect.reason
+                ));
                 self.sockets.close(conn);
             }
             other => {

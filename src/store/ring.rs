@@ -63,8 +63,8 @@ impl Store {
         let caps = self.queue_caps(session);
         loop {
             let usage = self.usage(session);
-            let session_full = usage.messages + 1 > caps.max_messages
-                || usage.bytes + size > caps.max_bytes;
+            let session_full =
+                usage.messages + 1 > caps.max_messages || usage.bytes + size > caps.max_bytes;
             let ring_full = self.total_messages + 1 > self.config.disk_cache_size;
             if !session_full && !ring_full {
                 break;

@@ -1,0 +1,556 @@
+//! Bridges end to end: the real binary bridging to real remote brokers started by the tests on
+//! free ports — Debian's `mosquitto` (an instance of our own with a generated config, never a
+//! system service) and a second edgemq.
+//!
+//! No timed assertions: every wait is bounded by `common::timeout()` (scaled for qemu), and
+//! the one test that looks at time (backoff) only checks lower bounds, which a slow machine
+//! cannot break. Missing `mosquitto`: skipped locally with a loud message, a failure under
+//! `CI=true`. In reference mode (the suite run against Mosquitto) these tests are skipped: the
+//! bridge is configured in edgemq's format.
+
+mod common;
+
+use common::packets::{kind, Connect, Publish};
+use common::{
+    quiet_period, require_tool, skip_in_reference, timeout, Broker, BrokerBuilder, Process,
+    ReadEnd, TempDir, TestClient,
+};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+
+fn skip() -> bool {
+    if skip_in_reference("bridges are configured in edgemq's own format") {
+        return true;
+    }
+    if std::path::Path::new(MOSQUITTO).exists() {
+        return false;
+    }
+    !require_tool("mosquitto")
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap()
+}
+
+/// Waits until `cond` holds, polling; panics with `what` after [`timeout`].
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout();
+    while !cond() {
+        assert!(Instant::now() < deadline, "not within {:?}: {what}", timeout());
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A Mosquitto remote on a fixed port (so the bridge finds it again after a restart)
+
+struct Mosquitto {
+    dir: TempDir,
+    port: u16,
+    extra: String,
+    process: Option<Process>,
+}
+
+impl Mosquitto {
+    fn start(extra: &str) -> Mosquitto {
+        let mut m = Mosquitto {
+            dir: TempDir::new("bridge-mosq"),
+            port: free_port(),
+            extra: extra.into(),
+            process: None,
+        };
+        m.spawn();
+        m
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    fn spawn(&mut self) {
+        let conf = self.dir.path().join("mosquitto.conf");
+        // Unlimited queues for our test subscribers: Mosquitto's default of 1000 would drop.
+        let text = format!(
+            "listener {} 127.0.0.1\npersistence false\nlog_dest stderr\nlog_type all\n\
+             max_queued_messages 0\n{}\n",
+            self.port, self.extra
+        );
+        std::fs::write(&conf, text).unwrap();
+        let mut cmd = Command::new(MOSQUITTO);
+        cmd.arg("-c").arg(&conf);
+        self.process = Some(Process::spawn(cmd));
+        let addr = self.addr();
+        wait_until("mosquitto listening", || TcpStream::connect(addr).is_ok());
+    }
+
+    fn stop(&mut self) {
+        self.process = None; // killed on drop
+        let addr = self.addr();
+        wait_until("mosquitto gone", || TcpStream::connect(addr).is_err());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The local edgemq with one bridge
+
+fn bridge_toml(name: &str, remote: SocketAddr, body: &str) -> String {
+    format!("\n[bridges.{name}]\naddress = \"{remote}\"\nbackoff_min = \"100ms\"\nbackoff_max = \"1s\"\n{body}\n")
+}
+
+fn start_local(name: &str, remote: SocketAddr, body: &str) -> Broker {
+    BrokerBuilder::new().raw_toml(&bridge_toml(name, remote, body)).start()
+}
+
+/// Subscribes to the bridge's `$SYS` state and waits for `want` ("1" up, "0" down).
+fn wait_state(local: &Broker, name: &str, want: &str) {
+    let mut c = TestClient::v311(local, &format!("state-{}", free_port()));
+    c.subscribe(&format!("$SYS/broker/connection/{name}/state"), 0);
+    let deadline = Instant::now() + timeout();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match c.try_read_packet(left) {
+            Ok(p) if p.kind() == kind::PUBLISH => {
+                let p = Publish::parse(&p, false);
+                if p.payload == want.as_bytes() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(ReadEnd::Timeout) => panic!("bridge {name} state never {want}"),
+            Err(e) => panic!("state subscriber lost: {e:?}"),
+        }
+    }
+}
+
+fn remote_subscriber(addr: SocketAddr, id: &str, filter: &str, qos: u8) -> TestClient {
+    let mut c = TestClient::handshake_to(addr, Connect::v311(id));
+    c.subscribe(filter, qos);
+    c
+}
+
+fn v5_subscriber(addr: SocketAddr, id: &str, filter: &str, qos: u8) -> TestClient {
+    let mut c = TestClient::handshake_to(addr, Connect::v5(id));
+    c.subscribe(filter, qos);
+    c
+}
+
+/// Reads PUBLISHes (acking them) until `done` says so; returns them.
+fn collect(c: &mut TestClient, mut done: impl FnMut(&[Publish]) -> bool) -> Vec<Publish> {
+    let mut got = Vec::new();
+    while !done(&got) {
+        let p = c.expect_publish();
+        c.ack(&p);
+        got.push(p);
+    }
+    got
+}
+
+/// Nothing more arrives within the quiet period.
+fn expect_quiet(c: &mut TestClient) {
+    match c.try_read_packet(quiet_period()) {
+        Err(ReadEnd::Timeout) => {}
+        Ok(p) => panic!("[{}] unexpected packet {p}", c.name()),
+        Err(e) => panic!("[{}] connection lost: {e:?}", c.name()),
+    }
+}
+
+/// Publishes QoS 0, 1 and 2 messages in turn; the remote gets each at the QoS it was
+/// published with, in order per QoS, with `local` swapped for `remote` in the topic.
+fn forwards_every_qos_in_order(remote: SocketAddr, local: &Broker) {
+    let mut sub = remote_subscriber(remote, "remote-sub", "gw/#", 2);
+    let mut publisher = TestClient::v311(local, "pub");
+    let n = 30;
+    for i in 0..n {
+        publisher.publish(&format!("f/{}", i % 3), format!("{i}").as_bytes(), (i % 3) as u8, false);
+    }
+    let got = collect(&mut sub, |g| g.len() == n);
+    let mut last: HashMap<u8, i64> = HashMap::new();
+    for p in &got {
+        let i: i64 = String::from_utf8_lossy(&p.payload).parse().unwrap();
+        assert_eq!(p.topic, format!("gw/f/{}", i % 3));
+        assert_eq!(i64::from(p.qos), i % 3, "{p:?}");
+        let prev = last.insert(p.qos, i).unwrap_or(-1);
+        assert!(i > prev, "QoS {} out of order: {i} after {prev}", p.qos);
+    }
+    expect_quiet(&mut sub);
+}
+
+#[test]
+fn forwards_qos_0_1_2_in_order_to_mosquitto_with_prefix_mapping() {
+    if skip() {
+        return;
+    }
+    let remote = Mosquitto::start("allow_anonymous true");
+    let local = start_local(
+        "m",
+        remote.addr(),
+        "forwards = [{ topic = \"f/#\", qos = 2, remote_prefix = \"gw/\" }]",
+    );
+    wait_state(&local, "m", "1");
+    forwards_every_qos_in_order(remote.addr(), &local);
+    let log = local.log().join("\n");
+    assert!(log.contains("bridge m: connected to"), "{log}");
+}
+
+#[test]
+fn forwards_to_a_second_edgemq_over_mqtt5() {
+    if skip() {
+        return;
+    }
+    let remote = Broker::start();
+    let local = start_local(
+        "e",
+        remote.addr(),
+        "proto_ver = 5\nforwards = [{ topic = \"#\", qos = 2, local_prefix = \"f/\", remote_prefix = \"gw/f/\" }]",
+    );
+    wait_state(&local, "e", "1");
+    forwards_every_qos_in_order(remote.addr(), &local);
+}
+
+#[test]
+fn remote_messages_arrive_locally_with_mapped_topics() {
+    if skip() {
+        return;
+    }
+    let remote = Mosquitto::start("allow_anonymous true");
+    let local = start_local(
+        "in",
+        remote.addr(),
+        "subscriptions = [{ topic = \"cmd/#\", qos = 1, local_prefix = \"cloud/\", remote_prefix = \"site/\" }]",
+    );
+    let mut sub = TestClient::v311(&local, "local-sub");
+    sub.subscribe("cloud/#", 1);
+    wait_state(&local, "in", "1");
+    // The bridge's SUBSCRIBE may still be on its way: publish until the first one arrives.
+    let mut publisher = TestClient::handshake_to(remote.addr(), Connect::v311("remote-pub"));
+    let deadline = Instant::now() + timeout();
+    loop {
+        publisher.publish("site/cmd/probe", b"probe", 1, false);
+        match sub.try_read_packet(Duration::from_millis(100)) {
+            Ok(p) if p.kind() == kind::PUBLISH => {
+                let p = Publish::parse(&p, false);
+                assert_eq!(p.topic, "cloud/cmd/probe");
+                sub.ack(&p);
+                break;
+            }
+            Ok(p) => panic!("unexpected {p}"),
+            Err(ReadEnd::Timeout) => assert!(Instant::now() < deadline, "never subscribed"),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    // Probes still in flight may follow; then the real messages, in order.
+    for i in 0..20 {
+        publisher.publish("site/cmd/x", format!("{i}").as_bytes(), 1, false);
+    }
+    let got = collect(&mut sub, |g| g.iter().filter(|p| p.topic == "cloud/cmd/x").count() == 20);
+    let xs: Vec<String> = got
+        .iter()
+        .filter(|p| p.topic == "cloud/cmd/x")
+        .map(|p| String::from_utf8_lossy(&p.payload).into_owned())
+        .collect();
+    assert_eq!(xs, (0..20).map(|i| i.to_string()).collect::<Vec<_>>());
+    assert!(got.iter().all(|p| p.topic.starts_with("cloud/cmd/")), "{got:?}");
+}
+
+/// The outage: remote down, N QoS 1 messages PUBACKed locally, the local broker killed with
+/// SIGKILL and restarted, the remote back: every message arrives upstream, in order of first
+/// arrival, duplicates only as QoS 1 allows.
+#[test]
+fn outage_and_kill_9_lose_nothing() {
+    if skip() {
+        return;
+    }
+    const N: usize = 10_000;
+    let mut remote = Mosquitto::start("allow_anonymous true");
+    let mut local = start_local(
+        "o",
+        remote.addr(),
+        "keepalive = 2\nforwards = [{ topic = \"o/#\", qos = 1, remote_prefix = \"gw/\" }]",
+    );
+    wait_state(&local, "o", "1");
+    remote.stop();
+    wait_state(&local, "o", "0");
+
+    let mut publisher = TestClient::v311(&local, "outage-pub");
+    let started = Instant::now();
+    // Pipelined: a window of 100 PUBLISHes, then their PUBACKs.
+    let mut next = 0;
+    while next < N {
+        let batch = (N - next).min(100);
+        let mut bytes = Vec::new();
+        for i in next..next + batch {
+            let id = (i % 60_000 + 1) as u16;
+            bytes.extend(Publish::new("o/m", format!("{i}").as_bytes()).qos(1, id).build());
+        }
+        publisher.send(&bytes);
+        for _ in 0..batch {
+            let ack = publisher.read_expected(kind::PUBACK);
+            assert_eq!(ack.kind(), kind::PUBACK);
+        }
+        next += batch;
+    }
+    let publish_time = started.elapsed();
+    local.kill();
+
+    remote.spawn();
+    let mut sub = remote_subscriber(remote.addr(), "outage-sub", "gw/#", 1);
+    let restarted = Instant::now();
+    local.restart();
+    let mut seen = vec![0u32; N];
+    let mut first_order = Vec::with_capacity(N);
+    let mut received = 0usize;
+    while first_order.len() < N {
+        let p = sub.expect_publish();
+        sub.ack(&p);
+        received += 1;
+        assert_eq!(p.topic, "gw/o/m");
+        let i: usize = String::from_utf8_lossy(&p.payload).parse().unwrap();
+        if seen[i] == 0 {
+            first_order.push(i);
+        }
+        seen[i] += 1;
+    }
+    let replay_time = restarted.elapsed();
+    expect_quiet(&mut sub);
+    let duplicates = received - N;
+    assert!(first_order.windows(2).all(|w| w[0] < w[1]), "out of order");
+    eprintln!(
+        "outage: {N} QoS 1 messages PUBACKed in {publish_time:?}, all upstream {replay_time:?} \
+         after the restart, {duplicates} duplicates"
+    );
+}
+
+/// A TCP proxy that can stall its current connections: it stops forwarding without closing, as
+/// a remote behind a dead NAT or a hung process would.
+struct Proxy {
+    port: u16,
+    stalled: Arc<AtomicUsize>,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stalled = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, a, st) = (stalled.clone(), accepted.clone(), stop.clone());
+        thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let index = a.fetch_add(1, Ordering::SeqCst);
+                let Ok(server) = TcpStream::connect(upstream) else { continue };
+                for (mut from, mut to) in
+                    [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
+                    let (s, st) = (s.clone(), st.clone());
+                    thread::spawn(move || {
+                        let mut buf = [0u8; 4096];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            // Connections accepted before the stall count swallow everything.
+                            if index < s.load(Ordering::SeqCst) {
+                                continue;
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        // A stalled connection stays open, silent, even when the other end
+                        // closes (the remote's own keep-alive may end its side first).
+                        while index < s.load(Ordering::SeqCst) && !st.load(Ordering::SeqCst) {
+                            thread::sleep(Duration::from_millis(20));
+                        }
+                        let _ = to.shutdown(Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Proxy { port, stalled, accepted, stop }
+    }
+
+    /// Every connection accepted so far goes silent.
+    fn stall(&self) {
+        self.stalled.store(self.accepted.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_remote_that_stops_answering_is_detected_and_nothing_is_lost() {
+    if skip() {
+        return;
+    }
+    let remote = Broker::start();
+    let proxy = Proxy::start(remote.addr());
+    let local = start_local(
+        "p",
+        SocketAddr::from(([127, 0, 0, 1], proxy.port)),
+        "keepalive = 1\nforwards = [{ topic = \"p/#\", qos = 1 }]",
+    );
+    wait_state(&local, "p", "1");
+    let mut sub = remote_subscriber(remote.addr(), "stall-sub", "p/#", 1);
+    let mut publisher = TestClient::v311(&local, "stall-pub");
+    publisher.publish("p/x", b"before", 1, false);
+    sub.expect_message("p/x", b"before");
+
+    proxy.stall();
+    // Sent into the silent link: never acknowledged there.
+    for i in 0..50 {
+        publisher.publish("p/x", format!("{i}").as_bytes(), 1, false);
+    }
+    let log = || local.log().join("\n");
+    wait_until("the silent remote detected", || {
+        log().contains("remote silent for 1.5 x keepalive")
+    });
+    // "before" may come again: its PUBACK may have been swallowed by the stall (QoS 1 allows
+    // the duplicate).
+    let during = |g: &[Publish]| -> Vec<Publish> {
+        g.iter().filter(|p| p.payload != b"before").cloned().collect()
+    };
+    let got = collect(&mut sub, |g| {
+        let distinct: std::collections::HashSet<Vec<u8>> =
+            during(g).into_iter().map(|p| p.payload).collect();
+        distinct.len() == 50
+    });
+    let mut firsts = Vec::new();
+    for p in &during(&got) {
+        let i: u32 = String::from_utf8_lossy(&p.payload).parse().unwrap();
+        if !firsts.contains(&i) {
+            firsts.push(i);
+        }
+    }
+    assert_eq!(firsts, (0..50).collect::<Vec<_>>());
+    assert!(proxy.accepted.load(Ordering::SeqCst) >= 2, "reconnected through the proxy");
+}
+
+#[test]
+fn bad_credentials_are_refused_logged_and_backed_off() {
+    if skip() {
+        return;
+    }
+    let dir = TempDir::new("bridge-passwd");
+    let passwd = dir.path().join("passwd");
+    std::fs::write(&passwd, "").unwrap();
+    let status =
+        Command::new("mosquitto_passwd").arg("-b").arg(&passwd).args(["user", "right"]).status();
+    if !status.is_ok_and(|s| s.success()) {
+        // Without mosquitto_passwd, refuse everyone: no password file accepts nobody.
+        std::fs::write(&passwd, "").unwrap();
+    }
+    let remote =
+        Mosquitto::start(&format!("allow_anonymous false\npassword_file {}", passwd.display()));
+    let local = start_local(
+        "auth",
+        remote.addr(),
+        "username = \"user\"\npassword = \"wrong\"\n\
+         forwards = [{ topic = \"a/#\", qos = 1 }]",
+    );
+    let refusals = || -> Vec<String> {
+        local.log().into_iter().filter(|l| l.contains("CONNECT refused by the remote")).collect()
+    };
+    wait_until("four refused attempts", || refusals().len() >= 4);
+    let lines = refusals();
+    assert!(lines[0].contains("0x05") || lines[0].contains("0x04"), "{lines:?}");
+    // Log timestamps ("[2026-11-28T06:15:13.480Z ..."): every retry waited at least
+    // backoff_min (100ms; a lower bound, which a slow machine cannot break).
+    let stamp = |l: &str| -> i64 {
+        let t = l.get(12..24).unwrap_or_default(); // 06:15:13.480
+        let f: Vec<i64> = t.split([':', '.']).map(|x| x.parse().unwrap_or(0)).collect();
+        ((f[0] * 60 + f[1]) * 60 + f[2]) * 1000 + f[3]
+    };
+    for w in lines.windows(2) {
+        let gap = stamp(&w[1]) - stamp(&w[0]);
+        assert!(!(0..99).contains(&gap), "retried after {gap} ms: {lines:?}");
+    }
+    let mut c = TestClient::v311(&local, "state-check");
+    c.subscribe("$SYS/broker/connection/auth/state", 0);
+    let p = c.expect_publish();
+    assert_eq!(p.payload, b"0");
+}
+
+#[test]
+fn a_message_does_not_bounce_back() {
+    if skip() {
+        return;
+    }
+    // MQTT 5.0 to Mosquitto, forwarding and subscribing the same topics: No Local both ways.
+    let remote = Mosquitto::start("allow_anonymous true");
+    let local = start_local(
+        "loop",
+        remote.addr(),
+        "proto_ver = 5\nforwards = [{ topic = \"s/#\", qos = 1 }]\n\
+         subscriptions = [{ topic = \"s/#\", qos = 1 }]",
+    );
+    wait_state(&local, "loop", "1");
+    let mut local_sub = v5_subscriber(local.addr(), "ls", "s/#", 1);
+    let mut remote_sub = v5_subscriber(remote.addr(), "rs", "s/#", 1);
+    // Wait until the bridge's remote subscription is in place: a remote probe comes through.
+    let mut remote_pub = TestClient::handshake_to(remote.addr(), Connect::v5("rp"));
+    let deadline = Instant::now() + timeout();
+    loop {
+        remote_pub.publish("s/probe", b"probe", 1, false);
+        let p = remote_sub.expect_publish();
+        remote_sub.ack(&p);
+        match local_sub.try_read_packet(Duration::from_millis(100)) {
+            Ok(p) => {
+                let p = Publish::parse(&p, true);
+                local_sub.ack(&p);
+                break;
+            }
+            Err(ReadEnd::Timeout) => assert!(Instant::now() < deadline, "never subscribed"),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    // Drain stray probes.
+    while let Ok(p) = local_sub.try_read_packet(quiet_period()) {
+        local_sub.ack(&Publish::parse(&p, true));
+    }
+    while let Ok(p) = remote_sub.try_read_packet(quiet_period()) {
+        remote_sub.ack(&Publish::parse(&p, true));
+    }
+
+    let mut local_pub = TestClient::v5(&local, "lp");
+    local_pub.publish("s/a", b"from-local", 1, false);
+    local_sub.expect_message("s/a", b"from-local");
+    remote_sub.expect_message("s/a", b"from-local");
+    remote_pub.publish("s/b", b"from-remote", 1, false);
+    remote_sub.expect_message("s/b", b"from-remote");
+    local_sub.expect_message("s/b", b"from-remote");
+    expect_quiet(&mut local_sub);
+    expect_quiet(&mut remote_sub);
+}
+
+#[test]
+fn clients_cannot_take_a_bridge_client_id() {
+    if skip() {
+        return;
+    }
+    let local =
+        start_local("x", "127.0.0.1:9".parse().unwrap(), "forwards = [{ topic = \"a\", qos = 0 }]");
+    let (_c, connack) = TestClient::try_handshake(&local, Connect::v311("$bridge/x"));
+    assert_eq!(connack.code, 0x02, "identifier rejected");
+}
