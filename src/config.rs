@@ -21,7 +21,7 @@ use toml::{Table, Value};
 use crate::codec::QoS;
 
 mod bridge;
-pub use bridge::{BridgeConfig, BridgeTls, TopicMap};
+pub use bridge::{BridgeConfig, BridgeTls, TopicMap, BRIDGE_CLIENT_PREFIX};
 
 /// The documented default configuration, built into the binary.
 pub const DEFAULT_CONFIG: &str = include_str!("../conf/edgemq.toml");

@@ -24,8 +24,7 @@ use crate::codec::{topic, ProtocolVersion, Publish, QoS, RetainHandling, Subscri
 use crate::config::{Overflow, TopicMap};
 use crate::store::{QueueCaps, SessionRow};
 
-/// Client ids with this prefix belong to bridges; clients may not use them.
-pub const BRIDGE_CLIENT_PREFIX: &str = "$bridge/";
+pub use crate::config::BRIDGE_CLIENT_PREFIX;
 
 /// The local client id of bridge `name`.
 pub fn bridge_client_id(name: &str) -> String {
@@ -290,16 +289,15 @@ impl Broker {
             .find(|p| session.inflight_position(*p).is_none())
     }
 
-    /// Queued messages and bytes, the oldest queued message's age is not known to the core;
-    /// for logs: (queued in the store or memory, inflight, dropped).
-    pub fn bridge_counts(&self, name: &str) -> Option<(u64, usize, u64)> {
+    /// Messages queued (or in flight) for bridge `name` in the store; `None` if it has no
+    /// session.
+    pub fn bridge_queued(&self, name: &str) -> Option<u64> {
         let id = self.session_by_client.get(bridge_client_id(name).as_str())?;
         let session = self.session(*id)?;
-        let queued = match session.stored {
+        Some(match session.stored {
             Some(stored) => self.store.usage(stored.id).messages,
             None => session.queue.len() as u64,
-        };
-        Some((queued, session.inflight.len(), session.dropped))
+        })
     }
 
     /// `$SYS/broker/connection/NAME/state`, retained, "1" up and "0" down (Mosquitto's topic),

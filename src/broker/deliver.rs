@@ -323,6 +323,19 @@ impl Broker {
             }
             Transmitted::Withheld => {
                 self.stats.messages_dropped += 1;
+                if let Some(link) = self.conn(conn).and_then(|c| c.link.clone()) {
+                    // Never retried: the remote would refuse it again, for ever.
+                    if let Some(suppressed) = self.drop_warnings.allow(now) {
+                        log::warn!(
+                            "bridge {}: message {:?} dropped: larger than the remote's maximum \
+                             packet size ({}) ({suppressed} more drops not logged since the \
+                             last warning)",
+                            link.name,
+                            delivery.message.topic,
+                            link.max_packet_size
+                        );
+                    }
+                }
                 false
             }
         }

@@ -353,11 +353,14 @@ impl Broker {
             .filter(|&c| self.wants_input(c))
             .collect();
         for conn in active {
-            if self.conn(conn).and_then(|c| c.version) == Some(ProtocolVersion::V5) {
-                let disconnect = Disconnect {
-                    reason: ReasonCode::ServerShuttingDown,
-                    properties: Default::default(),
-                };
+            // A bridge link is our client connection: it ends with a normal DISCONNECT
+            // ("Server shutting down" is for servers to send).
+            let link = self.conn(conn).is_some_and(|c| c.link.is_some());
+            let version = self.conn(conn).and_then(|c| c.version);
+            if version == Some(ProtocolVersion::V5) || link {
+                let reason =
+                    if link { ReasonCode::Success } else { ReasonCode::ServerShuttingDown };
+                let disconnect = Disconnect { reason, properties: Default::default() };
                 self.send(out, conn, &Packet::Disconnect(disconnect));
             }
             self.close_conn(conn, now, out);

@@ -1137,4 +1137,5 @@ fn slow_subscriber_that_caught_up_pauses_its_publishers_again() {
 
 /// Issue 9 §3: acknowledgement states, expiry rounding, the client's Maximum Packet Size for
 /// every packet, and the reason codes clients expect.
+mod bridge;
 mod protocol;

@@ -15,6 +15,9 @@ use super::{
 };
 use crate::codec::{topic, ProtocolVersion, QoS};
 
+/// Client ids with this prefix belong to bridges (`$bridge/NAME`); clients may not use them.
+pub const BRIDGE_CLIENT_PREFIX: &str = "$bridge/";
+
 /// At most this many bridges; more is a mistake, not a deployment.
 pub const MAX_BRIDGES: usize = 64;
 /// At most this many `forwards` and this many `subscriptions` per bridge.

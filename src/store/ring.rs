@@ -96,13 +96,18 @@ impl Store {
             evicted.push((victim_session, victim_seq));
         }
         let expires_ms = expires_at.map(|at| self.wall_ms(at));
-        let inserted = self.write("queue message", WriteKind::Promise, |db| {
-            db.prepare_cached(
-                "INSERT INTO messages (session, seq, expires_at_ms, size, packet) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+        // When the batch began stands for when the message was queued: the same loop pass in
+        // `sync` mode, at most `flush_interval_ms` earlier in `batch` mode; no clock read here.
+        self.begin();
+        let queued_ms = self.batch_started.map(|at| self.wall_ms(at));
+        let inserted =
+            self.write("queue message", WriteKind::Promise, |db| {
+                db.prepare_cached(
+                "INSERT INTO messages (session, seq, expires_at_ms, size, packet, queued_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![session.0, seq, expires_ms, size as i64, packet])
-        });
+            .execute(params![session.0, seq, expires_ms, size as i64, packet, queued_ms])
+            });
         if inserted.is_none() {
             return Enqueued::Failed;
         }
