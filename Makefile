@@ -26,7 +26,7 @@ CROSS_TIMEOUT_SCALE := 10
 # What the integration tests drive besides the broker (Debian package names).
 # The broker package itself is needed only by `make bench` (and EDGEMQ_TEST_REFERENCE runs);
 # on systemd hosts it starts a service on port 1883, which `make run` also wants.
-TEST_PKGS := mosquitto-clients python3-paho-mqtt
+TEST_PKGS := mosquitto mosquitto-clients python3-paho-mqtt
 
 .PHONY: help run build test deps lint cross-setup cross-armv7 cross-aarch64 cross-test \
         musl-aarch64 musl-armv7 dist dist-musl sizes bench bench-compare clean
@@ -46,11 +46,12 @@ test: deps ## Whole test suite, native (checks `deps` first)
 
 # Checks first; installs only when something is missing (root + apt-get), otherwise says what to
 # install. Without CI=true a missing client is a warning: the tests that need it skip.
-deps: ## Check/install test prerequisites: mosquitto-clients, python3-paho-mqtt
+deps: ## Check/install test prerequisites: mosquitto (bridge remote), mosquitto-clients, python3-paho-mqtt
 	@check() { \
 	    missing=(); \
 	    command -v mosquitto_pub >/dev/null || missing+=(mosquitto_pub); \
 	    command -v mosquitto_sub >/dev/null || missing+=(mosquitto_sub); \
+	    [ -x /usr/sbin/mosquitto ] || missing+=(/usr/sbin/mosquitto); \
 	    /usr/bin/python3 -c 'import paho.mqtt' 2>/dev/null || missing+=("python3 module paho.mqtt"); \
 	}; \
 	check; \

@@ -619,3 +619,20 @@ fn a_v5_remote_s_limits_are_honoured() {
     assert!(log.contains("larger than the remote's maximum packet size (1024)"), "{log}");
     assert!(!log.contains("bridge lim: disconnected"), "{log}");
 }
+
+#[test]
+fn a_host_name_is_resolved_off_the_loop() {
+    if skip() {
+        return;
+    }
+    let remote = Mosquitto::start("allow_anonymous true");
+    let body = "forwards = [{ topic = \"h/#\", qos = 1 }]";
+    let toml = bridge_toml("named", remote.addr(), body)
+        .replace(&remote.addr().to_string(), &format!("localhost:{}", remote.port));
+    let local = BrokerBuilder::new().raw_toml(&toml).start();
+    wait_state(&local, "named", "1");
+    let mut sub = remote_subscriber(remote.addr(), "named-sub", "h/#", 1);
+    let mut publisher = TestClient::v311(&local, "named-pub");
+    publisher.publish("h/1", b"via a name", 1, false);
+    sub.expect_message("h/1", b"via a name");
+}

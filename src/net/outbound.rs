@@ -37,7 +37,8 @@ use crate::config::BridgeConfig;
 /// The resolver threads wake the loop on this token.
 pub(super) const WAKER_TOKEN: Token = Token(LISTENER_TOKEN_BASE - 2);
 
-/// One resolver answer: the bridge's index and the first address (or why there is none).
+/// One resolver answer: the bridge's index and the address to use, the first IPv4 one if any
+/// (or why there is none).
 type Resolved = (usize, Result<SocketAddr, String>);
 
 /// Every configured bridge's link, and the resolver channel.
@@ -125,8 +126,12 @@ impl EventLoop {
                 let spawned = std::thread::Builder::new()
                     .name(format!("resolve-{}", link.name()))
                     .spawn(move || {
+                        // IPv4 first: "localhost" often lists ::1 first while brokers
+                        // commonly listen on IPv4 only.
                         let answer = match (host.as_str(), port).to_socket_addrs() {
-                            Ok(mut addrs) => addrs.next().ok_or_else(|| "no address".to_string()),
+                            Ok(addrs) => addrs
+                                .min_by_key(SocketAddr::is_ipv6)
+                                .ok_or_else(|| "no address".to_string()),
                             Err(e) => Err(e.to_string()),
                         };
                         let _ = tx.send((index, answer));
