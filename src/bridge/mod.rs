@@ -89,6 +89,8 @@ pub struct Link {
     /// Connection attempts started (for logs and tests).
     pub attempts: u64,
     forwards: Rc<[(String, crate::config::TopicMap)]>,
+    /// The broker is stopping: no further attempt.
+    stopping: bool,
     /// The remote filters of the subscriptions, for mapping inbound topics.
     remote_filters: Vec<String>,
     keepalive: Duration,
@@ -108,6 +110,7 @@ impl Link {
             close_reason: None,
             attempts: 0,
             forwards,
+            stopping: false,
             remote_filters,
             keepalive,
         }
@@ -170,6 +173,9 @@ impl Link {
 
     /// Time passed: start an attempt, give up a handshake, ping, or drop a silent remote.
     pub fn on_timer(&mut self, now: Instant) -> Option<Step> {
+        if self.stopping {
+            return None;
+        }
         match self.state {
             State::Backoff { until } if until <= now => {
                 self.attempts += 1;
@@ -405,6 +411,12 @@ impl Link {
         }
     }
 
+    /// The broker is stopping: the link closes for good (no backoff, no further attempt).
+    pub fn stop(&mut self) {
+        self.stopping = true;
+        self.closing_because("edgemq is stopping");
+    }
+
     /// Remembers why we are closing the link (for the log line when it is gone).
     pub fn closing_because(&mut self, why: &str) {
         if self.close_reason.is_none() {
@@ -426,6 +438,16 @@ impl Link {
             _ => false,
         };
         let reason = self.close_reason.take().unwrap_or_else(|| why.to_string());
+        if self.stopping {
+            log::info!(
+                "bridge {}: disconnected from {}: {reason}",
+                self.config.name,
+                self.config.address
+            );
+            // Never due: the loop is ending.
+            self.state = State::Resolving;
+            return was_active;
+        }
         let delay = self.next_delay();
         let verb = if was_active { "disconnected from" } else { "connection to" };
         let tail = if was_active { "" } else { " failed" };

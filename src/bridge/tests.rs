@@ -124,3 +124,13 @@ fn inbound_topics_map_remote_prefix_to_local() {
     assert_eq!(s.filters[0].0, "gw/c/#");
     assert!(!s.filters[0].1.no_local, "3.1.1 has no No Local");
 }
+
+#[test]
+fn a_stopped_link_makes_no_further_attempt() {
+    let t0 = Instant::now();
+    let mut link = active(t0);
+    link.stop();
+    assert!(link.closed("closed", t0));
+    assert_eq!(link.deadline(), None);
+    assert_eq!(link.on_timer(t0 + Duration::from_secs(3600)), None);
+}

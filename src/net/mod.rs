@@ -218,6 +218,7 @@ impl EventLoop {
     /// go offline as on any disconnect, the store commits, output is flushed.
     pub fn shutdown(&mut self) {
         let now = Instant::now();
+        self.stop_bridges();
         self.broker.shutdown(now, &mut self.sockets);
         self.flush_all();
         self.close_pending(now);

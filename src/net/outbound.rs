@@ -92,6 +92,13 @@ impl EventLoop {
         Ok(())
     }
 
+    /// Graceful stop: links close for good (the broker's shutdown sends their DISCONNECT).
+    pub(super) fn stop_bridges(&mut self) {
+        for link in &mut self.bridges.links {
+            link.stop();
+        }
+    }
+
     /// The earliest deadline of any link.
     pub(super) fn bridges_deadline(&self) -> Option<Instant> {
         self.bridges.links.iter().filter_map(Link::deadline).min()
