@@ -134,3 +134,15 @@ fn a_stopped_link_makes_no_further_attempt() {
     assert_eq!(link.deadline(), None);
     assert_eq!(link.on_timer(t0 + Duration::from_secs(3600)), None);
 }
+
+#[test]
+fn a_name_that_does_not_resolve_backs_off() {
+    let t0 = Instant::now();
+    let mut named = (*config("")).clone();
+    named.host = "no.such.host".into();
+    let mut link = Link::new(Rc::new(named), t0, 3);
+    assert!(matches!(link.on_timer(t0), Some(Step::Resolve { .. })));
+    assert_eq!(link.resolved(Err("not found".into()), t0), None);
+    let State::Backoff { until } = link.state() else { panic!("{:?}", link.state()) };
+    assert!(until >= t0 + Duration::from_secs(1));
+}

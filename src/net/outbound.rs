@@ -206,7 +206,9 @@ impl EventLoop {
         }
     }
 
-    /// Readiness of a link still connecting. Returns true if the event was handled here.
+    /// Readiness of a link still connecting. Returns true if the event was consumed here (the
+    /// connect is still in progress, or failed); false once connected, so the event's
+    /// readable and writable parts take the ordinary path.
     pub(super) fn link_connect_ready(&mut self, conn: ConnId, closed: bool, now: Instant) -> bool {
         let Some(index) = self.link_of(conn) else { return false };
         let Some(link) = self.bridges.links.get(index) else { return false };
@@ -242,7 +244,10 @@ impl EventLoop {
         if let Some(step) = step {
             self.bridge_step(index, step, now);
         }
-        true
+        // Connected: the same event may also say readable or closed (a remote that accepted
+        // and hung up at once), which the ordinary path reads now; edge-triggered readiness
+        // would not say it again.
+        false
     }
 
     /// Decodes a link's input as a client does; returns the bytes consumed, or `None` after
