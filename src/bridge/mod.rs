@@ -473,7 +473,9 @@ impl Link {
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
         let fraction = 0.5 + (self.rng % 1000) as f64 / 2000.0;
-        base.mul_f64(fraction).clamp(min, max)
+        // Whole milliseconds: the log line shows "159ms", not "159.812345ms".
+        let delay = Duration::from_millis(base.mul_f64(fraction).as_millis() as u64);
+        delay.clamp(min, max)
     }
 }
 
