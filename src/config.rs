@@ -415,7 +415,7 @@ fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), Co
     s.size(&mut q.max_db_size, "max_db_size", 0, TIB)?;
     known.extend(s.finish()?);
 
-    config.bridges = bridge::parse_bridges(&mut root, origin, &config.sqlite)?;
+    config.bridges = bridge::parse_bridges(&mut root, origin, &config.mqtt, &config.sqlite)?;
 
     // Whatever is left at the top level is a section or key nobody reads.
     if let Some((name, value)) = root.iter().next() {

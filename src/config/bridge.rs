@@ -97,6 +97,7 @@ pub struct BridgeTls {
 pub(super) fn parse_bridges(
     root: &mut Table,
     origin: &str,
+    mqtt: &super::MqttConfig,
     sqlite: &super::SqliteConfig,
 ) -> Result<Vec<BridgeConfig>, ConfigError> {
     let Some(value) = root.remove("bridges") else { return Ok(Vec::new()) };
@@ -126,7 +127,9 @@ pub(super) fn parse_bridges(
         let Value::Table(table) = table else {
             return Err(invalid(format!("bridges.{name}"), "a section [bridges.NAME]", &table));
         };
-        bridges.push(parse_bridge(name, table, origin, sqlite)?);
+        let bridge = parse_bridge(name, table, origin, sqlite)?;
+        check_session_limits(&bridge, mqtt, origin)?;
+        bridges.push(bridge);
     }
     Ok(bridges)
 }
@@ -290,6 +293,55 @@ fn parse_bridge(
         queue_qos0,
         tls,
     })
+}
+
+/// A bridge's forwards are its session's subscriptions: they obey the `[mqtt]` limits every
+/// session does (the store would drop the excess at the next start).
+fn check_session_limits(
+    bridge: &BridgeConfig,
+    mqtt: &super::MqttConfig,
+    origin: &str,
+) -> Result<(), ConfigError> {
+    let key = format!("bridges.{}.forwards", bridge.name);
+    let conflict = |other: &str, message: String| ConfigError {
+        origin: origin.to_string(),
+        kind: ConfigErrorKind::Conflict { keys: [key.clone(), other.to_string()], message },
+    };
+    let count = bridge.forwards.len();
+    if count > mqtt.max_subscriptions_per_session {
+        return Err(conflict(
+            "mqtt.max_subscriptions_per_session",
+            format!(
+                "{key} has {count} entries, more than mqtt.max_subscriptions_per_session ({}): \
+                 each is a subscription of the bridge's session",
+                mqtt.max_subscriptions_per_session
+            ),
+        ));
+    }
+    let bytes: usize = bridge.forwards.iter().map(|f| f.local_filter().len()).sum();
+    if bytes > mqtt.max_subscription_bytes {
+        return Err(conflict(
+            "mqtt.max_subscription_bytes",
+            format!(
+                "{key} filters take {bytes} bytes, more than mqtt.max_subscription_bytes ({})",
+                mqtt.max_subscription_bytes
+            ),
+        ));
+    }
+    for map in bridge.forwards.iter().chain(&bridge.subscriptions) {
+        let filter = map.local_filter();
+        if topic::level_count(&filter) > mqtt.max_topic_levels {
+            return Err(conflict(
+                "mqtt.max_topic_levels",
+                format!(
+                    "{}: {filter:?} has more levels than mqtt.max_topic_levels ({})",
+                    key.trim_end_matches(".forwards"),
+                    mqtt.max_topic_levels
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `host:port` with a non-empty host (brackets around an IPv6 literal are removed) and a port
@@ -620,6 +672,18 @@ mod tests {
         assert!(e.contains("No Local"), "{e}");
         parse(&text(5, "")).unwrap();
         parse(&text(4, "other/")).unwrap();
+    }
+
+    #[test]
+    fn forwards_obey_the_session_limits() {
+        let text = "[mqtt]\nmax_subscriptions_per_session = 1\n[bridges.up]\naddress = \"h:1\"\n\
+                    forwards = [{ topic = \"a\" }, { topic = \"b\" }]\n";
+        let e = error(text);
+        assert!(e.contains("mqtt.max_subscriptions_per_session"), "{e}");
+        let text = "[mqtt]\nmax_topic_levels = 2\n[bridges.up]\naddress = \"h:1\"\n\
+                    subscriptions = [{ topic = \"a/b/c\" }]\n";
+        let e = error(text);
+        assert!(e.contains("mqtt.max_topic_levels"), "{e}");
     }
 
     #[test]
