@@ -370,7 +370,9 @@ impl Link {
                     qos: s.qos,
                     no_local: v5,
                     retain_as_published: v5,
-                    retain_handling: RetainHandling::SendAtSubscribe,
+                    // 5.0: retained messages only when the remote had no such subscription for
+                    // us yet, not again on every reconnect of a kept session.
+                    retain_handling: RetainHandling::SendAtNewSubscribe,
                 };
                 (s.remote_filter(), options)
             })
