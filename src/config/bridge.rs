@@ -686,6 +686,58 @@ mod tests {
         assert!(e.contains("mqtt.max_topic_levels"), "{e}");
     }
 
+    /// The commented `[bridges.cloud]` example in conf/edgemq.toml, uncommented, is a valid
+    /// bridge (all but `tls`, refused until supported) and shows every key.
+    #[test]
+    fn the_documented_example_parses_and_shows_every_key() {
+        let example = crate::config::DEFAULT_CONFIG
+            .split("# [bridges.cloud]")
+            .nth(1)
+            .expect("conf/edgemq.toml has a commented [bridges.cloud] example");
+        let mut text = String::from("[bridges.cloud]\n");
+        let mut keys = Vec::new();
+        for line in example.lines() {
+            let Some(code) = line.strip_prefix("# ") else { continue };
+            let is_key = code.split_once(" = ").is_some_and(|(k, _)| {
+                !k.is_empty()
+                    && k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            });
+            if is_key {
+                keys.push(code.split(" = ").next().unwrap_or_default().to_string());
+            }
+            let is_list_line = code.starts_with("  { ") || code == "]";
+            if (is_key || is_list_line) && !code.starts_with("tls = ") {
+                text.push_str(code);
+                text.push('\n');
+            }
+        }
+        let config = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(config.bridges[0].name, "cloud");
+        let all = [
+            "address",
+            "proto_ver",
+            "clientid",
+            "username",
+            "password",
+            "keepalive",
+            "clean_start",
+            "max_inflight",
+            "backoff_min",
+            "backoff_max",
+            "forwards",
+            "subscriptions",
+            "max_queued",
+            "max_queued_bytes",
+            "overflow",
+            "queue_qos0",
+            "tls",
+        ];
+        keys.sort();
+        let mut all: Vec<String> = all.iter().map(|k| k.to_string()).collect();
+        all.sort();
+        assert_eq!(keys, all);
+    }
+
     #[test]
     fn overlap() {
         assert!(filters_overlap("a/#", "a/b/c"));
