@@ -368,6 +368,8 @@ fn inspect(broker: &Broker) -> Vec<String> {
 /// a remote behind a dead NAT or a hung process would.
 struct Proxy {
     port: u16,
+    /// Milliseconds each chunk waits before it is passed on (a slow link).
+    delay_ms: Arc<AtomicUsize>,
     stalled: Arc<AtomicUsize>,
     accepted: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
@@ -381,7 +383,8 @@ impl Proxy {
         let stalled = Arc::new(AtomicUsize::new(0));
         let accepted = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (s, a, st) = (stalled.clone(), accepted.clone(), stop.clone());
+        let delay_ms = Arc::new(AtomicUsize::new(0));
+        let (s, a, st, d) = (stalled.clone(), accepted.clone(), stop.clone(), delay_ms.clone());
         thread::spawn(move || {
             while !st.load(Ordering::SeqCst) {
                 let Ok((client, _)) = listener.accept() else {
@@ -393,7 +396,7 @@ impl Proxy {
                 for (mut from, mut to) in
                     [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
                 {
-                    let (s, st) = (s.clone(), st.clone());
+                    let (s, st, d) = (s.clone(), st.clone(), d.clone());
                     thread::spawn(move || {
                         let mut buf = [0u8; 4096];
                         loop {
@@ -404,6 +407,10 @@ impl Proxy {
                             // Connections accepted before the stall count swallow everything.
                             if index < s.load(Ordering::SeqCst) {
                                 continue;
+                            }
+                            let delay = d.load(Ordering::SeqCst);
+                            if delay > 0 {
+                                thread::sleep(Duration::from_millis(delay as u64));
                             }
                             if to.write_all(&buf[..n]).is_err() {
                                 break;
@@ -419,7 +426,12 @@ impl Proxy {
                 }
             }
         });
-        Proxy { port, stalled, accepted, stop }
+        Proxy { port, delay_ms, stalled, accepted, stop }
+    }
+
+    /// Every chunk waits `ms` before it is passed on.
+    fn slow(&self, ms: usize) {
+        self.delay_ms.store(ms, Ordering::SeqCst);
     }
 
     /// Every connection accepted so far goes silent.
@@ -643,4 +655,73 @@ fn a_host_name_is_resolved_off_the_loop() {
     let mut publisher = TestClient::v311(&local, "named-pub");
     publisher.publish("h/1", b"via a name", 1, false);
     sub.expect_message("h/1", b"via a name");
+}
+
+/// QoS 2 across `kill -9` in the middle of forwarding, to a remote that keeps our session
+/// (clean_start = false): every message arrives exactly once. A PUBREL goes out only after the
+/// commit that records it, so a restarted bridge re-sends either the PUBLISH (DUP, same id,
+/// which the remote still holds and does not deliver again) or the PUBREL, never a PUBLISH
+/// the remote already released.
+#[test]
+fn qos2_across_kill_9_is_exactly_once_with_a_kept_remote_session() {
+    if skip() {
+        return;
+    }
+    const N: usize = 300;
+    let remote = Mosquitto::start("allow_anonymous true");
+    // A slow link (every chunk waits 5 ms each way, one message in flight), so the kill lands
+    // while the backlog is still being forwarded.
+    let proxy = Proxy::start(remote.addr());
+    proxy.slow(5);
+    let mut local = start_local(
+        "x2",
+        SocketAddr::from(([127, 0, 0, 1], proxy.port)),
+        "max_inflight = 1\nforwards = [{ topic = \"x/#\", qos = 2 }]",
+    );
+    wait_state(&local, "x2", "1");
+    let mut sub = remote_subscriber(remote.addr(), "x2-sub", "x/#", 2);
+    let mut publisher = TestClient::v311(&local, "x2-pub");
+    let mut next = 0;
+    while next < N {
+        let batch = (N - next).min(100);
+        let mut bytes = Vec::new();
+        for i in next..next + batch {
+            let id = (i % 60_000 + 1) as u16;
+            bytes.extend(Publish::new("x/m", format!("{i}").as_bytes()).qos(2, id).build());
+        }
+        publisher.send(&bytes);
+        let mut rels = Vec::new();
+        for _ in 0..batch {
+            let rec = publisher.read_expected(kind::PUBREC);
+            let id = common::packets::Ack::parse(&rec, kind::PUBREC).packet_id;
+            rels.extend(common::packets::pubrel(id));
+        }
+        publisher.send(&rels);
+        for _ in 0..batch {
+            publisher.read_expected(kind::PUBCOMP);
+        }
+        next += batch;
+    }
+    let mut seen = vec![0u32; N];
+    let mut distinct = 0;
+    let mut killed = false;
+    while distinct < N {
+        if !killed && distinct >= N / 3 {
+            killed = true;
+            let backlog = inspect(&local).into_iter().find(|l| l.contains("(bridge x2)"));
+            eprintln!("qos2: killed after {distinct} received; {backlog:?}");
+            local.restart(); // SIGKILL, then the same config and data directory
+        }
+        let p = sub.expect_publish();
+        sub.ack(&p);
+        let i: usize = String::from_utf8_lossy(&p.payload).parse().unwrap();
+        if seen[i] == 0 {
+            distinct += 1;
+        }
+        seen[i] += 1;
+    }
+    expect_quiet(&mut sub);
+    let duplicates: Vec<usize> = (0..N).filter(|&i| seen[i] > 1).collect();
+    assert!(duplicates.is_empty(), "delivered more than once: {duplicates:?}");
+    assert!(killed, "the kill happened while forwarding");
 }
