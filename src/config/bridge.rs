@@ -259,17 +259,17 @@ fn parse_bridge(
             }
         }
     }
-    if let Some(tls) = &tls {
-        let _ = tls;
-        return Err(ConfigError {
-            origin: origin.to_string(),
-            kind: ConfigErrorKind::Invalid {
-                key: key("tls"),
-                expected: "no tls: TLS to a bridge remote is not yet supported in this build"
-                    .into(),
-                got: "a tls table".into(),
-            },
-        });
+    if tls.is_some() {
+        // Parsed and checked above, so a config written today is right once it is supported.
+        return Err(conflict(
+            "tls",
+            "address",
+            format!(
+                "{}: TLS to a bridge remote is not yet supported in this build; remove it to \
+                 connect to {address} over plain TCP",
+                key("tls")
+            ),
+        ));
     }
     Ok(BridgeConfig {
         name,
@@ -477,12 +477,18 @@ impl Section<'_> {
             let empty_ok = !map.topic.is_empty()
                 || (!map.local_prefix.is_empty() && !map.remote_prefix.is_empty());
             if !(prefixes_ok && filters_ok && empty_ok) {
+                // Show the filter that is wrong (the local one unless only the remote one is).
+                let shown = if topic::is_valid_topic_filter(&map.local_filter()) {
+                    map.remote_filter()
+                } else {
+                    map.local_filter()
+                };
                 return Err(self.invalid(
                     key,
                     "prefixes without wildcards and prefix + topic a valid topic filter \
                      (an empty topic needs both prefixes)"
                         .into(),
-                    item,
+                    &Value::String(shown),
                 ));
             }
             maps.push(map);
