@@ -638,6 +638,10 @@ fn a_v5_remote_s_limits_are_honoured() {
     let log = local.log().join("\n");
     assert!(log.contains("larger than the remote's maximum packet size (1024)"), "{log}");
     assert!(!log.contains("bridge lim: disconnected"), "{log}");
+    // Counted as a drop of the bridge's session.
+    wait_until("the drop counted in the store", || {
+        inspect(&local).iter().any(|l| l.contains("(bridge lim)") && l.ends_with("dropped 1"))
+    });
 }
 
 #[test]

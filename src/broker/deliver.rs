@@ -324,7 +324,15 @@ impl Broker {
             Transmitted::Withheld => {
                 self.stats.messages_dropped += 1;
                 if let Some(link) = self.conn(conn).and_then(|c| c.link.clone()) {
-                    // Never retried: the remote would refuse it again, for ever.
+                    // Never retried: the remote would refuse it again, for ever. Counted as a
+                    // drop of the bridge's session (`edgemq inspect`).
+                    let session = self.conn(conn).and_then(|c| c.session());
+                    if let Some(session) = session.and_then(|s| self.session_mut(s)) {
+                        session.dropped += 1;
+                        if let Some(stored) = session.stored {
+                            self.store.add_dropped(stored.id, 1);
+                        }
+                    }
                     if let Some(suppressed) = self.drop_warnings.allow(now) {
                         log::warn!(
                             "bridge {}: message {:?} dropped: larger than the remote's maximum \

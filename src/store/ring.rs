@@ -283,7 +283,8 @@ impl Store {
         self.add_dropped(session, 1);
     }
 
-    fn add_dropped(&mut self, session: StoredSessionId, n: i64) {
+    /// Counts `n` messages `session` will never get (shown by `edgemq inspect`).
+    pub fn add_dropped(&mut self, session: StoredSessionId, n: i64) {
         self.write("count dropped message", WriteKind::Housekeeping, |db| {
             db.prepare_cached("UPDATE sessions SET dropped = dropped + ?2 WHERE id = ?1")?
                 .execute(params![session.0, n])
