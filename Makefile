@@ -26,10 +26,14 @@ CROSS_TIMEOUT_SCALE := 10
 # What the integration tests drive besides the broker (Debian package names).
 # The broker package itself is needed only by `make bench` (and EDGEMQ_TEST_REFERENCE runs);
 # on systemd hosts it starts a service on port 1883, which `make run` also wants.
-TEST_PKGS := mosquitto mosquitto-clients python3-paho-mqtt
+# python3-fusepy and fuse3 (fusermount): the power-cut test's file system (tests/powercut/lossyfs.py).
+# mosquitto: the bridge tests' remote (/usr/sbin/mosquitto) and tests/auth.rs's mosquitto_passwd.
+# Installing it starts a service on port 1883 on systemd hosts (see above); the tests use
+# ephemeral ports, so it is in nobody's way.
+TEST_PKGS := mosquitto mosquitto-clients python3-paho-mqtt python3-fusepy fuse3
 
 .PHONY: help run build test deps lint cross-setup cross-armv7 cross-aarch64 cross-test \
-        musl-aarch64 musl-armv7 dist dist-musl sizes bench bench-compare clean
+        musl-aarch64 musl-armv7 dist dist-musl sizes bench bench-compare clean powercut-selfcheck
 
 help: ## List the targets
 	@echo "Usage: make TARGET"
@@ -46,13 +50,15 @@ test: deps ## Whole test suite, native (checks `deps` first)
 
 # Checks first; installs only when something is missing (root + apt-get), otherwise says what to
 # install. Without CI=true a missing client is a warning: the tests that need it skip.
-deps: ## Check/install test prerequisites: mosquitto (bridge remote), mosquitto-clients, python3-paho-mqtt
+deps: ## Check/install test prerequisites: mosquitto (bridge remote), mosquitto-clients, python3-paho-mqtt, python3-fusepy, fuse3
 	@check() { \
 	    missing=(); \
 	    command -v mosquitto_pub >/dev/null || missing+=(mosquitto_pub); \
 	    command -v mosquitto_sub >/dev/null || missing+=(mosquitto_sub); \
 	    [ -x /usr/sbin/mosquitto ] || missing+=(/usr/sbin/mosquitto); \
 	    /usr/bin/python3 -c 'import paho.mqtt' 2>/dev/null || missing+=("python3 module paho.mqtt"); \
+	    /usr/bin/python3 -c 'import fusepy' 2>/dev/null || missing+=("python3 module fusepy"); \
+	    command -v fusermount >/dev/null || missing+=(fusermount); \
 	}; \
 	check; \
 	if [ $${#missing[@]} -gt 0 ] && [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
@@ -67,6 +73,24 @@ deps: ## Check/install test prerequisites: mosquitto (bridge remote), mosquitto-
 	    echo "  sudo apt-get install -y $(TEST_PKGS)"; \
 	    if [ "$${CI:-}" = true ]; then echo "deps: CI=true: missing test prerequisites are an error" >&2; exit 1; fi; \
 	    echo "deps: the tests that need them will skip"; \
+	fi
+
+# The power-cut test must catch a broker that acknowledges before its write-ahead log is durable:
+# build one (test-only feature, own target dir so target/debug/edgemq stays the real one) and
+# expect tests/powercut.rs to fail against it, for the reason it exists. Needs root and FUSE.
+SELFCHECK_DIR := target/selfcheck
+powercut-selfcheck: deps ## Show the power-cut test fails against a broker without the WAL fsync
+	$(CARGO) build --features fault-skip-wal-fsync --bin edgemq --target-dir $(SELFCHECK_DIR)
+	@log=$(SELFCHECK_DIR)/powercut.log; \
+	if CI=true EDGEMQ_BIN=$(CURDIR)/$(SELFCHECK_DIR)/debug/edgemq EDGEMQ_POWERCUT_CUTS=5 \
+	    $(CARGO) test --test powercut -- --exact power_cuts_lose_no_acknowledged_message_in_sync_mode \
+	    >"$$log" 2>&1; then \
+	    cat "$$log"; echo "powercut-selfcheck: FAILED: the power-cut test passed without the WAL fsync" >&2; exit 1; \
+	elif grep -q 'acknowledged messages lost in power cuts' "$$log"; then \
+	    grep -E '^powercut .*cuts,|lost, e\.g\.' "$$log" | cut -c1-160; \
+	    echo "powercut-selfcheck: OK: without the WAL fsync the power-cut test fails (log: $$log)"; \
+	else \
+	    cat "$$log"; echo "powercut-selfcheck: FAILED: the power-cut test failed for another reason" >&2; exit 1; \
 	fi
 
 lint: ## rustfmt check + clippy (warnings are errors)
@@ -117,12 +141,18 @@ dist: cross-armv7 cross-aarch64 ## Tarballs for the glibc targets under dist/
 dist-musl: musl-aarch64 musl-armv7 ## Tarballs for the musl (OpenWrt) targets under dist/
 	cross/dist.sh $(PROFILE) $(AARCH64_MUSL) $(ARMV7_MUSL)
 
-sizes: cross-armv7 cross-aarch64 build ## Markdown table of stripped binary sizes
+# The armv7 binary is also built without default features (no TLS) and kept beside the shipped
+# one as edgemq.no-tls, so the table shows what TLS costs. Same target dir: the dependencies
+# are shared, only edgemq and the TLS crates differ.
+sizes: cross-setup cross-aarch64 build ## Markdown table of stripped binary sizes (armv7 with and without TLS)
+	$(CARGO) build --profile $(PROFILE) --target $(ARMV7) --no-default-features
+	cp target/$(ARMV7)/$(PROFILE)/edgemq target/$(ARMV7)/$(PROFILE)/edgemq.no-tls
+	$(CARGO) build --profile $(PROFILE) --target $(ARMV7)
 	strip -o target/release/edgemq.stripped target/release/edgemq
-	cross/sizes.sh target/$(ARMV7)/$(PROFILE)/edgemq target/$(AARCH64)/$(PROFILE)/edgemq \
-	    target/release/edgemq.stripped
+	cross/sizes.sh target/$(ARMV7)/$(PROFILE)/edgemq target/$(ARMV7)/$(PROFILE)/edgemq.no-tls \
+	    target/$(AARCH64)/$(PROFILE)/edgemq target/release/edgemq.stripped
 
-bench: ## Every benchmark scenario, edgemq and Mosquitto side by side (benches/README.md)
+bench: ## Every benchmark scenario vs Mosquitto, then offline enqueue on slow storage (benches/README.md)
 	@if ! [ -x "$${MOSQUITTO:-/usr/sbin/mosquitto}" ]; then \
 	    if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
 	        echo "bench: installing mosquitto (the broker compared against)"; \
@@ -132,6 +162,7 @@ bench: ## Every benchmark scenario, edgemq and Mosquitto side by side (benches/R
 	    fi; \
 	fi
 	benches/run.sh
+	benches/slow-storage.sh
 
 bench-compare: bench ## Same as bench: every run compares with Mosquitto in the same run
 

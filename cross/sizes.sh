@@ -13,6 +13,7 @@ for f in "$@"; do
     label=${f#target/}
     case $label in
     release/*) label="native $(uname -m) ${label%%/*} (stripped)" ;;
+    *.no-tls) label="${label%/*} without tls" ;;
     *) label=${label%/*} ;;
     esac
     awk -v l="$label" -v b="$bytes" -v x="$xz_bytes" \

@@ -22,14 +22,16 @@ edgemq - a small single-threaded MQTT 3.1/3.1.1/5.0 broker for edge gateways
 Usage:
   edgemq [--conf FILE] [--listen ADDR:PORT]... [--data DIR] [--log-level LEVEL]
   edgemq inspect --data DIR [--conf FILE]
+  edgemq passwd [-c | -D] [-b] FILE USER [PASSWORD]
   edgemq --version
   edgemq --help
 
 Run the broker (the default command):
   -c, --conf FILE          Config file (TOML). Without it the built-in default is used:
                            conf/edgemq.toml, listening on 127.0.0.1:1883 with data in ./data.
-      --listen ADDR:PORT   Accept MQTT on this address instead of listener.bind. Repeat it or
-                           separate with commas: --listen 0.0.0.0:1883,[::]:1883
+      --listen ADDR:PORT   Accept MQTT on this address instead of listener.bind (the
+                           [listeners.NAME] tables stay). Repeat it or separate with commas:
+                           --listen 0.0.0.0:1883,[::]:1883
       --data DIR           Data directory for the SQLite store, instead of
                            sqlite.mounted_file_path.
       --log-level LEVEL    error, warn, info, debug or trace, instead of log.level.
@@ -37,6 +39,14 @@ Run the broker (the default command):
 Inspect a data directory without starting the broker:
   inspect --data DIR       The data directory to look at (required).
           --conf FILE      Config file whose settings to use (default: the built-in one).
+
+Manage a password file (auth.password_file), as mosquitto_passwd does:
+  passwd FILE USER         Add USER or change its password; FILE must exist. The password is
+                           asked twice without echo on a terminal, else read as one line of
+                           standard input. Written as PBKDF2-SHA512 ($7$), like mosquitto_passwd.
+          -c               Create FILE (overwriting it) with just this user.
+          -D               Delete USER from FILE.
+          -b               Batch: the password is the PASSWORD argument (visible in `ps`).
 
 Other:
   -V, --version            Print the version and exit.
@@ -53,6 +63,8 @@ pub enum Command {
     Run(RunOptions),
     /// `edgemq inspect --data DIR [--conf FILE]`.
     Inspect { data: PathBuf, conf: Option<PathBuf> },
+    /// `edgemq passwd [-c | -D] [-b] FILE USER [PASSWORD]`.
+    Passwd(PasswdOptions),
     /// Print [`VERSION`] and exit 0.
     Version,
     /// Print [`USAGE`] and exit 0.
@@ -70,6 +82,27 @@ pub struct RunOptions {
     pub data: Option<PathBuf>,
     /// `--log-level`: replaces `log.level`; already validated and lower-cased.
     pub log_level: Option<String>,
+}
+
+/// What `edgemq passwd` does to the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasswdMode {
+    /// Add the user or change its password (the file must exist).
+    Set,
+    /// `-c`: create or overwrite the file with just this user.
+    Create,
+    /// `-D`: delete the user.
+    Delete,
+}
+
+/// `edgemq passwd [-c | -D] [-b] FILE USER [PASSWORD]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PasswdOptions {
+    pub mode: PasswdMode,
+    pub file: PathBuf,
+    pub user: String,
+    /// `-b PASSWORD`; `None` = ask (no echo) or read standard input.
+    pub password: Option<String>,
 }
 
 /// Why the command line was refused. `Display` is one line ending in `see edgemq --help`.
@@ -95,6 +128,8 @@ pub enum CliError {
     NotForInspect(&'static str),
     /// `inspect` without `--data`.
     InspectNeedsData,
+    /// `passwd` used wrongly; the text says how.
+    Passwd(&'static str),
 }
 
 impl fmt::Display for CliError {
@@ -125,6 +160,7 @@ impl fmt::Display for CliError {
             CliError::UnexpectedValue(flag) => write!(f, "{flag} takes no value")?,
             CliError::NotForInspect(flag) => write!(f, "{flag} is not an option of inspect")?,
             CliError::InspectNeedsData => f.write_str("inspect needs --data DIR")?,
+            CliError::Passwd(why) => write!(f, "passwd: {why}")?,
         }
         f.write_str("; see edgemq --help")
     }
@@ -180,6 +216,10 @@ impl Flag {
 /// are seen; errors before them are still reported.
 pub fn parse_args(args: impl Iterator<Item = String>) -> Result<Command, CliError> {
     let mut args = args.peekable();
+    if args.peek().is_some_and(|a| a == "passwd") {
+        args.next();
+        return parse_passwd(args);
+    }
     let inspect = args.peek().is_some_and(|a| a == "inspect");
     if inspect {
         args.next();
@@ -268,6 +308,54 @@ pub fn parse_args(args: impl Iterator<Item = String>) -> Result<Command, CliErro
         return Ok(Command::Inspect { data, conf: opts.conf });
     }
     Ok(Command::Run(opts))
+}
+
+/// `passwd [-c | -D] [-b] FILE USER [PASSWORD]`: the flags of mosquitto_passwd, each on its own.
+fn parse_passwd(args: impl Iterator<Item = String>) -> Result<Command, CliError> {
+    let (mut create, mut delete, mut batch) = (false, false, false);
+    let mut words = Vec::new();
+    for arg in args {
+        match arg.as_str() {
+            "-c" if words.is_empty() => create = true,
+            "-D" if words.is_empty() => delete = true,
+            "-b" if words.is_empty() => batch = true,
+            "-h" | "--help" => return Ok(Command::Help),
+            flag if flag.starts_with('-') && words.is_empty() => {
+                return Err(CliError::UnknownFlag { flag: flag.to_string(), suggestion: None })
+            }
+            _ => words.push(arg),
+        }
+    }
+    let mode = match (create, delete) {
+        (true, true) => return Err(CliError::Passwd("-c and -D cannot be used together")),
+        (true, false) => PasswdMode::Create,
+        (false, true) => PasswdMode::Delete,
+        (false, false) => PasswdMode::Set,
+    };
+    if delete && batch {
+        return Err(CliError::Passwd("-D takes no password, so no -b"));
+    }
+    let mut words = words.into_iter();
+    let (Some(file), Some(user)) = (words.next(), words.next()) else {
+        return Err(CliError::Passwd("FILE and USER are required"));
+    };
+    let password = words.next();
+    if words.next().is_some() {
+        return Err(CliError::Passwd("too many arguments"));
+    }
+    match (batch, &password) {
+        (true, None) => return Err(CliError::Passwd("-b needs the PASSWORD argument")),
+        (false, Some(_)) => {
+            return Err(CliError::Passwd(
+                "a PASSWORD argument needs -b (or leave it out to be asked)",
+            ))
+        }
+        _ => {}
+    }
+    if user.is_empty() || user.contains([':', '\0', '\n', '\r']) {
+        return Err(CliError::Passwd("USER must be non-empty, without ':' or line breaks"));
+    }
+    Ok(Command::Passwd(PasswdOptions { mode, file: PathBuf::from(file), user, password }))
 }
 
 fn set_once<T>(slot: &mut Option<T>, value: T, flag: Flag) -> Result<(), CliError> {
@@ -501,6 +589,43 @@ mod tests {
         assert_eq!(error_line(&["--help=yes"]), "edgemq: --help takes no value; see edgemq --help");
         assert!(VERSION.starts_with("edgemq "));
         assert!(VERSION.ends_with(env!("CARGO_PKG_VERSION")));
+    }
+
+    #[test]
+    fn passwd_subcommand() {
+        let set = |mode, password: Option<&str>| {
+            Ok(Command::Passwd(PasswdOptions {
+                mode,
+                file: PathBuf::from("pw"),
+                user: "alice".to_string(),
+                password: password.map(str::to_string),
+            }))
+        };
+        assert_eq!(parse(&["passwd", "pw", "alice"]), set(PasswdMode::Set, None));
+        assert_eq!(parse(&["passwd", "-c", "pw", "alice"]), set(PasswdMode::Create, None));
+        assert_eq!(
+            parse(&["passwd", "-c", "-b", "pw", "alice", "s3"]),
+            set(PasswdMode::Create, Some("s3"))
+        );
+        assert_eq!(parse(&["passwd", "-b", "pw", "alice", "s3"]), set(PasswdMode::Set, Some("s3")));
+        assert_eq!(parse(&["passwd", "-D", "pw", "alice"]), set(PasswdMode::Delete, None));
+        // A password may start with '-' once FILE has been given.
+        assert_eq!(parse(&["passwd", "-b", "pw", "alice", "-x"]), set(PasswdMode::Set, Some("-x")));
+        let errors = [
+            (&["passwd", "-c", "-D", "pw", "alice"][..], "-c and -D cannot be used together"),
+            (&["passwd", "-D", "-b", "pw", "alice", "x"][..], "-D takes no password"),
+            (&["passwd", "pw"][..], "FILE and USER are required"),
+            (&["passwd", "-b", "pw", "alice"][..], "-b needs the PASSWORD argument"),
+            (&["passwd", "pw", "alice", "x"][..], "a PASSWORD argument needs -b"),
+            (&["passwd", "-b", "pw", "alice", "x", "y"][..], "too many arguments"),
+            (&["passwd", "pw", "a:b"][..], "USER must be non-empty"),
+            (&["passwd", "-x", "pw", "alice"][..], "unknown flag -x"),
+        ];
+        for (args, needle) in errors {
+            let line = error_line(args);
+            assert!(line.contains(needle), "{args:?}: {line}");
+        }
+        assert_eq!(parse(&["passwd", "--help"]), Ok(Command::Help));
     }
 
     #[test]

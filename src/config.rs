@@ -45,7 +45,19 @@ const MAX_FINITE_SESSION_EXPIRY_SECS: u64 = u32::MAX as u64 - 1;
 pub const MAX_LISTENERS: usize = 64;
 
 /// The sections a config file may have, in the order they are read.
-const SECTIONS: [&str; 5] = ["log", "listener", "mqtt", "sqlite", "bridges"];
+const SECTIONS: [&str; 7] = ["log", "listener", "listeners", "mqtt", "sqlite", "auth", "bridges"];
+
+/// The keys of one `[listeners.NAME]` table, in the order they are read.
+pub const LISTENER_KEYS: [&str; 8] = [
+    "bind",
+    "kind",
+    "allow_anonymous",
+    "certfile",
+    "keyfile",
+    "cafile",
+    "require_certificate",
+    "use_identity_as_username",
+];
 
 /// Log levels by their config and command-line names.
 pub const LOG_LEVELS: [(&str, log::Level); 5] = [
@@ -62,10 +74,33 @@ pub const LOG_LEVELS: [(&str, log::Level); 5] = [
 pub struct Config {
     pub log: LogConfig,
     pub listener: ListenerConfig,
+    /// `[listeners.NAME]` tables, in file order (TOML tables are read sorted by name).
+    pub listeners: Vec<NamedListener>,
     pub mqtt: MqttConfig,
     pub sqlite: SqliteConfig,
+    pub auth: AuthConfig,
     /// `[bridges.NAME]`, in name order (see `config/bridge.rs`); none by default.
     pub bridges: Vec<BridgeConfig>,
+}
+
+/// `[auth]`: who may connect and what they may do. Mosquitto's keys, Mosquitto's file formats.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Whether clients without a user name are accepted; `None` ("auto") = only when every
+    /// listener is on a loopback address (see [`AuthConfig::anonymous_allowed`]).
+    pub allow_anonymous: Option<bool>,
+    /// Mosquitto password file (`user:$7$...`); `None` = no password checks.
+    pub password_file: Option<PathBuf>,
+    /// Mosquitto ACL file; `None` = every topic allowed.
+    pub acl_file: Option<PathBuf>,
+}
+
+impl AuthConfig {
+    /// `allow_anonymous` resolved against the listeners: "auto" accepts anonymous clients only
+    /// when every address is loopback, as Mosquitto 2.0 does in its local-only mode.
+    pub fn anonymous_allowed(&self, bind: &[SocketAddr]) -> bool {
+        self.allow_anonymous.unwrap_or_else(|| bind.iter().all(|a| a.ip().is_loopback()))
+    }
 }
 
 /// `[log]`
@@ -80,6 +115,66 @@ pub struct LogConfig {
 pub struct ListenerConfig {
     /// Addresses to accept MQTT over TCP on: at least one, no duplicates.
     pub bind: Vec<SocketAddr>,
+}
+
+/// How a listener's clients speak to it (`listeners.NAME.kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// MQTT over plain TCP.
+    Tcp,
+    /// MQTT over TLS 1.2 / 1.3 (needs the `tls` build feature).
+    Tls,
+}
+
+const LISTENER_KIND_NAMES: [(&str, ListenerKind); 2] =
+    [("tcp", ListenerKind::Tcp), ("tls", ListenerKind::Tls)];
+
+impl ListenerKind {
+    /// The config-file spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerKind::Tcp => "tcp",
+            ListenerKind::Tls => "tls",
+        }
+    }
+}
+
+/// One `[listeners.NAME]` table. Checked as a whole: a `tls` listener has `certfile` and
+/// `keyfile`; the TLS keys appear on `tls` listeners only; `require_certificate` and
+/// `use_identity_as_username` need a `cafile` to verify client certificates with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedListener {
+    /// `NAME`: 1 to 32 of `A-Z a-z 0-9 _ -`.
+    pub name: String,
+    pub bind: SocketAddr,
+    pub kind: ListenerKind,
+    /// Overrides `auth.allow_anonymous` for this listener's clients; `None` = the global one.
+    pub allow_anonymous: Option<bool>,
+    /// The TLS files; `Some` exactly when `kind` is `tls`.
+    pub tls: Option<ListenerTls>,
+}
+
+/// The TLS part of a `[listeners.NAME]` table. Paths only: the files are read by `net` at
+/// start-up and on SIGHUP, not by the config parser.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// PEM: the server certificate first, then the intermediates.
+    pub certfile: PathBuf,
+    /// PEM: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub keyfile: PathBuf,
+    /// PEM: the CAs client certificates are verified against; without it none are asked for.
+    pub cafile: Option<PathBuf>,
+    /// A client without a certificate the CAs signed fails the handshake.
+    pub require_certificate: bool,
+    /// The client certificate's Common Name becomes the MQTT username.
+    pub use_identity_as_username: bool,
+}
+
+impl NamedListener {
+    /// `listeners.NAME.KEY`, as errors name it.
+    pub fn key(&self, key: &str) -> String {
+        format!("listeners.{}.{key}", self.name)
+    }
 }
 
 /// `[mqtt]`: protocol limits and features. See `conf/edgemq.toml` for what each one does.
@@ -154,8 +249,12 @@ pub struct SqliteConfig {
     pub flush_interval_ms: u64,
     /// 3.1.1 resend of unacknowledged inflight messages; `Duration::ZERO` = off. 0..=1d.
     pub resend_interval: Duration,
-    /// Cap on the database size in bytes; 0 = none. Writes past it fail as on a full disk.
+    /// Cap on the database size in bytes, write-ahead log included; 0 = none. Writes past it
+    /// fail as on a full disk.
     pub max_db_size: u64,
+    /// Bound on the write-ahead log, 64KiB..=64MiB: it is checkpointed at half of it and
+    /// truncated to it; also the size of the reserve file kept for a full disk.
+    pub max_wal_size: u64,
 }
 
 /// When store writes reach the disk (`sqlite.durability`).
@@ -164,7 +263,7 @@ pub enum Durability {
     /// Each batch is committed and synced before the acknowledgements that depend on it.
     Sync,
     /// Acknowledgements go out at once; writes are committed every `flush_mem_threshold`
-    /// messages or `flush_interval_ms`, without fsync (a crash loses up to one batch).
+    /// messages or `flush_interval_ms`, each commit fsync'd (a crash loses up to one batch).
     Batch,
     /// The database lives in memory; nothing survives a restart.
     Memory,
@@ -283,6 +382,7 @@ impl Default for SqliteConfig {
             flush_interval_ms: 100,
             resend_interval: Duration::ZERO,
             max_db_size: 0,
+            max_wal_size: 512 * KIB,
         }
     }
 }
@@ -306,10 +406,19 @@ impl Config {
         Config {
             log: LogConfig::default(),
             listener: ListenerConfig::default(),
+            listeners: Vec::new(),
             mqtt: MqttConfig::default(),
             sqlite: SqliteConfig::default(),
             bridges: Vec::new(),
+            auth: AuthConfig::default(),
         }
+    }
+
+    /// Every address the broker listens on: `listener.bind` (after `--listen`) and each
+    /// `[listeners.NAME]` (what `auth.allow_anonymous = "auto"` looks at).
+    pub fn all_binds(&self) -> Vec<SocketAddr> {
+        let named = self.listeners.iter().map(|l| l.bind);
+        self.listener.bind.iter().copied().chain(named).collect()
     }
 
     /// Parses and validates [`DEFAULT_CONFIG`]. Cannot fail in a tested build; it returns a
@@ -351,6 +460,8 @@ fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), Co
     let mut s = Section::open(&mut root, "listener", origin)?;
     s.bind(&mut config.listener.bind, "bind")?;
     known.extend(s.finish()?);
+
+    config.listeners = read_listeners(&mut root, origin)?;
 
     let m = &mut config.mqtt;
     let mut s = Section::open(&mut root, "mqtt", origin)?;
@@ -413,6 +524,14 @@ fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), Co
         DurationRange::any(Duration::ZERO, Duration::from_secs(86_400)),
     )?;
     s.size(&mut q.max_db_size, "max_db_size", 0, TIB)?;
+    s.size(&mut q.max_wal_size, "max_wal_size", 64 * KIB, 64 * MIB)?;
+    known.extend(s.finish()?);
+
+    let a = &mut config.auth;
+    let mut s = Section::open(&mut root, "auth", origin)?;
+    s.auto_bool(&mut a.allow_anonymous, "allow_anonymous")?;
+    s.optional_file(&mut a.password_file, "password_file")?;
+    s.optional_file(&mut a.acl_file, "acl_file")?;
     known.extend(s.finish()?);
 
     config.bridges = bridge::parse_bridges(&mut root, origin, &config.mqtt, &config.sqlite)?;
@@ -434,6 +553,32 @@ fn check_cross_keys(config: &Config, origin: &str) -> Result<(), ConfigError> {
     };
     let m = &config.mqtt;
     let q = &config.sqlite;
+    let total = config.listener.bind.len() + config.listeners.len();
+    if total > MAX_LISTENERS {
+        return Err(conflict(
+            "listeners",
+            "listener.bind",
+            format!(
+                "listener.bind and [listeners.*] open {total} sockets together; at most \
+                 {MAX_LISTENERS}"
+            ),
+        ));
+    }
+    // Port 0 lets the system pick a free port, so it never collides.
+    for (i, named) in config.listeners.iter().enumerate().filter(|(_, l)| l.bind.port() != 0) {
+        let earlier = config.listeners[..i].iter().find(|l| l.bind == named.bind);
+        let other = match earlier {
+            Some(l) => Some(l.key("bind")),
+            None => config.listener.bind.contains(&named.bind).then(|| "listener.bind".into()),
+        };
+        if let Some(other) = other {
+            return Err(conflict(
+                &named.key("bind"),
+                &other,
+                format!("{} and {other} both listen on {}", named.key("bind"), named.bind),
+            ));
+        }
+    }
     if m.max_sessions < m.max_connections {
         return Err(conflict(
             "mqtt.max_sessions",
@@ -457,6 +602,183 @@ fn check_cross_keys(config: &Config, origin: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// Reads every `[listeners.NAME]` table (sorted by name, as TOML tables are).
+fn read_listeners(root: &mut Table, origin: &str) -> Result<Vec<NamedListener>, ConfigError> {
+    let tables = match root.remove("listeners") {
+        None => return Ok(Vec::new()),
+        Some(Value::Table(t)) => t,
+        Some(other) => {
+            return Err(ConfigError {
+                origin: origin.to_string(),
+                kind: ConfigErrorKind::Invalid {
+                    key: "listeners".to_string(),
+                    expected: "tables [listeners.NAME]".to_string(),
+                    got: show(&other),
+                },
+            })
+        }
+    };
+    let mut listeners = Vec::with_capacity(tables.len());
+    for (name, value) in tables {
+        let key = format!("listeners.{name}");
+        let invalid = |expected: &str, got: &Value| ConfigError {
+            origin: origin.to_string(),
+            kind: ConfigErrorKind::Invalid {
+                key: key.clone(),
+                expected: expected.to_string(),
+                got: show(got),
+            },
+        };
+        let valid_name = (1..=32).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid_name {
+            let got = Value::String(name.clone());
+            return Err(invalid("a listener name of 1 to 32 letters, digits, '_' or '-'", &got));
+        }
+        let Value::Table(table) = value else {
+            return Err(invalid("a table [listeners.NAME]", &value));
+        };
+        listeners.push(read_listener(name, table, origin)?);
+    }
+    Ok(listeners)
+}
+
+/// One `[listeners.NAME]` table; its keys are named `listeners.NAME.KEY` in errors.
+fn read_listener(name: String, table: Table, origin: &str) -> Result<NamedListener, ConfigError> {
+    let mut s = Section { origin, name: "listeners".to_string(), table, known: Vec::new() };
+    let prefix = |key: &str| format!("{name}.{key}");
+    let rename = |mut e: ConfigError| {
+        // Section errors say `listeners.KEY`; the key is `listeners.NAME.KEY`.
+        match &mut e.kind {
+            ConfigErrorKind::Invalid { key, .. } | ConfigErrorKind::UnknownKey { key, .. } => {
+                if let Some(rest) = key.strip_prefix("listeners.") {
+                    *key = format!("listeners.{}", prefix(rest));
+                }
+            }
+            _ => {}
+        }
+        if let ConfigErrorKind::UnknownKey { suggestion: Some(s), .. } = &mut e.kind {
+            if let Some(rest) = s.strip_prefix("listeners.") {
+                *s = format!("listeners.{}", prefix(rest));
+            }
+        }
+        e
+    };
+    let mut bind = Vec::new();
+    let mut kind = ListenerKind::Tcp;
+    let mut allow_anonymous = None;
+    let mut certfile = None;
+    let mut keyfile = None;
+    let mut cafile = None;
+    let mut require_certificate = false;
+    let mut use_identity_as_username = false;
+    let mut read = |s: &mut Section| -> Result<(), ConfigError> {
+        s.bind(&mut bind, "bind")?;
+        s.choice(&mut kind, "kind", &LISTENER_KIND_NAMES)?;
+        let mut anonymous = false;
+        if s.table.contains_key("allow_anonymous") {
+            s.boolean(&mut anonymous, "allow_anonymous")?;
+            allow_anonymous = Some(anonymous);
+        } else {
+            s.known.push("allow_anonymous");
+        }
+        s.file(&mut certfile, "certfile")?;
+        s.file(&mut keyfile, "keyfile")?;
+        s.file(&mut cafile, "cafile")?;
+        s.boolean(&mut require_certificate, "require_certificate")?;
+        s.boolean(&mut use_identity_as_username, "use_identity_as_username")?;
+        Ok(())
+    };
+    read(&mut s).map_err(rename)?;
+    s.finish().map_err(rename)?;
+
+    let key = |k: &str| format!("listeners.{}", prefix(k));
+    let conflict = |a: &str, b: &str, message: String| ConfigError {
+        origin: origin.to_string(),
+        kind: ConfigErrorKind::Conflict { keys: [key(a), key(b)], message },
+    };
+    let bind = match bind.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(ConfigError {
+                origin: origin.to_string(),
+                kind: ConfigErrorKind::Invalid {
+                    key: key("bind"),
+                    expected: "an \"IP:port\" address (the key is required)".to_string(),
+                    got: "nothing".to_string(),
+                },
+            })
+        }
+        more => {
+            return Err(ConfigError {
+                origin: origin.to_string(),
+                kind: ConfigErrorKind::Invalid {
+                    key: key("bind"),
+                    expected: "one \"IP:port\" address (one listener, one socket)".to_string(),
+                    got: format!("{} addresses", more.len()),
+                },
+            })
+        }
+    };
+    let tls = match kind {
+        ListenerKind::Tcp => {
+            let tls_keys = [
+                ("certfile", certfile.is_some()),
+                ("keyfile", keyfile.is_some()),
+                ("cafile", cafile.is_some()),
+                ("require_certificate", require_certificate),
+                ("use_identity_as_username", use_identity_as_username),
+            ];
+            if let Some((k, _)) = tls_keys.iter().find(|(_, set)| *set) {
+                return Err(conflict(
+                    k,
+                    "kind",
+                    format!("{} is a TLS setting; {} is \"tcp\"", key(k), key("kind")),
+                ));
+            }
+            None
+        }
+        ListenerKind::Tls => {
+            let (Some(certfile), Some(keyfile)) = (certfile, keyfile) else {
+                return Err(conflict(
+                    "kind",
+                    "certfile",
+                    format!(
+                        "{} = \"tls\" needs {} and {} (the server certificate and its key)",
+                        key("kind"),
+                        key("certfile"),
+                        key("keyfile")
+                    ),
+                ));
+            };
+            for (k, set) in [
+                ("require_certificate", require_certificate),
+                ("use_identity_as_username", use_identity_as_username),
+            ] {
+                if set && cafile.is_none() {
+                    return Err(conflict(
+                        k,
+                        "cafile",
+                        format!(
+                            "{} needs {}: the CAs that client certificates are verified against",
+                            key(k),
+                            key("cafile")
+                        ),
+                    ));
+                }
+            }
+            Some(ListenerTls {
+                certfile,
+                keyfile,
+                cafile,
+                require_certificate,
+                use_identity_as_username,
+            })
+        }
+    };
+    Ok(NamedListener { name, bind, kind, allow_anonymous, tls })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -522,12 +844,11 @@ impl fmt::Display for ConfigError {
                 write!(f, "unknown section \"[{section}]\"")?;
                 match suggestion {
                     Some(s) => write!(f, " (did you mean \"[{s}]\"?)"),
-                    None => {
-                        write!(
-                            f,
-                            " (sections are [log], [listener], [mqtt], [sqlite], [bridges.NAME])"
-                        )
-                    }
+                    None => write!(
+                        f,
+                        " (sections are [log], [listener], [listeners.NAME], [mqtt], [sqlite], \
+                         [auth], [bridges.NAME])"
+                    ),
                 }
             }
             ConfigErrorKind::UnknownKey { key, suggestion } => {
@@ -912,6 +1233,56 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// `true`, `false` or `"auto"` (`None`).
+    fn auto_bool(
+        &mut self,
+        field: &mut Option<bool>,
+        key: &'static str,
+    ) -> Result<(), ConfigError> {
+        let Some(value) = self.take(key) else {
+            return Ok(());
+        };
+        match &value {
+            Value::Boolean(b) => *field = Some(*b),
+            Value::String(s) if s.trim().eq_ignore_ascii_case("auto") => *field = None,
+            _ => return Err(self.invalid(key, "true, false or \"auto\"".to_string(), &value)),
+        }
+        Ok(())
+    }
+
+    /// A file path, or `""` for none.
+    fn optional_file(
+        &mut self,
+        field: &mut Option<PathBuf>,
+        key: &'static str,
+    ) -> Result<(), ConfigError> {
+        let Some(value) = self.take(key) else {
+            return Ok(());
+        };
+        match &value {
+            Value::String(s) if s.is_empty() => *field = None,
+            Value::String(s) if !s.contains('\0') => *field = Some(PathBuf::from(s)),
+            _ => {
+                return Err(self.invalid(key, "a file path, or \"\" for none".to_string(), &value))
+            }
+        }
+        Ok(())
+    }
+
+    /// A file path (checked to be readable later, by whoever reads the file).
+    fn file(&mut self, field: &mut Option<PathBuf>, key: &'static str) -> Result<(), ConfigError> {
+        let Some(value) = self.take(key) else {
+            return Ok(());
+        };
+        match &value {
+            Value::String(s) if !s.is_empty() && !s.contains('\0') => {
+                *field = Some(PathBuf::from(s));
+                Ok(())
+            }
+            _ => Err(self.invalid(key, "a non-empty file path".to_string(), &value)),
+        }
+    }
+
     /// A list of `IP:port` strings (or one string): at least one, none twice.
     fn bind(&mut self, field: &mut Vec<SocketAddr>, key: &'static str) -> Result<(), ConfigError> {
         let Some(value) = self.take(key) else {
@@ -1139,6 +1510,22 @@ mod tests {
     }
 
     #[test]
+    fn allow_anonymous_auto_means_only_when_every_listener_is_loopback() {
+        let auto = AuthConfig::default();
+        let addrs = |list: &[&str]| -> Vec<SocketAddr> {
+            list.iter().map(|a| a.parse().unwrap()).collect()
+        };
+        assert!(auto.anonymous_allowed(&addrs(&["127.0.0.1:1883", "[::1]:1883"])));
+        assert!(auto.anonymous_allowed(&addrs(&["127.0.0.2:0"])));
+        assert!(!auto.anonymous_allowed(&addrs(&["127.0.0.1:1883", "0.0.0.0:1883"])));
+        assert!(!auto.anonymous_allowed(&addrs(&["192.0.2.1:1883"])));
+        let yes = AuthConfig { allow_anonymous: Some(true), ..AuthConfig::default() };
+        assert!(yes.anonymous_allowed(&addrs(&["0.0.0.0:1883"])));
+        let no = AuthConfig { allow_anonymous: Some(false), ..AuthConfig::default() };
+        assert!(!no.anonymous_allowed(&addrs(&["127.0.0.1:1883"])));
+    }
+
+    #[test]
     fn empty_file_gives_the_default_values() {
         assert_eq!(parse("").unwrap(), Config::default_values());
         // Empty sections too.
@@ -1230,12 +1617,18 @@ mod tests {
             flush_mem_threshold = 7
             flush_interval_ms = 250
             resend_interval = "30s"
+            max_wal_size = "2MB"
+            [auth]
+            allow_anonymous = false
+            password_file = "/etc/edgemq/passwd"
+            acl_file = "/etc/edgemq/acl"
         "#;
         let expected = Config {
             log: LogConfig { level: log::Level::Debug },
             listener: ListenerConfig {
                 bind: vec!["0.0.0.0:1883".parse().unwrap(), "[::1]:8883".parse().unwrap()],
             },
+            listeners: Vec::new(),
             mqtt: MqttConfig {
                 max_connections: 10,
                 max_sessions: 20,
@@ -1274,6 +1667,12 @@ mod tests {
                 flush_interval_ms: 250,
                 resend_interval: Duration::from_secs(30),
                 max_db_size: 0,
+                max_wal_size: 2 * 1024 * 1024,
+            },
+            auth: AuthConfig {
+                allow_anonymous: Some(false),
+                password_file: Some(PathBuf::from("/etc/edgemq/passwd")),
+                acl_file: Some(PathBuf::from("/etc/edgemq/acl")),
             },
             bridges: Vec::new(),
         };
@@ -1484,6 +1883,26 @@ mod tests {
             bad: &["-1", r#""2TB""#],
         },
         RangeCase {
+            key: "sqlite.max_wal_size", extra: "",
+            good: &[r#""64KB""#, r#""512KB""#, r#""64MB""#, "65536"],
+            bad: &[r#""63KB""#, r#""65MB""#, "0"],
+        },
+        RangeCase {
+            key: "auth.allow_anonymous", extra: "",
+            good: &["true", "false", r#""auto""#, r#""AUTO""#],
+            bad: &[r#""yes""#, "1", r#""""#],
+        },
+        RangeCase {
+            key: "auth.password_file", extra: "",
+            good: &[r#""""#, r#""/etc/edgemq/passwd""#, r#""passwd""#],
+            bad: &["1", "true", r#""a\u0000b""#],
+        },
+        RangeCase {
+            key: "auth.acl_file", extra: "",
+            good: &[r#""""#, r#""/etc/edgemq/acl""#],
+            bad: &["[]", r#""a\u0000b""#],
+        },
+        RangeCase {
             key: "sqlite.resend_interval", extra: "",
             good: &[r#""0s""#, "0", r#""1d""#, r#""250ms""#],
             bad: &[r#""25h""#, "-1", r#""never""#],
@@ -1575,6 +1994,168 @@ mod tests {
     }
 
     #[test]
+    fn listener_tables_land_in_their_fields() {
+        let c = parse(
+            r#"
+            [listeners.secure]
+            bind = "0.0.0.0:8883"
+            kind = "tls"
+            certfile = "/etc/edgemq/server.pem"
+            keyfile = "/etc/edgemq/server.key"
+            cafile = "/etc/edgemq/ca.pem"
+            require_certificate = true
+            use_identity_as_username = true
+            allow_anonymous = false
+            [listeners.lan]
+            bind = "[::]:1884"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.listener, ListenerConfig::default());
+        assert_eq!(
+            c.listeners,
+            vec![
+                NamedListener {
+                    name: "lan".to_string(),
+                    bind: "[::]:1884".parse().unwrap(),
+                    kind: ListenerKind::Tcp,
+                    allow_anonymous: None,
+                    tls: None,
+                },
+                NamedListener {
+                    name: "secure".to_string(),
+                    bind: "0.0.0.0:8883".parse().unwrap(),
+                    kind: ListenerKind::Tls,
+                    allow_anonymous: Some(false),
+                    tls: Some(ListenerTls {
+                        certfile: PathBuf::from("/etc/edgemq/server.pem"),
+                        keyfile: PathBuf::from("/etc/edgemq/server.key"),
+                        cafile: Some(PathBuf::from("/etc/edgemq/ca.pem")),
+                        require_certificate: true,
+                        use_identity_as_username: true,
+                    }),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn listener_errors_name_the_listener_key() {
+        let tls = "kind = \"tls\"\ncertfile = \"c.pem\"\nkeyfile = \"k.pem\"\n";
+        let cases: &[(&str, &str)] = &[
+            (
+                "[listeners.a]\nbind = \"1.2.3.4:1\"\nkind = \"tls\"\n",
+                "test.toml: listeners.a.kind = \"tls\" needs listeners.a.certfile and \
+                 listeners.a.keyfile (the server certificate and its key)",
+            ),
+            (
+                "[listeners.a]\nbind = \"1.2.3.4:1\"\ncertfile = \"c.pem\"\n",
+                "test.toml: listeners.a.certfile is a TLS setting; listeners.a.kind is \"tcp\"",
+            ),
+            (
+                &format!("[listeners.a]\nbind = \"1.2.3.4:1\"\n{tls}require_certificate = true\n"),
+                "test.toml: listeners.a.require_certificate needs listeners.a.cafile: the CAs \
+                 that client certificates are verified against",
+            ),
+            (
+                &format!(
+                    "[listeners.a]\nbind = \"1.2.3.4:1\"\n{tls}use_identity_as_username = true\n"
+                ),
+                "test.toml: listeners.a.use_identity_as_username needs listeners.a.cafile: the \
+                 CAs that client certificates are verified against",
+            ),
+            (
+                "[listeners.a]\nbind = \"1.2.3.4:1\"\ncertfle = \"c.pem\"\n",
+                "test.toml: unknown key \"listeners.a.certfle\" (did you mean \
+                 \"listeners.a.certfile\"?)",
+            ),
+            (
+                "[listeners.a]\nkind = \"tcp\"\n",
+                "test.toml: listeners.a.bind: expected an \"IP:port\" address (the key is \
+                 required), got nothing",
+            ),
+            (
+                "[listeners.a]\nbind = [\"1.2.3.4:1\", \"1.2.3.4:2\"]\n",
+                "test.toml: listeners.a.bind: expected one \"IP:port\" address (one listener, \
+                 one socket), got 2 addresses",
+            ),
+            (
+                "[listeners.a]\nbind = \"1.2.3.4:1\"\nkind = \"wss\"\n",
+                "test.toml: listeners.a.kind: expected one of \"tcp\", \"tls\", got \"wss\"",
+            ),
+            (
+                "[listeners.a]\nbind = \"1.2.3.4:1\"\nallow_anonymous = \"yes\"\n",
+                "test.toml: listeners.a.allow_anonymous: expected true or false, got \"yes\"",
+            ),
+            (
+                "[listeners.\"a b\"]\nbind = \"1.2.3.4:1\"\n",
+                "test.toml: listeners.a b: expected a listener name of 1 to 32 letters, digits, \
+                 '_' or '-', got \"a b\"",
+            ),
+            (
+                "[listeners]\nbind = \"1.2.3.4:1\"\n",
+                "test.toml: listeners.bind: expected a table [listeners.NAME], got \"1.2.3.4:1\"",
+            ),
+            (
+                "[listener]\nbind = \"127.0.0.1:1883\"\n[listeners.a]\nbind = \"127.0.0.1:1883\"\n",
+                "test.toml: listeners.a.bind and listener.bind both listen on 127.0.0.1:1883",
+            ),
+            (
+                "[listeners.a]\nbind = \"1.2.3.4:1\"\n[listeners.b]\nbind = \"1.2.3.4:1\"\n",
+                "test.toml: listeners.b.bind and listeners.a.bind both listen on 1.2.3.4:1",
+            ),
+        ];
+        let ephemeral =
+            "[listener]\nbind = \"127.0.0.1:0\"\n[listeners.a]\nbind = \"127.0.0.1:0\"\n";
+        assert_eq!(parse(ephemeral).unwrap().listeners.len(), 1);
+        for (text, expected) in cases {
+            assert_eq!(error(text).to_string(), *expected, "{text}");
+        }
+        let mut text = String::from("[listener]\nbind = [");
+        let list: Vec<String> = (0..60).map(|p| format!("\"127.0.0.1:{}\"", p + 1)).collect();
+        text.push_str(&list.join(", "));
+        text.push_str("]\n");
+        for i in 0..5 {
+            text.push_str(&format!("[listeners.l{i}]\nbind = \"127.0.0.2:{}\"\n", i + 1));
+        }
+        assert_eq!(
+            error(&text).to_string(),
+            "test.toml: listener.bind and [listeners.*] open 65 sockets together; at most 64"
+        );
+    }
+
+    /// The commented `[listeners.NAME]` examples of the default file parse once uncommented,
+    /// and its key list documents every listener key.
+    #[test]
+    fn default_file_documents_every_listener_key_and_its_examples_parse() {
+        for key in LISTENER_KEYS {
+            let documented = format!("# {key} ");
+            assert!(DEFAULT_CONFIG.contains(&documented), "{key} not documented");
+        }
+        let mut examples = String::new();
+        let mut in_example = false;
+        for line in DEFAULT_CONFIG.lines() {
+            let uncommented = line.strip_prefix("# ").unwrap_or("");
+            if uncommented.starts_with("[listeners.") {
+                in_example = true;
+            } else if !line.starts_with("# ") || !uncommented.contains(" = ") {
+                in_example = in_example && line == "#";
+                continue;
+            }
+            if in_example {
+                examples.push_str(uncommented);
+                examples.push('\n');
+            }
+        }
+        let c = parse(&examples).unwrap_or_else(|e| panic!("{e}\n{examples}"));
+        assert_eq!(c.listeners.len(), 3, "{examples}");
+        let used: Vec<&str> = examples.lines().filter_map(|l| l.split(" = ").next()).collect();
+        for key in LISTENER_KEYS {
+            assert!(used.contains(&key), "no example uses {key}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_errors_with_a_suggestion_when_close() {
         let e = error("[mqtt]\nmax_conections = 5\n");
         assert_eq!(
@@ -1617,8 +2198,8 @@ mod tests {
         let e = error("[http]\n");
         assert_eq!(
             e.to_string(),
-            "test.toml: unknown section \"[http]\" (sections are [log], [listener], [mqtt], \
-             [sqlite], [bridges.NAME])"
+            "test.toml: unknown section \"[http]\" (sections are [log], [listener], [listeners.NAME], \
+             [mqtt], [sqlite], [auth], [bridges.NAME])"
         );
         let e = error("mqtt = 5\n");
         assert_eq!(e.to_string(), "test.toml: mqtt: expected a section ([mqtt]), got 5");

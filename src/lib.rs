@@ -4,12 +4,14 @@
 //! `config` and `cli` are leaves used by `main`.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod bridge;
 pub mod broker;
 pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod net;
+pub mod passwd;
 pub mod store;
 
 #[cfg(test)]

@@ -3,10 +3,11 @@
 
 use std::process::ExitCode;
 
+use edgemq::auth::{Auth, AuthSettings};
 use edgemq::broker::{Broker, Limits};
 use edgemq::cli::{self, Command, RunOptions};
-use edgemq::config::Config;
-use edgemq::net::EventLoop;
+use edgemq::config::{Config, DEFAULT_CONFIG_ORIGIN};
+use edgemq::net::{self, EventLoop, RELOAD_SIGNAL};
 use edgemq::store::{self, Store};
 use std::time::Instant;
 
@@ -14,7 +15,7 @@ fn main() -> ExitCode {
     let command = match cli::parse_args(std::env::args().skip(1)) {
         Ok(command) => command,
         Err(error) => {
-            eprintln!("edgemq: {error}");
+            eprintln!("{error}"); // Display starts with "edgemq: "
             return ExitCode::from(2);
         }
     };
@@ -34,6 +35,13 @@ fn main() -> ExitCode {
             }
             Err(error) => {
                 eprintln!("edgemq inspect: {error}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Passwd(options) => match edgemq::passwd::run(&options) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("edgemq passwd: {error}");
                 ExitCode::from(1)
             }
         },
@@ -61,6 +69,51 @@ fn run(options: &RunOptions) -> ExitCode {
         .format_timestamp_millis()
         .init();
 
+    // TLS certificates and keys are read before anything else starts: a bad file is a
+    // configuration problem (exit 2), named by its key and path.
+    let plans = match net::plan_listeners(&config) {
+        Ok(plans) => plans,
+        Err(error) => {
+            let origin = match &options.conf {
+                Some(path) => path.display().to_string(),
+                None => DEFAULT_CONFIG_ORIGIN.to_string(),
+            };
+            eprintln!("edgemq: {origin}: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    // After the command-line overrides: --listen decides what "auto" means.
+    let auth_settings = AuthSettings {
+        allow_anonymous: config.auth.anonymous_allowed(&config.all_binds()),
+        password_file: config.auth.password_file.clone(),
+        acl_file: config.auth.acl_file.clone(),
+    };
+    let auth = match Auth::load(&auth_settings) {
+        Ok(auth) => auth,
+        Err(error) => {
+            log::error!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    log::info!("{}", auth.describe());
+    if auth.acl().is_some() && auth.passwords().is_none() && auth_settings.allow_anonymous {
+        // As in Mosquitto: without a password file a user name is whatever the client says.
+        log::warn!(
+            "auth.acl_file without auth.password_file: `user` rules apply to user names \
+             nobody checks"
+        );
+    }
+    if config.auth.allow_anonymous.is_none() {
+        log::info!(
+            "auth.allow_anonymous = \"auto\": anonymous clients are {}",
+            if auth_settings.allow_anonymous {
+                "accepted: every listener is on a loopback address"
+            } else {
+                "refused: a listener is not on a loopback address"
+            }
+        );
+    }
+
     let now = Instant::now();
     let data_dir = &config.sqlite.mounted_file_path;
     let mut store = match Store::open(data_dir, config.sqlite.clone()) {
@@ -79,6 +132,7 @@ fn run(options: &RunOptions) -> ExitCode {
         }
     };
     let mut broker = Broker::new(Limits::from(&config), store);
+    broker.set_auth(auth);
     let restored = broker.restore(snapshot, now);
     log::info!(
         "store {} ({} durability): {} sessions, {} subscriptions, {} queued messages, {} retained",
@@ -97,7 +151,7 @@ fn run(options: &RunOptions) -> ExitCode {
             config.mqtt.max_sessions
         );
     }
-    let mut event_loop = match EventLoop::bind(&config.listener.bind, broker) {
+    let mut event_loop = match EventLoop::bind(plans, broker) {
         Ok(event_loop) => event_loop,
         Err(error) => {
             log::error!("{error}");
@@ -108,10 +162,16 @@ fn run(options: &RunOptions) -> ExitCode {
         log::error!("cannot start the bridges: {error}");
         return ExitCode::from(1);
     }
-    for addr in event_loop.local_addrs() {
-        log::info!("listening on {addr}");
+    for (addr, name, kind) in event_loop.listening() {
+        log::info!("listening on {addr} ({kind}, {name})");
     }
-    match event_loop.run() {
+    let result = loop {
+        match event_loop.run() {
+            Ok(RELOAD_SIGNAL) => reload_auth(&auth_settings, event_loop.broker_mut()),
+            other => break other,
+        }
+    };
+    match result {
         Ok(_signal) => {
             event_loop.shutdown();
             let totals = event_loop.broker().store().stats();
@@ -129,5 +189,17 @@ fn run(options: &RunOptions) -> ExitCode {
             log::error!("event loop failed: {error}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// SIGHUP: the password and ACL files are read again and swapped in whole; a file that fails
+/// keeps the rules in force. Connections stay.
+fn reload_auth(settings: &AuthSettings, broker: &mut Broker) {
+    match Auth::load(settings) {
+        Ok(auth) => {
+            log::info!("reloaded: {}", auth.describe());
+            broker.set_auth(auth);
+        }
+        Err(error) => log::error!("reload failed, the previous auth rules stay in force: {error}"),
     }
 }

@@ -12,8 +12,8 @@ mod common;
 
 use common::packets::{kind, Connect, Publish};
 use common::{
-    quiet_period, require_tool, skip_in_reference, timeout, Broker, BrokerBuilder, Process,
-    ReadEnd, TempDir, TestClient,
+    free_port, quiet_period, require_tool, skip_in_reference, timeout, Broker, BrokerBuilder,
+    Process, ReadEnd, TempDir, TestClient,
 };
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -34,11 +34,6 @@ fn skip() -> bool {
         return false;
     }
     !require_tool("mosquitto")
-}
-
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap()
 }
 
 /// Waits until `cond` holds, polling; panics with `what` after [`timeout`].
@@ -728,4 +723,54 @@ fn qos2_across_kill_9_is_exactly_once_with_a_kept_remote_session() {
     let duplicates: Vec<usize> = (0..N).filter(|&i| seen[i] > 1).collect();
     assert!(duplicates.is_empty(), "delivered more than once: {duplicates:?}");
     assert!(killed, "the kill happened while forwarding");
+}
+
+/// The ACL is for clients: the bridge (the broker itself) forwards what no rule lets a client
+/// read and brings in what no rule lets a client write, with no entry of its own; local
+/// readers of what it brings still need their read rule.
+#[test]
+fn the_acl_needs_no_entry_for_the_bridge() {
+    if skip() {
+        return;
+    }
+    let remote = Mosquitto::start("allow_anonymous true");
+    let dir = TempDir::new("bridge-acl");
+    let acl = dir.path().join("acl");
+    // Anonymous clients: write f/#, read cloud/# and $SYS. Nothing else, for anybody.
+    std::fs::write(&acl, "topic write f/#\ntopic read cloud/#\ntopic read $SYS/#\n").unwrap();
+    let body = "forwards = [{ topic = \"f/#\", qos = 1, remote_prefix = \"gw/\" }]\n\
+                subscriptions = [{ topic = \"cmd/#\", qos = 1, local_prefix = \"cloud/\", remote_prefix = \"site/\" }]";
+    let local = BrokerBuilder::new()
+        .set("auth", "acl_file", acl.to_str().unwrap())
+        .raw_toml(&bridge_toml("acl", remote.addr(), body))
+        .start();
+    wait_state(&local, "acl", "1");
+
+    let mut upstream = remote_subscriber(remote.addr(), "up-sub", "gw/#", 1);
+    let mut publisher = TestClient::v311(&local, "local-pub");
+    publisher.publish("f/1", b"out", 1, false);
+    let p = upstream.expect_publish();
+    assert_eq!((p.topic.as_str(), &p.payload[..]), ("gw/f/1", &b"out"[..]));
+    upstream.ack(&p);
+
+    let mut reader = TestClient::v311(&local, "local-reader");
+    reader.subscribe("cloud/#", 1);
+    let mut remote_pub = TestClient::handshake_to(remote.addr(), Connect::v311("remote-pub"));
+    // The bridge's SUBSCRIBE may still be on its way: publish until one arrives.
+    let deadline = Instant::now() + timeout();
+    loop {
+        remote_pub.publish("site/cmd/x", b"in", 1, false);
+        match reader.try_read_packet(Duration::from_millis(100)) {
+            Ok(p) if p.kind() == kind::PUBLISH => {
+                let p = Publish::parse(&p, false);
+                assert_eq!((p.topic.as_str(), &p.payload[..]), ("cloud/cmd/x", &b"in"[..]));
+                break;
+            }
+            Ok(p) => panic!("unexpected {p}"),
+            Err(ReadEnd::Timeout) => assert!(Instant::now() < deadline, "nothing came in"),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    let log = local.log().join("\n");
+    assert!(!log.contains("not allowed"), "the ACL refused the bridge: {log}");
 }

@@ -1288,6 +1288,17 @@ fn max_db_size_full_store_refuses_v5_with_0x97_disconnects_v311_and_keeps_servin
     let got = receive(&mut sub, 1);
     assert_eq!(payloads(&got), ["after-drain"]);
     assert_next_is_sentinel(&broker, &mut sub, "full/t", "sentinel");
+    // One line when refusing started, one when there was room again; not one per commit.
+    wait_for_log(&broker, "a log line saying the store is writable again", |l| {
+        l.contains("store writable again")
+    });
+    let lines = |what: &str| broker.log().iter().filter(|l| l.contains(what)).count();
+    assert_eq!(
+        (lines("store full"), lines("store writable again")),
+        (1, 1),
+        "log:\n{}",
+        broker.log().join("\n")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

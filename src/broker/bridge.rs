@@ -219,6 +219,7 @@ impl Broker {
     pub fn bridge_up(
         &mut self,
         conn: ConnId,
+        remote: std::net::SocketAddr,
         params: LinkParams,
         session_present: bool,
         now: Instant,
@@ -234,7 +235,8 @@ impl Broker {
             self.conns.resize_with(index + 1, || None);
         }
         let generation = self.next_generation();
-        let mut state = super::connection::Conn::new(now, generation);
+        let mut state =
+            super::connection::Conn::new(super::Origin::outbound(remote), now, generation);
         state.phase = super::connection::Phase::Active(session_id);
         state.version = Some(params.version);
         state.keep_alive = None; // the link watches the remote itself (src/bridge)

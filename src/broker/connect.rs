@@ -5,6 +5,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::connection::Phase;
+use super::origin::Username;
 use super::session::{Session, SessionExpiry, SessionId, StoredQueue};
 use super::{Broker, ConnId, Outbox};
 use crate::codec::{
@@ -33,6 +34,16 @@ impl Broker {
         state.version = Some(version);
         // Before any answer, refusals included (MQTT-3.1.2-24).
         state.client_max_packet_size = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
+
+        // The username: the certificate's CN under `use_identity_as_username` (a client
+        // without a certificate is refused, as in Mosquitto), else the CONNECT's.
+        match state.origin.username(&connect) {
+            Username::Known(username) => state.username = username,
+            Username::MissingIdentity => {
+                log::info!("{conn:?}: use_identity_as_username and no client certificate");
+                return self.refuse(conn, ReasonCode::NotAuthorized, now, out);
+            }
+        }
 
         if connect.properties.authentication_method.is_some() {
             // No enhanced authentication methods are offered (MQTT 5.0 §4.12).
@@ -98,6 +109,11 @@ impl Broker {
                 }
                 return self.close_conn(conn, now, out);
             }
+        }
+
+        // Before takeover: a client that may not log in must not end another's connection.
+        if !self.authorize_connect(conn, &client_id, &connect, now, out) {
+            return;
         }
 
         if self.active_connections >= self.limits.max_connections {
@@ -190,6 +206,7 @@ impl Broker {
         session.will_due = None; // MQTT-3.1.3-9 area: reconnecting cancels a delayed will.
         session.expires_at = None;
         session.timer_generation = generation;
+        self.bind_identity(conn, session_id);
 
         let keep_alive_timeout = (keep_alive > 0).then(|| {
             Duration::from_secs_f64(f64::from(keep_alive) * self.limits.keepalive_multiplier)
@@ -212,9 +229,14 @@ impl Broker {
         }
         self.active_connections += 1;
 
+        let (peer, username) = match self.conn(conn) {
+            Some(c) => (c.origin.peer.to_string(), c.username.clone()),
+            None => (String::new(), None),
+        };
         log::debug!(
-            "client {client_id:?} connected on {conn:?}: {version:?}, clean_start={}, \
-             keep_alive={keep_alive}s, session_present={session_present}, expiry={expiry:?}",
+            "client {client_id:?} connected on {conn:?} from {peer}: {version:?}, \
+             clean_start={}, keep_alive={keep_alive}s, session_present={session_present}, \
+             expiry={expiry:?}, username={username:?}",
             connect.clean_start
         );
 
@@ -256,7 +278,21 @@ impl Broker {
 
     /// CONNACK with a failure code, then close (MQTT-3.2.2-5 / MQTT-3.2.2-7).
     fn refuse(&mut self, conn: ConnId, reason: ReasonCode, now: Instant, out: &mut dyn Outbox) {
-        log::info!("{conn:?}: CONNECT refused: {reason:?}");
+        match self.peer_of(conn) {
+            Some(peer) => log::info!("{conn:?} from {peer}: CONNECT refused: {reason:?}"),
+            None => log::info!("{conn:?}: CONNECT refused: {reason:?}"),
+        }
+        self.send_refusal(conn, reason, now, out);
+    }
+
+    /// The refusing CONNACK and the close, without a log line (the caller writes its own).
+    pub(super) fn send_refusal(
+        &mut self,
+        conn: ConnId,
+        reason: ReasonCode,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
         let connack = Connack { session_present: false, reason, properties: Default::default() };
         self.send(out, conn, &Packet::Connack(connack));
         self.close_conn(conn, now, out);

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::backpressure::Pause;
 use super::bridge::LinkParams;
+use super::origin::Origin;
 use super::session::SessionId;
 use crate::codec::ProtocolVersion;
 
@@ -24,6 +25,11 @@ pub enum Phase {
 #[derive(Debug)]
 pub struct Conn {
     pub phase: Phase,
+    /// Peer, listener, TLS identity.
+    pub origin: Origin,
+    /// The username this connection authenticated as (from CONNECT, or the client
+    /// certificate's CN under `use_identity_as_username`); set when CONNECT is handled.
+    pub username: Option<Rc<str>>,
     pub version: Option<ProtocolVersion>,
     pub accepted_at: Instant,
     pub last_seen: Instant,
@@ -49,9 +55,11 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(now: Instant, generation: u32) -> Conn {
+    pub fn new(origin: Origin, now: Instant, generation: u32) -> Conn {
         Conn {
             phase: Phase::AwaitConnect,
+            origin,
+            username: None,
             version: None,
             accepted_at: now,
             last_seen: now,

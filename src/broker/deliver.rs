@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use super::backpressure::{OUTPUT_HARD_FACTOR, QUEUE_HARD_FACTOR};
+use super::logging::Abbreviated;
 use super::message::Delivery;
 use super::session::{packet_id_for_seq, Flow, Inflight, OutboundState, SessionId};
 use super::{Broker, ConnId, Outbox, Transmitted};
@@ -164,8 +165,9 @@ impl Broker {
         self.stats.messages_dropped += 1;
         let Some(suppressed) = self.drop_warnings.allow(now) else { return };
         log::warn!(
-            "client {client_id:?}: message {topic:?} dropped: {why} \
-             ({suppressed} more drops not logged since the last warning)"
+            "client {client_id:?}: message {} dropped: {why} \
+             ({suppressed} more drops not logged since the last warning)",
+            Abbreviated(topic)
         );
     }
 
@@ -306,6 +308,13 @@ impl Broker {
             self.stats.messages_expired += 1;
             return false;
         }
+        // The ACL sees the local topic; a bridge link is exempt (see `access.rs`).
+        if !self.delivery_allowed(conn, &delivery.message.topic) {
+            return false;
+        }
+        let Some(state) = self.conn(conn) else {
+            return false;
+        };
         let mut publish = delivery.to_publish(packet_id, dup, now);
         if let Some(link) = &state.link {
             link.adapt(&mut publish);

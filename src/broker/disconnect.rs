@@ -140,6 +140,9 @@ impl Broker {
             );
         }
         if let Some(will) = session.will {
+            if !self.will_allowed(&session.client_id, session.identity.as_ref(), &will.topic) {
+                return;
+            }
             // The slot is free already; the will is routed as an ordinary message.
             self.publish_will_message(None, will, now, out);
         }
@@ -152,6 +155,10 @@ impl Broker {
         now: Instant,
         out: &mut dyn Outbox,
     ) {
+        let Some(session) = self.session(from) else { return };
+        if !self.will_allowed(&session.client_id, session.identity.as_ref(), &will.topic) {
+            return;
+        }
         self.publish_will_message(Some(from), will, now, out);
     }
 

@@ -8,6 +8,7 @@
 //! calls. Every collection is bounded by [`Limits`]; at a limit the client gets a protocol
 //! answer and a log line.
 
+mod access;
 mod ack;
 mod backpressure;
 mod bridge;
@@ -16,8 +17,9 @@ mod connection;
 mod deliver;
 mod disconnect;
 mod limits;
-mod log_limit;
+mod logging;
 mod message;
+mod origin;
 mod outgoing;
 mod publish;
 mod restore;
@@ -39,10 +41,12 @@ use crate::codec::{
     DecodeContext, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode, Role,
 };
 
+pub use access::Identity;
 pub use bridge::{bridge_client_id, BridgeSpec, LinkParams, BRIDGE_CLIENT_PREFIX};
 pub use connection::Phase;
 pub use limits::{Limits, SlowSubscriber};
 pub use message::{Delivery, Message};
+pub use origin::{ListenerId, Origin};
 pub use restore::Restored;
 pub use session::{SessionExpiry, SessionId};
 pub use stats::{Gauges, Stats};
@@ -101,7 +105,7 @@ pub struct Broker {
     by_store_id: HashMap<StoredSessionId, SessionId>,
     /// What routing the current publish did (read by the publish handler for its ack).
     route_outcome: publish::RouteOutcome,
-    drop_warnings: log_limit::LogLimiter,
+    drop_warnings: logging::LogLimiter,
     /// Store-backed sessions whose send mark moved during this pass.
     send_marks_dirty: Vec<SessionId>,
     /// The connection whose PUBLISH is being routed (the one to pause on congestion).
@@ -109,10 +113,12 @@ pub struct Broker {
     /// Sessions over a soft queue or output limit, and the publishers paused for them.
     congested: Vec<SessionId>,
     paused: Vec<ConnId>,
-    slow_warnings: log_limit::LogLimiter,
+    slow_warnings: logging::LogLimiter,
     next_assigned_id: u64,
     next_timer_generation: u32,
     stats: Stats,
+    /// Auth rules (swapped whole on reload), login back-off, their log limiters.
+    access: access::AccessState,
 }
 
 impl Broker {
@@ -142,6 +148,7 @@ impl Broker {
             next_assigned_id: 0,
             next_timer_generation: 0,
             stats: Stats::default(),
+            access: access::AccessState::default(),
             limits,
         }
     }
@@ -182,14 +189,15 @@ impl Broker {
         self.conn(conn).is_some_and(|c| c.phase != Phase::Closed)
     }
 
-    /// A new TCP connection; it must send CONNECT within the connect timeout.
-    pub fn on_accept(&mut self, conn: ConnId, now: Instant) {
+    /// A new connection from `origin`; it must send CONNECT within the connect timeout (a TLS
+    /// handshake included).
+    pub fn on_accept(&mut self, conn: ConnId, origin: Origin, now: Instant) {
         let index = conn.0 as usize;
         if self.conns.len() <= index {
             self.conns.resize_with(index + 1, || None);
         }
         let generation = self.next_generation();
-        self.conns[index] = Some(Conn::new(now, generation));
+        self.conns[index] = Some(Conn::new(origin, now, generation));
         self.arm_conn_timer(conn, now + self.limits.connect_timeout);
         self.stats.connections_accepted += 1;
     }
@@ -252,7 +260,8 @@ impl Broker {
         match phase {
             Phase::Closed => {}
             Phase::AwaitConnect => {
-                log::info!("{conn:?}: invalid CONNECT: {error}; closing");
+                let peer = self.peer_of(conn).map(|p| format!(" from {p}")).unwrap_or_default();
+                log::info!("{conn:?}{peer}: invalid CONNECT: {error}; closing");
                 let reason = error.reason_code();
                 // MQTT-3.1.2-2: an unsupported level gets CONNACK 0x01 in the 3.1.1 format,
                 // also a level above 5: a client of a future version cannot be assumed to read
@@ -390,20 +399,23 @@ impl Broker {
         let reason =
             if error.disk_full { ReasonCode::QuotaExceeded } else { ReasonCode::UnspecifiedError };
         let client = self.client_label(ack.conn);
+        // A full store logs once per episode itself: one line per refused message would flood.
+        let level = if error.disk_full { log::Level::Debug } else { log::Level::Warn };
         match (&ack.packet, version) {
             (Packet::Puback(a), ProtocolVersion::V5) => {
-                log::warn!("{client}: message not stored ({error}); PUBACK {reason:?}");
+                log::log!(level, "{client}: message not stored ({error}); PUBACK {reason:?}");
                 let refused = PubAck::with_reason(a.packet_id, reason);
                 self.transmit(out, ack.conn, version, &Packet::Puback(refused));
             }
             (Packet::Pubrec(a), ProtocolVersion::V5) => {
-                log::warn!("{client}: message not stored ({error}); PUBREC {reason:?}");
+                log::log!(level, "{client}: message not stored ({error}); PUBREC {reason:?}");
                 self.forget_inbound_qos2(ack.conn, a.packet_id.get());
                 let refused = PubAck::with_reason(a.packet_id, reason);
                 self.transmit(out, ack.conn, version, &Packet::Pubrec(refused));
             }
             _ => {
-                log::warn!(
+                log::log!(
+                    level,
                     "{client}: message not stored ({error}); disconnecting without \
                      acknowledgement so the client sends it again"
                 );

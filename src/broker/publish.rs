@@ -5,6 +5,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
+use super::logging::Abbreviated;
 use super::message::{Delivery, Message};
 use super::retain::RetainOutcome;
 use super::session::SessionId;
@@ -77,6 +78,9 @@ impl Broker {
         if publish.retain && !self.limits.retain_available {
             let what = "retained PUBLISH while retain is unavailable";
             return self.protocol_error(conn, ReasonCode::RetainNotSupported, what, now, out);
+        }
+        if !self.publish_allowed(conn, &publish.topic, now) {
+            return self.refuse_publish(conn, &publish);
         }
         self.stats.messages_received += 1;
 
@@ -156,9 +160,9 @@ impl Broker {
         if message.retain {
             match self.retained.apply(&message) {
                 RetainOutcome::OverLimit => log::warn!(
-                    "retained message on {:?} not stored: max_retained_messages or \
+                    "retained message on {} not stored: max_retained_messages or \
                      max_retained_bytes reached",
-                    message.topic
+                    Abbreviated(&message.topic)
                 ),
                 RetainOutcome::Stored | RetainOutcome::Replaced => {
                     self.store.save_retained(message.to_retained_publish(), message.expires_at);

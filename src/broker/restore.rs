@@ -11,9 +11,10 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::logging::Abbreviated;
 use super::message::{Delivery, Message};
 use super::session::{packet_id_for_seq, Inflight, OutboundState, SessionExpiry, Subscription};
-use super::subscribe::{over_limits, Abbreviated};
+use super::subscribe::over_limits;
 use super::{Broker, ConnId, Outbox};
 use crate::codec::{Packet, ProtocolVersion, QoS};
 use crate::store::Snapshot;

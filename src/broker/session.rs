@@ -182,6 +182,9 @@ pub struct Session {
     pub flow: Flow,
     /// A bridge's own `queue_qos0`, instead of `mqtt.queue_qos0`.
     pub queue_qos0: Option<bool>,
+    /// Who logged in on it during this run (`None`: restored from the store, not yet back);
+    /// its will is published under this identity's ACL.
+    pub identity: Option<super::access::Identity>,
     next_packet_id: u16,
 }
 
@@ -205,6 +208,7 @@ impl Session {
             stored: None,
             flow: Flow::Clear,
             queue_qos0: None,
+            identity: None,
             next_packet_id: 1,
         }
     }

@@ -6,10 +6,10 @@
 //! per-filter one (`max_topic_levels`) are checked in one place, [`over_limits`], which restore
 //! uses too, so a session never holds more than today's configuration allows.
 
-use std::fmt;
 use std::time::Instant;
 
 use super::limits::Limits;
+use super::logging::Abbreviated;
 use super::message::Delivery;
 use super::session::{Session, Subscription};
 use super::topic_tree::SubscriberEntry;
@@ -44,6 +44,7 @@ impl Broker {
         let mut retained_for = Vec::new();
         for (filter, mut options) in subscribe.filters {
             let has_wildcard = filter.contains(['+', '#']);
+            let acl_refusal = self.subscribe_refusal(conn, &filter, now);
             let Some(session) = self.session_mut(session_id) else {
                 return;
             };
@@ -52,6 +53,8 @@ impl Broker {
                 Some((ReasonCode::SharedSubscriptionsNotSupported, "shared subscription"))
             } else if has_wildcard && !limits.wildcard_subscription_available {
                 Some((ReasonCode::WildcardSubscriptionsNotSupported, "wildcard"))
+            } else if let Some(reason) = acl_refusal {
+                Some((reason, "acl_file"))
             } else {
                 over_limits(&limits, session, &filter)
             };
@@ -176,45 +179,10 @@ pub(super) fn over_limits(
     None
 }
 
-/// A topic for a log line: at most 64 characters of it and its length, so a 64 KB filter
-/// does not become a 64 KB log line.
-pub(super) struct Abbreviated<'a>(pub &'a str);
-
-impl fmt::Display for Abbreviated<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const SHOWN: usize = 64;
-        match self.0.char_indices().nth(SHOWN) {
-            None => write!(f, "{:?}", self.0),
-            Some((cut, _)) => {
-                let head = self.0.get(..cut).unwrap_or_default();
-                write!(
-                    f,
-                    "{head:?}... ({} bytes, {} levels)",
-                    self.0.len(),
-                    topic::level_count(self.0)
-                )
-            }
-        }
-    }
-}
-
 fn granted_reason(qos: QoS) -> ReasonCode {
     match qos {
         QoS::AtMostOnce => ReasonCode::Success,
         QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
         QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Abbreviated;
-
-    #[test]
-    fn long_topics_are_abbreviated_in_logs() {
-        assert_eq!(Abbreviated("a/b").to_string(), "\"a/b\"");
-        let long = "é".repeat(100); // two bytes a character: the cut must fall between them
-        let shown = Abbreviated(&long).to_string();
-        assert_eq!(shown, format!("{:?}... (200 bytes, 1 levels)", "é".repeat(64)));
     }
 }

@@ -101,9 +101,14 @@ impl Harness {
     }
 
     fn accept(&mut self) -> ConnId {
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 50_000));
+        self.accept_from(Origin::tcp(peer, ListenerId(0)))
+    }
+
+    fn accept_from(&mut self, origin: Origin) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
-        self.broker.on_accept(conn, self.now);
+        self.broker.on_accept(conn, origin, self.now);
         conn
     }
 
@@ -1135,7 +1140,11 @@ fn slow_subscriber_that_caught_up_pauses_its_publishers_again() {
     assert_eq!(h.drain(sub), again);
 }
 
+mod access;
 /// Issue 9 §3: acknowledgement states, expiry rounding, the client's Maximum Packet Size for
 /// every packet, and the reason codes clients expect.
 mod bridge;
 mod protocol;
+
+/// Issue 10: where a connection came from (listener, peer, TLS identity as username).
+mod origin;

@@ -120,7 +120,9 @@ impl Broker {
             Some(deadline) if deadline > now => self.arm_conn_timer(conn, deadline),
             Some(_) => match phase {
                 Phase::AwaitConnect => {
-                    log::info!("{conn:?}: no CONNECT within {connect_timeout:?}; closing");
+                    // A TLS handshake that never finishes ends here too.
+                    let peer = self.peer_of(conn).map(|p| format!(" from {p}")).unwrap_or_default();
+                    log::info!("{conn:?}{peer}: no CONNECT within {connect_timeout:?}; closing");
                     self.close_conn(conn, now, out);
                 }
                 Phase::Active(_) => {

@@ -1,21 +1,25 @@
-//! One client socket with its bounded input and output buffers.
+//! One client connection: its transport (plain TCP or TLS) with bounded input and output
+//! buffers.
 //!
 //! Buffers are allocated only while they hold data: input arrives in the loop's shared read
 //! buffer and only an incomplete packet's bytes are kept here (released once the packet is
 //! complete); output is appended here, and a buffer that grew past 16 KB is released once
 //! written (a smaller one is kept for reuse).
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 
-use mio::net::TcpStream;
+use super::transport::Transport;
+use crate::broker::ListenerId;
 
 /// Output buffers larger than this are released, not kept, once drained.
 const KEEP_TX_CAPACITY: usize = 16 * 1024;
 
 pub struct Connection {
-    pub stream: TcpStream,
+    pub transport: Transport,
     pub peer: SocketAddr,
+    /// The listener that accepted it (for log lines).
+    pub listener: ListenerId,
     /// Bytes of an incomplete packet, waiting for the rest.
     pub rx: Vec<u8>,
     /// Encoded packets not yet written; `tx[tx_written..]` is pending.
@@ -43,10 +47,11 @@ pub enum Flush {
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream, peer: SocketAddr) -> Connection {
+    pub fn new(transport: Transport, peer: SocketAddr, listener: ListenerId) -> Connection {
         Connection {
-            stream,
+            transport,
             peer,
+            listener,
             rx: Vec::new(),
             tx: Vec::new(),
             tx_written: 0,
@@ -68,10 +73,11 @@ impl Connection {
         self.tx.len() - self.tx_written
     }
 
-    /// Writes pending output until done or `WouldBlock`.
+    /// Writes pending output until done or `WouldBlock`; done means the transport holds
+    /// nothing either (TLS records).
     pub fn flush(&mut self) -> io::Result<Flush> {
         while self.tx_written < self.tx.len() {
-            match self.stream.write(&self.tx[self.tx_written..]) {
+            match self.transport.write(&self.tx[self.tx_written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.tx_written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -88,7 +94,11 @@ impl Connection {
         } else {
             self.tx.clear();
         }
-        Ok(Flush::Done)
+        if self.transport.flush()? {
+            Ok(Flush::Done)
+        } else {
+            Ok(Flush::Blocked)
+        }
     }
 
     /// Drops the written prefix so the buffer holds only pending bytes.
@@ -102,13 +112,6 @@ impl Connection {
     /// Reads and discards whatever the peer already sent, so closing does not turn into a
     /// reset that destroys our last packet (a v5 DISCONNECT) in the peer's receive queue.
     pub fn drain_input(&mut self, scratch: &mut [u8]) {
-        for _ in 0..16 {
-            match self.stream.read(scratch) {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return,
-            }
-        }
+        self.transport.drain_socket(scratch);
     }
 }

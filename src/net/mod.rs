@@ -5,23 +5,30 @@
 //! `WouldBlock` into one shared buffer and decode packets into `Broker::handle`; run due
 //! timers; end the pass (store commit, held acknowledgements); write all queued output with
 //! one `write` per connection where possible. WRITABLE interest is registered only while a
-//! connection has output the kernel would not take.
+//! connection has output the kernel or its transport would not take.
+//!
+//! Listeners are plain TCP (`listener.bind`, `[listeners.NAME] kind = "tcp"`) or TLS; a
+//! connection owns its [`transport::Transport`], so reading, decoding and flushing are the same
+//! for both. SIGHUP re-reads the TLS listeners' certificate files.
 
 mod connection;
 mod outbound;
+pub mod transport;
 
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::broker::{Broker, ConnId, Outbox};
+use crate::broker::{Broker, ConnId, ListenerId, Origin, Outbox};
 use crate::codec::{self, Packet, ProtocolVersion};
+use crate::config::{Config, ListenerKind};
 use connection::{Connection, Flush};
+use transport::{TlsError, TlsServer, Transport};
 
 /// Size of the one read buffer shared by every connection.
 const READ_BUFFER_SIZE: usize = 64 * 1024;
@@ -54,19 +61,88 @@ enum ReadUntil {
 const OVERFLOW_SLOTS: usize = 16;
 /// Listener tokens live at the top of the token space, connections at the bottom.
 const LISTENER_TOKEN_BASE: usize = usize::MAX - 64;
-/// SIGTERM / SIGINT arrive as readiness on this token.
+/// What [`EventLoop::run`] returns for SIGHUP: the caller reloads what it reloads (the auth
+/// files) and calls `run` again; connections are untouched.
+pub const RELOAD_SIGNAL: i32 = SIGHUP;
+
+/// SIGTERM / SIGINT / SIGHUP arrive as readiness on this token.
 const SIGNAL_TOKEN: Token = Token(LISTENER_TOKEN_BASE - 1);
+
+/// A listener to open: where, and what its clients get. Built from the config by
+/// [`plan_listeners`], which reads the TLS files (so a bad one stops start-up, exit 2).
+pub struct ListenerPlan {
+    /// `listener.bind` or `listeners.NAME`, for log lines and errors.
+    pub name: String,
+    pub addr: SocketAddr,
+    /// `None`: plain TCP.
+    pub tls: Option<TlsServer>,
+    pub allow_anonymous: Option<bool>,
+    pub use_identity_as_username: bool,
+}
+
+impl ListenerPlan {
+    /// `tcp` or `tls`.
+    pub fn kind(&self) -> &'static str {
+        if self.tls.is_some() {
+            "tls"
+        } else {
+            "tcp"
+        }
+    }
+}
+
+/// Every listener of `config`: `listener.bind` (plain TCP) first, then the `[listeners.NAME]`
+/// tables. TLS certificates and keys are read here; the error names the key and the file.
+pub fn plan_listeners(config: &Config) -> Result<Vec<ListenerPlan>, TlsError> {
+    let mut plans = Vec::with_capacity(config.listener.bind.len() + config.listeners.len());
+    for addr in &config.listener.bind {
+        plans.push(ListenerPlan {
+            name: "listener.bind".to_string(),
+            addr: *addr,
+            tls: None,
+            allow_anonymous: None,
+            use_identity_as_username: false,
+        });
+    }
+    for named in &config.listeners {
+        let prefix = format!("listeners.{}", named.name);
+        let tls = match (named.kind, &named.tls) {
+            (ListenerKind::Tls, Some(files)) => Some(TlsServer::load(&prefix, files)?),
+            // The config guarantees TLS files exactly on TLS listeners.
+            (ListenerKind::Tls, None) | (ListenerKind::Tcp, _) => None,
+        };
+        plans.push(ListenerPlan {
+            name: prefix,
+            addr: named.bind,
+            use_identity_as_username: named
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.use_identity_as_username),
+            tls,
+            allow_anonymous: named.allow_anonymous,
+        });
+    }
+    Ok(plans)
+}
+
+/// An open listening socket and what its connections get.
+struct Listener {
+    socket: TcpListener,
+    plan: ListenerPlan,
+}
 
 pub struct EventLoop {
     poll: Poll,
     events: Events,
     /// (token, readable, writable) of this pass's events.
     ready: Vec<Readiness>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     sockets: Sockets,
     read_buffer: Box<[u8]>,
     signals: Signals,
     stop_signal: Option<i32>,
+    /// SIGHUP arrived: `run` returns [`RELOAD_SIGNAL`] after this pass.
+    reload_requested: bool,
     /// A connection with this much unwritten output is not read until it drains.
     output_limit: usize,
     /// Outbound links to other brokers (`outbound.rs`).
@@ -159,21 +235,23 @@ impl Outbox for Sockets {
 }
 
 impl EventLoop {
-    /// Binds every address (port 0 picks a free port; see `local_addrs`).
-    pub fn bind(addrs: &[SocketAddr], broker: Broker) -> io::Result<EventLoop> {
+    /// Binds every planned listener (port 0 picks a free port; see `local_addrs`).
+    pub fn bind(plans: Vec<ListenerPlan>, broker: Broker) -> io::Result<EventLoop> {
         let poll = Poll::new()?;
-        let mut listeners = Vec::with_capacity(addrs.len());
-        for (i, addr) in addrs.iter().enumerate() {
-            let mut listener = TcpListener::bind(*addr)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let mut listeners = Vec::with_capacity(plans.len());
+        for (i, plan) in plans.into_iter().enumerate() {
+            let addr = plan.addr;
+            let mut socket = TcpListener::bind(addr).map_err(|e| {
+                io::Error::new(e.kind(), format!("{}: cannot listen on {addr}: {e}", plan.name))
+            })?;
             poll.registry().register(
-                &mut listener,
+                &mut socket,
                 Token(LISTENER_TOKEN_BASE + i),
                 Interest::READABLE,
             )?;
-            listeners.push(listener);
+            listeners.push(Listener { socket, plan });
         }
-        let mut signals = Signals::new([SIGTERM, SIGINT])?;
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
         poll.registry().register(&mut signals, SIGNAL_TOKEN, Interest::READABLE)?;
         let capacity = broker.limits().max_connections + OVERFLOW_SLOTS;
         Ok(EventLoop {
@@ -190,6 +268,7 @@ impl EventLoop {
             read_buffer: vec![0u8; READ_BUFFER_SIZE].into_boxed_slice(),
             signals,
             stop_signal: None,
+            reload_requested: false,
             output_limit: broker.limits().tx_buffer_limit,
             bridges: outbound::Bridges::default(),
             broker,
@@ -197,21 +276,51 @@ impl EventLoop {
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+        self.listeners.iter().filter_map(|l| l.socket.local_addr().ok()).collect()
     }
 
-    /// Runs until SIGTERM or SIGINT (returned) or an unrecoverable poll error.
+    /// Each listener's bound address with its name and kind (`tcp`, `tls`), in plan order.
+    pub fn listening(&self) -> Vec<(SocketAddr, &str, &'static str)> {
+        self.listeners
+            .iter()
+            .filter_map(|l| {
+                Some((l.socket.local_addr().ok()?, l.plan.name.as_str(), l.plan.kind()))
+            })
+            .collect()
+    }
+
+    /// SIGHUP: every TLS listener re-reads its certificate, key and CA files. New connections
+    /// get the new ones; a file that fails keeps the old configuration, with a log line.
+    pub fn reload(&mut self) {
+        for listener in &mut self.listeners {
+            let Some(tls) = listener.plan.tls.as_mut() else { continue };
+            match tls.reload() {
+                Ok(()) => log::info!("{}: TLS certificate and key reloaded", listener.plan.name),
+                Err(e) => log::warn!("TLS files not reloaded, the old ones stay in use: {e}"),
+            }
+        }
+    }
+
+    /// Runs until SIGTERM or SIGINT (returned), SIGHUP (returns [`RELOAD_SIGNAL`]; call `run`
+    /// again after reloading) or an unrecoverable poll error.
     pub fn run(&mut self) -> io::Result<i32> {
         loop {
             self.run_once()?;
             if let Some(signal) = self.stop_signal {
                 return Ok(signal);
             }
+            if std::mem::take(&mut self.reload_requested) {
+                return Ok(RELOAD_SIGNAL);
+            }
         }
     }
 
     pub fn broker(&self) -> &Broker {
         &self.broker
+    }
+
+    pub fn broker_mut(&mut self) -> &mut Broker {
+        &mut self.broker
     }
 
     /// A graceful stop: clients are disconnected (v5 with "Server shutting down"), sessions
@@ -262,7 +371,16 @@ impl EventLoop {
         }
         for &Readiness { token, readable, closed, writable } in &ready {
             if token == SIGNAL_TOKEN {
-                for signal in self.signals.pending() {
+                let pending: Vec<i32> = self.signals.pending().collect();
+                for signal in pending {
+                    if signal == SIGHUP {
+                        // TLS files here; `run` then returns RELOAD_SIGNAL so the caller
+                        // reloads the rest (the auth files).
+                        log::info!("SIGHUP received: reloading");
+                        self.reload();
+                        self.reload_requested = true;
+                        continue;
+                    }
                     log::info!("signal {signal} received: stopping");
                     self.stop_signal = Some(signal);
                 }
@@ -307,7 +425,7 @@ impl EventLoop {
             let Some(l) = self.listeners.get(listener) else {
                 return;
             };
-            let (stream, peer) = match l.accept() {
+            let (stream, peer) = match l.socket.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -320,12 +438,33 @@ impl EventLoop {
             if let Err(e) = stream.set_nodelay(true) {
                 log::debug!("{peer}: set_nodelay failed: {e}");
             }
-            self.register(stream, peer, now);
+            let id = ListenerId(u16::try_from(listener).unwrap_or(u16::MAX));
+            let plan = &l.plan;
+            let origin = Origin {
+                peer,
+                listener: id,
+                allow_anonymous: plan.allow_anonymous,
+                use_identity_as_username: plan.use_identity_as_username,
+                tls_identity: None,
+            };
+            let transport = match &plan.tls {
+                None => Transport::Tcp(stream),
+                Some(tls) => match tls.accept(stream) {
+                    Ok(stream) => Transport::Tls(Box::new(stream)),
+                    Err(e) => {
+                        log::warn!("{peer}: {}: cannot start TLS: {e}", plan.name);
+                        continue;
+                    }
+                },
+            };
+            self.register(transport, origin, now);
         }
     }
 
-    fn register(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
-        let Some(conn) = self.sockets.slots.insert(Connection::new(stream, peer)) else {
+    fn register(&mut self, transport: Transport, origin: Origin, now: Instant) {
+        let peer = origin.peer;
+        let connection = Connection::new(transport, peer, origin.listener);
+        let Some(conn) = self.sockets.slots.insert(connection) else {
             log::warn!(
                 "{peer}: connection refused, all {} slots in use",
                 self.sockets.slots.capacity
@@ -336,7 +475,7 @@ impl EventLoop {
             return;
         };
         if let Err(e) = self.poll.registry().register(
-            &mut connection.stream,
+            connection.transport.socket_mut(),
             Token(conn.0 as usize),
             Interest::READABLE,
         ) {
@@ -344,8 +483,8 @@ impl EventLoop {
             self.sockets.slots.remove(conn);
             return;
         }
-        log::debug!("{conn:?}: accepted from {peer}");
-        self.broker.on_accept(conn, now);
+        log::debug!("{conn:?}: accepted from {peer} on {}", self.listener_name(origin.listener));
+        self.broker.on_accept(conn, origin, now);
     }
 
     /// Reads as `until` says (or until this pass's budget is spent), decoding and handling
@@ -380,12 +519,46 @@ impl EventLoop {
             if connection.closing {
                 return;
             }
-            let n = match connection.stream.read(buffer) {
+            let n = match connection.transport.read(buffer) {
                 Ok(0) => return self.peer_closed(conn, "closed by peer"),
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // A TLS handshake answer the socket did not take yet, or output TLS held
+                    // back until the handshake finished: write it now, as no WRITABLE edge
+                    // may come for it.
+                    if connection.transport.wants_write() || connection.pending_output() > 0 {
+                        self.queue_flush(conn);
+                    }
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    // Not TLS (plain MQTT or garbage on a TLS port), a failed handshake (no or
+                    // a wrong client certificate), or a broken record: this client only.
+                    // For a bridge link: the remote's certificate failed verification, or
+                    // the remote does not speak TLS; the link logs it and backs off.
+                    let (peer, listener, link) =
+                        (connection.peer, connection.listener, connection.link);
+                    if link.is_some() {
+                        self.note_link_close(conn, &format!("TLS: {e}"));
+                    } else {
+                        log::info!(
+                            "{conn:?} from {peer} on {}: {e}; closing",
+                            self.listener_name(listener)
+                        );
+                    }
+                    // The alert rustls queued, if the socket takes it.
+                    self.queue_flush(conn);
+                    return self.mark_closing(conn);
+                }
                 Err(e) => return self.peer_closed(conn, &e.to_string()),
+            };
+            let short_read_drains = connection.transport.short_read_drains();
+            if let Some(cn) = connection.transport.take_identity() {
+                self.broker.on_tls_identity(conn, cn);
+            }
+            let Some(connection) = self.sockets.slots.get_mut(conn) else {
+                return;
             };
             // Decode from the shared buffer directly unless a partial packet is pending.
             let mut pending = std::mem::take(&mut connection.rx);
@@ -406,7 +579,7 @@ impl EventLoop {
                 // A decode error: the broker already asked for the close.
                 (None, _) | (_, None) => return,
             }
-            if until == ReadUntil::ShortRead && n < buffer.len() {
+            if until == ReadUntil::ShortRead && n < buffer.len() && short_read_drains {
                 return;
             }
             budget = budget.saturating_sub(n);
@@ -513,9 +686,11 @@ impl EventLoop {
                     Interest::READABLE
                 };
                 let token = Token(conn.0 as usize);
-                if let Err(e) =
-                    self.poll.registry().reregister(&mut connection.stream, token, interest)
-                {
+                if let Err(e) = self.poll.registry().reregister(
+                    connection.transport.socket_mut(),
+                    token,
+                    interest,
+                ) {
                     log::warn!("{conn:?}: reregister failed: {e}");
                 }
                 connection.write_interest = want_write;
@@ -527,6 +702,13 @@ impl EventLoop {
         if self.sockets.to_flush.is_empty() {
             self.sockets.to_flush = to_flush;
         }
+    }
+
+    fn listener_name(&self, id: ListenerId) -> &str {
+        if id == ListenerId::OUTBOUND {
+            return "an outbound bridge link";
+        }
+        self.listeners.get(usize::from(id.0)).map_or("?", |l| l.plan.name.as_str())
     }
 
     fn mark_closing(&mut self, conn: ConnId) {
@@ -555,8 +737,8 @@ impl EventLoop {
             };
             let _ = connection.flush();
             connection.drain_input(&mut self.read_buffer);
-            let _ = connection.stream.shutdown(std::net::Shutdown::Write);
-            let _ = self.poll.registry().deregister(&mut connection.stream);
+            connection.transport.close();
+            let _ = self.poll.registry().deregister(connection.transport.socket_mut());
             let link = connection.link;
             drop(connection);
             self.broker.on_closed(conn, now, &mut self.sockets);

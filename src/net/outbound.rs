@@ -28,9 +28,10 @@ use mio::net::TcpStream;
 use mio::{Interest, Token, Waker};
 
 use super::connection::Connection;
+use super::transport::Transport;
 use super::{EventLoop, LISTENER_TOKEN_BASE};
 use crate::bridge::{Link, State, Step};
-use crate::broker::{BridgeSpec, ConnId, Outbox};
+use crate::broker::{BridgeSpec, ConnId, ListenerId, Outbox};
 use crate::codec::{self, DecodeContext, Packet, Role};
 use crate::config::BridgeConfig;
 
@@ -172,16 +173,16 @@ impl EventLoop {
             Ok(stream) => stream,
             Err(e) => return fail(self, format!("{addr}: {e}")),
         };
-        let mut connection = Connection::new(stream, addr);
+        let transport = Transport::Tcp(stream);
+        let mut connection = Connection::new(transport, addr, ListenerId::OUTBOUND);
         connection.link = Some(index);
         let Some(conn) = self.sockets.slots.insert(connection) else {
             return fail(self, "no connection slot free".to_string());
         };
         let Some(connection) = self.sockets.slots.get_mut(conn) else { return };
         let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) =
-            self.poll.registry().register(&mut connection.stream, Token(conn.0 as usize), interest)
-        {
+        let socket = connection.transport.socket_mut();
+        if let Err(e) = self.poll.registry().register(socket, Token(conn.0 as usize), interest) {
             self.sockets.slots.remove(conn);
             return fail(self, format!("cannot register the socket: {e}"));
         }
@@ -216,9 +217,10 @@ impl EventLoop {
             return false;
         }
         let Some(connection) = self.sockets.slots.get_mut(conn) else { return true };
-        let error = match connection.stream.take_error() {
+        let socket = connection.transport.socket();
+        let error = match socket.take_error() {
             Ok(Some(e)) | Err(e) => Some(e.to_string()),
-            Ok(None) => match connection.stream.peer_addr() {
+            Ok(None) => match socket.peer_addr() {
                 Ok(_) => None,
                 Err(e) if e.kind() == io::ErrorKind::NotConnected && !closed => return true,
                 Err(e) => Some(e.to_string()),
@@ -231,7 +233,7 @@ impl EventLoop {
             self.mark_closing(conn);
             return true;
         }
-        if let Err(e) = connection.stream.set_nodelay(true) {
+        if let Err(e) = socket.set_nodelay(true) {
             log::debug!("bridge link {conn:?}: set_nodelay failed: {e}");
         }
         let limits = self.broker.limits();
@@ -304,8 +306,12 @@ impl EventLoop {
                     let name = accepted.params.name.clone();
                     let version = accepted.params.version;
                     let session_present = accepted.session_present;
+                    let Some(remote) = self.sockets.slots.get(conn).map(|c| c.peer) else {
+                        return;
+                    };
                     self.broker.bridge_up(
                         conn,
+                        remote,
                         accepted.params,
                         session_present,
                         now,

@@ -87,8 +87,12 @@ impl Store {
 
     /// One pass's share of the collection: at most `GARBAGE_CHUNK` rows, so that deleting a
     /// drained backlog never stalls the loop for long (the deadline stays due until done).
+    /// After a full disk the slice is smaller (`space`): a delete rewrites the pages it
+    /// empties, and the log that records it must fit in the room the reserve gave back.
     pub(super) fn collect_garbage_step(&mut self) {
-        self.collect_up_to(self.garbage_chunk);
+        let chunk =
+            self.space_garbage_chunk().unwrap_or(self.garbage_chunk).min(self.garbage_chunk);
+        self.collect_up_to(chunk);
     }
 
     /// Deletes all garbage now (before a global eviction, after a full disk).
@@ -97,7 +101,7 @@ impl Store {
     }
 
     /// Deletes up to `max` garbage rows, oldest first per session, in the current batch.
-    fn collect_up_to(&mut self, max: u64) {
+    pub(super) fn collect_up_to(&mut self, max: u64) {
         let started = Instant::now();
         let mut deleted = 0;
         while deleted < max {

@@ -4,13 +4,15 @@
 //! their subscriptions and inbound QoS 2 state, the bounded message ring and retained
 //! messages. Writes are collected into one transaction per batch and committed by
 //! [`Store::commit_if_due`] at the end of an event-loop pass (`durability = "sync"`: every
-//! pass, with the write-ahead log fsync'd when the batch backs an acknowledgement; `"batch"`:
-//! every `flush_mem_threshold` writes or `flush_interval_ms`, never fsync'd);
+//! pass; `"batch"`: every `flush_mem_threshold` writes or `flush_interval_ms`; in both the
+//! write-ahead log is fsync'd after a commit that backs an acknowledgement);
 //! `"memory"` keeps the same tables in an in-memory database. Delivered messages leave the
 //! ring through a per-session mark and are deleted in bulk later (`delivered`). A failed write
 //! poisons the batch: it is rolled back as a whole and the caller learns which
-//! acknowledgements must not be sent.
-//! Errors are logged and reported, never panics; files are never deleted or truncated.
+//! acknowledgements must not be sent. The log stays bounded and a full disk is survived
+//! (`space`).
+//! Errors are logged and reported, never panics; data files are never deleted or truncated
+//! (only edgemq's own reserve file is emptied and refilled).
 
 mod blob;
 mod delivered;
@@ -18,6 +20,7 @@ mod inspect;
 mod ring;
 mod schema;
 mod sessions;
+mod space;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -31,6 +34,7 @@ use crate::config::{Durability, SqliteConfig};
 pub use inspect::inspect;
 pub use ring::{Enqueued, QueueCaps, QueuedMessage};
 pub use sessions::{LoadedRetained, LoadedSession, SessionRow, Snapshot};
+pub use space::RESERVE_FILE;
 
 /// The longest interval MQTT can express (u32 seconds); stored durations are capped to it.
 pub const LONGEST_INTERVAL: Duration = Duration::from_secs(u32::MAX as u64);
@@ -58,9 +62,9 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 /// Whether a write backs something a client was told (an acknowledgement, a SUBACK): only
-/// batches with such a write are fsync'd in `durability = "sync"`. Housekeeping (deleting
-/// delivered messages, send marks, counters) rides along with the next synced commit; losing
-/// it in a power cut costs a QoS 1 redelivery, never a message.
+/// batches with such a write are fsync'd (`durability = "sync"` and `"batch"`). Housekeeping
+/// (deleting delivered messages, send marks, counters) rides along with the next synced
+/// commit; losing it in a power cut costs a QoS 1 redelivery, never a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WriteKind {
     Promise,
@@ -105,8 +109,8 @@ pub enum Commit {
 #[derive(Debug, Default, Clone)]
 pub struct StoreStats {
     pub commits: u64,
-    /// fsyncs of the write-ahead log (`durability = "sync"`): one per commit that backs an
-    /// acknowledgement.
+    /// fsyncs of the write-ahead log (`durability = "sync"` and `"batch"`): one per commit that
+    /// backs an acknowledgement.
     pub fsyncs: u64,
     pub failed_commits: u64,
     pub rows_written: u64,
@@ -146,9 +150,11 @@ pub struct Store {
     /// `delivered::GARBAGE_ROWS` and `GARBAGE_CHUNK`; smaller in tests.
     garbage_limit: u64,
     garbage_chunk: u64,
-    /// `durability = "sync"` in WAL mode: the log to fsync after commits that back a promise
-    /// (opened on first use).
+    /// `durability = "sync"` or `"batch"` in WAL mode: the log to fsync after commits that
+    /// back a promise (opened on first use).
     wal_sync: Option<WalSync>,
+    /// The log's bound, the reserve file, and the state after a full disk.
+    space: space::Space,
     batch_started: Option<Instant>,
     total_messages: u64,
     usage: HashMap<StoredSessionId, Usage>,
@@ -186,9 +192,12 @@ impl Store {
             return Err(fail(format!("integrity check failed ({check}): {advice}")));
         }
         // In WAL mode `synchronous = FULL` would fsync at every commit, also for commits that
-        // only delete delivered messages. Instead the log is fsync'd by hand after the commits
-        // that back an acknowledgement (`sync_wal`); without WAL, SQLite's FULL does it.
-        let setup = || -> rusqlite::Result<bool> {
+        // only delete delivered messages, and `NORMAL` syncs only at checkpoints. Instead the
+        // log is fsync'd by hand after the commits that back an acknowledgement (`WalSync`),
+        // in `sync` and `batch` mode alike (`batch` promises that a power cut loses at most the
+        // batch not yet committed); without WAL, SQLite's FULL does it.
+        let data_dir = (config.durability != Durability::Memory).then_some(dir);
+        let setup = || -> rusqlite::Result<(bool, space::Space)> {
             let mut wal = false;
             if config.durability != Durability::Memory {
                 let mode: String = db.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -198,26 +207,23 @@ impl Store {
                 }
             }
             let synchronous = match config.durability {
-                Durability::Sync if !wal => "FULL",
+                Durability::Sync | Durability::Batch if !wal => "FULL",
                 Durability::Sync | Durability::Batch => "NORMAL",
                 Durability::Memory => "OFF",
             };
             db.pragma_update(None, "synchronous", synchronous)?;
             db.pragma_update(None, "foreign_keys", false)?;
-            if config.max_db_size > 0 {
-                let page_size: i64 = db.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-                let pages = (config.max_db_size as i64 / page_size.max(512)).max(8);
-                db.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
-            }
-            Ok(wal)
+            let space = space::Space::configure(&db, &config, wal, data_dir)?;
+            Ok((wal, space))
         };
-        let wal = setup().map_err(|e| fail(format!("cannot configure the database: {e}")))?;
+        let (wal, space) =
+            setup().map_err(|e| fail(format!("cannot configure the database: {e}")))?;
         match schema::migrate(&db) {
             Ok(Ok(())) => {}
             Ok(Err(message)) => return Err(fail(message)),
             Err(e) => return Err(fail(format!("cannot migrate the schema: {e}: {advice}"))),
         }
-        let sync_mode = config.durability == Durability::Sync;
+        let sync_mode = matches!(config.durability, Durability::Sync | Durability::Batch);
         let mut store = Store {
             db,
             path: path.clone(),
@@ -235,6 +241,7 @@ impl Store {
             garbage_limit: delivered::GARBAGE_ROWS,
             garbage_chunk: delivered::GARBAGE_CHUNK,
             wal_sync: (sync_mode && wal).then(|| WalSync::new(&path)),
+            space,
             batch_started: None,
             total_messages: 0,
             usage: HashMap::new(),
@@ -244,13 +251,22 @@ impl Store {
             anchor: (Instant::now(), SystemTime::now()),
             stats: StoreStats::default(),
         };
-        let swept = store
-            .sweep_garbage()
-            .map_err(|e| fail(format!("cannot clean the message ring: {e}")))?;
+        // A disk filled by the previous run: the reserve it left makes room for the cleanup.
+        let swept = match store.sweep_garbage() {
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+                    && store.release_reserve() =>
+            {
+                store.sweep_garbage()
+            }
+            swept => swept,
+        }
+        .map_err(|e| fail(format!("cannot clean the message ring: {e}")))?;
         if swept > 0 {
             log::debug!("{}: {swept} delivered messages deleted", path.display());
         }
         store.reload_usage().map_err(|e| fail(format!("cannot read the message ring: {e}")))?;
+        store.open_reserve();
         Ok(store)
     }
 
@@ -271,12 +287,13 @@ impl Store {
     }
 
     /// When the store has work at the latest: a deferred batch to commit (`durability =
-    /// "batch"`) or delivered rows to delete.
+    /// "batch"`), delivered rows to delete, a quiet log to truncate, or (while full) space to
+    /// look for.
     pub fn flush_deadline(&self) -> Option<Instant> {
-        match (self.batch_deadline(), self.garbage_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.batch_deadline(), self.garbage_deadline(), self.space.deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// When a deferred batch (`durability = "batch"`) must be committed at the latest.
@@ -289,10 +306,12 @@ impl Store {
 
     /// Ends the open batch if its durability mode says so.
     pub fn commit_if_due(&mut self, now: Instant) -> Commit {
-        if self.garbage_due(now) {
+        // After a full disk, delivered rows are the room new messages wait for: no delay.
+        if self.garbage_due(now) || (self.space_capped() && self.garbage > 0) {
             self.collect_garbage_step();
         }
         if !self.in_batch {
+            self.space_due(now);
             return Commit::Idle;
         }
         let due = match self.config.durability {
@@ -304,7 +323,9 @@ impl Store {
             }
         };
         if due {
-            self.commit()
+            let commit = self.commit_at(now);
+            self.space_due(now);
+            commit
         } else {
             Commit::Deferred
         }
@@ -312,9 +333,16 @@ impl Store {
 
     /// Commits the open batch now (also at shutdown).
     pub fn commit(&mut self) -> Commit {
+        self.commit_at(Instant::now())
+    }
+
+    /// [`Store::commit`] at loop time `now` (what the space bookkeeping counts from).
+    fn commit_at(&mut self, now: Instant) -> Commit {
         if !self.in_batch {
             return Commit::Idle;
         }
+        // Delivered stays delivered: if the batch fails, these are retired again.
+        let retired = self.forgotten.clone();
         self.retire_forgotten();
         self.in_batch = false;
         self.batch_started = None;
@@ -340,26 +368,69 @@ impl Store {
                 self.stats.commits += 1;
                 self.stats.rows_written += writes as u64;
                 self.stats.messages_stored += messages;
+                self.on_committed(promise, now);
                 Commit::Committed { writes }
             }
             Some(error) => {
                 self.stats.failed_commits += 1;
-                // After a failed COMMIT SQLite may already have rolled back; ignore "no
-                // transaction is active".
-                let _ = self.db.execute_batch("ROLLBACK");
-                log::error!(
-                    "{}: store write failed, {writes} writes rolled back: {error}",
-                    self.path.display()
-                );
-                self.forgotten.clear();
-                if let Err(e) = self.reload_usage().and_then(|()| self.reload_watermarks()) {
-                    log::error!("{}: cannot re-read the ring: {e}", self.path.display());
-                }
+                self.roll_back(retired);
                 if error.disk_full {
-                    // Delivered rows still take space: delete them first in the next batch.
-                    self.collect_garbage();
+                    self.on_disk_full(&error, writes, now);
+                } else {
+                    log::error!(
+                        "{}: store write failed, {writes} writes rolled back: {error}",
+                        self.path.display()
+                    );
                 }
                 Commit::Failed(error)
+            }
+        }
+    }
+
+    /// Undoes the open transaction; `retired` (delivered rows) will be retired again.
+    fn roll_back(&mut self, retired: Vec<(StoredSessionId, i64)>) {
+        // After a failed COMMIT SQLite may already have rolled back; ignore "no transaction is
+        // active".
+        let _ = self.db.execute_batch("ROLLBACK");
+        self.in_batch = false;
+        self.batch_started = None;
+        self.batch_error = None;
+        self.writes_in_batch = 0;
+        self.messages_in_batch = 0;
+        self.batch_has_promise = false;
+        self.forgotten = retired;
+        if let Err(e) = self.reload_usage().and_then(|()| self.reload_watermarks()) {
+            log::error!("{}: cannot re-read the ring: {e}", self.path.display());
+        }
+    }
+
+    /// After a batch failed for lack of space: retires the delivered rows and deletes a slice
+    /// of the garbage in a transaction of its own (nothing in it needs new pages), so a stream
+    /// of refused messages cannot hold back the deletes that make room.
+    fn housekeeping_now(&mut self) {
+        if self.in_batch || (self.forgotten.is_empty() && self.garbage == 0) {
+            return;
+        }
+        let retired = self.forgotten.clone();
+        if self.begin() {
+            self.retire_forgotten();
+            self.collect_garbage_step();
+        }
+        let failure = match self.batch_error.take() {
+            Some(error) => Some(error),
+            None => self.db.execute_batch("COMMIT").err().map(|e| Failure::sqlite("COMMIT", &e)),
+        };
+        match failure {
+            None => {
+                self.in_batch = false;
+                self.batch_started = None;
+                self.stats.commits += 1;
+                self.stats.rows_written += std::mem::take(&mut self.writes_in_batch) as u64;
+            }
+            Some(error) => {
+                self.stats.failed_commits += 1;
+                log::debug!("{}: deleting delivered messages failed: {error}", self.path.display());
+                self.roll_back(retired);
             }
         }
     }
@@ -380,8 +451,14 @@ impl Store {
         match f(&self.db) {
             Ok(value) => Some(value),
             Err(e) => {
-                log::warn!("{}: {what} failed: {e}", self.path.display());
-                self.batch_error = Some(Failure::sqlite(what, &e));
+                let failure = Failure::sqlite(what, &e);
+                // A full store is logged once per episode (`space`), not once per write.
+                if failure.disk_full {
+                    log::debug!("{}: {what} failed: {e}", self.path.display());
+                } else {
+                    log::warn!("{}: {what} failed: {e}", self.path.display());
+                }
+                self.batch_error = Some(failure);
                 None
             }
         }
@@ -467,6 +544,11 @@ impl WalSync {
 
     /// `Err` with the reason if the log could not be made durable.
     fn sync(&mut self) -> Result<(), Failure> {
+        // Test only (Cargo.toml): the bug `make powercut-selfcheck` expects tests/powercut.rs
+        // to catch.
+        if cfg!(feature = "fault-skip-wal-fsync") {
+            return Ok(());
+        }
         let failure = |what: &Path, e: std::io::Error| Failure {
             message: format!("fsync {}: {e}", what.display()),
             disk_full: e.kind() == std::io::ErrorKind::StorageFull,

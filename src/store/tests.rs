@@ -290,7 +290,8 @@ fn delivered_prefix_leaves_the_ring_at_once_and_the_table_later() {
     let later = Instant::now() + delivered::GARBAGE_DELAY + Duration::from_millis(10);
     assert!(matches!(store.commit_if_due(later), Commit::Committed { .. }));
     assert_eq!(physical_rows(&store, id), 5);
-    assert_eq!(store.flush_deadline(), None);
+    // Only the log's checkpoint once the store stays quiet is left.
+    assert_eq!(store.flush_deadline(), Some(later + space::QUIET));
     assert_eq!(store.load_queue(id, 1, 100).first().map(|q| q.seq), Some(6));
 }
 
@@ -368,6 +369,10 @@ fn many_delivered_rows_are_deleted_without_waiting_a_slice_per_pass() {
         assert!(matches!(store.commit_if_due(quiet), Commit::Committed { .. }));
         assert_eq!(physical_rows(&store, id), left);
     }
+    // Then only the quiet log's checkpoint is left, and after it nothing.
+    let checkpoint = store.flush_deadline().expect("the quiet checkpoint");
+    assert!(checkpoint > quiet);
+    assert!(matches!(store.commit_if_due(checkpoint), Commit::Idle));
     assert_eq!(store.flush_deadline(), None);
     assert_eq!(store.usage(id).messages, 1);
 }
@@ -450,7 +455,8 @@ fn a_full_database_deletes_its_delivered_rows_before_refusing_again() {
     // The next message does not fit until the garbage is gone; the failed batch deletes it.
     let next = store.enqueue(id, seq, seq, p.clone(), None);
     assert!(matches!(store.commit(), Commit::Failed(_)), "the message must not fit: {next:?}");
-    assert!(matches!(store.commit(), Commit::Committed { .. }));
+    // The failed commit deleted the garbage at once, in a transaction of its own.
+    assert!(matches!(store.commit(), Commit::Idle));
     assert_eq!(physical_rows(&store, id), 0);
     assert!(matches!(store.enqueue(id, seq, seq, p, None), Enqueued::Stored { .. }));
     committed(&mut store);
@@ -481,4 +487,176 @@ fn a_schema_1_database_is_migrated_and_keeps_its_queue() {
     let id = snapshot.sessions[0].id;
     let queued = store.load_queue(id, 7, 10);
     assert_eq!(&*queued[0].publish.payload, b"kept");
+}
+
+// ---- disk space (`space`) -------------------------------------------------------------------
+
+fn file_len(dir: &TempDir, name: &str) -> u64 {
+    std::fs::metadata(dir.path().join(name)).map_or(0, |m| m.len())
+}
+
+fn wal_len(dir: &TempDir) -> u64 {
+    file_len(dir, &format!("{DB_FILE}-wal"))
+}
+
+/// Enqueues 64-byte messages one commit each from `seq` on, until a commit fails; returns the
+/// first seq that was refused.
+fn fill_until_full(store: &mut Store, id: StoredSessionId, mut seq: i64) -> i64 {
+    let p = publish("t", &[0x5A; 64], QoS::AtLeastOnce);
+    loop {
+        assert!(seq < 1_000_000, "never full");
+        let enqueued = store.enqueue(id, seq, seq, p.clone(), None);
+        if enqueued == Enqueued::Failed || matches!(store.commit(), Commit::Failed(_)) {
+            let _ = store.commit();
+            return seq;
+        }
+        seq += 1;
+    }
+}
+
+#[test]
+fn the_log_stays_within_max_wal_size_and_is_truncated_when_the_store_is_quiet() {
+    let dir = TempDir::new("wal-bound");
+    let limit = 64 * 1024;
+    let mut store = Store::open(dir.path(), config(|c| c.max_wal_size = limit)).expect("open");
+    let id = save(&mut store, "s");
+    committed(&mut store);
+    let p = publish("t", &[0x5A; 64], QoS::AtLeastOnce);
+    let mut largest = 0;
+    for seq in 1..=3_000 {
+        assert!(matches!(store.enqueue(id, seq, seq, p.clone(), None), Enqueued::Stored { .. }));
+        if seq > 10 {
+            store.forget(id, seq - 10);
+        }
+        committed(&mut store);
+        largest = largest.max(wal_len(&dir));
+    }
+    // SQLite's default would have let it grow to ~4 MB (1000 pages) before a checkpoint.
+    assert!(largest > 0 && largest <= limit, "the log reached {largest} bytes (bound {limit})");
+    // Once nothing is written for a moment, the loop truncates it.
+    // (Delivered rows are deleted first, at their own deadlines.)
+    for _ in 0..10 {
+        let Some(at) = store.flush_deadline() else { break };
+        store.commit_if_due(at);
+    }
+    assert_eq!(wal_len(&dir), 0, "the quiet log was not truncated");
+    assert_eq!(store.flush_deadline(), None, "an idle store must not wake the loop");
+}
+
+#[test]
+fn max_db_size_counts_the_log() {
+    let dir = TempDir::new("db-size-wal");
+    let max = 1024 * 1024;
+    let mut store = Store::open(dir.path(), config(|c| c.max_db_size = max)).expect("open");
+    let id = save(&mut store, "s");
+    committed(&mut store);
+    let mut largest = 0;
+    let p = publish("t", &[0x5A; 64], QoS::AtLeastOnce);
+    let mut seq = 1;
+    loop {
+        assert!(seq < 100_000, "1 MB never filled up");
+        let enqueued = store.enqueue(id, seq, seq, p.clone(), None);
+        let failed = enqueued == Enqueued::Failed || matches!(store.commit(), Commit::Failed(_));
+        largest = largest.max(file_len(&dir, DB_FILE) + wal_len(&dir));
+        if failed {
+            break;
+        }
+        seq += 1;
+    }
+    assert!(largest <= max, "database and log took {largest} bytes of max_db_size {max}");
+    // And most of it holds messages (the log's share is a quarter at most).
+    assert!(seq > 4_000, "only {seq} messages of 64 bytes fit in 1 MB");
+}
+
+#[test]
+fn a_full_store_empties_its_reserve_stops_growing_and_resumes_after_a_drain() {
+    let dir = TempDir::new("reserve");
+    let cfg = config(|c| {
+        c.max_db_size = 1024 * 1024;
+        c.max_wal_size = 64 * 1024;
+    });
+    let mut store = Store::open(dir.path(), cfg.clone()).expect("open");
+    assert_eq!(file_len(&dir, RESERVE_FILE), 64 * 1024, "the reserve is made at open");
+    let id = save(&mut store, "s");
+    committed(&mut store);
+    let refused = fill_until_full(&mut store, id, 1);
+    assert_eq!(file_len(&dir, RESERVE_FILE), 0, "a full store empties its reserve");
+    assert!(store.space_capped());
+    let pages = |store: &Store| -> i64 {
+        store.db.query_row("PRAGMA page_count", [], |r| r.get(0)).expect("page_count")
+    };
+    let size = pages(&store);
+
+    // A subscriber receives everything while the publisher keeps being refused: the same
+    // batch holds the deliveries and a refused message, yet the deliveries stick and the
+    // rows are deleted.
+    for seq in 1..refused {
+        store.forget(id, seq);
+    }
+    let p = publish("t", &[0x5A; 64], QoS::AtLeastOnce);
+    let next = store.enqueue(id, refused, refused, p.clone(), None);
+    assert!(matches!(store.commit(), Commit::Failed(_)), "no room yet: {next:?}");
+    assert_eq!(store.usage(id).messages, 0, "the deliveries were rolled back with the batch");
+    let left = physical_rows(&store, id);
+    assert!(left < refused - 1, "the failed commit deleted no delivered row");
+    // The rest goes a slice a pass (small enough for the log to fit in the reserve's room),
+    // without waiting for a quiet moment: the loop's clock does not move here.
+    let now = Instant::now();
+    for _ in 0..1_000 {
+        if physical_rows(&store, id) == 0 {
+            break;
+        }
+        assert!(matches!(store.commit_if_due(now), Commit::Committed { .. }));
+    }
+    assert_eq!(physical_rows(&store, id), 0, "delivered rows still take the room");
+
+    // New messages go into the freed pages; the file does not grow while capped.
+    for seq in refused..refused + 1_000 {
+        assert!(matches!(store.enqueue(id, seq, seq, p.clone(), None), Enqueued::Stored { .. }));
+        committed(&mut store);
+    }
+    assert!(pages(&store) <= size, "the database grew while the disk was full");
+
+    // The disk has room (max_db_size was the limit): the next check refills the reserve and
+    // lets the database grow again.
+    for _ in 0..10 {
+        if !store.space_capped() {
+            break;
+        }
+        let at = store.flush_deadline().expect("capped: a check for room");
+        store.commit_if_due(at);
+    }
+    assert_eq!(file_len(&dir, RESERVE_FILE), 64 * 1024, "the reserve is back");
+    assert!(!store.space_capped());
+    drop(store);
+    // And it survives a restart as it is.
+    let store = Store::open(dir.path(), cfg.clone()).expect("reopen");
+    assert_eq!(file_len(&dir, RESERVE_FILE), 64 * 1024);
+    assert_eq!(store.usage(id).messages, 1_000);
+    drop(store);
+    // A smaller max_wal_size gives the difference back.
+    let smaller = SqliteConfig { max_db_size: 0, ..cfg };
+    let smaller = SqliteConfig { max_wal_size: 128 * 1024, ..smaller };
+    drop(Store::open(dir.path(), smaller.clone()).expect("reopen larger"));
+    assert_eq!(file_len(&dir, RESERVE_FILE), 128 * 1024);
+    let smaller = SqliteConfig { max_wal_size: 64 * 1024, ..smaller };
+    drop(Store::open(dir.path(), smaller).expect("reopen smaller"));
+    assert_eq!(file_len(&dir, RESERVE_FILE), 64 * 1024);
+}
+
+#[test]
+fn batch_durability_fsyncs_the_log_at_each_commit_that_backs_an_acknowledgement() {
+    let dir = TempDir::new("batch-fsync");
+    let cfg = config(|c| c.durability = crate::config::Durability::Batch);
+    let mut store = Store::open(dir.path(), cfg).expect("open");
+    let id = save(&mut store, "s");
+    committed(&mut store);
+    assert_eq!(store.stats().fsyncs, 1, "the session row backs a CONNACK");
+    fill(&mut store, id, 1..=5);
+    committed(&mut store);
+    assert_eq!(store.stats().fsyncs, 2, "one fsync per batch, not per message");
+    // Deliveries alone are housekeeping: no fsync of their own.
+    store.forget(id, 1);
+    committed(&mut store);
+    assert_eq!(store.stats().fsyncs, 2);
 }

@@ -2,6 +2,10 @@
 """Interoperability check of a broker with the Eclipse paho-mqtt Python client.
 
 Usage: paho_check.py --port PORT --protocol {31,311,5} [--host HOST] [--timeout SECONDS]
+                     [--cafile CA.pem [--certfile CERT.pem --keyfile KEY.pem]]
+
+With --cafile every client connects over TLS, verifying the broker with that CA (and the host
+name); --certfile/--keyfile add a client certificate.
 
 Works with paho-mqtt 1.6.x (Debian 12's python3-paho-mqtt) and 2.x (callback API VERSION2,
 whose callbacks take the same leading arguments as 1.6's). Connects a subscriber and a publisher, publishes QoS 0, 1 and 2, checks each
@@ -57,6 +61,8 @@ class Client:
         self.connack = queue.Queue()
         self.subacks = queue.Queue()
         self.messages = queue.Queue()
+        if args.cafile:
+            self.client.tls_set(ca_certs=args.cafile, certfile=args.certfile, keyfile=args.keyfile)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -168,6 +174,9 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), required=True)
     parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--cafile")
+    parser.add_argument("--certfile")
+    parser.add_argument("--keyfile")
     args = parser.parse_args()
     try:
         run(args)

@@ -136,6 +136,11 @@ fn missing(what: &str, install: &str) -> bool {
 
 /// Whether an executable is on PATH; see [`missing`] for what happens when it is not.
 pub fn require_tool(name: &str) -> bool {
+    require_tool_from(name, "mosquitto-clients")
+}
+
+/// Like [`require_tool`], for a tool of another Debian package.
+pub fn require_tool_from(name: &str, package: &str) -> bool {
     let found = std::env::var_os("PATH")
         .map(|path| {
             std::env::split_paths(&path).any(|dir| {
@@ -149,7 +154,7 @@ pub fn require_tool(name: &str) -> bool {
             })
         })
         .unwrap_or(false);
-    found || missing(name, "mosquitto-clients (apt-get install mosquitto-clients)")
+    found || missing(name, &format!("{package} (apt-get install {package})"))
 }
 
 /// The interpreter the paho scripts run with: Debian's, where `python3-paho-mqtt` lives.
@@ -263,6 +268,11 @@ impl From<bool> for Value {
         Value::Bool(v)
     }
 }
+impl From<String> for Value {
+    fn from(v: String) -> Value {
+        Value::Str(v)
+    }
+}
 impl From<&str> for Value {
     fn from(v: &str) -> Value {
         Value::Str(v.to_string())
@@ -276,6 +286,12 @@ pub struct BrokerBuilder {
     settings: BTreeMap<String, BTreeMap<String, Value>>,
     /// TOML appended as is (tables the key/value form cannot write, e.g. `[bridges.NAME]`).
     raw: String,
+    /// `--listen` address (default `127.0.0.1:0`); its port must be 0.
+    listen: Option<String>,
+    /// `--data` instead of `<temp dir>/data` (e.g. a small filesystem the test mounted).
+    data_dir: Option<PathBuf>,
+    /// `--log-level` for this broker instead of `EDGEMQ_TEST_LOG_LEVEL` (edgemq only).
+    log_level: Option<String>,
 }
 
 impl BrokerBuilder {
@@ -295,6 +311,26 @@ impl BrokerBuilder {
         self
     }
 
+    /// Listens on `addr` instead of `127.0.0.1:0` (port 0: the harness reads the port from the
+    /// log and clients still connect to 127.0.0.1). E.g. `0.0.0.0:0`, a non-loopback listener.
+    pub fn listen(mut self, addr: &str) -> BrokerBuilder {
+        self.listen = Some(addr.to_string());
+        self
+    }
+
+    /// Keeps the data in `dir` (which the test owns) instead of the broker's temp directory.
+    pub fn data_dir(mut self, dir: &Path) -> BrokerBuilder {
+        self.data_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Runs edgemq with this `--log-level` (for tests that read `debug` lines). It must keep
+    /// `info` lines: the harness reads the port from one.
+    pub fn log_level(mut self, level: &str) -> BrokerBuilder {
+        self.log_level = Some(level.to_string());
+        self
+    }
+
     pub fn start(self) -> Broker {
         Broker::start_with(self)
     }
@@ -308,7 +344,21 @@ impl BrokerBuilder {
 
     fn edgemq_toml(&self) -> String {
         let mut out = String::from("# written by the edgemq end-to-end tests\n");
-        for (section, keys) in &self.settings {
+        let mut settings = self.settings.clone();
+        // `mqtt.max_pause` is a wall-clock bound on how long a congested subscriber may hold its
+        // publishers; past it a clean session's overflow is dropped. An emulated broker drains
+        // a healthy subscriber `timeout_scale` times slower, so the default bound scales like
+        // the tests' own deadlines (tests that set it keep their value).
+        if timeout_scale() > 1.0 {
+            let max_pause = scaled(Duration::from_secs(1)).min(Duration::from_secs(60));
+            let millis = format!("{}ms", max_pause.as_millis());
+            settings
+                .entry("mqtt".to_string())
+                .or_default()
+                .entry("max_pause".to_string())
+                .or_insert(Value::from(millis.as_str()));
+        }
+        for (section, keys) in &settings {
             out.push_str(&format!("\n[{section}]\n"));
             for (k, v) in keys {
                 out.push_str(&format!("{k} = {}\n", v.toml()));
@@ -408,11 +458,42 @@ impl Broker {
     }
     /// The directory the broker keeps its data in; the same across [`Broker::restart`].
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        match &self.builder.data_dir {
+            Some(dir) => dir.clone(),
+            None => self.dir.path().join("data"),
+        }
     }
     /// The broker's output so far, one line per entry.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The broker's process id (the runner's under `EDGEMQ_TEST_RUNNER`: qemu-user passes
+    /// signals on to the program it runs).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("broker is not running").id()
+    }
+
+    /// Sends `signal` (e.g. "HUP") to the broker with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits until a log line satisfies `pred` (the log is read by a thread, so it may lag
+    /// behind what clients already saw); fails the test after [`timeout`].
+    pub fn wait_for_log(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout();
+        loop {
+            if let Some(line) = self.log().into_iter().find(|l| pred(l)) {
+                return line;
+            }
+            assert!(Instant::now() < deadline, "no log line {what} within {:?}", timeout());
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Kills the process with SIGKILL (no chance to flush anything) and waits for it.
@@ -511,11 +592,14 @@ impl Broker {
         std::fs::write(&conf, self.builder.edgemq_toml()).expect("write config");
         let bin = std::env::var("EDGEMQ_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_edgemq").to_string());
-        let level = std::env::var("EDGEMQ_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".to_string());
+        let level = match &self.builder.log_level {
+            Some(level) => level.clone(),
+            None => std::env::var("EDGEMQ_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".to_string()),
+        };
         let mut cmd = runner_command(&bin);
         cmd.arg("--conf")
             .arg(&conf)
-            .args(["--listen", "127.0.0.1:0", "--data"])
+            .args(["--listen", self.builder.listen.as_deref().unwrap_or("127.0.0.1:0"), "--data"])
             .arg(self.data_dir())
             .args(["--log-level", &level])
             .current_dir(self.dir.path());
@@ -637,6 +721,13 @@ impl Drop for Broker {
     }
 }
 
+/// The edgemq binary under test (`EDGEMQ_BIN`, runner in front), for its subcommands.
+pub fn edgemq_command() -> Command {
+    let bin =
+        std::env::var("EDGEMQ_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_edgemq").to_string());
+    runner_command(&bin)
+}
+
 /// `program` with `EDGEMQ_TEST_RUNNER` (split on whitespace) in front of it.
 fn runner_command(program: &str) -> Command {
     let runner = std::env::var("EDGEMQ_TEST_RUNNER").unwrap_or_default();
@@ -661,7 +752,7 @@ pub fn parse_listening_port(line: &str) -> Option<u16> {
 }
 
 /// A port nothing listens on right now (the kernel's choice for an ephemeral bind).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

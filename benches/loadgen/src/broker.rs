@@ -105,6 +105,9 @@ pub struct Launcher {
     pub log_level: String,
     /// Keep every broker directory (config, log, data) for inspection.
     pub keep_dirs: bool,
+    /// edgemq `--data`: a directory the caller provides (e.g. a slow file system mounted
+    /// there, benches/slow-storage.sh) instead of `data/` in the broker directory.
+    pub edgemq_data: Option<PathBuf>,
 }
 
 pub struct BrokerProcess {
@@ -112,6 +115,8 @@ pub struct BrokerProcess {
     pid: u32,
     pub addr: SocketAddr,
     dir: PathBuf,
+    /// Where the broker keeps its data.
+    data: PathBuf,
     keep_dir: bool,
     clock_ticks: u64,
 }
@@ -179,20 +184,24 @@ impl BrokerProcess {
             fs::remove_dir_all(&dir)?;
         }
         fs::create_dir_all(dir.join("data"))?;
+        let data = match (&launcher.edgemq_data, launcher.kind) {
+            (Some(data), Kind::Edgemq) => data.clone(),
+            _ => dir.join("data"),
+        };
         let port = free_port()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let log = fs::File::create(dir.join("broker.log"))?;
         let mut command = match launcher.kind {
             Kind::Edgemq => {
                 let conf = dir.join("edgemq.toml");
-                fs::write(&conf, edgemq_config(settings, &dir.join("data"), port))?;
+                fs::write(&conf, edgemq_config(settings, &data, port))?;
                 let mut c = Command::new(&launcher.edgemq_bin);
                 c.arg("--conf")
                     .arg(&conf)
                     .arg("--listen")
                     .arg(addr.to_string())
                     .arg("--data")
-                    .arg(dir.join("data"))
+                    .arg(&data)
                     .arg("--log-level")
                     .arg(&launcher.log_level);
                 c
@@ -219,6 +228,7 @@ impl BrokerProcess {
             pid,
             addr,
             dir,
+            data,
             keep_dir: launcher.keep_dirs,
             clock_ticks: clock_ticks(),
         };
@@ -333,8 +343,9 @@ impl BrokerProcess {
         self.log_text().lines().count() as u64
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The broker's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data
     }
 }
 

@@ -67,6 +67,8 @@ Options of `run` (defaults in brackets):
                            publishers at its limit instead of dropping) [same as --queue]
   --log-level LEVEL        edgemq --log-level [warn; at least info in offline]
   --keep-dirs              keep each broker's directory (config, log, data) afterwards
+  --edgemq-data DIR        edgemq --data: an existing directory, e.g. a slow file system mounted
+                           there (benches/slow-storage.sh) [data/ in the broker's directory]
 ";
 
 /// An error with a message for the JSON line; every failure in this tool is one of these.
@@ -151,6 +153,7 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
             work_root: std::env::temp_dir(),
             log_level: "warn".to_string(),
             keep_dirs: false,
+            edgemq_data: None,
         },
         version: ProtocolVersion::V311,
         run: 1,
@@ -200,6 +203,7 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
             "--workdir" => options.launcher.work_root = PathBuf::from(value()?),
             "--log-level" => options.launcher.log_level = value()?,
             "--keep-dirs" => options.launcher.keep_dirs = true,
+            "--edgemq-data" => options.launcher.edgemq_data = Some(PathBuf::from(value()?)),
             "--run" => options.run = number(flag, &value()?)?,
             "--protocol" => {
                 options.version = match value()?.as_str() {

@@ -33,6 +33,9 @@ fn params(s: &BridgeSpec, max_qos: QoS) -> LinkParams {
     }
 }
 
+const REMOTE: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1883);
+
 fn state_payloads(packets: &[Packet]) -> Vec<&[u8]> {
     publishes(packets).into_iter().map(|p| &*p.payload).collect()
 }
@@ -59,7 +62,7 @@ fn queued_while_down_sent_mapped_and_capped_when_up_freed_by_the_remote_ack() {
     assert!(matches!(h.out.take(publisher)[..], [Packet::Pubrec(_)]));
 
     let link = ConnId(40);
-    h.broker.bridge_up(link, params(&s, QoS::AtLeastOnce), false, h.now, &mut h.out);
+    h.broker.bridge_up(link, REMOTE, params(&s, QoS::AtLeastOnce), false, h.now, &mut h.out);
     h.broker.end_of_pass(h.now, &mut h.out);
     let sent = h.out.take(link);
     let p = publishes(&sent);
@@ -110,4 +113,47 @@ fn clients_may_not_take_a_bridge_session_and_stale_bridges_go() {
     assert_eq!(connack.reason, ReasonCode::ClientIdentifierNotValid);
     h.broker.remove_stale_bridges(&["new".to_string()], h.now, &mut h.out);
     assert_eq!(h.broker.bridge_queued("old"), None);
+}
+
+#[test]
+fn the_acl_does_not_apply_to_a_bridge_link_but_to_the_local_readers_of_what_it_brings() {
+    let mut h = Harness::new(Limits::default());
+    // Anonymous clients may write "a/#" and read "open/#"; no rule names the bridge, nobody
+    // may read "a/#" or write "open/#" and "closed/#".
+    let acl = crate::auth::acl::parse("topic write a/#\ntopic read open/#\n").expect("test ACL");
+    h.broker.set_auth(crate::auth::Auth::new(true, None, Some(acl)));
+    let mut s = spec("acl");
+    s.forwards[0].qos = QoS::AtLeastOnce;
+    assert!(h.broker.add_bridge(&s, h.now, &mut h.out));
+    let link = ConnId(41);
+    h.broker.bridge_up(link, REMOTE, params(&s, QoS::AtLeastOnce), false, h.now, &mut h.out);
+    h.broker.end_of_pass(h.now, &mut h.out);
+    h.out.take(link);
+
+    // Local -> remote: forwarded although no rule lets anybody read "a/#".
+    let (publisher, _) = h.connect(ProtocolVersion::V311, "pub", true);
+    h.handle(publisher, Packet::Publish(publish("a/x", b"1", QoS::AtLeastOnce, Some(1))));
+    h.broker.end_of_pass(h.now, &mut h.out);
+    let topics = |packets: &[Packet]| {
+        publishes(packets).into_iter().map(|p| p.topic.to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(topics(&h.out.take(link)), vec!["r/a/x".to_string()], "forwarded");
+
+    // Remote -> local: the link publishes where no rule lets anybody write (a 5.0 link would
+    // hear 0x87 if the ACL applied); local readers get what the ACL lets them read.
+    let (reader, _) = h.connect(ProtocolVersion::V311, "reader", true);
+    h.subscribe(reader, "open/#", QoS::AtLeastOnce);
+    h.handle(link, Packet::Publish(publish("open/in", b"r", QoS::AtLeastOnce, Some(7))));
+    h.broker.end_of_pass(h.now, &mut h.out);
+    let acks = h.out.take(link);
+    assert!(
+        matches!(&acks[..], [Packet::Puback(a)] if a.reason == ReasonCode::Success),
+        "the remote's message is accepted: {acks:?}"
+    );
+    assert_eq!(topics(&h.out.take(reader)), vec!["open/in".to_string()]);
+    // A client may not publish there itself.
+    let (p5, _) = h.connect(ProtocolVersion::V5, "p5", true);
+    h.handle(p5, Packet::Publish(publish("open/in", b"c", QoS::AtLeastOnce, Some(2))));
+    let refused = PubAck::with_reason(pid(2), ReasonCode::NotAuthorized);
+    assert_eq!(h.out.take(p5), vec![Packet::Puback(refused)]);
 }

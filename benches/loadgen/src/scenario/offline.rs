@@ -129,7 +129,7 @@ pub fn run(options: &Options, out: &mut Object) -> Result<(), Error> {
         .int("refused", pubs.iter().map(|p| p.refused).sum())
         .num("enqueue_s", enqueue_s)
         .num("enqueue_per_s", acked as f64 / enqueue_s)
-        .int("data_dir_kb", dir_size(&broker.dir().join("data")) / 1024);
+        .int("data_dir_kb", dir_size(broker.data_dir()) / 1024);
     record_usage(out, "enqueue_", &before, &enqueued, acked);
     broker.check_alive()?;
     if let Some(e) = errors.0.take() {
