@@ -25,6 +25,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 pub mod packets;
+pub mod pki;
 
 use packets::{kind, Ack, Connack, Connect, Packet, Publish, Suback};
 use std::collections::{BTreeMap, VecDeque};
