@@ -11,9 +11,10 @@
 mod common;
 
 use common::packets::{kind, Connect, Publish};
+use common::pki::{text, Pki, Role};
 use common::{
-    free_port, quiet_period, require_tool, skip_in_reference, timeout, Broker, BrokerBuilder,
-    Process, ReadEnd, TempDir, TestClient,
+    edgemq_command, free_port, parse_listening_port, quiet_period, require_tool, skip_in_reference,
+    timeout, Broker, BrokerBuilder, Process, ReadEnd, TempDir, TestClient,
 };
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -773,4 +774,244 @@ fn the_acl_needs_no_entry_for_the_bridge() {
     }
     let log = local.log().join("\n");
     assert!(!log.contains("not allowed"), "the ACL refused the bridge: {log}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS to the remote (certificates made at test time, tests/common/pki.rs)
+
+/// Mosquitto with a TLS listener on its port (server certificate of `pki`, for `localhost`
+/// and 127.0.0.1; `require_certificate` as given) and a plain listener, returned, for the
+/// tests' own clients.
+fn mosquitto_tls(pki: &Pki, require_certificate: bool) -> (Mosquitto, SocketAddr) {
+    let (cert, key) = pki.issue("mosquitto", "mosquitto test server", Role::Server);
+    let plain = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let extra = format!(
+        "allow_anonymous true\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}\n\
+         listener {} 127.0.0.1\n",
+        text(&pki.ca_file()),
+        text(&cert),
+        text(&key),
+        require_certificate,
+        plain.port()
+    );
+    let remote = Mosquitto::start(&extra);
+    wait_until("mosquitto's plain listener", || TcpStream::connect(plain).is_ok());
+    (remote, plain)
+}
+
+/// Log lines of attempts of bridge `name` that failed.
+fn failed_attempts(local: &Broker, name: &str) -> Vec<String> {
+    let prefix = format!("bridge {name}: connection to ");
+    local.log().into_iter().filter(|l| l.contains(&prefix) && l.contains(" failed: ")).collect()
+}
+
+#[test]
+fn tls_to_mosquitto_verified_with_a_ca_file() {
+    if skip() {
+        return;
+    }
+    let pki = Pki::new("bridge-tls");
+    let (remote, plain) = mosquitto_tls(&pki, false);
+    let body = format!(
+        "forwards = [{{ topic = \"f/#\", qos = 2, remote_prefix = \"gw/\" }}]\n\
+         tls = {{ cafile = \"{}\" }}",
+        text(&pki.ca_file())
+    );
+    let local = start_local("t", remote.addr(), &body);
+    wait_state(&local, "t", "1");
+    forwards_every_qos_in_order(plain, &local);
+    assert!(failed_attempts(&local, "t").is_empty(), "{:?}", local.log());
+}
+
+#[test]
+fn mutual_tls_to_mosquitto_that_requires_a_client_certificate() {
+    if skip() {
+        return;
+    }
+    let pki = Pki::new("bridge-mtls");
+    let (remote, plain) = mosquitto_tls(&pki, true);
+    let (cert, key) = pki.issue("gateway", "gateway-17", Role::Client);
+    let body = format!(
+        "forwards = [{{ topic = \"f/#\", qos = 2, remote_prefix = \"gw/\" }}]\n\
+         tls = {{ cafile = \"{}\", certfile = \"{}\", keyfile = \"{}\" }}",
+        text(&pki.ca_file()),
+        text(&cert),
+        text(&key)
+    );
+    let local = start_local("m", remote.addr(), &body);
+    wait_state(&local, "m", "1");
+    forwards_every_qos_in_order(plain, &local);
+
+    // Without a client certificate the same remote refuses the handshake: logged, backed off.
+    let body = format!(
+        "forwards = [{{ topic = \"f/#\", qos = 1 }}]\ntls = {{ cafile = \"{}\" }}",
+        text(&pki.ca_file())
+    );
+    let anonymous = start_local("nocert", remote.addr(), &body);
+    wait_until("two failed attempts", || failed_attempts(&anonymous, "nocert").len() >= 2);
+}
+
+#[test]
+fn a_remote_certificate_from_another_ca_is_refused_logged_and_backed_off() {
+    if skip() {
+        return;
+    }
+    let pki = Pki::new("bridge-tls-right");
+    let other = Pki::new("bridge-tls-other");
+    let (remote, plain) = mosquitto_tls(&pki, false);
+    let mut upstream = remote_subscriber(plain, "up", "#", 1);
+    let started = Instant::now();
+    let body = format!(
+        "forwards = [{{ topic = \"f/#\", qos = 1 }}]\ntls = {{ cafile = \"{}\" }}",
+        text(&other.ca_file())
+    );
+    let local = start_local("wrongca", remote.addr(), &body);
+    wait_until("four failed attempts", || failed_attempts(&local, "wrongca").len() >= 4);
+    let lines = failed_attempts(&local, "wrongca");
+    let elapsed = started.elapsed();
+    assert!(lines.iter().all(|l| l.contains("TLS") && l.contains("UnknownIssuer")), "{lines:?}");
+    // Never spins: each retry waits at least backoff_min (100ms) after the last one.
+    let bound = elapsed.as_millis() / 100 + 1;
+    assert!(lines.len() as u128 <= bound, "{} attempts in {elapsed:?}: {lines:?}", lines.len());
+    let mut publisher = TestClient::v311(&local, "pub");
+    publisher.publish("f/1", b"x", 1, false);
+    let mut c = TestClient::v311(&local, "state-check");
+    c.subscribe("$SYS/broker/connection/wrongca/state", 0);
+    assert_eq!(c.expect_publish().payload, b"0");
+    expect_quiet(&mut upstream);
+}
+
+#[test]
+fn tls_to_a_second_edgemq_checks_server_name() {
+    if skip() {
+        return;
+    }
+    let pki = Pki::new("bridge-tls-edgemq");
+    let (cert, key) = pki.issue("server", "edgemq remote", Role::Server);
+    let remote = BrokerBuilder::new()
+        .set("listeners.tls", "bind", "127.0.0.1:0")
+        .set("listeners.tls", "kind", "tls")
+        .set("listeners.tls", "certfile", text(&cert))
+        .set("listeners.tls", "keyfile", text(&key))
+        .start();
+    let line = remote.wait_for_log("the TLS listener", |l| l.contains("(tls, listeners.tls)"));
+    let tls_port = parse_listening_port(&line).expect("the TLS listener's port");
+    let tls_addr = SocketAddr::from(([127, 0, 0, 1], tls_port));
+    // The certificate names localhost: verified as server_name, while the address is an IP.
+    let body = format!(
+        "proto_ver = 5\nforwards = [{{ topic = \"#\", qos = 2, local_prefix = \"f/\", remote_prefix = \"gw/f/\" }}]\n\
+         tls = {{ cafile = \"{}\", server_name = \"localhost\" }}",
+        text(&pki.ca_file())
+    );
+    let local = start_local("e", tls_addr, &body);
+    wait_state(&local, "e", "1");
+    forwards_every_qos_in_order(remote.addr(), &local);
+
+    // A name the certificate does not have is refused.
+    let body = format!(
+        "forwards = [{{ topic = \"x/#\", qos = 1 }}]\n\
+         tls = {{ cafile = \"{}\", server_name = \"other.example\" }}",
+        text(&pki.ca_file())
+    );
+    let wrong = start_local("name", tls_addr, &body);
+    wait_until("two failed attempts", || failed_attempts(&wrong, "name").len() >= 2);
+    let lines = failed_attempts(&wrong, "name");
+    assert!(lines[0].contains("not valid for name \"other.example\""), "{lines:?}");
+}
+
+/// A remote that accepts TCP and never answers the TLS handshake: the attempt ends after the
+/// link's handshake time (keepalive 1 s here), logged, and the link backs off.
+#[test]
+fn a_stalled_tls_handshake_is_bounded_by_the_connect_timeout() {
+    if skip() {
+        return;
+    }
+    let pki = Pki::new("bridge-tls-stall");
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = Arc::clone(&held);
+    thread::spawn(move || {
+        for stream in silent.incoming().flatten() {
+            if let Ok(mut kept) = keep.lock() {
+                kept.push(stream);
+            }
+        }
+    });
+    let body = format!(
+        "keepalive = 1\nforwards = [{{ topic = \"f/#\", qos = 1 }}]\ntls = {{ cafile = \"{}\" }}",
+        text(&pki.ca_file())
+    );
+    let local = start_local("stall", addr, &body);
+    wait_until("two timed-out attempts", || {
+        failed_attempts(&local, "stall")
+            .iter()
+            .filter(|l| l.contains("no TLS handshake and CONNACK within"))
+            .count()
+            >= 2
+    });
+    assert!(held.lock().map(|h| h.len()).unwrap_or(0) >= 2, "a new connection per attempt");
+    // The loop kept serving meanwhile.
+    let mut c = TestClient::v311(&local, "still-served");
+    c.subscribe("$SYS/broker/connection/stall/state", 0);
+    assert_eq!(c.expect_publish().payload, b"0");
+}
+
+/// A bridge's TLS files are read at start-up: a missing one stops the broker (exit 2) with one
+/// line naming the key and the file, before anything listens.
+#[test]
+fn a_missing_bridge_ca_file_stops_start_up_naming_key_and_file() {
+    if skip_in_reference("bridges are configured in edgemq's own format") {
+        return;
+    }
+    let dir = TempDir::new("bridge-tls-missing");
+    let conf = dir.path().join("edgemq.toml");
+    let missing = dir.path().join("missing-ca.pem");
+    std::fs::write(
+        &conf,
+        format!(
+            "[bridges.up]\naddress = \"127.0.0.1:1\"\nforwards = [{{ topic = \"a/#\" }}]\n\
+             tls = {{ cafile = {:?} }}\n",
+            text(&missing)
+        ),
+    )
+    .unwrap();
+    let mut cmd = edgemq_command();
+    cmd.arg("--conf").arg(&conf).arg("--listen").arg("127.0.0.1:0").arg("--data");
+    cmd.arg(dir.path().join("data"));
+    let mut process = Process::spawn(cmd);
+    let status = process.wait(timeout());
+    assert_eq!(status.code(), Some(2), "{:?}", process.stderr());
+    let expected = format!(
+        "edgemq: {}: bridges.up.tls.cafile: {}: cannot read: ",
+        conf.display(),
+        missing.display()
+    );
+    let stderr = process.stderr();
+    assert!(stderr.iter().any(|l| l.starts_with(&expected)), "{stderr:?}");
+}
+
+/// SIGHUP reads a bridge's TLS files again: a CA file fixed while the link fails lets the next
+/// attempt through.
+#[test]
+fn sighup_reloads_a_bridge_s_tls_files() {
+    if skip() {
+        return;
+    }
+    let pki = Pki::new("bridge-tls-reload");
+    let other = Pki::new("bridge-tls-reload-other");
+    let (remote, _plain) = mosquitto_tls(&pki, false);
+    let dir = TempDir::new("bridge-tls-reload-ca");
+    let cafile = dir.path().join("ca.pem");
+    std::fs::copy(other.ca_file(), &cafile).unwrap();
+    let body = format!(
+        "forwards = [{{ topic = \"f/#\", qos = 1 }}]\ntls = {{ cafile = \"{}\" }}",
+        text(&cafile)
+    );
+    let local = start_local("reload", remote.addr(), &body);
+    wait_until("a failed attempt", || !failed_attempts(&local, "reload").is_empty());
+    std::fs::copy(pki.ca_file(), &cafile).unwrap();
+    local.signal("HUP");
+    local.wait_for_log("the reload", |l| l.contains("bridges.reload.tls: TLS files reloaded"));
+    wait_state(&local, "reload", "1");
 }

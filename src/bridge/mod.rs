@@ -11,7 +11,8 @@
 //!
 //! States, named after what they wait for: `Backoff` (the next attempt's time) -> `Resolving`
 //! (host names only: a resolver thread) -> `Connecting` (TCP connect, with a timeout) ->
-//! `AwaitConnack` (CONNECT sent, with a timeout) -> `Active` -> `Backoff`. Every failure goes to
+//! `AwaitConnack` (CONNECT sent — with TLS, queued behind the handshake —, with a timeout that
+//! bounds the TLS handshake too) -> `Active` -> `Backoff`. Every failure goes to
 //! `Backoff` with an exponential, jittered delay between `backoff_min` and `backoff_max`, so a
 //! link that keeps failing never spins. A remote that stops answering without closing is caught
 //! by keep-alive: a PINGREQ when it was silent for half the keep-alive (and at least once per
@@ -194,6 +195,7 @@ impl Link {
             {
                 let what = match self.state {
                     State::Connecting { .. } => "TCP connect",
+                    _ if self.config.tls.is_some() => "TLS handshake and CONNACK",
                     _ => "CONNACK",
                 };
                 self.close_reason =

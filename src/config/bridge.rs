@@ -83,13 +83,18 @@ impl TopicMap {
     }
 }
 
-/// `tls = { cafile, certfile, keyfile, server_name }`: parsed and checked, refused until the TLS
-/// transport exists.
+/// `tls = { cafile, certfile, keyfile, server_name }`: TLS to the remote. The files are read
+/// when the broker starts (and on SIGHUP), not here.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct BridgeTls {
+    /// CAs the remote's certificate is verified against; `None` = the system's CA bundle.
     pub cafile: Option<String>,
+    /// Our client certificate (chain) and its key, for a remote that asks for one; both or
+    /// neither.
     pub certfile: Option<String>,
     pub keyfile: Option<String>,
+    /// The name sent as SNI and verified in the remote's certificate; `None` = the host of
+    /// `address` (an IP address is verified against the certificate's IP addresses).
     pub server_name: Option<String>,
 }
 
@@ -259,14 +264,14 @@ fn parse_bridge(
             }
         }
     }
-    if tls.is_some() {
-        // Parsed and checked above, so a config written today is right once it is supported.
+    if tls.is_some() && !cfg!(feature = "tls") {
         return Err(conflict(
             "tls",
             "address",
             format!(
-                "{}: TLS to a bridge remote is not yet supported in this build; remove it to \
-                 connect to {address} over plain TCP",
+                "{}: this edgemq was built without TLS (cargo feature `tls`); build it with \
+                 the feature, or remove {} to connect to {address} over plain TCP",
+                key("tls"),
                 key("tls")
             ),
         ));
@@ -655,14 +660,30 @@ mod tests {
     }
 
     #[test]
-    fn tls_is_checked_then_refused_until_supported() {
+    fn tls_is_checked_and_needs_the_feature() {
         let e =
             error(&format!("{MINIMAL}tls = {{ cafile = \"/ca.pem\", certfile = \"/c.pem\" }}\n"));
         assert!(e.contains("certfile and keyfile together"), "{e}");
         let e = error(&format!("{MINIMAL}tls = {{ cafle = \"/ca.pem\" }}\n"));
         assert!(e.contains("bridges.up.tls.cafle") && e.contains("tls.cafile"), "{e}");
-        let e = error(&format!("{MINIMAL}tls = {{ cafile = \"/ca.pem\" }}\n"));
-        assert!(e.contains("not yet supported"), "{e}");
+        let e = error(&format!("{MINIMAL}tls = {{ cafile = \"\" }}\n"));
+        assert!(e.contains("non-empty string"), "{e}");
+        let text = format!(
+            "{MINIMAL}tls = {{ cafile = \"/ca.pem\", certfile = \"/c.pem\", keyfile = \"/c.key\", \
+             server_name = \"broker.example.com\" }}\n"
+        );
+        if cfg!(feature = "tls") {
+            let config = parse(&text).unwrap();
+            let tls = config.bridges[0].tls.clone().expect("tls");
+            assert_eq!(tls.cafile.as_deref(), Some("/ca.pem"));
+            assert_eq!(tls.certfile.as_deref(), Some("/c.pem"));
+            assert_eq!(tls.keyfile.as_deref(), Some("/c.key"));
+            assert_eq!(tls.server_name.as_deref(), Some("broker.example.com"));
+            parse(&format!("{MINIMAL}tls = {{}}\n")).unwrap();
+        } else {
+            let e = error(&text);
+            assert!(e.contains("bridges.up.tls") && e.contains("cargo feature `tls`"), "{e}");
+        }
     }
 
     #[test]
@@ -693,7 +714,7 @@ mod tests {
     }
 
     /// The commented `[bridges.cloud]` example in conf/edgemq.toml, uncommented, is a valid
-    /// bridge (all but `tls`, refused until supported) and shows every key.
+    /// bridge (its `tls` line only with the `tls` feature) and shows every key.
     #[test]
     fn the_documented_example_parses_and_shows_every_key() {
         let example = crate::config::DEFAULT_CONFIG
@@ -712,7 +733,7 @@ mod tests {
                 keys.push(code.split(" = ").next().unwrap_or_default().to_string());
             }
             let is_list_line = code.starts_with("  { ") || code == "]";
-            if (is_key || is_list_line) && !code.starts_with("tls = ") {
+            if (is_key || is_list_line) && (cfg!(feature = "tls") || !code.starts_with("tls = ")) {
                 text.push_str(code);
                 text.push('\n');
             }

@@ -15,6 +15,8 @@ mod connection;
 mod outbound;
 pub mod transport;
 
+pub use outbound::{plan_bridges, BridgePlan};
+
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -299,6 +301,7 @@ impl EventLoop {
                 Err(e) => log::warn!("TLS files not reloaded, the old ones stay in use: {e}"),
             }
         }
+        self.reload_bridges();
     }
 
     /// Runs until SIGTERM or SIGINT (returned), SIGHUP (returns [`RELOAD_SIGNAL`]; call `run`
@@ -540,7 +543,7 @@ impl EventLoop {
                     let (peer, listener, link) =
                         (connection.peer, connection.listener, connection.link);
                     if link.is_some() {
-                        self.note_link_close(conn, &format!("TLS: {e}"));
+                        self.note_link_close(conn, &e.to_string());
                     } else {
                         log::info!(
                             "{conn:?} from {peer} on {}: {e}; closing",

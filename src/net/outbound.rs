@@ -16,6 +16,15 @@
 //! (the link waits in `Resolving` and starts no other attempt), and a thread that outlives
 //! its answer's use only finds its send ignored. This is the one thread edgemq starts besides
 //! the loop; it touches no broker state.
+//!
+//! TLS. A bridge with `tls` gets a [`TlsClient`] at start-up ([`plan_bridges`]: the CA file,
+//! or the system's CA bundle, and an optional client certificate are read then, so a bad file
+//! stops start-up naming its key; SIGHUP reads them again for the next attempts). Each attempt
+//! wraps its socket in a client [`Transport::Tls`] as soon as the non-blocking connect starts;
+//! the CONNECT is written into it like into any transport, and rustls sends it once the
+//! handshake is done. The handshake therefore runs inside the link's `AwaitConnack` time
+//! (at most 10 s), and a certificate the CA does not vouch for, or a remote that does not
+//! speak TLS, ends the attempt with one log line and the usual backoff.
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -28,7 +37,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Token, Waker};
 
 use super::connection::Connection;
-use super::transport::Transport;
+use super::transport::{TlsClient, TlsClientSettings, TlsError, Transport};
 use super::{EventLoop, LISTENER_TOKEN_BASE};
 use crate::bridge::{Link, State, Step};
 use crate::broker::{BridgeSpec, ConnId, ListenerId, Outbox};
@@ -42,9 +51,48 @@ pub(super) const WAKER_TOKEN: Token = Token(LISTENER_TOKEN_BASE - 2);
 /// (or why there is none).
 type Resolved = (usize, Result<SocketAddr, String>);
 
+/// A bridge to start: its config and, for `tls`, its TLS client (files already read).
+pub struct BridgePlan {
+    pub config: BridgeConfig,
+    pub tls: Option<BridgeTlsClient>,
+}
+
+/// A bridge's TLS client, with what it was loaded from (for SIGHUP) and the name to verify.
+pub struct BridgeTlsClient {
+    settings: TlsClientSettings,
+    client: TlsClient,
+    server_name: String,
+}
+
+/// Reads every bridge's TLS files (before anything starts: a bad file is a configuration
+/// error, named by its key, e.g. `bridges.NAME.tls.cafile`, and its path).
+pub fn plan_bridges(configs: &[BridgeConfig]) -> Result<Vec<BridgePlan>, TlsError> {
+    let mut plans = Vec::with_capacity(configs.len());
+    for config in configs {
+        let tls = match &config.tls {
+            None => None,
+            Some(tls) => {
+                let settings = TlsClientSettings {
+                    prefix: format!("bridges.{}.tls", config.name),
+                    cafile: tls.cafile.as_ref().map(Into::into),
+                    certfile: tls.certfile.as_ref().map(Into::into),
+                    keyfile: tls.keyfile.as_ref().map(Into::into),
+                };
+                let client = TlsClient::load(&settings)?;
+                let server_name = tls.server_name.clone().unwrap_or_else(|| config.host.clone());
+                Some(BridgeTlsClient { settings, client, server_name })
+            }
+        };
+        plans.push(BridgePlan { config: config.clone(), tls });
+    }
+    Ok(plans)
+}
+
 /// Every configured bridge's link, and the resolver channel.
 pub(super) struct Bridges {
     links: Vec<Link>,
+    /// `tls[i]` is link `i`'s TLS client (`None`: plain TCP).
+    tls: Vec<Option<BridgeTlsClient>>,
     waker: Option<Arc<Waker>>,
     answers_tx: mpsc::Sender<Resolved>,
     answers: mpsc::Receiver<Resolved>,
@@ -53,7 +101,7 @@ pub(super) struct Bridges {
 impl Default for Bridges {
     fn default() -> Self {
         let (answers_tx, answers) = mpsc::channel();
-        Bridges { links: Vec::new(), waker: None, answers_tx, answers }
+        Bridges { links: Vec::new(), tls: Vec::new(), waker: None, answers_tx, answers }
     }
 }
 
@@ -61,11 +109,11 @@ impl EventLoop {
     /// Creates each bridge's session in the broker (after the store was restored) and its link,
     /// which makes its first attempt in the first pass. Sessions of bridges no longer
     /// configured are deleted.
-    pub fn start_bridges(&mut self, configs: &[BridgeConfig]) -> io::Result<()> {
+    pub fn start_bridges(&mut self, plans: Vec<BridgePlan>) -> io::Result<()> {
         let now = Instant::now();
-        let names: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
+        let names: Vec<String> = plans.iter().map(|p| p.config.name.clone()).collect();
         self.broker.remove_stale_bridges(&names, now, &mut self.sockets);
-        for (i, config) in configs.iter().enumerate() {
+        for (i, BridgePlan { config, tls }) in plans.into_iter().enumerate() {
             let spec = BridgeSpec {
                 name: config.name.clone(),
                 version: config.version,
@@ -81,7 +129,8 @@ impl EventLoop {
             let seed = now.elapsed().as_nanos() as u64
                 ^ ((i as u64 + 1) << 32)
                 ^ u64::from(std::process::id());
-            self.bridges.links.push(Link::new(Rc::new(config.clone()), now, seed));
+            self.bridges.links.push(Link::new(Rc::new(config), now, seed));
+            self.bridges.tls.push(tls);
             // Its link needs a slot of its own, beyond the clients' ones.
             self.sockets.slots.capacity += 1;
         }
@@ -91,6 +140,20 @@ impl EventLoop {
         }
         self.broker.end_of_pass(now, &mut self.sockets);
         Ok(())
+    }
+
+    /// SIGHUP: reads the bridges' TLS files again, for the next connection attempts (a link that
+    /// is up keeps its session); a file that fails to load keeps the old ones with a warning.
+    pub(super) fn reload_bridges(&mut self) {
+        for tls in self.bridges.tls.iter_mut().flatten() {
+            match TlsClient::load(&tls.settings) {
+                Ok(client) => {
+                    tls.client = client;
+                    log::info!("{}: TLS files reloaded", tls.settings.prefix);
+                }
+                Err(e) => log::warn!("TLS files not reloaded, the old ones stay in use: {e}"),
+            }
+        }
     }
 
     /// Graceful stop: links close for good (the broker's shutdown sends their DISCONNECT).
@@ -173,7 +236,13 @@ impl EventLoop {
             Ok(stream) => stream,
             Err(e) => return fail(self, format!("{addr}: {e}")),
         };
-        let transport = Transport::Tcp(stream);
+        let transport = match self.bridges.tls.get(index).and_then(Option::as_ref) {
+            None => Transport::Tcp(stream),
+            Some(tls) => match tls.client.connect(stream, &tls.server_name) {
+                Ok(stream) => Transport::Tls(Box::new(stream)),
+                Err(e) => return fail(self, format!("{addr}: cannot start TLS: {e}")),
+            },
+        };
         let mut connection = Connection::new(transport, addr, ListenerId::OUTBOUND);
         connection.link = Some(index);
         let Some(conn) = self.sockets.slots.insert(connection) else {
@@ -187,7 +256,8 @@ impl EventLoop {
             return fail(self, format!("cannot register the socket: {e}"));
         }
         connection.write_interest = true;
-        log::debug!("bridge link {conn:?}: connecting to {addr}");
+        let over = if matches!(connection.transport, Transport::Tls(_)) { " (TLS)" } else { "" };
+        log::debug!("bridge link {conn:?}: connecting to {addr}{over}");
         if let Some(link) = self.bridges.links.get_mut(index) {
             link.connecting(conn, now);
         }
