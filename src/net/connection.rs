@@ -33,6 +33,8 @@ pub struct Connection {
     pub flush_queued: bool,
     /// Not read because its output is over the limit (it does not read what we send).
     pub throttled: bool,
+    /// Set for a bridge's outbound link: the bridge's index (see `outbound.rs`).
+    pub link: Option<usize>,
 }
 
 /// What a write attempt achieved.
@@ -57,6 +59,7 @@ impl Connection {
             closing: false,
             flush_queued: false,
             throttled: false,
+            link: None,
         }
     }
 

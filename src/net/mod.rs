@@ -12,7 +12,10 @@
 //! for both. SIGHUP re-reads the TLS listeners' certificate files.
 
 mod connection;
+mod outbound;
 pub mod transport;
+
+pub use outbound::{plan_bridges, BridgePlan};
 
 use std::io;
 use std::net::SocketAddr;
@@ -144,6 +147,8 @@ pub struct EventLoop {
     reload_requested: bool,
     /// A connection with this much unwritten output is not read until it drains.
     output_limit: usize,
+    /// Outbound links to other brokers (`outbound.rs`).
+    bridges: outbound::Bridges,
     broker: Broker,
 }
 
@@ -267,6 +272,7 @@ impl EventLoop {
             stop_signal: None,
             reload_requested: false,
             output_limit: broker.limits().tx_buffer_limit,
+            bridges: outbound::Bridges::default(),
             broker,
         })
     }
@@ -295,6 +301,7 @@ impl EventLoop {
                 Err(e) => log::warn!("TLS files not reloaded, the old ones stay in use: {e}"),
             }
         }
+        self.reload_bridges();
     }
 
     /// Runs until SIGTERM or SIGINT (returned), SIGHUP (returns [`RELOAD_SIGNAL`]; call `run`
@@ -323,6 +330,7 @@ impl EventLoop {
     /// go offline as on any disconnect, the store commits, output is flushed.
     pub fn shutdown(&mut self) {
         let now = Instant::now();
+        self.stop_bridges();
         self.broker.shutdown(now, &mut self.sockets);
         self.flush_all();
         self.close_pending(now);
@@ -334,7 +342,11 @@ impl EventLoop {
     fn run_once(&mut self) -> io::Result<()> {
         let now = Instant::now();
         let timeout = if self.sockets.to_read.is_empty() {
-            self.broker.next_deadline().map(|d| d.saturating_duration_since(now))
+            let deadline = match (self.broker.next_deadline(), self.bridges_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            deadline.map(|d| d.saturating_duration_since(now))
         } else {
             Some(Duration::ZERO)
         };
@@ -377,11 +389,18 @@ impl EventLoop {
                 }
                 continue;
             }
+            if token == outbound::WAKER_TOKEN {
+                self.bridge_resolved(now);
+                continue;
+            }
             if token.0 >= LISTENER_TOKEN_BASE {
                 self.accept(token.0 - LISTENER_TOKEN_BASE, now);
                 continue;
             }
             let conn = ConnId(token.0 as u32);
+            if (writable || closed) && self.link_connect_ready(conn, closed, now) {
+                continue;
+            }
             if writable {
                 self.queue_flush(conn);
             }
@@ -391,6 +410,7 @@ impl EventLoop {
                 self.read(conn, until, now);
             }
         }
+        self.bridge_timers(now);
         self.broker.on_timers(now, &mut self.sockets);
         // Deliveries go out before the commit, so subscribers work while it runs; answers to
         // a client's own packets (PUBACK, PUBREC, PUBCOMP, PINGRESP) wait for it.
@@ -486,7 +506,7 @@ impl EventLoop {
         }
         let mut budget = READ_BUDGET_PER_PASS;
         loop {
-            if !self.broker.wants_input(conn) || self.broker.is_paused(conn) {
+            if !self.wants_input(conn) || self.broker.is_paused(conn) {
                 return;
             }
             let Some(connection) = self.sockets.slots.get_mut(conn) else {
@@ -518,11 +538,18 @@ impl EventLoop {
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                     // Not TLS (plain MQTT or garbage on a TLS port), a failed handshake (no or
                     // a wrong client certificate), or a broken record: this client only.
-                    let (peer, listener) = (connection.peer, connection.listener);
-                    log::info!(
-                        "{conn:?} from {peer} on {}: {e}; closing",
-                        self.listener_name(listener)
-                    );
+                    // For a bridge link: the remote's certificate failed verification, or
+                    // the remote does not speak TLS; the link logs it and backs off.
+                    let (peer, listener, link) =
+                        (connection.peer, connection.listener, connection.link);
+                    if link.is_some() {
+                        self.note_link_close(conn, &e.to_string());
+                    } else {
+                        log::info!(
+                            "{conn:?} from {peer} on {}: {e}; closing",
+                            self.listener_name(listener)
+                        );
+                    }
                     // The alert rustls queued, if the socket takes it.
                     self.queue_flush(conn);
                     return self.mark_closing(conn);
@@ -587,6 +614,9 @@ impl EventLoop {
     /// Decodes and handles every complete packet in `input`; returns the bytes consumed, or
     /// `None` after a decode error.
     fn decode_all(&mut self, conn: ConnId, input: &[u8], now: Instant) -> Option<usize> {
+        if let Some(index) = self.link_of(conn) {
+            return self.decode_link(index, conn, input, now);
+        }
         let mut used = 0;
         while used < input.len() {
             if !self.broker.wants_input(conn) {
@@ -678,6 +708,9 @@ impl EventLoop {
     }
 
     fn listener_name(&self, id: ListenerId) -> &str {
+        if id == ListenerId::OUTBOUND {
+            return "an outbound bridge link";
+        }
         self.listeners.get(usize::from(id.0)).map_or("?", |l| l.plan.name.as_str())
     }
 
@@ -694,6 +727,7 @@ impl EventLoop {
         if let Some(connection) = self.sockets.slots.get(conn) {
             log::debug!("{conn:?} ({}): {why}", connection.peer);
         }
+        self.note_link_close(conn, why);
         self.mark_closing(conn);
     }
 
@@ -708,8 +742,12 @@ impl EventLoop {
             connection.drain_input(&mut self.read_buffer);
             connection.transport.close();
             let _ = self.poll.registry().deregister(connection.transport.socket_mut());
+            let link = connection.link;
             drop(connection);
             self.broker.on_closed(conn, now, &mut self.sockets);
+            if let Some(index) = link {
+                self.link_closed(index, now);
+            }
         }
         // A will published by `on_closed` may have queued output for others.
         if !self.sockets.to_flush.is_empty() {
