@@ -1138,3 +1138,6 @@ fn slow_subscriber_that_caught_up_pauses_its_publishers_again() {
 /// Issue 9 §3: acknowledgement states, expiry rounding, the client's Maximum Packet Size for
 /// every packet, and the reason codes clients expect.
 mod protocol;
+
+/// Defects found by the fuzz targets (fuzz/README.md).
+mod fuzz_findings;
