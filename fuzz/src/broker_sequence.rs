@@ -53,6 +53,12 @@ use edgemq::store::Store;
 /// keeps finding other things. Set to false with the fix.
 const FINDING_1_TOLERATED: bool = true;
 
+/// Finding 2: on a 5.0 reconnect with a session present, every unacknowledged message is
+/// re-sent at once, also past the Receive Maximum of the new connection (MQTT-3.3.4-9). While
+/// that is not fixed, the window is checked when a new message is sent (DUP clear), not when
+/// an old one is re-sent. Set to false with the fix.
+const FINDING_2_TOLERATED: bool = true;
+
 /// Connections alive at once (`ConnId` 0..SLOTS).
 pub const SLOTS: usize = 4;
 /// Operations per input, at most: enough for long flows, bounded time per run.
@@ -165,6 +171,8 @@ struct Slot {
     close_requested: bool,
     /// What was sent after `Outbox::close`, judged after the broker call (finding 1).
     sent_after_close: Option<&'static str>,
+    /// Closed by `Outbox::close` but still `Active` in the broker after a call (finding 1).
+    zombie: bool,
     /// The client closed its socket.
     peer_closed: bool,
     /// The last moment the broker heard from it or had it paused (keep-alive clock).
@@ -192,6 +200,7 @@ impl Slot {
             keep_alive: 0,
             close_requested: false,
             sent_after_close: None,
+            zombie: false,
             peer_closed: false,
             last_active: now,
             unacked: BTreeSet::new(),
@@ -237,8 +246,11 @@ impl Outbox for Net {
         let max_qos = self.limits.max_qos;
         let max_inflight = usize::from(self.limits.max_inflight);
         let slot = self.slot(conn);
-        if slot.close_requested && slot.sent_after_close.is_none() {
-            slot.sent_after_close = Some(packet.name());
+        if slot.close_requested {
+            // Judged after the call (`after_call`); the client has no connection to read it.
+            slot.sent_after_close.get_or_insert(packet.name());
+            checked_encoding(packet, version);
+            return;
         }
         if let Some(declared) = slot.version {
             assert_eq!(version, declared, "{conn:?}: {} in another version", packet.name());
@@ -272,8 +284,9 @@ impl Outbox for Net {
                 if let Some(id) = publish.packet_id {
                     slot.unacked.insert(id.get());
                     let window = max_inflight.min(usize::from(slot.receive_maximum));
+                    let resent = FINDING_2_TOLERATED && publish.dup;
                     assert!(
-                        slot.unacked.len() <= window,
+                        resent || slot.unacked.len() <= window,
                         "{conn:?}: {} unacknowledged QoS 1/2 deliveries, window {window} \
                          (max_inflight / Receive Maximum, MQTT-3.3.4-9): {:?}",
                         slot.unacked.len(),
@@ -525,10 +538,14 @@ impl Harness {
     /// Checks that need the broker back after each call into it.
     fn after_call(&mut self) {
         for (index, slot) in self.net.slots.iter_mut().enumerate() {
-            let Some(what) = slot.sent_after_close.take() else { continue };
             let conn = ConnId(index as u32);
-            let finding_1 = slot.open && self.broker.wants_input(conn);
-            assert!(FINDING_1_TOLERATED && finding_1, "{conn:?}: {what} sent after Outbox::close");
+            if slot.open && slot.close_requested && self.broker.wants_input(conn) {
+                slot.zombie = true;
+            }
+            if let Some(what) = slot.sent_after_close.take() {
+                let finding_1 = FINDING_1_TOLERATED && slot.zombie;
+                assert!(finding_1, "{conn:?}: {what} sent after Outbox::close");
+            }
         }
     }
 
