@@ -115,3 +115,27 @@ fn round_trip(packet: &Packet, version: ProtocolVersion, ctx: &DecodeContext) {
         other => panic!("re-decoding {packet:?} from {out:02X?} gave {other:?}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_byte_is_the_inverse_of_context() {
+        for byte in 0..8 {
+            let ctx = context(byte);
+            assert_eq!(context_byte(ctx.role, ctx.version), byte);
+        }
+    }
+
+    #[test]
+    fn every_seed_runs() {
+        let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/decode");
+        let mut ran = 0;
+        for entry in std::fs::read_dir(seeds).expect("seeds/decode") {
+            run(&std::fs::read(entry.expect("a seed").path()).expect("a seed file"));
+            ran += 1;
+        }
+        assert!(ran > 60, "{ran} seeds");
+    }
+}
