@@ -9,6 +9,8 @@
 //! * a packet consumes at least the 2-byte fixed header and at most what was there;
 //! * every strict prefix of a decoded packet is "need more bytes" (`Ok(None)`): the decoder
 //!   never judges a packet before it has it whole, nor differently once more bytes arrive;
+//!   likewise a prefix of an incomplete packet is incomplete, and an error stays the same
+//!   error when a byte is appended;
 //! * round trip: `encode(packet)` is exactly `encoded_len(packet)` bytes, and decoding those
 //!   bytes in the same context gives the same packet, consuming all of them;
 //! * a CONNECT decoded by a server is what `sniff_connect_version` reads off its bytes.
@@ -67,7 +69,19 @@ pub fn run(data: &[u8]) {
         let _ = sniff_connect_version(rest);
         let (packet, used) = match codec::decode(rest, &ctx) {
             Ok(Some(decoded)) => decoded,
-            Ok(None) | Err(_) => return,
+            Ok(None) => {
+                // Incomplete stays incomplete for fewer bytes.
+                let half = &rest[..rest.len() / 2];
+                assert_eq!(codec::decode(half, &ctx), Ok(None), "a prefix of an incomplete packet");
+                return;
+            }
+            Err(error) => {
+                // An error is judged on bytes that are there: more bytes do not change it.
+                let mut more = rest.to_vec();
+                more.push(0);
+                assert_eq!(codec::decode(&more, &ctx), Err(error), "the same bytes and one more");
+                return;
+            }
         };
         assert!(used >= 2 && used <= rest.len(), "consumed {used} of {} bytes", rest.len());
         let bytes = &rest[..used];

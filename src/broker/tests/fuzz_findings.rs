@@ -10,7 +10,8 @@ use super::*;
 /// stays `Active` (no `close_conn`, no detach), so it keeps taking input from a connection it
 /// has decided to drop — packets already read from the socket in the same pass are handled,
 /// PUBLISHes routed — and keeps sending to it (a second CONNECT there gets a DISCONNECT after
-/// the close). `net` reports the socket closed only at the end of the pass.
+/// the close; a takeover of its client id sends DISCONNECT 0x8E to a client that never got a
+/// CONNACK). `net` reports the socket closed only at the end of the pass.
 #[test]
 #[ignore = "fuzz finding 1: a connection closed by transmit() stays Active until on_closed"]
 fn a_connection_closed_for_an_oversized_packet_takes_no_more_input() {
