@@ -157,7 +157,8 @@ fuzz-smoke: ## Each fuzz target for FUZZ_SECONDS (default 20) from the seed corp
 	    echo "fuzz-smoke: $$target for $(FUZZ_SECONDS) s (log: fuzz/$$log)"; \
 	    if ! $(CARGO) fuzz run $(FUZZ_FLAGS) $$target corpus/$$target seeds/$$target -- \
 	            -max_total_time=$(FUZZ_SECONDS) $(FUZZ_LIBFUZZER) >$$log 2>&1; then \
-	        grep -v '^INFO:' $$log | tail -n 60; \
+	        grep -A2 'panicked at' $$log | head -n 6 || true; \
+	        grep -v '^INFO:' $$log | tail -n 25; \
 	        echo "fuzz-smoke: $$target FAILED; the input is in fuzz/artifacts/$$target/" >&2; \
 	        exit 1; \
 	    fi; \
