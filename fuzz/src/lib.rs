@@ -4,6 +4,7 @@
 //!
 //! Every check panics on a broken promise; the panic message says which promise.
 
+pub mod auth_files;
 pub mod broker_sequence;
 pub mod decode;
 pub mod topic;
