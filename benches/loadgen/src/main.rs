@@ -67,8 +67,14 @@ Options of `run` (defaults in brackets):
                            publishers at its limit instead of dropping) [same as --queue]
   --log-level LEVEL        edgemq --log-level [warn; at least info in offline]
   --keep-dirs              keep each broker's directory (config, log, data) afterwards
-  --edgemq-data DIR        edgemq --data: an existing directory, e.g. a slow file system mounted
-                           there (benches/slow-storage.sh) [data/ in the broker's directory]
+  --data-dir DIR           the broker's data directory (edgemq --data, Mosquitto
+                           persistence_location): an existing directory, e.g. a slow file system
+                           mounted there (benches/slow-storage.sh); --edgemq-data is an alias
+                           [data/ in the broker's directory]
+  --edgemq-sqlite LINE     a line added to edgemq's [sqlite] table, e.g. max_wal_size = '4MB'
+                           (repeatable)
+  --fs-status FILE         offline: read fsync counters (`fsyncs=N fsyncdirs=N`, lossyfs's
+                           control file) before and after the enqueue phase
 ";
 
 /// An error with a message for the JSON line; every failure in this tool is one of these.
@@ -153,7 +159,8 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
             work_root: std::env::temp_dir(),
             log_level: "warn".to_string(),
             keep_dirs: false,
-            edgemq_data: None,
+            data_dir: None,
+            edgemq_sqlite: Vec::new(),
         },
         version: ProtocolVersion::V311,
         run: 1,
@@ -170,6 +177,7 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
         queue: 1_000_000,
         edgemq_queue: None,
         mosquitto_variant: MosquittoVariant::Defaults,
+        fs_status: None,
     };
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
@@ -203,7 +211,11 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
             "--workdir" => options.launcher.work_root = PathBuf::from(value()?),
             "--log-level" => options.launcher.log_level = value()?,
             "--keep-dirs" => options.launcher.keep_dirs = true,
-            "--edgemq-data" => options.launcher.edgemq_data = Some(PathBuf::from(value()?)),
+            "--edgemq-sqlite" => options.launcher.edgemq_sqlite.push(value()?),
+            "--fs-status" => options.fs_status = Some(PathBuf::from(value()?)),
+            "--data-dir" | "--edgemq-data" => {
+                options.launcher.data_dir = Some(PathBuf::from(value()?))
+            }
             "--run" => options.run = number(flag, &value()?)?,
             "--protocol" => {
                 options.version = match value()?.as_str() {

@@ -141,6 +141,9 @@ pub struct Options {
     pub edgemq_queue: Option<usize>,
     /// Mosquitto's set-up in the throughput scenarios.
     pub mosquitto_variant: MosquittoVariant,
+    /// `offline`: a file with `fsyncs=N fsyncdirs=N ...` counters (tests/powercut/lossyfs.py's
+    /// control file), read before and after the enqueue phase.
+    pub fs_status: Option<std::path::PathBuf>,
 }
 
 impl Options {
