@@ -30,6 +30,22 @@ pub fn inspect(dir: &Path) -> Result<String, StoreError> {
     .map_err(fail)?;
     let mut out = String::new();
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(fail)?;
+    // A database whose schema never reached the disk (a power cut after the first start,
+    // before anything was acknowledged): an empty file, or one without tables. The broker
+    // creates the schema at its next start; there is nothing in it to report.
+    let tables: i64 = db
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
+        .map_err(fail)?;
+    if version == 0 && tables == 0 {
+        let _ = writeln!(
+            out,
+            "database: {} (uninitialised: no schema yet; edgemq creates it at start-up)",
+            path.display()
+        );
+        let _ = writeln!(out, "ring: 0 messages, 0 bytes; retained: 0");
+        let _ = writeln!(out, "sessions: 0");
+        return Ok(out);
+    }
     // Rows before a session's `first_live` (schema 2) are delivered and wait to be deleted.
     let live = if version >= 2 { "m.seq >= coalesce(s.first_live, 0)" } else { "1" };
     // Schema 3 records when each row was queued.

@@ -250,6 +250,49 @@ fn inspect_reports_sessions_and_subscriptions() {
     assert!(report.contains("ring: 1 messages"), "{report}");
 }
 
+/// Every file in `dir` with its contents.
+fn files(dir: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            (e.file_name(), std::fs::read(e.path()).expect("read file"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn inspect_reports_an_uninitialised_store_without_touching_it() {
+    // What a power cut right after the first start can leave: the database file exists but
+    // its schema never reached the disk, either as an empty file or as a WAL-mode header
+    // without tables. The broker starts on both; inspect must say so, not fail, and write
+    // nothing.
+    let empty = TempDir::new("inspect-empty");
+    std::fs::write(empty.path().join(DB_FILE), b"").expect("create empty database file");
+    let header = TempDir::new("inspect-header");
+    {
+        let db = Connection::open(header.path().join(DB_FILE)).expect("open");
+        let mode: String =
+            db.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).expect("wal");
+        assert_eq!(mode, "wal");
+    }
+    for dir in [&empty, &header] {
+        let before = files(dir.path());
+        let report = inspect(dir.path()).expect("inspect an uninitialised store");
+        assert!(report.contains("uninitialised"), "{report}");
+        assert!(report.contains("ring: 0 messages"), "{report}");
+        assert!(report.contains("sessions: 0"), "{report}");
+        assert_eq!(files(dir.path()), before, "inspect changed the data directory");
+        // The broker itself starts on it and creates the schema.
+        drop(Store::open(dir.path(), config(|_| {})).expect("open after inspect"));
+        let report = inspect(dir.path()).expect("inspect");
+        assert!(!report.contains("uninitialised"), "{report}");
+        assert!(report.contains("sessions: 0"), "{report}");
+    }
+}
+
 // ----- Delivered rows ---------------------------------------------------------------------------
 
 fn physical_rows(store: &Store, id: StoredSessionId) -> i64 {

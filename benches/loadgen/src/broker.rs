@@ -131,9 +131,12 @@ pub struct Launcher {
     pub log_level: String,
     /// Keep every broker directory (config, log, data) for inspection.
     pub keep_dirs: bool,
-    /// edgemq `--data`: a directory the caller provides (e.g. a slow file system mounted
-    /// there, benches/slow-storage.sh) instead of `data/` in the broker directory.
-    pub edgemq_data: Option<PathBuf>,
+    /// The broker's data directory (edgemq `--data`, Mosquitto `persistence_location`): a
+    /// directory the caller provides (e.g. a slow file system mounted there,
+    /// benches/slow-storage.sh) instead of `data/` in the broker directory.
+    pub data_dir: Option<PathBuf>,
+    /// Extra `[sqlite]` lines for edgemq's config (e.g. `max_wal_size = "4MB"`).
+    pub edgemq_sqlite: Vec<String>,
 }
 
 pub struct BrokerProcess {
@@ -213,16 +216,18 @@ impl BrokerProcess {
             fs::remove_dir_all(&dir)?;
         }
         fs::create_dir_all(dir.join("data"))?;
-        let data = match (&launcher.edgemq_data, launcher.kind) {
-            (Some(data), Kind::Edgemq) => data.clone(),
-            _ => dir.join("data"),
-        };
+        let data = launcher.data_dir.clone().unwrap_or_else(|| dir.join("data"));
         let port = free_port()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let argv: Vec<OsString> = match launcher.kind {
             Kind::Edgemq => {
                 let conf = dir.join("edgemq.toml");
-                fs::write(&conf, edgemq_config(settings, &data, port))?;
+                let mut config = edgemq_config(settings, &data, port);
+                for line in &launcher.edgemq_sqlite {
+                    config.push_str(line);
+                    config.push('\n');
+                }
+                fs::write(&conf, config)?;
                 vec![
                     launcher.edgemq_bin.clone().into(),
                     "--conf".into(),
@@ -237,7 +242,7 @@ impl BrokerProcess {
             }
             Kind::Mosquitto => {
                 let conf = dir.join("mosquitto.conf");
-                fs::write(&conf, mosquitto_config(settings, &dir.join("data"), port))?;
+                fs::write(&conf, mosquitto_config(settings, &data, port))?;
                 vec![launcher.mosquitto_bin.clone().into(), "-c".into(), conf.into()]
             }
         };

@@ -72,8 +72,14 @@ Options of `run` (defaults in brackets):
                            [bridges.up] max_inflight and Mosquitto max_inflight_messages [32]
   --log-level LEVEL        edgemq --log-level [warn; at least info in offline]
   --keep-dirs              keep each broker's directory (config, log, data) afterwards
-  --edgemq-data DIR        edgemq --data: an existing directory, e.g. a slow file system mounted
-                           there (benches/slow-storage.sh) [data/ in the broker's directory]
+  --data-dir DIR           the broker's data directory (edgemq --data, Mosquitto
+                           persistence_location): an existing directory, e.g. a slow file system
+                           mounted there (benches/slow-storage.sh); --edgemq-data is an alias
+                           [data/ in the broker's directory]
+  --edgemq-sqlite LINE     a line added to edgemq's [sqlite] table, e.g. max_wal_size = '4MB'
+                           (repeatable)
+  --fs-status FILE         offline: read fsync counters (`fsyncs=N fsyncdirs=N`, lossyfs's
+                           control file) before and after the enqueue phase
 ";
 
 /// An error with a message for the JSON line; every failure in this tool is one of these.
@@ -158,7 +164,8 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
             work_root: std::env::temp_dir(),
             log_level: "warn".to_string(),
             keep_dirs: false,
-            edgemq_data: None,
+            data_dir: None,
+            edgemq_sqlite: Vec::new(),
         },
         version: ProtocolVersion::V311,
         run: 1,
@@ -177,6 +184,7 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
         mosquitto_variant: MosquittoVariant::Defaults,
         bridge_messages: 100_000,
         bridge_inflight: 32,
+        fs_status: None,
     };
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
@@ -210,7 +218,11 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
             "--workdir" => options.launcher.work_root = PathBuf::from(value()?),
             "--log-level" => options.launcher.log_level = value()?,
             "--keep-dirs" => options.launcher.keep_dirs = true,
-            "--edgemq-data" => options.launcher.edgemq_data = Some(PathBuf::from(value()?)),
+            "--edgemq-sqlite" => options.launcher.edgemq_sqlite.push(value()?),
+            "--fs-status" => options.fs_status = Some(PathBuf::from(value()?)),
+            "--data-dir" | "--edgemq-data" => {
+                options.launcher.data_dir = Some(PathBuf::from(value()?))
+            }
             "--run" => options.run = number(flag, &value()?)?,
             "--protocol" => {
                 options.version = match value()?.as_str() {

@@ -71,7 +71,9 @@ pub enum Phase {
 }
 
 pub fn run(options: &Options, phase: Phase, out: &mut Object) -> Result<(), Error> {
-    let upstream_launcher = Launcher { kind: Kind::Mosquitto, ..options.launcher.clone() };
+    // The upstream keeps its data (none: persistence off) in its own directory.
+    let upstream_launcher =
+        Launcher { kind: Kind::Mosquitto, data_dir: None, ..options.launcher.clone() };
     let upstream_settings = Settings {
         mosquitto_inflight: Some(UPSTREAM_INFLIGHT),
         upstream: true,
@@ -191,6 +193,7 @@ fn publisher_plan(
         end,
         interval: None,
         epoch,
+        record_ack_latency: false,
     }
 }
 
@@ -343,6 +346,9 @@ fn replay(
         local.kill9()?;
         local.restart()?;
         out.num("local_restart_s", killed.elapsed().as_secs_f64());
+        // A restarted bridge tries the upstream at once, then every `RETRY_S`: let that first
+        // attempt fail, or it could race the upstream's subscriber (as it did in a trial run).
+        thread::sleep(NOTICE);
     }
     let restarted = local.usage()?;
 

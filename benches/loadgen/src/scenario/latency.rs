@@ -76,6 +76,7 @@ pub fn run(options: &Options, qos: QoS, out: &mut Object) -> Result<(), Error> {
             end,
             interval: Some(interval),
             epoch,
+            record_ack_latency: false,
         };
         let pub_handle = s.spawn(move || worker::publish(publisher, &plan, stop));
         let pub_result = join(pub_handle, "publisher", clients);

@@ -3,7 +3,8 @@
 //! 1. The subscriber connects with a persistent session (3.1.1: clean session 0; 5.0: clean
 //!    start 0 and Session Expiry Interval 1 h), subscribes at QoS 1 and disconnects.
 //! 2. 8 publishers send `offline_messages` QoS 1 messages in total (`window` in flight each);
-//!    the enqueue rate is messages / time until the last PUBACK.
+//!    the enqueue rate is messages / time until the last PUBACK; every message's
+//!    acknowledgement latency (PUBLISH written -> PUBACK read) gives `ack_p50_us`, `ack_p99_us`.
 //! 3. The subscriber reconnects (expects session present) and drains; every message is
 //!    checked per publisher by sequence number: none missing, no duplicates, in order.
 //! 4. edgemq only: it is stopped with SIGTERM and the `store totals: C commits, S log syncs,
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use edgemq::codec::QoS;
 
 use super::worker::{self, PublisherPlan, SubscriberControl, SubscriberPlan};
-use super::{close_all, join, record_start_rss, record_usage, FirstError, Options};
+use super::{close_all, join, percentile_us, record_start_rss, record_usage, FirstError, Options};
 use crate::broker::{BrokerProcess, Kind, Settings, Stopped};
 use crate::client::{Client, ConnectOptions};
 use crate::json::Object;
@@ -65,7 +66,9 @@ pub fn run(options: &Options, out: &mut Object) -> Result<(), Error> {
     let addr = broker.addr;
     record_start_rss(out, &broker)?;
     let total = options.offline_messages;
-    out.int("messages", total).int("publishers", PUBLISHERS as u64);
+    out.int("messages", total)
+        .int("publishers", PUBLISHERS as u64)
+        .int("window", options.window as u64);
 
     // 1. Persistent session with a QoS 1 subscription, then offline.
     let (mut sub, _) = Client::connect(addr, &subscriber_options(options))?;
@@ -84,6 +87,7 @@ pub fn run(options: &Options, out: &mut Object) -> Result<(), Error> {
     let epoch = Instant::now();
     let start = epoch + Duration::from_millis(50);
     let stop = AtomicBool::new(false);
+    let fs_before = options.fs_status.as_deref().map(FsSyncs::read).transpose()?;
     let before = broker.usage()?;
     let mut clients = Vec::with_capacity(PUBLISHERS + 1);
     let pub_results: Vec<_> = thread::scope(|s| {
@@ -106,6 +110,7 @@ pub fn run(options: &Options, out: &mut Object) -> Result<(), Error> {
                     end: start + ENQUEUE_LIMIT,
                     interval: None,
                     epoch,
+                    record_ack_latency: true,
                 };
                 s.spawn(move || worker::publish(client, &plan, stop))
             })
@@ -113,6 +118,12 @@ pub fn run(options: &Options, out: &mut Object) -> Result<(), Error> {
         handles.into_iter().map(|h| join(h, "publisher", clients)).collect()
     });
     let enqueued = broker.usage()?;
+    if let (Some(path), Some(before)) = (options.fs_status.as_deref(), fs_before) {
+        // Every fsync the file system saw while the publishers ran (log, database, directory).
+        let after = FsSyncs::read(path)?;
+        out.int("enqueue_fs_fsyncs", after.fsyncs.saturating_sub(before.fsyncs))
+            .int("enqueue_fs_fsyncdirs", after.fsyncdirs.saturating_sub(before.fsyncdirs));
+    }
     close_all(std::mem::take(&mut clients));
     let mut errors = FirstError::default();
     let pubs: Vec<_> = pub_results.into_iter().filter_map(|r| errors.take(r)).collect();
@@ -124,6 +135,15 @@ pub fn run(options: &Options, out: &mut Object) -> Result<(), Error> {
         .filter_map(|p| p.last_ack)
         .max()
         .map_or(f64::NAN, |t| t.duration_since(start).as_secs_f64());
+    // Acknowledgement latency: PUBLISH written -> PUBACK read, every message of every
+    // publisher (edgemq `sync`: includes waiting for the fsync'd commit).
+    let mut ack_ns: Vec<u64> =
+        pubs.iter().flat_map(|p| p.ack_latencies_ns.iter().copied()).collect();
+    ack_ns.sort_unstable();
+    out.num("ack_p50_us", percentile_us(&ack_ns, 0.50))
+        .num("ack_p99_us", percentile_us(&ack_ns, 0.99))
+        .num("ack_p999_us", percentile_us(&ack_ns, 0.999))
+        .num("ack_max_us", percentile_us(&ack_ns, 1.0));
     out.int("sent", sent)
         .int("acked", acked)
         .int("refused", pubs.iter().map(|p| p.refused).sum())
@@ -249,6 +269,30 @@ impl StoreTotals {
     }
 }
 
+/// fsync counters of a file system that reports them (tests/powercut/lossyfs.py's control
+/// file: `fsyncs=N fsyncdirs=N writes=N ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FsSyncs {
+    fsyncs: u64,
+    fsyncdirs: u64,
+}
+
+impl FsSyncs {
+    fn read(path: &Path) -> Result<FsSyncs, Error> {
+        let text = fs::read_to_string(path)?;
+        FsSyncs::parse(&text)
+            .ok_or_else(|| Error::new(format!("{}: no fsync counters in {text:?}", path.display())))
+    }
+
+    fn parse(text: &str) -> Option<FsSyncs> {
+        let value = |key: &str| {
+            text.split_whitespace()
+                .find_map(|word| word.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+        };
+        Some(FsSyncs { fsyncs: value("fsyncs")?, fsyncdirs: value("fsyncdirs")? })
+    }
+}
+
 /// Bytes of the files directly in `dir` (the store is flat).
 fn dir_size(dir: &Path) -> u64 {
     fs::read_dir(dir)
@@ -266,6 +310,15 @@ fn dir_size(dir: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fs_syncs_counters() {
+        assert_eq!(
+            FsSyncs::parse("fsyncs=12 fsyncdirs=3 writes=40 written_bytes=9000 cut=0\n"),
+            Some(FsSyncs { fsyncs: 12, fsyncdirs: 3 })
+        );
+        assert_eq!(FsSyncs::parse("writes=40"), None);
+    }
 
     #[test]
     fn store_totals_line() {

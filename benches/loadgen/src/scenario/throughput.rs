@@ -161,6 +161,7 @@ pub fn run(
                     end,
                     interval: None,
                     epoch,
+                    record_ack_latency: false,
                 };
                 s.spawn(move || worker::publish(client, &plan, stop))
             })

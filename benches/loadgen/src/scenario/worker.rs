@@ -36,6 +36,9 @@ pub struct PublisherPlan {
     pub interval: Option<Duration>,
     /// Payload timestamps count from here.
     pub epoch: Instant,
+    /// Record each QoS 1/2 message's acknowledgement latency (PUBLISH written -> PUBACK /
+    /// PUBCOMP read) in `PublisherStats::ack_latencies_ns`.
+    pub record_ack_latency: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -47,23 +50,27 @@ pub struct PublisherStats {
     pub refused: u64,
     pub last_send: Option<Instant>,
     pub last_ack: Option<Instant>,
+    /// Nanoseconds from handing a PUBLISH to the socket to reading its PUBACK / PUBCOMP,
+    /// unsorted; only with `PublisherPlan::record_ack_latency`.
+    pub ack_latencies_ns: Vec<u64>,
 }
 
-/// Packet ids in flight, indexed by id (the window is far below 65,535).
+/// Packet ids in flight, indexed by id (the window is far below 65,535), with the time each
+/// was queued.
 struct InFlight {
-    slots: Vec<bool>,
+    slots: Vec<Option<Instant>>,
     count: usize,
 }
 
 impl InFlight {
     fn new() -> InFlight {
-        InFlight { slots: vec![false; 65536], count: 0 }
+        InFlight { slots: vec![None; 65536], count: 0 }
     }
 
-    fn insert(&mut self, id: u16) -> Result<(), Error> {
+    fn insert(&mut self, id: u16, at: Instant) -> Result<(), Error> {
         match self.slots.get_mut(usize::from(id)) {
-            Some(slot) if !*slot => {
-                *slot = true;
+            Some(slot) if slot.is_none() => {
+                *slot = Some(at);
                 self.count += 1;
                 Ok(())
             }
@@ -71,15 +78,13 @@ impl InFlight {
         }
     }
 
-    fn remove(&mut self, id: u16) -> bool {
-        match self.slots.get_mut(usize::from(id)) {
-            Some(slot) if *slot => {
-                *slot = false;
-                self.count -= 1;
-                true
-            }
-            _ => false,
+    /// When the message with this id was queued, if it was in flight.
+    fn remove(&mut self, id: u16) -> Option<Instant> {
+        let sent = self.slots.get_mut(usize::from(id)).and_then(Option::take);
+        if sent.is_some() {
+            self.count -= 1;
         }
+        sent
     }
 }
 
@@ -136,7 +141,7 @@ fn publish_inner(
                 };
                 Stamp { publisher: plan.id, seq: stats.sent, sent_ns }.write(&mut payload);
                 if let Some(id) = client.queue_publish(&topic, plan.qos, &payload) {
-                    inflight.insert(id.get())?;
+                    inflight.insert(id.get(), now)?;
                 }
                 stats.sent += 1;
             }
@@ -183,18 +188,21 @@ fn publish_inner(
         while let Some(packet) = next {
             match packet {
                 Packet::Puback(ack) | Packet::Pubcomp(ack) => {
-                    if inflight.remove(ack.packet_id.get()) {
+                    if let Some(sent) = inflight.remove(ack.packet_id.get()) {
                         stats.acked += 1;
                         if ack.reason.is_error() {
                             stats.refused += 1;
                         }
                         last_progress = Instant::now();
+                        if plan.record_ack_latency {
+                            stats.ack_latencies_ns.push(ns_since(sent, last_progress));
+                        }
                     }
                 }
                 Packet::Pubrec(ack) => {
                     if ack.reason.is_error() {
                         // A refused QoS 2 message ends here (MQTT 5.0 §4.3.3).
-                        if inflight.remove(ack.packet_id.get()) {
+                        if inflight.remove(ack.packet_id.get()).is_some() {
                             stats.acked += 1;
                             stats.refused += 1;
                         }
