@@ -6,6 +6,9 @@
 # issue 5's reference table: it drops at its queue limit, counted as lost) and set up not to
 # drop ("no-drop": a 1,000,000 queue, edgemq's window, publishers capped at the queue). Latency
 # and idle run it once with its defaults, offline once with persistence and a 100,000 queue.
+# The bridge scenarios (bridge_live, bridge_replay, bridge_kill9; `bridge` in BENCH_SCENARIOS
+# names all three) run a local broker bridging to an upstream Mosquitto: edgemq's bridge
+# against Mosquitto as the bridge, each with a fresh upstream.
 #
 # Each scenario run is one `edgemq-loadgen run` process that starts a fresh broker in its own
 # directory under a private temporary directory, drives it, kills it and prints one JSON line.
@@ -50,6 +53,12 @@ log "== building edgemq and edgemq-loadgen (release)"
 EDGEMQ=$TARGET/release/edgemq
 LOADGEN=$TARGET/release/edgemq-loadgen
 read -r -a SCENARIOS <<<"${BENCH_SCENARIOS:-$("$LOADGEN" scenarios)}"
+# `bridge` is short for the three bridge scenarios.
+expanded=()
+for s in "${SCENARIOS[@]}"; do
+    if [[ $s == bridge ]]; then expanded+=(bridge_live bridge_replay bridge_kill9); else expanded+=("$s"); fi
+done
+SCENARIOS=("${expanded[@]}")
 
 # The idle scenario holds CONNECTIONS sockets in the load generator and as many in the broker
 # (each process has its own table, both inherit this limit).
@@ -102,6 +111,7 @@ run_one() {
     # The variant the load generator would have recorded, for the line written on its behalf.
     if [[ $broker == edgemq ]]; then variant=sync
     elif [[ $scenario == offline ]]; then variant=persistence
+    elif [[ $scenario == bridge_* ]]; then variant=bridge
     else variant=defaults; fi
     local args=("$@")
     for ((i = 0; i + 1 < ${#args[@]}; i++)); do

@@ -7,6 +7,7 @@
 //! directory, also on error paths and panics (the crate unwinds). The broker's PID is written
 //! to `<dir>/broker.pid` so `run.sh` can kill it even if this process is killed itself.
 
+use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -77,6 +78,29 @@ pub struct Settings {
     pub mosquitto_queue: Option<usize>,
     /// Mosquitto only: `persistence true`.
     pub persistence: bool,
+    /// A bridge to an upstream broker (the bridge scenarios' local broker).
+    pub bridge: Option<BridgeSettings>,
+    /// Mosquitto only: the bridge scenarios' upstream (its subscriber's window and an unlimited
+    /// queue, and connection and subscription log lines, whose order the scenario checks).
+    pub upstream: bool,
+}
+
+/// The bridge of the local broker in the bridge scenarios, the same for both brokers.
+#[derive(Debug, Clone)]
+pub struct BridgeSettings {
+    pub upstream: SocketAddr,
+    /// Client id on the upstream.
+    pub client_id: String,
+    /// Messages in flight to the upstream: edgemq `max_inflight` of the bridge, Mosquitto
+    /// `max_inflight_messages` (global: its bridge is the only outgoing client).
+    pub inflight: u16,
+    /// Queue cap while the upstream is away: edgemq `max_queued` of the bridge, Mosquitto
+    /// `max_queued_messages`; far above what a scenario publishes, so nothing drops.
+    pub queue: usize,
+    /// Reconnect interval, whole seconds: edgemq `backoff_min` = `backoff_max`, Mosquitto
+    /// `restart_timeout N N` (backoff from N to N: Mosquitto 2.0.11 took 5-6 s to reconnect with
+    /// the single-value form in a trial run).
+    pub retry_s: u32,
 }
 
 impl Default for Settings {
@@ -90,6 +114,8 @@ impl Default for Settings {
             mosquitto_inflight: None,
             mosquitto_queue: None,
             persistence: false,
+            bridge: None,
+            upstream: false,
         }
     }
 }
@@ -122,6 +148,9 @@ pub struct BrokerProcess {
     data: PathBuf,
     keep_dir: bool,
     clock_ticks: u64,
+    /// Program and arguments, to start the broker again on the same port and data
+    /// (`restart`).
+    argv: Vec<OsString>,
 }
 
 /// CPU time and memory of the broker, from /proc.
@@ -190,8 +219,7 @@ impl BrokerProcess {
         let data = launcher.data_dir.clone().unwrap_or_else(|| dir.join("data"));
         let port = free_port()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let log = fs::File::create(dir.join("broker.log"))?;
-        let mut command = match launcher.kind {
+        let argv: Vec<OsString> = match launcher.kind {
             Kind::Edgemq => {
                 let conf = dir.join("edgemq.toml");
                 let mut config = edgemq_config(settings, &data, port);
@@ -200,33 +228,25 @@ impl BrokerProcess {
                     config.push('\n');
                 }
                 fs::write(&conf, config)?;
-                let mut c = Command::new(&launcher.edgemq_bin);
-                c.arg("--conf")
-                    .arg(&conf)
-                    .arg("--listen")
-                    .arg(addr.to_string())
-                    .arg("--data")
-                    .arg(&data)
-                    .arg("--log-level")
-                    .arg(&launcher.log_level);
-                c
+                vec![
+                    launcher.edgemq_bin.clone().into(),
+                    "--conf".into(),
+                    conf.into(),
+                    "--listen".into(),
+                    addr.to_string().into(),
+                    "--data".into(),
+                    data.clone().into(),
+                    "--log-level".into(),
+                    launcher.log_level.clone().into(),
+                ]
             }
             Kind::Mosquitto => {
                 let conf = dir.join("mosquitto.conf");
                 fs::write(&conf, mosquitto_config(settings, &data, port))?;
-                let mut c = Command::new(&launcher.mosquitto_bin);
-                c.arg("-c").arg(&conf);
-                c
+                vec![launcher.mosquitto_bin.clone().into(), "-c".into(), conf.into()]
             }
         };
-        command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).current_dir(&dir);
-        let child = command.spawn().map_err(|e| {
-            let bin = match launcher.kind {
-                Kind::Edgemq => &launcher.edgemq_bin,
-                Kind::Mosquitto => &launcher.mosquitto_bin,
-            };
-            Error::new(format!("cannot start {}: {e}", bin.display()))
-        })?;
+        let child = spawn(&dir, &argv)?;
         let pid = child.id();
         let mut broker = BrokerProcess {
             child,
@@ -236,10 +256,43 @@ impl BrokerProcess {
             data,
             keep_dir: launcher.keep_dirs,
             clock_ticks: clock_ticks(),
+            argv,
         };
         fs::write(broker.dir.join("broker.pid"), format!("{pid}\n"))?;
         broker.wait_ready()?;
         Ok(broker)
+    }
+
+    /// Kills the broker with SIGKILL (no chance to save anything) and waits until it is gone
+    /// and its port refuses connections.
+    pub fn kill9(&mut self) -> Result<(), Error> {
+        let _ = self.child.kill();
+        self.child.wait()?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+            if Instant::now() >= deadline {
+                return Err(Error::new(format!("{} still accepts after kill -9", self.addr)));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// Starts the broker again (after `kill9`) with the same command line: same config, port
+    /// and data. Returns once it accepts connections. The log is appended to.
+    pub fn restart(&mut self) -> Result<(), Error> {
+        if self.child.try_wait()?.is_none() {
+            self.kill9()?;
+        }
+        self.child = spawn(&self.dir, &self.argv)?;
+        self.pid = self.child.id();
+        fs::write(self.dir.join("broker.pid"), format!("{}\n", self.pid))?;
+        self.wait_ready()
+    }
+
+    /// Bytes in the broker's log so far (`log_text()[offset..]` is what came later).
+    pub fn log_len(&self) -> usize {
+        self.log_text().len()
     }
 
     fn wait_ready(&mut self) -> Result<(), Error> {
@@ -254,7 +307,7 @@ impl BrokerProcess {
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
                 return Ok(());
             }
-            thread::sleep(Duration::from_millis(20));
+            thread::sleep(Duration::from_millis(5));
         }
         Err(Error::new(format!("broker not listening after {READY_TIMEOUT:?}")))
     }
@@ -364,6 +417,21 @@ impl Drop for BrokerProcess {
     }
 }
 
+/// Starts `argv` in `dir`, output appended to `dir/broker.log`.
+fn spawn(dir: &Path, argv: &[OsString]) -> Result<Child, Error> {
+    let log = fs::OpenOptions::new().create(true).append(true).open(dir.join("broker.log"))?;
+    let (program, args) =
+        argv.split_first().ok_or_else(|| Error::new("empty broker command line"))?;
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .current_dir(dir)
+        .spawn()
+        .map_err(|e| Error::new(format!("cannot start {}: {e}", Path::new(program).display())))
+}
+
 /// The number after `key` on its `/proc/PID/status` line (KiB for `Vm*`); 0 if there is none.
 fn status_number(status: &str, key: &str) -> u64 {
     status
@@ -406,7 +474,21 @@ fn edgemq_config(s: &Settings, data: &Path, port: u16) -> String {
     let _ = writeln!(c, "durability = \"{}\"", s.durability.name());
     // The offline scenario queues 50,000 messages for one session.
     let _ = writeln!(c, "max_queued_per_session = 100000");
-    let _ = writeln!(c, "disk_cache_size = 200000");
+    let queue = s.bridge.as_ref().map_or(0, |b| b.queue);
+    let _ = writeln!(c, "disk_cache_size = {}", queue.max(200_000));
+    if let Some(b) = &s.bridge {
+        // Mosquitto's `topic bench/# out 1`, queued in the store (fsync'd before the local
+        // PUBACK in `sync`), caps far above what the scenario publishes.
+        let _ = writeln!(c, "\n[bridges.up]");
+        let _ = writeln!(c, "address = \"{}\"", b.upstream);
+        let _ = writeln!(c, "clientid = {:?}", b.client_id);
+        let _ = writeln!(c, "max_inflight = {}", b.inflight);
+        let _ = writeln!(c, "backoff_min = \"{}s\"", b.retry_s);
+        let _ = writeln!(c, "backoff_max = \"{}s\"", b.retry_s);
+        let _ = writeln!(c, "forwards = [{{ topic = \"bench/#\", qos = 1 }}]");
+        let _ = writeln!(c, "max_queued = {}", b.queue);
+        let _ = writeln!(c, "max_queued_bytes = \"1GB\"");
+    }
     c
 }
 
@@ -435,11 +517,37 @@ fn mosquitto_config(s: &Settings, data: &Path, port: u16) -> String {
     if let Some(queue) = s.mosquitto_queue {
         let _ = writeln!(c, "max_queued_messages {queue}");
     }
+    if s.upstream {
+        // 0: no limit, so the upstream never drops for its subscriber.
+        let _ = writeln!(c, "max_queued_messages 0");
+    }
+    if let Some(b) = &s.bridge {
+        // Global in Mosquitto: the bridge is this broker's only outgoing client.
+        let _ = writeln!(c, "max_inflight_messages {}", b.inflight);
+        let _ = writeln!(c, "max_queued_messages {}", b.queue);
+        let _ = writeln!(c, "queue_qos0_messages false");
+    }
     let _ = writeln!(c, "log_dest stderr");
     let _ = writeln!(c, "log_type error");
     let _ = writeln!(c, "log_type warning");
     let _ = writeln!(c, "log_type notice");
-    let _ = writeln!(c, "connection_messages false");
+    if s.upstream {
+        // The bridge scenarios check, in this log, that their subscriber had subscribed
+        // before the bridge connected.
+        let _ = writeln!(c, "log_type subscribe");
+        let _ = writeln!(c, "connection_messages true");
+    } else {
+        let _ = writeln!(c, "connection_messages false");
+    }
+    if let Some(b) = &s.bridge {
+        // Bridge options come after `connection`; persistence is left at its default (off).
+        let _ = writeln!(c, "\nconnection up");
+        let _ = writeln!(c, "address {}", b.upstream);
+        let _ = writeln!(c, "remote_clientid {}", b.client_id);
+        let _ = writeln!(c, "cleansession false");
+        let _ = writeln!(c, "restart_timeout {} {}", b.retry_s, b.retry_s);
+        let _ = writeln!(c, "topic bench/# out 1");
+    }
     c
 }
 

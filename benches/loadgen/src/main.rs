@@ -33,6 +33,7 @@ Usage:
   edgemq-loadgen scenarios
 
 Scenarios: fanin_q0 fanin_q1 fanin_q2 fanout_q0 fanout_q1 latency_q0 latency_q1 idle offline stuck
+           bridge_live bridge_replay bridge_kill9
 
 Options of `run` (defaults in brackets):
   --edgemq-bin PATH        [target/release/edgemq]
@@ -65,6 +66,10 @@ Options of `run` (defaults in brackets):
                            publishers send at most this many messages in total [1000000]
   --edgemq-queue N         edgemq's max_queued_messages in fan-in / fan-out (it pauses
                            publishers at its limit instead of dropping) [same as --queue]
+  --bridge-messages N      bridge_replay / bridge_kill9: QoS 1 messages published while the
+                           upstream is down [100000]
+  --bridge-inflight N      bridge scenarios: messages in flight to the upstream, edgemq
+                           [bridges.up] max_inflight and Mosquitto max_inflight_messages [32]
   --log-level LEVEL        edgemq --log-level [warn; at least info in offline]
   --keep-dirs              keep each broker's directory (config, log, data) afterwards
   --data-dir DIR           the broker's data directory (edgemq --data, Mosquitto
@@ -177,6 +182,8 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
         queue: 1_000_000,
         edgemq_queue: None,
         mosquitto_variant: MosquittoVariant::Defaults,
+        bridge_messages: 100_000,
+        bridge_inflight: 32,
         fs_status: None,
     };
     let mut rest = args.iter();
@@ -242,6 +249,8 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
             "--window" => options.window = number::<usize>(flag, &value()?)?.clamp(1, 65_000),
             "--broker-inflight" => options.broker_inflight = number(flag, &value()?)?,
             "--queue" => options.queue = number(flag, &value()?)?,
+            "--bridge-messages" => options.bridge_messages = number(flag, &value()?)?,
+            "--bridge-inflight" => options.bridge_inflight = number::<u16>(flag, &value()?)?.max(1),
             "--edgemq-queue" => options.edgemq_queue = Some(number(flag, &value()?)?),
             "--mosquitto-variant" => {
                 let name = value()?;

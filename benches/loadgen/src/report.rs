@@ -28,6 +28,8 @@ enum Better {
 enum Aggregate {
     Median,
     Max,
+    /// The worst run of a count that should be high (messages delivered).
+    Min,
 }
 
 struct Metric {
@@ -114,6 +116,37 @@ fn metrics(scenario: &str) -> Vec<Metric> {
             max("missing", "missing (max)"),
             max("duplicates", "duplicates (max)"),
             max("reordered", "out of order (max)"),
+        ],
+        "bridge_live" => vec![
+            median("msg_per_s", "forwarded msg/s (at the upstream subscriber)", Better::Higher),
+            median("offered_per_s", "local publishers' msg/s (PUBACKed)", Better::Higher),
+            median("cpu_us_per_msg", "local broker CPU µs/msg", Better::Lower),
+            info("upstream_cpu_us_per_msg", "upstream Mosquitto CPU µs/msg"),
+            RSS,
+            max("lost", "lost upstream (max)"),
+            max("duplicates", "duplicates upstream (max)"),
+            max("reordered", "reordered upstream (max)"),
+        ],
+        "bridge_replay" | "bridge_kill9" => vec![
+            median("enqueue_per_s", "enqueue msg/s, upstream down (PUBACKed)", Better::Higher),
+            median("replay_s", "upstream start -> last message upstream (s)", Better::Lower),
+            median(
+                "first_message_s",
+                "upstream start -> first message upstream (s)",
+                Better::Lower,
+            ),
+            median("drain_per_s", "drain msg/s (first -> last message upstream)", Better::Higher),
+            median("replay_cpu_us_per_msg", "local broker CPU µs/msg (replay)", Better::Lower),
+            RSS,
+            Metric {
+                key: "delivered",
+                label: "delivered upstream (min)",
+                better: Better::Info,
+                aggregate: Aggregate::Min,
+                scale: 1.0,
+            },
+            max("lost", "lost upstream (max)"),
+            max("duplicates", "duplicates upstream (max)"),
         ],
         _ => Vec::new(),
     }
@@ -307,6 +340,11 @@ fn legend(records: &[Object]) -> String {
          dropped. This is the fair lossless comparison.\n\
          * **edgemq** in fan-in / fan-out / stuck: {}; at the queue limit it pauses publishers \
          instead of dropping, for `mqtt.max_pause` at most.\n\
+         * **bridge_*** rows: the local broker bridges `bench/#` (QoS 1) to an upstream \
+         Mosquitto (persistence off); the defaults column is Mosquitto as the bridge \
+         (`cleansession false`, a queue that drops nothing, persistence at its default: off), \
+         edgemq runs `[bridges.up]` with `durability = \"sync\"`. Both bridges keep the same \
+         number of messages in flight upstream and retry every second.\n\
          * `edgemq/defaults` and `edgemq/no-drop` divide edgemq's median by that Mosquitto \
          column's; `better` says which direction favours edgemq.\n",
         mosquitto("defaults"),
@@ -342,6 +380,7 @@ fn aggregate(set: &[&Object], metric: &Metric) -> Option<f64> {
     let n = values.len();
     match metric.aggregate {
         Aggregate::Max => values.last().copied(),
+        Aggregate::Min => values.first().copied(),
         Aggregate::Median if n % 2 == 1 => values.get(n / 2).copied(),
         Aggregate::Median => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
     }

@@ -6,6 +6,7 @@
 //! whatever metrics could be measured before the failure. Every scenario is bounded in time
 //! and in messages (see each module), so a run cannot hang.
 
+mod bridge;
 mod idle;
 mod latency;
 mod offline;
@@ -34,6 +35,9 @@ pub const ALL: &[&str] = &[
     "idle",
     "offline",
     "stuck",
+    "bridge_live",
+    "bridge_replay",
+    "bridge_kill9",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +49,8 @@ pub enum Scenario {
     Offline,
     /// Fan-in QoS 1 beside a subscriber that never reads nor acknowledges.
     Stuck,
+    /// A local broker bridging to an upstream Mosquitto (`bridge.rs`).
+    Bridge(bridge::Phase),
 }
 
 impl Scenario {
@@ -60,6 +66,9 @@ impl Scenario {
             "idle" => Scenario::Idle,
             "offline" => Scenario::Offline,
             "stuck" => Scenario::Stuck,
+            "bridge_live" => Scenario::Bridge(bridge::Phase::Live),
+            "bridge_replay" => Scenario::Bridge(bridge::Phase::Replay),
+            "bridge_kill9" => Scenario::Bridge(bridge::Phase::Kill9),
             _ => return None,
         })
     }
@@ -72,6 +81,9 @@ impl Scenario {
             Scenario::Idle => "idle".to_string(),
             Scenario::Offline => "offline".to_string(),
             Scenario::Stuck => "stuck".to_string(),
+            Scenario::Bridge(bridge::Phase::Live) => "bridge_live".to_string(),
+            Scenario::Bridge(bridge::Phase::Replay) => "bridge_replay".to_string(),
+            Scenario::Bridge(bridge::Phase::Kill9) => "bridge_kill9".to_string(),
         }
     }
 }
@@ -141,6 +153,10 @@ pub struct Options {
     pub edgemq_queue: Option<usize>,
     /// Mosquitto's set-up in the throughput scenarios.
     pub mosquitto_variant: MosquittoVariant,
+    /// Messages queued locally while the upstream is down (bridge_replay, bridge_kill9).
+    pub bridge_messages: u64,
+    /// Messages in flight from the local broker's bridge to the upstream, both brokers.
+    pub bridge_inflight: u16,
     /// `offline`: a file with `fsyncs=N fsyncdirs=N ...` counters (tests/powercut/lossyfs.py's
     /// control file), read before and after the enqueue phase.
     pub fs_status: Option<std::path::PathBuf>,
@@ -159,6 +175,8 @@ impl Options {
                 MosquittoVariant::Defaults.name()
             }
             (Kind::Mosquitto, Scenario::Offline) => "persistence",
+            // Mosquitto as the bridge, with its default persistence (off).
+            (Kind::Mosquitto, Scenario::Bridge(_)) => "bridge",
         }
     }
 }
@@ -178,6 +196,7 @@ pub fn run(scenario: Scenario, options: &Options) -> Object {
         Scenario::Latency(qos) => latency::run(options, qos, &mut out),
         Scenario::Idle => idle::run(options, &mut out),
         Scenario::Offline => offline::run(options, &mut out),
+        Scenario::Bridge(phase) => bridge::run(options, phase, &mut out),
     };
     match result {
         Ok(()) => {

@@ -70,6 +70,8 @@ pub fn run(
         mosquitto_inflight: (!mosquitto_defaults).then_some(options.broker_inflight),
         mosquitto_queue: (!mosquitto_defaults).then_some(options.queue),
         persistence: false,
+        bridge: None,
+        upstream: false,
     };
     // The limits the broker under test actually runs with.
     let (inflight, queue) = match options.launcher.kind {
