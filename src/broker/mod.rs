@@ -173,13 +173,20 @@ impl Broker {
         }
     }
 
-    /// How the event loop must decode the next packet of `conn`.
+    /// How the event loop must decode the next packet of `conn`. Before CONNECT the size
+    /// limit is also `max_connect_packet_size`: an unknown peer gets a small buffer only.
     pub fn decode_context(&self, conn: ConnId) -> DecodeContext {
-        DecodeContext {
-            version: self.conn(conn).and_then(|c| c.version),
-            max_packet_size: self.limits.max_packet_size,
-            role: Role::Server,
-        }
+        let version = self.conn(conn).and_then(|c| c.version);
+        let max_packet_size = match version {
+            None => self.limits.max_packet_size.min(self.limits.max_connect_packet_size),
+            Some(_) => self.limits.max_packet_size,
+        };
+        DecodeContext { version, max_packet_size, role: Role::Server }
+    }
+
+    /// Whether `conn` is still waiting for its CONNECT (what `net` counts as pending).
+    pub fn awaits_connect(&self, conn: ConnId) -> bool {
+        self.conn(conn).is_some_and(|c| c.phase == Phase::AwaitConnect)
     }
 
     /// Whether input from `conn` should still be read and handled.
