@@ -11,6 +11,7 @@
 //! connection owns its [`transport::Transport`], so reading, decoding and flushing are the same
 //! for both. SIGHUP re-reads the TLS listeners' certificate files.
 
+mod admission;
 mod connection;
 pub mod transport;
 
@@ -26,6 +27,8 @@ use signal_hook_mio::v1_0::Signals;
 use crate::broker::{Broker, ConnId, ListenerId, Origin, Outbox};
 use crate::codec::{self, Packet, ProtocolVersion};
 use crate::config::{Config, ListenerKind};
+use crate::log_limit::More;
+use admission::Admission;
 use connection::{Connection, Flush};
 use transport::{TlsError, TlsServer, Transport};
 
@@ -144,6 +147,8 @@ pub struct EventLoop {
     reload_requested: bool,
     /// A connection with this much unwritten output is not read until it drains.
     output_limit: usize,
+    /// Per-address and pending-connection limits, checked at accept; `net`'s log limits.
+    admission: Admission,
     broker: Broker,
 }
 
@@ -161,6 +166,10 @@ impl Slots {
 
     fn get(&self, id: ConnId) -> Option<&Connection> {
         self.entries.get(id.0 as usize).and_then(Option::as_ref)
+    }
+
+    fn is_full(&self) -> bool {
+        self.free.is_empty() && self.entries.len() >= self.capacity
     }
 
     fn insert(&mut self, connection: Connection) -> Option<ConnId> {
@@ -267,6 +276,11 @@ impl EventLoop {
             stop_signal: None,
             reload_requested: false,
             output_limit: broker.limits().tx_buffer_limit,
+            admission: Admission::new(
+                broker.limits().max_connections_per_address,
+                broker.limits().max_pending_connections,
+                capacity,
+            ),
             broker,
         })
     }
@@ -334,7 +348,11 @@ impl EventLoop {
     fn run_once(&mut self) -> io::Result<()> {
         let now = Instant::now();
         let timeout = if self.sockets.to_read.is_empty() {
-            self.broker.next_deadline().map(|d| d.saturating_duration_since(now))
+            let deadline = [self.broker.next_deadline(), self.admission.logs.next_summary()]
+                .into_iter()
+                .flatten()
+                .min();
+            deadline.map(|d| d.saturating_duration_since(now))
         } else {
             Some(Duration::ZERO)
         };
@@ -399,6 +417,7 @@ impl EventLoop {
         self.flush_all();
         self.close_pending(now);
         self.broker.relieve_congestion(now, &mut self.sockets);
+        self.admission.logs.write_summaries(now);
         self.ready = ready;
         Ok(())
     }
@@ -414,10 +433,29 @@ impl EventLoop {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // EMFILE and friends: log and retry on the next readiness event.
-                    log::warn!("accept failed: {e}");
+                    if let Some(more) = self.admission.logs.accept_failed.allow(now) {
+                        log::warn!("accept failed: {e}{}", More(more));
+                    }
                     return;
                 }
             };
+            // Before anything is spent on it (TLS state, buffers, a slot): dropping the stream
+            // closes it.
+            if let Err(refusal) = self.admission.admit(peer.ip()) {
+                self.admission.log_refusal(refusal, peer, now);
+                continue;
+            }
+            if self.sockets.slots.is_full() {
+                self.admission.closed(peer.ip(), true);
+                if let Some(more) = self.admission.logs.refused_full.allow(now) {
+                    log::warn!(
+                        "{peer}: connection refused, all {} slots in use{}",
+                        self.sockets.slots.capacity,
+                        More(more)
+                    );
+                }
+                continue;
+            }
             if let Err(e) = stream.set_nodelay(true) {
                 log::debug!("{peer}: set_nodelay failed: {e}");
             }
@@ -436,6 +474,7 @@ impl EventLoop {
                     Ok(stream) => Transport::Tls(Box::new(stream)),
                     Err(e) => {
                         log::warn!("{peer}: {}: cannot start TLS: {e}", plan.name);
+                        self.admission.closed(peer.ip(), true);
                         continue;
                     }
                 },
@@ -448,11 +487,9 @@ impl EventLoop {
         let peer = origin.peer;
         let connection = Connection::new(transport, peer, origin.listener);
         let Some(conn) = self.sockets.slots.insert(connection) else {
-            log::warn!(
-                "{peer}: connection refused, all {} slots in use",
-                self.sockets.slots.capacity
-            );
-            return; // Dropping the stream closes it.
+            // `accept` checked for a free slot; dropping the stream closes it.
+            self.admission.closed(peer.ip(), true);
+            return;
         };
         let Some(connection) = self.sockets.slots.get_mut(conn) else {
             return;
@@ -464,6 +501,7 @@ impl EventLoop {
         ) {
             log::warn!("{peer}: cannot register socket: {e}");
             self.sockets.slots.remove(conn);
+            self.admission.closed(peer.ip(), true);
             return;
         }
         log::debug!("{conn:?}: accepted from {peer} on {}", self.listener_name(origin.listener));
@@ -519,10 +557,13 @@ impl EventLoop {
                     // Not TLS (plain MQTT or garbage on a TLS port), a failed handshake (no or
                     // a wrong client certificate), or a broken record: this client only.
                     let (peer, listener) = (connection.peer, connection.listener);
-                    log::info!(
-                        "{conn:?} from {peer} on {}: {e}; closing",
-                        self.listener_name(listener)
-                    );
+                    if let Some(more) = self.admission.logs.tls_failed.allow(now) {
+                        log::info!(
+                            "{conn:?} from {peer} on {}: {e}; closing{}",
+                            self.listener_name(listener),
+                            More(more)
+                        );
+                    }
                     // The alert rustls queued, if the socket takes it.
                     self.queue_flush(conn);
                     return self.mark_closing(conn);
@@ -533,27 +574,9 @@ impl EventLoop {
             if let Some(cn) = connection.transport.take_identity() {
                 self.broker.on_tls_identity(conn, cn);
             }
-            let Some(connection) = self.sockets.slots.get_mut(conn) else {
-                return;
-            };
-            // Decode from the shared buffer directly unless a partial packet is pending.
-            let mut pending = std::mem::take(&mut connection.rx);
-            let leftover = if pending.is_empty() {
-                let input = &buffer[..n];
-                let used = self.decode_all(conn, input, now);
-                used.map(|used| input[used..].to_vec())
-            } else {
-                pending.extend_from_slice(&buffer[..n]);
-                let used = self.decode_all(conn, &pending, now);
-                used.map(|used| {
-                    pending.drain(..used);
-                    pending
-                })
-            };
-            match (leftover, self.sockets.slots.get_mut(conn)) {
-                (Some(rest), Some(connection)) => connection.keep_input(rest),
+            if !self.decode_input(conn, &buffer[..n], now) {
                 // A decode error: the broker already asked for the close.
-                (None, _) | (_, None) => return,
+                return;
             }
             if until == ReadUntil::ShortRead && n < buffer.len() && short_read_drains {
                 return;
@@ -563,6 +586,69 @@ impl EventLoop {
                 // Edge-triggered readiness will not fire again for bytes already waiting.
                 self.sockets.to_read.push(conn);
                 return;
+            }
+        }
+    }
+
+    /// Decodes `input` (fresh bytes in the shared read buffer) after the incomplete packet the
+    /// connection holds, if any: that packet takes only the bytes it still lacks, so the
+    /// connection's buffer never holds more than one packet; the rest is decoded in place and
+    /// only its incomplete tail is copied. False after a decode error (or if the connection
+    /// is gone).
+    fn decode_input(&mut self, conn: ConnId, mut input: &[u8], now: Instant) -> bool {
+        loop {
+            let Some(connection) = self.sockets.slots.get_mut(conn) else { return false };
+            if connection.rx.is_empty() {
+                break;
+            }
+            let take = connection.wanted().min(input.len());
+            connection.append_input(&input[..take]);
+            input = &input[take..];
+            let pending = std::mem::take(&mut connection.rx);
+            let Some(used) = self.decode_all(conn, &pending, now) else { return false };
+            self.note_connected(conn);
+            let Some(connection) = self.sockets.slots.get_mut(conn) else { return false };
+            if used == pending.len() {
+                // Complete (or not wanted any more): released, the rest is decoded in place.
+                break;
+            }
+            connection.rx = pending;
+            if used > 0 {
+                connection.rx.drain(..used);
+            }
+            if input.is_empty() {
+                return true;
+            }
+            if take == 0 {
+                // Paused with a whole packet waiting: keep everything for the resume.
+                connection.append_input(input);
+                return true;
+            }
+        }
+        if input.is_empty() {
+            return true;
+        }
+        let Some(used) = self.decode_all(conn, input, now) else { return false };
+        self.note_connected(conn);
+        let rest = input.get(used..).unwrap_or_default();
+        match self.sockets.slots.get_mut(conn) {
+            Some(connection) => {
+                connection.keep_input(rest.to_vec());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Once the broker no longer waits for the CONNECT of `conn` (it came, or the connection
+    /// was refused), it stops counting as pending for admission.
+    fn note_connected(&mut self, conn: ConnId) {
+        if self.broker.awaits_connect(conn) {
+            return;
+        }
+        if let Some(connection) = self.sockets.slots.get_mut(conn) {
+            if std::mem::take(&mut connection.pending) {
+                self.admission.connected();
             }
         }
     }
@@ -704,6 +790,7 @@ impl EventLoop {
             let Some(mut connection) = self.sockets.slots.remove(conn) else {
                 continue;
             };
+            self.admission.closed(connection.peer.ip(), connection.pending);
             let _ = connection.flush();
             connection.drain_input(&mut self.read_buffer);
             connection.transport.close();
