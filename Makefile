@@ -27,10 +27,10 @@ CROSS_TIMEOUT_SCALE := 10
 # The broker package itself is needed only by `make bench` (and EDGEMQ_TEST_REFERENCE runs);
 # on systemd hosts it starts a service on port 1883, which `make run` also wants.
 # python3-fusepy and fuse3 (fusermount): the power-cut test's file system (tests/powercut/lossyfs.py).
-TEST_PKGS := mosquitto-clients python3-paho-mqtt python3-fusepy fuse3
-# tests/auth.rs also runs mosquitto_passwd (package mosquitto) when it is there; it is not in
-# TEST_PKGS for the reason above (.ci/run installs it). Without it those checks skip, and a
-# password file it made once (tests/data/mosquitto.passwd) is tested all the same.
+# mosquitto: the bridge tests' remote (/usr/sbin/mosquitto) and tests/auth.rs's mosquitto_passwd.
+# Installing it starts a service on port 1883 on systemd hosts (see above); the tests use
+# ephemeral ports, so it is in nobody's way.
+TEST_PKGS := mosquitto mosquitto-clients python3-paho-mqtt python3-fusepy fuse3
 
 .PHONY: help run build test deps lint cross-setup cross-armv7 cross-aarch64 cross-test \
         musl-aarch64 musl-armv7 dist dist-musl sizes bench bench-compare clean powercut-selfcheck
@@ -50,11 +50,12 @@ test: deps ## Whole test suite, native (checks `deps` first)
 
 # Checks first; installs only when something is missing (root + apt-get), otherwise says what to
 # install. Without CI=true a missing client is a warning: the tests that need it skip.
-deps: ## Check/install test prerequisites: mosquitto-clients, python3-paho-mqtt, python3-fusepy, fuse3
+deps: ## Check/install test prerequisites: mosquitto (bridge remote), mosquitto-clients, python3-paho-mqtt, python3-fusepy, fuse3
 	@check() { \
 	    missing=(); \
 	    command -v mosquitto_pub >/dev/null || missing+=(mosquitto_pub); \
 	    command -v mosquitto_sub >/dev/null || missing+=(mosquitto_sub); \
+	    [ -x /usr/sbin/mosquitto ] || missing+=(/usr/sbin/mosquitto); \
 	    /usr/bin/python3 -c 'import paho.mqtt' 2>/dev/null || missing+=("python3 module paho.mqtt"); \
 	    /usr/bin/python3 -c 'import fusepy' 2>/dev/null || missing+=("python3 module fusepy"); \
 	    command -v fusermount >/dev/null || missing+=(fusermount); \

@@ -20,6 +20,9 @@ use toml::{Table, Value};
 
 use crate::codec::QoS;
 
+mod bridge;
+pub use bridge::{BridgeConfig, BridgeTls, TopicMap, BRIDGE_CLIENT_PREFIX};
+
 /// The documented default configuration, built into the binary.
 pub const DEFAULT_CONFIG: &str = include_str!("../conf/edgemq.toml");
 
@@ -42,7 +45,7 @@ const MAX_FINITE_SESSION_EXPIRY_SECS: u64 = u32::MAX as u64 - 1;
 pub const MAX_LISTENERS: usize = 64;
 
 /// The sections a config file may have, in the order they are read.
-const SECTIONS: [&str; 6] = ["log", "listener", "listeners", "mqtt", "sqlite", "auth"];
+const SECTIONS: [&str; 7] = ["log", "listener", "listeners", "mqtt", "sqlite", "auth", "bridges"];
 
 /// The keys of one `[listeners.NAME]` table, in the order they are read.
 pub const LISTENER_KEYS: [&str; 8] = [
@@ -76,6 +79,8 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub sqlite: SqliteConfig,
     pub auth: AuthConfig,
+    /// `[bridges.NAME]`, in name order (see `config/bridge.rs`); none by default.
+    pub bridges: Vec<BridgeConfig>,
 }
 
 /// `[auth]`: who may connect and what they may do. Mosquitto's keys, Mosquitto's file formats.
@@ -415,6 +420,7 @@ impl Config {
             listeners: Vec::new(),
             mqtt: MqttConfig::default(),
             sqlite: SqliteConfig::default(),
+            bridges: Vec::new(),
             auth: AuthConfig::default(),
         }
     }
@@ -547,6 +553,8 @@ fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), Co
     s.optional_file(&mut a.acl_file, "acl_file")?;
     known.extend(s.finish()?);
 
+    config.bridges = bridge::parse_bridges(&mut root, origin, &config.mqtt, &config.sqlite)?;
+
     // Whatever is left at the top level is a section or key nobody reads.
     if let Some((name, value)) = root.iter().next() {
         return Err(unknown_top_level(origin, name, value, &known));
@@ -658,7 +666,7 @@ fn read_listeners(root: &mut Table, origin: &str) -> Result<Vec<NamedListener>, 
 
 /// One `[listeners.NAME]` table; its keys are named `listeners.NAME.KEY` in errors.
 fn read_listener(name: String, table: Table, origin: &str) -> Result<NamedListener, ConfigError> {
-    let mut s = Section { origin, name: "listeners", table, known: Vec::new() };
+    let mut s = Section { origin, name: "listeners".to_string(), table, known: Vec::new() };
     let prefix = |key: &str| format!("{name}.{key}");
     let rename = |mut e: ConfigError| {
         // Section errors say `listeners.KEY`; the key is `listeners.NAME.KEY`.
@@ -858,7 +866,7 @@ impl fmt::Display for ConfigError {
                     None => write!(
                         f,
                         " (sections are [log], [listener], [listeners.NAME], [mqtt], [sqlite], \
-                         [auth])"
+                         [auth], [bridges.NAME])"
                     ),
                 }
             }
@@ -958,7 +966,8 @@ fn show(value: &Value) -> String {
 /// [`Section::finish`] reports whatever nobody took.
 struct Section<'a> {
     origin: &'a str,
-    name: &'static str,
+    /// `section` or, for a named table, `section.name` (what errors print before the key).
+    name: String,
     table: Table,
     known: Vec<&'static str>,
 }
@@ -1016,7 +1025,12 @@ impl<'a> Section<'a> {
                 })
             }
         };
-        Ok(Section { origin, name, table, known: Vec::new() })
+        Ok(Section::from_table(table, name.to_string(), origin))
+    }
+
+    /// A section over an already separated table (`[bridges.NAME]`).
+    fn from_table(table: Table, name: String, origin: &'a str) -> Self {
+        Section { origin, name, table, known: Vec::new() }
     }
 
     fn take(&mut self, key: &'static str) -> Option<Value> {
@@ -1688,6 +1702,7 @@ mod tests {
                 password_file: Some(PathBuf::from("/etc/edgemq/passwd")),
                 acl_file: Some(PathBuf::from("/etc/edgemq/acl")),
             },
+            bridges: Vec::new(),
         };
         assert_eq!(parse(text).unwrap(), expected);
     }
@@ -2221,8 +2236,13 @@ mod tests {
         let e = error("[bridge]\n");
         assert_eq!(
             e.to_string(),
-            "test.toml: unknown section \"[bridge]\" (sections are [log], [listener], \
-             [listeners.NAME], [mqtt], [sqlite], [auth])"
+            "test.toml: unknown section \"[bridge]\" (did you mean \"[bridges]\"?)"
+        );
+        let e = error("[http]\n");
+        assert_eq!(
+            e.to_string(),
+            "test.toml: unknown section \"[http]\" (sections are [log], [listener], [listeners.NAME], \
+             [mqtt], [sqlite], [auth], [bridges.NAME])"
         );
         let e = error("mqtt = 5\n");
         assert_eq!(e.to_string(), "test.toml: mqtt: expected a section ([mqtt]), got 5");
@@ -2354,7 +2374,8 @@ mod tests {
     fn suggestions_only_for_near_misses() {
         assert_eq!(closest("mqt", SECTIONS), Some("mqtt"));
         assert_eq!(closest("sqllite", SECTIONS), Some("sqlite"));
-        assert_eq!(closest("bridge", SECTIONS), None);
+        assert_eq!(closest("bridge", SECTIONS), Some("bridges"));
+        assert_eq!(closest("http", SECTIONS), None);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }

@@ -69,10 +69,21 @@ fn run(options: &RunOptions) -> ExitCode {
         .format_timestamp_millis()
         .init();
 
-    // TLS certificates and keys are read before anything else starts: a bad file is a
-    // configuration problem (exit 2), named by its key and path.
+    // TLS certificates and keys (listeners', then bridges') are read before anything else
+    // starts: a bad file is a configuration problem (exit 2), named by its key and path.
     let plans = match net::plan_listeners(&config) {
         Ok(plans) => plans,
+        Err(error) => {
+            let origin = match &options.conf {
+                Some(path) => path.display().to_string(),
+                None => DEFAULT_CONFIG_ORIGIN.to_string(),
+            };
+            eprintln!("edgemq: {origin}: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let bridges = match net::plan_bridges(&config.bridges) {
+        Ok(bridges) => bridges,
         Err(error) => {
             let origin = match &options.conf {
                 Some(path) => path.display().to_string(),
@@ -158,6 +169,10 @@ fn run(options: &RunOptions) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(error) = event_loop.start_bridges(bridges) {
+        log::error!("cannot start the bridges: {error}");
+        return ExitCode::from(1);
+    }
     for (addr, name, kind) in event_loop.listening() {
         log::info!("listening on {addr} ({kind}, {name})");
     }

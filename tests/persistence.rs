@@ -302,16 +302,6 @@ fn wait_for_inspect(data: &Path, what: &str, done: impl Fn(&Inspect) -> bool) ->
     }
 }
 
-/// Waits until a broker log line satisfies `pred` (the log is collected by a reader thread,
-/// so it may lag behind what clients already saw).
-fn wait_for_log(broker: &Broker, what: &str, pred: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + timeout();
-    while !broker.log().iter().any(|l| pred(l)) {
-        assert!(Instant::now() < deadline, "no {what} within {:?}", timeout());
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Sleeps until `at` (wall-clock expiry tests only).
 fn sleep_until(at: Instant) {
     let now = Instant::now();
@@ -1252,7 +1242,7 @@ fn max_db_size_full_store_refuses_v5_with_0x97_disconnects_v311_and_keeps_servin
     }
     let refused_at = refused_at.expect("64KB store never filled up with 400 x 1KB messages");
     assert!(!accepted.is_empty(), "not even one message fit in 64KB");
-    wait_for_log(&broker, "a log line saying the store is full", |l| {
+    broker.wait_for_log("a log line saying the store is full", |l| {
         l.contains("edgemq.db") && l.contains("full")
     });
     // QoS 2 from the v5 publisher, same size as the refused one: PUBREC Quota exceeded.
@@ -1289,7 +1279,7 @@ fn max_db_size_full_store_refuses_v5_with_0x97_disconnects_v311_and_keeps_servin
     assert_eq!(payloads(&got), ["after-drain"]);
     assert_next_is_sentinel(&broker, &mut sub, "full/t", "sentinel");
     // One line when refusing started, one when there was room again; not one per commit.
-    wait_for_log(&broker, "a log line saying the store is writable again", |l| {
+    broker.wait_for_log("a log line saying the store is writable again", |l| {
         l.contains("store writable again")
     });
     let lines = |what: &str| broker.log().iter().filter(|l| l.contains(what)).count();

@@ -16,95 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::pki::{text, Pki, Role};
 use common::{
-    assert_broker_serves, parse_listening_port, require_paho, require_tool, run_ok,
+    assert_broker_serves, edgemq_command, parse_listening_port, require_paho, require_tool, run_ok,
     skip_in_reference, timeout, Broker, BrokerBuilder, Process, TempDir, TestClient, PYTHON,
 };
-
-// ---------------------------------------------------------------------------------------------
-// Certificates
-
-/// A test CA and the certificates it signs, as PEM files in a temp directory.
-struct Pki {
-    dir: TempDir,
-    ca: rcgen::Certificate,
-    ca_key: rcgen::KeyPair,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Server,
-    Client,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(rcgen::DnType::CommonName, format!("{name} test CA"));
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let ca = params.self_signed(&ca_key).unwrap();
-        let pki = Pki { dir: TempDir::new(&format!("edgemq-tls-{name}")), ca, ca_key };
-        std::fs::write(pki.ca_file(), pki.ca.pem()).unwrap();
-        pki
-    }
-
-    fn ca_file(&self) -> PathBuf {
-        self.path("ca.pem")
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.dir.path().join(file)
-    }
-
-    /// `NAME.pem` (certificate) and `NAME.key`. Servers are `localhost` and 127.0.0.1.
-    fn issue(&self, name: &str, cn: &str, role: Role) -> (PathBuf, PathBuf) {
-        self.issue_with(name, cn, role, |_| {})
-    }
-
-    fn issue_with(
-        &self,
-        name: &str,
-        cn: &str,
-        role: Role,
-        tweak: impl FnOnce(&mut rcgen::CertificateParams),
-    ) -> (PathBuf, PathBuf) {
-        let names = match role {
-            Role::Server => vec!["localhost".to_string()],
-            Role::Client => Vec::new(),
-        };
-        let mut params = rcgen::CertificateParams::new(names).unwrap();
-        if role == Role::Server {
-            params.subject_alt_names.push(rcgen::SanType::IpAddress([127, 0, 0, 1].into()));
-        }
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
-        params.key_usages =
-            vec![rcgen::KeyUsagePurpose::DigitalSignature, rcgen::KeyUsagePurpose::KeyEncipherment];
-        params.extended_key_usages = vec![match role {
-            Role::Server => rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-            Role::Client => rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-        }];
-        tweak(&mut params);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
-        let cert_file = self.path(&format!("{name}.pem"));
-        let key_file = self.path(&format!("{name}.key"));
-        std::fs::write(&cert_file, cert.pem()).unwrap();
-        std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        (cert_file, key_file)
-    }
-}
-
-fn text(path: &Path) -> String {
-    path.to_str().expect("temp paths are UTF-8").to_string()
-}
 
 // ---------------------------------------------------------------------------------------------
 // Brokers
@@ -474,7 +390,7 @@ fn a_missing_certificate_file_stops_start_up_naming_key_and_file() {
     assert!(stderr.iter().any(|l| l.starts_with(&expected)), "{stderr:?}");
 }
 
-/// edgemq's own TLS client transport (what the bridge will use) against the broker's TLS
+/// edgemq's own TLS client transport (what bridges use) against the broker's TLS
 /// listener: CONNECT out, CONNACK back, through the `Transport` API on a mio poll.
 #[test]
 fn the_tls_client_transport_speaks_mqtt_to_the_tls_listener() {
@@ -530,20 +446,4 @@ fn the_tls_client_transport_speaks_mqtt_to_the_tls_listener() {
     }
     // CONNACK, 3.1.1: no session present, accepted.
     assert_eq!(received, b"\x20\x02\x00\x00");
-}
-
-/// The edgemq binary (with `EDGEMQ_TEST_RUNNER` in front), as the harness starts it.
-fn edgemq_command() -> Command {
-    let bin =
-        std::env::var("EDGEMQ_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_edgemq").to_string());
-    let runner = std::env::var("EDGEMQ_TEST_RUNNER").unwrap_or_default();
-    let mut words = runner.split_whitespace();
-    match words.next() {
-        Some(first) => {
-            let mut cmd = Command::new(first);
-            cmd.args(words).arg(bin);
-            cmd
-        }
-        None => Command::new(bin),
-    }
 }

@@ -12,6 +12,11 @@
 //! - Delivery: every PUBLISH to a subscriber is checked when it is sent (live, retained,
 //!   queued, re-sent), so a rule changed by a reload applies to subscriptions granted before.
 //! - Wills: checked at CONNECT and again when published.
+//! - Bridges: a bridge's link (session `$bridge/NAME`) is the broker itself, configured by the
+//!   operator in `[bridges.NAME]`, not a client: it has no login, and the ACL neither filters
+//!   what it forwards to the remote (its `forwards` decide) nor what it publishes here from the
+//!   remote (its `subscriptions` decide), as in Mosquitto, whose ACL checks pass bridges. Local
+//!   subscribers still get a bridged message only if the ACL lets *them* read it.
 //!
 //! Contract: no I/O; the rules are swapped whole by [`Broker::set_auth`] (SIGHUP reload).
 
@@ -152,9 +157,14 @@ impl Broker {
         Some((session.client_id.clone(), state.username.clone()))
     }
 
+    /// Whether `conn` is a bridge link, which the ACL does not apply to (module docs).
+    fn is_bridge_link(&self, conn: ConnId) -> bool {
+        self.conn(conn).is_some_and(|c| c.link.is_some())
+    }
+
     /// Whether `conn` may publish to `topic`; a denial is logged.
     pub(super) fn publish_allowed(&mut self, conn: ConnId, topic: &str, now: Instant) -> bool {
-        if self.access.auth.acl().is_none() {
+        if self.access.auth.acl().is_none() || self.is_bridge_link(conn) {
             return true;
         }
         let Some((client_id, username)) = self.acl_client(conn) else { return false };
@@ -207,7 +217,7 @@ impl Broker {
     /// Whether a message on `topic` may be sent to `conn` now. A denied one is dropped as if
     /// delivered; logged at debug level only (a subscription can match many denied topics).
     pub(super) fn delivery_allowed(&self, conn: ConnId, topic: &str) -> bool {
-        if self.access.auth.acl().is_none() {
+        if self.access.auth.acl().is_none() || self.is_bridge_link(conn) {
             return true;
         }
         let Some((client_id, username)) = self.acl_client(conn) else { return false };

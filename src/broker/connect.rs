@@ -66,6 +66,10 @@ impl Broker {
             let id = self.assign_client_id();
             assigned_client_id = Some(id.to_string());
             id
+        } else if connect.client_id.starts_with(super::BRIDGE_CLIENT_PREFIX) {
+            // Bridges' sessions (bridge.rs): no client may take one over.
+            log::info!("{conn:?}: client id {:?} is reserved for bridges", connect.client_id);
+            return self.refuse(conn, ReasonCode::ClientIdentifierNotValid, now, out);
         } else {
             Rc::from(connect.client_id.as_str())
         };

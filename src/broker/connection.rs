@@ -5,6 +5,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::backpressure::Pause;
+use super::bridge::LinkParams;
 use super::origin::Origin;
 use super::session::SessionId;
 use crate::codec::ProtocolVersion;
@@ -49,6 +50,8 @@ pub struct Conn {
     pub resend_armed: bool,
     /// Not read for now: it publishes into a congested subscriber (back-pressure).
     pub pause: Option<Pause>,
+    /// Set for a bridge's outbound link (see `bridge.rs`): the remote's terms.
+    pub link: Option<Rc<LinkParams>>,
 }
 
 impl Conn {
@@ -69,6 +72,7 @@ impl Conn {
             problem_information: true,
             resend_armed: false,
             pause: None,
+            link: None,
         }
     }
 

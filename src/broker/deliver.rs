@@ -23,8 +23,8 @@ impl Broker {
         out: &mut dyn Outbox,
     ) {
         let tx_limit = self.limits.tx_buffer_limit;
-        let queue_qos0 = self.limits.queue_qos0;
         let Some(session) = self.session(session_id) else { return };
+        let queue_qos0 = session.queue_qos0.unwrap_or(self.limits.queue_qos0);
         let online = session.conn;
         if delivery.qos == QoS::AtMostOnce {
             match online {
@@ -192,7 +192,7 @@ impl Broker {
                 }
                 continue;
             }
-            let Some(delivery) = session.queue.pop_front() else { return };
+            let Some(mut delivery) = session.queue.pop_front() else { return };
             if let (Some(stored), Some(seq)) = (session.stored.as_mut(), delivery.seq) {
                 if stored.first_unsent == stored.saved_first_unsent {
                     self.send_marks_dirty.push(session_id);
@@ -203,6 +203,10 @@ impl Broker {
                 self.stats.messages_expired += 1;
                 self.forget_row(session_id, delivery.seq);
                 continue;
+            }
+            if let Some(link) = self.conn(conn).and_then(|c| c.link.as_ref()) {
+                // A bridge remote's Maximum QoS decides the exchange (QoS 2 goes as 1).
+                delivery.qos = delivery.qos.min(link.max_qos);
             }
             if delivery.qos == QoS::AtMostOnce {
                 self.send_publish(conn, &delivery, None, false, now, out);
@@ -304,10 +308,18 @@ impl Broker {
             self.stats.messages_expired += 1;
             return false;
         }
+        // The ACL sees the local topic; a bridge link is exempt (see `access.rs`).
         if !self.delivery_allowed(conn, &delivery.message.topic) {
             return false;
         }
-        let packet = Packet::Publish(delivery.to_publish(packet_id, dup, now));
+        let Some(state) = self.conn(conn) else {
+            return false;
+        };
+        let mut publish = delivery.to_publish(packet_id, dup, now);
+        if let Some(link) = &state.link {
+            link.adapt(&mut publish);
+        }
+        let packet = Packet::Publish(publish);
         log::trace!(
             "{conn:?} -> PUBLISH {:?} qos {} id {packet_id:?}",
             delivery.message.topic,
@@ -320,6 +332,27 @@ impl Broker {
             }
             Transmitted::Withheld => {
                 self.stats.messages_dropped += 1;
+                if let Some(link) = self.conn(conn).and_then(|c| c.link.clone()) {
+                    // Never retried: the remote would refuse it again, for ever. Counted as a
+                    // drop of the bridge's session (`edgemq inspect`).
+                    let session = self.conn(conn).and_then(|c| c.session());
+                    if let Some(session) = session.and_then(|s| self.session_mut(s)) {
+                        session.dropped += 1;
+                        if let Some(stored) = session.stored {
+                            self.store.add_dropped(stored.id, 1);
+                        }
+                    }
+                    if let Some(suppressed) = self.logs.message_dropped.allow(now) {
+                        log::warn!(
+                            "bridge {}: message {:?} dropped: larger than the remote's maximum \
+                             packet size ({}) ({suppressed} more drops not logged since the \
+                             last warning)",
+                            link.name,
+                            delivery.message.topic,
+                            link.max_packet_size
+                        );
+                    }
+                }
                 false
             }
         }
@@ -328,11 +361,15 @@ impl Broker {
     /// The outbound window of a session: our `max_inflight`, narrowed by the client's
     /// Receive Maximum (MQTT-3.3.4-7).
     fn window(&self, session_id: SessionId) -> usize {
-        let receive_maximum = self
+        let (ours, receive_maximum) = self
             .session(session_id)
             .and_then(|s| s.conn)
             .and_then(|c| self.conn(c))
-            .map_or(u16::MAX, |c| c.client_receive_maximum);
-        usize::from(self.limits.max_inflight.min(receive_maximum))
+            // A bridge link's window is its own `max_inflight` (already in the field).
+            .map_or((self.limits.max_inflight, u16::MAX), |c| match c.link {
+                Some(_) => (u16::MAX, c.client_receive_maximum),
+                None => (self.limits.max_inflight, c.client_receive_maximum),
+            });
+        usize::from(ours.min(receive_maximum))
     }
 }

@@ -11,6 +11,7 @@
 mod access;
 mod ack;
 mod backpressure;
+mod bridge;
 mod connect;
 mod connection;
 mod deliver;
@@ -41,6 +42,7 @@ use crate::codec::{
 };
 
 pub use access::Identity;
+pub use bridge::{bridge_client_id, BridgeSpec, LinkParams, BRIDGE_CLIENT_PREFIX};
 pub use connection::Phase;
 pub use limits::{Limits, SlowSubscriber};
 pub use message::{Delivery, Message};
@@ -369,11 +371,14 @@ impl Broker {
             .filter(|&c| self.wants_input(c))
             .collect();
         for conn in active {
-            if self.conn(conn).and_then(|c| c.version) == Some(ProtocolVersion::V5) {
-                let disconnect = Disconnect {
-                    reason: ReasonCode::ServerShuttingDown,
-                    properties: Default::default(),
-                };
+            // A bridge link is our client connection: it ends with a normal DISCONNECT
+            // ("Server shutting down" is for servers to send).
+            let link = self.conn(conn).is_some_and(|c| c.link.is_some());
+            let version = self.conn(conn).and_then(|c| c.version);
+            if version == Some(ProtocolVersion::V5) || link {
+                let reason =
+                    if link { ReasonCode::Success } else { ReasonCode::ServerShuttingDown };
+                let disconnect = Disconnect { reason, properties: Default::default() };
                 self.send(out, conn, &Packet::Disconnect(disconnect));
             }
             self.close_conn(conn, now, out);

@@ -17,6 +17,11 @@ use crate::codec::Connect;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ListenerId(pub u16);
 
+impl ListenerId {
+    /// Not a listener: a bridge's outbound link, which this broker opened.
+    pub const OUTBOUND: ListenerId = ListenerId(u16::MAX);
+}
+
 /// What the broker knows about how a connection reached it.
 #[derive(Debug, Clone)]
 pub struct Origin {
@@ -40,6 +45,11 @@ impl Origin {
             use_identity_as_username: false,
             tls_identity: None,
         }
+    }
+
+    /// A bridge's outbound link to `remote` (no listener, no login: see `access.rs`).
+    pub fn outbound(remote: SocketAddr) -> Origin {
+        Origin::tcp(remote, ListenerId::OUTBOUND)
     }
 }
 

@@ -180,6 +180,8 @@ pub struct Session {
     pub stored: Option<StoredQueue>,
     /// Whether it is over a soft limit, and so pauses the publishers feeding it.
     pub flow: Flow,
+    /// A bridge's own `queue_qos0`, instead of `mqtt.queue_qos0`.
+    pub queue_qos0: Option<bool>,
     /// Who logged in on it during this run (`None`: restored from the store, not yet back);
     /// its will is published under this identity's ACL.
     pub identity: Option<super::access::Identity>,
@@ -205,6 +207,7 @@ impl Session {
             dropped: 0,
             stored: None,
             flow: Flow::Clear,
+            queue_qos0: None,
             identity: None,
             next_packet_id: 1,
         }

@@ -1165,6 +1165,7 @@ fn slow_subscriber_that_caught_up_pauses_its_publishers_again() {
 mod access;
 /// Issue 9 §3: acknowledgement states, expiry rounding, the client's Maximum Packet Size for
 /// every packet, and the reason codes clients expect.
+mod bridge;
 mod protocol;
 
 /// Issue 10: where a connection came from (listener, peer, TLS identity as username).

@@ -40,7 +40,10 @@ pub struct Connection {
     pub flush_queued: bool,
     /// Not read because its output is over the limit (it does not read what we send).
     pub throttled: bool,
-    /// Counted by admission as waiting for its CONNECT.
+    /// Set for a bridge's outbound link: the bridge's index (see `outbound.rs`).
+    pub link: Option<usize>,
+    /// Counted by admission as waiting for its CONNECT (accepted connections only; a bridge
+    /// link is never counted).
     pub pending: bool,
 }
 
@@ -66,6 +69,7 @@ impl Connection {
             closing: false,
             flush_queued: false,
             throttled: false,
+            link: None,
             pending: true,
         }
     }

@@ -13,7 +13,10 @@
 
 mod admission;
 mod connection;
+mod outbound;
 pub mod transport;
+
+pub use outbound::{plan_bridges, BridgePlan};
 
 use std::io;
 use std::net::SocketAddr;
@@ -147,6 +150,8 @@ pub struct EventLoop {
     reload_requested: bool,
     /// A connection with this much unwritten output is not read until it drains.
     output_limit: usize,
+    /// Outbound links to other brokers (`outbound.rs`).
+    bridges: outbound::Bridges,
     /// Per-address and pending-connection limits, checked at accept; `net`'s log limits.
     admission: Admission,
     broker: Broker,
@@ -276,6 +281,7 @@ impl EventLoop {
             stop_signal: None,
             reload_requested: false,
             output_limit: broker.limits().tx_buffer_limit,
+            bridges: outbound::Bridges::default(),
             admission: Admission::new(
                 broker.limits().max_connections_per_address,
                 broker.limits().max_pending_connections,
@@ -309,6 +315,7 @@ impl EventLoop {
                 Err(e) => log::warn!("TLS files not reloaded, the old ones stay in use: {e}"),
             }
         }
+        self.reload_bridges();
     }
 
     /// Runs until SIGTERM or SIGINT (returned), SIGHUP (returns [`RELOAD_SIGNAL`]; call `run`
@@ -337,6 +344,7 @@ impl EventLoop {
     /// go offline as on any disconnect, the store commits, output is flushed.
     pub fn shutdown(&mut self) {
         let now = Instant::now();
+        self.stop_bridges();
         self.broker.shutdown(now, &mut self.sockets);
         self.flush_all();
         self.close_pending(now);
@@ -348,10 +356,14 @@ impl EventLoop {
     fn run_once(&mut self) -> io::Result<()> {
         let now = Instant::now();
         let timeout = if self.sockets.to_read.is_empty() {
-            let deadline = [self.broker.next_deadline(), self.admission.logs.next_summary()]
-                .into_iter()
-                .flatten()
-                .min();
+            let deadline = [
+                self.broker.next_deadline(),
+                self.bridges_deadline(),
+                self.admission.logs.next_summary(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             deadline.map(|d| d.saturating_duration_since(now))
         } else {
             Some(Duration::ZERO)
@@ -395,11 +407,18 @@ impl EventLoop {
                 }
                 continue;
             }
+            if token == outbound::WAKER_TOKEN {
+                self.bridge_resolved(now);
+                continue;
+            }
             if token.0 >= LISTENER_TOKEN_BASE {
                 self.accept(token.0 - LISTENER_TOKEN_BASE, now);
                 continue;
             }
             let conn = ConnId(token.0 as u32);
+            if (writable || closed) && self.link_connect_ready(conn, closed, now) {
+                continue;
+            }
             if writable {
                 self.queue_flush(conn);
             }
@@ -409,6 +428,7 @@ impl EventLoop {
                 self.read(conn, until, now);
             }
         }
+        self.bridge_timers(now);
         self.broker.on_timers(now, &mut self.sockets);
         // Deliveries go out before the commit, so subscribers work while it runs; answers to
         // a client's own packets (PUBACK, PUBREC, PUBCOMP, PINGRESP) wait for it.
@@ -524,7 +544,7 @@ impl EventLoop {
         }
         let mut budget = READ_BUDGET_PER_PASS;
         loop {
-            if !self.broker.wants_input(conn) || self.broker.is_paused(conn) {
+            if !self.wants_input(conn) || self.broker.is_paused(conn) {
                 return;
             }
             let Some(connection) = self.sockets.slots.get_mut(conn) else {
@@ -556,8 +576,13 @@ impl EventLoop {
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                     // Not TLS (plain MQTT or garbage on a TLS port), a failed handshake (no or
                     // a wrong client certificate), or a broken record: this client only.
-                    let (peer, listener) = (connection.peer, connection.listener);
-                    if let Some(more) = self.admission.logs.tls_failed.allow(now) {
+                    // For a bridge link: the remote's certificate failed verification, or
+                    // the remote does not speak TLS; the link logs it and backs off.
+                    let (peer, listener, link) =
+                        (connection.peer, connection.listener, connection.link);
+                    if link.is_some() {
+                        self.note_link_close(conn, &e.to_string());
+                    } else if let Some(more) = self.admission.logs.tls_failed.allow(now) {
                         log::info!(
                             "{conn:?} from {peer} on {}: {e}; closing{}",
                             self.listener_name(listener),
@@ -647,7 +672,7 @@ impl EventLoop {
             return;
         }
         if let Some(connection) = self.sockets.slots.get_mut(conn) {
-            if std::mem::take(&mut connection.pending) {
+            if std::mem::take(&mut connection.pending) && connection.link.is_none() {
                 self.admission.connected();
             }
         }
@@ -673,6 +698,9 @@ impl EventLoop {
     /// Decodes and handles every complete packet in `input`; returns the bytes consumed, or
     /// `None` after a decode error.
     fn decode_all(&mut self, conn: ConnId, input: &[u8], now: Instant) -> Option<usize> {
+        if let Some(index) = self.link_of(conn) {
+            return self.decode_link(index, conn, input, now);
+        }
         let mut used = 0;
         while used < input.len() {
             if !self.broker.wants_input(conn) {
@@ -764,6 +792,9 @@ impl EventLoop {
     }
 
     fn listener_name(&self, id: ListenerId) -> &str {
+        if id == ListenerId::OUTBOUND {
+            return "an outbound bridge link";
+        }
         self.listeners.get(usize::from(id.0)).map_or("?", |l| l.plan.name.as_str())
     }
 
@@ -780,6 +811,7 @@ impl EventLoop {
         if let Some(connection) = self.sockets.slots.get(conn) {
             log::debug!("{conn:?} ({}): {why}", connection.peer);
         }
+        self.note_link_close(conn, why);
         self.mark_closing(conn);
     }
 
@@ -790,13 +822,20 @@ impl EventLoop {
             let Some(mut connection) = self.sockets.slots.remove(conn) else {
                 continue;
             };
-            self.admission.closed(connection.peer.ip(), connection.pending);
+            if connection.link.is_none() {
+                // Accepted, so admitted (bridge links are ours, not counted).
+                self.admission.closed(connection.peer.ip(), connection.pending);
+            }
             let _ = connection.flush();
             connection.drain_input(&mut self.read_buffer);
             connection.transport.close();
             let _ = self.poll.registry().deregister(connection.transport.socket_mut());
+            let link = connection.link;
             drop(connection);
             self.broker.on_closed(conn, now, &mut self.sockets);
+            if let Some(index) = link {
+                self.link_closed(index, now);
+            }
         }
         // A will published by `on_closed` may have queued output for others.
         if !self.sockets.to_flush.is_empty() {

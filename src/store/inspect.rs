@@ -32,6 +32,15 @@ pub fn inspect(dir: &Path) -> Result<String, StoreError> {
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(fail)?;
     // Rows before a session's `first_live` (schema 2) are delivered and wait to be deleted.
     let live = if version >= 2 { "m.seq >= coalesce(s.first_live, 0)" } else { "1" };
+    // Schema 3 records when each row was queued.
+    let oldest = if version >= 3 {
+        format!("(SELECT min(queued_at_ms) FROM messages m WHERE m.session = s.id AND {live})")
+    } else {
+        "NULL".to_string()
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     let (rows, bytes): (i64, i64) = db
         .query_row(
             &format!(
@@ -53,7 +62,8 @@ pub fn inspect(dir: &Path) -> Result<String, StoreError> {
              s.will IS NOT NULL, s.dropped, \
              (SELECT count(*) FROM messages m WHERE m.session = s.id AND {live}), \
              (SELECT coalesce(sum(size), 0) FROM messages m WHERE m.session = s.id AND {live}), \
-             (SELECT count(*) FROM messages m WHERE m.session = s.id AND m.state = 1 AND {live}) \
+             (SELECT count(*) FROM messages m WHERE m.session = s.id AND m.state = 1 AND {live}), \
+             {oldest} \
              FROM sessions s ORDER BY s.client_id",
         ))
         .map_err(fail)?;
@@ -70,22 +80,41 @@ pub fn inspect(dir: &Path) -> Result<String, StoreError> {
                 r.get::<_, i64>(7)?,
                 r.get::<_, i64>(8)?,
                 r.get::<_, i64>(9)?,
+                r.get::<_, Option<i64>>(10)?,
             ))
         })
         .map_err(fail)?;
     let mut count = 0;
     for row in rows {
-        let (id, client, protocol, expiry, expires_ms, will, dropped, queued, qbytes, pubrel) =
-            row.map_err(fail)?;
+        let (
+            id,
+            client,
+            protocol,
+            expiry,
+            expires_ms,
+            will,
+            dropped,
+            queued,
+            qbytes,
+            pubrel,
+            oldest,
+        ) = row.map_err(fail)?;
         count += 1;
         let expiry = expiry.map_or("never".to_string(), |s| format!("{s}s"));
         let state = expires_ms.map_or("online or never expires".to_string(), |ms| {
             format!("offline, expires at unix ms {ms}")
         });
+        // A bridge's session (`$bridge/NAME`): its queue is the backlog for the remote.
+        let bridge = client
+            .strip_prefix(crate::config::BRIDGE_CLIENT_PREFIX)
+            .map_or(String::new(), |name| format!(" (bridge {name})"));
+        let age = oldest.map_or(String::new(), |ms| {
+            format!(", oldest queued {:.1}s ago", (now_ms - ms).max(0) as f64 / 1000.0)
+        });
         let _ = writeln!(
             out,
-            "session {client:?}: protocol {protocol}, expiry {expiry}, {state}, will {}, \
-             queued {queued} ({qbytes} bytes, {pubrel} awaiting PUBCOMP), dropped {dropped}",
+            "session {client:?}{bridge}: protocol {protocol}, expiry {expiry}, {state}, will {}, \
+             queued {queued} ({qbytes} bytes, {pubrel} awaiting PUBCOMP{age}), dropped {dropped}",
             if will { "yes" } else { "no" }
         );
         let mut subs = db

@@ -32,7 +32,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::config::{Durability, SqliteConfig};
 
 pub use inspect::inspect;
-pub use ring::{Enqueued, QueuedMessage};
+pub use ring::{Enqueued, QueueCaps, QueuedMessage};
 pub use sessions::{LoadedRetained, LoadedSession, SessionRow, Snapshot};
 pub use space::RESERVE_FILE;
 
@@ -158,6 +158,8 @@ pub struct Store {
     batch_started: Option<Instant>,
     total_messages: u64,
     usage: HashMap<StoredSessionId, Usage>,
+    /// Sessions with their own caps instead of the `[sqlite]` ones (bridges; see `ring`).
+    queue_caps: HashMap<StoredSessionId, QueueCaps>,
     /// Maps the loop's monotonic clock to wall-clock time for stored deadlines.
     anchor: (Instant, SystemTime),
     stats: StoreStats,
@@ -243,6 +245,7 @@ impl Store {
             batch_started: None,
             total_messages: 0,
             usage: HashMap::new(),
+            queue_caps: HashMap::new(),
             // Both clocks read together, after the (possibly slow) open: stored deadlines
             // must not shift by how long opening took.
             anchor: (Instant::now(), SystemTime::now()),

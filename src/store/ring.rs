@@ -28,6 +28,16 @@ pub enum Enqueued {
     Failed,
 }
 
+/// A session's own queue caps (a bridge's `max_queued`, `max_queued_bytes`, `overflow`),
+/// used instead of `sqlite.max_queued_per_session`, `max_queued_bytes_per_session` and
+/// `overflow`; the ring's global `disk_cache_size` still applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueCaps {
+    pub max_messages: u64,
+    pub max_bytes: u64,
+    pub overflow: Overflow,
+}
+
 /// A queued row read back for delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueuedMessage {
@@ -50,15 +60,16 @@ impl Store {
         let packet = encode_publish(publish);
         let size = packet.len() as u64;
         let mut evicted = Vec::new();
+        let caps = self.queue_caps(session);
         loop {
             let usage = self.usage(session);
-            let session_full = usage.messages + 1 > self.config.max_queued_per_session
-                || usage.bytes + size > self.config.max_queued_bytes_per_session;
+            let session_full =
+                usage.messages + 1 > caps.max_messages || usage.bytes + size > caps.max_bytes;
             let ring_full = self.total_messages + 1 > self.config.disk_cache_size;
             if !session_full && !ring_full {
                 break;
             }
-            let victim = match self.config.overflow {
+            let victim = match caps.overflow {
                 Overflow::DropNew => None,
                 Overflow::Reject => {
                     self.count_drop(session);
@@ -85,13 +96,18 @@ impl Store {
             evicted.push((victim_session, victim_seq));
         }
         let expires_ms = expires_at.map(|at| self.wall_ms(at));
-        let inserted = self.write("queue message", WriteKind::Promise, |db| {
-            db.prepare_cached(
-                "INSERT INTO messages (session, seq, expires_at_ms, size, packet) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+        // When the batch began stands for when the message was queued: the same loop pass in
+        // `sync` mode, at most `flush_interval_ms` earlier in `batch` mode; no clock read here.
+        self.begin();
+        let queued_ms = self.batch_started.map(|at| self.wall_ms(at));
+        let inserted =
+            self.write("queue message", WriteKind::Promise, |db| {
+                db.prepare_cached(
+                "INSERT INTO messages (session, seq, expires_at_ms, size, packet, queued_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![session.0, seq, expires_ms, size as i64, packet])
-        });
+            .execute(params![session.0, seq, expires_ms, size as i64, packet, queued_ms])
+            });
         if inserted.is_none() {
             return Enqueued::Failed;
         }
@@ -101,6 +117,19 @@ impl Store {
         usage.bytes += size;
         self.total_messages += 1;
         Enqueued::Stored { evicted }
+    }
+
+    /// Gives `session` its own queue caps (kept in memory; set again at each start-up).
+    pub fn set_queue_caps(&mut self, session: StoredSessionId, caps: QueueCaps) {
+        self.queue_caps.insert(session, caps);
+    }
+
+    fn queue_caps(&self, session: StoredSessionId) -> QueueCaps {
+        self.queue_caps.get(&session).copied().unwrap_or(QueueCaps {
+            max_messages: self.config.max_queued_per_session,
+            max_bytes: self.config.max_queued_bytes_per_session,
+            overflow: self.config.overflow,
+        })
     }
 
     /// Deletes row `seq` of `session` (delivered, expired or evicted). Returns false only if
@@ -254,7 +283,8 @@ impl Store {
         self.add_dropped(session, 1);
     }
 
-    fn add_dropped(&mut self, session: StoredSessionId, n: i64) {
+    /// Counts `n` messages `session` will never get (shown by `edgemq inspect`).
+    pub fn add_dropped(&mut self, session: StoredSessionId, n: i64) {
         self.write("count dropped message", WriteKind::Housekeeping, |db| {
             db.prepare_cached("UPDATE sessions SET dropped = dropped + ?2 WHERE id = ?1")?
                 .execute(params![session.0, n])

@@ -54,6 +54,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE sessions ADD COLUMN first_live INTEGER NOT NULL DEFAULT 0;
     ",
+    // 3: when a row was queued (wall clock, ms; NULL for older rows), for the age of the
+    // oldest queued message in `edgemq inspect` (a bridge's backlog).
+    "
+    ALTER TABLE messages ADD COLUMN queued_at_ms INTEGER;
+    ",
 ];
 
 /// Runs the migrations this database has not seen yet. Refuses a database written by a newer

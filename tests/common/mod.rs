@@ -25,6 +25,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 pub mod packets;
+pub mod pki;
 
 use packets::{kind, Ack, Connack, Connect, Packet, Publish, Suback};
 use std::collections::{BTreeMap, VecDeque};
@@ -284,6 +285,8 @@ impl From<&str> for Value {
 pub struct BrokerBuilder {
     /// section -> key -> value, written in a stable order.
     settings: BTreeMap<String, BTreeMap<String, Value>>,
+    /// TOML appended as is (tables the key/value form cannot write, e.g. `[bridges.NAME]`).
+    raw: String,
     /// `--listen` address (default `127.0.0.1:0`); its port must be 0.
     listen: Option<String>,
     /// `--data` instead of `<temp dir>/data` (e.g. a small filesystem the test mounted).
@@ -333,6 +336,13 @@ impl BrokerBuilder {
         Broker::start_with(self)
     }
 
+    /// TOML text appended to edgemq's config file after the sections (edgemq only: a test
+    /// using it must call [`skip_in_reference`] first).
+    pub fn raw_toml(mut self, text: &str) -> BrokerBuilder {
+        self.raw.push_str(text);
+        self
+    }
+
     fn edgemq_toml(&self) -> String {
         let mut out = String::from("# written by the edgemq end-to-end tests\n");
         let mut settings = self.settings.clone();
@@ -355,6 +365,7 @@ impl BrokerBuilder {
                 out.push_str(&format!("{k} = {}\n", v.toml()));
             }
         }
+        out.push_str(&self.raw);
         out
     }
 
@@ -748,7 +759,7 @@ pub fn parse_listening_port(line: &str) -> Option<u16> {
 }
 
 /// A port nothing listens on right now (the kernel's choice for an ephemeral bind).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -790,8 +801,13 @@ impl TestClient {
     }
 
     pub fn connect_named(broker: &Broker, name: &str) -> TestClient {
-        let stream = TcpStream::connect_timeout(&broker.addr(), timeout())
-            .unwrap_or_else(|e| panic!("[{name}] cannot connect to {}: {e}", broker.addr()));
+        TestClient::connect_to(broker.addr(), name)
+    }
+
+    /// Opens a TCP connection to any address (another broker than the one under test).
+    pub fn connect_to(addr: SocketAddr, name: &str) -> TestClient {
+        let stream = TcpStream::connect_timeout(&addr, timeout())
+            .unwrap_or_else(|e| panic!("[{name}] cannot connect to {addr}: {e}"));
         stream.set_nodelay(true).expect("set_nodelay");
         TestClient {
             stream,
@@ -822,8 +838,20 @@ impl TestClient {
 
     /// Connects, sends `connect`, returns the client and the CONNACK, whatever its code.
     pub fn try_handshake(broker: &Broker, connect: Connect) -> (TestClient, Connack) {
+        TestClient::try_handshake_to(broker.addr(), connect)
+    }
+
+    /// [`TestClient::handshake`] with any address (another broker than the one under test).
+    pub fn handshake_to(addr: SocketAddr, connect: Connect) -> TestClient {
+        let (client, connack) = TestClient::try_handshake_to(addr, connect);
+        assert_eq!(connack.code, 0, "CONNACK refused: {connack:?}");
+        client
+    }
+
+    /// [`TestClient::try_handshake`] with any address.
+    pub fn try_handshake_to(addr: SocketAddr, connect: Connect) -> (TestClient, Connack) {
         let name = if connect.client_id.is_empty() { "<empty id>" } else { &connect.client_id };
-        let mut client = TestClient::connect_named(broker, name);
+        let mut client = TestClient::connect_to(addr, name);
         client.level = connect.level;
         client.send(&connect.build());
         let packet = client.read_packet();
