@@ -33,7 +33,8 @@ CROSS_TIMEOUT_SCALE := 10
 TEST_PKGS := mosquitto mosquitto-clients python3-paho-mqtt python3-fusepy fuse3
 
 .PHONY: help run build test deps lint cross-setup cross-armv7 cross-aarch64 cross-test \
-        musl-aarch64 musl-armv7 dist dist-musl sizes bench bench-compare clean powercut-selfcheck
+        musl-aarch64 musl-armv7 dist dist-musl sizes bench bench-compare clean powercut-selfcheck \
+        fuzz-smoke fuzz-seeds
 
 help: ## List the targets
 	@echo "Usage: make TARGET"
@@ -165,6 +166,39 @@ bench: ## Every benchmark scenario vs Mosquitto, then offline enqueue on slow st
 	benches/slow-storage.sh
 
 bench-compare: bench ## Same as bench: every run compares with Mosquitto in the same run
+
+# Fuzzing (fuzz/README.md). libFuzzer through cargo-fuzz, without a sanitizer: the crate
+# forbids unsafe code and ASan would not instrument the bundled SQLite C code anyway, so a
+# sanitizer only doubles the time; panics, overflows (debug assertions are on), timeouts and
+# memory blow-ups are what the targets catch. That also lets it run on the stable toolchain.
+FUZZ_SECONDS   ?= 20
+FUZZ_TARGETS   ?= decode topic broker_sequence
+FUZZ_FLAGS     ?= --sanitizer none
+# Per-input limits: a run slower than 10 s or using more than 2 GiB is a finding too.
+FUZZ_LIBFUZZER ?= -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+
+fuzz-smoke: ## Each fuzz target for FUZZ_SECONDS (default 20) from the seed corpus; installs cargo-fuzz
+	@command -v cargo-fuzz >/dev/null || { \
+	    echo "fuzz-smoke: installing cargo-fuzz (crates.io)"; \
+	    $(CARGO) install cargo-fuzz --locked --debug; \
+	}
+	cd fuzz && $(CARGO) fuzz build $(FUZZ_FLAGS)
+	@cd fuzz && for target in $(FUZZ_TARGETS); do \
+	    mkdir -p corpus/$$target; \
+	    log=target/fuzz-smoke-$$target.log; \
+	    echo "fuzz-smoke: $$target for $(FUZZ_SECONDS) s (log: fuzz/$$log)"; \
+	    if ! $(CARGO) fuzz run $(FUZZ_FLAGS) $$target corpus/$$target seeds/$$target -- \
+	            -max_total_time=$(FUZZ_SECONDS) $(FUZZ_LIBFUZZER) >$$log 2>&1; then \
+	        grep -A2 'panicked at' $$log | head -n 6 || true; \
+	        grep -v '^INFO:' $$log | tail -n 25; \
+	        echo "fuzz-smoke: $$target FAILED; the input is in fuzz/artifacts/$$target/" >&2; \
+	        exit 1; \
+	    fi; \
+	    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)|^Done ' $$log | sed 's/^/  /'; \
+	done
+
+fuzz-seeds: ## Rewrite fuzz/seeds/ from the codec's test vectors and the scripted sessions
+	cd fuzz && $(CARGO) run --example seed_corpus
 
 clean: ## Remove target/ and dist/
 	$(CARGO) clean

@@ -1170,3 +1170,6 @@ mod protocol;
 
 /// Issue 10: where a connection came from (listener, peer, TLS identity as username).
 mod origin;
+
+/// Defects found by the fuzz targets (fuzz/README.md).
+mod fuzz_findings;

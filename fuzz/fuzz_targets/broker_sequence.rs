@@ -1,0 +1,4 @@
+//! See `src/broker_sequence.rs` for the input format and what is checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| edgemq_fuzz::broker_sequence::run(data));
