@@ -36,7 +36,7 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use edgemq::broker::{Broker, ConnId, Limits, Outbox, SlowSubscriber};
+use edgemq::broker::{Broker, ConnId, Limits, ListenerId, Origin, Outbox, SlowSubscriber};
 use edgemq::codec::{
     self, encode, encoded_len, sniff_connect_version, Connect, ConnectProperties, DecodeContext,
     Disconnect, DisconnectProperties, Packet, ProtocolVersion, PubAck, Publish, PublishProperties,
@@ -51,13 +51,13 @@ use edgemq::store::Store;
 /// the broker until `on_closed`, and is still sent to. While that is not fixed, sends after
 /// `Outbox::close` to a connection the broker still reads are let through, so that the target
 /// keeps finding other things. Set to false with the fix.
-const FINDING_1_TOLERATED: bool = true;
+const FINDING_1_TOLERATED: bool = false;
 
 /// Finding 2: on a 5.0 reconnect with a session present, every unacknowledged message is
 /// re-sent at once, also past the Receive Maximum of the new connection (MQTT-3.3.4-9). While
 /// that is not fixed, the window is checked when a new message is sent (DUP clear), not when
 /// an old one is re-sent. Set to false with the fix.
-const FINDING_2_TOLERATED: bool = true;
+const FINDING_2_TOLERATED: bool = false;
 
 /// Connections alive at once (`ConnId` 0..SLOTS).
 pub const SLOTS: usize = 4;
@@ -494,7 +494,9 @@ impl Harness {
         if trace() {
             eprintln!("ConnId({index}) accepted");
         }
-        self.broker.on_accept(ConnId(index as u32), self.now);
+        // Each slot its own address, so a per-address rule never mixes clients.
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000 + index as u16));
+        self.broker.on_accept(ConnId(index as u32), Origin::tcp(peer, ListenerId(0)), self.now);
     }
 
     /// `net`'s `decode_all`: every whole packet the connection has sent, while it is read.

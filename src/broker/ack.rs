@@ -111,7 +111,7 @@ impl Broker {
                 log::debug!("{conn:?}: PUBREC for unknown packet id {}", ack.packet_id);
                 let pubrel =
                     PubAck::with_reason(ack.packet_id, ReasonCode::PacketIdentifierNotFound);
-                return self.send(out, conn, &Packet::Pubrel(pubrel));
+                return self.send(out, conn, &Packet::Pubrel(pubrel), now);
             }
             AckMatch::RepeatedPubrec => {
                 // Our PUBREL was lost or is on its way: every PUBREC is answered with PUBREL
@@ -197,7 +197,9 @@ impl Broker {
         self.resend_inflight_where(session_id, |_| true, now, out);
     }
 
-    /// Re-sends the inflight messages at the positions `select` accepts.
+    /// Re-sends the inflight messages at the positions `select` accepts, oldest first, as
+    /// many as the window allows: the others (a reconnect with a smaller Receive Maximum) are
+    /// held and sent, with their packet ids, as acknowledgements free the window (`pump`).
     pub(super) fn resend_inflight_where(
         &mut self,
         session_id: SessionId,
@@ -205,37 +207,82 @@ impl Broker {
         now: Instant,
         out: &mut dyn Outbox,
     ) {
+        let window = self.window(session_id);
         let Some(session) = self.session_mut(session_id) else { return };
         let Some(conn) = session.conn else { return };
-        let pending: Vec<_> = session
-            .inflight
-            .iter_mut()
-            .enumerate()
-            .filter(|(i, _)| select(*i))
-            .map(|(_, m)| {
-                m.sent_at = now;
-                (m.packet_id, m.state.clone())
-            })
-            .collect();
+        let mut room = window;
+        let mut pending = Vec::new();
+        for (i, m) in session.inflight.iter_mut().enumerate() {
+            if !select(i) {
+                // Outstanding at the client unless it is itself waiting to be re-sent.
+                room = room.saturating_sub(usize::from(!m.held));
+                continue;
+            }
+            m.held = room == 0;
+            if m.held {
+                continue;
+            }
+            room -= 1;
+            m.sent_at = now;
+            pending.push((m.packet_id, m.state.clone()));
+        }
         let mut freed = false;
         for (packet_id, state) in pending {
-            match state {
-                OutboundState::AwaitPuback(delivery) | OutboundState::AwaitPubrec(delivery) => {
-                    if !self.send_publish(conn, &delivery, Some(packet_id), true, now, out) {
-                        // Expired while unacknowledged (MQTT-3.3.2-5), or now larger than the
-                        // client's Maximum Packet Size: it is not sent again, its slot frees up.
-                        self.abandon_inflight(session_id, packet_id);
-                        freed = true;
-                    }
-                }
-                OutboundState::AwaitPubcomp => {
-                    self.send(out, conn, &Packet::Pubrel(PubAck::new(packet_id)));
-                }
-            }
+            freed |= !self.resend_one(session_id, conn, packet_id, state, now, out);
         }
         if freed {
             self.pump(session_id, now, out);
         }
+    }
+
+    /// Sends held inflight messages (see [`Broker::resend_inflight_where`]) while fewer than
+    /// `window` are outstanding at the client.
+    pub(super) fn release_held(
+        &mut self,
+        session_id: SessionId,
+        window: usize,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        loop {
+            let Some(session) = self.session_mut(session_id) else { return };
+            let Some(conn) = session.conn else { return };
+            let outstanding = session.inflight.iter().filter(|m| !m.held).count();
+            if outstanding >= window {
+                return;
+            }
+            let Some(m) = session.inflight.iter_mut().find(|m| m.held) else { return };
+            m.held = false;
+            m.sent_at = now;
+            let (packet_id, state) = (m.packet_id, m.state.clone());
+            self.resend_one(session_id, conn, packet_id, state, now, out);
+        }
+    }
+
+    /// Sends one inflight message again (PUBLISH with DUP, or PUBREL). Returns false if it was
+    /// abandoned instead: expired while unacknowledged (MQTT-3.3.2-5), or now larger than the
+    /// client's Maximum Packet Size; its slot is free then.
+    fn resend_one(
+        &mut self,
+        session_id: SessionId,
+        conn: ConnId,
+        packet_id: PacketId,
+        state: OutboundState,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) -> bool {
+        match state {
+            OutboundState::AwaitPuback(delivery) | OutboundState::AwaitPubrec(delivery) => {
+                if !self.send_publish(conn, &delivery, Some(packet_id), true, now, out) {
+                    self.abandon_inflight(session_id, packet_id);
+                    return false;
+                }
+            }
+            OutboundState::AwaitPubcomp => {
+                self.send(out, conn, &Packet::Pubrel(PubAck::new(packet_id)), now);
+            }
+        }
+        true
     }
 
     /// Drops the inflight message `packet_id` of a session and its store row.

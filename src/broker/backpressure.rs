@@ -214,7 +214,7 @@ impl Broker {
                         reason: ReasonCode::QuotaExceeded,
                         properties: Default::default(),
                     };
-                    self.send(out, conn, &Packet::Disconnect(disconnect));
+                    self.send(out, conn, &Packet::Disconnect(disconnect), now);
                 }
                 self.stats.slow_disconnects += 1;
                 self.close_conn(conn, now, out);

@@ -152,7 +152,7 @@ impl Broker {
                     reason: ReasonCode::SessionTakenOver,
                     properties: Default::default(),
                 };
-                self.send(out, old_conn, &Packet::Disconnect(disconnect));
+                self.send(out, old_conn, &Packet::Disconnect(disconnect), now);
             }
             self.close_conn(old_conn, now, out);
         }
@@ -254,7 +254,7 @@ impl Broker {
             }
         }
         let connack = Connack { session_present, reason: ReasonCode::Success, properties };
-        self.send(out, conn, &Packet::Connack(connack));
+        self.send(out, conn, &Packet::Connack(connack), now);
 
         if session_present {
             self.resend_inflight(session_id, now, out);
@@ -310,7 +310,7 @@ impl Broker {
         out: &mut dyn Outbox,
     ) {
         let connack = Connack { session_present: false, reason, properties: Default::default() };
-        self.send(out, conn, &Packet::Connack(connack));
+        self.send(out, conn, &Packet::Connack(connack), now);
         self.close_conn(conn, now, out);
     }
 

@@ -175,6 +175,7 @@ impl Broker {
     /// next rows from the store when the memory cache runs dry.
     pub(super) fn pump(&mut self, session_id: SessionId, now: Instant, out: &mut dyn Outbox) {
         let window = self.window(session_id);
+        self.release_held(session_id, window, now, out);
         loop {
             // Field access (not `session_mut`) so `send_marks_dirty` can be borrowed too.
             let Some(session) =
@@ -276,7 +277,13 @@ impl Broker {
                 QoS::AtLeastOnce | QoS::AtMostOnce => OutboundState::AwaitPuback(delivery),
             };
             if let Some(session) = self.session_mut(session_id) {
-                session.inflight.push_back(Inflight { packet_id, seq, state, sent_at: now });
+                session.inflight.push_back(Inflight {
+                    packet_id,
+                    seq,
+                    state,
+                    sent_at: now,
+                    held: false,
+                });
             }
             self.arm_resend(conn, now);
         } else {
@@ -325,7 +332,7 @@ impl Broker {
             delivery.message.topic,
             delivery.qos.bits()
         );
-        match self.transmit(out, conn, version, &packet) {
+        match self.transmit(out, conn, version, &packet, now) {
             Transmitted::Sent => {
                 self.stats.messages_sent += 1;
                 true
@@ -360,7 +367,7 @@ impl Broker {
 
     /// The outbound window of a session: our `max_inflight`, narrowed by the client's
     /// Receive Maximum (MQTT-3.3.4-7).
-    fn window(&self, session_id: SessionId) -> usize {
+    pub(super) fn window(&self, session_id: SessionId) -> usize {
         let (ours, receive_maximum) = self
             .session(session_id)
             .and_then(|s| s.conn)

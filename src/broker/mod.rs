@@ -228,7 +228,9 @@ impl Broker {
             Packet::Pubrel(ack) => self.handle_pubrel(conn, ack),
             Packet::Pubcomp(ack) => self.handle_pubcomp(conn, ack, now, out),
             Packet::Subscribe(subscribe) => self.handle_subscribe(conn, subscribe, now, out),
-            Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(conn, unsubscribe, out),
+            Packet::Unsubscribe(unsubscribe) => {
+                self.handle_unsubscribe(conn, unsubscribe, now, out)
+            }
             // Answered after the pass's commit like the acks, so a PINGRESP tells the client
             // that everything it sent before is as durable as it will be.
             Packet::Pingreq => self.queue_ack(conn, Packet::Pingresp, false),
@@ -332,7 +334,7 @@ impl Broker {
             match (&failure, ack.needs_store) {
                 (Some(error), true) => self.refuse_ack(ack, version, error, now, out),
                 _ => {
-                    self.transmit(out, ack.conn, version, &ack.packet);
+                    self.transmit(out, ack.conn, version, &ack.packet, now);
                 }
             }
         }
@@ -379,7 +381,7 @@ impl Broker {
                 let reason =
                     if link { ReasonCode::Success } else { ReasonCode::ServerShuttingDown };
                 let disconnect = Disconnect { reason, properties: Default::default() };
-                self.send(out, conn, &Packet::Disconnect(disconnect));
+                self.send(out, conn, &Packet::Disconnect(disconnect), now);
             }
             self.close_conn(conn, now, out);
         }
@@ -414,13 +416,13 @@ impl Broker {
             (Packet::Puback(a), ProtocolVersion::V5) => {
                 log::log!(level, "{client}: message not stored ({error}); PUBACK {reason:?}");
                 let refused = PubAck::with_reason(a.packet_id, reason);
-                self.transmit(out, ack.conn, version, &Packet::Puback(refused));
+                self.transmit(out, ack.conn, version, &Packet::Puback(refused), now);
             }
             (Packet::Pubrec(a), ProtocolVersion::V5) => {
                 log::log!(level, "{client}: message not stored ({error}); PUBREC {reason:?}");
                 self.forget_inbound_qos2(ack.conn, a.packet_id.get());
                 let refused = PubAck::with_reason(a.packet_id, reason);
-                self.transmit(out, ack.conn, version, &Packet::Pubrec(refused));
+                self.transmit(out, ack.conn, version, &Packet::Pubrec(refused), now);
             }
             _ => {
                 log::log!(
@@ -479,10 +481,10 @@ impl Broker {
     }
 
     /// Sends `packet` to `conn` in its negotiated version (no-op if the connection is gone).
-    fn send(&self, out: &mut dyn Outbox, conn: ConnId, packet: &Packet) {
+    fn send(&mut self, out: &mut dyn Outbox, conn: ConnId, packet: &Packet, now: Instant) {
         if let Some(version) = self.conn(conn).and_then(|c| c.version) {
             log::trace!("{conn:?} -> {}", packet.name());
-            self.transmit(out, conn, version, packet);
+            self.transmit(out, conn, version, packet, now);
         }
     }
 
@@ -504,7 +506,7 @@ impl Broker {
         self.stats.protocol_errors += 1;
         if self.conn(conn).and_then(|c| c.version) == Some(ProtocolVersion::V5) {
             let disconnect = Disconnect { reason, properties: Default::default() };
-            self.send(out, conn, &Packet::Disconnect(disconnect));
+            self.send(out, conn, &Packet::Disconnect(disconnect), now);
         }
         self.close_conn(conn, now, out);
     }

@@ -3,7 +3,9 @@
 //! Maximum Packet Size (MQTT-3.1.2-24) and decides what happens to a packet that does not fit.
 //! Owns no state; writes nothing but the [`Outbox`].
 
-use super::{Broker, ConnId, Outbox};
+use std::time::Instant;
+
+use super::{Broker, ConnId, Outbox, Phase};
 use crate::codec::{encoded_len, Disconnect, Packet, ProtocolVersion, ReasonCode};
 
 /// What [`Broker::transmit`] did with a packet.
@@ -28,16 +30,22 @@ impl Broker {
     ///   PINGRESP) is an answer the client waits for: leaving it out would stall the client
     ///   for ever (a QoS exchange that never completes and holds its packet id, a subscribe
     ///   that never returns, a CONNECT with no result) with nothing to say why. The connection
-    ///   is closed instead, after a DISCONNECT 0x95 if even that fits; the socket's close then
-    ///   detaches the session as any lost connection does (`on_closed`).
+    ///   is closed instead, after a DISCONNECT 0x95 if even that fits, at once: from here on
+    ///   the broker takes no more input from it and sends it nothing (`close_conn`).
     pub(super) fn transmit(
-        &self,
+        &mut self,
         out: &mut dyn Outbox,
         conn: ConnId,
         version: ProtocolVersion,
         packet: &Packet,
+        now: Instant,
     ) -> Transmitted {
-        let limit = self.conn(conn).map_or(u32::MAX, |c| c.client_max_packet_size);
+        let Some(state) = self.conn(conn) else { return Transmitted::Withheld };
+        if state.phase == Phase::Closed {
+            // Closed by the broker (perhaps just now, for an oversized packet): nothing more.
+            return Transmitted::Withheld;
+        }
+        let limit = state.client_max_packet_size;
         let fits = |p: &Packet| limit == u32::MAX || encoded_len(p, version) <= limit as usize;
         if fits(packet) {
             out.send(conn, version, packet);
@@ -84,9 +92,9 @@ impl Broker {
                         reason: ReasonCode::PacketTooLarge,
                         properties: Default::default(),
                     };
-                    self.transmit(out, conn, version, &Packet::Disconnect(disconnect));
+                    self.transmit(out, conn, version, &Packet::Disconnect(disconnect), now);
                 }
-                out.close(conn);
+                self.close_conn(conn, now, out);
             }
         }
         Transmitted::Withheld

@@ -132,6 +132,7 @@ impl Broker {
                         seq: Some(seq),
                         state,
                         sent_at: now,
+                        held: false,
                     }
                 })
                 .collect();
@@ -140,6 +141,7 @@ impl Broker {
                 seq: Some(seq),
                 state: OutboundState::AwaitPubcomp,
                 sent_at: now,
+                held: false,
             }));
             inflight.sort_by_key(|m| m.seq);
 

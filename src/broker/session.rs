@@ -55,6 +55,9 @@ pub struct Inflight {
     pub state: OutboundState,
     /// When this PUBLISH or PUBREL was last sent (for the 3.1.1 resend interval).
     pub sent_at: Instant,
+    /// Not re-sent yet after a reconnect: the new connection's Receive Maximum is smaller than
+    /// what was in flight (MQTT-3.3.4-9); sent, with its packet id, as acks free the window.
+    pub held: bool,
 }
 
 /// Where a persistent session's queue lives in the store, and which part of it is in memory.

@@ -100,7 +100,7 @@ impl Broker {
 
         let suback =
             Suback { packet_id: subscribe.packet_id, reasons, properties: Default::default() };
-        self.send(out, conn, &Packet::Suback(suback));
+        self.send(out, conn, &Packet::Suback(suback), now);
 
         // Retained messages follow the SUBACK, with RETAIN=1 (MQTT-3.3.1-8).
         for (filter, granted) in retained_for {
@@ -117,6 +117,7 @@ impl Broker {
         &mut self,
         conn: ConnId,
         unsubscribe: Unsubscribe,
+        now: Instant,
         out: &mut dyn Outbox,
     ) {
         let Some(session_id) = self.conn(conn).and_then(|c| c.session()) else {
@@ -147,7 +148,7 @@ impl Broker {
         }
         let unsuback =
             Unsuback { packet_id: unsubscribe.packet_id, reasons, properties: Default::default() };
-        self.send(out, conn, &Packet::Unsuback(unsuback));
+        self.send(out, conn, &Packet::Unsuback(unsuback), now);
     }
 }
 

@@ -148,7 +148,7 @@ impl Broker {
                             reason: ReasonCode::KeepAliveTimeout,
                             properties: Default::default(),
                         };
-                        self.send(out, conn, &Packet::Disconnect(disconnect));
+                        self.send(out, conn, &Packet::Disconnect(disconnect), now);
                     }
                     self.close_conn(conn, now, out);
                 }

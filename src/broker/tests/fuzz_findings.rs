@@ -1,7 +1,6 @@
 //! Found by `fuzz/` (target `broker_sequence`); see fuzz/README.md, "Findings". Each test is
-//! the smallest sequence that shows the defect, named after the promise it breaks. Ignored
-//! while the broker code that needs the fix is being changed elsewhere; drop the `#[ignore]`
-//! with the fix (and the matching tolerance in fuzz/src/broker_sequence.rs).
+//! the smallest sequence that showed the defect, named after the promise it broke; both are
+//! fixed, and these tests keep them so.
 
 use super::*;
 
@@ -13,7 +12,6 @@ use super::*;
 /// the close; a takeover of its client id sends DISCONNECT 0x8E to a client that never got a
 /// CONNACK). `net` reports the socket closed only at the end of the pass.
 #[test]
-#[ignore = "fuzz finding 1: a connection closed by transmit() stays Active until on_closed"]
 fn a_connection_closed_for_an_oversized_packet_takes_no_more_input() {
     let mut h = Harness::new(Limits::default());
     let (sub, _) = h.connect(ProtocolVersion::V311, "sub", true);
@@ -48,7 +46,6 @@ fn a_connection_closed_for_an_oversized_packet_takes_no_more_input() {
 /// (deliver.rs). A client that reconnects asking for fewer gets more unacknowledged QoS 1/2
 /// PUBLISHes than it allows (MQTT-3.3.4-9) and may treat that as a protocol error (0x93).
 #[test]
-#[ignore = "fuzz finding 2: resend on reconnect ignores the new Receive Maximum"]
 fn resend_on_reconnect_respects_the_new_receive_maximum() {
     let mut h = Harness::new(Limits::default());
     let mut connect = connect_packet(ProtocolVersion::V5, "sub", false);

@@ -248,7 +248,7 @@ fn oversized_packets_lose_reason_string_and_user_properties_first() {
             user_properties: vec![("k".into(), "v".into())],
         },
     });
-    h.broker.send(&mut out, c, &puback);
+    h.broker.send(&mut out, c, &puback, h.now);
     let bare = PubAck::with_reason(pid(1), ReasonCode::NoMatchingSubscribers);
     assert_eq!(out.take(c), vec![Packet::Puback(bare)]);
     let suback = Packet::Suback(Suback {
@@ -259,7 +259,7 @@ fn oversized_packets_lose_reason_string_and_user_properties_first() {
             ..Default::default()
         },
     });
-    h.broker.send(&mut out, c, &suback);
+    h.broker.send(&mut out, c, &suback, h.now);
     let Some(Packet::Suback(sent)) = out.take(c).pop() else { panic!("SUBACK sent") };
     assert_eq!(sent.properties, SubackProperties::default());
     assert!(out.closed.is_empty());
