@@ -182,6 +182,11 @@ impl NamedListener {
 pub struct MqttConfig {
     /// Open connections at once, 1..=1_000_000.
     pub max_connections: usize,
+    /// Open connections from one IP address (CONNECTed or not), 0..=1_000_000; 0 = no limit.
+    pub max_connections_per_address: usize,
+    /// Connections accepted that have not completed CONNECT (TLS handshakes included),
+    /// 0..=1_000_000; 0 = no limit of their own.
+    pub max_pending_connections: usize,
     /// Sessions kept, online and offline, 1..=10_000_000 and at least `max_connections`.
     pub max_sessions: usize,
     /// Subscriptions per session, 1..=1_000_000.
@@ -192,6 +197,9 @@ pub struct MqttConfig {
     pub max_subscription_bytes: usize,
     /// Largest whole packet in either direction, 64..=268_435_455 bytes.
     pub max_packet_size: u32,
+    /// Largest CONNECT, the one packet a client sends before it is known,
+    /// 64..=268_435_455 bytes; `max_packet_size` applies too.
+    pub max_connect_packet_size: u32,
     /// Per-session outbound QoS 1/2 window and the v5 Receive Maximum we advertise, 1..=65535.
     pub max_inflight: u16,
     /// In-memory messages per online session waiting for inflight space, 0..=1_000_000.
@@ -341,11 +349,14 @@ impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
             max_connections: 1024,
+            max_connections_per_address: 64,
+            max_pending_connections: 256,
             max_sessions: 4096,
             max_subscriptions_per_session: 128,
             max_topic_levels: 200,
             max_subscription_bytes: 64 * 1024,
             max_packet_size: 1024 * 1024,
+            max_connect_packet_size: 100 * 1024,
             max_inflight: 128,
             max_queued_messages: 1000,
             connect_timeout: Duration::from_secs(10),
@@ -466,11 +477,19 @@ fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), Co
     let m = &mut config.mqtt;
     let mut s = Section::open(&mut root, "mqtt", origin)?;
     s.integer(&mut m.max_connections, "max_connections", 1, 1_000_000)?;
+    s.integer(&mut m.max_connections_per_address, "max_connections_per_address", 0, 1_000_000)?;
+    s.integer(&mut m.max_pending_connections, "max_pending_connections", 0, 1_000_000)?;
     s.integer(&mut m.max_sessions, "max_sessions", 1, 10_000_000)?;
     s.integer(&mut m.max_subscriptions_per_session, "max_subscriptions_per_session", 1, 1_000_000)?;
     s.integer(&mut m.max_topic_levels, "max_topic_levels", 1, 65_535)?;
     s.size(&mut m.max_subscription_bytes, "max_subscription_bytes", KIB, GIB)?;
     s.size(&mut m.max_packet_size, "max_packet_size", 64, u64::from(PROTOCOL_MAX_PACKET_SIZE))?;
+    s.size(
+        &mut m.max_connect_packet_size,
+        "max_connect_packet_size",
+        64,
+        u64::from(PROTOCOL_MAX_PACKET_SIZE),
+    )?;
     s.integer(&mut m.max_inflight, "max_inflight", 1, u16::MAX)?;
     s.integer(&mut m.max_queued_messages, "max_queued_messages", 0, 1_000_000)?;
     s.duration(
@@ -1541,6 +1560,9 @@ mod tests {
         assert_eq!(c.log.level, log::Level::Info);
         assert_eq!(c.listener.bind, vec!["127.0.0.1:1883".parse().unwrap()]);
         assert_eq!(c.mqtt.max_packet_size, 1_048_576);
+        assert_eq!(c.mqtt.max_connect_packet_size, 102_400);
+        assert_eq!(c.mqtt.max_connections_per_address, 64);
+        assert_eq!(c.mqtt.max_pending_connections, 256);
         assert_eq!(c.mqtt.max_qos, QoS::ExactlyOnce);
         assert_eq!(c.mqtt.persistent_session_expiry, None);
         assert_eq!(c.sqlite.mounted_file_path, PathBuf::from("./data"));
@@ -1583,11 +1605,14 @@ mod tests {
             bind = ["0.0.0.0:1883", "[::1]:8883"]
             [mqtt]
             max_connections = 10
+            max_connections_per_address = 3
+            max_pending_connections = 4
             max_sessions = 20
             max_subscriptions_per_session = 30
             max_topic_levels = 31
             max_subscription_bytes = "32KB"
             max_packet_size = "64KB"
+            max_connect_packet_size = "2KB"
             max_inflight = 40
             max_queued_messages = 50
             connect_timeout = "1500ms"
@@ -1631,11 +1656,14 @@ mod tests {
             listeners: Vec::new(),
             mqtt: MqttConfig {
                 max_connections: 10,
+                max_connections_per_address: 3,
+                max_pending_connections: 4,
                 max_sessions: 20,
                 max_subscriptions_per_session: 30,
                 max_topic_levels: 31,
                 max_subscription_bytes: 32 * 1024,
                 max_packet_size: 65_536,
+                max_connect_packet_size: 2048,
                 max_inflight: 40,
                 max_queued_messages: 50,
                 connect_timeout: Duration::from_millis(1500),
@@ -1718,6 +1746,16 @@ mod tests {
             bad: &["0", "1000001", r#""abc""#, "-1", "1.5", r#""10""#],
         },
         RangeCase {
+            key: "mqtt.max_connections_per_address", extra: "",
+            good: &["0", "1", "64", "1000000"],
+            bad: &["-1", "1000001", r#""64""#],
+        },
+        RangeCase {
+            key: "mqtt.max_pending_connections", extra: "",
+            good: &["0", "1", "256", "1000000"],
+            bad: &["-1", "1000001", "1.5"],
+        },
+        RangeCase {
             key: "mqtt.max_sessions", extra: "max_connections = 1",
             good: &["1", "10000000"],
             bad: &["0", "10000001"],
@@ -1741,6 +1779,11 @@ mod tests {
             key: "mqtt.max_packet_size", extra: r#"tx_buffer_limit = "1GB""#,
             good: &["64", r#""64""#, r#""1kb""#, "268435455", r#""255MB""#],
             bad: &["63", r#""256MB""#, "268435456", r#""1XB""#, "-1", r#""""#, "true", "1.5"],
+        },
+        RangeCase {
+            key: "mqtt.max_connect_packet_size", extra: "",
+            good: &["64", r#""100KB""#, "268435455"],
+            bad: &["63", r#""256MB""#, "-1"],
         },
         RangeCase {
             key: "mqtt.max_inflight", extra: "",

@@ -1,7 +1,8 @@
 //! edgemq: a small, fast, crash-safe single-threaded MQTT broker for edge gateways.
 //!
 //! Layers, dependencies pointing one way: `net -> broker -> codec`, `broker -> store`;
-//! `config` and `cli` are leaves used by `main`.
+//! `config` and `cli` are leaves used by `main`; `log_limit` is a leaf used by `net` and
+//! `broker`.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -10,6 +11,7 @@ pub mod broker;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod log_limit;
 pub mod net;
 pub mod passwd;
 pub mod store;

@@ -213,6 +213,27 @@ fn connect_beyond_max_packet_size_closes_before_body() {
     assert_broker_serves(&broker);
 }
 
+/// A CONNECT over 100 KB is closed from its header even though max_packet_size (1 MB by
+/// default) would allow it: before CONNECT the limit is `mqtt.max_connect_packet_size`
+/// (Mosquitto: a fixed 100000-byte remaining length). Only 8 body bytes are sent, so a
+/// broker that waited for the body would keep the connection until its connect timeout, which
+/// is set to an hour here.
+#[test]
+fn connect_over_100_kb_closes_before_body_under_the_default_max_packet_size() {
+    let builder = BrokerBuilder::new();
+    // Mosquitto has no connect timeout setting (and no need for it: it closes at once too).
+    let builder =
+        if common::is_reference() { builder } else { builder.mqtt("connect_timeout", "1h") };
+    let broker = builder.start();
+    let mut c = TestClient::connect(&broker);
+    let mut bytes = vec![0x10]; // CONNECT
+    bytes.extend(packets::varint(150_000)); // Remaining Length 150,000
+    bytes.extend([0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02]);
+    c.send(&bytes);
+    c.expect_closed();
+    assert_broker_serves(&broker);
+}
+
 // ----- Packet identifiers -----------------------------------------------------------------------
 
 #[test]

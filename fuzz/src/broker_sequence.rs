@@ -360,11 +360,15 @@ pub fn run(data: &[u8]) {
 fn limits(options: u8) -> Limits {
     Limits {
         max_connections: 3,
+        // Checked by `net` at accept; the broker core does not read them.
+        max_connections_per_address: 0,
+        max_pending_connections: 0,
         max_sessions: 4,
         max_subscriptions_per_session: 4,
         max_topic_levels: 6,
         max_subscription_bytes: 48,
         max_packet_size: 2048,
+        max_connect_packet_size: 1024,
         max_inflight: 2,
         max_queued_messages: 4,
         connect_timeout: Duration::from_secs(10),

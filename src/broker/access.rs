@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::logging::LogLimiter;
+use super::logging::More;
 use super::session::SessionId;
 use super::{Broker, ConnId, Outbox};
 use crate::auth::{acl::Denied, Auth, Client, ListenerPolicy, Login, LoginDenied, Verdict};
@@ -36,13 +36,11 @@ pub struct Identity {
     pub username: Option<Rc<str>>,
 }
 
-/// The auth state the broker keeps: the rules, the back-off table, the log limiters.
+/// The auth state the broker keeps: the rules and the back-off table.
 #[derive(Debug, Default)]
 pub(super) struct AccessState {
     pub auth: Auth,
     backoff: crate::auth::backoff::Backoff,
-    login_log: LogLimiter,
-    acl_log: LogLimiter,
 }
 
 /// The CONNACK reason for a refused login (3.1.1 return codes follow from the codec's mapping:
@@ -137,26 +135,18 @@ impl Broker {
         reason: ReasonCode,
         now: Instant,
     ) {
-        let Some(suppressed) = self.access.login_log.allow(now) else { return };
+        let Some(suppressed) = self.logs.login_refused.allow(now) else { return };
         let from = peer.map_or_else(|| "an unknown address".to_string(), |p| p.to_string());
-        let more = if suppressed > 0 {
-            format!(" ({suppressed} more like this not logged)")
-        } else {
-            String::new()
-        };
+        let more = More(suppressed);
         log::warn!(
             "client {client_id:?} from {from}: login refused: {why}; CONNACK {reason:?}{more}"
         );
     }
 
     fn log_acl_denial(&mut self, conn: ConnId, what: &str, topic: &str, why: Denied, now: Instant) {
-        let Some(suppressed) = self.access.acl_log.allow(now) else { return };
+        let Some(suppressed) = self.logs.acl_denied.allow(now) else { return };
         let client = self.client_label(conn);
-        let more = if suppressed > 0 {
-            format!(" ({suppressed} more like this not logged)")
-        } else {
-            String::new()
-        };
+        let more = More(suppressed);
         log::info!("{client}: {what} {topic:?} not allowed: {why}{more}");
     }
 

@@ -196,7 +196,7 @@ impl Broker {
             SlowSubscriber::Drop => "its overflow is dropped until it catches up",
             SlowSubscriber::Disconnect => "disconnecting it",
         };
-        if let Some(suppressed) = self.slow_warnings.allow(now) {
+        if let Some(suppressed) = self.logs.slow_subscriber.allow(now) {
             log::warn!(
                 "client {client_id:?} ({conn:?}): congested for over {max_pause:?} (mqtt.max_pause; \
                  {queued} queued, {backlog} bytes unwritten), publishers no longer wait for it; \

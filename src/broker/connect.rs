@@ -5,6 +5,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::connection::Phase;
+use super::logging::More;
 use super::origin::Username;
 use super::session::{Session, SessionExpiry, SessionId, StoredQueue};
 use super::{Broker, ConnId, Outbox};
@@ -40,8 +41,8 @@ impl Broker {
         match state.origin.username(&connect) {
             Username::Known(username) => state.username = username,
             Username::MissingIdentity => {
-                log::info!("{conn:?}: use_identity_as_username and no client certificate");
-                return self.refuse(conn, ReasonCode::NotAuthorized, now, out);
+                let why = "use_identity_as_username and no client certificate";
+                return self.refuse_because(conn, ReasonCode::NotAuthorized, why, now, out);
             }
         }
 
@@ -83,8 +84,9 @@ impl Broker {
                 keep_alive = max_keepalive;
                 server_keep_alive = Some(max_keepalive);
             } else if keep_alive > max_keepalive {
-                log::info!("{conn:?}: keep-alive {keep_alive}s above max_keepalive; refused");
-                return self.refuse(conn, ReasonCode::ClientIdentifierNotValid, now, out);
+                let why = format!("keep-alive {keep_alive}s above max_keepalive");
+                let reason = ReasonCode::ClientIdentifierNotValid;
+                return self.refuse_because(conn, reason, &why, now, out);
             }
         }
 
@@ -103,9 +105,12 @@ impl Broker {
                 // 5.0: CONNACK 0x90 "Topic Name invalid". 3.1.1 has no return code for it (0x03
                 // "Server unavailable" would invite the same CONNECT again), so the connection
                 // is closed without CONNACK, as for a malformed CONNECT and as Mosquitto does.
-                log::info!("{conn:?}: will topic of {levels} levels above max_topic_levels");
+                let why = format!("will topic of {levels} levels above max_topic_levels");
                 if version == ProtocolVersion::V5 {
-                    return self.refuse(conn, ReasonCode::TopicNameInvalid, now, out);
+                    return self.refuse_because(conn, ReasonCode::TopicNameInvalid, &why, now, out);
+                }
+                if let Some(more) = self.logs.connect_refused.allow(now) {
+                    log::info!("{conn:?}: CONNECT refused: {why}; closing{}", More(more));
                 }
                 return self.close_conn(conn, now, out);
             }
@@ -117,11 +122,8 @@ impl Broker {
         }
 
         if self.active_connections >= self.limits.max_connections {
-            log::warn!(
-                "{conn:?}: refused, max_connections ({}) reached",
-                self.limits.max_connections
-            );
-            return self.refuse(conn, ReasonCode::ServerUnavailable, now, out);
+            let why = format!("max_connections ({}) reached", self.limits.max_connections);
+            return self.refuse_because(conn, ReasonCode::ServerUnavailable, &why, now, out);
         }
 
         let expiry = match version {
@@ -167,11 +169,12 @@ impl Broker {
                 match self.create_session(client_id.clone(), version, expiry) {
                     Some(id) => (id, false),
                     None => {
-                        log::warn!(
-                            "client {client_id:?}: refused, max_sessions ({}) reached",
+                        let why = format!(
+                            "client {client_id:?}: max_sessions ({}) reached",
                             self.limits.max_sessions
                         );
-                        return self.refuse(conn, ReasonCode::QuotaExceeded, now, out);
+                        let reason = ReasonCode::QuotaExceeded;
+                        return self.refuse_because(conn, reason, &why, now, out);
                     }
                 }
             }
@@ -278,9 +281,22 @@ impl Broker {
 
     /// CONNACK with a failure code, then close (MQTT-3.2.2-5 / MQTT-3.2.2-7).
     fn refuse(&mut self, conn: ConnId, reason: ReasonCode, now: Instant, out: &mut dyn Outbox) {
-        match self.peer_of(conn) {
-            Some(peer) => log::info!("{conn:?} from {peer}: CONNECT refused: {reason:?}"),
-            None => log::info!("{conn:?}: CONNECT refused: {reason:?}"),
+        self.refuse_because(conn, reason, "", now, out);
+    }
+
+    /// [`Broker::refuse`] saying why, in one line (rate-limited: a client can repeat it).
+    fn refuse_because(
+        &mut self,
+        conn: ConnId,
+        reason: ReasonCode,
+        why: &str,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        if let Some(more) = self.logs.connect_refused.allow(now) {
+            let peer = self.peer_of(conn).map(|p| format!(" from {p}")).unwrap_or_default();
+            let why = if why.is_empty() { String::new() } else { format!("{why}; ") };
+            log::warn!("{conn:?}{peer}: CONNECT refused: {why}CONNACK {reason:?}{}", More(more));
         }
         self.send_refusal(conn, reason, now, out);
     }

@@ -163,7 +163,7 @@ impl Broker {
         session.dropped += 1;
         let client_id = session.client_id.clone();
         self.stats.messages_dropped += 1;
-        let Some(suppressed) = self.drop_warnings.allow(now) else { return };
+        let Some(suppressed) = self.logs.message_dropped.allow(now) else { return };
         log::warn!(
             "client {client_id:?}: message {} dropped: {why} \
              ({suppressed} more drops not logged since the last warning)",
@@ -349,7 +349,7 @@ impl Broker {
                             self.store.add_dropped(stored.id, 1);
                         }
                     }
-                    if let Some(suppressed) = self.drop_warnings.allow(now) {
+                    if let Some(suppressed) = self.logs.message_dropped.allow(now) {
                         log::warn!(
                             "bridge {}: message {:?} dropped: larger than the remote's maximum \
                              packet size ({}) ({suppressed} more drops not logged since the \

@@ -12,6 +12,10 @@ pub use crate::config::SlowSubscriber;
 pub struct Limits {
     /// Connections that may complete CONNECT at once (more get CONNACK "server unavailable").
     pub max_connections: usize,
+    /// Open connections from one IP address, checked by `net` at accept (0 = no limit).
+    pub max_connections_per_address: usize,
+    /// Accepted connections without a CONNECT yet, checked by `net` at accept (0 = no limit).
+    pub max_pending_connections: usize,
     /// Sessions held at once, online and offline (more get CONNACK "quota exceeded").
     pub max_sessions: usize,
     pub max_subscriptions_per_session: usize,
@@ -21,6 +25,9 @@ pub struct Limits {
     pub max_subscription_bytes: usize,
     /// Largest packet accepted from clients, fixed header included.
     pub max_packet_size: u32,
+    /// Largest CONNECT (before a connection has one, `max_packet_size` is the smaller of the
+    /// two).
+    pub max_connect_packet_size: u32,
     /// Outbound QoS 1/2 window per session, and the Receive Maximum we advertise.
     pub max_inflight: u16,
     /// Messages queued per session behind a full inflight window or while offline.
@@ -61,11 +68,14 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_connections: 1024,
+            max_connections_per_address: 64,
+            max_pending_connections: 256,
             max_sessions: 4096,
             max_subscriptions_per_session: 128,
             max_topic_levels: 200,
             max_subscription_bytes: 64 * 1024,
             max_packet_size: 1024 * 1024,
+            max_connect_packet_size: 100 * 1024,
             max_inflight: 32,
             max_queued_messages: 1000,
             connect_timeout: Duration::from_secs(10),
@@ -96,11 +106,14 @@ impl From<&crate::config::Config> for Limits {
         let resend = config.sqlite.resend_interval;
         Limits {
             max_connections: mqtt.max_connections,
+            max_connections_per_address: mqtt.max_connections_per_address,
+            max_pending_connections: mqtt.max_pending_connections,
             max_sessions: mqtt.max_sessions,
             max_subscriptions_per_session: mqtt.max_subscriptions_per_session,
             max_topic_levels: mqtt.max_topic_levels,
             max_subscription_bytes: mqtt.max_subscription_bytes,
             max_packet_size: mqtt.max_packet_size,
+            max_connect_packet_size: mqtt.max_connect_packet_size,
             max_inflight: mqtt.max_inflight,
             max_queued_messages: mqtt.max_queued_messages,
             connect_timeout: mqtt.connect_timeout,

@@ -1,27 +1,88 @@
-//! Log lines a hostile client cannot blow up: a warning it can trigger thousands of times a
-//! second is written at most once per second for the whole broker, with the count of the ones
-//! left out since; a topic it chose is shown abbreviated.
+//! Log lines a hostile client cannot blow up: a line it can trigger thousands of times a
+//! second goes through a [`LogLimiter`] (`crate::log_limit`, shared with `net`): at most once
+//! per second for the whole broker, with the count of the ones left out; a topic it chose is
+//! shown abbreviated.
 
 use std::fmt;
-use std::time::Instant;
 
 use crate::codec::topic;
 
-#[derive(Debug, Default)]
-pub(super) struct LogLimiter {
-    last: Option<Instant>,
-    suppressed: u64,
+use crate::log_limit::earliest_summary;
+pub(super) use crate::log_limit::{LogLimiter, More};
+use log::Level::{Info, Warn};
+use std::time::Instant;
+
+/// Every kind of line the broker writes that a client can repeat at will, each limited on its
+/// own (a flood of one kind does not hide another).
+#[derive(Debug)]
+pub(super) struct Logs {
+    /// A connection's first bytes are not a valid CONNECT.
+    pub invalid_connect: LogLimiter,
+    /// No CONNECT within `mqtt.connect_timeout` (a TLS handshake that never finishes included).
+    pub connect_timeout: LogLimiter,
+    /// A CONNECT refused for the broker's limits or options (`max_connections`,
+    /// `max_keepalive`, a will topic too deep, no client certificate).
+    pub connect_refused: LogLimiter,
+    pub keep_alive: LogLimiter,
+    /// A protocol violation on an established connection.
+    pub protocol_error: LogLimiter,
+    pub login_refused: LogLimiter,
+    pub acl_denied: LogLimiter,
+    pub message_dropped: LogLimiter,
+    pub slow_subscriber: LogLimiter,
 }
 
-impl LogLimiter {
-    /// `Some(lines left out since the last one)` if a line may be written now.
-    pub(super) fn allow(&mut self, now: Instant) -> Option<u64> {
-        if self.last.is_some_and(|at| now.duration_since(at).as_secs() < 1) {
-            self.suppressed += 1;
-            return None;
+impl Default for Logs {
+    fn default() -> Logs {
+        Logs {
+            invalid_connect: LogLimiter::new(Info, "invalid CONNECT"),
+            connect_timeout: LogLimiter::new(Info, "no CONNECT within mqtt.connect_timeout"),
+            connect_refused: LogLimiter::new(Warn, "CONNECT refused (limits)"),
+            keep_alive: LogLimiter::new(Info, "keep-alive expired"),
+            protocol_error: LogLimiter::new(Info, "protocol error, disconnected"),
+            login_refused: LogLimiter::new(Warn, "login refused"),
+            acl_denied: LogLimiter::new(Info, "not allowed by the ACL"),
+            message_dropped: LogLimiter::new(Warn, "message dropped"),
+            slow_subscriber: LogLimiter::new(Warn, "slow subscriber"),
         }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+impl Logs {
+    fn all(&self) -> [&LogLimiter; 9] {
+        [
+            &self.invalid_connect,
+            &self.connect_timeout,
+            &self.connect_refused,
+            &self.keep_alive,
+            &self.protocol_error,
+            &self.login_refused,
+            &self.acl_denied,
+            &self.message_dropped,
+            &self.slow_subscriber,
+        ]
+    }
+
+    /// When the next "N more like this" summary is due.
+    pub fn next_summary(&self) -> Option<Instant> {
+        earliest_summary(self.all())
+    }
+
+    /// Writes every summary due at `now`.
+    pub fn write_summaries(&mut self, now: Instant) {
+        for limiter in [
+            &mut self.invalid_connect,
+            &mut self.connect_timeout,
+            &mut self.connect_refused,
+            &mut self.keep_alive,
+            &mut self.protocol_error,
+            &mut self.login_refused,
+            &mut self.acl_denied,
+            &mut self.message_dropped,
+            &mut self.slow_subscriber,
+        ] {
+            limiter.write_summary(now);
+        }
     }
 }
 
@@ -50,18 +111,6 @@ impl fmt::Display for Abbreviated<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn one_line_per_second_with_the_count_left_out() {
-        let t0 = Instant::now();
-        let mut limiter = LogLimiter::default();
-        assert_eq!(limiter.allow(t0), Some(0));
-        assert_eq!(limiter.allow(t0 + Duration::from_millis(10)), None);
-        assert_eq!(limiter.allow(t0 + Duration::from_millis(999)), None);
-        assert_eq!(limiter.allow(t0 + Duration::from_secs(1)), Some(2));
-        assert_eq!(limiter.allow(t0 + Duration::from_secs(3)), Some(0));
-    }
 
     #[test]
     fn long_topics_are_abbreviated_in_logs() {

@@ -54,6 +54,7 @@ pub use stats::{Gauges, Stats};
 use crate::codec::PubAck;
 use crate::store::{Commit, Failure, Store, StoredSessionId};
 use connection::Conn;
+use logging::More;
 use outgoing::Transmitted;
 use retain::RetainedStore;
 use session::Session;
@@ -105,7 +106,6 @@ pub struct Broker {
     by_store_id: HashMap<StoredSessionId, SessionId>,
     /// What routing the current publish did (read by the publish handler for its ack).
     route_outcome: publish::RouteOutcome,
-    drop_warnings: logging::LogLimiter,
     /// Store-backed sessions whose send mark moved during this pass.
     send_marks_dirty: Vec<SessionId>,
     /// The connection whose PUBLISH is being routed (the one to pause on congestion).
@@ -113,7 +113,8 @@ pub struct Broker {
     /// Sessions over a soft queue or output limit, and the publishers paused for them.
     congested: Vec<SessionId>,
     paused: Vec<ConnId>,
-    slow_warnings: logging::LogLimiter,
+    /// Rate limits of the lines clients can repeat at will.
+    logs: logging::Logs,
     next_assigned_id: u64,
     next_timer_generation: u32,
     stats: Stats,
@@ -139,12 +140,11 @@ impl Broker {
             store,
             by_store_id: HashMap::new(),
             route_outcome: publish::RouteOutcome::default(),
-            drop_warnings: Default::default(),
             send_marks_dirty: Vec::new(),
             current_publisher: None,
             congested: Vec::new(),
             paused: Vec::new(),
-            slow_warnings: Default::default(),
+            logs: logging::Logs::default(),
             next_assigned_id: 0,
             next_timer_generation: 0,
             stats: Stats::default(),
@@ -175,13 +175,20 @@ impl Broker {
         }
     }
 
-    /// How the event loop must decode the next packet of `conn`.
+    /// How the event loop must decode the next packet of `conn`. Before CONNECT the size
+    /// limit is also `max_connect_packet_size`: an unknown peer gets a small buffer only.
     pub fn decode_context(&self, conn: ConnId) -> DecodeContext {
-        DecodeContext {
-            version: self.conn(conn).and_then(|c| c.version),
-            max_packet_size: self.limits.max_packet_size,
-            role: Role::Server,
-        }
+        let version = self.conn(conn).and_then(|c| c.version);
+        let max_packet_size = match version {
+            None => self.limits.max_packet_size.min(self.limits.max_connect_packet_size),
+            Some(_) => self.limits.max_packet_size,
+        };
+        DecodeContext { version, max_packet_size, role: Role::Server }
+    }
+
+    /// Whether `conn` is still waiting for its CONNECT (what `net` counts as pending).
+    pub fn awaits_connect(&self, conn: ConnId) -> bool {
+        self.conn(conn).is_some_and(|c| c.phase == Phase::AwaitConnect)
     }
 
     /// Whether input from `conn` should still be read and handled.
@@ -262,8 +269,10 @@ impl Broker {
         match phase {
             Phase::Closed => {}
             Phase::AwaitConnect => {
-                let peer = self.peer_of(conn).map(|p| format!(" from {p}")).unwrap_or_default();
-                log::info!("{conn:?}{peer}: invalid CONNECT: {error}; closing");
+                if let Some(more) = self.logs.invalid_connect.allow(now) {
+                    let peer = self.peer_of(conn).map(|p| format!(" from {p}")).unwrap_or_default();
+                    log::info!("{conn:?}{peer}: invalid CONNECT: {error}; closing{}", More(more));
+                }
                 let reason = error.reason_code();
                 // MQTT-3.1.2-2: an unsupported level gets CONNACK 0x01 in the 3.1.1 format,
                 // also a level above 5: a client of a future version cannot be assumed to read
@@ -490,8 +499,10 @@ impl Broker {
         now: Instant,
         out: &mut dyn Outbox,
     ) {
-        let client = self.client_label(conn);
-        log::info!("{client}: {what}; disconnecting with {reason:?}");
+        if let Some(more) = self.logs.protocol_error.allow(now) {
+            let client = self.client_label(conn);
+            log::info!("{client}: {what}; disconnecting with {reason:?}{}", More(more));
+        }
         self.stats.protocol_errors += 1;
         if self.conn(conn).and_then(|c| c.version) == Some(ProtocolVersion::V5) {
             let disconnect = Disconnect { reason, properties: Default::default() };

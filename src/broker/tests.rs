@@ -455,6 +455,28 @@ fn session_and_connection_limits_refuse_with_connack() {
     assert_eq!(c.reason, ReasonCode::ServerUnavailable);
 }
 
+#[test]
+fn before_connect_the_size_limit_is_max_connect_packet_size() {
+    let limits = Limits {
+        max_packet_size: 1024 * 1024,
+        max_connect_packet_size: 100 * 1024,
+        ..Default::default()
+    };
+    let mut h = Harness::new(limits);
+    let waiting = h.accept();
+    assert!(h.broker.awaits_connect(waiting));
+    assert_eq!(h.broker.decode_context(waiting).max_packet_size, 100 * 1024);
+    let (client, _) = h.connect(ProtocolVersion::V311, "a", true);
+    assert!(!h.broker.awaits_connect(client));
+    assert_eq!(h.broker.decode_context(client).max_packet_size, 1024 * 1024);
+    // The smaller of the two counts.
+    let limits =
+        Limits { max_packet_size: 1000, max_connect_packet_size: 100 * 1024, ..Default::default() };
+    let mut h = Harness::new(limits);
+    let waiting = h.accept();
+    assert_eq!(h.broker.decode_context(waiting).max_packet_size, 1000);
+}
+
 /// One SUBSCRIBE of `filters` at QoS 1; the SUBACK's reason codes.
 fn suback_reasons(h: &mut Harness, conn: ConnId, filters: &[&str]) -> Vec<ReasonCode> {
     let options = SubscriptionOptions { qos: QoS::AtLeastOnce, ..Default::default() };

@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::connection::Phase;
+use super::logging::More;
 use super::session::SessionId;
 use super::{Broker, ConnId, Outbox};
 use crate::codec::{Disconnect, Packet, ProtocolVersion, ReasonCode};
@@ -62,10 +63,15 @@ impl Broker {
     /// The earliest moment `on_timers` has work (possibly a stale entry: waking early is
     /// harmless, sleeping late is not).
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.timers.next(), self.store.flush_deadline(), self.congestion_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.timers.next(),
+            self.store.flush_deadline(),
+            self.congestion_deadline(),
+            self.logs.next_summary(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Runs everything due at `now`.
@@ -80,6 +86,7 @@ impl Broker {
             }
         }
         self.on_congestion_timers(now, out);
+        self.logs.write_summaries(now);
     }
 
     /// Arms the connection's one timer entry (connect timeout or keep-alive) at `at`.
@@ -121,13 +128,21 @@ impl Broker {
             Some(_) => match phase {
                 Phase::AwaitConnect => {
                     // A TLS handshake that never finishes ends here too.
-                    let peer = self.peer_of(conn).map(|p| format!(" from {p}")).unwrap_or_default();
-                    log::info!("{conn:?}{peer}: no CONNECT within {connect_timeout:?}; closing");
+                    if let Some(more) = self.logs.connect_timeout.allow(now) {
+                        let peer =
+                            self.peer_of(conn).map(|p| format!(" from {p}")).unwrap_or_default();
+                        log::info!(
+                            "{conn:?}{peer}: no CONNECT within {connect_timeout:?}; closing{}",
+                            More(more)
+                        );
+                    }
                     self.close_conn(conn, now, out);
                 }
                 Phase::Active(_) => {
-                    let client = self.client_label(conn);
-                    log::info!("{client}: keep-alive expired; closing");
+                    if let Some(more) = self.logs.keep_alive.allow(now) {
+                        let client = self.client_label(conn);
+                        log::info!("{client}: keep-alive expired; closing{}", More(more));
+                    }
                     if version == Some(ProtocolVersion::V5) {
                         let disconnect = Disconnect {
                             reason: ReasonCode::KeepAliveTimeout,

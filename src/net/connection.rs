@@ -5,12 +5,19 @@
 //! buffer and only an incomplete packet's bytes are kept here (released once the packet is
 //! complete); output is appended here, and a buffer that grew past 16 KB is released once
 //! written (a smaller one is kept for reuse).
+//!
+//! The input buffer holds one incomplete packet and grows with what arrives, never past the
+//! packet's declared size (fixed header included) — which the decoder already checked against
+//! `max_packet_size` (before CONNECT: `max_connect_packet_size`) — and never ahead of the bytes
+//! that came: a peer that declares 1 MB and sends 16 bytes costs 16 bytes. Bytes after that
+//! packet are decoded from the shared buffer, not appended here ([`Connection::wanted`]).
 
 use std::io;
 use std::net::SocketAddr;
 
 use super::transport::Transport;
 use crate::broker::ListenerId;
+use crate::codec;
 
 /// Output buffers larger than this are released, not kept, once drained.
 const KEEP_TX_CAPACITY: usize = 16 * 1024;
@@ -35,6 +42,9 @@ pub struct Connection {
     pub throttled: bool,
     /// Set for a bridge's outbound link: the bridge's index (see `outbound.rs`).
     pub link: Option<usize>,
+    /// Counted by admission as waiting for its CONNECT (accepted connections only; a bridge
+    /// link is never counted).
+    pub pending: bool,
 }
 
 /// What a write attempt achieved.
@@ -60,7 +70,35 @@ impl Connection {
             flush_queued: false,
             throttled: false,
             link: None,
+            pending: true,
         }
+    }
+
+    /// How many of the next input bytes belong to the incomplete packet in `rx`: the rest of its
+    /// declared size once its fixed header is complete, else one more header byte; 0 if `rx`
+    /// holds a whole packet or a header the decoder refuses (it reports that).
+    pub fn wanted(&self) -> usize {
+        // The declared size was checked against the real limit when `rx` was decoded.
+        match codec::check_frame(&self.rx, u32::MAX) {
+            Ok(Some(header)) => header.total_len().saturating_sub(self.rx.len()),
+            Ok(None) => 1,
+            Err(_) => 0,
+        }
+    }
+
+    /// Appends input to `rx`, growing it (doubling, for few copies) up to the declared size of
+    /// the packet it holds at most: `bytes` must not go past that packet ([`Connection::wanted`]).
+    pub fn append_input(&mut self, bytes: &[u8]) {
+        let needed = self.rx.len() + bytes.len();
+        if needed > self.rx.capacity() {
+            let declared = match codec::check_frame(&self.rx, u32::MAX) {
+                Ok(Some(header)) => header.total_len(),
+                Ok(None) | Err(_) => needed,
+            };
+            let target = needed.max(self.rx.capacity() * 2).min(declared.max(needed));
+            self.rx.reserve_exact(target - self.rx.len());
+        }
+        self.rx.extend_from_slice(bytes);
     }
 
     /// Keeps the bytes of an incomplete packet; an emptied buffer is released, so a

@@ -11,6 +11,7 @@
 //! connection owns its [`transport::Transport`], so reading, decoding and flushing are the same
 //! for both. SIGHUP re-reads the TLS listeners' certificate files.
 
+mod admission;
 mod connection;
 mod outbound;
 pub mod transport;
@@ -29,6 +30,8 @@ use signal_hook_mio::v1_0::Signals;
 use crate::broker::{Broker, ConnId, ListenerId, Origin, Outbox};
 use crate::codec::{self, Packet, ProtocolVersion};
 use crate::config::{Config, ListenerKind};
+use crate::log_limit::More;
+use admission::Admission;
 use connection::{Connection, Flush};
 use transport::{TlsError, TlsServer, Transport};
 
@@ -149,6 +152,8 @@ pub struct EventLoop {
     output_limit: usize,
     /// Outbound links to other brokers (`outbound.rs`).
     bridges: outbound::Bridges,
+    /// Per-address and pending-connection limits, checked at accept; `net`'s log limits.
+    admission: Admission,
     broker: Broker,
 }
 
@@ -166,6 +171,10 @@ impl Slots {
 
     fn get(&self, id: ConnId) -> Option<&Connection> {
         self.entries.get(id.0 as usize).and_then(Option::as_ref)
+    }
+
+    fn is_full(&self) -> bool {
+        self.free.is_empty() && self.entries.len() >= self.capacity
     }
 
     fn insert(&mut self, connection: Connection) -> Option<ConnId> {
@@ -273,6 +282,11 @@ impl EventLoop {
             reload_requested: false,
             output_limit: broker.limits().tx_buffer_limit,
             bridges: outbound::Bridges::default(),
+            admission: Admission::new(
+                broker.limits().max_connections_per_address,
+                broker.limits().max_pending_connections,
+                capacity,
+            ),
             broker,
         })
     }
@@ -342,10 +356,14 @@ impl EventLoop {
     fn run_once(&mut self) -> io::Result<()> {
         let now = Instant::now();
         let timeout = if self.sockets.to_read.is_empty() {
-            let deadline = match (self.broker.next_deadline(), self.bridges_deadline()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = [
+                self.broker.next_deadline(),
+                self.bridges_deadline(),
+                self.admission.logs.next_summary(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             deadline.map(|d| d.saturating_duration_since(now))
         } else {
             Some(Duration::ZERO)
@@ -419,6 +437,7 @@ impl EventLoop {
         self.flush_all();
         self.close_pending(now);
         self.broker.relieve_congestion(now, &mut self.sockets);
+        self.admission.logs.write_summaries(now);
         self.ready = ready;
         Ok(())
     }
@@ -434,10 +453,29 @@ impl EventLoop {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // EMFILE and friends: log and retry on the next readiness event.
-                    log::warn!("accept failed: {e}");
+                    if let Some(more) = self.admission.logs.accept_failed.allow(now) {
+                        log::warn!("accept failed: {e}{}", More(more));
+                    }
                     return;
                 }
             };
+            // Before anything is spent on it (TLS state, buffers, a slot): dropping the stream
+            // closes it.
+            if let Err(refusal) = self.admission.admit(peer.ip()) {
+                self.admission.log_refusal(refusal, peer, now);
+                continue;
+            }
+            if self.sockets.slots.is_full() {
+                self.admission.closed(peer.ip(), true);
+                if let Some(more) = self.admission.logs.refused_full.allow(now) {
+                    log::warn!(
+                        "{peer}: connection refused, all {} slots in use{}",
+                        self.sockets.slots.capacity,
+                        More(more)
+                    );
+                }
+                continue;
+            }
             if let Err(e) = stream.set_nodelay(true) {
                 log::debug!("{peer}: set_nodelay failed: {e}");
             }
@@ -456,6 +494,7 @@ impl EventLoop {
                     Ok(stream) => Transport::Tls(Box::new(stream)),
                     Err(e) => {
                         log::warn!("{peer}: {}: cannot start TLS: {e}", plan.name);
+                        self.admission.closed(peer.ip(), true);
                         continue;
                     }
                 },
@@ -468,11 +507,9 @@ impl EventLoop {
         let peer = origin.peer;
         let connection = Connection::new(transport, peer, origin.listener);
         let Some(conn) = self.sockets.slots.insert(connection) else {
-            log::warn!(
-                "{peer}: connection refused, all {} slots in use",
-                self.sockets.slots.capacity
-            );
-            return; // Dropping the stream closes it.
+            // `accept` checked for a free slot; dropping the stream closes it.
+            self.admission.closed(peer.ip(), true);
+            return;
         };
         let Some(connection) = self.sockets.slots.get_mut(conn) else {
             return;
@@ -484,6 +521,7 @@ impl EventLoop {
         ) {
             log::warn!("{peer}: cannot register socket: {e}");
             self.sockets.slots.remove(conn);
+            self.admission.closed(peer.ip(), true);
             return;
         }
         log::debug!("{conn:?}: accepted from {peer} on {}", self.listener_name(origin.listener));
@@ -544,10 +582,11 @@ impl EventLoop {
                         (connection.peer, connection.listener, connection.link);
                     if link.is_some() {
                         self.note_link_close(conn, &e.to_string());
-                    } else {
+                    } else if let Some(more) = self.admission.logs.tls_failed.allow(now) {
                         log::info!(
-                            "{conn:?} from {peer} on {}: {e}; closing",
-                            self.listener_name(listener)
+                            "{conn:?} from {peer} on {}: {e}; closing{}",
+                            self.listener_name(listener),
+                            More(more)
                         );
                     }
                     // The alert rustls queued, if the socket takes it.
@@ -560,27 +599,9 @@ impl EventLoop {
             if let Some(cn) = connection.transport.take_identity() {
                 self.broker.on_tls_identity(conn, cn);
             }
-            let Some(connection) = self.sockets.slots.get_mut(conn) else {
-                return;
-            };
-            // Decode from the shared buffer directly unless a partial packet is pending.
-            let mut pending = std::mem::take(&mut connection.rx);
-            let leftover = if pending.is_empty() {
-                let input = &buffer[..n];
-                let used = self.decode_all(conn, input, now);
-                used.map(|used| input[used..].to_vec())
-            } else {
-                pending.extend_from_slice(&buffer[..n]);
-                let used = self.decode_all(conn, &pending, now);
-                used.map(|used| {
-                    pending.drain(..used);
-                    pending
-                })
-            };
-            match (leftover, self.sockets.slots.get_mut(conn)) {
-                (Some(rest), Some(connection)) => connection.keep_input(rest),
+            if !self.decode_input(conn, &buffer[..n], now) {
                 // A decode error: the broker already asked for the close.
-                (None, _) | (_, None) => return,
+                return;
             }
             if until == ReadUntil::ShortRead && n < buffer.len() && short_read_drains {
                 return;
@@ -590,6 +611,69 @@ impl EventLoop {
                 // Edge-triggered readiness will not fire again for bytes already waiting.
                 self.sockets.to_read.push(conn);
                 return;
+            }
+        }
+    }
+
+    /// Decodes `input` (fresh bytes in the shared read buffer) after the incomplete packet the
+    /// connection holds, if any: that packet takes only the bytes it still lacks, so the
+    /// connection's buffer never holds more than one packet; the rest is decoded in place and
+    /// only its incomplete tail is copied. False after a decode error (or if the connection
+    /// is gone).
+    fn decode_input(&mut self, conn: ConnId, mut input: &[u8], now: Instant) -> bool {
+        loop {
+            let Some(connection) = self.sockets.slots.get_mut(conn) else { return false };
+            if connection.rx.is_empty() {
+                break;
+            }
+            let take = connection.wanted().min(input.len());
+            connection.append_input(&input[..take]);
+            input = &input[take..];
+            let pending = std::mem::take(&mut connection.rx);
+            let Some(used) = self.decode_all(conn, &pending, now) else { return false };
+            self.note_connected(conn);
+            let Some(connection) = self.sockets.slots.get_mut(conn) else { return false };
+            if used == pending.len() {
+                // Complete (or not wanted any more): released, the rest is decoded in place.
+                break;
+            }
+            connection.rx = pending;
+            if used > 0 {
+                connection.rx.drain(..used);
+            }
+            if input.is_empty() {
+                return true;
+            }
+            if take == 0 {
+                // Paused with a whole packet waiting: keep everything for the resume.
+                connection.append_input(input);
+                return true;
+            }
+        }
+        if input.is_empty() {
+            return true;
+        }
+        let Some(used) = self.decode_all(conn, input, now) else { return false };
+        self.note_connected(conn);
+        let rest = input.get(used..).unwrap_or_default();
+        match self.sockets.slots.get_mut(conn) {
+            Some(connection) => {
+                connection.keep_input(rest.to_vec());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Once the broker no longer waits for the CONNECT of `conn` (it came, or the connection
+    /// was refused), it stops counting as pending for admission.
+    fn note_connected(&mut self, conn: ConnId) {
+        if self.broker.awaits_connect(conn) {
+            return;
+        }
+        if let Some(connection) = self.sockets.slots.get_mut(conn) {
+            if std::mem::take(&mut connection.pending) && connection.link.is_none() {
+                self.admission.connected();
             }
         }
     }
@@ -738,6 +822,10 @@ impl EventLoop {
             let Some(mut connection) = self.sockets.slots.remove(conn) else {
                 continue;
             };
+            if connection.link.is_none() {
+                // Accepted, so admitted (bridge links are ours, not counted).
+                self.admission.closed(connection.peer.ip(), connection.pending);
+            }
             let _ = connection.flush();
             connection.drain_input(&mut self.read_buffer);
             connection.transport.close();

@@ -385,6 +385,12 @@ impl BrokerBuilder {
         for (section, keys) in &self.settings {
             for (k, v) in keys {
                 let name = match (section.as_str(), k.as_str()) {
+                    // No limit: what Mosquitto does, with no setting for it.
+                    ("mqtt", "max_connections_per_address" | "max_pending_connections")
+                        if *v == Value::Int(0) =>
+                    {
+                        continue
+                    }
                     ("mqtt", "max_packet_size") => "max_packet_size",
                     ("mqtt", "max_inflight") => "max_inflight_messages",
                     ("mqtt", "max_queued_messages") => "max_queued_messages",

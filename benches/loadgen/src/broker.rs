@@ -467,6 +467,10 @@ fn edgemq_config(s: &Settings, data: &Path, port: u16) -> String {
     let _ = writeln!(c, "[mqtt]");
     let _ = writeln!(c, "max_connections = {}", s.max_connections);
     let _ = writeln!(c, "max_sessions = {}", s.max_connections.max(4096));
+    // Every client comes from 127.0.0.1, many connect at once: no admission limits, as in
+    // Mosquitto (which has none).
+    let _ = writeln!(c, "max_connections_per_address = 0");
+    let _ = writeln!(c, "max_pending_connections = 0");
     let _ = writeln!(c, "max_inflight = {}", s.max_inflight);
     let _ = writeln!(c, "max_queued_messages = {}", s.max_queued_messages);
     let _ = writeln!(c, "\n[sqlite]");
@@ -595,6 +599,7 @@ mod tests {
         let e = edgemq_config(&s, Path::new("/tmp/d"), 1234);
         assert!(e.contains("max_connections = 5200"));
         assert!(e.contains("max_sessions = 5200"));
+        assert!(e.contains("max_connections_per_address = 0"));
         assert!(e.contains("max_inflight = 128"));
         assert!(e.contains("max_queued_messages = 1000"));
         let m = mosquitto_config(&s, Path::new("/tmp/d"), 1234);

@@ -11,9 +11,14 @@
 //!   nothing more fits; [`Transport::flush`] writes what the transport itself still holds
 //!   (TLS records), and [`Transport::wants_write`] says whether it holds any. The loop keeps
 //!   WRITABLE interest while either it or the transport has output.
-//! - Everything is bounded: rustls buffers at most [`TLS_BUFFER_LIMIT`] bytes of plaintext
-//!   either way; a handshake that never finishes is ended by the broker's connect timeout,
-//!   since a connection becomes a client only with its CONNECT.
+//! - Everything is bounded, before and after the handshake. Outgoing: plaintext waiting to be
+//!   encrypted and records waiting for the socket, [`TLS_BUFFER_LIMIT`] each
+//!   (`set_buffer_limit`). Incoming, by rustls itself (0.23): the record buffer grows 4 KB at a
+//!   time to one record (about 18 KB), or to 64 KB while a handshake message spans records
+//!   (a larger one fails the handshake); decrypted plaintext not yet read, 16 KB (the loop reads
+//!   it out at once). A handshake that never finishes is ended by the broker's connect timeout,
+//!   since a connection becomes a client only with its CONNECT, and counts against
+//!   `mqtt.max_pending_connections` meanwhile (no rustls state exists before admission).
 //!
 //! The TLS implementation (rustls, `ring` provider) lives in `tls.rs` behind the `tls` cargo
 //! feature; without it `no_tls.rs` stands in with types that cannot be built, so the loop and
