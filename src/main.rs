@@ -73,25 +73,11 @@ fn run(options: &RunOptions) -> ExitCode {
     // starts: a bad file is a configuration problem (exit 2), named by its key and path.
     let plans = match net::plan_listeners(&config) {
         Ok(plans) => plans,
-        Err(error) => {
-            let origin = match &options.conf {
-                Some(path) => path.display().to_string(),
-                None => DEFAULT_CONFIG_ORIGIN.to_string(),
-            };
-            eprintln!("edgemq: {origin}: {error}");
-            return ExitCode::from(2);
-        }
+        Err(error) => return config_file_error(options, &error),
     };
     let bridges = match net::plan_bridges(&config.bridges) {
         Ok(bridges) => bridges,
-        Err(error) => {
-            let origin = match &options.conf {
-                Some(path) => path.display().to_string(),
-                None => DEFAULT_CONFIG_ORIGIN.to_string(),
-            };
-            eprintln!("edgemq: {origin}: {error}");
-            return ExitCode::from(2);
-        }
+        Err(error) => return config_file_error(options, &error),
     };
     // After the command-line overrides: --listen decides what "auto" means.
     let auth_settings = AuthSettings {
@@ -213,4 +199,15 @@ fn reload_auth(settings: &AuthSettings, broker: &mut Broker) {
         }
         Err(error) => log::error!("reload failed, the previous auth rules stay in force: {error}"),
     }
+}
+
+/// A file named by the config (a certificate, a key) cannot be used: one line naming the config
+/// file, the key and the file, and exit code 2 like any other configuration error.
+fn config_file_error(options: &RunOptions, error: &dyn std::fmt::Display) -> ExitCode {
+    let origin = match &options.conf {
+        Some(path) => path.display().to_string(),
+        None => DEFAULT_CONFIG_ORIGIN.to_string(),
+    };
+    eprintln!("edgemq: {origin}: {error}");
+    ExitCode::from(2)
 }
