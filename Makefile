@@ -24,12 +24,11 @@ QEMU_$(AARCH64) := qemu-aarch64 -L /usr/aarch64-linux-gnu
 CROSS_TIMEOUT_SCALE := 10
 
 # What the integration tests drive besides the broker (Debian package names).
-# The broker package itself is needed only by `make bench` (and EDGEMQ_TEST_REFERENCE runs);
-# on systemd hosts it starts a service on port 1883, which `make run` also wants.
+# mosquitto: the bridge tests' remote (/usr/sbin/mosquitto, started by the tests on free ports),
+# tests/auth.rs's mosquitto_passwd, and `make bench`. On systemd hosts the package starts a
+# service on port 1883, the port `make run` wants: when `deps` installs it, it stops and
+# disables that service (a Mosquitto service that was there before is left alone).
 # python3-fusepy and fuse3 (fusermount): the power-cut test's file system (tests/powercut/lossyfs.py).
-# mosquitto: the bridge tests' remote (/usr/sbin/mosquitto) and tests/auth.rs's mosquitto_passwd.
-# Installing it starts a service on port 1883 on systemd hosts (see above); the tests use
-# ephemeral ports, so it is in nobody's way.
 TEST_PKGS := mosquitto mosquitto-clients python3-paho-mqtt python3-fusepy fuse3
 
 .PHONY: help run build test deps lint cross-setup cross-armv7 cross-aarch64 cross-test \
@@ -65,7 +64,13 @@ deps: ## Check/install test prerequisites: mosquitto (bridge remote), mosquitto-
 	if [ $${#missing[@]} -gt 0 ] && [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
 	    echo "deps: missing: $${missing[*]}; installing $(TEST_PKGS)"; \
 	    export DEBIAN_FRONTEND=noninteractive; \
+	    had_mosquitto=$$([ -x /usr/sbin/mosquitto ] && echo yes || true); \
 	    apt-get update -qq && apt-get install -y $(TEST_PKGS); \
+	    if [ -z "$$had_mosquitto" ] && command -v systemctl >/dev/null \
+	            && systemctl is-enabled --quiet mosquitto 2>/dev/null; then \
+	        systemctl disable --now mosquitto \
+	            && echo "deps: stopped and disabled the mosquitto service the package started (port 1883 stays free for make run)"; \
+	    fi; \
 	    check; \
 	fi; \
 	if [ $${#missing[@]} -gt 0 ]; then \
