@@ -34,7 +34,7 @@ pub(super) const OUTPUT_HARD_FACTOR: usize = 2;
 
 /// Sessions a paused publisher remembers by name. One publish rarely congests more than a
 /// few subscribers at once; past this the publisher waits for every congested session (the
-/// old, broader rule), still for `max_pause` at most. A fixed array: pausing allocates nothing.
+/// old, broader rule), still for `max_pause` at most.
 const WAIT_SLOTS: usize = 4;
 
 /// Why and since when a publisher is not read.
@@ -97,7 +97,7 @@ impl Broker {
         match state.pause.as_mut() {
             Some(pause) => pause.add(session),
             None => {
-                state.pause = Some(Pause::new(now, session));
+                state.pause = Some(Box::new(Pause::new(now, session)));
                 self.paused.push(publisher);
                 log::debug!("{publisher:?}: paused, a subscriber is congested");
             }

@@ -49,7 +49,8 @@ pub struct Conn {
     /// A 3.1.1 resend timer is pending for this connection.
     pub resend_armed: bool,
     /// Not read for now: it publishes into a congested subscriber (back-pressure).
-    pub pause: Option<Pause>,
+    /// Boxed: every connection has the field, few are ever paused (48 bytes per connection).
+    pub pause: Option<Box<Pause>>,
     /// Set for a bridge's outbound link (see `bridge.rs`): the remote's terms.
     pub link: Option<Rc<LinkParams>>,
 }
