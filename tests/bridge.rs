@@ -1015,3 +1015,66 @@ fn sighup_reloads_a_bridge_s_tls_files() {
     local.wait_for_log("the reload", |l| l.contains("bridges.reload.tls: TLS files reloaded"));
     wait_state(&local, "reload", "1");
 }
+
+/// A remote that answers CONNECT with CONNACK and then sends what no broker may send: a
+/// packet of the reserved type 0 on the first connection, a PUBLISH declaring 268 MB on the
+/// next ones. Each link is closed with one log line naming the invalid packet (nothing of the
+/// declared size is allocated), the bridge backs off and tries again, and the local broker
+/// keeps serving its own clients all along.
+#[test]
+fn a_remote_sending_malformed_packets_is_dropped_and_retried() {
+    if skip() {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let remote = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let (accepted, stop) = (accepted.clone(), stop.clone());
+        thread::spawn(move || {
+            let deadline = Instant::now() + timeout() * 3;
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                let mut stream = match listener.accept() {
+                    Ok((stream, _)) => stream,
+                    Err(_) => {
+                        thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                };
+                let n = accepted.fetch_add(1, Ordering::SeqCst);
+                stream.set_nonblocking(false).unwrap();
+                stream.set_read_timeout(Some(timeout())).unwrap();
+                let mut connect = [0u8; 256];
+                if stream.read(&mut connect).unwrap_or(0) == 0 {
+                    continue;
+                }
+                let garbage: &[u8] = if n == 0 {
+                    &[0x00, 0x00] // packet type 0 is reserved (MQTT-2.2.1)
+                } else {
+                    &[0x30, 0xFF, 0xFF, 0xFF, 0x7F] // PUBLISH, remaining length 268,435,455
+                };
+                let _ = stream.write_all(&[0x20, 0x02, 0x00, 0x00]); // CONNACK, accepted
+                let _ = stream.write_all(garbage);
+                // Until the bridge closes its side.
+                let mut rest = [0u8; 64];
+                while matches!(stream.read(&mut rest), Ok(n) if n > 0) {}
+            }
+        })
+    };
+    let local =
+        start_local("bad", remote, "keepalive = 10\nforwards = [{ topic = \"a/#\", qos = 1 }]");
+    wait_until("three connections to the misbehaving remote", || {
+        common::assert_broker_serves(&local);
+        accepted.load(Ordering::SeqCst) >= 3
+    });
+    stop.store(true, Ordering::SeqCst);
+    let invalid = |what: &'static str| {
+        move |l: &str| l.contains("bridge bad: disconnected") && l.contains(what)
+    };
+    local.wait_for_log("naming the reserved packet type", invalid("UnknownPacketType(0)"));
+    local.wait_for_log("naming the oversized packet", invalid("exceeds maximum packet size"));
+    common::assert_broker_serves(&local);
+    server.join().unwrap();
+}
