@@ -174,18 +174,24 @@ fn persistent_session_keeps_its_good_filter_and_refuses_the_deep_one_across_a_re
     keeper.disconnect();
     broker.restart();
 
-    let pair = Pair::start(&broker);
+    keeper_is_back_and_deep_publishes_are_refused(&broker, &deep);
+    assert_broker_serves(&broker);
+}
+
+/// After a restart: the persistent "keeper" session comes back with its `keep/t`
+/// subscription, a PUBLISH to `deep` closes its sender, and a healthy pair still works.
+fn keeper_is_back_and_deep_publishes_are_refused(broker: &Broker, deep: &str) {
+    let pair = Pair::start(broker);
     let (mut keeper, connack) =
-        TestClient::try_handshake(&broker, Connect::v311("keeper").clean(false));
+        TestClient::try_handshake(broker, Connect::v311("keeper").clean(false));
     assert_eq!((connack.code, connack.session_present), (0, true));
-    let mut hostile = TestClient::v311(&broker, "hostile");
-    hostile.send(&Publish::new(&deep, b"boom").build());
+    let mut hostile = TestClient::v311(broker, "hostile");
+    hostile.send(&Publish::new(deep, b"boom").build());
     hostile.expect_closed();
-    let mut publisher = TestClient::v311(&broker, "pub");
+    let mut publisher = TestClient::v311(broker, "pub");
     publisher.publish("keep/t", b"kept", 1, false);
     keeper.expect_message("keep/t", b"kept");
     pair.still_works(b"after the restart");
-    assert_broker_serves(&broker);
 }
 
 #[test]
@@ -214,17 +220,7 @@ fn a_stored_deep_subscription_matches_without_recursion_and_is_dropped_when_the_
         broker.log().iter().any(|l| l.contains("WARN") && l.contains("over today's limits")),
         "no warning about the dropped subscription"
     );
-    let pair = Pair::start(&broker);
-    let (mut keeper, connack) =
-        TestClient::try_handshake(&broker, Connect::v311("keeper").clean(false));
-    assert_eq!((connack.code, connack.session_present), (0, true));
-    let mut hostile = TestClient::v311(&broker, "hostile");
-    hostile.send(&Publish::new(&deep, b"boom").build());
-    hostile.expect_closed();
-    let mut publisher = TestClient::v311(&broker, "pub");
-    publisher.publish("keep/t", b"kept", 1, false);
-    keeper.expect_message("keep/t", b"kept");
-    pair.still_works(b"after the restart");
+    keeper_is_back_and_deep_publishes_are_refused(&broker, &deep);
 }
 
 #[test]
