@@ -112,6 +112,9 @@ pub struct StoreStats {
     /// fsyncs of the write-ahead log (`durability = "sync"` and `"batch"`): one per commit that
     /// backs an acknowledgement.
     pub fsyncs: u64,
+    /// Of `fsyncs`: those done by a checkpoint of the log run right after the commit (it
+    /// fsyncs the log before copying it), so the store did not fsync it a second time.
+    pub checkpoint_syncs: u64,
     pub failed_commits: u64,
     pub rows_written: u64,
     /// Message rows inserted by committed batches.
@@ -353,13 +356,15 @@ impl Store {
             Some(error) => Some(error),
             None => match self.db.execute_batch("COMMIT") {
                 Err(e) => Some(Failure::sqlite("COMMIT", &e)),
-                Ok(()) if promise => match self.wal_sync.as_mut() {
-                    Some(wal) => {
-                        self.stats.fsyncs += 1;
-                        wal.sync().err()
+                Ok(()) if promise && self.wal_sync.is_some() => {
+                    self.stats.fsyncs += 1;
+                    if self.checkpointed_with_commit() {
+                        self.stats.checkpoint_syncs += 1;
+                        None
+                    } else {
+                        self.wal_sync.as_mut().and_then(|wal| wal.sync().err())
                     }
-                    None => None,
-                },
+                }
                 Ok(()) => None,
             },
         };
@@ -527,19 +532,46 @@ impl Store {
     }
 }
 
+/// Bytes of the write-ahead log's header, and of each frame's header before its page.
+const WAL_HEADER: u64 = 32;
+const WAL_FRAME_HEADER: u64 = 24;
+
 /// fsync of the write-ahead log after a commit: what `synchronous = FULL` does, done only
 /// where an acknowledgement depends on it. fsync works on the file, whichever descriptor
 /// wrote it, so a second descriptor of `<db>-wal` suffices.
 struct WalSync {
     path: PathBuf,
     file: Option<std::fs::File>,
+    /// Whether the log's directory entry was fsync'd (once, when the log is first synced).
+    dir_synced: bool,
 }
 
 impl WalSync {
     fn new(db: &Path) -> WalSync {
         let mut name = db.as_os_str().to_owned();
         name.push("-wal");
-        WalSync { path: PathBuf::from(name), file: None }
+        WalSync { path: PathBuf::from(name), file: None, dir_synced: false }
+    }
+
+    /// Whether the log holds at least `frames` frames of its current generation: the header
+    /// of frame number `frames` carries the log header's salt (SQLite's documented WAL
+    /// format: a 32-byte header with the salt at bytes 16..24, then frames of a 24-byte
+    /// header, salt at bytes 8..16, and one page). Frames of an earlier generation, left
+    /// behind after the log restarted, carry an older salt. False if the file cannot be read.
+    fn holds_frames(&mut self, frames: u64, page_size: u64) -> bool {
+        use std::os::unix::fs::FileExt;
+        if frames == 0 {
+            return true;
+        }
+        if self.file.is_none() {
+            self.file = std::fs::File::open(&self.path).ok();
+        }
+        let Some(file) = self.file.as_ref() else { return false };
+        let (mut log_salt, mut frame_salt) = ([0u8; 8], [0u8; 8]);
+        let at = WAL_HEADER + (frames - 1) * (WAL_FRAME_HEADER + page_size) + 8;
+        file.read_exact_at(&mut log_salt, 16).is_ok()
+            && file.read_exact_at(&mut frame_salt, at).is_ok()
+            && log_salt == frame_salt
     }
 
     /// `Err` with the reason if the log could not be made durable.
@@ -555,17 +587,19 @@ impl WalSync {
         };
         let file = match self.file.take() {
             Some(file) => file,
-            None => {
-                let file = std::fs::File::open(&self.path).map_err(|e| failure(&self.path, e))?;
-                // The log was just created: make its directory entry durable too.
-                if let Some(dir) = self.path.parent() {
-                    std::fs::File::open(dir)
-                        .and_then(|d| d.sync_all())
-                        .map_err(|e| failure(dir, e))?;
-                }
-                file
-            }
+            None => std::fs::File::open(&self.path).map_err(|e| failure(&self.path, e))?,
         };
+        if !self.dir_synced {
+            // The log was just created: make its directory entry durable too.
+            if let Some(dir) = self.path.parent() {
+                let synced = std::fs::File::open(dir).and_then(|d| d.sync_all());
+                if let Err(e) = synced {
+                    self.file = Some(file);
+                    return Err(failure(dir, e));
+                }
+            }
+            self.dir_synced = true;
+        }
         let synced = file.sync_data().map_err(|e| failure(&self.path, e));
         self.file = Some(file);
         synced

@@ -703,3 +703,31 @@ fn batch_durability_fsyncs_the_log_at_each_commit_that_backs_an_acknowledgement(
     committed(&mut store);
     assert_eq!(store.stats().fsyncs, 2);
 }
+
+#[test]
+fn a_checkpoint_run_with_a_commit_stands_for_its_fsync_and_keeps_the_log_bounded() {
+    let dir = TempDir::new("checkpoint-with-commit");
+    let limit = 64 * 1024;
+    let mut store = Store::open(dir.path(), config(|c| c.max_wal_size = limit)).expect("open");
+    let id = save(&mut store, "s");
+    committed(&mut store);
+    let mut largest = 0;
+    let mut seq = 0;
+    for _ in 0..200 {
+        // A pass's worth: ten 64-byte messages, one commit that backs their acknowledgements.
+        fill(&mut store, id, seq + 1..=seq + 10);
+        seq += 10;
+        committed(&mut store);
+        largest = largest.max(wal_len(&dir));
+    }
+    let stats = store.stats().clone();
+    assert_eq!(stats.fsyncs, 201, "every commit backing an acknowledgement is made durable");
+    // 2,000 rows of ~150 bytes fill the 16-page log over and over: the store checkpoints in
+    // its commits (one fsync for both) rather than leaving it to SQLite's backstop.
+    assert!(stats.checkpoint_syncs >= 10, "{} checkpoints with a commit", stats.checkpoint_syncs);
+    assert!(stats.checkpoint_syncs < 100, "{} checkpoints for 200 commits", stats.checkpoint_syncs);
+    assert!(largest > 0 && largest <= limit, "the log reached {largest} bytes (bound {limit})");
+    drop(store);
+    let store = Store::open(dir.path(), config(|c| c.max_wal_size = limit)).expect("reopen");
+    assert_eq!(store.usage(id).messages, 2_000);
+}
