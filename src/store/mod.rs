@@ -299,6 +299,17 @@ impl Store {
             .min()
     }
 
+    /// `Some(typical fsync time)` if the open batch is to be committed with an fsync at the
+    /// end of this pass (`durability = "sync"`, a write backs an acknowledgement): the loop
+    /// may read a little longer first (group commit; see `net`).
+    pub fn pending_sync(&self) -> Option<Duration> {
+        let sync_now = self.in_batch
+            && self.batch_has_promise
+            && self.batch_error.is_none()
+            && self.config.durability == Durability::Sync;
+        sync_now.then(|| self.wal_sync.as_ref().map(|w| w.typical)).flatten()
+    }
+
     /// When a deferred batch (`durability = "batch"`) must be committed at the latest.
     fn batch_deadline(&self) -> Option<Instant> {
         match self.config.durability {
@@ -544,13 +555,26 @@ struct WalSync {
     file: Option<std::fs::File>,
     /// Whether the log's directory entry was fsync'd (once, when the log is first synced).
     dir_synced: bool,
+    /// How long an fsync takes here, smoothed over the last few.
+    typical: Duration,
 }
 
 impl WalSync {
     fn new(db: &Path) -> WalSync {
         let mut name = db.as_os_str().to_owned();
         name.push("-wal");
-        WalSync { path: PathBuf::from(name), file: None, dir_synced: false }
+        WalSync {
+            path: PathBuf::from(name),
+            file: None,
+            dir_synced: false,
+            typical: Duration::ZERO,
+        }
+    }
+
+    /// Folds one fsync's time into `typical` (a quarter weight: one slow fsync moves it, a
+    /// few make it).
+    fn note(&mut self, took: Duration) {
+        self.typical = (self.typical * 3 + took) / 4;
     }
 
     /// Whether the log holds at least `frames` frames of its current generation: the header
@@ -600,7 +624,9 @@ impl WalSync {
             }
             self.dir_synced = true;
         }
+        let started = Instant::now();
         let synced = file.sync_data().map_err(|e| failure(&self.path, e));
+        self.note(started.elapsed());
         self.file = Some(file);
         synced
     }

@@ -731,3 +731,26 @@ fn a_checkpoint_run_with_a_commit_stands_for_its_fsync_and_keeps_the_log_bounded
     let store = Store::open(dir.path(), config(|c| c.max_wal_size = limit)).expect("reopen");
     assert_eq!(store.usage(id).messages, 2_000);
 }
+
+#[test]
+fn a_batch_to_be_fsynced_at_the_end_of_the_pass_is_announced_with_the_fsync_time() {
+    let dir = TempDir::new("pending-sync");
+    let mut store = Store::open(dir.path(), config(|_| {})).expect("open");
+    assert_eq!(store.pending_sync(), None, "no batch open");
+    let id = save(&mut store, "s");
+    assert!(store.pending_sync().is_some(), "a session row backs a CONNACK");
+    committed(&mut store);
+    assert_eq!(store.pending_sync(), None, "committed");
+    // Deliveries alone are housekeeping: committed without an fsync, so nothing to wait for.
+    fill(&mut store, id, 1..=3);
+    committed(&mut store);
+    store.forget(id, 1);
+    assert_eq!(store.pending_sync(), None, "housekeeping only");
+    committed(&mut store);
+    // `batch` defers its commits: the loop has no reason to wait either.
+    let dir = TempDir::new("pending-sync-batch");
+    let cfg = config(|c| c.durability = crate::config::Durability::Batch);
+    let mut store = Store::open(dir.path(), cfg).expect("open");
+    save(&mut store, "s");
+    assert_eq!(store.pending_sync(), None, "batch mode");
+}
