@@ -100,6 +100,12 @@ pub struct Broker {
     timers: Timers,
     /// PUBACK/PUBREC/PUBCOMP held until the end of the pass (and its store commit).
     pending_acks: Vec<PendingAck>,
+    /// The connections whose held acknowledgements (PUBACK, PUBREC, PUBCOMP) the last pass
+    /// that had any released (sorted, once each): the loop expects their next messages (see
+    /// `net`'s group commit). At most one entry per connection.
+    answered: Vec<ConnId>,
+    /// Whether the last `end_of_pass` replaced `answered`.
+    answered_now: bool,
     /// Reused by every publish so routing allocates nothing.
     match_scratch: Vec<SubscriberEntry>,
     store: Store,
@@ -136,6 +142,8 @@ impl Broker {
             retained,
             timers: Timers::default(),
             pending_acks: Vec::new(),
+            answered: Vec::new(),
+            answered_now: false,
             match_scratch: Vec::new(),
             store,
             by_store_id: HashMap::new(),
@@ -326,6 +334,16 @@ impl Broker {
             self.resync_after_failed_commit();
         }
         let mut pending = std::mem::take(&mut self.pending_acks);
+        let publish_ack = |a: &PendingAck| {
+            matches!(a.packet, Packet::Puback(_) | Packet::Pubrec(_) | Packet::Pubcomp(_))
+        };
+        self.answered_now = pending.iter().any(publish_ack);
+        if self.answered_now {
+            self.answered.clear();
+            self.answered.extend(pending.iter().filter(|a| publish_ack(a)).map(|a| a.conn));
+            self.answered.sort_unstable();
+            self.answered.dedup();
+        }
         for ack in &pending {
             let Some(state) = self.conn(ack.conn).filter(|c| c.phase != Phase::Closed) else {
                 continue;
@@ -342,6 +360,12 @@ impl Broker {
         if self.pending_acks.is_empty() {
             self.pending_acks = pending;
         }
+    }
+
+    /// The connections whose held acknowledgements the last pass that had any released, and
+    /// whether that was the last pass (see the `answered` field).
+    pub fn answered(&self) -> (&[ConnId], bool) {
+        (&self.answered, self.answered_now)
     }
 
     /// One write per session whose messages were sent this pass (not one per message).

@@ -209,6 +209,28 @@ fn qos1_roundtrip_acks_publisher_after_end_of_pass() {
 }
 
 #[test]
+fn the_publishers_a_pass_acknowledged_are_named_until_the_next_pass_that_acknowledges() {
+    let mut h = Harness::new(Limits::default());
+    let (a, _) = h.connect(ProtocolVersion::V311, "a", true);
+    let (b, _) = h.connect(ProtocolVersion::V5, "b", true);
+    let (idle, _) = h.connect(ProtocolVersion::V311, "idle", true);
+    for (conn, id) in [(b, 1), (a, 1), (b, 2)] {
+        let packet = Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, Some(id)));
+        h.broker.handle(conn, packet, h.now, &mut h.out);
+    }
+    h.broker.end_of_pass(h.now, &mut h.out);
+    assert_eq!(h.broker.answered(), (&[a, b][..], true), "sorted, once each");
+    // A pass without acknowledgements keeps the list: they are still expected to answer.
+    h.advance(Duration::from_millis(1));
+    assert_eq!(h.broker.answered(), (&[a, b][..], false));
+    // A PUBREC counts too; a PINGRESP (also held until the end of the pass) does not: a
+    // client that pings is not publishing.
+    h.broker.handle(idle, Packet::Pingreq, h.now, &mut h.out);
+    h.handle(a, Packet::Publish(publish("t", b"x", QoS::ExactlyOnce, Some(3))));
+    assert_eq!(h.broker.answered(), (&[a][..], true));
+}
+
+#[test]
 fn overlapping_subscriptions_deliver_once_at_highest_qos() {
     let mut h = Harness::new(Limits::default());
     let (sub, _) = h.connect(ProtocolVersion::V311, "sub", true);

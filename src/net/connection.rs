@@ -45,6 +45,8 @@ pub struct Connection {
     /// Counted by admission as waiting for its CONNECT (accepted connections only; a bridge
     /// link is never counted).
     pub pending: bool,
+    /// The loop pass that last read bytes from it.
+    pub read_pass: u64,
 }
 
 /// What a write attempt achieved.
@@ -71,6 +73,7 @@ impl Connection {
             throttled: false,
             link: None,
             pending: true,
+            read_pass: 0,
         }
     }
 

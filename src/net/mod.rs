@@ -161,6 +161,10 @@ pub struct EventLoop {
     bridges: outbound::Bridges,
     /// Per-address and pending-connection limits, checked at accept; `net`'s log limits.
     admission: Admission,
+    /// Passes run, and the pass whose end released acknowledgements held for a commit (the
+    /// clients that got them are expected to answer; see `gather_before_sync`).
+    pass: u64,
+    acks_pass: u64,
     broker: Broker,
 }
 
@@ -295,6 +299,8 @@ impl EventLoop {
                 capacity,
             ),
             broker,
+            pass: 0,
+            acks_pass: 0,
         })
     }
 
@@ -361,6 +367,7 @@ impl EventLoop {
     /// One pass: wait until something is ready or the broker's next deadline (not at all if
     /// connections are still waiting to be read), then handle everything that is ready.
     fn run_once(&mut self) -> io::Result<()> {
+        self.pass += 1;
         let now = Instant::now();
         let timeout = if self.sockets.to_read.is_empty() {
             let deadline = [
@@ -388,6 +395,9 @@ impl EventLoop {
             self.flush_all();
         }
         self.broker.end_of_pass(now, &mut self.sockets);
+        if self.broker.answered().1 {
+            self.acks_pass = self.pass;
+        }
         self.flush_all();
         self.close_pending(now);
         self.broker.relieve_congestion(now, &mut self.sockets);
@@ -402,7 +412,8 @@ impl EventLoop {
     /// commit within a fraction of a millisecond of each other, but the loop wakes for the
     /// first of them; committing at once puts the others behind a whole fsync, and from then
     /// on the clients are committed in two or three groups in turn, each waiting for the
-    /// others' fsync as well as its own. Waiting a tenth of an fsync keeps them in one group.
+    /// others' fsync as well as its own. Waiting a tenth of an fsync keeps them in one group;
+    /// the wait ends early once every client answered by the last commit was read since.
     /// With fast storage (fsync under 10 ms) the wait rounds to none: only what is already
     /// readable is read. Returns whether anything was read.
     fn gather_before_sync(&mut self) -> io::Result<bool> {
@@ -414,6 +425,9 @@ impl EventLoop {
         let until = Instant::now() + fsync / GATHER_SHARE;
         let mut any = false;
         for _ in 0..GATHER_POLLS {
+            if self.all_answered() {
+                break;
+            }
             // Whole milliseconds (what epoll waits in); under one, only what is there now.
             let left = until.saturating_duration_since(Instant::now());
             let left = Duration::from_millis(left.as_millis() as u64);
@@ -429,6 +443,17 @@ impl EventLoop {
             }
         }
         Ok(any)
+    }
+
+    /// Whether every client answered by the last commit (and still connected) was read since.
+    /// False if there were none: then nobody in particular is expected, and the whole wait
+    /// is spent.
+    fn all_answered(&self) -> bool {
+        let (answered, _) = self.broker.answered();
+        let read_since = |conn: ConnId| {
+            self.sockets.slots.get(conn).is_none_or(|c| c.read_pass > self.acks_pass)
+        };
+        !answered.is_empty() && answered.iter().all(|&conn| read_since(conn))
     }
 
     /// Waits up to `timeout` for readiness, then reads and handles everything that is ready.
@@ -652,6 +677,7 @@ impl EventLoop {
                 }
                 Err(e) => return self.peer_closed(conn, &e.to_string()),
             };
+            connection.read_pass = self.pass;
             let short_read_drains = connection.transport.short_read_drains();
             if let Some(cn) = connection.transport.take_identity() {
                 self.broker.on_tls_identity(conn, cn);
