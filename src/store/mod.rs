@@ -572,9 +572,9 @@ impl WalSync {
     }
 
     /// Folds one fsync's time into `typical` (a quarter weight: one slow fsync moves it, a
-    /// few make it).
+    /// few make it); the first one is taken as it is.
     fn note(&mut self, took: Duration) {
-        self.typical = (self.typical * 3 + took) / 4;
+        self.typical = if self.typical.is_zero() { took } else { (self.typical * 3 + took) / 4 };
     }
 
     /// Whether the log holds at least `frames` frames of its current generation: the header
