@@ -8,7 +8,9 @@
 //! - The log is checkpointed once it holds half of `max_wal_size` (`wal_autocheckpoint`), cut
 //!   back to `max_wal_size` after a checkpoint (`journal_size_limit`), and truncated to nothing
 //!   when no commit came for [`QUIET`] (a `TRUNCATE` checkpoint run from the loop between
-//!   batches: it copies at most the log's bound and never waits for a reader).
+//!   batches: it copies at most the log's bound and never waits for a reader). A commit whose
+//!   COMMIT ran the checkpoint is not fsync'd again: the checkpoint fsync'd the log first
+//!   (`checkpointed_with_commit`).
 //! - `max_db_size` counts the log: the database file itself may use `max_db_size` minus the
 //!   log's bound (`max_page_count`), so edgemq refuses before the directory holds more.
 //! - A reserve file ([`RESERVE_FILE`], as large as the log's bound, filled with bytes no
