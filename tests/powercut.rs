@@ -48,12 +48,22 @@ const SUBSCRIBERS: [(&str, u8); 4] =
 
 #[test]
 fn power_cuts_lose_no_acknowledged_message_in_sync_mode() {
-    power_cuts(Durability::Sync);
+    power_cuts(Durability::Sync, None);
 }
 
 #[test]
 fn power_cuts_lose_at_most_one_batch_in_batch_mode() {
-    power_cuts(Durability::Batch { flush_mem_threshold: 50 });
+    power_cuts(Durability::Batch { flush_mem_threshold: 50 }, None);
+}
+
+/// A 64 KB log (what small disks get) is checkpointed every 32 KB, inside most commits: those
+/// are not fsync'd by edgemq a second time, the checkpoint having fsync'd the log before
+/// copying it. Here that is the common path, not one commit in two. (A broker that skipped
+/// its fsync after every commit is caught by the test above, 607 of 71,773 acknowledged
+/// messages lost in one run, not by this one: almost every commit here is checkpointed.)
+#[test]
+fn power_cuts_lose_no_acknowledged_message_when_most_commits_checkpoint() {
+    power_cuts(Durability::Sync, Some("64KB"));
 }
 
 /// The file system itself: a cut keeps exactly what was fsync'd, contents and directory entries;
@@ -138,7 +148,8 @@ struct Ledger {
     received: Vec<HashSet<MessageId>>,
 }
 
-fn power_cuts(durability: Durability) {
+/// `max_wal_size`: `sqlite.max_wal_size`, if not the default.
+fn power_cuts(durability: Durability, max_wal_size: Option<&str>) {
     if !fuse_available() {
         return;
     }
@@ -174,6 +185,9 @@ fn power_cuts(durability: Durability) {
         // Room for everything the test queues: a dropped message would look like a lost one.
         .set("sqlite", "disk_cache_size", 1_000_000)
         .set("sqlite", "max_queued_per_session", 1_000_000);
+    if let Some(size) = max_wal_size {
+        builder = builder.set("sqlite", "max_wal_size", size);
+    }
     builder = match durability {
         Durability::Sync => builder.set("sqlite", "durability", "sync"),
         Durability::Batch { flush_mem_threshold } => builder
