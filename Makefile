@@ -29,7 +29,9 @@ CROSS_TIMEOUT_SCALE := 10
 # service on port 1883, the port `make run` wants: when `deps` installs it, it stops and
 # disables that service (a Mosquitto service that was there before is left alone).
 # python3-fusepy and fuse3 (fusermount): the power-cut test's file system (tests/powercut/lossyfs.py).
-TEST_PKGS := mosquitto mosquitto-clients python3-paho-mqtt python3-fusepy fuse3
+# curl and python3-prometheus-client: tests/monitoring.rs reads /metrics and /health with curl
+# and parses /metrics with prometheus_client's text parser.
+TEST_PKGS := mosquitto mosquitto-clients python3-paho-mqtt python3-fusepy fuse3 curl python3-prometheus-client
 
 .PHONY: help run build test deps lint cross-setup cross-armv7 cross-aarch64 cross-test \
         musl-aarch64 musl-armv7 dist dist-musl sizes bench bench-compare clean powercut-selfcheck \
@@ -50,7 +52,7 @@ test: deps ## Whole test suite, native (checks `deps` first)
 
 # Checks first; installs only when something is missing (root + apt-get), otherwise says what to
 # install. Without CI=true a missing client is a warning: the tests that need it skip.
-deps: ## Check/install test prerequisites: mosquitto (bridge remote), mosquitto-clients, python3-paho-mqtt, python3-fusepy, fuse3
+deps: ## Check/install test prerequisites: mosquitto (bridge remote), mosquitto-clients, python3-paho-mqtt, python3-fusepy, fuse3, curl, python3-prometheus-client
 	@check() { \
 	    missing=(); \
 	    command -v mosquitto_pub >/dev/null || missing+=(mosquitto_pub); \
@@ -59,6 +61,8 @@ deps: ## Check/install test prerequisites: mosquitto (bridge remote), mosquitto-
 	    /usr/bin/python3 -c 'import paho.mqtt' 2>/dev/null || missing+=("python3 module paho.mqtt"); \
 	    /usr/bin/python3 -c 'import fusepy' 2>/dev/null || missing+=("python3 module fusepy"); \
 	    command -v fusermount >/dev/null || missing+=(fusermount); \
+	    command -v curl >/dev/null || missing+=(curl); \
+	    /usr/bin/python3 -c 'import prometheus_client.parser' 2>/dev/null || missing+=("python3 module prometheus_client"); \
 	}; \
 	check; \
 	if [ $${#missing[@]} -gt 0 ] && [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \

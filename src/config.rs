@@ -21,7 +21,9 @@ use toml::{Table, Value};
 use crate::codec::QoS;
 
 mod bridge;
+mod monitor;
 pub use bridge::{BridgeConfig, BridgeTls, TopicMap, BRIDGE_CLIENT_PREFIX};
+pub use monitor::{HttpConfig, SysConfig};
 
 /// The documented default configuration, built into the binary.
 pub const DEFAULT_CONFIG: &str = include_str!("../conf/edgemq.toml");
@@ -81,6 +83,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[bridges.NAME]`, in name order (see `config/bridge.rs`); none by default.
     pub bridges: Vec<BridgeConfig>,
+    /// `[sys]` and `[http]` (see `config/monitor.rs`).
+    pub sys: SysConfig,
+    pub http: HttpConfig,
 }
 
 /// `[auth]`: who may connect and what they may do. Mosquitto's keys, Mosquitto's file formats.
@@ -422,6 +427,8 @@ impl Config {
             sqlite: SqliteConfig::default(),
             bridges: Vec::new(),
             auth: AuthConfig::default(),
+            sys: SysConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 
@@ -552,6 +559,8 @@ fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), Co
     s.optional_file(&mut a.password_file, "password_file")?;
     s.optional_file(&mut a.acl_file, "acl_file")?;
     known.extend(s.finish()?);
+
+    known.extend(monitor::parse_monitor(&mut root, origin, &mut config.sys, &mut config.http)?);
 
     config.bridges = bridge::parse_bridges(&mut root, origin, &config.mqtt, &config.sqlite)?;
 
@@ -866,7 +875,7 @@ impl fmt::Display for ConfigError {
                     None => write!(
                         f,
                         " (sections are [log], [listener], [listeners.NAME], [mqtt], [sqlite], \
-                         [auth], [bridges.NAME])"
+                         [auth], [sys], [http], [bridges.NAME])"
                     ),
                 }
             }
@@ -1703,6 +1712,9 @@ mod tests {
                 acl_file: Some(PathBuf::from("/etc/edgemq/acl")),
             },
             bridges: Vec::new(),
+            // `[sys]` and `[http]`: config/monitor.rs tests their keys.
+            sys: SysConfig::default(),
+            http: HttpConfig::default(),
         };
         assert_eq!(parse(text).unwrap(), expected);
     }
@@ -1944,6 +1956,31 @@ mod tests {
             key: "auth.acl_file", extra: "",
             good: &[r#""""#, r#""/etc/edgemq/acl""#],
             bad: &["[]", r#""a\u0000b""#],
+        },
+        RangeCase {
+            key: "sys.interval", extra: "",
+            good: &["0", r#""0s""#, r#""10s""#, r#""1d""#, "86400"],
+            bad: &[r#""1500ms""#, r#""2d""#, "-1", r#""never""#],
+        },
+        RangeCase {
+            key: "http.bind", extra: "",
+            good: &[r#""""#, r#""127.0.0.1:9883""#, r#""[::1]:0""#],
+            bad: &[r#""localhost:9883""#, "9883", r#""127.0.0.1""#],
+        },
+        RangeCase {
+            key: "http.max_connections", extra: "",
+            good: &["1", "16", "1024"],
+            bad: &["0", "1025"],
+        },
+        RangeCase {
+            key: "http.max_request_size", extra: "",
+            good: &[r#""1KB""#, r#""8KB""#, r#""1MB""#],
+            bad: &[r#""1023B""#, r#""2MB""#, "0"],
+        },
+        RangeCase {
+            key: "http.timeout", extra: "",
+            good: &[r#""100ms""#, r#""5s""#, r#""1h""#],
+            bad: &[r#""99ms""#, r#""2h""#, "0"],
         },
         RangeCase {
             key: "sqlite.resend_interval", extra: "",
@@ -2238,11 +2275,11 @@ mod tests {
             e.to_string(),
             "test.toml: unknown section \"[bridge]\" (did you mean \"[bridges]\"?)"
         );
-        let e = error("[http]\n");
+        let e = error("[metrics]\n");
         assert_eq!(
             e.to_string(),
-            "test.toml: unknown section \"[http]\" (sections are [log], [listener], [listeners.NAME], \
-             [mqtt], [sqlite], [auth], [bridges.NAME])"
+            "test.toml: unknown section \"[metrics]\" (sections are [log], [listener], \
+             [listeners.NAME], [mqtt], [sqlite], [auth], [sys], [http], [bridges.NAME])"
         );
         let e = error("mqtt = 5\n");
         assert_eq!(e.to_string(), "test.toml: mqtt: expected a section ([mqtt]), got 5");

@@ -130,6 +130,7 @@ fn run(options: &RunOptions) -> ExitCode {
     };
     let mut broker = Broker::new(Limits::from(&config), store);
     broker.set_auth(auth);
+    broker.set_sys_interval(config.sys.interval, now);
     let restored = broker.restore(snapshot, now);
     log::info!(
         "store {} ({} durability): {} sessions, {} subscriptions, {} queued messages, {} retained",
@@ -155,12 +156,24 @@ fn run(options: &RunOptions) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Logged after the MQTT listeners: scripts (and the tests) take the first `listening on`
+    // line for the MQTT port.
+    let http_addr = match event_loop.bind_http(&config.http) {
+        Ok(addr) => addr,
+        Err(error) => {
+            log::error!("{error}");
+            return ExitCode::from(1);
+        }
+    };
     if let Err(error) = event_loop.start_bridges(bridges) {
         log::error!("cannot start the bridges: {error}");
         return ExitCode::from(1);
     }
     for (addr, name, kind) in event_loop.listening() {
         log::info!("listening on {addr} ({kind}, {name})");
+    }
+    if let Some(addr) = http_addr {
+        log::info!("http: serving /metrics and /health on {addr} (http.bind)");
     }
     let result = loop {
         match event_loop.run() {

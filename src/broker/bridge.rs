@@ -246,7 +246,7 @@ impl Broker {
         let name = params.name.clone();
         state.link = Some(Rc::new(params));
         self.conns[index] = Some(state);
-        self.active_connections += 1;
+        self.connection_activated();
 
         let Some(session) = self.session_mut(session_id) else { return };
         session.conn = Some(conn);

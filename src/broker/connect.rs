@@ -230,7 +230,7 @@ impl Broker {
         if let Some(deadline) = state.deadline(connect_timeout) {
             self.arm_conn_timer(conn, deadline);
         }
-        self.active_connections += 1;
+        self.connection_activated();
 
         let (peer, username) = match self.conn(conn) {
             Some(c) => (c.origin.peer.to_string(), c.username.clone()),

@@ -27,6 +27,7 @@ mod retain;
 mod session;
 mod stats;
 mod subscribe;
+mod sys;
 mod timers;
 mod topic_tree;
 
@@ -50,6 +51,7 @@ pub use origin::{ListenerId, Origin};
 pub use restore::Restored;
 pub use session::{SessionExpiry, SessionId};
 pub use stats::{Gauges, Stats};
+pub use sys::{BridgeMetrics, Figure, Kind, Metrics, Process, FIGURES};
 
 use crate::codec::PubAck;
 use crate::store::{Commit, Failure, Store, StoredSessionId};
@@ -120,6 +122,8 @@ pub struct Broker {
     stats: Stats,
     /// Auth rules (swapped whole on reload), login back-off, their log limiters.
     access: access::AccessState,
+    /// The `$SYS` publisher (`sys.rs`).
+    sys: sys::SysTree,
 }
 
 impl Broker {
@@ -149,6 +153,7 @@ impl Broker {
             next_timer_generation: 0,
             stats: Stats::default(),
             access: access::AccessState::default(),
+            sys: sys::SysTree::default(),
             limits,
         }
     }
@@ -159,6 +164,18 @@ impl Broker {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The event loop read `received` and wrote `sent` bytes on MQTT connections.
+    pub fn count_io(&mut self, received: usize, sent: usize) {
+        self.stats.bytes_received += received as u64;
+        self.stats.bytes_sent += sent as u64;
+    }
+
+    /// One more connection is active: the high-water mark follows.
+    fn connection_activated(&mut self) {
+        self.active_connections += 1;
+        self.stats.max_connected = self.stats.max_connected.max(self.active_connections as u64);
     }
 
     /// Current sizes of what the broker holds, for `$SYS` and logs.

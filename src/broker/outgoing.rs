@@ -49,6 +49,7 @@ impl Broker {
         let fits = |p: &Packet| limit == u32::MAX || encoded_len(p, version) <= limit as usize;
         if fits(packet) {
             out.send(conn, version, packet);
+            self.stats.packets_sent += 1;
             return Transmitted::Sent;
         }
         if let Some(bare) = packet.without_diagnostics().filter(|p| fits(p)) {
@@ -58,6 +59,7 @@ impl Broker {
                 packet.name()
             );
             out.send(conn, version, &bare);
+            self.stats.packets_sent += 1;
             return Transmitted::Sent;
         }
         let what = packet.name();

@@ -175,6 +175,18 @@ impl Broker {
                 RetainOutcome::NothingToDelete => {}
             }
         }
+        self.route_to_subscribers(message, publisher, now, out);
+    }
+
+    /// Delivers `message` to every session with a matching subscription (RETAIN already
+    /// applied by the caller).
+    pub(super) fn route_to_subscribers(
+        &mut self,
+        message: Rc<Message>,
+        publisher: Option<SessionId>,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
         let mut matches = std::mem::take(&mut self.match_scratch);
         matches.clear();
         self.tree.matches(&message.topic, &mut matches);

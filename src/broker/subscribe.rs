@@ -86,6 +86,7 @@ impl Broker {
             if let Some(stored) = stored {
                 self.store.save_subscription(stored.id, &filter, &options, subscription_id);
             }
+            self.sys_subscribed(&filter, now);
             reasons.push(granted_reason(options.qos));
             let send_retained = match (version, options.retain_handling) {
                 (ProtocolVersion::V5, RetainHandling::SendAtSubscribe) => true,

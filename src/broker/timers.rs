@@ -68,6 +68,7 @@ impl Broker {
             self.store.flush_deadline(),
             self.congestion_deadline(),
             self.logs.next_summary(),
+            self.sys_deadline(),
         ]
         .into_iter()
         .flatten()

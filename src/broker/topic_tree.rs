@@ -146,6 +146,11 @@ impl TopicTree {
         }
     }
 
+    /// Whether some filter starts with the level `level` (e.g. `$SYS`): one look at the root.
+    pub fn has_root_level(&self, level: &str) -> bool {
+        self.nodes.first().is_some_and(|root| root.children.get(level).is_some())
+    }
+
     /// Total subscriptions held (all sessions).
     pub fn len(&self) -> usize {
         self.subscription_count

@@ -13,6 +13,7 @@
 
 mod admission;
 mod connection;
+pub mod http;
 mod outbound;
 pub mod transport;
 
@@ -72,6 +73,9 @@ pub const RELOAD_SIGNAL: i32 = SIGHUP;
 
 /// SIGTERM / SIGINT / SIGHUP arrive as readiness on this token.
 const SIGNAL_TOKEN: Token = Token(LISTENER_TOKEN_BASE - 1);
+/// The HTTP listener's token; its connections follow it (at most 1,024 of them), far above
+/// any MQTT connection's slab index.
+const HTTP_TOKEN_BASE: usize = LISTENER_TOKEN_BASE - 4096;
 
 /// A listener to open: where, and what its clients get. Built from the config by
 /// [`plan_listeners`], which reads the TLS files (so a bad one stops start-up, exit 2).
@@ -154,6 +158,8 @@ pub struct EventLoop {
     bridges: outbound::Bridges,
     /// Per-address and pending-connection limits, checked at accept; `net`'s log limits.
     admission: Admission,
+    /// The `[http]` listener, if configured (`http/`).
+    http: Option<http::HttpServer>,
     broker: Broker,
 }
 
@@ -287,8 +293,24 @@ impl EventLoop {
                 broker.limits().max_pending_connections,
                 capacity,
             ),
+            http: None,
             broker,
         })
+    }
+
+    /// Opens the `[http]` listener (`/metrics`, `/health`) if `http.bind` is set; returns its
+    /// address.
+    pub fn bind_http(
+        &mut self,
+        config: &crate::config::HttpConfig,
+    ) -> io::Result<Option<SocketAddr>> {
+        if config.bind.is_none() {
+            return Ok(None);
+        }
+        let server = http::HttpServer::bind(config, self.poll.registry(), HTTP_TOKEN_BASE)?;
+        let addr = server.local_addr()?;
+        self.http = Some(server);
+        Ok(Some(addr))
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
@@ -360,6 +382,7 @@ impl EventLoop {
                 self.broker.next_deadline(),
                 self.bridges_deadline(),
                 self.admission.logs.next_summary(),
+                self.http.as_ref().and_then(http::HttpServer::next_deadline),
             ]
             .into_iter()
             .flatten()
@@ -415,6 +438,10 @@ impl EventLoop {
                 self.accept(token.0 - LISTENER_TOKEN_BASE, now);
                 continue;
             }
+            if let Some(server) = self.http.as_mut().filter(|h| h.owns(token)) {
+                server.ready(token, self.poll.registry(), &self.broker, now);
+                continue;
+            }
             let conn = ConnId(token.0 as u32);
             if (writable || closed) && self.link_connect_ready(conn, closed, now) {
                 continue;
@@ -430,6 +457,13 @@ impl EventLoop {
         }
         self.bridge_timers(now);
         self.broker.on_timers(now, &mut self.sockets);
+        if self.broker.sys_due(now) {
+            let process = http::process_figures();
+            self.broker.publish_sys(now, &process, &mut self.sockets);
+        }
+        if let Some(server) = self.http.as_mut() {
+            server.expire(self.poll.registry(), now);
+        }
         // Deliveries go out before the commit, so subscribers work while it runs; answers to
         // a client's own packets (PUBACK, PUBREC, PUBCOMP, PINGRESP) wait for it.
         self.flush_all();
@@ -596,6 +630,7 @@ impl EventLoop {
                 Err(e) => return self.peer_closed(conn, &e.to_string()),
             };
             let short_read_drains = connection.transport.short_read_drains();
+            self.broker.count_io(n, 0);
             if let Some(cn) = connection.transport.take_identity() {
                 self.broker.on_tls_identity(conn, cn);
             }
@@ -748,7 +783,11 @@ impl EventLoop {
                 continue;
             };
             connection.flush_queued = false;
-            let want_write = match connection.flush() {
+            let before = connection.pending_output();
+            let flushed = connection.flush();
+            let written = before.saturating_sub(connection.pending_output());
+            self.broker.count_io(0, written);
+            let want_write = match flushed {
                 Ok(Flush::Done) => false,
                 Ok(Flush::Blocked) => true,
                 Err(e) => {

@@ -16,6 +16,7 @@
 
 mod blob;
 mod delivered;
+mod health;
 mod inspect;
 mod ring;
 mod schema;
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::config::{Durability, SqliteConfig};
+pub use health::Health;
 
 pub use inspect::inspect;
 pub use ring::{Enqueued, QueueCaps, QueuedMessage};
@@ -163,6 +165,8 @@ pub struct Store {
     /// Maps the loop's monotonic clock to wall-clock time for stored deadlines.
     anchor: (Instant, SystemTime),
     stats: StoreStats,
+    /// Commit durations and the last failure, for `$SYS`, `/metrics` and `/health`.
+    monitor: health::Monitor,
 }
 
 impl Store {
@@ -250,6 +254,7 @@ impl Store {
             // must not shift by how long opening took.
             anchor: (Instant::now(), SystemTime::now()),
             stats: StoreStats::default(),
+            monitor: health::Monitor::default(),
         };
         // A disk filled by the previous run: the reserve it left makes room for the cleanup.
         let swept = match store.sweep_garbage() {
@@ -349,6 +354,9 @@ impl Store {
         let writes = std::mem::take(&mut self.writes_in_batch);
         let messages = std::mem::take(&mut self.messages_in_batch);
         let promise = std::mem::take(&mut self.batch_has_promise);
+        // The one clock read the store makes for itself: how long the commit (and its fsync)
+        // takes is what `commit_ms_p99` reports, and only a clock can say.
+        let started = Instant::now();
         let failure = match self.batch_error.take() {
             Some(error) => Some(error),
             None => match self.db.execute_batch("COMMIT") {
@@ -363,6 +371,7 @@ impl Store {
                 Ok(()) => None,
             },
         };
+        self.monitor.committed(started.elapsed(), failure.as_ref());
         match failure {
             None => {
                 self.stats.commits += 1;

@@ -137,6 +137,8 @@ pub struct Launcher {
     pub data_dir: Option<PathBuf>,
     /// Extra `[sqlite]` lines for edgemq's config (e.g. `max_wal_size = "4MB"`).
     pub edgemq_sqlite: Vec<String>,
+    /// edgemq's `sys.interval` in seconds (0 = off); `None`: its default.
+    pub edgemq_sys_interval: Option<u64>,
 }
 
 pub struct BrokerProcess {
@@ -226,6 +228,9 @@ impl BrokerProcess {
                 for line in &launcher.edgemq_sqlite {
                     config.push_str(line);
                     config.push('\n');
+                }
+                if let Some(secs) = launcher.edgemq_sys_interval {
+                    config.push_str(&format!("\n[sys]\ninterval = {secs}\n"));
                 }
                 fs::write(&conf, config)?;
                 vec![

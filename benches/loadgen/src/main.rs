@@ -78,6 +78,7 @@ Options of `run` (defaults in brackets):
                            [data/ in the broker's directory]
   --edgemq-sqlite LINE     a line added to edgemq's [sqlite] table, e.g. max_wal_size = '4MB'
                            (repeatable)
+  --edgemq-sys-interval S  edgemq's sys.interval in seconds, 0 = off [edgemq's default, 10]
   --fs-status FILE         offline: read fsync counters (`fsyncs=N fsyncdirs=N`, lossyfs's
                            control file) before and after the enqueue phase
 ";
@@ -166,6 +167,7 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
             keep_dirs: false,
             data_dir: None,
             edgemq_sqlite: Vec::new(),
+            edgemq_sys_interval: None,
         },
         version: ProtocolVersion::V311,
         run: 1,
@@ -219,6 +221,13 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
             "--log-level" => options.launcher.log_level = value()?,
             "--keep-dirs" => options.launcher.keep_dirs = true,
             "--edgemq-sqlite" => options.launcher.edgemq_sqlite.push(value()?),
+            "--edgemq-sys-interval" => {
+                let secs = value()?;
+                let secs = secs
+                    .parse()
+                    .map_err(|_| Error::new(format!("--edgemq-sys-interval: {secs:?}")))?;
+                options.launcher.edgemq_sys_interval = Some(secs);
+            }
             "--fs-status" => options.fs_status = Some(PathBuf::from(value()?)),
             "--data-dir" | "--edgemq-data" => {
                 options.launcher.data_dir = Some(PathBuf::from(value()?))
