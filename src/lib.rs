@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod bridge;
 pub mod broker;
+pub mod capacity;
 pub mod cli;
 pub mod codec;
 pub mod config;

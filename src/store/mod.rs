@@ -17,6 +17,7 @@
 mod blob;
 mod delivered;
 mod inspect;
+mod quarantine;
 mod ring;
 mod schema;
 mod sessions;
@@ -32,6 +33,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::config::{Durability, SqliteConfig};
 
 pub use inspect::inspect;
+pub use quarantine::quarantine;
 pub use ring::{Enqueued, QueueCaps, QueuedMessage};
 pub use sessions::{LoadedRetained, LoadedSession, SessionRow, Snapshot};
 pub use space::RESERVE_FILE;
@@ -51,6 +53,10 @@ pub struct StoredSessionId(pub i64);
 pub struct StoreError {
     pub path: PathBuf,
     pub message: String,
+    /// The file is not a usable database (corrupt, or not SQLite at all): what
+    /// `sqlite.on_corrupt = "quarantine"` moves aside. A database from a newer edgemq, a
+    /// directory that cannot be created or a full disk is not.
+    pub corrupt: bool,
 }
 
 impl fmt::Display for StoreError {
@@ -170,13 +176,22 @@ impl Store {
     /// `durability = "memory"`. Refuses unreadable, corrupt or newer-schema files.
     pub fn open(dir: &Path, config: SqliteConfig) -> Result<Store, StoreError> {
         let path = dir.join(DB_FILE);
-        let fail = |message: String| StoreError { path: path.clone(), message };
+        let fail = |message: String| StoreError { path: path.clone(), message, corrupt: false };
+        let corrupt = |message: String| StoreError { path: path.clone(), message, corrupt: true };
+        // SQLite's own verdict that the file is damaged or not a database.
+        let damaged = |e: &rusqlite::Error| {
+            matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+            )
+        };
         let db = if config.durability == Durability::Memory {
             Connection::open_in_memory().map_err(|e| fail(e.to_string()))?
         } else {
             std::fs::create_dir_all(dir).map_err(|e| StoreError {
                 path: dir.to_path_buf(),
                 message: format!("cannot create the data directory: {e}"),
+                corrupt: false,
             })?;
             let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
@@ -185,11 +200,17 @@ impl Store {
         };
         let advice = "the file is not a valid edgemq database (corrupt or foreign); stop edgemq, \
                       move the file aside (keep it for recovery) and start again";
-        let check: String = db
-            .query_row("PRAGMA quick_check", [], |row| row.get(0))
-            .map_err(|e| fail(format!("{e}: {advice}")))?;
+        let check: String =
+            db.query_row("PRAGMA quick_check", [], |row| row.get(0)).map_err(|e| {
+                let message = format!("{e}: {advice}");
+                if damaged(&e) {
+                    corrupt(message)
+                } else {
+                    fail(message)
+                }
+            })?;
         if check != "ok" {
-            return Err(fail(format!("integrity check failed ({check}): {advice}")));
+            return Err(corrupt(format!("integrity check failed ({check}): {advice}")));
         }
         // In WAL mode `synchronous = FULL` would fsync at every commit, also for commits that
         // only delete delivered messages, and `NORMAL` syncs only at checkpoints. Instead the
@@ -221,7 +242,10 @@ impl Store {
         match schema::migrate(&db) {
             Ok(Ok(())) => {}
             Ok(Err(message)) => return Err(fail(message)),
-            Err(e) => return Err(fail(format!("cannot migrate the schema: {e}: {advice}"))),
+            Err(e) => {
+                let message = format!("cannot migrate the schema: {e}: {advice}");
+                return Err(if damaged(&e) { corrupt(message) } else { fail(message) });
+            }
         }
         let sync_mode = matches!(config.durability, Durability::Sync | Durability::Batch);
         let mut store = Store {
