@@ -185,6 +185,27 @@ impl Store {
                 Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
             )
         };
+        let advice = "the file is not a valid edgemq database (corrupt or foreign); stop edgemq, \
+                      move the file aside (keep it for recovery) and start again";
+        // An existing file is checked on a read-only connection first: a read-write connection
+        // to a damaged file may delete its write-ahead log when it closes (SQLite does, for a
+        // file that is not a database), and the log is evidence to keep, refused or
+        // quarantined. Only a file that passes is opened for writing.
+        let check_integrity = |db: &Connection| -> Result<(), StoreError> {
+            let check: String =
+                db.query_row("PRAGMA quick_check", [], |row| row.get(0)).map_err(|e| {
+                    let message = format!("{e}: {advice}");
+                    if damaged(&e) {
+                        corrupt(message)
+                    } else {
+                        fail(message)
+                    }
+                })?;
+            if check != "ok" {
+                return Err(corrupt(format!("integrity check failed ({check}): {advice}")));
+            }
+            Ok(())
+        };
         let db = if config.durability == Durability::Memory {
             Connection::open_in_memory().map_err(|e| fail(e.to_string()))?
         } else {
@@ -193,25 +214,17 @@ impl Store {
                 message: format!("cannot create the data directory: {e}"),
                 corrupt: false,
             })?;
+            if path.exists() {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let readonly =
+                    Connection::open_with_flags(&path, flags).map_err(|e| fail(e.to_string()))?;
+                check_integrity(&readonly)?;
+            }
             let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX;
             Connection::open_with_flags(&path, flags).map_err(|e| fail(e.to_string()))?
         };
-        let advice = "the file is not a valid edgemq database (corrupt or foreign); stop edgemq, \
-                      move the file aside (keep it for recovery) and start again";
-        let check: String =
-            db.query_row("PRAGMA quick_check", [], |row| row.get(0)).map_err(|e| {
-                let message = format!("{e}: {advice}");
-                if damaged(&e) {
-                    corrupt(message)
-                } else {
-                    fail(message)
-                }
-            })?;
-        if check != "ok" {
-            return Err(corrupt(format!("integrity check failed ({check}): {advice}")));
-        }
         // In WAL mode `synchronous = FULL` would fsync at every commit, also for commits that
         // only delete delivered messages, and `NORMAL` syncs only at checkpoints. Instead the
         // log is fsync'd by hand after the commits that back an acknowledgement (`WalSync`),
