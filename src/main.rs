@@ -159,10 +159,6 @@ fn run(options: &RunOptions) -> ExitCode {
     if !env_log {
         log::set_max_level(config.log.level.to_level_filter());
     }
-    for line in edgemq::capacity::report(&config) {
-        log::info!("{line}");
-    }
-
     // TLS certificates and keys (listeners', then bridges') are read before anything else
     // starts: a bad file is a configuration problem (exit 2), named by its key and path.
     let plans = match net::plan_listeners(&config) {
@@ -198,6 +194,12 @@ fn run(options: &RunOptions) -> ExitCode {
                 "refused: a listener is not on a loopback address"
             }
         );
+    }
+
+    // What the limits allow, before anything is allocated for them (after the checks of the
+    // files the config names, so that a bad one is still the only line of a failed start).
+    for line in edgemq::capacity::report(&config) {
+        log::info!("{line}");
     }
 
     let now = Instant::now();

@@ -804,6 +804,43 @@ mod tests {
         assert_eq!(keys, all);
     }
 
+    /// `edgemq check` shows every key of a bridge (defaults filled in) and reads back to the same
+    /// bridge; the password is a comment, not its value.
+    #[test]
+    fn the_effective_config_shows_every_bridge_key_and_hides_the_password() {
+        use crate::config::{parse_table, parse_toml, CrossCheck, Effective};
+        let text = "[bridges.up]\naddress = \"10.0.0.1:1883\"\nproto_ver = 5\nusername = \"u\"\n\
+                    password = \"s3cret\"\nforwards = [{ topic = \"a/#\", qos = 1, remote_prefix \
+                    = \"x/\" }]\nsubscriptions = [{ topic = \"c/#\", qos = 2, local_prefix = \
+                    \"l/\", remote_prefix = \"y/\" }]\n";
+        let root = parse_toml(text, "t").unwrap();
+        let (config, order, root) = parse_table(root, "t", CrossCheck::Yes).unwrap();
+        let shown = Effective { root, order, sources: Default::default() }.to_toml();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("\n# password = (set, not shown)\n"), "{shown}");
+        for key in [
+            "address",
+            "proto_ver",
+            "clientid",
+            "username",
+            "keepalive",
+            "clean_start",
+            "max_inflight",
+            "backoff_min",
+            "backoff_max",
+            "forwards",
+            "subscriptions",
+            "max_queued",
+            "max_queued_bytes",
+            "overflow",
+            "queue_qos0",
+        ] {
+            assert!(shown.contains(&format!("\n{key} = ")), "{key}: {shown}");
+        }
+        let back = shown.replace("# password = (set, not shown)", "password = \"s3cret\"");
+        assert_eq!(parse(&back).unwrap_or_else(|e| panic!("{e}\n{back}")), config);
+    }
+
     #[test]
     fn overlap() {
         assert!(filters_overlap("a/#", "a/b/c"));
