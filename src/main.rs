@@ -103,6 +103,10 @@ fn check(options: &RunOptions) -> ExitCode {
         eprintln!("edgemq: {origin}: {error}");
         return ExitCode::from(2);
     }
+    if let Err(error) = net::plan_bridges(&config.bridges) {
+        eprintln!("edgemq: {origin}: {error}");
+        return ExitCode::from(2);
+    }
     if let Err(error) = Auth::load(&auth_settings(config)) {
         eprintln!("edgemq: {error}");
         return ExitCode::from(2);
@@ -337,7 +341,12 @@ impl Reload {
             .map(|k| {
                 let was = self.current.effective.show(k).unwrap_or_default();
                 let now = new.effective.show(k).unwrap_or_default();
-                format!("{k} = {now} (was {was})")
+                let ignored = if self.env_log && k.as_str() == "log.level" {
+                    ", not applied: EDGEMQ_LOG decides"
+                } else {
+                    ""
+                };
+                format!("{k} = {now} (was {was}{ignored})")
             })
             .collect();
         let restart: Vec<String> = self

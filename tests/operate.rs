@@ -276,6 +276,18 @@ fn check_prints_the_effective_config_and_capacities_without_touching_the_data_di
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains(&format!("{conf_arg}: mqtt.max_inflight: expected ")), "{stderr}");
     assert!(!data.exists(), "check created the data directory");
+
+    // Files the config names are read as at start-up: a missing certificate is exit 2 too.
+    std::fs::write(
+        &conf,
+        "[listeners.secure]\nbind = \"127.0.0.1:0\"\nkind = \"tls\"\n\
+         certfile = \"/nonexistent/c.pem\"\nkeyfile = \"/nonexistent/k.pem\"\n",
+    )
+    .expect("write config");
+    let (status, stdout, stderr) = check(&["--conf", &conf_arg, "--data", &data_arg], &[]);
+    assert_eq!(status.code(), Some(2), "{stdout}\n{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("listeners.secure") && stderr.contains("/nonexistent/"), "{stderr}");
 }
 
 #[test]
