@@ -10,6 +10,10 @@
 //!   other (both named).
 //! - [`Config::load`] reads the config file and nothing else: no sockets, no data directory, no
 //!   logging, no global state. A `Config` that exists is valid; later layers do not re-check it.
+//! - Every key the parser reads records the value it ends up with ([`Effective`]: what
+//!   `edgemq check` prints and SIGHUP compares), so a new key needs no list of its own.
+//!   `Config::load_layered` (`config/layers.rs`) puts the environment and the command line over
+//!   the file; the caller passes the environment in.
 
 use std::fmt;
 use std::net::SocketAddr;
