@@ -374,16 +374,17 @@ impl Reload {
                 log::error!("reload failed, the previous auth rules stay in force: {error}")
             }
         }
-        if applied.is_empty() {
-            log::info!("reload: no setting that applies live changed");
-        } else {
-            log::info!("reload: applied {}", applied.join(", "));
-        }
         if !restart.is_empty() {
             log::warn!(
                 "reload: changed but only applied by a restart (the running values stay): {}",
                 restart.join(", ")
             );
+        }
+        // Last: the line that says the reload is done.
+        if applied.is_empty() {
+            log::info!("reload: no setting that applies live changed");
+        } else {
+            log::info!("reload: applied {}", applied.join(", "));
         }
         self.current = new;
     }
