@@ -164,10 +164,10 @@ pub fn report(config: &Config) -> Vec<String> {
          of filters per session, {} in flight and {} queued in memory per session, {} retained \
          messages / {}, {} stored messages",
         m.max_connections,
-        if m.max_pending_connections == 0 {
-            "no limit on".to_string()
-        } else {
-            m.max_pending_connections.to_string()
+        // Pending connections hold slots too: never more than there are.
+        match m.max_pending_connections {
+            0 => m.max_connections.saturating_add(OVERFLOW_SLOTS),
+            pending => pending.min(m.max_connections.saturating_add(OVERFLOW_SLOTS)),
         },
         m.max_sessions,
         m.max_subscriptions_per_session,
