@@ -10,6 +10,10 @@
 //!   other (both named).
 //! - [`Config::load`] reads the config file and nothing else: no sockets, no data directory, no
 //!   logging, no global state. A `Config` that exists is valid; later layers do not re-check it.
+//! - Every key the parser reads records the value it ends up with ([`Effective`]: what
+//!   `edgemq check` prints and SIGHUP compares), so a new key needs no list of its own.
+//!   `Config::load_layered` (`config/layers.rs`) puts the environment and the command line over
+//!   the file; the caller passes the environment in.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -21,8 +25,12 @@ use toml::{Table, Value};
 use crate::codec::QoS;
 
 mod bridge;
+mod effective;
+mod layers;
 mod monitor;
 pub use bridge::{BridgeConfig, BridgeTls, TopicMap, BRIDGE_CLIENT_PREFIX};
+pub use effective::{is_live, Effective, LIVE_KEYS};
+pub use layers::{env_overrides, env_value, Loaded, Override, ENV_PREFIX};
 pub use monitor::{HttpConfig, SysConfig};
 
 /// The documented default configuration, built into the binary.
@@ -47,7 +55,8 @@ const MAX_FINITE_SESSION_EXPIRY_SECS: u64 = u32::MAX as u64 - 1;
 pub const MAX_LISTENERS: usize = 64;
 
 /// The sections a config file may have, in the order they are read.
-const SECTIONS: [&str; 7] = ["log", "listener", "listeners", "mqtt", "sqlite", "auth", "bridges"];
+const SECTIONS: [&str; 9] =
+    ["log", "listener", "listeners", "mqtt", "sqlite", "auth", "sys", "http", "bridges"];
 
 /// The keys of one `[listeners.NAME]` table, in the order they are read.
 pub const LISTENER_KEYS: [&str; 8] = [
@@ -268,7 +277,22 @@ pub struct SqliteConfig {
     /// Bound on the write-ahead log, 64KiB..=64MiB: it is checkpointed at half of it and
     /// truncated to it; also the size of the reserve file kept for a full disk.
     pub max_wal_size: u64,
+    /// What start-up does with a database that is corrupt.
+    pub on_corrupt: OnCorrupt,
 }
+
+/// What start-up does with a corrupt database file (`sqlite.on_corrupt`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnCorrupt {
+    /// Stop with one line naming the file (exit 1); the file is left as it is.
+    Refuse,
+    /// Rename the file and its `-wal`/`-shm` aside with a timestamp (never delete them), log
+    /// an error naming both names, and start with an empty store.
+    Quarantine,
+}
+
+const ON_CORRUPT_NAMES: [(&str, OnCorrupt); 2] =
+    [("refuse", OnCorrupt::Refuse), ("quarantine", OnCorrupt::Quarantine)];
 
 /// When store writes reach the disk (`sqlite.durability`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -399,6 +423,7 @@ impl Default for SqliteConfig {
             resend_interval: Duration::ZERO,
             max_db_size: 0,
             max_wal_size: 512 * KIB,
+            on_corrupt: OnCorrupt::Refuse,
         }
     }
 }
@@ -466,20 +491,51 @@ impl Config {
 /// Parses like [`Config::from_toml_str`] and also returns every key the parser knows, as
 /// `"section.key"` in reading order (tests check the default file against this list).
 fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), ConfigError> {
-    let mut root: Table =
-        text.parse().map_err(|e: toml::de::Error| syntax_error(text, origin, &e))?;
+    let root = parse_toml(text, origin)?;
+    parse_table(root, origin, CrossCheck::Yes).map(|(config, known, _)| (config, known))
+}
+
+/// TOML text to a table; errors give the line and column.
+fn parse_toml(text: &str, origin: &str) -> Result<Table, ConfigError> {
+    text.parse().map_err(|e: toml::de::Error| syntax_error(text, origin, &e))
+}
+
+/// Whether [`parse_table`] checks the rules between keys (an environment variable is checked
+/// alone first, where the other keys still have their defaults).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CrossCheck {
+    Yes,
+    No,
+}
+
+/// Reads and validates a parsed TOML table: the config, every key the parser knows and the
+/// effective values (every key with the value it ended up with, defaults filled in).
+fn parse_table(
+    mut root: Table,
+    origin: &str,
+    cross: CrossCheck,
+) -> Result<(Config, Vec<String>, Table), ConfigError> {
     let mut config = Config::default_values();
     let mut known = Vec::new();
+    let mut effective = Table::new();
+    // `[listeners.NAME]` and `[bridges.NAME]`, as `listeners` -> `NAME` -> keys.
+    let mut effective_named = Table::new();
+    let mut done = |(keys, values): (Vec<String>, Table), name: &str| {
+        known.extend(keys);
+        effective.insert(name.to_string(), Value::Table(values));
+    };
 
     let mut s = Section::open(&mut root, "log", origin)?;
     s.choice(&mut config.log.level, "level", &LOG_LEVELS)?;
-    known.extend(s.finish()?);
+    let name = s.name.clone();
+    done(s.finish()?, &name);
 
     let mut s = Section::open(&mut root, "listener", origin)?;
     s.bind(&mut config.listener.bind, "bind")?;
-    known.extend(s.finish()?);
+    let name = s.name.clone();
+    done(s.finish()?, &name);
 
-    config.listeners = read_listeners(&mut root, origin)?;
+    config.listeners = read_listeners(&mut root, origin, &mut effective_named)?;
 
     let m = &mut config.mqtt;
     let mut s = Section::open(&mut root, "mqtt", origin)?;
@@ -532,7 +588,8 @@ fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), Co
         DurationRange::any(Duration::from_millis(10), Duration::from_secs(60)),
     )?;
     s.choice(&mut m.slow_subscriber, "slow_subscriber", &SLOW_SUBSCRIBER_NAMES)?;
-    known.extend(s.finish()?);
+    let name = s.name.clone();
+    done(s.finish()?, &name);
 
     let q = &mut config.sqlite;
     let mut s = Section::open(&mut root, "sqlite", origin)?;
@@ -551,26 +608,42 @@ fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), Co
     )?;
     s.size(&mut q.max_db_size, "max_db_size", 0, TIB)?;
     s.size(&mut q.max_wal_size, "max_wal_size", 64 * KIB, 64 * MIB)?;
-    known.extend(s.finish()?);
+    s.choice(&mut q.on_corrupt, "on_corrupt", &ON_CORRUPT_NAMES)?;
+    let name = s.name.clone();
+    done(s.finish()?, &name);
 
     let a = &mut config.auth;
     let mut s = Section::open(&mut root, "auth", origin)?;
     s.auto_bool(&mut a.allow_anonymous, "allow_anonymous")?;
     s.optional_file(&mut a.password_file, "password_file")?;
     s.optional_file(&mut a.acl_file, "acl_file")?;
-    known.extend(s.finish()?);
+    let name = s.name.clone();
+    done(s.finish()?, &name);
 
-    known.extend(monitor::parse_monitor(&mut root, origin, &mut config.sys, &mut config.http)?);
+    for (name, section) in
+        monitor::parse_monitor(&mut root, origin, &mut config.sys, &mut config.http)?
+    {
+        done(section, &name);
+    }
 
-    config.bridges = bridge::parse_bridges(&mut root, origin, &config.mqtt, &config.sqlite)?;
+    config.bridges = bridge::parse_bridges(
+        &mut root,
+        origin,
+        &config.mqtt,
+        &config.sqlite,
+        &mut effective_named,
+    )?;
 
     // Whatever is left at the top level is a section or key nobody reads.
     if let Some((name, value)) = root.iter().next() {
         return Err(unknown_top_level(origin, name, value, &known));
     }
 
-    check_cross_keys(&config, origin)?;
-    Ok((config, known))
+    if cross == CrossCheck::Yes {
+        check_cross_keys(&config, origin)?;
+    }
+    effective.extend(effective_named);
+    Ok((config, known, effective))
 }
 
 /// Rules between keys; each error names both keys and says why the pair cannot work.
@@ -633,7 +706,11 @@ fn check_cross_keys(config: &Config, origin: &str) -> Result<(), ConfigError> {
 }
 
 /// Reads every `[listeners.NAME]` table (sorted by name, as TOML tables are).
-fn read_listeners(root: &mut Table, origin: &str) -> Result<Vec<NamedListener>, ConfigError> {
+fn read_listeners(
+    root: &mut Table,
+    origin: &str,
+    effective: &mut Table,
+) -> Result<Vec<NamedListener>, ConfigError> {
     let tables = match root.remove("listeners") {
         None => return Ok(Vec::new()),
         Some(Value::Table(t)) => t,
@@ -668,14 +745,20 @@ fn read_listeners(root: &mut Table, origin: &str) -> Result<Vec<NamedListener>, 
         let Value::Table(table) = value else {
             return Err(invalid("a table [listeners.NAME]", &value));
         };
-        listeners.push(read_listener(name, table, origin)?);
+        let (listener, values) = read_listener(name, table, origin)?;
+        insert_named(effective, "listeners", &listener.name, values);
+        listeners.push(listener);
     }
     Ok(listeners)
 }
 
 /// One `[listeners.NAME]` table; its keys are named `listeners.NAME.KEY` in errors.
-fn read_listener(name: String, table: Table, origin: &str) -> Result<NamedListener, ConfigError> {
-    let mut s = Section { origin, name: "listeners".to_string(), table, known: Vec::new() };
+fn read_listener(
+    name: String,
+    table: Table,
+    origin: &str,
+) -> Result<(NamedListener, Table), ConfigError> {
+    let mut s = Section::from_table(table, "listeners".to_string(), origin);
     let prefix = |key: &str| format!("{name}.{key}");
     let rename = |mut e: ConfigError| {
         // Section errors say `listeners.KEY`; the key is `listeners.NAME.KEY`.
@@ -720,7 +803,7 @@ fn read_listener(name: String, table: Table, origin: &str) -> Result<NamedListen
         Ok(())
     };
     read(&mut s).map_err(rename)?;
-    s.finish().map_err(rename)?;
+    let (_, values) = s.finish().map_err(rename)?;
 
     let key = |k: &str| format!("listeners.{}", prefix(k));
     let conflict = |a: &str, b: &str, message: String| ConfigError {
@@ -806,7 +889,15 @@ fn read_listener(name: String, table: Table, origin: &str) -> Result<NamedListen
             })
         }
     };
-    Ok(NamedListener { name, bind, kind, allow_anonymous, tls })
+    Ok((NamedListener { name, bind, kind, allow_anonymous, tls }, values))
+}
+
+/// Puts the effective values of `[section.NAME]` into `effective` (`section` -> `NAME`).
+fn insert_named(effective: &mut Table, section: &str, name: &str, values: Table) {
+    let entry = effective.entry(section.to_string()).or_insert_with(|| Value::Table(Table::new()));
+    if let Value::Table(names) = entry {
+        names.insert(name.to_string(), Value::Table(values));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -979,6 +1070,8 @@ struct Section<'a> {
     name: String,
     table: Table,
     known: Vec<&'static str>,
+    /// The value every key read so far ends up with (see [`Section::record`]).
+    effective: Table,
 }
 
 /// The range a duration key accepts.
@@ -1039,12 +1132,17 @@ impl<'a> Section<'a> {
 
     /// A section over an already separated table (`[bridges.NAME]`).
     fn from_table(table: Table, name: String, origin: &'a str) -> Self {
-        Section { origin, name, table, known: Vec::new() }
+        Section { origin, name, table, known: Vec::new(), effective: Table::new() }
     }
 
     fn take(&mut self, key: &'static str) -> Option<Value> {
         self.known.push(key);
         self.table.remove(key)
+    }
+
+    /// Notes the value `key` ends up with (read or default), as TOML, for the effective config.
+    fn record(&mut self, key: &str, value: Value) {
+        self.effective.insert(key.to_string(), value);
     }
 
     fn invalid(&self, key: &str, expected: String, got: &Value) -> ConfigError {
@@ -1068,21 +1166,26 @@ impl<'a> Section<'a> {
     ) -> Result<(), ConfigError>
     where
         T: Copy + PartialOrd + fmt::Display + TryFrom<i64>,
+        i64: TryFrom<T>,
     {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        let parsed = match &value {
-            Value::Integer(i) => T::try_from(*i).ok(),
-            _ => None,
-        };
-        match parsed {
-            Some(n) if n >= min && n <= max => {
-                *field = n;
-                Ok(())
+        if let Some(value) = self.take(key) {
+            let parsed = match &value {
+                Value::Integer(i) => T::try_from(*i).ok(),
+                _ => None,
+            };
+            match parsed {
+                Some(n) if n >= min && n <= max => *field = n,
+                _ => {
+                    return Err(self.invalid(
+                        key,
+                        format!("an integer between {min} and {max}"),
+                        &value,
+                    ))
+                }
             }
-            _ => Err(self.invalid(key, format!("an integer between {min} and {max}"), &value)),
         }
+        self.record(key, Value::Integer(i64::try_from(*field).unwrap_or(i64::MAX)));
+        Ok(())
     }
 
     /// A number in `min..=max`; integers are accepted too.
@@ -1093,36 +1196,38 @@ impl<'a> Section<'a> {
         min: f64,
         max: f64,
     ) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        let parsed = match &value {
-            Value::Float(x) => Some(*x),
-            // Small integers convert exactly; anything this large is out of range anyway.
-            Value::Integer(i) => i32::try_from(*i).ok().map(f64::from),
-            _ => None,
-        };
-        match parsed {
-            // NaN fails both comparisons.
-            Some(x) if x >= min && x <= max => {
-                *field = x;
-                Ok(())
+        if let Some(value) = self.take(key) {
+            let parsed = match &value {
+                Value::Float(x) => Some(*x),
+                // Small integers convert exactly; anything this large is out of range anyway.
+                Value::Integer(i) => i32::try_from(*i).ok().map(f64::from),
+                _ => None,
+            };
+            match parsed {
+                // NaN fails both comparisons.
+                Some(x) if x >= min && x <= max => *field = x,
+                _ => {
+                    return Err(self.invalid(
+                        key,
+                        format!("a number between {min:?} and {max:?}"),
+                        &value,
+                    ))
+                }
             }
-            _ => Err(self.invalid(key, format!("a number between {min:?} and {max:?}"), &value)),
         }
+        self.record(key, Value::Float(*field));
+        Ok(())
     }
 
     fn boolean(&mut self, field: &mut bool, key: &'static str) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        match value {
-            Value::Boolean(b) => {
-                *field = b;
-                Ok(())
+        if let Some(value) = self.take(key) {
+            match value {
+                Value::Boolean(b) => *field = b,
+                other => return Err(self.invalid(key, "true or false".to_string(), &other)),
             }
-            other => Err(self.invalid(key, "true or false".to_string(), &other)),
         }
+        self.record(key, Value::Boolean(*field));
+        Ok(())
     }
 
     /// A size in bytes in `min..=max`: an integer or a string like `"64KB"`.
@@ -1134,32 +1239,34 @@ impl<'a> Section<'a> {
         max: u64,
     ) -> Result<(), ConfigError>
     where
-        T: TryFrom<u64>,
+        T: Copy + TryFrom<u64>,
+        u64: TryFrom<T>,
     {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        let parsed = match &value {
-            Value::Integer(i) => u64::try_from(*i).ok(),
-            Value::String(s) => parse_size(s),
-            _ => None,
-        };
-        let narrowed = parsed.filter(|n| (min..=max).contains(n)).and_then(|n| T::try_from(n).ok());
-        match narrowed {
-            Some(n) => {
-                *field = n;
-                Ok(())
+        if let Some(value) = self.take(key) {
+            let parsed = match &value {
+                Value::Integer(i) => <u64 as TryFrom<i64>>::try_from(*i).ok(),
+                Value::String(s) => parse_size(s),
+                _ => None,
+            };
+            let narrowed =
+                parsed.filter(|n| (min..=max).contains(n)).and_then(|n| T::try_from(n).ok());
+            match narrowed {
+                Some(n) => *field = n,
+                None => {
+                    return Err(self.invalid(
+                        key,
+                        format!(
+                            "a size from {} to {} (integer bytes or a string like \"1MB\")",
+                            format_size(min),
+                            format_size(max)
+                        ),
+                        &value,
+                    ))
+                }
             }
-            None => Err(self.invalid(
-                key,
-                format!(
-                    "a size from {} to {} (integer bytes or a string like \"1MB\")",
-                    format_size(min),
-                    format_size(max)
-                ),
-                &value,
-            )),
         }
+        self.record(key, size_value(u64::try_from(*field).unwrap_or(u64::MAX)));
+        Ok(())
     }
 
     fn duration(
@@ -1168,16 +1275,14 @@ impl<'a> Section<'a> {
         key: &'static str,
         range: DurationRange,
     ) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        match duration_value(&value).filter(|d| range.accepts(*d)) {
-            Some(d) => {
-                *field = d;
-                Ok(())
+        if let Some(value) = self.take(key) {
+            match duration_value(&value).filter(|d| range.accepts(*d)) {
+                Some(d) => *field = d,
+                None => return Err(self.invalid(key, range.describe(false), &value)),
             }
-            None => Err(self.invalid(key, range.describe(false), &value)),
         }
+        self.record(key, Value::String(format_duration(*field)));
+        Ok(())
     }
 
     /// Like [`Section::duration`], and the string `"never"` gives `None`.
@@ -1187,78 +1292,77 @@ impl<'a> Section<'a> {
         key: &'static str,
         range: DurationRange,
     ) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        if let Value::String(s) = &value {
-            if s.trim().eq_ignore_ascii_case("never") {
-                *field = None;
-                return Ok(());
+        if let Some(value) = self.take(key) {
+            match &value {
+                Value::String(s) if s.trim().eq_ignore_ascii_case("never") => *field = None,
+                _ => match duration_value(&value).filter(|d| range.accepts(*d)) {
+                    Some(d) => *field = Some(d),
+                    None => return Err(self.invalid(key, range.describe(true), &value)),
+                },
             }
         }
-        match duration_value(&value).filter(|d| range.accepts(*d)) {
-            Some(d) => {
-                *field = Some(d);
-                Ok(())
-            }
-            None => Err(self.invalid(key, range.describe(true), &value)),
-        }
+        let shown = field.map_or_else(|| "never".to_string(), format_duration);
+        self.record(key, Value::String(shown));
+        Ok(())
     }
 
     /// One of a fixed set of names (ASCII case-insensitive).
-    fn choice<T: Copy>(
+    fn choice<T: Copy + PartialEq>(
         &mut self,
         field: &mut T,
         key: &'static str,
         options: &[(&'static str, T)],
     ) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        let found = match &value {
-            Value::String(s) => lookup(options, s),
-            _ => None,
-        };
-        match found {
-            Some(v) => {
-                *field = v;
-                Ok(())
-            }
-            None => {
-                let names: Vec<String> = options.iter().map(|(n, _)| format!("\"{n}\"")).collect();
-                Err(self.invalid(key, format!("one of {}", names.join(", ")), &value))
+        if let Some(value) = self.take(key) {
+            let found = match &value {
+                Value::String(s) => lookup(options, s),
+                _ => None,
+            };
+            match found {
+                Some(v) => *field = v,
+                None => {
+                    let names: Vec<String> =
+                        options.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+                    return Err(self.invalid(key, format!("one of {}", names.join(", ")), &value));
+                }
             }
         }
+        if let Some((name, _)) = options.iter().find(|(_, v)| v == field) {
+            self.record(key, Value::String((*name).to_string()));
+        }
+        Ok(())
     }
 
     fn qos(&mut self, field: &mut QoS, key: &'static str) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        let parsed = match &value {
-            Value::Integer(i) => u8::try_from(*i).ok().and_then(QoS::from_bits),
-            _ => None,
-        };
-        match parsed {
-            Some(q) => {
-                *field = q;
-                Ok(())
+        if let Some(value) = self.take(key) {
+            let parsed = match &value {
+                Value::Integer(i) => u8::try_from(*i).ok().and_then(QoS::from_bits),
+                _ => None,
+            };
+            match parsed {
+                Some(q) => *field = q,
+                None => {
+                    return Err(self.invalid(key, "an integer between 0 and 2".to_string(), &value))
+                }
             }
-            None => Err(self.invalid(key, "an integer between 0 and 2".to_string(), &value)),
         }
+        self.record(key, Value::Integer(i64::from(*field as u8)));
+        Ok(())
     }
 
     fn path(&mut self, field: &mut PathBuf, key: &'static str) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        match &value {
-            Value::String(s) if !s.is_empty() && !s.contains('\0') => {
-                *field = PathBuf::from(s);
-                Ok(())
+        if let Some(value) = self.take(key) {
+            match &value {
+                Value::String(s) if !s.is_empty() && !s.contains('\0') => {
+                    *field = PathBuf::from(s);
+                }
+                _ => {
+                    return Err(self.invalid(key, "a non-empty directory path".to_string(), &value))
+                }
             }
-            _ => Err(self.invalid(key, "a non-empty directory path".to_string(), &value)),
         }
+        self.record(key, Value::String(field.to_string_lossy().into_owned()));
+        Ok(())
     }
 
     /// `true`, `false` or `"auto"` (`None`).
@@ -1267,14 +1371,14 @@ impl<'a> Section<'a> {
         field: &mut Option<bool>,
         key: &'static str,
     ) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        match &value {
-            Value::Boolean(b) => *field = Some(*b),
-            Value::String(s) if s.trim().eq_ignore_ascii_case("auto") => *field = None,
-            _ => return Err(self.invalid(key, "true, false or \"auto\"".to_string(), &value)),
+        if let Some(value) = self.take(key) {
+            match &value {
+                Value::Boolean(b) => *field = Some(*b),
+                Value::String(s) if s.trim().eq_ignore_ascii_case("auto") => *field = None,
+                _ => return Err(self.invalid(key, "true, false or \"auto\"".to_string(), &value)),
+            }
         }
+        self.record(key, field.map_or_else(|| Value::String("auto".into()), Value::Boolean));
         Ok(())
     }
 
@@ -1284,51 +1388,65 @@ impl<'a> Section<'a> {
         field: &mut Option<PathBuf>,
         key: &'static str,
     ) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        match &value {
-            Value::String(s) if s.is_empty() => *field = None,
-            Value::String(s) if !s.contains('\0') => *field = Some(PathBuf::from(s)),
-            _ => {
-                return Err(self.invalid(key, "a file path, or \"\" for none".to_string(), &value))
+        if let Some(value) = self.take(key) {
+            match &value {
+                Value::String(s) if s.is_empty() => *field = None,
+                Value::String(s) if !s.contains('\0') => *field = Some(PathBuf::from(s)),
+                _ => {
+                    return Err(self.invalid(
+                        key,
+                        "a file path, or \"\" for none".to_string(),
+                        &value,
+                    ))
+                }
             }
+        }
+        let shown = field.as_ref().map_or_else(String::new, |p| p.to_string_lossy().into_owned());
+        self.record(key, Value::String(shown));
+        Ok(())
+    }
+
+    /// A file path (checked to be readable later, by whoever reads the file); absent = `None`.
+    fn file(&mut self, field: &mut Option<PathBuf>, key: &'static str) -> Result<(), ConfigError> {
+        if let Some(value) = self.take(key) {
+            match &value {
+                Value::String(s) if !s.is_empty() && !s.contains('\0') => {
+                    *field = Some(PathBuf::from(s));
+                }
+                _ => return Err(self.invalid(key, "a non-empty file path".to_string(), &value)),
+            }
+        }
+        if let Some(path) = field {
+            let shown = path.to_string_lossy().into_owned();
+            self.record(key, Value::String(shown));
         }
         Ok(())
     }
 
-    /// A file path (checked to be readable later, by whoever reads the file).
-    fn file(&mut self, field: &mut Option<PathBuf>, key: &'static str) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        match &value {
-            Value::String(s) if !s.is_empty() && !s.contains('\0') => {
-                *field = Some(PathBuf::from(s));
-                Ok(())
-            }
-            _ => Err(self.invalid(key, "a non-empty file path".to_string(), &value)),
-        }
-    }
-
     /// A list of `IP:port` strings (or one string): at least one, none twice.
     fn bind(&mut self, field: &mut Vec<SocketAddr>, key: &'static str) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        let items: Vec<&Value> = match &value {
-            Value::String(_) => vec![&value],
+        if let Some(value) = self.take(key) {
+            *field = self.addresses(key, &value)?;
+        }
+        let shown = field.iter().map(|a| Value::String(a.to_string())).collect();
+        self.record(key, Value::Array(shown));
+        Ok(())
+    }
+
+    fn addresses(&self, key: &'static str, value: &Value) -> Result<Vec<SocketAddr>, ConfigError> {
+        let items: Vec<&Value> = match value {
+            Value::String(_) => vec![value],
             Value::Array(items) => items.iter().collect(),
             _ => {
                 return Err(self.invalid(
                     key,
                     "an \"IP:port\" string or a list of them".to_string(),
-                    &value,
+                    value,
                 ))
             }
         };
         if items.is_empty() {
-            return Err(self.invalid(key, "at least one \"IP:port\" address".to_string(), &value));
+            return Err(self.invalid(key, "at least one \"IP:port\" address".to_string(), value));
         }
         if items.len() > MAX_LISTENERS {
             return Err(ConfigError {
@@ -1359,13 +1477,12 @@ impl<'a> Section<'a> {
             }
             addrs.push(addr);
         }
-        *field = addrs;
-        Ok(())
+        Ok(addrs)
     }
 
     /// Reports the first key nobody read (with a suggestion when one is close) and returns the
-    /// section's known keys as `section.key`.
-    fn finish(self) -> Result<Vec<String>, ConfigError> {
+    /// section's known keys as `section.key` and the values its keys ended up with.
+    fn finish(self) -> Result<(Vec<String>, Table), ConfigError> {
         if let Some(key) = self.table.keys().next() {
             let suggestion =
                 closest(key, self.known.iter().copied()).map(|k| format!("{}.{k}", self.name));
@@ -1377,7 +1494,17 @@ impl<'a> Section<'a> {
                 },
             });
         }
-        Ok(self.known.iter().map(|k| format!("{}.{k}", self.name)).collect())
+        let known = self.known.iter().map(|k| format!("{}.{k}", self.name)).collect();
+        Ok((known, self.effective))
+    }
+}
+
+/// A size as the config shows it: `"64KB"` when a unit fits exactly, else the integer.
+fn size_value(bytes: u64) -> Value {
+    if bytes != 0 && bytes % KIB == 0 {
+        Value::String(format_size(bytes))
+    } else {
+        Value::Integer(i64::try_from(bytes).unwrap_or(i64::MAX))
     }
 }
 
@@ -1652,6 +1779,7 @@ mod tests {
             flush_interval_ms = 250
             resend_interval = "30s"
             max_wal_size = "2MB"
+            on_corrupt = "quarantine"
             [auth]
             allow_anonymous = false
             password_file = "/etc/edgemq/passwd"
@@ -1705,6 +1833,7 @@ mod tests {
                 resend_interval: Duration::from_secs(30),
                 max_db_size: 0,
                 max_wal_size: 2 * 1024 * 1024,
+                on_corrupt: OnCorrupt::Quarantine,
             },
             auth: AuthConfig {
                 allow_anonymous: Some(false),
@@ -1943,6 +2072,11 @@ mod tests {
             bad: &[r#""63KB""#, r#""65MB""#, "0"],
         },
         RangeCase {
+            key: "sqlite.on_corrupt", extra: "",
+            good: &[r#""refuse""#, r#""quarantine""#, r#""Quarantine""#],
+            bad: &[r#""delete""#, "true", r#""""#],
+        },
+        RangeCase {
             key: "auth.allow_anonymous", extra: "",
             good: &["true", "false", r#""auto""#, r#""AUTO""#],
             bad: &[r#""yes""#, "1", r#""""#],
@@ -2018,6 +2152,69 @@ mod tests {
         known.sort();
         covered.sort();
         assert_eq!(known, covered);
+    }
+
+    /// `edgemq check` prints the effective config; read back, it is the same config. Every
+    /// accepted value of every key (the range table covers every key), listeners and bridges.
+    #[test]
+    fn the_effective_config_reads_back_as_the_same_config() {
+        let round_trip = |text: &str| {
+            let root = parse_toml(text, FILE).unwrap();
+            let (config, order, root) =
+                parse_table(root, FILE, CrossCheck::Yes).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let effective = Effective { root, order, sources: Default::default() };
+            let shown = effective.to_toml();
+            let again =
+                Config::from_toml_str(&shown, "shown").unwrap_or_else(|e| panic!("{e}\n{shown}"));
+            assert_eq!(again, config, "{text}\n--- shown as ---\n{shown}");
+            let (_, known) = parse_with_keys(&shown, "shown").unwrap();
+            for key in known {
+                let (section, key) = key.split_once('.').unwrap();
+                assert!(shown.contains(&format!("[{section}]")), "{section} missing:\n{shown}");
+                assert!(shown.contains(&format!("\n{key} = ")), "{key} missing:\n{shown}");
+            }
+            effective
+        };
+        for case in RANGE_CASES {
+            let (section, key) = case.key.split_once('.').unwrap();
+            for value in case.good {
+                round_trip(&format!("[{section}]\n{}\n{key} = {value}\n", case.extra));
+            }
+        }
+        let listeners = "[listeners.a]\nbind = \"1.2.3.4:1\"\nallow_anonymous = false\n\
+                         [listeners.t]\nbind = \"1.2.3.4:2\"\nkind = \"tls\"\n\
+                         certfile = \"c.pem\"\nkeyfile = \"k.pem\"\ncafile = \"ca.pem\"\n\
+                         require_certificate = true\n";
+        let shown = round_trip(listeners).to_toml();
+        assert!(shown.contains("\n[listeners.t]\nbind = [\"1.2.3.4:2\"]\n"), "{shown}");
+    }
+
+    #[test]
+    fn changed_keys_compares_every_key() {
+        let load = |text: &str| {
+            let (_, order, root) =
+                parse_table(parse_toml(text, FILE).unwrap(), FILE, CrossCheck::Yes).unwrap();
+            Effective { root, order, sources: Default::default() }
+        };
+        let a = load("[mqtt]\nmax_inflight = 5\n");
+        let b = load(
+            "[mqtt]\nmax_inflight = 6\n[log]\nlevel = \"debug\"\n\
+                      [listeners.x]\nbind = \"1.2.3.4:1\"\n",
+        );
+        assert_eq!(
+            a.changed_keys(&b),
+            [
+                "listeners.x.bind",
+                "listeners.x.kind",
+                "listeners.x.require_certificate",
+                "listeners.x.use_identity_as_username",
+                "log.level",
+                "mqtt.max_inflight"
+            ]
+        );
+        assert_eq!(b.changed_keys(&a), a.changed_keys(&b));
+        assert!(a.changed_keys(&a).is_empty());
+        assert_eq!(b.show("mqtt.max_inflight").as_deref(), Some("6"));
     }
 
     #[test]
@@ -2412,7 +2609,7 @@ mod tests {
         assert_eq!(closest("mqt", SECTIONS), Some("mqtt"));
         assert_eq!(closest("sqllite", SECTIONS), Some("sqlite"));
         assert_eq!(closest("bridge", SECTIONS), Some("bridges"));
-        assert_eq!(closest("http", SECTIONS), None);
+        assert_eq!(closest("web", SECTIONS), None);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }

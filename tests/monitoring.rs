@@ -508,7 +508,9 @@ fn hostile_http_clients_are_bounded_beside_healthy_mqtt_and_http_clients() {
         .map(|s| read_until_closed(s, scaled(Duration::from_millis(300))).1)
         .filter(|closed| *closed)
         .count();
-    assert_eq!(refused, 2, "8 connections, 6 allowed");
+    // At most 6 open at once. The last curl's connection may still hold its slot (the
+    // broker keeps a connection until the client's FIN after the response), so 2 or 3 go.
+    assert!(8 - refused <= 6 && refused <= 3, "8 connections, 6 allowed: {refused} refused");
     for stream in &mut idle {
         let (got, _) = read_until_closed(stream, timeout());
         assert!(got.is_empty(), "a silent client gets no answer");

@@ -29,8 +29,8 @@ use super::{Broker, ConnId, Outbox, SlowSubscriber};
 use crate::codec::{Disconnect, Packet, ProtocolVersion, ReasonCode};
 
 /// Hard caps as multiples of the configured soft limits.
-pub(super) const QUEUE_HARD_FACTOR: usize = 4;
-pub(super) const OUTPUT_HARD_FACTOR: usize = 2;
+pub const QUEUE_HARD_FACTOR: usize = 4;
+pub const OUTPUT_HARD_FACTOR: usize = 2;
 
 /// Sessions a paused publisher remembers by name. One publish rarely congests more than a
 /// few subscribers at once; past this the publisher waits for every congested session (the

@@ -43,6 +43,7 @@ use crate::codec::{
 };
 
 pub use access::Identity;
+pub use backpressure::{OUTPUT_HARD_FACTOR, QUEUE_HARD_FACTOR};
 pub use bridge::{bridge_client_id, BridgeSpec, LinkParams, BRIDGE_CLIENT_PREFIX};
 pub use connection::Phase;
 pub use limits::{Limits, SlowSubscriber};
@@ -156,6 +157,11 @@ impl Broker {
             sys: sys::SysTree::default(),
             limits,
         }
+    }
+
+    /// SIGHUP: see [`Limits::apply_live`].
+    pub fn apply_live_limits(&mut self, new: &Limits) {
+        self.limits.apply_live(new);
     }
 
     pub fn limits(&self) -> &Limits {

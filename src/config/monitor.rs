@@ -50,20 +50,25 @@ impl Default for HttpConfig {
     }
 }
 
-/// Reads `[sys]` into `sys` and `[http]` into `http`; returns their known keys.
+/// What one section's [`Section::finish`] returns: its known keys and effective values.
+type Finished = (Vec<String>, Table);
+
+/// Reads `[sys]` into `sys` and `[http]` into `http`; returns each section's name with its
+/// known keys and effective values.
 pub(super) fn parse_monitor(
     root: &mut Table,
     origin: &str,
     sys: &mut SysConfig,
     http: &mut HttpConfig,
-) -> Result<Vec<String>, ConfigError> {
-    let mut known = Vec::new();
+) -> Result<Vec<(String, Finished)>, ConfigError> {
+    let mut sections = Vec::new();
 
     let mut s = Section::open(root, "sys", origin)?;
     let mut interval = sys.interval.unwrap_or(Duration::ZERO);
     s.duration(&mut interval, "interval", DurationRange::whole_seconds(0, 86_400))?;
     sys.interval = (!interval.is_zero()).then_some(interval);
-    known.extend(s.finish()?);
+    let name = s.name.clone();
+    sections.push((name, s.finish()?));
 
     let mut s = Section::open(root, "http", origin)?;
     s.optional_addr(&mut http.bind, "bind")?;
@@ -74,8 +79,9 @@ pub(super) fn parse_monitor(
         "timeout",
         DurationRange::any(Duration::from_millis(100), Duration::from_secs(3600)),
     )?;
-    known.extend(s.finish()?);
-    Ok(known)
+    let name = s.name.clone();
+    sections.push((name, s.finish()?));
+    Ok(sections)
 }
 
 impl Section<'_> {
@@ -85,9 +91,20 @@ impl Section<'_> {
         field: &mut Option<SocketAddr>,
         key: &'static str,
     ) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
+        if let Some(value) = self.take(key) {
+            self.parse_optional_addr(field, key, value)?;
+        }
+        let shown = field.map_or_else(String::new, |addr| addr.to_string());
+        self.record(key, Value::String(shown));
+        Ok(())
+    }
+
+    fn parse_optional_addr(
+        &mut self,
+        field: &mut Option<SocketAddr>,
+        key: &'static str,
+        value: Value,
+    ) -> Result<(), ConfigError> {
         match &value {
             Value::String(s) if s.is_empty() => *field = None,
             Value::String(s) => match parse_socket_addr(s) {

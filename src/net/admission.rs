@@ -66,6 +66,12 @@ impl Admission {
         }
     }
 
+    /// SIGHUP: new limits for the sockets accepted from now on; connections already open stay.
+    pub fn set_limits(&mut self, per_address_limit: usize, pending_limit: usize) {
+        self.per_address_limit = per_address_limit;
+        self.pending_limit = pending_limit;
+    }
+
     /// Admits a socket from `peer` as a pending connection, or says why not. An admitted one
     /// must later be reported by [`Admission::closed`] (and [`Admission::connected`] if it
     /// gets that far).

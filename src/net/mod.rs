@@ -28,7 +28,7 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::broker::{Broker, ConnId, ListenerId, Origin, Outbox};
+use crate::broker::{Broker, ConnId, Limits, ListenerId, Origin, Outbox};
 use crate::codec::{self, Packet, ProtocolVersion};
 use crate::config::{Config, ListenerKind};
 use crate::log_limit::More;
@@ -37,7 +37,7 @@ use connection::{Connection, Flush};
 use transport::{TlsError, TlsServer, Transport};
 
 /// Size of the one read buffer shared by every connection.
-const READ_BUFFER_SIZE: usize = 64 * 1024;
+pub const READ_BUFFER_SIZE: usize = 64 * 1024;
 /// Bytes read from one connection in one pass before the others get their turn (and
 /// everyone's output is written); the rest is read in the next pass.
 const READ_BUDGET_PER_PASS: usize = 4 * READ_BUFFER_SIZE;
@@ -64,7 +64,7 @@ enum ReadUntil {
 }
 /// Extra connection slots beyond `max_connections`, so a client over the limit still gets a
 /// CONNACK "server unavailable" instead of a bare reset.
-const OVERFLOW_SLOTS: usize = 16;
+pub const OVERFLOW_SLOTS: usize = 16;
 /// Listener tokens live at the top of the token space, connections at the bottom.
 const LISTENER_TOKEN_BASE: usize = usize::MAX - 64;
 /// What [`EventLoop::run`] returns for SIGHUP: the caller reloads what it reloads (the auth
@@ -338,6 +338,15 @@ impl EventLoop {
             }
         }
         self.reload_bridges();
+    }
+
+    /// SIGHUP: applies the limits that only affect what comes next ([`Limits::apply_live`]) to
+    /// the broker and to admission at accept. Open connections keep working.
+    pub fn apply_live_limits(&mut self, new: &Limits) {
+        self.broker.apply_live_limits(new);
+        let limits = self.broker.limits();
+        self.admission
+            .set_limits(limits.max_connections_per_address, limits.max_pending_connections);
     }
 
     /// Runs until SIGTERM or SIGINT (returned), SIGHUP (returns [`RELOAD_SIGNAL`]; call `run`

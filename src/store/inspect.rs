@@ -12,9 +12,17 @@ use super::{StoreError, DB_FILE};
 /// The report for the database in `dir`, as text.
 pub fn inspect(dir: &Path) -> Result<String, StoreError> {
     let path = dir.join(DB_FILE);
-    let fail = |e: rusqlite::Error| StoreError { path: path.clone(), message: e.to_string() };
+    let fail = |e: rusqlite::Error| StoreError {
+        path: path.clone(),
+        message: e.to_string(),
+        corrupt: false,
+    };
     if !path.exists() {
-        return Err(StoreError { path, message: "no database here (wrong --data?)".into() });
+        return Err(StoreError {
+            path,
+            message: "no database here (wrong --data?)".into(),
+            corrupt: false,
+        });
     }
     // A cleanly stopped broker leaves no write-ahead log; a read-only open would create one
     // (and its index) for a WAL database. Open such a file as immutable: nothing is written.

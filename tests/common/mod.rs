@@ -293,6 +293,8 @@ pub struct BrokerBuilder {
     data_dir: Option<PathBuf>,
     /// `--log-level` for this broker instead of `EDGEMQ_TEST_LOG_LEVEL` (edgemq only).
     log_level: Option<String>,
+    /// Environment variables for the broker process (edgemq only).
+    env: Vec<(String, String)>,
 }
 
 impl BrokerBuilder {
@@ -334,6 +336,13 @@ impl BrokerBuilder {
 
     pub fn start(self) -> Broker {
         Broker::start_with(self)
+    }
+
+    /// Sets an environment variable for the broker process (`EDGEMQ_MQTT_MAX_CONNECTIONS`;
+    /// edgemq only: a test using it must call [`skip_in_reference`] first).
+    pub fn env(mut self, name: &str, value: &str) -> BrokerBuilder {
+        self.env.push((name.to_string(), value.to_string()));
+        self
     }
 
     /// TOML text appended to edgemq's config file after the sections (edgemq only: a test
@@ -562,6 +571,18 @@ impl Broker {
         line.split_whitespace().nth(1)?.parse().ok()
     }
 
+    /// The config file edgemq runs with (rewritten at each start and by
+    /// [`Broker::write_config`]).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("edgemq.toml")
+    }
+
+    /// Writes the config file with the changes [`Broker::reconfigure`] made, without
+    /// restarting (for SIGHUP tests).
+    pub fn write_config(&self) {
+        std::fs::write(self.config_path(), self.builder.edgemq_toml()).expect("write config");
+    }
+
     /// Changes one config key for the next [`Broker::restart`] (a changed config across a
     /// restart on the same data directory).
     pub fn reconfigure(&mut self, section: &str, key: &str, value: impl Into<Value>) {
@@ -609,6 +630,7 @@ impl Broker {
             .args(["--listen", self.builder.listen.as_deref().unwrap_or("127.0.0.1:0"), "--data"])
             .arg(self.data_dir())
             .args(["--log-level", &level])
+            .envs(self.builder.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir.path());
         let rx = self.launch(cmd, |line| parse_listening_port(line).map(Startup::Listening));
         match self.wait_startup(&rx) {
