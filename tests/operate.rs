@@ -474,3 +474,33 @@ fn every_printing_command_exits_quietly_when_stdout_is_closed() {
     assert!(output.status.success(), "{script}: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn sighup_turns_sys_publication_on_and_off_without_a_restart() {
+    if skip_in_reference("SIGHUP config reload is edgemq's") {
+        return;
+    }
+    let mut broker = BrokerBuilder::new().set("sys", "interval", 0).start();
+    let mut watcher = TestClient::v311(&broker, "sys-reload");
+    watcher.subscribe("$SYS/broker/uptime", 0);
+    watcher.expect_no_packet(common::scaled(Duration::from_millis(1500)));
+
+    broker.reconfigure("sys", "interval", 1);
+    broker.write_config();
+    let lines = reload(&broker, broker.log().len());
+    assert!(
+        lines.iter().any(|l| l.contains("reload: applied sys.interval = \"1s\" (was \"0s\")")),
+        "{lines:#?}"
+    );
+    let uptime = watcher.expect_publish();
+    assert_eq!(uptime.topic, "$SYS/broker/uptime");
+    let again = watcher.expect_publish();
+    assert_eq!(again.topic, "$SYS/broker/uptime", "published again one interval later");
+
+    broker.reconfigure("sys", "interval", 0);
+    broker.write_config();
+    reload(&broker, broker.log().len());
+    // A publication already on its way may still arrive; after that, silence.
+    let _ = watcher.try_read_packet(common::scaled(Duration::from_millis(300)));
+    watcher.expect_no_packet(common::scaled(Duration::from_millis(2500)));
+}
