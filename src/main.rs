@@ -173,7 +173,7 @@ fn run(options: &RunOptions) -> ExitCode {
         log::info!("listening on {addr} ({kind}, {name})");
     }
     if let Some(addr) = http_addr {
-        log::info!("http: serving /metrics and /health on {addr} (http.bind)");
+        log::info!("http: serving /metrics and /health on {addr} (http.bind); status page at http://{addr}/");
     }
     let result = loop {
         match event_loop.run() {
