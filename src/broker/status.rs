@@ -22,7 +22,7 @@ pub struct Backlog {
     pub online: bool,
     /// Messages the store holds for it: queued and sent-but-unacknowledged rows.
     pub queued: u64,
-    /// Bytes of those messages (topic and payload).
+    /// Bytes of those messages as the store holds them (the encoded PUBLISH packets).
     pub bytes: u64,
 }
 

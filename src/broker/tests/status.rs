@@ -41,7 +41,7 @@ fn top_backlogs_keeps_the_largest_largest_first_and_counts_every_persistent_sess
     assert_eq!(ids, ["s9", "s8", "s7", "s6", "s5", "s4", "s3", "s2", "s1", "s0"]);
     let s9 = &all.top[0];
     assert_eq!((s9.queued, s9.online), (9, false));
-    // Each message: topic "q/9" (3 bytes) and a 10-byte payload, as the store counts it.
+    // As the store counts them: each stored packet holds topic "q/9" and a 10-byte payload.
     assert_eq!(s9.bytes, h.broker.store().usage(stored_id(&h, "s9")).bytes);
     assert!(s9.bytes >= 9 * 10, "{s9:?}");
     assert_eq!(all.top[9].queued, 0);
