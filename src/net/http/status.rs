@@ -3,8 +3,8 @@
 //!
 //! Contract: the JSON is built from what the broker already has in memory ([`Metrics`], the
 //! store's per-session usage, [`Broker::top_backlogs`]); answering runs no SQL and writes
-//! nothing. Its size is bounded: at most [`TOP_SESSIONS`] sessions, plus the configured
-//! bridges. The fields are documented in README "Status page"; a field is only ever added, so
+//! nothing. Its size is bounded: at most [`TOP_SESSIONS`] sessions with client ids of at most
+//! [`MAX_ID_BYTES`], plus the configured bridges. The fields are documented in README "Status page"; a field is only ever added, so
 //! scripts can rely on the ones there.
 //!
 //! The rates are 1-minute exponentially weighted averages (Mosquitto's `load/.../1min`, per
@@ -18,6 +18,11 @@ use crate::config::SqliteConfig;
 
 /// Sessions listed, largest backlog first.
 pub const TOP_SESSIONS: usize = 50;
+
+/// Client ids are shown up to this many bytes (then cut on a character boundary and ended
+/// with `…`). MQTT allows 65,535 bytes, and escaping can make one six times longer: the cut
+/// keeps the document under 100 KB whatever the clients chose.
+pub const MAX_ID_BYTES: usize = 256;
 
 /// The page, HTML with its CSS and JavaScript inline (no CDN, no framework).
 const PAGE: &str = include_str!("status.html");
@@ -84,7 +89,7 @@ pub fn render(m: &Metrics, backlogs: &Backlogs, rates: &Load, store: &SqliteConf
     j.key("sessions").begin_array();
     for session in &backlogs.top {
         j.begin_object();
-        j.key("client_id").string(&session.client_id);
+        j.key("client_id").string(&shown_id(&session.client_id));
         j.key("online").bool(session.online);
         j.key("queued").uint(session.queued);
         j.key("bytes").uint(session.bytes);
@@ -105,6 +110,18 @@ pub fn render(m: &Metrics, backlogs: &Backlogs, rates: &Load, store: &SqliteConf
     j.end_array();
     j.end_object();
     j.finish()
+}
+
+/// `id`, or its first [`MAX_ID_BYTES`] (on a character boundary) and `…`.
+fn shown_id(id: &str) -> std::borrow::Cow<'_, str> {
+    if id.len() <= MAX_ID_BYTES {
+        return id.into();
+    }
+    let mut end = MAX_ID_BYTES;
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &id[..end]).into()
 }
 
 #[cfg(test)]
@@ -153,6 +170,30 @@ mod tests {
             env!("CARGO_PKG_VERSION")
         );
         assert_eq!(json, expected);
+    }
+
+    #[test]
+    fn long_client_ids_are_cut_on_a_character_boundary() {
+        let short = "x".repeat(MAX_ID_BYTES);
+        assert_eq!(shown_id(&short), short);
+        let long = "y".repeat(MAX_ID_BYTES + 1);
+        assert_eq!(shown_id(&long), format!("{}…", "y".repeat(MAX_ID_BYTES)));
+        // A 4-byte character across the limit is left out whole.
+        let straddling = format!("{}😀", "z".repeat(MAX_ID_BYTES - 2));
+        assert_eq!(shown_id(&straddling), format!("{}…", "z".repeat(MAX_ID_BYTES - 2)));
+        // The worst case: 50 ids of control characters, each escaped to six bytes.
+        let nasty = "\u{1}".repeat(65_535);
+        let top = (0..TOP_SESSIONS)
+            .map(|_| Backlog {
+                client_id: nasty.as_str().into(),
+                online: false,
+                queued: 1,
+                bytes: 1,
+            })
+            .collect();
+        let backlogs = Backlogs { top, persistent: 50 };
+        let json = render(&Metrics::default(), &backlogs, &Load::default(), &Default::default());
+        assert!(json.len() < 100 * 1024, "{} bytes", json.len());
     }
 
     #[test]
