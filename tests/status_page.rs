@@ -5,7 +5,8 @@
 //!   with every string as hex of its UTF-8 bytes, so a client id with quotes, a backslash, a
 //!   newline, `<` and non-ASCII characters is compared byte for byte after a real JSON parser
 //!   read it.
-//! - 60 persistent sessions: the document lists 50, the largest backlog first.
+//! - 60 persistent sessions: the document lists 50, the largest backlog first; ~60 KB client ids
+//!   that escaping makes longer are cut, so the document stays under 100 KB and valid.
 //! - A real browser: headless Chromium (Debian `chromium`) loads `/` from a running broker with
 //!   an offline persistent session holding queued messages; its DOM after the page's scripts
 //!   ran (`--dump-dom`, `--virtual-time-budget`) shows the session, as text, with its count.
@@ -338,4 +339,48 @@ fn chromium_shows_an_offline_session_and_its_queued_count() {
     assert!(dom.contains("<span id=\"err\"></span>"), "the page could not fetch:\n{dom}");
     assert!(dom.contains("<b id=\"queued\">3</b>"), "the queued card:\n{dom}");
     assert!(dom.contains("accepting writes"), "{dom}");
+}
+
+#[test]
+fn hostile_client_ids_keep_the_document_valid_and_small_beside_a_healthy_session() {
+    if skip_in_reference("edgemq's status page") {
+        return;
+    }
+    let broker = page_broker().start();
+    let addr = http_addr(&broker);
+    // Ids of ~60 KB that JSON escaping makes longer: control characters (six bytes each
+    // escaped), quotes and backslashes (two), and a four-byte character at the cut.
+    let hostile = [
+        "\u{1}".repeat(60_000),
+        "\"\\".repeat(30_000),
+        format!("{}😀{}", "a".repeat(254), "b".repeat(59_000)),
+    ];
+    for id in &hostile {
+        park(&broker, id, &["h/#"]);
+    }
+    park(&broker, "healthy-1", &["h/#", "only-healthy"]);
+    let mut publisher = TestClient::v311(&broker, "hostile-pub");
+    publisher.publish("h/x", b"1", 1, false);
+    publisher.publish("only-healthy", b"2", 1, false);
+
+    let doc = status_until(addr, "the healthy session first with 2 messages", |d| {
+        d.get("sessions.0.queued").map(String::as_str) == Some("2")
+    });
+    let (_, body) = get(addr, "/api/v1/status");
+    assert!(body.len() < 100 * 1024, "{} bytes", body.len());
+    assert_eq!(field(&doc, "sessions.len"), "4");
+    assert_eq!(field(&doc, "sessions.0.client_id"), hex("healthy-1"));
+    let mut shown: Vec<&str> =
+        (1..4).map(|i| field(&doc, &format!("sessions.{i}.client_id"))).collect();
+    shown.sort();
+    let mut expected = vec![
+        hex(&format!("{}…", "\u{1}".repeat(256))),
+        hex(&format!("{}…", "\"\\".repeat(128))),
+        hex(&format!("{}…", "a".repeat(254))),
+    ];
+    expected.sort();
+    assert_eq!(shown, expected);
+    // The MQTT side was served all along.
+    publisher.publish("h/x", b"3", 1, false);
+    publisher.disconnect();
 }
