@@ -31,7 +31,9 @@ CROSS_TIMEOUT_SCALE := 10
 # python3-fusepy and fuse3 (fusermount): the power-cut test's file system (tests/powercut/lossyfs.py).
 # curl and python3-prometheus-client: tests/monitoring.rs reads /metrics and /health with curl
 # and parses /metrics with prometheus_client's text parser.
-TEST_PKGS := mosquitto mosquitto-clients python3-paho-mqtt python3-fusepy fuse3 curl python3-prometheus-client
+# chromium: tests/status_page.rs loads the status page in headless Chromium.
+TEST_PKGS := mosquitto mosquitto-clients python3-paho-mqtt python3-fusepy fuse3 curl python3-prometheus-client \
+             chromium
 
 .PHONY: help run build test deps lint cross-setup cross-armv7 cross-aarch64 cross-test \
         musl-aarch64 musl-armv7 dist dist-musl sizes bench bench-compare clean powercut-selfcheck \
@@ -52,7 +54,7 @@ test: deps ## Whole test suite, native (checks `deps` first)
 
 # Checks first; installs only when something is missing (root + apt-get), otherwise says what to
 # install. Without CI=true a missing client is a warning: the tests that need it skip.
-deps: ## Check/install test prerequisites: mosquitto (bridge remote), mosquitto-clients, python3-paho-mqtt, python3-fusepy, fuse3, curl, python3-prometheus-client
+deps: ## Check/install test prerequisites: mosquitto (bridge remote), mosquitto-clients, python3-paho-mqtt, python3-fusepy, fuse3, curl, python3-prometheus-client, chromium
 	@check() { \
 	    missing=(); \
 	    command -v mosquitto_pub >/dev/null || missing+=(mosquitto_pub); \
@@ -63,6 +65,7 @@ deps: ## Check/install test prerequisites: mosquitto (bridge remote), mosquitto-
 	    command -v fusermount >/dev/null || missing+=(fusermount); \
 	    command -v curl >/dev/null || missing+=(curl); \
 	    /usr/bin/python3 -c 'import prometheus_client.parser' 2>/dev/null || missing+=("python3 module prometheus_client"); \
+	    command -v chromium >/dev/null || missing+=(chromium); \
 	}; \
 	check; \
 	if [ $${#missing[@]} -gt 0 ] && [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \

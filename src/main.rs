@@ -267,7 +267,7 @@ fn run(options: &RunOptions) -> ExitCode {
         log::info!("listening on {addr} ({kind}, {name})");
     }
     if let Some(addr) = http_addr {
-        log::info!("http: serving /metrics and /health on {addr} (http.bind)");
+        log::info!("http: serving /metrics and /health on {addr} (http.bind); status page at http://{addr}/");
     }
     let mut reload = Reload { layers, env_log, started: loaded.clone(), current: loaded };
     let result = loop {

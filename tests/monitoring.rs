@@ -340,7 +340,7 @@ fn health_and_unknown_routes_answer_with_the_right_status() {
     let (status, response) = curl(addr, "/health", &[]);
     assert_eq!((status, body(&response)), (200, "ok\n"), "{response}");
     assert!(response.contains("Connection: close"), "{response}");
-    assert_eq!(curl(addr, "/", &[]).0, 404);
+    assert_eq!(curl(addr, "/nope", &[]).0, 404);
     assert_eq!(curl(addr, "/metrics/x", &[]).0, 404);
     let (status, response) = curl(addr, "/metrics", &["-X", "POST", "-d", "x=1"]);
     assert_eq!(status, 405, "{response}");

@@ -26,6 +26,7 @@ mod restore;
 mod retain;
 mod session;
 mod stats;
+mod status;
 mod subscribe;
 mod sys;
 mod timers;
@@ -52,7 +53,8 @@ pub use origin::{ListenerId, Origin};
 pub use restore::Restored;
 pub use session::{SessionExpiry, SessionId};
 pub use stats::{Gauges, Stats};
-pub use sys::{BridgeMetrics, Figure, Kind, Metrics, Process, FIGURES};
+pub use status::{Backlog, Backlogs};
+pub use sys::{BridgeMetrics, Figure, Kind, Load, Metrics, Process, FIGURES};
 
 use crate::codec::PubAck;
 use crate::store::{Commit, Failure, Store, StoredSessionId};

@@ -46,6 +46,9 @@ pub struct BridgeMetrics {
     pub connected: bool,
     pub queued: u64,
     pub queued_bytes: u64,
+    /// Messages dropped for the bridge's session since the start (queue full, or too large
+    /// for the remote).
+    pub dropped: u64,
 }
 
 /// Every figure at one moment: the broker's counters and sizes, the store's totals and health.
@@ -371,15 +374,24 @@ const LOAD_SOURCES: [(&str, Read); 8] = [
 const LOAD_WINDOWS: [(&str, f64); 3] = [("1min", 1.0), ("5min", 5.0), ("15min", 15.0)];
 
 /// Per-minute rates as exponentially weighted averages over 1, 5 and 15 minutes, advanced at
-/// each publication (Mosquitto's `load/` figures, computed the same way).
+/// each publication (Mosquitto's `load/` figures, computed the same way). The status page
+/// (`/api/v1/status`) keeps one of its own, advanced at each request, so its rates need no
+/// `$SYS` subscriber and no timer.
 #[derive(Debug, Default, Clone)]
-struct Load {
+pub struct Load {
     last: Option<(Instant, [u64; LOAD_SOURCES.len()])>,
     averages: [[f64; LOAD_WINDOWS.len()]; LOAD_SOURCES.len()],
 }
 
 impl Load {
-    fn advance(&mut self, now: Instant, m: &Metrics) {
+    /// Starts measuring at `now` from counters at zero (the broker's start).
+    pub fn starting_at(now: Instant) -> Load {
+        Load { last: Some((now, [0; LOAD_SOURCES.len()])), ..Load::default() }
+    }
+
+    /// Moves the averages to `now` with the counters of `m`. Samples need not be evenly
+    /// spaced: each decays the old average by the time that passed.
+    pub fn advance(&mut self, now: Instant, m: &Metrics) {
         let counts = LOAD_SOURCES.map(|(_, read)| read(m));
         if let Some((at, before)) = self.last {
             let secs = now.saturating_duration_since(at).as_secs_f64();
@@ -395,6 +407,13 @@ impl Load {
             }
         }
         self.last = Some((now, counts));
+    }
+
+    /// The 1-minute average of `source` (a `load/` name such as `"publish/received"`) per
+    /// second; 0 for an unknown name.
+    pub fn one_minute_per_second(&self, source: &str) -> f64 {
+        let index = LOAD_SOURCES.iter().position(|(name, _)| *name == source);
+        index.and_then(|i| self.averages.get(i)).map_or(0.0, |windows| windows[0] / 60.0)
     }
 }
 
@@ -473,6 +492,7 @@ impl Broker {
                     connected: session.conn.is_some(),
                     queued: messages,
                     queued_bytes: bytes,
+                    dropped: session.dropped,
                 });
             } else if session.conn.is_none() {
                 disconnected += 1;
@@ -664,6 +684,25 @@ mod tests {
         // Nothing more: every average decays, none goes negative.
         load.advance(start + Duration::from_secs(20), &m);
         assert!(load.averages[0][0] < one_min && load.averages[0][0] > 0.0);
+    }
+
+    #[test]
+    fn a_load_started_at_zero_gives_the_one_minute_rate_per_second() {
+        let start = Instant::now();
+        let mut load = Load::starting_at(start);
+        assert_eq!(load.one_minute_per_second("publish/received"), 0.0);
+        // 120 PUBLISH in 60 s (2 a second), sampled at uneven times.
+        let mut m = Metrics::default();
+        for (secs, count) in [(7, 14), (30, 60), (60, 120)] {
+            m.publish_received = count;
+            load.advance(start + Duration::from_secs(secs), &m);
+        }
+        // An average that started at 0 a minute ago: 2/s x (1 - e^-1).
+        let rate = load.one_minute_per_second("publish/received");
+        let expected = 2.0 * (1.0 - (-1.0f64).exp());
+        assert!((rate - expected).abs() < 1e-9, "{rate} vs {expected}");
+        assert_eq!(load.one_minute_per_second("publish/sent"), 0.0);
+        assert_eq!(load.one_minute_per_second("no/such"), 0.0);
     }
 
     #[test]

@@ -1173,3 +1173,6 @@ mod origin;
 
 /// Defects found by the fuzz targets (fuzz/README.md).
 mod fuzz_findings;
+
+/// Issue 15: the status page's top backlogs.
+mod status;

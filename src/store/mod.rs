@@ -316,6 +316,11 @@ impl Store {
         &self.path
     }
 
+    /// The `[sqlite]` settings it runs with (caps shown by the status page).
+    pub fn config(&self) -> &SqliteConfig {
+        &self.config
+    }
+
     pub fn stats(&self) -> &StoreStats {
         &self.stats
     }

@@ -80,6 +80,7 @@ mod tests {
                 connected: true,
                 queued: 4,
                 queued_bytes: 99,
+                dropped: 0,
             }],
             ..Metrics::default()
         };

@@ -1,9 +1,10 @@
-//! The HTTP side of the event loop (`[http]`): `/metrics` and `/health`, served by the same
-//! mio loop as MQTT, without threads.
+//! The HTTP side of the event loop (`[http]`): `/metrics`, `/health` and the status page (`/`
+//! and `/api/v1/status`), served by the same mio loop as MQTT, without threads.
 //!
 //! Contract: this file owns the HTTP sockets; what is answered is `routes.rs` (a response is a
 //! value built from the broker's state), the Prometheus text is `metrics.rs`, and requests are
-//! parsed by `httparse` (a vetted parser, never a hand-written one). One request per
+//! parsed by `httparse` (a vetted parser, never a hand-written one); the status page and its
+//! JSON are `status.rs` (written by `json.rs`). One request per
 //! connection: the response says `Connection: close`, the write side is shut after it, and the
 //! connection goes when the client closes or its time is up.
 //!
@@ -14,8 +15,10 @@
 //! allocates more than `max_request_size`; nothing here blocks the loop. With no HTTP
 //! connection open there is no deadline, so an idle broker still never wakes.
 
+mod json;
 mod metrics;
 mod routes;
+mod status;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -24,7 +27,7 @@ use std::time::Instant;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 
-use crate::broker::{Broker, Process};
+use crate::broker::{Broker, Load, Process};
 use crate::config::HttpConfig;
 use routes::{Context, Response};
 
@@ -62,6 +65,8 @@ pub struct HttpServer {
     base: usize,
     conns: Vec<Option<HttpConn>>,
     config: HttpConfig,
+    /// The status page's message rates (`status.rs`).
+    rates: Load,
 }
 
 impl HttpServer {
@@ -77,6 +82,7 @@ impl HttpServer {
             base,
             conns: std::iter::repeat_with(|| None).take(config.max_connections).collect(),
             config: config.clone(),
+            rates: Load::starting_at(Instant::now()),
         })
     }
 
@@ -181,7 +187,10 @@ impl HttpServer {
                     }
                     let room = max_request.saturating_sub(conn.rx.len());
                     conn.rx.extend_from_slice(&chunk[..n.min(room)]);
-                    if let Some(response) = parse(&conn.rx, max_request, n > room, broker, now) {
+                    let overflow = n > room;
+                    let answer =
+                        parse(&conn.rx, max_request, overflow, broker, &mut self.rates, now);
+                    if let Some(response) = answer {
                         conn.queue(response);
                     }
                 }
@@ -262,6 +271,7 @@ fn parse(
     max_request: usize,
     overflow: bool,
     broker: &Broker,
+    rates: &mut Load,
     now: Instant,
 ) -> Option<(Response, bool)> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -270,8 +280,8 @@ fn parse(
         Ok(httparse::Status::Complete(_)) => {
             let method = request.method.unwrap_or_default();
             let path = request.path.unwrap_or_default();
-            let context = Context { broker, now, process: process_figures() };
-            Some((routes::respond(method, path, &context), method == "HEAD"))
+            let mut context = Context { broker, now, process: process_figures(), rates };
+            Some((routes::respond(method, path, &mut context), method == "HEAD"))
         }
         Ok(httparse::Status::Partial) if overflow || rx.len() >= max_request => {
             Some((Response::text(431, "request head too large\n"), false))
@@ -311,7 +321,8 @@ mod tests {
     }
 
     fn status(rx: &[u8], max: usize, overflow: bool) -> Option<u16> {
-        parse(rx, max, overflow, &broker(), Instant::now()).map(|(r, _)| r.status)
+        parse(rx, max, overflow, &broker(), &mut Load::default(), Instant::now())
+            .map(|(r, _)| r.status)
     }
 
     #[test]
@@ -321,7 +332,15 @@ mod tests {
         assert_eq!(status(b"GET /metrics HTTP/1.0\r\n\r\n", 8192, false), Some(200));
         assert_eq!(status(b"GET /nope HTTP/1.1\r\n\r\n", 8192, false), Some(404));
         assert_eq!(status(b"PUT /health HTTP/1.1\r\n\r\n", 8192, false), Some(405));
-        let head = parse(b"HEAD /health HTTP/1.1\r\n\r\n", 8192, false, &broker(), Instant::now());
+        let mut rates = Load::default();
+        let head = parse(
+            b"HEAD /health HTTP/1.1\r\n\r\n",
+            8192,
+            false,
+            &broker(),
+            &mut rates,
+            Instant::now(),
+        );
         assert!(head.is_some_and(|(r, head_only)| r.status == 200 && head_only));
     }
 

@@ -2,13 +2,13 @@
 //! [`Response`] as a value from a [`Context`]. No socket here (`http/mod.rs` owns those), so
 //! every route is tested by calling it.
 //!
-//! Adding a route (the status page `GET /`, `GET /api/v1/status`, a WebSocket upgrade) is one
-//! more line in [`ROUTES`] and one handler.
+//! Adding a route is one more line in [`ROUTES`] and one handler. The status page (`GET /`
+//! and `GET /api/v1/status`) is `status.rs`.
 
 use std::time::Instant;
 
-use super::metrics;
-use crate::broker::{Broker, Process};
+use super::{metrics, status};
+use crate::broker::{Broker, Load, Process};
 use crate::store::Health;
 
 /// What a handler may look at.
@@ -16,6 +16,8 @@ pub struct Context<'a> {
     pub broker: &'a Broker,
     pub now: Instant,
     pub process: Process,
+    /// The status page's message rates, advanced by each `/api/v1/status` request.
+    pub rates: &'a mut Load,
 }
 
 /// A complete response; `Connection: close` always follows it.
@@ -73,13 +75,18 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-type Handler = fn(&Context) -> Response;
+type Handler = fn(&mut Context) -> Response;
 
 /// Every path served, with its handler. Each answers GET (and HEAD); other methods get 405.
-const ROUTES: &[(&str, Handler)] = &[("/metrics", metrics_route), ("/health", health_route)];
+const ROUTES: &[(&str, Handler)] = &[
+    ("/metrics", metrics_route),
+    ("/health", health_route),
+    ("/", status::page_route),
+    ("/api/v1/status", status::api_route),
+];
 
 /// The response to `method path` (the query string, if any, is ignored).
-pub fn respond(method: &str, target: &str, context: &Context) -> Response {
+pub fn respond(method: &str, target: &str, context: &mut Context) -> Response {
     let path = target.split(['?', '#']).next().unwrap_or_default();
     let Some((_, handler)) = ROUTES.iter().find(|(p, _)| *p == path) else {
         return Response::text(404, "not found\n");
@@ -92,7 +99,7 @@ pub fn respond(method: &str, target: &str, context: &Context) -> Response {
     handler(context)
 }
 
-fn metrics_route(context: &Context) -> Response {
+fn metrics_route(context: &mut Context) -> Response {
     let m = context.broker.metrics(context.now, &context.process);
     Response {
         status: 200,
@@ -103,7 +110,7 @@ fn metrics_route(context: &Context) -> Response {
 }
 
 /// 200 while the store accepts writes; 503 with the reason while it refuses them.
-fn health_route(context: &Context) -> Response {
+fn health_route(context: &mut Context) -> Response {
     match context.broker.store().health() {
         Health::Writable => Response::text(200, "ok\n"),
         Health::Refusing(reason) => {
@@ -126,8 +133,10 @@ mod tests {
     }
 
     fn get(broker: &Broker, method: &str, target: &str) -> Response {
-        let context = Context { broker, now: Instant::now(), process: Process::default() };
-        respond(method, target, &context)
+        let mut rates = Load::default();
+        let mut context =
+            Context { broker, now: Instant::now(), process: Process::default(), rates: &mut rates };
+        respond(method, target, &mut context)
     }
 
     #[test]
@@ -139,7 +148,12 @@ mod tests {
         assert_eq!(get(&b, "HEAD", "/metrics").status, 200);
         let post = get(&b, "POST", "/metrics");
         assert_eq!((post.status, post.allow), (405, Some("GET, HEAD")));
-        assert_eq!(get(&b, "GET", "/").status, 404);
+        assert_eq!(get(&b, "GET", "/").status, 200);
+        assert_eq!(get(&b, "GET", "/").content_type, "text/html; charset=utf-8");
+        assert_eq!(get(&b, "GET", "/api/v1/status?t=1").content_type, "application/json");
+        assert_eq!(get(&b, "POST", "/api/v1/status").status, 405);
+        assert_eq!(get(&b, "GET", "/index.html").status, 404);
+        assert_eq!(get(&b, "GET", "/api/v1/status/").status, 404);
         assert_eq!(get(&b, "GET", "/metrics/").status, 404);
         assert_eq!(get(&b, "DELETE", "/nothing").status, 404);
     }
