@@ -274,7 +274,7 @@ impl Broker {
             topic_alias_maximum: (limits.max_topic_alias > 0).then_some(limits.max_topic_alias),
             wildcard_subscription_available: flag(limits.wildcard_subscription_available),
             subscription_identifiers_available: flag(limits.subscription_identifiers_available),
-            shared_subscription_available: Some(0),
+            shared_subscription_available: flag(limits.shared_subscription_available),
             ..ConnackProperties::default()
         }
     }

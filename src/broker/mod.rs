@@ -25,6 +25,7 @@ mod publish;
 mod restore;
 mod retain;
 mod session;
+mod shared;
 mod stats;
 mod subscribe;
 mod timers;
@@ -44,7 +45,7 @@ use crate::codec::{
 pub use access::Identity;
 pub use bridge::{bridge_client_id, BridgeSpec, LinkParams, BRIDGE_CLIENT_PREFIX};
 pub use connection::Phase;
-pub use limits::{Limits, SlowSubscriber};
+pub use limits::{Limits, OutboundTopicAlias, SharedPolicy, SlowSubscriber};
 pub use message::{Delivery, Message};
 pub use origin::{ListenerId, Origin};
 pub use restore::Restored;
@@ -96,6 +97,12 @@ pub struct Broker {
     free_sessions: Vec<u32>,
     session_by_client: HashMap<Rc<str>, SessionId>,
     tree: TopicTree,
+    /// Shared subscription groups (their members are tree entries).
+    shared: shared::SharedGroups,
+    /// Reused by every shared-group choice.
+    share_scratch: Vec<usize>,
+    /// State of the `random` shared policy's generator (0 until first used).
+    random_state: u64,
     retained: RetainedStore,
     timers: Timers,
     /// PUBACK/PUBREC/PUBCOMP held until the end of the pass (and its store commit).
@@ -133,6 +140,9 @@ impl Broker {
             free_sessions: Vec::new(),
             session_by_client: HashMap::with_capacity(limits.max_sessions),
             tree: TopicTree::new(),
+            shared: shared::SharedGroups::default(),
+            share_scratch: Vec::new(),
+            random_state: 0,
             retained,
             timers: Timers::default(),
             pending_acks: Vec::new(),

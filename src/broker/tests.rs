@@ -1173,3 +1173,6 @@ mod origin;
 
 /// Defects found by the fuzz targets (fuzz/README.md).
 mod fuzz_findings;
+
+/// Issue 13: shared subscriptions.
+mod shared;
