@@ -808,3 +808,39 @@ fn will_published_on_takeover_of_a_persistent_session() {
     old.expect_closed();
     sub.expect_message("will/t", b"replaced");
 }
+
+// ----- Issue 13: shared subscriptions, honoured for 3.1.1 as Mosquitto does -------------------
+
+#[test]
+fn shared_subscription_v311_round_robin_and_malformed_0x80() {
+    let broker = Broker::start();
+    let mut c = TestClient::v311(&broker, "syntax");
+    c.send(&[
+        0x82, 0x0D, // SUBSCRIBE (flags 0b0010), remaining length 13
+        0x00, 0x01, // packet id 1
+        0x00, 0x08, b'$', b's', b'h', b'a', b'r', b'e', b'/', b'g', // "$share/g": no filter
+        0x01, // requested QoS 1
+    ]);
+    c.expect(&[
+        0x90, 0x03, // SUBACK, remaining length 3
+        0x00, 0x01, // packet id 1
+        0x80, // failure (3.1.1 has no other code)
+    ]);
+    for filter in ["$share//t", "$share/+/t", "$share/g/"] {
+        assert_eq!(c.subscribe_opts(filter, 1), 0x80, "{filter}");
+    }
+
+    let mut a = subscriber(&broker, "a", "$share/g/t", 1);
+    let mut b = subscriber(&broker, "b", "$share/g/t", 1);
+    let mut publisher = TestClient::v311(&broker, "pub");
+    for payload in [b"1", b"2", b"3", b"4"] {
+        publisher.publish("t", payload, 1, false);
+    }
+    // Round robin, both members able to take each message: alternately.
+    a.expect_message("t", b"1");
+    a.expect_message("t", b"3");
+    b.expect_message("t", b"2");
+    b.expect_message("t", b"4");
+    a.ping();
+    b.ping();
+}

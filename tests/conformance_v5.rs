@@ -947,3 +947,112 @@ fn client_maximum_packet_size_counts_the_whole_packet() {
     let p = c.expect_publish();
     assert_eq!(p.payload, [b'b'; 32], "the 41-byte PUBLISH must not be sent: {p:?}");
 }
+
+// ----- Issue 13: shared subscriptions (MQTT 5.0 §4.8.2) -----------------------------------------
+
+#[test]
+fn shared_subscription_syntax_errors_get_suback_0x8f() {
+    // MQTT-4.8.2-1 / MQTT-4.8.2-2: a share name of at least one character without `/`, `+`
+    // or `#`, then `/` and a topic filter. Anything else starting with `$share/` is refused.
+    let broker = Broker::start();
+    let mut c = TestClient::v5(&broker, "syntax");
+    c.send(&[
+        0x82, 0x0E, // SUBSCRIBE, remaining length 14
+        0x00, 0x01, // packet id 1
+        0x00, // properties: none
+        0x00, 0x08, b'$', b's', b'h', b'a', b'r', b'e', b'/', b'g', // "$share/g": no filter
+        0x01, // options: QoS 1
+    ]);
+    c.expect(&[
+        0x90, 0x04, // SUBACK, remaining length 4
+        0x00, 0x01, // packet id 1
+        0x00, // properties: none
+        0x8F, // reason code: Topic Filter invalid
+    ]);
+    for filter in ["$share//t", "$share/+/t", "$share/g/"] {
+        assert_eq!(c.subscribe_opts(filter, 0x01), 0x8F, "{filter}");
+    }
+    // The connection stays usable: a well-formed shared subscription is granted.
+    assert_eq!(c.subscribe_opts("$share/g/t", 0x01), 0x01);
+}
+
+#[test]
+fn no_local_on_a_shared_subscription_gets_disconnect_0x82() {
+    // MQTT-3.8.3-4: "It is a Protocol Error to set the No Local bit to 1 on a Shared
+    // Subscription".
+    let broker = Broker::start();
+    let mut c = TestClient::v5(&broker, "nolocal");
+    c.send(&[
+        0x82, 0x10, // SUBSCRIBE, remaining length 16
+        0x00, 0x01, // packet id 1
+        0x00, // properties: none
+        0x00, 0x0A, b'$', b's', b'h', b'a', b'r', b'e', b'/', b'g', b'/',
+        b't', // "$share/g/t"
+        0x05, // options: QoS 1, No Local 1
+    ]);
+    c.expect(&[
+        0xE0, 0x01, // DISCONNECT, remaining length 1 (no properties)
+        0x82, // reason code: Protocol Error
+    ]);
+    c.expect_closed();
+    common::assert_broker_serves(&broker);
+}
+
+#[test]
+fn shared_subscriptions_switched_off_announce_0_and_get_suback_0x9e() {
+    let broker = BrokerBuilder::new().mqtt("shared_subscription_available", false).start();
+    let (mut c, connack) = TestClient::try_handshake(&broker, Connect::v5("off"));
+    assert_eq!(connack.props.num(prop::SHARED_SUBSCRIPTION_AVAILABLE), Some(0), "{connack:?}");
+    c.send(&[
+        0x82, 0x10, // SUBSCRIBE, remaining length 16
+        0x00, 0x01, // packet id 1
+        0x00, // properties: none
+        0x00, 0x0A, b'$', b's', b'h', b'a', b'r', b'e', b'/', b'g', b'/',
+        b't', // "$share/g/t"
+        0x01, // options: QoS 1
+    ]);
+    c.expect(&[
+        0x90, 0x04, // SUBACK, remaining length 4
+        0x00, 0x01, // packet id 1
+        0x00, // properties: none
+        0x9E, // reason code: Shared Subscriptions not supported
+    ]);
+    // On by default: absent from CONNACK, which means available (MQTT 5.0 §3.2.2.3.15).
+    let broker = Broker::start();
+    let (_c, connack) = TestClient::try_handshake(&broker, Connect::v5("on"));
+    assert_eq!(connack.props.num(prop::SHARED_SUBSCRIPTION_AVAILABLE), None, "{connack:?}");
+}
+
+#[test]
+fn shared_group_delivers_each_message_to_one_member_and_no_retained() {
+    let broker = Broker::start();
+    let mut publisher = TestClient::v5(&broker, "pub");
+    publisher.publish("job/kept", b"retained", 1, true);
+    // No retained message on a shared subscription (MQTT 5.0 §4.8.2): the SUBACK is all.
+    let mut a = subscriber(&broker, "a", "$share/workers/job/+", 0x01);
+    let mut b = subscriber(&broker, "b", "$share/workers/job/+", 0x01);
+    let mut both = subscriber(&broker, "both", "$share/workers/job/+", 0x01);
+    // `both` also holds a plain subscription: it gets its own copy of everything (that one
+    // does get the retained message).
+    assert_eq!(both.subscribe_opts("job/+", 0x01), 0x01);
+    both.expect_message("job/kept", b"retained");
+    for i in 0..6u8 {
+        publisher.publish("job/x", &[b'0' + i], 1, false);
+    }
+    // Round robin over members that can all take a message: two each, and `both` six more.
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    for (client, count) in [(&mut a, 2), (&mut b, 2), (&mut both, 2 + 6)] {
+        for _ in 0..count {
+            let p = client.expect_publish();
+            assert_eq!((p.topic.as_str(), p.qos, p.retain), ("job/x", 1, false), "{p:?}");
+            client.ack(&p);
+            got.push(p.payload);
+        }
+        client.ping(); // nothing more before the PINGRESP
+    }
+    got.sort();
+    let mut expected: Vec<Vec<u8>> = (0..6u8).map(|i| vec![b'0' + i]).collect();
+    expected.extend(expected.clone());
+    expected.sort();
+    assert_eq!(got, expected, "each message once to the group, once to the plain subscription");
+}
