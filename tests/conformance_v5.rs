@@ -1056,3 +1056,49 @@ fn shared_group_delivers_each_message_to_one_member_and_no_retained() {
     expected.sort();
     assert_eq!(got, expected, "each message once to the group, once to the plain subscription");
 }
+
+// ----- Issue 13: topic aliases from the broker (MQTT 5.0 §3.3.2.3.4) -------------------------
+
+#[test]
+fn outbound_topic_alias_sent_with_topic_then_alone_and_reset_on_reconnect() {
+    if skip_in_reference("Mosquitto 2.0.11 assigns no topic aliases on what it sends") {
+        return;
+    }
+    let broker = Broker::start();
+    let connect = || Connect::v5("aliased").prop(Property::u16(prop::TOPIC_ALIAS_MAXIMUM, 2));
+    for _ in 0..2 {
+        // The second round is a new connection: the aliases of the first are forgotten.
+        let mut sub = TestClient::handshake(&broker, connect());
+        assert_eq!(sub.subscribe_opts("a/#", 0x00), 0x00);
+        let mut publisher = TestClient::v5(&broker, "pub");
+        publisher.publish("a/b", b"x", 0, false);
+        publisher.publish("a/b", b"y", 0, false);
+        publisher.ping(); // both routed
+        sub.expect(&[
+            0x30, 0x0A, // PUBLISH QoS 0, remaining length 10
+            0x00, 0x03, b'a', b'/', b'b', // topic "a/b"
+            0x03, // properties: 3 bytes
+            0x23, 0x00, 0x01, // Topic Alias 1
+            b'x', // payload
+        ]);
+        sub.expect(&[
+            0x30, 0x07, // PUBLISH QoS 0, remaining length 7
+            0x00, 0x00, // topic: empty (MQTT-3.3.2-8 area: the alias stands for it)
+            0x03, // properties: 3 bytes
+            0x23, 0x00, 0x01, // Topic Alias 1
+            b'y', // payload
+        ]);
+        sub.disconnect();
+    }
+    // Without a Topic Alias Maximum (or 0) the topic is always sent (MQTT-3.3.2-9 area).
+    let mut sub = TestClient::v5(&broker, "plain");
+    assert_eq!(sub.subscribe_opts("a/#", 0x00), 0x00);
+    let mut publisher = TestClient::v5(&broker, "pub");
+    publisher.publish("a/b", b"x", 0, false);
+    sub.expect(&[
+        0x30, 0x07, // PUBLISH QoS 0, remaining length 7
+        0x00, 0x03, b'a', b'/', b'b', // topic "a/b"
+        0x00, // properties: none
+        b'x', // payload
+    ]);
+}

@@ -4,11 +4,12 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::alias::OutboundAliases;
 use super::connection::Phase;
 use super::logging::More;
 use super::origin::Username;
 use super::session::{Session, SessionExpiry, SessionId, StoredQueue};
-use super::{Broker, ConnId, Outbox};
+use super::{Broker, ConnId, OutboundTopicAlias, Outbox};
 use crate::codec::{
     topic, Connack, ConnackProperties, Connect, Disconnect, Packet, ProtocolVersion, QoS,
     ReasonCode,
@@ -24,9 +25,18 @@ impl Broker {
         out: &mut dyn Outbox,
     ) {
         let version = connect.version();
+        // Outbound topic aliases (`alias.rs`): at most what the client takes and what the
+        // broker takes itself (`mqtt.max_topic_alias`), for this connection only.
+        let alias_max = match (version, self.limits.outbound_topic_alias) {
+            (ProtocolVersion::V5, OutboundTopicAlias::Lru) => {
+                connect.properties.topic_alias_maximum.unwrap_or(0).min(self.limits.max_topic_alias)
+            }
+            (_, _) => 0,
+        };
         let Some(state) = self.conn_mut(conn) else {
             return;
         };
+        state.outbound_aliases = (alias_max > 0).then(|| Box::new(OutboundAliases::new(alias_max)));
         if state.phase != Phase::AwaitConnect {
             // The codec turns a second CONNECT into a decode error; this is defence in depth.
             self.protocol_error(conn, ReasonCode::ProtocolError, "second CONNECT", now, out);

@@ -10,6 +10,7 @@
 
 mod access;
 mod ack;
+mod alias;
 mod backpressure;
 mod bridge;
 mod connect;

@@ -1176,3 +1176,6 @@ mod fuzz_findings;
 
 /// Issue 13: shared subscriptions.
 mod shared;
+
+/// Issue 13: outbound topic aliases.
+mod alias;
