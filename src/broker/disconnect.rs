@@ -129,6 +129,7 @@ impl Broker {
         self.session_by_client.remove(&session.client_id);
         self.free_sessions.push(id.0);
         if let Some(stored) = session.stored {
+            self.move_stored_group_rows(stored.id, &session.subscriptions, now, out);
             self.store.delete_session(stored.id);
             self.by_store_id.remove(&stored.id);
         }
@@ -141,7 +142,7 @@ impl Broker {
         }
         if session.stored.is_none() {
             // A clean member's unacknowledged group messages go to another member (MQTT 5.0
-            // §4.8.2); a persistent session's rows do not say which group they came through.
+            // §4.8.2); a persistent member's are its store rows (`move_stored_group_rows`).
             let held = session.inflight.into_iter().filter_map(|m| match m.state {
                 OutboundState::AwaitPuback(d) | OutboundState::AwaitPubrec(d) => Some(d),
                 OutboundState::AwaitPubcomp => None,

@@ -14,8 +14,11 @@
 //! and otherwise it is dropped and counted (`messages_dropped`). A member's plain
 //! subscriptions are separate: they get their own copy (MQTT 5.0 §4.8.2).
 //!
-//! When a clean member's session ends, the QoS 1/2 group messages it holds unacknowledged
-//! (in flight or queued in memory) are given to another member of the group (§4.8.2 SHOULD).
+//! When a member's session ends, the QoS 1/2 group messages it holds unacknowledged are given
+//! to another member of the group (§4.8.2 SHOULD): a clean member's from memory (each
+//! delivery knows its group), a persistent member's from its store rows (which do not: see
+//! [`Broker::move_stored_group_rows`] for how they are recognised). An in-flight message to a
+//! persistent member that only disconnects stays its own and is re-sent when it returns.
 //!
 //! Bounded: one group per distinct `$share/GROUP/FILTER` in use, each counted by the
 //! subscriptions that hold it, so groups are bounded by the subscription limits. Owns no
@@ -28,10 +31,11 @@ use std::time::Instant;
 
 use super::logging::Abbreviated;
 use super::message::{Delivery, Message};
-use super::session::SessionId;
+use super::session::{SessionId, Subscription};
 use super::topic_tree::SubscriberEntry;
 use super::{Broker, Outbox, SharedPolicy};
-use crate::codec::QoS;
+use crate::codec::{topic, QoS};
+use crate::store::StoredSessionId;
 
 /// A shared subscription group: one `$share/GROUP/FILTER` (the same group name with another
 /// filter is another group, MQTT 5.0 §4.8.2).
@@ -379,6 +383,77 @@ impl Broker {
         self.match_scratch = matches;
     }
 }
+
+impl Broker {
+    /// A persistent member's session ends (expiry, Clean Start takeover, eviction) with rows
+    /// in its store queue: the rows that came through a shared group go to another member of
+    /// that group (MQTT 5.0 §4.8.2 SHOULD). A row does not record its group, so it is judged
+    /// by the session's subscriptions at its end: a row whose topic matches one of its shared
+    /// subscriptions and none of its plain ones came through that group (the first such
+    /// group in filter order if several match); a row that also matches a plain subscription
+    /// may be that subscription's own copy and ends with the session, as before. Called after
+    /// the session left the tree and before its rows are deleted; reads the rows in batches.
+    pub(super) fn move_stored_group_rows(
+        &mut self,
+        stored: StoredSessionId,
+        subscriptions: &HashMap<String, Subscription>,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        let mut shared: Vec<(&str, &str)> = subscriptions
+            .keys()
+            .filter_map(|key| match classify(key) {
+                FilterKind::Shared { filter, .. } => Some((key.as_str(), filter)),
+                FilterKind::Plain | FilterKind::Malformed(_) => None,
+            })
+            .collect();
+        if shared.is_empty() {
+            return;
+        }
+        shared.sort_unstable();
+        let plain: Vec<&str> = subscriptions
+            .keys()
+            .filter(|key| classify(key) == FilterKind::Plain)
+            .map(String::as_str)
+            .collect();
+        let (mut moved, mut from) = (0usize, 0i64);
+        loop {
+            let rows = self.store.load_queue(stored, from, ROW_BATCH);
+            let Some(last) = rows.last() else { break };
+            from = last.seq + 1;
+            let full_batch = rows.len() == ROW_BATCH;
+            for row in rows {
+                let topic = row.publish.topic.clone();
+                if plain.iter().any(|f| topic::matches(f, &topic)) {
+                    continue;
+                }
+                let Some((key, _)) = shared.iter().find(|(_, f)| topic::matches(f, &topic)) else {
+                    continue;
+                };
+                let Some(share) = self.shared.lookup(key) else {
+                    // The group went with this member: nobody to give it to.
+                    self.stats.messages_dropped += 1;
+                    continue;
+                };
+                let mut delivery = Delivery::from_stored(row.seq, row.publish, row.expires_at);
+                delivery.seq = None;
+                moved += 1;
+                self.reroute_shared(share, delivery, now, out);
+            }
+            if !full_batch {
+                break;
+            }
+        }
+        if moved > 0 {
+            log::info!(
+                "{moved} queued group message(s) of an ended session moved to other members"
+            );
+        }
+    }
+}
+
+/// Rows read at once when moving an ended member's group messages.
+const ROW_BATCH: usize = 256;
 
 /// FNV-1a: the sticky choice must be the same in every run and on every platform, which the
 /// standard library's randomly keyed hasher is not.

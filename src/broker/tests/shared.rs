@@ -325,3 +325,34 @@ fn shared_subscriptions_are_restored_after_a_restart() {
     assert_eq!((restored.subscriptions, restored.skipped_subscriptions), (0, 1));
     assert_eq!(h.broker.tree.len(), 0);
 }
+
+#[test]
+fn an_expiring_persistent_members_queued_group_messages_move_to_another_member() {
+    let mut h = Harness::new(Limits::default());
+    let persistent = |id: &str, expiry: u32| {
+        let mut connect = connect_packet(ProtocolVersion::V5, id, false);
+        connect.properties.session_expiry_interval = Some(expiry);
+        connect
+    };
+    let (short, _) = h.connect_with(persistent("short", 5));
+    h.subscribe(short, "$share/g/t/+", QoS::AtLeastOnce);
+    // Its plain subscription on t/own: rows on that topic may be its own copies; they stay.
+    h.subscribe(short, "t/own", QoS::AtLeastOnce);
+    h.close(short);
+    let (long, _) = h.connect_with(persistent("long", 3600));
+    h.subscribe(long, "$share/g/t/+", QoS::AtLeastOnce);
+    h.close(long);
+    let (p, _) = h.connect(ProtocolVersion::V5, "pub", true);
+    publish_n(&mut h, p, "t/x", 4); // round robin: short 0, 2; long 1, 3
+    h.handle(p, Packet::Publish(publish("t/own", &[0, 9], QoS::AtLeastOnce, Some(9))));
+    // Round robin gave the group's copy of t/own #9 to "short" too: it holds two rows on
+    // t/own, its own copy and the group's, which cannot be told apart.
+    h.advance(Duration::from_secs(6));
+    // "short" expired: its two t/x rows go to "long"; both t/own rows match its plain
+    // subscription and end with it (the documented limit of recognising rows by topic).
+    let (long, connack) = h.connect_with(persistent("long", 3600));
+    assert!(connack.session_present);
+    let mut got = received(&mut h, long);
+    got.sort_unstable();
+    assert_eq!(got, vec![0, 1, 2, 3]);
+}
