@@ -844,3 +844,31 @@ fn shared_subscription_v311_round_robin_and_malformed_0x80() {
     a.ping();
     b.ping();
 }
+
+#[test]
+fn keep_alive_0_under_a_maximum_is_accepted_as_none_for_3_1_1() {
+    // A 3.1.1 client cannot be told a Server Keep Alive: edgemq refuses one asking for more
+    // than `mqtt.max_keepalive` (CONNACK 0x02, as Mosquitto), but Keep Alive 0 ("none") is
+    // accepted and no keep-alive is enforced (Mosquitto 2.0 refuses it too; README, "Where
+    // edgemq differs from Mosquitto").
+    if common::skip_in_reference("Mosquitto 2.0.11 refuses keep alive 0 under max_keepalive") {
+        return;
+    }
+    let broker = BrokerBuilder::new().mqtt("max_keepalive", 1).start();
+    let mut c = TestClient::connect(&broker);
+    c.send(&[
+        0x10, 0x0E, // CONNECT, remaining length 14
+        0x00, 0x04, b'M', b'Q', b'T', b'T', // protocol name "MQTT"
+        0x04, // protocol level 4
+        0x02, // connect flags: clean session
+        0x00, 0x00, // keep alive 0: none
+        0x00, 0x02, b'k', b'0', // client id "k0"
+    ]);
+    c.expect(&[0x20, 0x02, 0x00, 0x00]); // CONNACK accepted
+                                         // Silent for longer than 1.5 x the maximum: still connected.
+    std::thread::sleep(Duration::from_millis(2500));
+    c.ping();
+    // Asking for more than the maximum is refused.
+    let (_c, connack) = TestClient::try_handshake(&broker, Connect::v311("k2").keep_alive(2));
+    assert_eq!(connack.code, 0x02, "{connack:?}");
+}

@@ -258,6 +258,12 @@ impl Broker {
             properties = self.connack_properties();
             properties.assigned_client_identifier = assigned_client_id;
             properties.server_keep_alive = server_keep_alive;
+            // MQTT 5.0 §3.1.2.11.6: sent only when asked for (MQTT-3.1.2-28 lets the server
+            // send none even then), and only if `mqtt.response_information` is set.
+            if connect.properties.request_response_information == Some(1) {
+                properties.response_information =
+                    self.limits.response_information.as_deref().map(str::to_string);
+            }
             let requested = connect.properties.session_expiry_interval.unwrap_or(0);
             if expiry.as_v5_interval() != requested {
                 properties.session_expiry_interval = Some(expiry.as_v5_interval());
