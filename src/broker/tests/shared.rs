@@ -356,3 +356,23 @@ fn an_expiring_persistent_members_queued_group_messages_move_to_another_member()
     got.sort_unstable();
     assert_eq!(got, vec![0, 1, 2, 3]);
 }
+
+#[test]
+fn a_member_that_never_acknowledges_gets_one_window_and_the_healthy_member_the_rest() {
+    // A hung consumer in the group must not take a share of the load: once its inflight
+    // window is full it cannot take a message now, so the members that can get them.
+    let limits = Limits { max_inflight: 4, ..Default::default() };
+    let mut h = Harness::new(limits);
+    let group = members(&mut h, ProtocolVersion::V5, 2, "$share/g/t");
+    let (stuck, healthy) = (group[0], group[1]);
+    let (p, _) = h.connect(ProtocolVersion::V5, "pub", true);
+    let mut healthy_got = 0;
+    for i in 0..100u16 {
+        publish_n_one(&mut h, p, "t", i);
+        healthy_got += received(&mut h, healthy).len();
+    }
+    let stuck_got = publishes(&h.out.take(stuck)).len();
+    assert_eq!((stuck_got, healthy_got), (4, 96));
+    assert_eq!(h.broker.stats().messages_dropped, 0);
+    assert!(h.out.resumed.is_empty() && h.broker.paused.is_empty(), "the publisher was paused");
+}
