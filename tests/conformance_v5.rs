@@ -64,7 +64,7 @@
 //! - 0x9A Retain not supported: `retained_publish_when_retain_unavailable_gets_disconnect_0x9a`
 //! - 0x9B QoS not supported: `publish_above_maximum_qos_gets_disconnect_0x9b`
 //! - 0x9E Shared Subscriptions not supported:
-//!   `shared_subscriptions_switched_off_announce_0_and_get_suback_0x9e`
+//!   `shared_subscriptions_switched_off_announce_0_and_get_disconnect_0x9e`
 //! - 0xA1 Subscription Identifiers not supported:
 //!   `subscription_identifier_when_unavailable_gets_disconnect_0xa1`
 //! - 0xA2 Wildcard Subscriptions not supported: `wildcard_subscription_when_unavailable_gets_suback_0xa2`
@@ -1047,7 +1047,10 @@ fn no_local_on_a_shared_subscription_gets_disconnect_0x82() {
 }
 
 #[test]
-fn shared_subscriptions_switched_off_announce_0_and_get_suback_0x9e() {
+fn shared_subscriptions_switched_off_announce_0_and_get_disconnect_0x9e() {
+    // MQTT 5.0 §3.2.2.3.15: "If the Server receives a SUBSCRIBE packet containing Shared
+    // Subscriptions and it does not support Shared Subscriptions, this is a Protocol Error.
+    // The Server uses DISCONNECT with Reason Code 0x9E".
     let broker = BrokerBuilder::new().mqtt("shared_subscription_available", false).start();
     let (mut c, connack) = TestClient::try_handshake(&broker, Connect::v5("off"));
     assert_eq!(connack.props.num(prop::SHARED_SUBSCRIPTION_AVAILABLE), Some(0), "{connack:?}");
@@ -1059,12 +1062,8 @@ fn shared_subscriptions_switched_off_announce_0_and_get_suback_0x9e() {
         b't', // "$share/g/t"
         0x01, // options: QoS 1
     ]);
-    c.expect(&[
-        0x90, 0x04, // SUBACK, remaining length 4
-        0x00, 0x01, // packet id 1
-        0x00, // properties: none
-        0x9E, // reason code: Shared Subscriptions not supported
-    ]);
+    c.expect(&[0xE0, 0x01, 0x9E]); // DISCONNECT: Shared Subscriptions not supported
+    c.expect_closed();
     // On by default: absent from CONNACK, which means available (MQTT 5.0 §3.2.2.3.15).
     let broker = Broker::start();
     let (_c, connack) = TestClient::try_handshake(&broker, Connect::v5("on"));

@@ -48,6 +48,16 @@ impl Broker {
             let has_wildcard = filter.contains(['+', '#']);
             let kind = classify(&filter);
             let shared = matches!(kind, FilterKind::Shared { .. });
+            if kind != FilterKind::Plain
+                && !limits.shared_subscription_available
+                && version == ProtocolVersion::V5
+            {
+                // MQTT 5.0 §3.2.2.3.15: CONNACK said they are not supported, so using one is a
+                // Protocol Error answered with DISCONNECT 0x9E (3.1.1: SUBACK 0x80 below).
+                let what = "shared subscription while shared_subscription_available = false";
+                let reason = ReasonCode::SharedSubscriptionsNotSupported;
+                return self.protocol_error(conn, reason, what, now, out);
+            }
             if shared && options.no_local && limits.shared_subscription_available {
                 // MQTT-3.8.3-4.
                 let what = "No Local on a shared subscription";
@@ -64,8 +74,8 @@ impl Broker {
             };
             let exists = session.subscriptions.contains_key(&filter);
             let refusal = if let Some(why) = shared_refusal(&limits, &filter) {
-                // 0x9E when they are switched off; a malformed `$share/` filter is 0x8F
-                // "Topic Filter invalid" (3.1.1: 0x80).
+                // A malformed `$share/` filter is 0x8F "Topic Filter invalid"; switched off,
+                // only 3.1.1 clients get here (0x80 on the wire).
                 let reason = match kind {
                     FilterKind::Malformed(_) if limits.shared_subscription_available => {
                         ReasonCode::TopicFilterInvalid

@@ -163,15 +163,21 @@ fn no_local_on_a_shared_subscription_is_a_protocol_error() {
 fn switched_off_they_are_announced_and_refused() {
     let limits = Limits { shared_subscription_available: false, ..Default::default() };
     let mut h = Harness::new(limits);
-    let (c, connack) = h.connect(ProtocolVersion::V5, "c", true);
-    assert_eq!(connack.properties.shared_subscription_available, Some(0));
-    // Even a No Local one or a malformed one: they are simply not supported.
+    // 5.0: DISCONNECT 0x9E (§3.2.2.3.15), even for a No Local one or a malformed one.
     for (filter, no_local) in [("$share/g/t", false), ("$share/g/t", true), ("$share//t", false)] {
+        let (c, connack) = h.connect(ProtocolVersion::V5, "c", true);
+        assert_eq!(connack.properties.shared_subscription_available, Some(0));
         let options = SubscriptionOptions { no_local, ..qos1() };
         let sent = suback_for(&mut h, c, filter, options);
-        let Some(Packet::Suback(Suback { reasons, .. })) = sent.first() else { panic!("{sent:?}") };
-        assert_eq!(reasons, &vec![ReasonCode::SharedSubscriptionsNotSupported], "{filter}");
+        let reason = ReasonCode::SharedSubscriptionsNotSupported;
+        let disconnect = Disconnect { reason, properties: Default::default() };
+        assert_eq!(sent, vec![Packet::Disconnect(disconnect)], "{filter}");
     }
+    // 3.1.1: a SUBACK failure (the 0x9E below is encoded as 0x80).
+    let (c, _) = h.connect(ProtocolVersion::V311, "v3", true);
+    let sent = suback_for(&mut h, c, "$share/g/t", qos1());
+    let Some(Packet::Suback(Suback { reasons, .. })) = sent.first() else { panic!("{sent:?}") };
+    assert_eq!(reasons, &vec![ReasonCode::SharedSubscriptionsNotSupported]);
     // On by default: nothing is announced (absent means available).
     let mut h = Harness::new(Limits::default());
     let (_, connack) = h.connect(ProtocolVersion::V5, "c", true);
