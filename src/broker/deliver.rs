@@ -2,7 +2,6 @@
 //! window, queued in memory (clean sessions) or in the store's ring (persistent sessions),
 //! moved into the window as acknowledgements free it, dropped and counted only at a hard cap.
 
-use std::rc::Rc;
 use std::time::Instant;
 
 use super::alias::AliasPlan;
@@ -333,7 +332,7 @@ impl Broker {
         match alias {
             Some(AliasPlan::Known(id)) => {
                 publish.properties.topic_alias = Some(id);
-                publish.topic = Rc::from("");
+                publish.topic = self.empty_topic.clone();
             }
             Some(AliasPlan::Fresh(id)) => publish.properties.topic_alias = Some(id),
             None => {}

@@ -104,6 +104,9 @@ pub struct Broker {
     share_scratch: Vec<usize>,
     /// State of the `random` shared policy's generator (0 until first used).
     random_state: u64,
+    /// The topic of a PUBLISH that carries a known outbound alias: one shared empty string
+    /// instead of an allocation per message.
+    empty_topic: Rc<str>,
     retained: RetainedStore,
     timers: Timers,
     /// PUBACK/PUBREC/PUBCOMP held until the end of the pass (and its store commit).
@@ -144,6 +147,7 @@ impl Broker {
             shared: shared::SharedGroups::default(),
             share_scratch: Vec::new(),
             random_state: 0,
+            empty_topic: Rc::from(""),
             retained,
             timers: Timers::default(),
             pending_acks: Vec::new(),
