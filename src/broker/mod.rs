@@ -104,6 +104,10 @@ pub struct Broker {
     share_scratch: Vec<usize>,
     /// State of the `random` shared policy's generator (0 until first used).
     random_state: u64,
+    /// Group messages of ended sessions waiting to move to another member, and whether the
+    /// move loop is running (`shared.rs`, `reroute_shared`).
+    reroutes: std::collections::VecDeque<(shared::ShareId, Delivery)>,
+    rerouting: bool,
     /// The topic of a PUBLISH that carries a known outbound alias: one shared empty string
     /// instead of an allocation per message.
     empty_topic: Rc<str>,
@@ -148,6 +152,8 @@ impl Broker {
             share_scratch: Vec::new(),
             random_state: 0,
             empty_topic: Rc::from(""),
+            reroutes: std::collections::VecDeque::new(),
+            rerouting: false,
             retained,
             timers: Timers::default(),
             pending_acks: Vec::new(),

@@ -349,8 +349,13 @@ impl Broker {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    /// A clean member's session ended holding `delivery` (a group message not acknowledged):
-    /// it goes to another member of the group if one can have it (MQTT 5.0 §4.8.2).
+    /// A member's session ended holding `delivery` (a group message not acknowledged): it
+    /// goes to another member of the group if one can have it (MQTT 5.0 §4.8.2).
+    ///
+    /// Never recursive: handing a message on could, through some future path, end another
+    /// member's session, which would move its messages in turn. Moves are queued, and only
+    /// the outermost call runs the queue, so the stack stays flat however many sessions end
+    /// in a chain.
     pub(super) fn reroute_shared(
         &mut self,
         share: ShareId,
@@ -358,6 +363,18 @@ impl Broker {
         now: Instant,
         out: &mut dyn Outbox,
     ) {
+        self.reroutes.push_back((share, delivery));
+        if self.rerouting {
+            return;
+        }
+        self.rerouting = true;
+        while let Some((share, delivery)) = self.reroutes.pop_front() {
+            self.move_one(share, delivery, now, out);
+        }
+        self.rerouting = false;
+    }
+
+    fn move_one(&mut self, share: ShareId, delivery: Delivery, now: Instant, out: &mut dyn Outbox) {
         if delivery.message.is_expired(now) {
             return;
         }
