@@ -249,6 +249,14 @@ pub struct MqttConfig {
     pub max_pause: Duration,
     /// What happens to a subscriber congested for longer than `max_pause`.
     pub slow_subscriber: SlowSubscriber,
+    /// Whether `$share/GROUP/FILTER` subscriptions are offered (told to v5 clients in CONNACK).
+    pub shared_subscription_available: bool,
+    /// How a shared subscription group picks the member a message goes to.
+    pub shared_policy: SharedPolicy,
+    /// Whether the broker assigns topic aliases on what it sends to v5 clients.
+    pub outbound_topic_alias: OutboundTopicAlias,
+    /// Response Information sent to v5 clients that ask for it (`None`: not sent).
+    pub response_information: Option<String>,
 }
 
 /// `[sqlite]`: the on-disk store. Names follow NanoMQ's `sqlite` section where they overlap.
@@ -317,6 +325,28 @@ pub enum Overflow {
     Reject,
 }
 
+/// How a shared subscription group (`$share/GROUP/FILTER`) picks one member for a message
+/// (`mqtt.shared_policy`), among the members that can take it now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SharedPolicy {
+    /// Each member in turn.
+    RoundRobin,
+    /// A member picked at random.
+    Random,
+    /// The member picked by a hash of the publisher's client id and the member's: one
+    /// publisher's messages keep going to the same member while it can take them.
+    Sticky,
+}
+
+/// Topic aliases on PUBLISH packets the broker sends to v5 clients (`mqtt.outbound_topic_alias`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboundTopicAlias {
+    /// Assigned per connection; the least recently used is replaced when all are taken.
+    Lru,
+    /// Never: every PUBLISH carries its topic.
+    Off,
+}
+
 /// What happens to a subscriber that stayed congested for longer than `mqtt.max_pause`
 /// (`mqtt.slow_subscriber`). Either way it pauses no publisher until it has drained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -330,6 +360,15 @@ pub enum SlowSubscriber {
 
 const SLOW_SUBSCRIBER_NAMES: [(&str, SlowSubscriber); 2] =
     [("drop", SlowSubscriber::Drop), ("disconnect", SlowSubscriber::Disconnect)];
+
+const SHARED_POLICY_NAMES: [(&str, SharedPolicy); 3] = [
+    ("round_robin", SharedPolicy::RoundRobin),
+    ("random", SharedPolicy::Random),
+    ("sticky", SharedPolicy::Sticky),
+];
+
+const OUTBOUND_TOPIC_ALIAS_NAMES: [(&str, OutboundTopicAlias); 2] =
+    [("lru", OutboundTopicAlias::Lru), ("off", OutboundTopicAlias::Off)];
 
 const DURABILITY_NAMES: [(&str, Durability); 3] =
     [("sync", Durability::Sync), ("batch", Durability::Batch), ("memory", Durability::Memory)];
@@ -405,6 +444,10 @@ impl Default for MqttConfig {
             subscription_identifiers_available: true,
             max_pause: Duration::from_secs(1),
             slow_subscriber: SlowSubscriber::Drop,
+            shared_subscription_available: true,
+            shared_policy: SharedPolicy::RoundRobin,
+            outbound_topic_alias: OutboundTopicAlias::Lru,
+            response_information: None,
         }
     }
 }
@@ -588,6 +631,10 @@ fn parse_table(
         DurationRange::any(Duration::from_millis(10), Duration::from_secs(60)),
     )?;
     s.choice(&mut m.slow_subscriber, "slow_subscriber", &SLOW_SUBSCRIBER_NAMES)?;
+    s.boolean(&mut m.shared_subscription_available, "shared_subscription_available")?;
+    s.choice(&mut m.shared_policy, "shared_policy", &SHARED_POLICY_NAMES)?;
+    s.choice(&mut m.outbound_topic_alias, "outbound_topic_alias", &OUTBOUND_TOPIC_ALIAS_NAMES)?;
+    s.mqtt_string(&mut m.response_information, "response_information")?;
     let name = s.name.clone();
     done(s.finish()?, &name);
 
@@ -1350,6 +1397,31 @@ impl<'a> Section<'a> {
         Ok(())
     }
 
+    /// A string sent to clients as an MQTT UTF-8 string: at most 65535 bytes, no U+0000
+    /// (MQTT-1.5.4-2); `""` means none.
+    fn mqtt_string(
+        &mut self,
+        field: &mut Option<String>,
+        key: &'static str,
+    ) -> Result<(), ConfigError> {
+        if let Some(value) = self.take(key) {
+            match &value {
+                Value::String(s) if s.len() <= usize::from(u16::MAX) && !s.contains('\0') => {
+                    *field = (!s.is_empty()).then(|| s.clone());
+                }
+                _ => {
+                    return Err(self.invalid(
+                        key,
+                        "a string of at most 65535 bytes without U+0000".to_string(),
+                        &value,
+                    ))
+                }
+            }
+        }
+        self.record(key, Value::String(field.clone().unwrap_or_default()));
+        Ok(())
+    }
+
     fn path(&mut self, field: &mut PathBuf, key: &'static str) -> Result<(), ConfigError> {
         if let Some(value) = self.take(key) {
             match &value {
@@ -1768,6 +1840,10 @@ mod tests {
             subscription_identifiers_available = false
             max_pause = "250ms"
             slow_subscriber = "disconnect"
+            shared_subscription_available = false
+            shared_policy = "sticky"
+            outbound_topic_alias = "off"
+            response_information = "replies/"
             [sqlite]
             mounted_file_path = "/var/lib/edgemq"
             durability = "batch"
@@ -1820,6 +1896,10 @@ mod tests {
                 subscription_identifiers_available: false,
                 max_pause: Duration::from_millis(250),
                 slow_subscriber: SlowSubscriber::Disconnect,
+                shared_subscription_available: false,
+                shared_policy: SharedPolicy::Sticky,
+                outbound_topic_alias: OutboundTopicAlias::Off,
+                response_information: Some("replies/".to_string()),
             },
             sqlite: SqliteConfig {
                 mounted_file_path: PathBuf::from("/var/lib/edgemq"),
@@ -2020,6 +2100,26 @@ mod tests {
             key: "mqtt.slow_subscriber", extra: "",
             good: &[r#""drop""#, r#""disconnect""#, r#""Disconnect""#],
             bad: &[r#""pause""#, r#""drop_oldest""#, "1", "true"],
+        },
+        RangeCase {
+            key: "mqtt.shared_subscription_available", extra: "",
+            good: &["true", "false"],
+            bad: &["0", r#""no""#],
+        },
+        RangeCase {
+            key: "mqtt.shared_policy", extra: "",
+            good: &[r#""round_robin""#, r#""random""#, r#""sticky""#, r#""Sticky""#],
+            bad: &[r#""hash""#, r#""""#, "1"],
+        },
+        RangeCase {
+            key: "mqtt.outbound_topic_alias", extra: "",
+            good: &[r#""lru""#, r#""off""#, r#""LRU""#],
+            bad: &[r#""on""#, "true", "0"],
+        },
+        RangeCase {
+            key: "mqtt.response_information", extra: "",
+            good: &[r#""""#, r#""replies/""#, r#""réponse""#],
+            bad: &[r#""a\u0000b""#, "1", "true"],
         },
         RangeCase {
             key: "sqlite.mounted_file_path", extra: "",

@@ -152,7 +152,7 @@ impl Broker {
                 session.subscription_bytes =
                     session.subscription_bytes.saturating_sub(filter.len());
             }
-            self.tree.unsubscribe(&filter, session_id);
+            self.tree_unsubscribe(&filter, session_id);
             if let Some(stored) = stored {
                 self.store.delete_subscription(stored.id, &filter);
             }
@@ -163,9 +163,14 @@ impl Broker {
             if session.subscriptions.insert(filter.clone(), subscription).is_none() {
                 session.subscription_bytes += filter.len();
             }
-            self.tree.subscribe(
+            self.tree_subscribe(
                 &filter,
-                SubscriberEntry { session: session_id, options, subscription_id: None },
+                SubscriberEntry {
+                    session: session_id,
+                    options,
+                    subscription_id: None,
+                    share: None,
+                },
             );
             if let Some(stored) = stored {
                 self.store.save_subscription(stored.id, &filter, &options, None);

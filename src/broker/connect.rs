@@ -4,11 +4,12 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::alias::OutboundAliases;
 use super::connection::Phase;
 use super::logging::More;
 use super::origin::Username;
 use super::session::{Session, SessionExpiry, SessionId, StoredQueue};
-use super::{Broker, ConnId, Outbox};
+use super::{Broker, ConnId, OutboundTopicAlias, Outbox};
 use crate::codec::{
     topic, Connack, ConnackProperties, Connect, Disconnect, Packet, ProtocolVersion, QoS,
     ReasonCode,
@@ -24,9 +25,18 @@ impl Broker {
         out: &mut dyn Outbox,
     ) {
         let version = connect.version();
+        // Outbound topic aliases (`alias.rs`): at most what the client takes and what the
+        // broker takes itself (`mqtt.max_topic_alias`), for this connection only.
+        let alias_max = match (version, self.limits.outbound_topic_alias) {
+            (ProtocolVersion::V5, OutboundTopicAlias::Lru) => {
+                connect.properties.topic_alias_maximum.unwrap_or(0).min(self.limits.max_topic_alias)
+            }
+            (_, _) => 0,
+        };
         let Some(state) = self.conn_mut(conn) else {
             return;
         };
+        state.outbound_aliases = (alias_max > 0).then(|| Box::new(OutboundAliases::new(alias_max)));
         if state.phase != Phase::AwaitConnect {
             // The codec turns a second CONNECT into a decode error; this is defence in depth.
             self.protocol_error(conn, ReasonCode::ProtocolError, "second CONNECT", now, out);
@@ -248,6 +258,12 @@ impl Broker {
             properties = self.connack_properties();
             properties.assigned_client_identifier = assigned_client_id;
             properties.server_keep_alive = server_keep_alive;
+            // MQTT 5.0 §3.1.2.11.6: sent only when asked for (MQTT-3.1.2-28 lets the server
+            // send none even then), and only if `mqtt.response_information` is set.
+            if connect.properties.request_response_information == Some(1) {
+                properties.response_information =
+                    self.limits.response_information.as_deref().map(str::to_string);
+            }
             let requested = connect.properties.session_expiry_interval.unwrap_or(0);
             if expiry.as_v5_interval() != requested {
                 properties.session_expiry_interval = Some(expiry.as_v5_interval());
@@ -274,7 +290,7 @@ impl Broker {
             topic_alias_maximum: (limits.max_topic_alias > 0).then_some(limits.max_topic_alias),
             wildcard_subscription_available: flag(limits.wildcard_subscription_available),
             subscription_identifiers_available: flag(limits.subscription_identifiers_available),
-            shared_subscription_available: Some(0),
+            shared_subscription_available: flag(limits.shared_subscription_available),
             ..ConnackProperties::default()
         }
     }

@@ -4,6 +4,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::alias::OutboundAliases;
 use super::backpressure::Pause;
 use super::bridge::LinkParams;
 use super::origin::Origin;
@@ -44,6 +45,9 @@ pub struct Conn {
     pub client_max_packet_size: u32,
     /// MQTT 5.0 inbound topic aliases (index = alias - 1), allocated on first use.
     pub topic_aliases: Vec<Option<Rc<str>>>,
+    /// MQTT 5.0 aliases the broker assigns on what it sends (`alias.rs`); `None`: off, or the
+    /// client announced no Topic Alias Maximum. Boxed: most connections have none.
+    pub outbound_aliases: Option<Box<OutboundAliases>>,
     /// MQTT 5.0 Request Problem Information (reason strings allowed); default true.
     pub problem_information: bool,
     /// A 3.1.1 resend timer is pending for this connection.
@@ -70,6 +74,7 @@ impl Conn {
             client_receive_maximum: u16::MAX,
             client_max_packet_size: u32::MAX,
             topic_aliases: Vec::new(),
+            outbound_aliases: None,
             problem_information: true,
             resend_armed: false,
             pause: None,

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use super::alias::AliasPlan;
 use super::backpressure::{OUTPUT_HARD_FACTOR, QUEUE_HARD_FACTOR};
 use super::logging::Abbreviated;
 use super::message::Delivery;
@@ -326,15 +327,34 @@ impl Broker {
         if let Some(link) = &state.link {
             link.adapt(&mut publish);
         }
+        // The alias is chosen now, for this connection (`alias.rs`), and kept only if sent.
+        let alias = state.outbound_aliases.as_ref().and_then(|a| a.plan(&publish.topic));
+        match alias {
+            Some(AliasPlan::Known(id)) => {
+                publish.properties.topic_alias = Some(id);
+                publish.topic = self.empty_topic.clone();
+            }
+            Some(AliasPlan::Fresh(id)) => publish.properties.topic_alias = Some(id),
+            None => {}
+        }
         let packet = Packet::Publish(publish);
         log::trace!(
-            "{conn:?} -> PUBLISH {:?} qos {} id {packet_id:?}",
+            "{conn:?} -> PUBLISH {:?} qos {} id {packet_id:?} alias {alias:?}",
             delivery.message.topic,
             delivery.qos.bits()
         );
         match self.transmit(out, conn, version, &packet, now) {
             Transmitted::Sent => {
                 self.stats.messages_sent += 1;
+                if let Some(plan) = alias {
+                    if matches!(plan, AliasPlan::Known(_)) {
+                        self.stats.topic_bytes_aliased += delivery.message.topic.len() as u64;
+                    }
+                    let aliases = self.conn_mut(conn).and_then(|c| c.outbound_aliases.as_mut());
+                    if let Some(aliases) = aliases {
+                        aliases.commit(&delivery.message.topic, plan);
+                    }
+                }
                 true
             }
             Transmitted::Withheld => {

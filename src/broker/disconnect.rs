@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::connection::Phase;
 use super::message::Message;
-use super::session::{SessionExpiry, SessionId};
+use super::session::{OutboundState, SessionExpiry, SessionId};
 use super::{Broker, ConnId, Outbox};
 use crate::codec::{Disconnect, ProtocolVersion, PublishProperties, ReasonCode, Will};
 
@@ -124,11 +124,12 @@ impl Broker {
             out.close(conn);
         }
         for filter in session.subscriptions.keys() {
-            self.tree.unsubscribe(filter, id);
+            self.tree_unsubscribe(filter, id);
         }
         self.session_by_client.remove(&session.client_id);
         self.free_sessions.push(id.0);
         if let Some(stored) = session.stored {
+            self.move_stored_group_rows(stored.id, &session.subscriptions, now, out);
             self.store.delete_session(stored.id);
             self.by_store_id.remove(&stored.id);
         }
@@ -138,6 +139,19 @@ impl Broker {
                 "session {:?} ended with {dropped} undelivered messages",
                 session.client_id
             );
+        }
+        if session.stored.is_none() {
+            // A clean member's unacknowledged group messages go to another member (MQTT 5.0
+            // §4.8.2); a persistent member's are its store rows (`move_stored_group_rows`).
+            let held = session.inflight.into_iter().filter_map(|m| match m.state {
+                OutboundState::AwaitPuback(d) | OutboundState::AwaitPubrec(d) => Some(d),
+                OutboundState::AwaitPubcomp => None,
+            });
+            for delivery in held.chain(session.queue) {
+                if let Some(share) = delivery.share {
+                    self.reroute_shared(share, delivery, now, out);
+                }
+            }
         }
         if let Some(will) = session.will {
             if !self.will_allowed(&session.client_id, session.identity.as_ref(), &will.topic) {

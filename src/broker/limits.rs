@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::codec::QoS;
-pub use crate::config::SlowSubscriber;
+pub use crate::config::{OutboundTopicAlias, SharedPolicy, SlowSubscriber};
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -63,6 +63,14 @@ pub struct Limits {
     pub max_pause: Duration,
     /// What happens to a subscriber congested for longer than `max_pause`.
     pub slow_subscriber: SlowSubscriber,
+    /// `$share/GROUP/FILTER` subscriptions are offered.
+    pub shared_subscription_available: bool,
+    /// Which member of a shared group gets a message.
+    pub shared_policy: SharedPolicy,
+    /// Topic aliases on PUBLISH packets to v5 clients (at most min(theirs, `max_topic_alias`)).
+    pub outbound_topic_alias: OutboundTopicAlias,
+    /// Response Information for v5 clients that request it.
+    pub response_information: Option<std::rc::Rc<str>>,
 }
 
 impl Default for Limits {
@@ -97,6 +105,10 @@ impl Default for Limits {
             resend_interval: None,
             max_pause: Duration::from_secs(1),
             slow_subscriber: SlowSubscriber::Drop,
+            shared_subscription_available: true,
+            shared_policy: SharedPolicy::RoundRobin,
+            outbound_topic_alias: OutboundTopicAlias::Lru,
+            response_information: None,
         }
     }
 }
@@ -155,6 +167,10 @@ impl From<&crate::config::Config> for Limits {
             resend_interval: (!resend.is_zero()).then_some(resend),
             max_pause: mqtt.max_pause,
             slow_subscriber: mqtt.slow_subscriber,
+            shared_subscription_available: mqtt.shared_subscription_available,
+            shared_policy: mqtt.shared_policy,
+            outbound_topic_alias: mqtt.outbound_topic_alias,
+            response_information: mqtt.response_information.as_deref().map(std::rc::Rc::from),
         }
     }
 }

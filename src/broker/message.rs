@@ -4,6 +4,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::shared::ShareId;
 use crate::codec::{PacketId, Publish, PublishProperties, QoS};
 
 /// One published message. Immutable once built; per-delivery details (packet id, DUP, granted
@@ -89,11 +90,14 @@ pub struct Delivery {
     pub subscription_ids: Vec<u32>,
     /// The store row holding this delivery (store-backed sessions only).
     pub seq: Option<i64>,
+    /// The shared subscription group it was given through (memory only: a clean member's
+    /// unacknowledged group messages go to another member when its session ends).
+    pub share: Option<ShareId>,
 }
 
 impl Delivery {
     pub fn new(message: Rc<Message>, qos: QoS, retain: bool, subscription_ids: Vec<u32>) -> Self {
-        Delivery { message, qos, retain, subscription_ids, seq: None }
+        Delivery { message, qos, retain, subscription_ids, seq: None, share: None }
     }
 
     /// The PUBLISH as stored in the ring: as delivered, without packet id and expiry (the
@@ -117,7 +121,8 @@ impl Delivery {
     pub fn from_stored(seq: i64, publish: Publish, expires_at: Option<Instant>) -> Delivery {
         let (qos, retain) = (publish.qos, publish.retain);
         let (message, subscription_ids) = Message::with_deadline(publish, expires_at);
-        Delivery { message: Rc::new(message), qos, retain, subscription_ids, seq: Some(seq) }
+        let message = Rc::new(message);
+        Delivery { message, qos, retain, subscription_ids, seq: Some(seq), share: None }
     }
 
     /// The PUBLISH to send. The remaining expiry is computed at send time (MQTT-3.3.2-6).

@@ -10,6 +10,7 @@
 
 mod access;
 mod ack;
+mod alias;
 mod backpressure;
 mod bridge;
 mod connect;
@@ -25,6 +26,7 @@ mod publish;
 mod restore;
 mod retain;
 mod session;
+mod shared;
 mod stats;
 mod status;
 mod subscribe;
@@ -47,7 +49,7 @@ pub use access::Identity;
 pub use backpressure::{OUTPUT_HARD_FACTOR, QUEUE_HARD_FACTOR};
 pub use bridge::{bridge_client_id, BridgeSpec, LinkParams, BRIDGE_CLIENT_PREFIX};
 pub use connection::Phase;
-pub use limits::{Limits, SlowSubscriber};
+pub use limits::{Limits, OutboundTopicAlias, SharedPolicy, SlowSubscriber};
 pub use message::{Delivery, Message};
 pub use origin::{ListenerId, Origin};
 pub use restore::Restored;
@@ -101,6 +103,19 @@ pub struct Broker {
     free_sessions: Vec<u32>,
     session_by_client: HashMap<Rc<str>, SessionId>,
     tree: TopicTree,
+    /// Shared subscription groups (their members are tree entries).
+    shared: shared::SharedGroups,
+    /// Reused by every shared-group choice.
+    share_scratch: Vec<usize>,
+    /// State of the `random` shared policy's generator (0 until first used).
+    random_state: u64,
+    /// Group messages of ended sessions waiting to move to another member, and whether the
+    /// move loop is running (`shared.rs`, `reroute_shared`).
+    reroutes: std::collections::VecDeque<(shared::ShareId, Delivery)>,
+    rerouting: bool,
+    /// The topic of a PUBLISH that carries a known outbound alias: one shared empty string
+    /// instead of an allocation per message.
+    empty_topic: Rc<str>,
     retained: RetainedStore,
     timers: Timers,
     /// PUBACK/PUBREC/PUBCOMP held until the end of the pass (and its store commit).
@@ -140,6 +155,12 @@ impl Broker {
             free_sessions: Vec::new(),
             session_by_client: HashMap::with_capacity(limits.max_sessions),
             tree: TopicTree::new(),
+            shared: shared::SharedGroups::default(),
+            share_scratch: Vec::new(),
+            random_state: 0,
+            empty_topic: Rc::from(""),
+            reroutes: std::collections::VecDeque::new(),
+            rerouting: false,
             retained,
             timers: Timers::default(),
             pending_acks: Vec::new(),

@@ -190,13 +190,23 @@ impl Broker {
         let mut matches = std::mem::take(&mut self.match_scratch);
         matches.clear();
         self.tree.matches(&message.topic, &mut matches);
+        // Plain subscriptions first (share `None`), by session; then shared groups, by group.
+        matches.sort_unstable_by_key(|e| (e.share, e.session));
+        let plain = matches.partition_point(|e| e.share.is_none());
+        let (own, shared) = matches.split_at(plain);
         // Several matching subscriptions of one session give one delivery at the highest
         // granted QoS with every subscription identifier (MQTT-3.3.4-2, MQTT 5.0 §3.3.4).
-        matches.sort_unstable_by_key(|e| e.session);
-        for group in matches.chunk_by(|a, b| a.session == b.session) {
+        for group in own.chunk_by(|a, b| a.session == b.session) {
             if let Some(delivery) = aggregate(group, &message, publisher) {
                 self.route_outcome.matched = true;
                 self.deliver(group[0].session, delivery, now, out);
+            }
+        }
+        // Each shared group gives its own copy to one member (MQTT 5.0 §4.8.2), apart from
+        // the plain subscriptions above, also of that member.
+        for members in shared.chunk_by(|a, b| a.share == b.share) {
+            if let Some(share) = members.first().and_then(|e| e.share) {
+                self.route_shared(share, members, &message, publisher, now, out);
             }
         }
         self.match_scratch = matches;

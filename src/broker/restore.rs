@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::logging::Abbreviated;
 use super::message::{Delivery, Message};
 use super::session::{packet_id_for_seq, Inflight, OutboundState, SessionExpiry, Subscription};
-use super::subscribe::over_limits;
+use super::subscribe::{over_limits, shared_refusal};
 use super::{Broker, ConnId, Outbox};
 use crate::codec::{Packet, ProtocolVersion, QoS};
 use crate::store::Snapshot;
@@ -79,6 +79,10 @@ impl Broker {
                     skipped.push((filter, why));
                     continue;
                 }
+                if let Some(why) = shared_refusal(&limits, &filter) {
+                    skipped.push((filter, why));
+                    continue;
+                }
                 if session
                     .subscriptions
                     .insert(filter.clone(), Subscription { options, subscription_id })
@@ -86,12 +90,13 @@ impl Broker {
                 {
                     session.subscription_bytes += filter.len();
                 }
-                self.tree.subscribe(
+                self.tree_subscribe(
                     &filter,
                     super::topic_tree::SubscriberEntry {
                         session: session_id,
                         options,
                         subscription_id,
+                        share: None,
                     },
                 );
                 restored.subscriptions += 1;

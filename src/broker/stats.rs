@@ -24,6 +24,8 @@ pub struct Stats {
     pub slow_subscribers: u64,
     /// Slow subscribers disconnected (`mqtt.slow_subscriber = "disconnect"`).
     pub slow_disconnects: u64,
+    /// Topic bytes not sent because a PUBLISH carried a known outbound topic alias instead.
+    pub topic_bytes_aliased: u64,
 }
 
 /// Sizes at one moment (computed on demand, not maintained on the hot path).

@@ -1176,3 +1176,9 @@ mod fuzz_findings;
 
 /// Issue 15: the status page's top backlogs.
 mod status;
+
+/// Issue 13: shared subscriptions.
+mod shared;
+
+/// Issue 13: outbound topic aliases.
+mod alias;

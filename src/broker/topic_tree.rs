@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 
 use super::session::SessionId;
+use super::shared::ShareId;
 use crate::codec::SubscriptionOptions;
 
 /// One subscription as the router needs it.
@@ -23,6 +24,11 @@ pub struct SubscriberEntry {
     pub options: SubscriptionOptions,
     /// MQTT 5.0 Subscription Identifier given with the SUBSCRIBE, if any.
     pub subscription_id: Option<u32>,
+    /// Set for a member of a shared subscription group (`$share/GROUP/FILTER`, stored here
+    /// under FILTER): the router gives each message to one member of the group, not to all.
+    /// A session holds at most one entry per (filter, group), plain subscriptions being the
+    /// group `None`.
+    pub share: Option<ShareId>,
 }
 
 type NodeId = u32;
@@ -156,8 +162,9 @@ impl TopicTree {
         self.subscription_count
     }
 
-    /// Adds or replaces `entry.session`'s subscription to `filter` (MQTT-3.8.4-3: a repeated
-    /// filter replaces the existing subscription). Returns true if it already existed.
+    /// Adds or replaces `entry.session`'s subscription to `filter` in `entry.share`'s group
+    /// (MQTT-3.8.4-3: a repeated filter replaces the existing subscription). Returns true if
+    /// it already existed.
     pub fn subscribe(&mut self, filter: &str, entry: SubscriberEntry) -> bool {
         let mut node = ROOT;
         for level in filter.split('/') {
@@ -167,7 +174,8 @@ impl TopicTree {
             };
         }
         let subscribers = &mut self.nodes[node as usize].subscribers;
-        match subscribers.iter_mut().find(|e| e.session == entry.session) {
+        match subscribers.iter_mut().find(|e| e.session == entry.session && e.share == entry.share)
+        {
             Some(existing) => {
                 *existing = entry;
                 true
@@ -185,8 +193,14 @@ impl TopicTree {
         }
     }
 
-    /// Removes `session`'s subscription to `filter`; returns whether one existed.
-    pub fn unsubscribe(&mut self, filter: &str, session: SessionId) -> bool {
+    /// Removes `session`'s subscription to `filter` in group `share` (`None`: the plain one);
+    /// returns whether one existed.
+    pub fn unsubscribe(
+        &mut self,
+        filter: &str,
+        session: SessionId,
+        share: Option<ShareId>,
+    ) -> bool {
         let mut path = std::mem::take(&mut self.path);
         path.clear();
         path.push(ROOT);
@@ -204,7 +218,7 @@ impl TopicTree {
                 }
             }
         }
-        let removed = found && self.remove_subscriber(node, session);
+        let removed = found && self.remove_subscriber(node, session, share);
         if removed {
             self.prune(filter, &path);
         }
@@ -212,9 +226,15 @@ impl TopicTree {
         removed
     }
 
-    fn remove_subscriber(&mut self, node: NodeId, session: SessionId) -> bool {
+    fn remove_subscriber(
+        &mut self,
+        node: NodeId,
+        session: SessionId,
+        share: Option<ShareId>,
+    ) -> bool {
         let subscribers = &mut self.nodes[node as usize].subscribers;
-        let Some(pos) = subscribers.iter().position(|e| e.session == session) else {
+        let Some(pos) = subscribers.iter().position(|e| e.session == session && e.share == share)
+        else {
             return false;
         };
         subscribers.swap_remove(pos);
@@ -353,6 +373,7 @@ mod tests {
             session: SessionId(session),
             options: SubscriptionOptions { qos: QoS::AtLeastOnce, ..Default::default() },
             subscription_id: None,
+            share: None,
         }
     }
 
@@ -402,10 +423,10 @@ mod tests {
         assert_eq!(tree.len(), 1);
         tree.subscribe("a/+", entry(2));
         assert_eq!(tree.node_count(), 5); // root, a, b, c, +
-        assert!(tree.unsubscribe("a/b/c", SessionId(1)));
-        assert!(!tree.unsubscribe("a/b/c", SessionId(1)));
+        assert!(tree.unsubscribe("a/b/c", SessionId(1), None));
+        assert!(!tree.unsubscribe("a/b/c", SessionId(1), None));
         assert_eq!(tree.node_count(), 3); // root, a, +
-        assert!(tree.unsubscribe("a/+", SessionId(2)));
+        assert!(tree.unsubscribe("a/+", SessionId(2), None));
         assert_eq!(tree.node_count(), 1);
         assert_eq!(tree.len(), 0);
         // Freed nodes are reused.
@@ -430,8 +451,8 @@ mod tests {
         tree.subscribe("a/+", entry(1));
         tree.subscribe("a/#", entry(2));
         assert_eq!(matched(&mut tree, "a/c"), vec![1, 2]);
-        assert!(tree.unsubscribe("a/+", SessionId(1)));
-        assert!(tree.unsubscribe("a/#", SessionId(2)));
+        assert!(tree.unsubscribe("a/+", SessionId(1), None));
+        assert!(tree.unsubscribe("a/#", SessionId(2), None));
         // The freed `+` and `#` nodes are reused for literal levels; stale wildcard links
         // would make them match everything under `a`.
         tree.subscribe("a/b", entry(3));
@@ -472,10 +493,10 @@ mod tests {
             assert_eq!(matched(&mut tree, &named), vec![2, 3]);
             assert_eq!(matched(&mut tree, &format!("{named}/more")), Vec::<u32>::new());
             assert_eq!(matched(&mut tree, &format!("{empty_levels}/x/y")), vec![4]);
-            assert!(tree.unsubscribe(&empty_levels, SessionId(1)));
-            assert!(tree.unsubscribe(&named, SessionId(2)));
-            assert!(tree.unsubscribe(&plus_filter, SessionId(3)));
-            assert!(tree.unsubscribe(&format!("{empty_levels}/#"), SessionId(4)));
+            assert!(tree.unsubscribe(&empty_levels, SessionId(1), None));
+            assert!(tree.unsubscribe(&named, SessionId(2), None));
+            assert!(tree.unsubscribe(&plus_filter, SessionId(3), None));
+            assert!(tree.unsubscribe(&format!("{empty_levels}/#"), SessionId(4), None));
             assert_eq!(tree.node_count(), 1);
             assert_eq!(tree.len(), 0);
         });
@@ -527,13 +548,13 @@ mod tests {
         tree.subscribe("a/y", entry(2));
         tree.subscribe("a/z", entry(3));
         assert_eq!(matched(&mut tree, "a/y"), vec![2]);
-        assert!(tree.unsubscribe("a/x", SessionId(1)));
-        assert!(tree.unsubscribe("a/z", SessionId(3)));
+        assert!(tree.unsubscribe("a/x", SessionId(1), None));
+        assert!(tree.unsubscribe("a/z", SessionId(3), None));
         assert!(matches!(tree.nodes[1].children, Children::One(..)));
         assert_eq!(matched(&mut tree, "a/y"), vec![2]);
         assert_eq!(matched(&mut tree, "a/x"), Vec::<u32>::new());
-        assert!(!tree.unsubscribe("a/x", SessionId(1)));
-        assert!(tree.unsubscribe("a/y", SessionId(2)));
+        assert!(!tree.unsubscribe("a/x", SessionId(1), None));
+        assert!(tree.unsubscribe("a/y", SessionId(2), None));
         assert!(matches!(tree.nodes[ROOT as usize].children, Children::None));
         assert_eq!(tree.node_count(), 1);
     }
@@ -543,12 +564,12 @@ mod tests {
         let mut tree = TopicTree::new();
         tree.subscribe("a/b/c", entry(1));
         tree.subscribe("a/b", entry(2));
-        assert!(tree.unsubscribe("a/b/c", SessionId(1)));
+        assert!(tree.unsubscribe("a/b/c", SessionId(1), None));
         assert_eq!(tree.node_count(), 3); // root, a, b
         assert_eq!(matched(&mut tree, "a/b"), vec![2]);
         // Another session's entry on the same filter keeps the node.
         tree.subscribe("a/b", entry(3));
-        assert!(tree.unsubscribe("a/b", SessionId(2)));
+        assert!(tree.unsubscribe("a/b", SessionId(2), None));
         assert_eq!(matched(&mut tree, "a/b"), vec![3]);
         assert_eq!(tree.node_count(), 3);
     }

@@ -159,7 +159,15 @@ pub fn inspect(dir: &Path) -> Result<String, StoreError> {
                 .and_then(options_from_byte)
                 .map_or("?".to_string(), |o| o.qos.bits().to_string());
             let id = sub_id.map_or(String::new(), |i| format!(", id {i}"));
-            let _ = writeln!(out, "  subscription {filter:?} qos {qos}{id}");
+            // `$share/GROUP/FILTER` (MQTT 5.0 §4.8.2): say which group it makes the session a
+            // member of (the broker refuses malformed ones, so GROUP is followed by `/`).
+            let shared = filter
+                .strip_prefix("$share/")
+                .and_then(|rest| rest.split_once('/'))
+                .map_or(String::new(), |(group, inner)| {
+                    format!(", shared: group {group:?} on {inner:?}")
+                });
+            let _ = writeln!(out, "  subscription {filter:?} qos {qos}{id}{shared}");
         }
     }
     let _ = writeln!(out, "sessions: {count}");

@@ -41,6 +41,8 @@ pub struct ConnectOptions {
     pub keep_alive: u16,
     /// MQTT 5.0 Session Expiry Interval in seconds; ignored before 5.0.
     pub session_expiry: Option<u32>,
+    /// MQTT 5.0 Topic Alias Maximum announced to the broker; ignored before 5.0.
+    pub topic_alias_maximum: Option<u16>,
 }
 
 impl ConnectOptions {
@@ -51,6 +53,7 @@ impl ConnectOptions {
             clean_start: true,
             keep_alive: 60,
             session_expiry: None,
+            topic_alias_maximum: None,
         }
     }
 }
@@ -65,6 +68,8 @@ pub struct Client {
     tx: Vec<u8>,
     read_timeout: Duration,
     next_packet_id: u16,
+    /// Bytes read from the socket so far (what the broker sent).
+    bytes_read: u64,
 }
 
 impl Client {
@@ -90,6 +95,7 @@ impl Client {
             tx: Vec::with_capacity(16 * 1024),
             read_timeout: READ_SLICE,
             next_packet_id: 0,
+            bytes_read: 0,
         };
         let mut connect = Connect {
             protocol: Some(options.version),
@@ -100,6 +106,7 @@ impl Client {
         };
         if options.version.is_v5() {
             connect.properties.session_expiry_interval = options.session_expiry;
+            connect.properties.topic_alias_maximum = options.topic_alias_maximum;
         }
         client.queue(&Packet::Connect(Box::new(connect)));
         client.flush()?;
@@ -230,6 +237,11 @@ impl Client {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
 
+    /// Bytes the broker sent this client so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
     /// A packet already in the receive buffer, without any system call.
     pub fn buffered_packet(&mut self) -> Result<Option<Packet>, Error> {
         if self.rx_start == self.rx_end {
@@ -293,6 +305,7 @@ impl Client {
             Ok(0) => Err(Error::new("connection closed by the broker")),
             Ok(n) => {
                 self.rx_end += n;
+                self.bytes_read += n as u64;
                 if n == space && self.rx.len() < RX_BUFFER_MAX {
                     // The socket had at least this much: read more per call from now on.
                     self.rx.resize(self.rx.len() * 2, 0);

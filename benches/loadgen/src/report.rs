@@ -71,6 +71,24 @@ fn metrics(scenario: &str) -> Vec<Metric> {
         ]
     };
     match scenario {
+        "fanin_shared_q1" => vec![
+            median("msg_per_s", "single subscriber msg/s", Better::Higher),
+            median("group_msg_per_s", "group of 4 msg/s (each message once)", Better::Higher),
+            median("cpu_us_per_msg", "broker CPU µs/msg", Better::Lower),
+            RSS,
+            max("lost", "lost at the single subscriber (max)"),
+            max("group_lost", "lost by the group (max)"),
+            max("group_duplicates", "duplicates in the group (max)"),
+        ],
+        "fanout_alias_q0" => vec![
+            median("msg_per_s", "deliveries/s (8 subs)", Better::Higher),
+            median("cpu_us_per_msg", "broker CPU µs/msg", Better::Lower),
+            median("alias_bytes_per_msg", "bytes/delivery, 4 subs taking aliases", Better::Lower),
+            info("plain_bytes_per_msg", "bytes/delivery, 4 subs without"),
+            median("alias_bytes_saved_pct", "bytes saved by aliases (%)", Better::Higher),
+            RSS,
+            max("lost", "lost (max)"),
+        ],
         s if s.starts_with("fanin") => throughput("delivered msg/s"),
         s if s.starts_with("fanout") => throughput("deliveries/s (8 subs)"),
         "stuck" => vec![

@@ -22,14 +22,22 @@ use crate::broker::{BrokerProcess, Durability, Kind, Launcher, Usage};
 use crate::client::Client;
 use crate::json::Object;
 use crate::Error;
+use throughput::Shape;
+
+/// `publishers` to `subscribers` plain subscribers, nothing else.
+fn shape(publishers: usize, subscribers: usize) -> Shape {
+    Shape { publishers, subscribers, ..Shape::default() }
+}
 
 /// Every scenario, in the order `run.sh` runs them.
 pub const ALL: &[&str] = &[
     "fanin_q0",
     "fanin_q1",
     "fanin_q2",
+    "fanin_shared_q1",
     "fanout_q0",
     "fanout_q1",
+    "fanout_alias_q0",
     "latency_q0",
     "latency_q1",
     "idle",
@@ -49,6 +57,10 @@ pub enum Scenario {
     Offline,
     /// Fan-in QoS 1 beside a subscriber that never reads nor acknowledges.
     Stuck,
+    /// Fan-in QoS 1 to one subscriber and a shared group of 4 (`throughput.rs`).
+    FanInShared,
+    /// Fan-out QoS 0 over 5.0, half the subscribers taking topic aliases (`throughput.rs`).
+    FanOutAlias,
     /// A local broker bridging to an upstream Mosquitto (`bridge.rs`).
     Bridge(bridge::Phase),
 }
@@ -66,6 +78,8 @@ impl Scenario {
             "idle" => Scenario::Idle,
             "offline" => Scenario::Offline,
             "stuck" => Scenario::Stuck,
+            "fanin_shared_q1" => Scenario::FanInShared,
+            "fanout_alias_q0" => Scenario::FanOutAlias,
             "bridge_live" => Scenario::Bridge(bridge::Phase::Live),
             "bridge_replay" => Scenario::Bridge(bridge::Phase::Replay),
             "bridge_kill9" => Scenario::Bridge(bridge::Phase::Kill9),
@@ -81,6 +95,8 @@ impl Scenario {
             Scenario::Idle => "idle".to_string(),
             Scenario::Offline => "offline".to_string(),
             Scenario::Stuck => "stuck".to_string(),
+            Scenario::FanInShared => "fanin_shared_q1".to_string(),
+            Scenario::FanOutAlias => "fanout_alias_q0".to_string(),
             Scenario::Bridge(bridge::Phase::Live) => "bridge_live".to_string(),
             Scenario::Bridge(bridge::Phase::Replay) => "bridge_replay".to_string(),
             Scenario::Bridge(bridge::Phase::Kill9) => "bridge_kill9".to_string(),
@@ -168,9 +184,14 @@ impl Options {
     fn variant(&self, scenario: Scenario) -> &'static str {
         match (self.launcher.kind, scenario) {
             (Kind::Edgemq, _) => self.durability.name(),
-            (Kind::Mosquitto, Scenario::FanIn(_) | Scenario::FanOut(_) | Scenario::Stuck) => {
-                self.mosquitto_variant.name()
-            }
+            (
+                Kind::Mosquitto,
+                Scenario::FanIn(_)
+                | Scenario::FanOut(_)
+                | Scenario::Stuck
+                | Scenario::FanInShared
+                | Scenario::FanOutAlias,
+            ) => self.mosquitto_variant.name(),
             (Kind::Mosquitto, Scenario::Latency(_) | Scenario::Idle) => {
                 MosquittoVariant::Defaults.name()
             }
@@ -190,9 +211,20 @@ pub fn run(scenario: Scenario, options: &Options) -> Object {
         .str("protocol", if options.version.is_v5() { "5.0" } else { "3.1.1" })
         .bool("ok", false);
     let result = match scenario {
-        Scenario::FanIn(qos) => throughput::run(options, 4, 1, 0, qos, &mut out),
-        Scenario::FanOut(qos) => throughput::run(options, 1, 8, 0, qos, &mut out),
-        Scenario::Stuck => throughput::run(options, 4, 1, 1, QoS::AtLeastOnce, &mut out),
+        Scenario::FanIn(qos) => throughput::run(options, shape(4, 1), qos, &mut out),
+        Scenario::FanOut(qos) => throughput::run(options, shape(1, 8), qos, &mut out),
+        Scenario::Stuck => {
+            let shape = Shape { stuck_subscribers: 1, ..shape(4, 1) };
+            throughput::run(options, shape, QoS::AtLeastOnce, &mut out)
+        }
+        Scenario::FanInShared => {
+            let shape = Shape { group: 4, ..shape(4, 1) };
+            throughput::run(options, shape, QoS::AtLeastOnce, &mut out)
+        }
+        Scenario::FanOutAlias => {
+            let shape = Shape { alias_subscribers: 4, ..shape(1, 8) };
+            throughput::run(options, shape, QoS::AtMostOnce, &mut out)
+        }
         Scenario::Latency(qos) => latency::run(options, qos, &mut out),
         Scenario::Idle => idle::run(options, &mut out),
         Scenario::Offline => offline::run(options, &mut out),
