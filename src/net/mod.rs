@@ -615,11 +615,18 @@ impl EventLoop {
                     // a wrong client certificate), or a broken record: this client only.
                     // For a bridge link: the remote's certificate failed verification, or
                     // the remote does not speak TLS; the link logs it and backs off.
+                    // On a ws/wss listener: a bad upgrade request or frame, answered with an
+                    // HTTP status or a close frame already queued.
                     let (peer, listener, link) =
                         (connection.peer, connection.listener, connection.link);
+                    let limiter = if transport::is_websocket_refusal(&e) {
+                        &mut self.admission.logs.websocket_refused
+                    } else {
+                        &mut self.admission.logs.tls_failed
+                    };
                     if link.is_some() {
                         self.note_link_close(conn, &e.to_string());
-                    } else if let Some(more) = self.admission.logs.tls_failed.allow(now) {
+                    } else if let Some(more) = limiter.allow(now) {
                         log::info!(
                             "{conn:?} from {peer} on {}: {e}; closing{}",
                             self.listener_name(listener),

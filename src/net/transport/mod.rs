@@ -44,7 +44,9 @@ use std::net::Shutdown;
 use mio::net::TcpStream;
 
 pub use tls::{TlsClient, TlsClientSettings, TlsServer, TlsStream, AVAILABLE as TLS_AVAILABLE};
-pub use websocket::{WsSettings, WsStream, AVAILABLE as WEBSOCKET_AVAILABLE};
+pub use websocket::{
+    is_refusal as is_websocket_refusal, WsSettings, WsStream, AVAILABLE as WEBSOCKET_AVAILABLE,
+};
 
 /// Most bytes rustls buffers per connection and direction (plaintext waiting to be encrypted,
 /// decrypted plaintext not yet read).

@@ -20,6 +20,11 @@ pub struct WsSettings {
     pub max_message: u64,
 }
 
+/// Never: this build has no WebSocket layer to refuse anything.
+pub fn is_refusal(_error: &io::Error) -> bool {
+    false
+}
+
 /// An empty enum: no value exists.
 enum Never {}
 

@@ -39,6 +39,28 @@ pub const WS_BUFFER_LIMIT: usize = 64 * 1024;
 /// Output buffers larger than this are released once written.
 const KEEP_OUT_CAPACITY: usize = 16 * 1024;
 
+/// Why the WebSocket layer ended a connection (an `InvalidData` error's payload), so the loop
+/// can tell it from a TLS failure under it.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn refused(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, Refused(why))
+}
+
+/// Whether `error` is the WebSocket layer refusing a peer (a bad handshake or frame).
+pub fn is_refusal(error: &io::Error) -> bool {
+    error.get_ref().is_some_and(|inner| inner.is::<Refused>())
+}
+
 /// What a `ws`/`wss` listener's connections need to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WsSettings {
@@ -142,10 +164,7 @@ impl WsStream {
                 self.out.extend_from_slice(&refusal.response());
                 self.close_sent = true;
                 let _ = self.flush();
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("WebSocket handshake refused with {refusal}"),
-                ));
+                return Err(refused(format!("WebSocket handshake refused with {refusal}")));
             }
         };
         let request = match std::mem::replace(&mut self.state, State::Open) {
@@ -177,13 +196,8 @@ impl WsStream {
                 Err(error) => {
                     self.queue_close(error.close_code().value());
                     let _ = self.flush();
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!(
-                            "WebSocket: {error}; closed with code {}",
-                            error.close_code().value()
-                        ),
-                    ));
+                    let code = error.close_code().value();
+                    return Err(refused(format!("WebSocket: {error}; closed with code {code}")));
                 }
             };
             out = progress.out;
