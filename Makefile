@@ -29,7 +29,10 @@ CROSS_TIMEOUT_SCALE := 10
 # service on port 1883, the port `make run` wants: when `deps` installs it, it stops and
 # disables that service (a Mosquitto service that was there before is left alone).
 # python3-fusepy and fuse3 (fusermount): the power-cut test's file system (tests/powercut/lossyfs.py).
-TEST_PKGS := mosquitto mosquitto-clients python3-paho-mqtt python3-fusepy fuse3
+# nodejs and npm: MQTT.js for the WebSocket tests (tests/websocket.rs), installed from npm with
+# the lock file into tests/clients/node/node_modules by `deps` (npm ci).
+TEST_PKGS := mosquitto mosquitto-clients python3-paho-mqtt python3-fusepy fuse3 nodejs npm
+NODE_CLIENTS := tests/clients/node
 
 .PHONY: help run build test deps lint cross-setup cross-armv7 cross-aarch64 cross-test \
         musl-aarch64 musl-armv7 dist dist-musl sizes bench bench-compare clean powercut-selfcheck \
@@ -50,7 +53,7 @@ test: deps ## Whole test suite, native (checks `deps` first)
 
 # Checks first; installs only when something is missing (root + apt-get), otherwise says what to
 # install. Without CI=true a missing client is a warning: the tests that need it skip.
-deps: ## Check/install test prerequisites: mosquitto (bridge remote), mosquitto-clients, python3-paho-mqtt, python3-fusepy, fuse3
+deps: ## Check/install test prerequisites: mosquitto (bridge remote), mosquitto-clients, python3-paho-mqtt, python3-fusepy, fuse3, nodejs+npm (MQTT.js)
 	@check() { \
 	    missing=(); \
 	    command -v mosquitto_pub >/dev/null || missing+=(mosquitto_pub); \
@@ -59,19 +62,30 @@ deps: ## Check/install test prerequisites: mosquitto (bridge remote), mosquitto-
 	    /usr/bin/python3 -c 'import paho.mqtt' 2>/dev/null || missing+=("python3 module paho.mqtt"); \
 	    /usr/bin/python3 -c 'import fusepy' 2>/dev/null || missing+=("python3 module fusepy"); \
 	    command -v fusermount >/dev/null || missing+=(fusermount); \
+	    command -v node >/dev/null || missing+=(node); \
+	    command -v npm >/dev/null || missing+=(npm); \
+	    [ -f $(NODE_CLIENTS)/node_modules/mqtt/package.json ] || missing+=("MQTT.js in $(NODE_CLIENTS)"); \
 	}; \
 	check; \
 	if [ $${#missing[@]} -gt 0 ] && [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
 	    echo "deps: missing: $${missing[*]}; installing $(TEST_PKGS)"; \
 	    export DEBIAN_FRONTEND=noninteractive; \
 	    had_mosquitto=$$([ -x /usr/sbin/mosquitto ] && echo yes || true); \
-	    apt-get update -qq && apt-get install -y $(TEST_PKGS); \
+	    pkgs="$(TEST_PKGS)"; \
+	    if command -v node >/dev/null && command -v npm >/dev/null; then \
+	        pkgs="$${pkgs/nodejs npm/}"; \
+	    fi; \
+	    apt-get update -qq && apt-get install -y $$pkgs; \
 	    if [ -z "$$had_mosquitto" ] && command -v systemctl >/dev/null \
 	            && systemctl is-enabled --quiet mosquitto 2>/dev/null; then \
 	        systemctl disable --now mosquitto \
 	            && echo "deps: stopped and disabled the mosquitto service the package started (port 1883 stays free for make run)"; \
 	    fi; \
 	    check; \
+	fi; \
+	if [ ! -f $(NODE_CLIENTS)/node_modules/mqtt/package.json ] && command -v npm >/dev/null; then \
+	    echo "deps: installing MQTT.js into $(NODE_CLIENTS) (npm ci, package-lock.json)"; \
+	    (cd $(NODE_CLIENTS) && npm ci --no-audit --no-fund) && check; \
 	fi; \
 	if [ $${#missing[@]} -gt 0 ]; then \
 	    echo "deps: missing: $${missing[*]}"; \

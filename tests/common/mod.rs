@@ -26,6 +26,7 @@
 
 pub mod packets;
 pub mod pki;
+pub mod ws;
 
 use packets::{kind, Ack, Connack, Connect, Packet, Publish, Suback};
 use std::collections::{BTreeMap, VecDeque};
@@ -792,6 +793,9 @@ pub struct TestClient {
     /// Protocol level used by the helpers that build or parse version-dependent packets.
     pub level: u8,
     next_packet_id: u16,
+    /// MQTT over WebSockets: packets go out in masked binary frames and come back out of the
+    /// server's frames ([`TestClient::connect_ws`]).
+    pub ws: Option<ws::Framing>,
 }
 
 impl TestClient {
@@ -816,7 +820,46 @@ impl TestClient {
             stash: VecDeque::new(),
             level: packets::V311,
             next_packet_id: 1,
+            ws: None,
         }
+    }
+
+    /// Opens a WebSocket to `addr` at `path` (upgrade with subprotocol `mqtt` checked); every
+    /// helper then speaks MQTT in binary frames. Nothing MQTT is sent.
+    pub fn connect_ws(addr: SocketAddr, path: &str, name: &str) -> TestClient {
+        let mut client = TestClient::connect_to(addr, name);
+        let rest = ws::open(&mut client.stream, path);
+        let mut framing = ws::Framing::default();
+        framing.unwrap(&rest, &mut client.pending);
+        client.ws = Some(framing);
+        client
+    }
+
+    /// [`TestClient::connect_ws`], then `connect` and a successful CONNACK.
+    pub fn handshake_ws(addr: SocketAddr, path: &str, connect: Connect) -> TestClient {
+        let (client, connack) = TestClient::try_handshake_ws(addr, path, connect);
+        assert_eq!(connack.code, 0, "CONNACK refused: {connack:?}");
+        client
+    }
+
+    /// [`TestClient::connect_ws`], then `connect`; the CONNACK whatever its code.
+    pub fn try_handshake_ws(
+        addr: SocketAddr,
+        path: &str,
+        connect: Connect,
+    ) -> (TestClient, Connack) {
+        let name = if connect.client_id.is_empty() { "<empty id>" } else { &connect.client_id };
+        let mut client = TestClient::connect_ws(addr, path, &format!("{name} (ws)"));
+        client.level = connect.level;
+        client.send(&connect.build());
+        let packet = client.read_packet();
+        let connack = Connack::parse(&packet, connect.level == packets::V5);
+        (client, connack)
+    }
+
+    /// The raw socket, for tests that write their own frames.
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
     }
 
     /// Connects and completes an MQTT 3.1.1 handshake (clean session, keep alive 60).
@@ -887,7 +930,10 @@ impl TestClient {
     }
 
     pub fn try_send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)?;
+        match &mut self.ws {
+            Some(framing) => self.stream.write_all(&framing.wrap(bytes))?,
+            None => self.stream.write_all(bytes)?,
+        }
         self.stream.flush()
     }
 
@@ -904,7 +950,10 @@ impl TestClient {
             match self.stream.read(&mut buf) {
                 Ok(0) => return Err(ReadEnd::Closed("EOF".to_string())),
                 Ok(n) => {
-                    self.pending.extend_from_slice(&buf[..n]);
+                    match &mut self.ws {
+                        Some(framing) => framing.unwrap(&buf[..n], &mut self.pending),
+                        None => self.pending.extend_from_slice(&buf[..n]),
+                    }
                     return Ok(n);
                 }
                 Err(e) => match e.kind() {
