@@ -27,6 +27,7 @@ use crate::Error;
 pub const ALL: &[&str] = &[
     "fanin_q0",
     "fanin_q1",
+    "fanin_q1_ws",
     "fanin_q2",
     "fanout_q0",
     "fanout_q1",
@@ -43,6 +44,8 @@ pub const ALL: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
     FanIn(QoS),
+    /// Fan-in with every client over WebSockets.
+    FanInWs(QoS),
     FanOut(QoS),
     Latency(QoS),
     Idle,
@@ -58,6 +61,7 @@ impl Scenario {
         Some(match name {
             "fanin_q0" => Scenario::FanIn(QoS::AtMostOnce),
             "fanin_q1" => Scenario::FanIn(QoS::AtLeastOnce),
+            "fanin_q1_ws" => Scenario::FanInWs(QoS::AtLeastOnce),
             "fanin_q2" => Scenario::FanIn(QoS::ExactlyOnce),
             "fanout_q0" => Scenario::FanOut(QoS::AtMostOnce),
             "fanout_q1" => Scenario::FanOut(QoS::AtLeastOnce),
@@ -76,6 +80,7 @@ impl Scenario {
     pub fn name(self) -> String {
         match self {
             Scenario::FanIn(q) => format!("fanin_q{}", q.bits()),
+            Scenario::FanInWs(q) => format!("fanin_q{}_ws", q.bits()),
             Scenario::FanOut(q) => format!("fanout_q{}", q.bits()),
             Scenario::Latency(q) => format!("latency_q{}", q.bits()),
             Scenario::Idle => "idle".to_string(),
@@ -168,9 +173,10 @@ impl Options {
     fn variant(&self, scenario: Scenario) -> &'static str {
         match (self.launcher.kind, scenario) {
             (Kind::Edgemq, _) => self.durability.name(),
-            (Kind::Mosquitto, Scenario::FanIn(_) | Scenario::FanOut(_) | Scenario::Stuck) => {
-                self.mosquitto_variant.name()
-            }
+            (
+                Kind::Mosquitto,
+                Scenario::FanIn(_) | Scenario::FanInWs(_) | Scenario::FanOut(_) | Scenario::Stuck,
+            ) => self.mosquitto_variant.name(),
             (Kind::Mosquitto, Scenario::Latency(_) | Scenario::Idle) => {
                 MosquittoVariant::Defaults.name()
             }
@@ -190,9 +196,10 @@ pub fn run(scenario: Scenario, options: &Options) -> Object {
         .str("protocol", if options.version.is_v5() { "5.0" } else { "3.1.1" })
         .bool("ok", false);
     let result = match scenario {
-        Scenario::FanIn(qos) => throughput::run(options, 4, 1, 0, qos, &mut out),
-        Scenario::FanOut(qos) => throughput::run(options, 1, 8, 0, qos, &mut out),
-        Scenario::Stuck => throughput::run(options, 4, 1, 1, QoS::AtLeastOnce, &mut out),
+        Scenario::FanIn(qos) => throughput::run(options, 4, 1, 0, qos, false, &mut out),
+        Scenario::FanInWs(qos) => throughput::run(options, 4, 1, 0, qos, true, &mut out),
+        Scenario::FanOut(qos) => throughput::run(options, 1, 8, 0, qos, false, &mut out),
+        Scenario::Stuck => throughput::run(options, 4, 1, 1, QoS::AtLeastOnce, false, &mut out),
         Scenario::Latency(qos) => latency::run(options, qos, &mut out),
         Scenario::Idle => idle::run(options, &mut out),
         Scenario::Offline => offline::run(options, &mut out),

@@ -20,6 +20,9 @@
 //! publishers together send at most `--queue` messages, so the subscriber's queue is never a
 //! configured drop point. Everywhere else publishers publish for the whole duration
 //! (`MAX_UNCAPPED_PER_PUBLISHER` is only a safety bound).
+//!
+//! `fanin_q1_ws` is fan-in QoS 1 with every client over WebSockets (both brokers get a
+//! WebSocket listener beside their TCP one), to compare with `fanin_q1` over TCP.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -53,6 +56,7 @@ pub fn run(
     subscribers: usize,
     stuck_subscribers: usize,
     qos: QoS,
+    websocket: bool,
     out: &mut Object,
 ) -> Result<(), Error> {
     // Against Mosquitto's defaults no limit is written: its queue limit shows up as `lost`.
@@ -72,6 +76,7 @@ pub fn run(
         persistence: false,
         bridge: None,
         upstream: false,
+        websocket,
     };
     // The limits the broker under test actually runs with.
     let (inflight, queue) = match options.launcher.kind {
@@ -83,34 +88,38 @@ pub fn run(
     };
     let dir = if stuck_subscribers > 0 { "stuck" } else { "fan" };
     let mut broker = BrokerProcess::start(&options.launcher, &settings, dir)?;
-    let addr = broker.addr;
+    let addr = if websocket {
+        broker.ws_addr.ok_or_else(|| Error::new("no WebSocket listener"))?
+    } else {
+        broker.addr
+    };
+    let connect_options =
+        |id: String| ConnectOptions { websocket, ..ConnectOptions::new(id, options.version) };
     record_start_rss(out, &broker)?;
     let filter = "bench/fan/+";
     out.int("publishers", publishers as u64)
         .int("subscribers", subscribers as u64)
         .int("stuck_subscribers", stuck_subscribers as u64)
         .int("qos", u64::from(qos.bits()))
-        .int("payload_bytes", crate::payload::PAYLOAD_LEN as u64);
+        .int("payload_bytes", crate::payload::PAYLOAD_LEN as u64)
+        .str("transport", if websocket { "websocket" } else { "tcp" });
 
     let mut sub_clients = Vec::with_capacity(subscribers);
     for i in 0..subscribers {
-        let (mut client, _) =
-            Client::connect(addr, &ConnectOptions::new(format!("sub-{i}"), options.version))?;
+        let (mut client, _) = Client::connect(addr, &connect_options(format!("sub-{i}")))?;
         client.subscribe(filter, qos)?;
         sub_clients.push(client);
     }
     // Subscribed, then never read until the end: the broker sees a client that stopped.
     let mut stuck_clients = Vec::with_capacity(stuck_subscribers);
     for i in 0..stuck_subscribers {
-        let (mut client, _) =
-            Client::connect(addr, &ConnectOptions::new(format!("stuck-{i}"), options.version))?;
+        let (mut client, _) = Client::connect(addr, &connect_options(format!("stuck-{i}")))?;
         client.subscribe(filter, qos)?;
         stuck_clients.push(client);
     }
     let mut pub_clients = Vec::with_capacity(publishers);
     for i in 0..publishers {
-        let (client, _) =
-            Client::connect(addr, &ConnectOptions::new(format!("pub-{i}"), options.version))?;
+        let (client, _) = Client::connect(addr, &connect_options(format!("pub-{i}")))?;
         pub_clients.push(client);
     }
 
