@@ -231,9 +231,11 @@ impl Decoder {
     pub fn decode(
         &mut self,
         buf: &mut [u8],
-        mut out: usize,
+        out: usize,
         mut pos: usize,
     ) -> Result<Progress, FrameError> {
+        // The contract, enforced: payload never moves past the input it came from.
+        let mut out = out.min(pos);
         while pos < buf.len() {
             match self.state {
                 State::Closed => {
@@ -258,14 +260,12 @@ impl Decoder {
                 State::ExpectData { remaining } => {
                     let available = (buf.len() - pos) as u64;
                     let n = remaining.min(available) as usize;
-                    for i in 0..n {
-                        let byte = buf.get(pos + i).copied().unwrap_or_default();
-                        let key = self.mask.get(self.mask_pos & 3).copied().unwrap_or_default();
-                        if let Some(slot) = buf.get_mut(out + i) {
-                            *slot = byte ^ key;
-                        }
-                        self.mask_pos = (self.mask_pos + 1) & 3;
+                    // `out <= pos` and `pos + n <= buf.len()`: both ranges are in bounds.
+                    buf.copy_within(pos..pos + n, out);
+                    if let Some(payload) = buf.get_mut(out..out + n) {
+                        unmask(payload, self.mask, self.mask_pos);
                     }
+                    self.mask_pos = (self.mask_pos + n) & 3;
                     out += n;
                     pos += n;
                     let remaining = remaining - n as u64;
@@ -416,6 +416,26 @@ impl Decoder {
                 Ok(Control::Close { code })
             }
         }
+    }
+}
+
+/// XORs `payload` with the masking key, starting at key position `start` (0..=3): eight
+/// bytes at a time, since every byte of a client's payload passes here.
+fn unmask(payload: &mut [u8], mask: [u8; 4], start: usize) {
+    let mut key = [0u8; 8];
+    for (i, k) in key.iter_mut().enumerate() {
+        *k = mask[(start + i) & 3];
+    }
+    let wide = u64::from_ne_bytes(key);
+    let mut chunks = payload.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
+    }
+    // Eight bytes keep the key's phase: the tail starts at `start` again.
+    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
+        *byte ^= key[i & 7];
     }
 }
 

@@ -242,3 +242,19 @@ fn server_headers_use_the_shortest_length_form() {
     control_frame(opcode::PONG, b"hi", &mut out);
     assert_eq!(out, vec![0x8a, 0x02, b'h', b'i']);
 }
+
+#[test]
+fn unmasking_is_right_at_every_length_and_key_phase() {
+    // Lengths around the 8-byte steps, fed whole and split at every point (so the key phase
+    // carried between calls is exercised too).
+    for len in [0usize, 1, 3, 7, 8, 9, 15, 16, 17, 125, 126, 300] {
+        let payload: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
+        let frame = masked(0x82, &payload);
+        for split in 0..=frame.len() {
+            let mut decoder = Decoder::new(LIMIT);
+            let (mut got, _) = run(&mut decoder, &frame[..split]).unwrap();
+            got.extend(run(&mut decoder, &frame[split..]).unwrap().0);
+            assert_eq!(got, payload, "len {len}, split at {split}");
+        }
+    }
+}
