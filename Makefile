@@ -34,7 +34,7 @@ CROSS_TIMEOUT_SCALE := 10
 TEST_PKGS := mosquitto mosquitto-clients python3-paho-mqtt python3-fusepy fuse3 nodejs npm
 NODE_CLIENTS := tests/clients/node
 
-.PHONY: help run build test deps lint cross-setup cross-armv7 cross-aarch64 cross-test \
+.PHONY: help run build test test-ws deps lint cross-setup cross-armv7 cross-aarch64 cross-test \
         musl-aarch64 musl-armv7 dist dist-musl sizes bench bench-compare clean powercut-selfcheck \
         fuzz-smoke fuzz-seeds
 
@@ -50,6 +50,12 @@ build: ## Native release build (target/release/edgemq)
 
 test: deps ## Whole test suite, native (checks `deps` first)
 	$(CARGO) test --workspace
+
+# The suites written for TCP, again with every client over WebSockets (tests/common: each
+# broker gets a ws listener, each TestClient connects to it). tests/websocket.rs has the rest.
+WS_SUITES := conformance_v3 conformance_v5 persistence malformed flow_control
+test-ws: ## Conformance, persistence, malformed and flow-control suites over ws://
+	EDGEMQ_TEST_TRANSPORT=ws $(CARGO) test $(addprefix --test ,$(WS_SUITES))
 
 # Checks first; installs only when something is missing (root + apt-get), otherwise says what to
 # install. Without CI=true a missing client is a warning: the tests that need it skip.
