@@ -167,11 +167,11 @@ dist: cross-armv7 cross-aarch64 ## Tarballs for the glibc targets under dist/
 dist-musl: musl-aarch64 musl-armv7 ## Tarballs for the musl (OpenWrt) targets under dist/
 	cross/dist.sh $(PROFILE) $(AARCH64_MUSL) $(ARMV7_MUSL)
 
-# The armv7 binary is also built without default features (no TLS) and kept beside the shipped
-# one as edgemq.no-tls, so the table shows what TLS costs. Same target dir: the dependencies
-# are shared, only edgemq and the TLS crates differ.
+# The armv7 binary is also built without TLS (only the `websocket` feature) and kept beside the
+# shipped one as edgemq.no-tls, so the table shows what TLS costs. Same target dir: the
+# dependencies are shared, only edgemq and the TLS crates differ.
 sizes: cross-setup cross-aarch64 build ## Markdown table of stripped binary sizes (armv7 with and without TLS)
-	$(CARGO) build --profile $(PROFILE) --target $(ARMV7) --no-default-features
+	$(CARGO) build --profile $(PROFILE) --target $(ARMV7) --no-default-features --features websocket
 	cp target/$(ARMV7)/$(PROFILE)/edgemq target/$(ARMV7)/$(PROFILE)/edgemq.no-tls
 	$(CARGO) build --profile $(PROFILE) --target $(ARMV7)
 	strip -o target/release/edgemq.stripped target/release/edgemq
