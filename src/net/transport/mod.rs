@@ -137,15 +137,17 @@ impl Transport {
         }
     }
 
-    /// Whether a read that returned less than the buffer proves the socket is drained. True
-    /// for TCP; not for TLS, where one record's plaintext can be short while more records
-    /// wait in the socket, and edge-triggered readiness would not say so again.
+    /// Asked right after a read that returned less than the buffer: whether that proves the
+    /// socket is drained. True for TCP; not for TLS, where one record's plaintext can be short
+    /// while more records wait in the socket, and edge-triggered readiness would not say so
+    /// again; for WebSocket, whether the socket read under the frames was short (over TCP).
     pub fn short_read_drains(&self) -> bool {
         match self {
             Transport::Tcp(_) => true,
-            // Frame headers make the MQTT bytes fewer than the socket's: a short answer
-            // says nothing about the socket.
-            Transport::Tls(_) | Transport::Ws(_) => false,
+            Transport::Tls(_) => false,
+            // Frame headers make the MQTT bytes fewer than the socket's: it knows whether
+            // the socket read under it was short.
+            Transport::Ws(ws) => ws.short_read_drains(),
         }
     }
 

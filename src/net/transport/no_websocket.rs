@@ -65,6 +65,10 @@ impl WsStream {
         match self.never {}
     }
 
+    pub fn short_read_drains(&self) -> bool {
+        match self.never {}
+    }
+
     pub fn close(&mut self) {
         match self.never {}
     }

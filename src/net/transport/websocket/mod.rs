@@ -70,6 +70,10 @@ pub struct WsSettings {
     pub max_message: u64,
 }
 
+fn inner_short_read_drains(inner: &Transport) -> bool {
+    matches!(inner, Transport::Tcp(_))
+}
+
 /// What the stream waits for.
 enum State {
     /// The HTTP upgrade request; the bytes so far.
@@ -93,6 +97,9 @@ pub struct WsStream {
     close_sent: bool,
     /// The peer sent a close frame: reads return `Ok(0)`.
     peer_closed: bool,
+    /// The last read of a plain TCP `inner` returned less than the buffer: the socket was
+    /// drained then (see [`WsStream::short_read_drains`]).
+    inner_drained: bool,
 }
 
 impl WsStream {
@@ -110,11 +117,19 @@ impl WsStream {
             pong: None,
             close_sent: false,
             peer_closed: false,
+            inner_drained: false,
         })
     }
 
     pub fn socket(&self) -> &TcpStream {
         self.inner.socket()
+    }
+
+    /// After a read: whether it proved the socket drained. Our answer is always shorter than
+    /// what the socket gave (frame headers), so the loop cannot tell from its length; a short
+    /// read of a plain TCP socket under us can (TLS cannot, see `Transport`).
+    pub fn short_read_drains(&self) -> bool {
+        self.inner_drained
     }
 
     pub fn socket_mut(&mut self) -> &mut TcpStream {
@@ -131,7 +146,9 @@ impl WsStream {
             if self.peer_closed || self.decoder.is_closed() {
                 return Ok(0);
             }
+            self.inner_drained = false;
             let n = self.inner.read(buf)?;
+            self.inner_drained = n < buf.len() && inner_short_read_drains(&self.inner);
             if n == 0 {
                 return Ok(0);
             }
