@@ -353,15 +353,15 @@ fn packets_split_across_frames_and_joined_in_one_frame() {
         return;
     }
     let b = WsBroker::start(BrokerBuilder::new(), &[]);
-    let (mut stream, rest) = raw_ws(&b);
-    assert!(rest.is_empty());
+    let (mut stream, mut raw) = raw_ws(&b);
+    assert!(raw.is_empty());
     // CONNECT 3.1.1 "split", one byte per frame.
     let mut input = Vec::new();
     for byte in Connect::v311("split").build() {
         input.extend(client_frame(true, BINARY, &[byte], MASK));
     }
     stream.write_all(&input).unwrap();
-    let (frames, _) = read_frames(&mut stream, Vec::new(), 1);
+    let (frames, _) = read_frames(&mut stream, &mut raw, 1);
     assert_eq!(frames[0].opcode, BINARY);
     assert_eq!(frames[0].payload, vec![0x20, 0x02, 0x00, 0x00], "CONNACK accepted");
     // SUBSCRIBE id 1 "a/b" QoS 1 in three fragments with a ping in the middle.
@@ -371,7 +371,7 @@ fn packets_split_across_frames_and_joined_in_one_frame() {
     input.extend(client_frame(false, 0x0, &subscribe[3..6], MASK));
     input.extend(client_frame(true, 0x0, &subscribe[6..], MASK));
     stream.write_all(&input).unwrap();
-    let (frames, _) = read_frames(&mut stream, Vec::new(), 2);
+    let (frames, _) = read_frames(&mut stream, &mut raw, 2);
     assert_eq!(frames[0], Frame { fin: true, opcode: PONG, payload: b"are you there".to_vec() });
     assert_eq!(frames[1].payload, vec![0x90, 0x03, 0x00, 0x01, 0x01], "SUBACK QoS 1");
     // PUBLISH QoS 1 to itself + PINGREQ in one frame: PUBACK, the delivery, PINGRESP.
@@ -379,10 +379,11 @@ fn packets_split_across_frames_and_joined_in_one_frame() {
     two.extend_from_slice(&packets::PINGREQ);
     stream.write_all(&client_frame(true, BINARY, &two, MASK)).unwrap();
     let mut mqtt = Vec::new();
-    let expected_len = 4 + 2 + 14 + 2; // PUBACK, PUBLISH (2 + 3+2 topic, id, 5 payload), PINGRESP
+    // PUBACK 4, PUBLISH 14 (2 + topic 2+3, id 2, payload 5), PINGRESP 2.
+    let expected_len = 4 + 14 + 2;
     let deadline = Instant::now() + timeout();
     while mqtt.len() < expected_len && Instant::now() < deadline {
-        let (frames, ended) = read_frames(&mut stream, Vec::new(), 1);
+        let (frames, ended) = read_frames(&mut stream, &mut raw, 1);
         assert!(!ended, "closed after {mqtt:02x?}");
         for f in frames {
             assert_eq!(f.opcode, BINARY);
@@ -408,15 +409,15 @@ fn close_handshake_both_ways() {
     let b = WsBroker::start(BrokerBuilder::new(), &[]);
     let mut watcher = TestClient::v311(&b.broker, "watcher");
     watcher.subscribe("wills/#", 0);
-    let (mut stream, _) = raw_ws(&b);
+    let (mut stream, mut raw) = raw_ws(&b);
     let connect = Connect::v311("leaving").will(Will::new("wills/leaving", b"gone"));
     stream.write_all(&client_frame(true, BINARY, &connect.build(), MASK)).unwrap();
-    let (frames, _) = read_frames(&mut stream, Vec::new(), 1);
+    let (frames, _) = read_frames(&mut stream, &mut raw, 1);
     assert_eq!(frames[0].payload, vec![0x20, 0x02, 0x00, 0x00]);
     stream.write_all(&client_frame(true, CLOSE, &1001u16.to_be_bytes(), MASK)).unwrap();
-    let (frames, ended) = read_frames(&mut stream, Vec::new(), 2);
+    let (frames, ended) = read_frames(&mut stream, &mut raw, 2);
     assert_eq!(close_code(&frames), Some(1001), "the code is echoed");
-    assert!(ended || read_frames(&mut stream, Vec::new(), 1).1, "then the socket closes");
+    assert!(ended || read_frames(&mut stream, &mut raw, 1).1, "then the socket closes");
     watcher.expect_message("wills/leaving", b"gone");
 
     // The broker ends a 5.0 session (a second CONNECT is a protocol error): DISCONNECT 0x82
@@ -444,9 +445,9 @@ fn frames_over_max_packet_size_are_refused_with_1009() {
     c.expect_message("big", &payload);
 
     for fragmented in [false, true] {
-        let (mut stream, _) = raw_ws(&b);
+        let (mut stream, mut raw) = raw_ws(&b);
         stream.write_all(&client_frame(true, BINARY, &Connect::v311("").build(), MASK)).unwrap();
-        let (frames, _) = read_frames(&mut stream, Vec::new(), 1);
+        let (frames, _) = read_frames(&mut stream, &mut raw, 1);
         assert_eq!(frames[0].payload[..2], [0x20, 0x02]);
         if fragmented {
             // A PUBLISH declaring 1900 bytes (under the cap, so the MQTT decoder waits for
@@ -463,7 +464,7 @@ fn frames_over_max_packet_size_are_refused_with_1009() {
             header.extend(MASK.unwrap());
             stream.write_all(&header).unwrap();
         }
-        let (frames, _) = read_frames(&mut stream, Vec::new(), 1);
+        let (frames, _) = read_frames(&mut stream, &mut raw, 1);
         assert_eq!(close_code(&frames), Some(1009), "fragmented: {fragmented}");
     }
     c.ping();
@@ -508,13 +509,13 @@ fn hostile_websocket_peers_are_refused_without_affecting_a_healthy_client() {
         (huge, 1002),                                // top bit of a 64-bit length
     ];
     for (frame, code) in frames {
-        let (mut stream, _) = raw_ws(&b);
+        let (mut stream, mut raw) = raw_ws(&b);
         stream.write_all(&client_frame(true, BINARY, &Connect::v311("").build(), MASK)).unwrap();
         stream.write_all(&frame).unwrap();
-        let (frames, ended) = read_frames(&mut stream, Vec::new(), 2);
+        let (frames, ended) = read_frames(&mut stream, &mut raw, 2);
         assert_eq!(frames[0].payload[..2], [0x20, 0x02], "CONNACK first");
         assert_eq!(close_code(&frames), Some(code), "{frame:02x?}");
-        assert!(ended || read_frames(&mut stream, Vec::new(), 1).1, "closed after the close");
+        assert!(ended || read_frames(&mut stream, &mut raw, 1).1, "closed after the close");
         still_served(&mut healthy);
     }
     b.broker.wait_for_log("naming the unmasked frame", |l| {
@@ -630,7 +631,7 @@ fn subprotocol_mqttv31_and_none_are_accepted() {
     for (offered, answered) in [(&["mqttv3.1"][..], Some("mqttv3.1")), (&[][..], None)] {
         let mut stream = TcpStream::connect(b.ws_addr()).unwrap();
         stream.write_all(&ws::upgrade_request("/mqtt", offered)).unwrap();
-        let (head, _) = ws::read_response(&mut stream).unwrap();
+        let (head, mut raw) = ws::read_response(&mut stream).unwrap();
         assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
         match answered {
             Some(p) => assert!(head.contains(&format!("Sec-WebSocket-Protocol: {p}\r\n"))),
@@ -638,7 +639,7 @@ fn subprotocol_mqttv31_and_none_are_accepted() {
         }
         let connect = Connect::v31("old-client").build();
         stream.write_all(&client_frame(true, BINARY, &connect, MASK)).unwrap();
-        let (frames, _) = read_frames(&mut stream, Vec::new(), 1);
+        let (frames, _) = read_frames(&mut stream, &mut raw, 1);
         assert_eq!(frames[0].payload, vec![0x20, 0x02, 0x00, 0x00]);
     }
 }

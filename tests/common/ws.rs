@@ -167,14 +167,15 @@ pub fn parse_server_frame(raw: &[u8]) -> Option<(Frame, usize)> {
 }
 
 /// Reads whole server frames until `want` of them arrived or the connection ends; returns
-/// them and whether the connection ended (EOF or reset).
-pub fn read_frames(stream: &mut TcpStream, mut raw: Vec<u8>, want: usize) -> (Vec<Frame>, bool) {
+/// them and whether the connection ended (EOF or reset). `raw` holds the bytes of a frame not
+/// complete yet, from one call to the next (start with what came after the 101 answer).
+pub fn read_frames(stream: &mut TcpStream, raw: &mut Vec<u8>, want: usize) -> (Vec<Frame>, bool) {
     stream.set_read_timeout(Some(timeout())).expect("set_read_timeout");
     let deadline = Instant::now() + timeout();
     let mut frames = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        while let Some((frame, used)) = parse_server_frame(&raw) {
+        while let Some((frame, used)) = parse_server_frame(raw) {
             raw.drain(..used);
             frames.push(frame);
         }
