@@ -197,7 +197,7 @@ bench-compare: bench ## Same as bench: every run compares with Mosquitto in the 
 # sanitizer only doubles the time; panics, overflows (debug assertions are on), timeouts and
 # memory blow-ups are what the targets catch. That also lets it run on the stable toolchain.
 FUZZ_SECONDS   ?= 20
-FUZZ_TARGETS   ?= decode topic auth_files broker_sequence
+FUZZ_TARGETS   ?= decode topic auth_files broker_sequence websocket
 FUZZ_FLAGS     ?= --sanitizer none
 # Per-input limits: a run slower than 10 s or using more than 2 GiB is a finding too.
 FUZZ_LIBFUZZER ?= -timeout=10 -rss_limit_mb=2048 -print_final_stats=1

@@ -32,11 +32,12 @@ mod tls;
 #[cfg(not(feature = "tls"))]
 #[path = "no_tls.rs"]
 mod tls;
+// Public for the fuzz targets (`fuzz/src/websocket.rs`): the handshake and frame codec.
 #[cfg(feature = "websocket")]
-mod websocket;
+pub mod websocket;
 #[cfg(not(feature = "websocket"))]
 #[path = "no_websocket.rs"]
-mod websocket;
+pub mod websocket;
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;

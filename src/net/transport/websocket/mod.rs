@@ -20,8 +20,8 @@
 //!   [`WS_BUFFER_LIMIT`] bytes (plus one pong and one close frame, 127 bytes each).
 //! - Closing: [`WsStream::close`] sends a close frame (1000) unless one was sent already.
 
-mod frame;
-mod handshake;
+pub mod frame;
+pub mod handshake;
 
 use std::io;
 use std::rc::Rc;
