@@ -320,7 +320,8 @@ impl EventLoop {
         self.listeners.iter().filter_map(|l| l.socket.local_addr().ok()).collect()
     }
 
-    /// Each listener's bound address with its name and kind (`tcp`, `tls`, `ws`, `wss`), in plan order.
+    /// Each listener's bound address with its name and kind (`tcp`, `tls`, `ws`, `wss`), in
+    /// plan order.
     pub fn listening(&self) -> Vec<(SocketAddr, &str, &'static str)> {
         self.listeners
             .iter()
