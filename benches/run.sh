@@ -2,8 +2,9 @@
 # edgemq benchmark: every scenario against edgemq AND Mosquitto, interleaved, BENCH_RUNS times;
 # JSON lines to benches/results/latest.jsonl, then a markdown table of medians on stdout.
 #
-# Fan-in, fan-out and stuck run Mosquitto twice: with its shipped limits ("defaults", the set-up of
-# issue 5's reference table: it drops at its queue limit, counted as lost) and set up not to
+# Fan-in (fanin_q1_ws too: fan-in QoS 1 with every client over WebSockets), fan-out and stuck
+# run Mosquitto twice: with its shipped limits ("defaults", the set-up of issue 5's reference
+# table: it drops at its queue limit, counted as lost) and set up not to
 # drop ("no-drop": a 1,000,000 queue, edgemq's window, publishers capped at the queue). Latency
 # and idle run it once with its defaults, offline once with persistence and a 100,000 queue.
 # The bridge scenarios (bridge_live, bridge_replay, bridge_kill9; `bridge` in BENCH_SCENARIOS

@@ -59,9 +59,10 @@ const SECTIONS: [&str; 9] =
     ["log", "listener", "listeners", "mqtt", "sqlite", "auth", "sys", "http", "bridges"];
 
 /// The keys of one `[listeners.NAME]` table, in the order they are read.
-pub const LISTENER_KEYS: [&str; 8] = [
+pub const LISTENER_KEYS: [&str; 9] = [
     "bind",
     "kind",
+    "path",
     "allow_anonymous",
     "certfile",
     "keyfile",
@@ -138,10 +139,24 @@ pub enum ListenerKind {
     Tcp,
     /// MQTT over TLS 1.2 / 1.3 (needs the `tls` build feature).
     Tls,
+    /// MQTT over WebSockets (RFC 6455; needs the `websocket` build feature).
+    Ws,
+    /// MQTT over WebSockets over TLS (needs the `websocket` and `tls` build features).
+    Wss,
 }
 
-const LISTENER_KIND_NAMES: [(&str, ListenerKind); 2] =
-    [("tcp", ListenerKind::Tcp), ("tls", ListenerKind::Tls)];
+const LISTENER_KIND_NAMES: [(&str, ListenerKind); 4] = [
+    ("tcp", ListenerKind::Tcp),
+    ("tls", ListenerKind::Tls),
+    ("ws", ListenerKind::Ws),
+    ("wss", ListenerKind::Wss),
+];
+
+/// The HTTP path a `ws`/`wss` listener upgrades when `path` is not set: the one MQTT.js,
+/// paho and NanoMQ use.
+pub const DEFAULT_WEBSOCKET_PATH: &str = "/mqtt";
+/// Longest `listeners.NAME.path`.
+const MAX_WEBSOCKET_PATH: usize = 256;
 
 impl ListenerKind {
     /// The config-file spelling.
@@ -149,13 +164,26 @@ impl ListenerKind {
         match self {
             ListenerKind::Tcp => "tcp",
             ListenerKind::Tls => "tls",
+            ListenerKind::Ws => "ws",
+            ListenerKind::Wss => "wss",
         }
+    }
+
+    /// TLS is (part of) the transport: `tls` and `wss`.
+    pub fn uses_tls(self) -> bool {
+        matches!(self, ListenerKind::Tls | ListenerKind::Wss)
+    }
+
+    /// Clients speak WebSocket: `ws` and `wss`.
+    pub fn uses_websocket(self) -> bool {
+        matches!(self, ListenerKind::Ws | ListenerKind::Wss)
     }
 }
 
-/// One `[listeners.NAME]` table. Checked as a whole: a `tls` listener has `certfile` and
-/// `keyfile`; the TLS keys appear on `tls` listeners only; `require_certificate` and
-/// `use_identity_as_username` need a `cafile` to verify client certificates with.
+/// One `[listeners.NAME]` table. Checked as a whole: a `tls` or `wss` listener has `certfile`
+/// and `keyfile`; the TLS keys appear on `tls`/`wss` listeners only; `require_certificate` and
+/// `use_identity_as_username` need a `cafile` to verify client certificates with; `path`
+/// appears on `ws`/`wss` listeners only.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NamedListener {
     /// `NAME`: 1 to 32 of `A-Z a-z 0-9 _ -`.
@@ -164,8 +192,17 @@ pub struct NamedListener {
     pub kind: ListenerKind,
     /// Overrides `auth.allow_anonymous` for this listener's clients; `None` = the global one.
     pub allow_anonymous: Option<bool>,
-    /// The TLS files; `Some` exactly when `kind` is `tls`.
+    /// The TLS files; `Some` exactly when `kind` is `tls` or `wss`.
     pub tls: Option<ListenerTls>,
+    /// The WebSocket settings; `Some` exactly when `kind` is `ws` or `wss`.
+    pub websocket: Option<ListenerWebSocket>,
+}
+
+/// The WebSocket part of a `[listeners.NAME]` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerWebSocket {
+    /// The request path upgraded to MQTT (`/mqtt` by default); the query string is ignored.
+    pub path: String,
 }
 
 /// The TLS part of a `[listeners.NAME]` table. Paths only: the files are read by `net` at
@@ -832,9 +869,31 @@ fn read_listener(
     let mut cafile = None;
     let mut require_certificate = false;
     let mut use_identity_as_username = false;
+    let mut path = None;
     let mut read = |s: &mut Section| -> Result<(), ConfigError> {
         s.bind(&mut bind, "bind")?;
         s.choice(&mut kind, "kind", &LISTENER_KIND_NAMES)?;
+        if let Some(value) = s.take("path") {
+            match &value {
+                Value::String(p)
+                    if p.starts_with('/')
+                        && p.len() <= MAX_WEBSOCKET_PATH
+                        && p.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#') =>
+                {
+                    path = Some(p.clone());
+                }
+                _ => {
+                    return Err(s.invalid(
+                        "path",
+                        format!(
+                            "an HTTP path starting with '/', at most {MAX_WEBSOCKET_PATH} \
+                             printable ASCII characters without spaces, '?' or '#'"
+                        ),
+                        &value,
+                    ))
+                }
+            }
+        }
         let mut anonymous = false;
         if s.table.contains_key("allow_anonymous") {
             s.boolean(&mut anonymous, "allow_anonymous")?;
@@ -850,7 +909,7 @@ fn read_listener(
         Ok(())
     };
     read(&mut s).map_err(rename)?;
-    let (_, values) = s.finish().map_err(rename)?;
+    let (_, mut values) = s.finish().map_err(rename)?;
 
     let key = |k: &str| format!("listeners.{}", prefix(k));
     let conflict = |a: &str, b: &str, message: String| ConfigError {
@@ -880,8 +939,27 @@ fn read_listener(
             })
         }
     };
+    let websocket = if kind.uses_websocket() {
+        let path = path.unwrap_or_else(|| DEFAULT_WEBSOCKET_PATH.to_string());
+        values.insert("path".to_string(), Value::String(path.clone()));
+        Some(ListenerWebSocket { path })
+    } else {
+        if path.is_some() {
+            return Err(conflict(
+                "path",
+                "kind",
+                format!(
+                    "{} is a WebSocket setting; {} is \"{}\" (\"ws\" or \"wss\" have a path)",
+                    key("path"),
+                    key("kind"),
+                    kind.name()
+                ),
+            ));
+        }
+        None
+    };
     let tls = match kind {
-        ListenerKind::Tcp => {
+        ListenerKind::Tcp | ListenerKind::Ws => {
             let tls_keys = [
                 ("certfile", certfile.is_some()),
                 ("keyfile", keyfile.is_some()),
@@ -893,19 +971,20 @@ fn read_listener(
                 return Err(conflict(
                     k,
                     "kind",
-                    format!("{} is a TLS setting; {} is \"tcp\"", key(k), key("kind")),
+                    format!("{} is a TLS setting; {} is \"{}\"", key(k), key("kind"), kind.name()),
                 ));
             }
             None
         }
-        ListenerKind::Tls => {
+        ListenerKind::Tls | ListenerKind::Wss => {
             let (Some(certfile), Some(keyfile)) = (certfile, keyfile) else {
                 return Err(conflict(
                     "kind",
                     "certfile",
                     format!(
-                        "{} = \"tls\" needs {} and {} (the server certificate and its key)",
+                        "{} = \"{}\" needs {} and {} (the server certificate and its key)",
                         key("kind"),
+                        kind.name(),
                         key("certfile"),
                         key("keyfile")
                     ),
@@ -936,7 +1015,7 @@ fn read_listener(
             })
         }
     };
-    Ok((NamedListener { name, bind, kind, allow_anonymous, tls }, values))
+    Ok((NamedListener { name, bind, kind, allow_anonymous, tls, websocket }, values))
 }
 
 /// Puts the effective values of `[section.NAME]` into `effective` (`section` -> `NAME`).
@@ -2398,6 +2477,7 @@ mod tests {
                     kind: ListenerKind::Tcp,
                     allow_anonymous: None,
                     tls: None,
+                    websocket: None,
                 },
                 NamedListener {
                     name: "secure".to_string(),
@@ -2411,9 +2491,35 @@ mod tests {
                         require_certificate: true,
                         use_identity_as_username: true,
                     }),
+                    websocket: None,
                 },
             ]
         );
+    }
+
+    #[test]
+    fn websocket_listeners_have_a_path_and_wss_has_tls_files() {
+        let c = parse(
+            r#"
+            [listeners.web]
+            bind = "0.0.0.0:8083"
+            kind = "ws"
+            [listeners.webs]
+            bind = "0.0.0.0:8084"
+            kind = "wss"
+            path = "/ws/mqtt"
+            certfile = "s.pem"
+            keyfile = "s.key"
+            "#,
+        )
+        .unwrap();
+        let [web, webs] = c.listeners.as_slice() else { panic!("{:?}", c.listeners) };
+        assert_eq!(web.kind, ListenerKind::Ws);
+        assert_eq!(web.websocket, Some(ListenerWebSocket { path: "/mqtt".to_string() }));
+        assert_eq!(web.tls, None);
+        assert_eq!(webs.kind, ListenerKind::Wss);
+        assert_eq!(webs.websocket, Some(ListenerWebSocket { path: "/ws/mqtt".to_string() }));
+        assert_eq!(webs.tls.as_ref().map(|t| t.certfile.clone()), Some(PathBuf::from("s.pem")));
     }
 
     #[test]
@@ -2457,8 +2563,28 @@ mod tests {
                  one socket), got 2 addresses",
             ),
             (
+                "[listeners.a]\nbind = \"1.2.3.4:1\"\nkind = \"quic\"\n",
+                "test.toml: listeners.a.kind: expected one of \"tcp\", \"tls\", \"ws\", \"wss\", \
+                 got \"quic\"",
+            ),
+            (
                 "[listeners.a]\nbind = \"1.2.3.4:1\"\nkind = \"wss\"\n",
-                "test.toml: listeners.a.kind: expected one of \"tcp\", \"tls\", got \"wss\"",
+                "test.toml: listeners.a.kind = \"wss\" needs listeners.a.certfile and \
+                 listeners.a.keyfile (the server certificate and its key)",
+            ),
+            (
+                "[listeners.a]\nbind = \"1.2.3.4:1\"\nkind = \"ws\"\ncertfile = \"c.pem\"\n",
+                "test.toml: listeners.a.certfile is a TLS setting; listeners.a.kind is \"ws\"",
+            ),
+            (
+                "[listeners.a]\nbind = \"1.2.3.4:1\"\npath = \"/mqtt\"\n",
+                "test.toml: listeners.a.path is a WebSocket setting; listeners.a.kind is \"tcp\" \
+                 (\"ws\" or \"wss\" have a path)",
+            ),
+            (
+                "[listeners.a]\nbind = \"1.2.3.4:1\"\nkind = \"ws\"\npath = \"mqtt\"\n",
+                "test.toml: listeners.a.path: expected an HTTP path starting with '/', at most \
+                 256 printable ASCII characters without spaces, '?' or '#', got \"mqtt\"",
             ),
             (
                 "[listeners.a]\nbind = \"1.2.3.4:1\"\nallow_anonymous = \"yes\"\n",
@@ -2525,7 +2651,7 @@ mod tests {
             }
         }
         let c = parse(&examples).unwrap_or_else(|e| panic!("{e}\n{examples}"));
-        assert_eq!(c.listeners.len(), 3, "{examples}");
+        assert_eq!(c.listeners.len(), 4, "{examples}");
         let used: Vec<&str> = examples.lines().filter_map(|l| l.split(" = ").next()).collect();
         for key in LISTENER_KEYS {
             assert!(used.contains(&key), "no example uses {key}");

@@ -7,9 +7,10 @@
 //! one `write` per connection where possible. WRITABLE interest is registered only while a
 //! connection has output the kernel or its transport would not take.
 //!
-//! Listeners are plain TCP (`listener.bind`, `[listeners.NAME] kind = "tcp"`) or TLS; a
-//! connection owns its [`transport::Transport`], so reading, decoding and flushing are the same
-//! for both. SIGHUP re-reads the TLS listeners' certificate files.
+//! Listeners are plain TCP (`listener.bind`, `[listeners.NAME] kind = "tcp"`), TLS, or MQTT
+//! over WebSockets over either (`ws`, `wss`); a connection owns its [`transport::Transport`],
+//! so reading, decoding and flushing are the same for all. SIGHUP re-reads the TLS and WSS
+//! listeners' certificate files.
 
 mod admission;
 mod connection;
@@ -21,6 +22,7 @@ pub use outbound::{plan_bridges, BridgePlan};
 
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
@@ -30,11 +32,11 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::broker::{Broker, ConnId, Limits, ListenerId, Origin, Outbox};
 use crate::codec::{self, Packet, ProtocolVersion};
-use crate::config::{Config, ListenerKind};
+use crate::config::Config;
 use crate::log_limit::More;
 use admission::Admission;
 use connection::{Connection, Flush};
-use transport::{TlsError, TlsServer, Transport};
+use transport::{TlsError, TlsServer, Transport, WsSettings, WsStream};
 
 /// Size of the one read buffer shared by every connection.
 pub const READ_BUFFER_SIZE: usize = 64 * 1024;
@@ -85,17 +87,20 @@ pub struct ListenerPlan {
     pub addr: SocketAddr,
     /// `None`: plain TCP.
     pub tls: Option<TlsServer>,
+    /// `Some`: WebSocket frames over TCP or (with `tls`) TLS.
+    pub websocket: Option<Rc<WsSettings>>,
     pub allow_anonymous: Option<bool>,
     pub use_identity_as_username: bool,
 }
 
 impl ListenerPlan {
-    /// `tcp` or `tls`.
+    /// `tcp`, `tls`, `ws` or `wss`.
     pub fn kind(&self) -> &'static str {
-        if self.tls.is_some() {
-            "tls"
-        } else {
-            "tcp"
+        match (self.tls.is_some(), self.websocket.is_some()) {
+            (false, false) => "tcp",
+            (true, false) => "tls",
+            (false, true) => "ws",
+            (true, true) => "wss",
         }
     }
 }
@@ -109,16 +114,35 @@ pub fn plan_listeners(config: &Config) -> Result<Vec<ListenerPlan>, TlsError> {
             name: "listener.bind".to_string(),
             addr: *addr,
             tls: None,
+            websocket: None,
             allow_anonymous: None,
             use_identity_as_username: false,
         });
     }
     for named in &config.listeners {
         let prefix = format!("listeners.{}", named.name);
-        let tls = match (named.kind, &named.tls) {
-            (ListenerKind::Tls, Some(files)) => Some(TlsServer::load(&prefix, files)?),
-            // The config guarantees TLS files exactly on TLS listeners.
-            (ListenerKind::Tls, None) | (ListenerKind::Tcp, _) => None,
+        let websocket = match &named.websocket {
+            Some(_) if !transport::WEBSOCKET_AVAILABLE => {
+                return Err(TlsError {
+                    key: format!("{prefix}.kind"),
+                    file: None,
+                    reason: format!(
+                        "\"{}\" needs WebSocket, and this edgemq was built without it (cargo \
+                         feature `websocket`)",
+                        named.kind.name()
+                    ),
+                })
+            }
+            Some(ws) => Some(Rc::new(WsSettings {
+                path: ws.path.clone(),
+                max_message: u64::from(config.mqtt.max_packet_size),
+            })),
+            None => None,
+        };
+        // The config guarantees TLS files exactly on `tls` and `wss` listeners.
+        let tls = match &named.tls {
+            Some(files) if named.kind.uses_tls() => Some(TlsServer::load(&prefix, files)?),
+            Some(_) | None => None,
         };
         plans.push(ListenerPlan {
             name: prefix,
@@ -128,6 +152,7 @@ pub fn plan_listeners(config: &Config) -> Result<Vec<ListenerPlan>, TlsError> {
                 .as_ref()
                 .is_some_and(|t| t.use_identity_as_username),
             tls,
+            websocket,
             allow_anonymous: named.allow_anonymous,
         });
     }
@@ -317,7 +342,8 @@ impl EventLoop {
         self.listeners.iter().filter_map(|l| l.socket.local_addr().ok()).collect()
     }
 
-    /// Each listener's bound address with its name and kind (`tcp`, `tls`), in plan order.
+    /// Each listener's bound address with its name and kind (`tcp`, `tls`, `ws`, `wss`), in
+    /// plan order.
     pub fn listening(&self) -> Vec<(SocketAddr, &str, &'static str)> {
         self.listeners
             .iter()
@@ -542,6 +568,18 @@ impl EventLoop {
                     }
                 },
             };
+            // WebSocket frames over the plain or TLS stream (`ws`, `wss`).
+            let transport = match &plan.websocket {
+                None => transport,
+                Some(settings) => match WsStream::accept(transport, Rc::clone(settings)) {
+                    Ok(ws) => Transport::Ws(Box::new(ws)),
+                    Err(e) => {
+                        log::warn!("{peer}: {}: cannot start WebSocket: {e}", plan.name);
+                        self.admission.closed(peer.ip(), true);
+                        continue;
+                    }
+                },
+            };
             self.register(transport, origin, now);
         }
     }
@@ -621,11 +659,18 @@ impl EventLoop {
                     // a wrong client certificate), or a broken record: this client only.
                     // For a bridge link: the remote's certificate failed verification, or
                     // the remote does not speak TLS; the link logs it and backs off.
+                    // On a ws/wss listener: a bad upgrade request or frame, answered with an
+                    // HTTP status or a close frame already queued.
                     let (peer, listener, link) =
                         (connection.peer, connection.listener, connection.link);
+                    let limiter = if transport::is_websocket_refusal(&e) {
+                        &mut self.admission.logs.websocket_refused
+                    } else {
+                        &mut self.admission.logs.tls_failed
+                    };
                     if link.is_some() {
                         self.note_link_close(conn, &e.to_string());
-                    } else if let Some(more) = self.admission.logs.tls_failed.allow(now) {
+                    } else if let Some(more) = limiter.allow(now) {
                         log::info!(
                             "{conn:?} from {peer} on {}: {e}; closing{}",
                             self.listener_name(listener),

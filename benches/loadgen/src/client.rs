@@ -1,4 +1,5 @@
-//! A raw MQTT client over one blocking `TcpStream`, built on edgemq's codec.
+//! A raw MQTT client over one blocking `TcpStream`, built on edgemq's codec; optionally MQTT
+//! over WebSockets (`ConnectOptions::websocket`, framing in `websocket.rs`).
 //!
 //! Contract: no protocol logic beyond framing — callers send packets and decide what to do
 //! with each packet received, so the load generator sees exactly what the broker sends
@@ -19,6 +20,7 @@ use edgemq::codec::{
     SubscriptionOptions,
 };
 
+use crate::websocket::{self, Framing};
 use crate::Error;
 
 /// The receive buffer starts small (an idle connection costs little) and doubles up to
@@ -43,6 +45,8 @@ pub struct ConnectOptions {
     pub session_expiry: Option<u32>,
     /// MQTT 5.0 Topic Alias Maximum announced to the broker; ignored before 5.0.
     pub topic_alias_maximum: Option<u16>,
+    /// Speak MQTT over WebSockets (the address is a WebSocket listener, path `/mqtt`).
+    pub websocket: bool,
 }
 
 impl ConnectOptions {
@@ -54,6 +58,7 @@ impl ConnectOptions {
             keep_alive: 60,
             session_expiry: None,
             topic_alias_maximum: None,
+            websocket: false,
         }
     }
 }
@@ -70,17 +75,26 @@ pub struct Client {
     next_packet_id: u16,
     /// Bytes read from the socket so far (what the broker sent).
     bytes_read: u64,
+    /// MQTT over WebSockets: the framing, and the raw bytes read before unframing.
+    ws: Option<(Framing, Vec<u8>)>,
 }
 
 impl Client {
     /// Opens the TCP connection and sends CONNECT, without waiting for CONNACK (so many
     /// connections can be opened before any answer is read).
     pub fn start_connect(addr: SocketAddr, options: &ConnectOptions) -> Result<Client, Error> {
-        let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+        let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
             .map_err(|e| Error::new(format!("connect {addr}: {e}")))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(READ_SLICE))?;
         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        let mut leftover = Vec::new();
+        let ws = if options.websocket {
+            leftover = websocket::upgrade(&mut stream, &addr.to_string(), CONNECT_TIMEOUT)?;
+            Some((Framing::default(), Vec::new()))
+        } else {
+            None
+        };
         let mut client = Client {
             stream,
             version: options.version,
@@ -96,7 +110,12 @@ impl Client {
             read_timeout: READ_SLICE,
             next_packet_id: 0,
             bytes_read: 0,
+            ws,
         };
+        if let Some((framing, _)) = &mut client.ws {
+            let room = leftover.len().min(client.rx.len());
+            client.rx_end = framing.unframe(&leftover[..room], &mut client.rx)?;
+        }
         let mut connect = Connect {
             protocol: Some(options.version),
             clean_start: options.clean_start,
@@ -202,7 +221,10 @@ impl Client {
         if self.tx.is_empty() {
             return Ok(());
         }
-        let result = self.stream.write_all(&self.tx);
+        let result = match &mut self.ws {
+            Some((framing, _)) => self.stream.write_all(framing.frame(&self.tx)),
+            None => self.stream.write_all(&self.tx),
+        };
         self.tx.clear();
         result.map_err(|e| Error::new(format!("write: {e}")))
     }
@@ -301,7 +323,26 @@ impl Client {
             self.read_timeout = wait;
         }
         let space = self.rx.len() - self.rx_end;
-        match self.stream.read(&mut self.rx[self.rx_end..]) {
+        let read = match &mut self.ws {
+            // Raw bytes into the scratch buffer, their payload into `rx` (never longer).
+            Some((framing, raw)) => {
+                raw.resize(space, 0);
+                match self.stream.read(raw) {
+                    Ok(0) => Ok(0),
+                    Ok(n) => {
+                        let got = framing.unframe(&raw[..n], &mut self.rx[self.rx_end..])?;
+                        self.rx_end += got;
+                        if n == space && self.rx.len() < RX_BUFFER_MAX {
+                            self.rx.resize(self.rx.len() * 2, 0);
+                        }
+                        return Ok(got);
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            None => self.stream.read(&mut self.rx[self.rx_end..]),
+        };
+        match read {
             Ok(0) => Err(Error::new("connection closed by the broker")),
             Ok(n) => {
                 self.rx_end += n;

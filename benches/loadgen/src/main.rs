@@ -12,6 +12,7 @@ mod json;
 mod payload;
 mod report;
 mod scenario;
+mod websocket;
 
 use std::fmt;
 use std::path::PathBuf;

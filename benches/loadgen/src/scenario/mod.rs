@@ -33,6 +33,7 @@ fn shape(publishers: usize, subscribers: usize) -> Shape {
 pub const ALL: &[&str] = &[
     "fanin_q0",
     "fanin_q1",
+    "fanin_q1_ws",
     "fanin_q2",
     "fanin_shared_q1",
     "fanout_q0",
@@ -51,6 +52,8 @@ pub const ALL: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
     FanIn(QoS),
+    /// Fan-in with every client over WebSockets.
+    FanInWs(QoS),
     FanOut(QoS),
     Latency(QoS),
     Idle,
@@ -70,6 +73,7 @@ impl Scenario {
         Some(match name {
             "fanin_q0" => Scenario::FanIn(QoS::AtMostOnce),
             "fanin_q1" => Scenario::FanIn(QoS::AtLeastOnce),
+            "fanin_q1_ws" => Scenario::FanInWs(QoS::AtLeastOnce),
             "fanin_q2" => Scenario::FanIn(QoS::ExactlyOnce),
             "fanout_q0" => Scenario::FanOut(QoS::AtMostOnce),
             "fanout_q1" => Scenario::FanOut(QoS::AtLeastOnce),
@@ -90,6 +94,7 @@ impl Scenario {
     pub fn name(self) -> String {
         match self {
             Scenario::FanIn(q) => format!("fanin_q{}", q.bits()),
+            Scenario::FanInWs(q) => format!("fanin_q{}_ws", q.bits()),
             Scenario::FanOut(q) => format!("fanout_q{}", q.bits()),
             Scenario::Latency(q) => format!("latency_q{}", q.bits()),
             Scenario::Idle => "idle".to_string(),
@@ -187,6 +192,7 @@ impl Options {
             (
                 Kind::Mosquitto,
                 Scenario::FanIn(_)
+                | Scenario::FanInWs(_)
                 | Scenario::FanOut(_)
                 | Scenario::Stuck
                 | Scenario::FanInShared
@@ -212,6 +218,10 @@ pub fn run(scenario: Scenario, options: &Options) -> Object {
         .bool("ok", false);
     let result = match scenario {
         Scenario::FanIn(qos) => throughput::run(options, shape(4, 1), qos, &mut out),
+        Scenario::FanInWs(qos) => {
+            let shape = Shape { websocket: true, ..shape(4, 1) };
+            throughput::run(options, shape, qos, &mut out)
+        }
         Scenario::FanOut(qos) => throughput::run(options, shape(1, 8), qos, &mut out),
         Scenario::Stuck => {
             let shape = Shape { stuck_subscribers: 1, ..shape(4, 1) };

@@ -25,6 +25,9 @@
 //! publishers together send at most `--queue` messages, so the subscriber's queue is never a
 //! configured drop point. Everywhere else publishers publish for the whole duration
 //! (`MAX_UNCAPPED_PER_PUBLISHER` is only a safety bound).
+//!
+//! `fanin_q1_ws` is fan-in QoS 1 with every client over WebSockets (both brokers get a
+//! WebSocket listener beside their TCP one), to compare with `fanin_q1` over TCP.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -65,13 +68,16 @@ pub struct Shape {
     /// How many of `subscribers` announce a Topic Alias Maximum; when non-zero every client
     /// speaks MQTT 5.0.
     pub alias_subscribers: usize,
+    /// Every client speaks MQTT over WebSockets (the broker gets a `ws` listener).
+    pub websocket: bool,
 }
 
 /// Topic Alias Maximum the alias subscribers announce.
 const ALIAS_MAXIMUM: u16 = 16;
 
 pub fn run(options: &Options, shape: Shape, qos: QoS, out: &mut Object) -> Result<(), Error> {
-    let Shape { publishers, subscribers, stuck_subscribers, group, alias_subscribers } = shape;
+    let Shape { publishers, subscribers, stuck_subscribers, group, alias_subscribers, websocket } =
+        shape;
     let version = if alias_subscribers > 0 { ProtocolVersion::V5 } else { options.version };
     // Against Mosquitto's defaults no limit is written: its queue limit shows up as `lost`.
     let mosquitto_defaults = options.launcher.kind == Kind::Mosquitto
@@ -90,6 +96,7 @@ pub fn run(options: &Options, shape: Shape, qos: QoS, out: &mut Object) -> Resul
         persistence: false,
         bridge: None,
         upstream: false,
+        websocket,
     };
     // The limits the broker under test actually runs with.
     let (inflight, queue) = match options.launcher.kind {
@@ -101,7 +108,13 @@ pub fn run(options: &Options, shape: Shape, qos: QoS, out: &mut Object) -> Resul
     };
     let dir = if stuck_subscribers > 0 { "stuck" } else { "fan" };
     let mut broker = BrokerProcess::start(&options.launcher, &settings, dir)?;
-    let addr = broker.addr;
+    let addr = if websocket {
+        broker.ws_addr.ok_or_else(|| Error::new("no WebSocket listener"))?
+    } else {
+        broker.addr
+    };
+    let connect_options =
+        |id: String| ConnectOptions { websocket, ..ConnectOptions::new(id, version) };
     record_start_rss(out, &broker)?;
     let filter = "bench/fan/+";
     out.int("publishers", publishers as u64)
@@ -110,11 +123,12 @@ pub fn run(options: &Options, shape: Shape, qos: QoS, out: &mut Object) -> Resul
         .int("subscribers", subscribers as u64)
         .int("stuck_subscribers", stuck_subscribers as u64)
         .int("qos", u64::from(qos.bits()))
-        .int("payload_bytes", crate::payload::PAYLOAD_LEN as u64);
+        .int("payload_bytes", crate::payload::PAYLOAD_LEN as u64)
+        .str("transport", if websocket { "websocket" } else { "tcp" });
 
     let mut sub_clients = Vec::with_capacity(subscribers + group);
     for i in 0..subscribers {
-        let mut connect = ConnectOptions::new(format!("sub-{i}"), version);
+        let mut connect = connect_options(format!("sub-{i}"));
         if i < alias_subscribers {
             connect.topic_alias_maximum = Some(ALIAS_MAXIMUM);
         }
@@ -124,22 +138,20 @@ pub fn run(options: &Options, shape: Shape, qos: QoS, out: &mut Object) -> Resul
     }
     // The group's members come after the plain subscribers (their results are split below).
     for i in 0..group {
-        let (mut client, _) =
-            Client::connect(addr, &ConnectOptions::new(format!("member-{i}"), version))?;
+        let (mut client, _) = Client::connect(addr, &connect_options(format!("member-{i}")))?;
         client.subscribe(&format!("$share/bench/{filter}"), qos)?;
         sub_clients.push(client);
     }
     // Subscribed, then never read until the end: the broker sees a client that stopped.
     let mut stuck_clients = Vec::with_capacity(stuck_subscribers);
     for i in 0..stuck_subscribers {
-        let (mut client, _) =
-            Client::connect(addr, &ConnectOptions::new(format!("stuck-{i}"), version))?;
+        let (mut client, _) = Client::connect(addr, &connect_options(format!("stuck-{i}")))?;
         client.subscribe(filter, qos)?;
         stuck_clients.push(client);
     }
     let mut pub_clients = Vec::with_capacity(publishers);
     for i in 0..publishers {
-        let (client, _) = Client::connect(addr, &ConnectOptions::new(format!("pub-{i}"), version))?;
+        let (client, _) = Client::connect(addr, &connect_options(format!("pub-{i}")))?;
         pub_clients.push(client);
     }
 
