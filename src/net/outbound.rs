@@ -263,6 +263,34 @@ impl EventLoop {
         }
     }
 
+    /// After a commit that waited for an fsync: the remotes have mostly acknowledged the
+    /// window sent before it by now, and those acknowledgements would otherwise wait for the
+    /// next pass (which starts with the next fsync'd commit behind it). Reading every active
+    /// link once more here frees the window and refills it in this pass, so a link moves up to
+    /// two windows per fsync instead of one. What this reading changes in the store (rows the
+    /// remote acknowledged; the answers to a remote's packets) is committed at once, without an
+    /// fsync unless an inbound message made a promise, before any answer leaves: the same
+    /// order as in a pass.
+    pub(super) fn serve_links_after_sync(&mut self) {
+        let mut served = false;
+        let now = Instant::now();
+        for index in 0..self.bridges.links.len() {
+            let conn = match self.bridges.links.get(index) {
+                Some(link) if link.is_active() => link.conn(),
+                _ => None,
+            };
+            if let Some(conn) = conn {
+                self.read(conn, super::ReadUntil::ShortRead, now);
+                served = true;
+            }
+        }
+        if served {
+            self.flush_all();
+            self.broker.end_of_pass(now, &mut self.sockets);
+            self.flush_all();
+        }
+    }
+
     /// The bridge index of `conn`, if it is a link.
     pub(super) fn link_of(&self, conn: ConnId) -> Option<usize> {
         self.sockets.slots.get(conn).and_then(|c| c.link)
