@@ -117,7 +117,7 @@ fn metrics(scenario: &str) -> Vec<Metric> {
             max("duplicates", "duplicates (max)"),
             max("reordered", "out of order (max)"),
         ],
-        "bridge_live" => vec![
+        "bridge_live" | "bridge_live_sink" => vec![
             median("msg_per_s", "forwarded msg/s (at the upstream subscriber)", Better::Higher),
             median("offered_per_s", "local publishers' msg/s (PUBACKed)", Better::Higher),
             median("cpu_us_per_msg", "local broker CPU µs/msg", Better::Lower),
@@ -127,7 +127,7 @@ fn metrics(scenario: &str) -> Vec<Metric> {
             max("duplicates", "duplicates upstream (max)"),
             max("reordered", "reordered upstream (max)"),
         ],
-        "bridge_replay" | "bridge_kill9" => vec![
+        "bridge_replay" | "bridge_kill9" | "bridge_replay_sink" | "bridge_kill9_sink" => vec![
             median("enqueue_per_s", "enqueue msg/s, upstream down (PUBACKed)", Better::Higher),
             median("replay_s", "upstream start -> last message upstream (s)", Better::Lower),
             median(

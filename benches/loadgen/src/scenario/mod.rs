@@ -38,6 +38,9 @@ pub const ALL: &[&str] = &[
     "bridge_live",
     "bridge_replay",
     "bridge_kill9",
+    "bridge_live_sink",
+    "bridge_replay_sink",
+    "bridge_kill9_sink",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +52,9 @@ pub enum Scenario {
     Offline,
     /// Fan-in QoS 1 beside a subscriber that never reads nor acknowledges.
     Stuck,
-    /// A local broker bridging to an upstream Mosquitto (`bridge.rs`).
-    Bridge(bridge::Phase),
+    /// A local broker bridging to an upstream Mosquitto or to the load generator's sink
+    /// (`bridge.rs`).
+    Bridge(bridge::Phase, bridge::Upstream),
 }
 
 impl Scenario {
@@ -66,9 +70,12 @@ impl Scenario {
             "idle" => Scenario::Idle,
             "offline" => Scenario::Offline,
             "stuck" => Scenario::Stuck,
-            "bridge_live" => Scenario::Bridge(bridge::Phase::Live),
-            "bridge_replay" => Scenario::Bridge(bridge::Phase::Replay),
-            "bridge_kill9" => Scenario::Bridge(bridge::Phase::Kill9),
+            "bridge_live" => Scenario::Bridge(bridge::Phase::Live, bridge::Upstream::Mosquitto),
+            "bridge_replay" => Scenario::Bridge(bridge::Phase::Replay, bridge::Upstream::Mosquitto),
+            "bridge_kill9" => Scenario::Bridge(bridge::Phase::Kill9, bridge::Upstream::Mosquitto),
+            "bridge_live_sink" => Scenario::Bridge(bridge::Phase::Live, bridge::Upstream::Sink),
+            "bridge_replay_sink" => Scenario::Bridge(bridge::Phase::Replay, bridge::Upstream::Sink),
+            "bridge_kill9_sink" => Scenario::Bridge(bridge::Phase::Kill9, bridge::Upstream::Sink),
             _ => return None,
         })
     }
@@ -81,9 +88,17 @@ impl Scenario {
             Scenario::Idle => "idle".to_string(),
             Scenario::Offline => "offline".to_string(),
             Scenario::Stuck => "stuck".to_string(),
-            Scenario::Bridge(bridge::Phase::Live) => "bridge_live".to_string(),
-            Scenario::Bridge(bridge::Phase::Replay) => "bridge_replay".to_string(),
-            Scenario::Bridge(bridge::Phase::Kill9) => "bridge_kill9".to_string(),
+            Scenario::Bridge(phase, upstream) => {
+                let phase = match phase {
+                    bridge::Phase::Live => "live",
+                    bridge::Phase::Replay => "replay",
+                    bridge::Phase::Kill9 => "kill9",
+                };
+                match upstream {
+                    bridge::Upstream::Mosquitto => format!("bridge_{phase}"),
+                    bridge::Upstream::Sink => format!("bridge_{phase}_sink"),
+                }
+            }
         }
     }
 }
@@ -176,7 +191,7 @@ impl Options {
             }
             (Kind::Mosquitto, Scenario::Offline) => "persistence",
             // Mosquitto as the bridge, with its default persistence (off).
-            (Kind::Mosquitto, Scenario::Bridge(_)) => "bridge",
+            (Kind::Mosquitto, Scenario::Bridge(..)) => "bridge",
         }
     }
 }
@@ -196,7 +211,7 @@ pub fn run(scenario: Scenario, options: &Options) -> Object {
         Scenario::Latency(qos) => latency::run(options, qos, &mut out),
         Scenario::Idle => idle::run(options, &mut out),
         Scenario::Offline => offline::run(options, &mut out),
-        Scenario::Bridge(phase) => bridge::run(options, phase, &mut out),
+        Scenario::Bridge(phase, upstream) => bridge::run(options, phase, upstream, &mut out),
     };
     match result {
         Ok(()) => {
