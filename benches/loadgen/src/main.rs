@@ -73,6 +73,8 @@ Options of `run` (defaults in brackets):
   --bridge-inflight N      bridge scenarios: messages in flight to the upstream, edgemq
                            [bridges.up] max_inflight and Mosquitto max_inflight_messages
                            (edgemq's bridge default) [256]
+  --upstream-inflight N    bridge scenarios with Mosquitto upstream: its max_inflight_messages
+                           towards the measuring QoS 1 subscriber [128]
   --log-level LEVEL        edgemq --log-level [warn; at least info in offline]
   --keep-dirs              keep each broker's directory (config, log, data) afterwards
   --data-dir DIR           the broker's data directory (edgemq --data, Mosquitto
@@ -187,6 +189,7 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
         mosquitto_variant: MosquittoVariant::Defaults,
         bridge_messages: 100_000,
         bridge_inflight: 256,
+        upstream_inflight: 128,
         fs_status: None,
     };
     let mut rest = args.iter();
@@ -254,6 +257,9 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
             "--queue" => options.queue = number(flag, &value()?)?,
             "--bridge-messages" => options.bridge_messages = number(flag, &value()?)?,
             "--bridge-inflight" => options.bridge_inflight = number::<u16>(flag, &value()?)?.max(1),
+            "--upstream-inflight" => {
+                options.upstream_inflight = number::<u16>(flag, &value()?)?.max(1)
+            }
             "--edgemq-queue" => options.edgemq_queue = Some(number(flag, &value()?)?),
             "--mosquitto-variant" => {
                 let name = value()?;

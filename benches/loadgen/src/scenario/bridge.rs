@@ -2,7 +2,7 @@
 //!
 //! Two upstreams ([`Upstream`]): Debian's Mosquitto (`--mosquitto-bin`; scenarios `bridge_*`),
 //! a fresh one per run on a free port, persistence off, no queue limit, a 128-message window
-//! towards its subscriber; or the load generator's own sink (`crate::sink`; scenarios
+//! towards its subscriber (`--upstream-inflight`); or the load generator's own sink (`crate::sink`; scenarios
 //! `bridge_*_sink`), a minimal MQTT server that acknowledges and counts every message and
 //! forwards nothing, so it costs little per message and the bridge, not the upstream, is what
 //! is measured. Both bridges run against the same kind of upstream in the same run.
@@ -55,8 +55,6 @@ const PROBE_TOPIC: &str = "bench/probe";
 const RETRY_S: u32 = 1;
 /// Queue cap of both bridges: nothing a scenario publishes comes near it.
 const BRIDGE_QUEUE: usize = 1_000_000;
-/// The upstream's window towards its subscriber (Mosquitto `max_inflight_messages`).
-const UPSTREAM_INFLIGHT: u16 = 128;
 const LINK_LIMIT: Duration = Duration::from_secs(20);
 const PUBLISH_LIMIT: Duration = Duration::from_secs(120);
 const DRAIN_LIMIT: Duration = Duration::from_secs(120);
@@ -141,7 +139,7 @@ pub fn run(
             let launcher =
                 Launcher { kind: Kind::Mosquitto, data_dir: None, ..options.launcher.clone() };
             let settings = Settings {
-                mosquitto_inflight: Some(UPSTREAM_INFLIGHT),
+                mosquitto_inflight: Some(options.upstream_inflight),
                 upstream: true,
                 ..Settings::default()
             };
@@ -179,6 +177,7 @@ pub fn run(
     out.int("publishers", PUBLISHERS as u64)
         .int("window", options.window as u64)
         .int("bridge_inflight", u64::from(options.bridge_inflight))
+        .int("upstream_inflight", u64::from(options.upstream_inflight))
         .int("bridge_queue", BRIDGE_QUEUE as u64)
         .int("retry_s", u64::from(RETRY_S))
         .int("payload_bytes", crate::payload::PAYLOAD_LEN as u64);

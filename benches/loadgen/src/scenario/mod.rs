@@ -172,6 +172,8 @@ pub struct Options {
     pub bridge_messages: u64,
     /// Messages in flight from the local broker's bridge to the upstream, both brokers.
     pub bridge_inflight: u16,
+    /// The upstream Mosquitto's window towards its measuring subscriber (`max_inflight_messages`).
+    pub upstream_inflight: u16,
     /// `offline`: a file with `fsyncs=N fsyncdirs=N ...` counters (tests/powercut/lossyfs.py's
     /// control file), read before and after the enqueue phase.
     pub fs_status: Option<std::path::PathBuf>,
