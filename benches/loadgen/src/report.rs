@@ -341,10 +341,12 @@ fn legend(records: &[Object]) -> String {
          * **edgemq** in fan-in / fan-out / stuck: {}; at the queue limit it pauses publishers \
          instead of dropping, for `mqtt.max_pause` at most.\n\
          * **bridge_*** rows: the local broker bridges `bench/#` (QoS 1) to an upstream \
-         Mosquitto (persistence off); the defaults column is Mosquitto as the bridge \
-         (`cleansession false`, a queue that drops nothing, persistence at its default: off), \
-         edgemq runs `[bridges.up]` with `durability = \"sync\"`. Both bridges keep the same \
-         number of messages in flight upstream and retry every second.\n\
+         Mosquitto (persistence off), or in the `_sink` rows to the load generator's sink (a \
+         minimal MQTT server that acknowledges and counts, so the bridge is the bottleneck); \
+         the defaults column is Mosquitto as the bridge (`cleansession false`, a queue that \
+         drops nothing, persistence at its default: off), edgemq runs `[bridges.up]` with \
+         `durability = \"sync\"`. Both bridges keep the same number of messages in flight \
+         upstream and retry every second.\n\
          * `edgemq/defaults` and `edgemq/no-drop` divide edgemq's median by that Mosquitto \
          column's; `better` says which direction favours edgemq.\n",
         mosquitto("defaults"),

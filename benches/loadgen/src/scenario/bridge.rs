@@ -49,6 +49,8 @@ const PUBLISHERS: usize = 4;
 const BRIDGE_CLIENT_ID: &str = "bench-bridge";
 const SUBSCRIBER_ID: &str = "bench-upstream-sub";
 const FILTER: &str = "bench/bridge/+";
+/// The sink counts the topics `FILTER` matches (every publisher's is `bench/bridge/pN`).
+const TOPIC_PREFIX: &str = "bench/bridge/";
 /// Probes (QoS 0, neither broker queues them while the link is down) show the link is up.
 const PROBE_TOPIC: &str = "bench/probe";
 /// Reconnect interval of both bridges, seconds.
@@ -113,7 +115,7 @@ impl UpstreamProcess {
         match self {
             UpstreamProcess::Mosquitto(p) => p.restart(),
             UpstreamProcess::Sink(s) => {
-                *s = Sink::start(s.addr, PUBLISHERS, PROBE_TOPIC)?;
+                *s = Sink::start(s.addr, PUBLISHERS, TOPIC_PREFIX, PROBE_TOPIC)?;
                 Ok(())
             }
         }
@@ -148,6 +150,7 @@ pub fn run(
         Upstream::Sink => UpstreamProcess::Sink(Sink::start(
             "127.0.0.1:0".parse().map_err(|_| Error::new("bad sink address"))?,
             PUBLISHERS,
+            TOPIC_PREFIX,
             PROBE_TOPIC,
         )?),
     };
@@ -200,7 +203,8 @@ pub fn run(
     };
     out.int("broker_log_lines", local.log_lines());
     if let UpstreamProcess::Sink(sink) = &upstream {
-        out.int("sink_connections", sink.connections());
+        out.int("sink_connections", sink.connections())
+            .int("sink_other_topics", sink.other_topics());
     }
     local.check_alive()?;
     upstream.check_alive()?;
