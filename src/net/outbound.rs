@@ -268,12 +268,13 @@ impl EventLoop {
     /// next pass (which starts with the next fsync'd commit behind it). Reading every active
     /// link once more here frees the window and refills it in this pass, so a link moves up to
     /// two windows per fsync instead of one. What this reading changes in the store (rows the
-    /// remote acknowledged; the answers to a remote's packets) is committed at once, without an
-    /// fsync unless an inbound message made a promise, before any answer leaves: the same
-    /// order as in a pass.
+    /// remote acknowledged) and the answers it queues (a PUBREL for a PUBREC) wait for the next
+    /// pass's commit, as in any pass: the links are put on the to-read list, so that pass
+    /// starts at once instead of waiting for the next event, and the loop never sleeps with
+    /// the transaction open.
     pub(super) fn serve_links_after_sync(&mut self) {
-        let mut served = false;
         let now = Instant::now();
+        let mut served = false;
         for index in 0..self.bridges.links.len() {
             let conn = match self.bridges.links.get(index) {
                 Some(link) if link.is_active() => link.conn(),
@@ -281,12 +282,11 @@ impl EventLoop {
             };
             if let Some(conn) = conn {
                 self.read(conn, super::ReadUntil::ShortRead, now);
+                self.sockets.to_read.push(conn);
                 served = true;
             }
         }
         if served {
-            self.flush_all();
-            self.broker.end_of_pass(now, &mut self.sockets);
             self.flush_all();
         }
     }
