@@ -7,9 +7,11 @@
 # table: it drops at its queue limit, counted as lost) and set up not to
 # drop ("no-drop": a 1,000,000 queue, edgemq's window, publishers capped at the queue). Latency
 # and idle run it once with its defaults, offline once with persistence and a 100,000 queue.
-# The bridge scenarios (bridge_live, bridge_replay, bridge_kill9; `bridge` in BENCH_SCENARIOS
-# names all three) run a local broker bridging to an upstream Mosquitto: edgemq's bridge
-# against Mosquitto as the bridge, each with a fresh upstream.
+# The bridge scenarios (bridge_live, bridge_replay, bridge_kill9, and the same three with
+# `_sink`; `bridge` in BENCH_SCENARIOS names all six) run a local broker bridging to an
+# upstream: edgemq's bridge against Mosquitto as the bridge, each with a fresh upstream, which
+# is Mosquitto or (`_sink`) the load generator's own MQTT sink, cheap enough per message that
+# the bridge is what is measured.
 #
 # Each scenario run is one `edgemq-loadgen run` process that starts a fresh broker in its own
 # directory under a private temporary directory, drives it, kills it and prints one JSON line.
@@ -54,10 +56,14 @@ log "== building edgemq and edgemq-loadgen (release)"
 EDGEMQ=$TARGET/release/edgemq
 LOADGEN=$TARGET/release/edgemq-loadgen
 read -r -a SCENARIOS <<<"${BENCH_SCENARIOS:-$("$LOADGEN" scenarios)}"
-# `bridge` is short for the three bridge scenarios.
+# `bridge` is short for the six bridge scenarios.
 expanded=()
 for s in "${SCENARIOS[@]}"; do
-    if [[ $s == bridge ]]; then expanded+=(bridge_live bridge_replay bridge_kill9); else expanded+=("$s"); fi
+    if [[ $s == bridge ]]; then
+        expanded+=(bridge_live bridge_replay bridge_kill9 bridge_live_sink bridge_replay_sink bridge_kill9_sink)
+    else
+        expanded+=("$s")
+    fi
 done
 SCENARIOS=("${expanded[@]}")
 

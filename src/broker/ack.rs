@@ -212,6 +212,7 @@ impl Broker {
         let Some(conn) = session.conn else { return };
         let mut room = window;
         let mut pending = Vec::new();
+        let mut held = false;
         for (i, m) in session.inflight.iter_mut().enumerate() {
             if !select(i) {
                 // Outstanding at the client unless it is itself waiting to be re-sent.
@@ -220,12 +221,14 @@ impl Broker {
             }
             m.held = room == 0;
             if m.held {
+                held = true;
                 continue;
             }
             room -= 1;
             m.sent_at = now;
             pending.push((m.packet_id, m.state.clone()));
         }
+        session.maybe_held |= held;
         let mut freed = false;
         for (packet_id, state) in pending {
             freed |= !self.resend_one(session_id, conn, packet_id, state, now, out);
@@ -247,11 +250,18 @@ impl Broker {
         loop {
             let Some(session) = self.session_mut(session_id) else { return };
             let Some(conn) = session.conn else { return };
+            // Every acknowledgement comes here: without held entries, no scan of the window.
+            if !session.maybe_held {
+                return;
+            }
             let outstanding = session.inflight.iter().filter(|m| !m.held).count();
             if outstanding >= window {
                 return;
             }
-            let Some(m) = session.inflight.iter_mut().find(|m| m.held) else { return };
+            let Some(m) = session.inflight.iter_mut().find(|m| m.held) else {
+                session.maybe_held = false;
+                return;
+            };
             m.held = false;
             m.sent_at = now;
             let (packet_id, state) = (m.packet_id, m.state.clone());

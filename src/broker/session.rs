@@ -165,6 +165,9 @@ pub struct Session {
     pub subscription_bytes: usize,
     /// Outbound QoS 1/2 messages sent and not completed, oldest first.
     pub inflight: VecDeque<Inflight>,
+    /// Some `inflight` entry may be `held` (set when one is held, cleared by a scan that finds
+    /// none), so acknowledgements skip the scan for held entries while none can exist.
+    pub maybe_held: bool,
     /// Outbound messages waiting for a free inflight slot (or for the client to come back).
     pub queue: VecDeque<Delivery>,
     /// Inbound QoS 2 packet ids received (PUBREC sent) and not yet released by PUBREL.
@@ -201,6 +204,7 @@ impl Session {
             subscriptions: HashMap::new(),
             subscription_bytes: 0,
             inflight: VecDeque::new(),
+            maybe_held: false,
             queue: VecDeque::new(),
             inbound_qos2: HashSet::new(),
             will: None,

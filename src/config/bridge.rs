@@ -193,7 +193,7 @@ fn parse_bridge(
     s.duration(&mut keepalive, "keepalive", DurationRange::whole_seconds(1, 65_535))?;
     let mut clean_start = false;
     s.boolean(&mut clean_start, "clean_start")?;
-    let mut max_inflight: u16 = 32;
+    let mut max_inflight: u16 = 256;
     s.integer(&mut max_inflight, "max_inflight", 1, u16::MAX)?;
     let mut backoff_min = Duration::from_secs(1);
     let mut backoff_max = Duration::from_secs(60);
@@ -619,6 +619,7 @@ mod tests {
         assert_eq!(b.clientid, "edgemq-up");
         assert_eq!(b.keepalive, 60);
         assert!(!b.clean_start);
+        assert_eq!(b.max_inflight, 256);
         assert!(!b.queue_qos0);
         assert_eq!(b.max_queued, config.sqlite.max_queued_per_session);
         assert_eq!(b.forwards[0].local_filter(), "a/#");

@@ -502,8 +502,12 @@ impl EventLoop {
         // Deliveries go out before the commit, so subscribers work while it runs; answers to
         // a client's own packets (PUBACK, PUBREC, PUBCOMP, PINGRESP) wait for it.
         self.flush_all();
+        let fsyncs = self.broker.store().stats().fsyncs;
         self.broker.end_of_pass(now, &mut self.sockets);
         self.flush_all();
+        if self.broker.store().stats().fsyncs != fsyncs {
+            self.serve_links_after_sync();
+        }
         self.close_pending(now);
         self.broker.relieve_congestion(now, &mut self.sockets);
         self.admission.logs.write_summaries(now);

@@ -12,6 +12,7 @@ mod json;
 mod payload;
 mod report;
 mod scenario;
+mod sink;
 mod websocket;
 
 use std::fmt;
@@ -34,7 +35,8 @@ Usage:
   edgemq-loadgen scenarios
 
 Scenarios: fanin_q0 fanin_q1 fanin_q2 fanout_q0 fanout_q1 latency_q0 latency_q1 idle offline stuck
-           bridge_live bridge_replay bridge_kill9
+           bridge_live bridge_replay bridge_kill9 bridge_live_sink bridge_replay_sink
+           bridge_kill9_sink
 
 Options of `run` (defaults in brackets):
   --edgemq-bin PATH        [target/release/edgemq]
@@ -70,7 +72,10 @@ Options of `run` (defaults in brackets):
   --bridge-messages N      bridge_replay / bridge_kill9: QoS 1 messages published while the
                            upstream is down [100000]
   --bridge-inflight N      bridge scenarios: messages in flight to the upstream, edgemq
-                           [bridges.up] max_inflight and Mosquitto max_inflight_messages [32]
+                           [bridges.up] max_inflight and Mosquitto max_inflight_messages
+                           (edgemq's bridge default) [256]
+  --upstream-inflight N    bridge scenarios with Mosquitto upstream: its max_inflight_messages
+                           towards the measuring QoS 1 subscriber [128]
   --log-level LEVEL        edgemq --log-level [warn; at least info in offline]
   --keep-dirs              keep each broker's directory (config, log, data) afterwards
   --data-dir DIR           the broker's data directory (edgemq --data, Mosquitto
@@ -186,7 +191,8 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
         edgemq_queue: None,
         mosquitto_variant: MosquittoVariant::Defaults,
         bridge_messages: 100_000,
-        bridge_inflight: 32,
+        bridge_inflight: 256,
+        upstream_inflight: 128,
         fs_status: None,
     };
     let mut rest = args.iter();
@@ -261,6 +267,9 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
             "--queue" => options.queue = number(flag, &value()?)?,
             "--bridge-messages" => options.bridge_messages = number(flag, &value()?)?,
             "--bridge-inflight" => options.bridge_inflight = number::<u16>(flag, &value()?)?.max(1),
+            "--upstream-inflight" => {
+                options.upstream_inflight = number::<u16>(flag, &value()?)?.max(1)
+            }
             "--edgemq-queue" => options.edgemq_queue = Some(number(flag, &value()?)?),
             "--mosquitto-variant" => {
                 let name = value()?;

@@ -135,7 +135,7 @@ fn metrics(scenario: &str) -> Vec<Metric> {
             max("duplicates", "duplicates (max)"),
             max("reordered", "out of order (max)"),
         ],
-        "bridge_live" => vec![
+        "bridge_live" | "bridge_live_sink" => vec![
             median("msg_per_s", "forwarded msg/s (at the upstream subscriber)", Better::Higher),
             median("offered_per_s", "local publishers' msg/s (PUBACKed)", Better::Higher),
             median("cpu_us_per_msg", "local broker CPU µs/msg", Better::Lower),
@@ -145,7 +145,7 @@ fn metrics(scenario: &str) -> Vec<Metric> {
             max("duplicates", "duplicates upstream (max)"),
             max("reordered", "reordered upstream (max)"),
         ],
-        "bridge_replay" | "bridge_kill9" => vec![
+        "bridge_replay" | "bridge_kill9" | "bridge_replay_sink" | "bridge_kill9_sink" => vec![
             median("enqueue_per_s", "enqueue msg/s, upstream down (PUBACKed)", Better::Higher),
             median("replay_s", "upstream start -> last message upstream (s)", Better::Lower),
             median(
@@ -359,10 +359,12 @@ fn legend(records: &[Object]) -> String {
          * **edgemq** in fan-in / fan-out / stuck: {}; at the queue limit it pauses publishers \
          instead of dropping, for `mqtt.max_pause` at most.\n\
          * **bridge_*** rows: the local broker bridges `bench/#` (QoS 1) to an upstream \
-         Mosquitto (persistence off); the defaults column is Mosquitto as the bridge \
-         (`cleansession false`, a queue that drops nothing, persistence at its default: off), \
-         edgemq runs `[bridges.up]` with `durability = \"sync\"`. Both bridges keep the same \
-         number of messages in flight upstream and retry every second.\n\
+         Mosquitto (persistence off), or in the `_sink` rows to the load generator's sink (a \
+         minimal MQTT server that acknowledges and counts, so the bridge is the bottleneck); \
+         the defaults column is Mosquitto as the bridge (`cleansession false`, a queue that \
+         drops nothing, persistence at its default: off), edgemq runs `[bridges.up]` with \
+         `durability = \"sync\"`. Both bridges keep the same number of messages in flight \
+         upstream and retry every second.\n\
          * `edgemq/defaults` and `edgemq/no-drop` divide edgemq's median by that Mosquitto \
          column's; `better` says which direction favours edgemq.\n",
         mosquitto("defaults"),

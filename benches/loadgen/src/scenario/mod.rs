@@ -47,6 +47,9 @@ pub const ALL: &[&str] = &[
     "bridge_live",
     "bridge_replay",
     "bridge_kill9",
+    "bridge_live_sink",
+    "bridge_replay_sink",
+    "bridge_kill9_sink",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,8 +67,9 @@ pub enum Scenario {
     FanInShared,
     /// Fan-out QoS 0 over 5.0, half the subscribers taking topic aliases (`throughput.rs`).
     FanOutAlias,
-    /// A local broker bridging to an upstream Mosquitto (`bridge.rs`).
-    Bridge(bridge::Phase),
+    /// A local broker bridging to an upstream Mosquitto or to the load generator's sink
+    /// (`bridge.rs`).
+    Bridge(bridge::Phase, bridge::Upstream),
 }
 
 impl Scenario {
@@ -84,9 +88,12 @@ impl Scenario {
             "stuck" => Scenario::Stuck,
             "fanin_shared_q1" => Scenario::FanInShared,
             "fanout_alias_q0" => Scenario::FanOutAlias,
-            "bridge_live" => Scenario::Bridge(bridge::Phase::Live),
-            "bridge_replay" => Scenario::Bridge(bridge::Phase::Replay),
-            "bridge_kill9" => Scenario::Bridge(bridge::Phase::Kill9),
+            "bridge_live" => Scenario::Bridge(bridge::Phase::Live, bridge::Upstream::Mosquitto),
+            "bridge_replay" => Scenario::Bridge(bridge::Phase::Replay, bridge::Upstream::Mosquitto),
+            "bridge_kill9" => Scenario::Bridge(bridge::Phase::Kill9, bridge::Upstream::Mosquitto),
+            "bridge_live_sink" => Scenario::Bridge(bridge::Phase::Live, bridge::Upstream::Sink),
+            "bridge_replay_sink" => Scenario::Bridge(bridge::Phase::Replay, bridge::Upstream::Sink),
+            "bridge_kill9_sink" => Scenario::Bridge(bridge::Phase::Kill9, bridge::Upstream::Sink),
             _ => return None,
         })
     }
@@ -102,9 +109,17 @@ impl Scenario {
             Scenario::Stuck => "stuck".to_string(),
             Scenario::FanInShared => "fanin_shared_q1".to_string(),
             Scenario::FanOutAlias => "fanout_alias_q0".to_string(),
-            Scenario::Bridge(bridge::Phase::Live) => "bridge_live".to_string(),
-            Scenario::Bridge(bridge::Phase::Replay) => "bridge_replay".to_string(),
-            Scenario::Bridge(bridge::Phase::Kill9) => "bridge_kill9".to_string(),
+            Scenario::Bridge(phase, upstream) => {
+                let phase = match phase {
+                    bridge::Phase::Live => "live",
+                    bridge::Phase::Replay => "replay",
+                    bridge::Phase::Kill9 => "kill9",
+                };
+                match upstream {
+                    bridge::Upstream::Mosquitto => format!("bridge_{phase}"),
+                    bridge::Upstream::Sink => format!("bridge_{phase}_sink"),
+                }
+            }
         }
     }
 }
@@ -178,6 +193,8 @@ pub struct Options {
     pub bridge_messages: u64,
     /// Messages in flight from the local broker's bridge to the upstream, both brokers.
     pub bridge_inflight: u16,
+    /// The upstream Mosquitto's window towards its measuring subscriber (`max_inflight_messages`).
+    pub upstream_inflight: u16,
     /// `offline`: a file with `fsyncs=N fsyncdirs=N ...` counters (tests/powercut/lossyfs.py's
     /// control file), read before and after the enqueue phase.
     pub fs_status: Option<std::path::PathBuf>,
@@ -203,7 +220,7 @@ impl Options {
             }
             (Kind::Mosquitto, Scenario::Offline) => "persistence",
             // Mosquitto as the bridge, with its default persistence (off).
-            (Kind::Mosquitto, Scenario::Bridge(_)) => "bridge",
+            (Kind::Mosquitto, Scenario::Bridge(..)) => "bridge",
         }
     }
 }
@@ -238,7 +255,7 @@ pub fn run(scenario: Scenario, options: &Options) -> Object {
         Scenario::Latency(qos) => latency::run(options, qos, &mut out),
         Scenario::Idle => idle::run(options, &mut out),
         Scenario::Offline => offline::run(options, &mut out),
-        Scenario::Bridge(phase) => bridge::run(options, phase, &mut out),
+        Scenario::Bridge(phase, upstream) => bridge::run(options, phase, upstream, &mut out),
     };
     match result {
         Ok(()) => {
