@@ -61,8 +61,8 @@ done
 SCENARIOS=("${expanded[@]}")
 
 # The idle scenario holds CONNECTIONS sockets in the load generator and as many in the broker
-# (each process has its own table, both inherit this limit).
-need=$((CONNECTIONS + 256))
+# (each process has its own table, both inherit this limit); idle_15k and storm_15k 15,000.
+need=$((CONNECTIONS > 15000 ? CONNECTIONS + 256 : 15256))
 soft=$(ulimit -Sn)
 if [[ $soft != unlimited && $soft -lt $need ]]; then
     hard=$(ulimit -Hn)

@@ -92,11 +92,13 @@ fn metrics(scenario: &str) -> Vec<Metric> {
             RSS,
             max("lost", "lost (max)"),
         ],
-        "idle" => vec![
-            median("bytes_per_conn", "RSS bytes per connection", Better::Lower),
+        "idle" | "idle_15k" => vec![
+            median("bytes_per_conn", "RSS bytes per connection (one subscription)", Better::Lower),
             median("connect_per_s", "connects/s", Better::Higher),
             mib("start_rss_kb", "broker RSS at start (MiB)"),
             mib("rss_after_kb", "broker RSS with all connected (MiB)"),
+            mib("rss_closed_kb", "broker RSS after all closed (MiB)"),
+            median("closed_over_start", "RSS after all closed / at start", Better::Lower),
             median("idle_cpu_pct", "broker CPU % while idle", Better::Lower),
             median("idle_wakeups_per_s", "broker wake-ups/s while idle", Better::Lower),
             median("connected", "connections made", Better::Higher),

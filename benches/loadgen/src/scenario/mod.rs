@@ -33,6 +33,7 @@ pub const ALL: &[&str] = &[
     "latency_q0",
     "latency_q1",
     "idle",
+    "idle_15k",
     "offline",
     "stuck",
     "bridge_live",
@@ -45,7 +46,8 @@ pub enum Scenario {
     FanIn(QoS),
     FanOut(QoS),
     Latency(QoS),
-    Idle,
+    /// Idle connections: `--connections` of them, or a fixed count (`idle_15k`).
+    Idle(Option<usize>),
     Offline,
     /// Fan-in QoS 1 beside a subscriber that never reads nor acknowledges.
     Stuck,
@@ -63,7 +65,8 @@ impl Scenario {
             "fanout_q1" => Scenario::FanOut(QoS::AtLeastOnce),
             "latency_q0" => Scenario::Latency(QoS::AtMostOnce),
             "latency_q1" => Scenario::Latency(QoS::AtLeastOnce),
-            "idle" => Scenario::Idle,
+            "idle" => Scenario::Idle(None),
+            "idle_15k" => Scenario::Idle(Some(15_000)),
             "offline" => Scenario::Offline,
             "stuck" => Scenario::Stuck,
             "bridge_live" => Scenario::Bridge(bridge::Phase::Live),
@@ -78,7 +81,8 @@ impl Scenario {
             Scenario::FanIn(q) => format!("fanin_q{}", q.bits()),
             Scenario::FanOut(q) => format!("fanout_q{}", q.bits()),
             Scenario::Latency(q) => format!("latency_q{}", q.bits()),
-            Scenario::Idle => "idle".to_string(),
+            Scenario::Idle(None) => "idle".to_string(),
+            Scenario::Idle(Some(n)) => format!("idle_{}k", n / 1000),
             Scenario::Offline => "offline".to_string(),
             Scenario::Stuck => "stuck".to_string(),
             Scenario::Bridge(bridge::Phase::Live) => "bridge_live".to_string(),
@@ -171,7 +175,7 @@ impl Options {
             (Kind::Mosquitto, Scenario::FanIn(_) | Scenario::FanOut(_) | Scenario::Stuck) => {
                 self.mosquitto_variant.name()
             }
-            (Kind::Mosquitto, Scenario::Latency(_) | Scenario::Idle) => {
+            (Kind::Mosquitto, Scenario::Latency(_) | Scenario::Idle(_)) => {
                 MosquittoVariant::Defaults.name()
             }
             (Kind::Mosquitto, Scenario::Offline) => "persistence",
@@ -194,7 +198,7 @@ pub fn run(scenario: Scenario, options: &Options) -> Object {
         Scenario::FanOut(qos) => throughput::run(options, 1, 8, 0, qos, &mut out),
         Scenario::Stuck => throughput::run(options, 4, 1, 1, QoS::AtLeastOnce, &mut out),
         Scenario::Latency(qos) => latency::run(options, qos, &mut out),
-        Scenario::Idle => idle::run(options, &mut out),
+        Scenario::Idle(count) => idle::run(options, count.unwrap_or(options.connections), &mut out),
         Scenario::Offline => offline::run(options, &mut out),
         Scenario::Bridge(phase) => bridge::run(options, phase, &mut out),
     };
