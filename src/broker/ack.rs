@@ -124,7 +124,7 @@ impl Broker {
             AckMatch::WrongType => return self.wrong_ack(conn, &ack, AckKind::Pubrec, now, out),
         };
         let Some(session) = self.session_mut(session_id) else { return };
-        let stored = session.stored;
+        let stored = session.stored.as_deref().copied();
         if ack.reason.is_error() {
             // MQTT 5.0 §4.3.3: a failed PUBREC ends the exchange; the slot frees up.
             let seq = session.inflight.remove(position).and_then(|m| m.seq);
@@ -145,7 +145,7 @@ impl Broker {
         let Some(session_id) = self.conn(conn).and_then(|c| c.session()) else { return };
         let Some(session) = self.session_mut(session_id) else { return };
         let known = session.inbound_qos2.remove(&ack.packet_id.get());
-        if let (true, Some(stored)) = (known, session.stored) {
+        if let (true, Some(stored)) = (known, session.stored.as_deref().copied()) {
             self.store.remove_inbound_qos2(stored.id, ack.packet_id.get());
         }
         if !known {

@@ -205,7 +205,7 @@ impl Broker {
         session.conn = Some(conn);
         session.version = version;
         session.expiry = expiry;
-        session.will = connect.will;
+        session.will = connect.will.map(Box::new);
         session.will_due = None; // MQTT-3.1.3-9 area: reconnecting cancels a delayed will.
         session.expires_at = None;
         session.timer_generation = generation;
@@ -320,7 +320,7 @@ impl Broker {
         let previous = match session.stored.as_mut() {
             Some(stored) => Some(std::mem::replace(&mut stored.id, stored_id)),
             None => {
-                session.stored = Some(StoredQueue::new(stored_id));
+                session.stored = Some(Box::new(StoredQueue::new(stored_id)));
                 None
             }
         };

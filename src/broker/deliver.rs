@@ -102,7 +102,10 @@ impl Broker {
         out: &mut dyn Outbox,
     ) {
         let cache_limit = self.limits.max_queued_messages;
-        let Some(stored) = self.session(session_id).and_then(|s| s.stored) else { return };
+        let Some(stored) = self.session(session_id).and_then(|s| s.stored.as_deref().copied())
+        else {
+            return;
+        };
         let seq = stored.next_seq;
         let publish = delivery.to_stored_publish();
         let outcome = self.store.enqueue(
@@ -221,7 +224,10 @@ impl Broker {
     /// Loads the next queued rows of a store-backed session into its cache. Returns false
     /// when there is nothing more to load.
     fn refill_cache(&mut self, session_id: SessionId, window: usize) -> bool {
-        let Some(stored) = self.session(session_id).and_then(|s| s.stored) else { return false };
+        let Some(stored) = self.session(session_id).and_then(|s| s.stored.as_deref().copied())
+        else {
+            return false;
+        };
         if stored.fully_cached() {
             return false;
         }
@@ -242,7 +248,7 @@ impl Broker {
     /// Deletes a delivered, expired or abandoned row from the store.
     pub(super) fn forget_row(&mut self, session_id: SessionId, seq: Option<i64>) {
         let Some(seq) = seq else { return };
-        if let Some(stored) = self.session(session_id).and_then(|s| s.stored) {
+        if let Some(stored) = self.session(session_id).and_then(|s| s.stored.as_deref().copied()) {
             self.store.forget(stored.id, seq);
         }
     }
@@ -345,7 +351,7 @@ impl Broker {
                     let session = self.conn(conn).and_then(|c| c.session());
                     if let Some(session) = session.and_then(|s| self.session_mut(s)) {
                         session.dropped += 1;
-                        if let Some(stored) = session.stored {
+                        if let Some(stored) = session.stored.as_deref().copied() {
                             self.store.add_dropped(stored.id, 1);
                         }
                     }

@@ -77,7 +77,7 @@ impl Broker {
         {
             session.will_due = Some(now + will_delay);
         } else if let Some(will) = session.will.take() {
-            self.publish_will(session_id, will, now, out);
+            self.publish_will(session_id, *will, now, out);
         }
 
         match expiry {
@@ -105,7 +105,7 @@ impl Broker {
         let expiry = session.expiry.as_duration();
         let (expires_at, will_due) = (session.expires_at, session.will_due);
         let will = session.will.clone();
-        self.store.session_offline(stored_id, expiry, expires_at, will.as_ref(), will_due);
+        self.store.session_offline(stored_id, expiry, expires_at, will.as_deref(), will_due);
     }
 
     /// Removes a session: its pending will is published (MQTT 5.0 §3.1.2.5: at the latest
@@ -128,7 +128,7 @@ impl Broker {
         }
         self.session_by_client.remove(&session.client_id);
         self.free_sessions.push(id.0);
-        if let Some(stored) = session.stored {
+        if let Some(stored) = session.stored.as_deref().copied() {
             self.store.delete_session(stored.id);
             self.by_store_id.remove(&stored.id);
         }
@@ -144,7 +144,7 @@ impl Broker {
                 return;
             }
             // The slot is free already; the will is routed as an ordinary message.
-            self.publish_will_message(None, will, now, out);
+            self.publish_will_message(None, *will, now, out);
         }
     }
 

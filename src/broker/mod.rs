@@ -217,7 +217,11 @@ impl Broker {
         if state.phase == Phase::Closed {
             return;
         }
-        state.last_seen = now;
+        // Before CONNECT `last_seen` is the accept time the connect timeout counts from: only
+        // CONNECT itself moves it (anything else there is refused, and must not extend it).
+        if state.phase != Phase::AwaitConnect || matches!(packet, Packet::Connect(_)) {
+            state.last_seen = now;
+        }
         log::trace!("{conn:?} <- {}", packet.name());
         self.stats.packets_received += 1;
         match packet {

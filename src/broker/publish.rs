@@ -37,7 +37,9 @@ impl Broker {
             }
             let slot = usize::from(alias - 1);
             if state.topic_aliases.len() < usize::from(max_topic_alias) {
-                state.topic_aliases.resize(usize::from(max_topic_alias), None);
+                let mut grown = std::mem::take(&mut state.topic_aliases).into_vec();
+                grown.resize(usize::from(max_topic_alias), None);
+                state.topic_aliases = grown.into_boxed_slice();
             }
             if publish.topic.is_empty() {
                 match &state.topic_aliases[slot] {
@@ -133,7 +135,7 @@ impl Broker {
                     if !reason.is_error() {
                         let Some(session) = self.session_mut(session_id) else { return };
                         session.inbound_qos2.insert(packet_id.get());
-                        if let Some(stored) = session.stored {
+                        if let Some(stored) = session.stored.as_deref().copied() {
                             self.store.add_inbound_qos2(stored.id, packet_id.get());
                             needs_store = true;
                         }

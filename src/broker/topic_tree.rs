@@ -35,7 +35,78 @@ struct Node {
     children: Children,
     plus: Option<NodeId>,
     hash: Option<NodeId>,
-    subscribers: Vec<SubscriberEntry>,
+    subscribers: Subscribers,
+}
+
+/// A node's subscribers. Most filters have one (a device's own `site/<id>/cmd`): it is held
+/// inline, where a vector would cost a 32-byte allocation per filter.
+#[derive(Debug, Default)]
+enum Subscribers {
+    #[default]
+    None,
+    One(SubscriberEntry),
+    Many(Vec<SubscriberEntry>),
+}
+
+impl Subscribers {
+    fn as_slice(&self) -> &[SubscriberEntry] {
+        match self {
+            Subscribers::None => &[],
+            Subscribers::One(entry) => std::slice::from_ref(entry),
+            Subscribers::Many(entries) => entries,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    fn find_mut(&mut self, session: SessionId) -> Option<&mut SubscriberEntry> {
+        match self {
+            Subscribers::None => None,
+            Subscribers::One(entry) => Some(entry).filter(|e| e.session == session),
+            Subscribers::Many(entries) => entries.iter_mut().find(|e| e.session == session),
+        }
+    }
+
+    /// Adds `entry`; the caller has checked that its session is absent.
+    fn push(&mut self, entry: SubscriberEntry) {
+        *self = match std::mem::take(self) {
+            Subscribers::None => Subscribers::One(entry),
+            Subscribers::One(first) => Subscribers::Many(vec![first, entry]),
+            Subscribers::Many(mut entries) => {
+                entries.push(entry);
+                Subscribers::Many(entries)
+            }
+        };
+    }
+
+    /// Removes `session`'s entry; returns whether there was one. A vector left with one
+    /// entry goes back inline (and gives its memory back).
+    fn remove(&mut self, session: SessionId) -> bool {
+        let (next, removed) = match std::mem::take(self) {
+            Subscribers::None => (Subscribers::None, false),
+            Subscribers::One(entry) if entry.session == session => (Subscribers::None, true),
+            one @ Subscribers::One(_) => (one, false),
+            Subscribers::Many(mut entries) => {
+                let removed = match entries.iter().position(|e| e.session == session) {
+                    Some(pos) => {
+                        entries.swap_remove(pos);
+                        true
+                    }
+                    None => false,
+                };
+                let next = match entries.len() {
+                    0 => Subscribers::None,
+                    1 => entries.pop().map_or(Subscribers::None, Subscribers::One),
+                    _ => Subscribers::Many(entries),
+                };
+                (next, removed)
+            }
+        };
+        *self = next;
+        removed
+    }
 }
 
 /// A node's children. Most nodes of a real tree have one child (`site/<id>/temp` chains) and
@@ -162,17 +233,12 @@ impl TopicTree {
             };
         }
         let subscribers = &mut self.nodes[node as usize].subscribers;
-        match subscribers.iter_mut().find(|e| e.session == entry.session) {
+        match subscribers.find_mut(entry.session) {
             Some(existing) => {
                 *existing = entry;
                 true
             }
             None => {
-                // Most filters have one subscriber: room for exactly one at first (a first
-                // push would make room for four); later pushes grow by doubling as usual.
-                if subscribers.capacity() == 0 {
-                    subscribers.reserve_exact(1);
-                }
                 subscribers.push(entry);
                 self.subscription_count += 1;
                 false
@@ -208,14 +274,8 @@ impl TopicTree {
     }
 
     fn remove_subscriber(&mut self, node: NodeId, session: SessionId) -> bool {
-        let subscribers = &mut self.nodes[node as usize].subscribers;
-        let Some(pos) = subscribers.iter().position(|e| e.session == session) else {
+        if !self.nodes[node as usize].subscribers.remove(session) {
             return false;
-        };
-        subscribers.swap_remove(pos);
-        if subscribers.is_empty() {
-            // A filter's last subscriber gone: give its entries' memory back too.
-            *subscribers = Vec::new();
         }
         self.subscription_count -= 1;
         true
@@ -246,7 +306,7 @@ impl TopicTree {
                 // `#` matches this level and everything below it, including "nothing more" for
                 // the parent (`a/#` matches `a`, handled when `next` was None one level up).
                 if let Some(hash) = here.hash {
-                    out.extend_from_slice(&self.nodes[hash as usize].subscribers);
+                    out.extend_from_slice(self.nodes[hash as usize].subscribers.as_slice());
                 }
             }
             let plus = if wildcards { here.plus } else { None };
@@ -273,9 +333,9 @@ impl TopicTree {
             Some(at) => steps.push(Step { node: child, at }),
             None => {
                 let child_node = &self.nodes[child as usize];
-                out.extend_from_slice(&child_node.subscribers);
+                out.extend_from_slice(child_node.subscribers.as_slice());
                 if let Some(hash) = child_node.hash {
-                    out.extend_from_slice(&self.nodes[hash as usize].subscribers);
+                    out.extend_from_slice(self.nodes[hash as usize].subscribers.as_slice());
                 }
             }
         }
@@ -330,6 +390,12 @@ impl TopicTree {
             self.nodes[node as usize] = Node::default();
             self.free.push(node);
         }
+    }
+
+    /// Bytes of one arena slot, for the size test in `broker/tests.rs`.
+    #[cfg(test)]
+    pub fn node_size() -> usize {
+        std::mem::size_of::<Node>()
     }
 
     /// Arena slots in use.

@@ -219,7 +219,7 @@ impl Outbox for Sockets {
         if connection.closing {
             return;
         }
-        codec::encode(packet, version, &mut connection.tx);
+        codec::encode(packet, version, connection.output());
         if !connection.flush_queued {
             connection.flush_queued = true;
             self.to_flush.push(conn);
