@@ -2,7 +2,7 @@
 //!
 //! Layers, dependencies pointing one way: `net -> broker -> codec`, `broker -> store`;
 //! `config` and `cli` are leaves used by `main`; `log_limit` is a leaf used by `net` and
-//! `broker`.
+//! `broker`; `slab` is a leaf used by both.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -14,6 +14,7 @@ pub mod config;
 pub mod log_limit;
 pub mod net;
 pub mod passwd;
+pub mod slab;
 pub mod store;
 
 #[cfg(test)]

@@ -347,17 +347,7 @@ impl Broker {
         expiry: SessionExpiry,
     ) -> Option<SessionId> {
         let session = Session::new(client_id.clone(), version, expiry);
-        let id = match self.free_sessions.pop() {
-            Some(index) => {
-                self.sessions[index as usize] = Some(session);
-                SessionId(index)
-            }
-            None if self.sessions.len() < self.limits.max_sessions => {
-                self.sessions.push(Some(session));
-                SessionId(u32::try_from(self.sessions.len() - 1).ok()?)
-            }
-            None => return None,
-        };
+        let id = SessionId(self.sessions.insert(session)?);
         self.session_by_client.insert(client_id, id);
         Some(id)
     }

@@ -181,9 +181,7 @@ impl Broker {
         self.release_held(session_id, window, now, out);
         loop {
             // Field access (not `session_mut`) so `send_marks_dirty` can be borrowed too.
-            let Some(session) =
-                self.sessions.get_mut(session_id.0 as usize).and_then(Option::as_mut)
-            else {
+            let Some(session) = self.sessions.get_mut(session_id.0) else {
                 return;
             };
             let Some(conn) = session.conn else { return };

@@ -111,7 +111,7 @@ impl Broker {
     /// Removes a session: its pending will is published (MQTT 5.0 §3.1.2.5: at the latest
     /// when the session ends), its subscriptions leave the tree, its queue is discarded.
     pub(super) fn end_session(&mut self, id: SessionId, now: Instant, out: &mut dyn Outbox) {
-        let Some(session) = self.sessions.get_mut(id.0 as usize).and_then(Option::take) else {
+        let Some(session) = self.sessions.remove(id.0) else {
             return;
         };
         if let Some(conn) = session.conn {
@@ -127,7 +127,7 @@ impl Broker {
             self.tree.unsubscribe(filter, id);
         }
         self.session_by_client.remove(&session.client_id);
-        self.free_sessions.push(id.0);
+        shrink_map(&mut self.session_by_client);
         if let Some(stored) = session.stored.as_deref().copied() {
             self.store.delete_session(stored.id);
             self.by_store_id.remove(&stored.id);
@@ -192,5 +192,13 @@ impl Broker {
                 .map(|secs| now + Duration::from_secs(u64::from(secs))),
         };
         self.route(Rc::new(message), from, now, out);
+    }
+}
+
+/// Gives a hash map's table back once it is under a quarter full (a storm of clients has
+/// left), keeping room for twice what it holds.
+pub(super) fn shrink_map<K: std::hash::Hash + Eq, V>(map: &mut std::collections::HashMap<K, V>) {
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
     }
 }

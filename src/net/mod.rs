@@ -31,6 +31,7 @@ use crate::broker::{Broker, ConnId, ListenerId, Origin, Outbox};
 use crate::codec::{self, Packet, ProtocolVersion};
 use crate::config::{Config, ListenerKind};
 use crate::log_limit::More;
+use crate::slab::Slab;
 use admission::Admission;
 use connection::{Connection, Flush};
 use transport::{TlsError, TlsServer, Transport};
@@ -157,44 +158,31 @@ pub struct EventLoop {
     broker: Broker,
 }
 
-/// The connection slab: `ConnId` is the index; capacity is fixed at start-up.
+/// The connection slab: `ConnId` is the index; the limit is fixed at start-up, and the
+/// table shrinks again when connections leave (see `slab.rs`).
 struct Slots {
-    entries: Vec<Option<Connection>>,
-    free: Vec<u32>,
-    capacity: usize,
+    table: Slab<Connection>,
 }
 
 impl Slots {
     fn get_mut(&mut self, id: ConnId) -> Option<&mut Connection> {
-        self.entries.get_mut(id.0 as usize).and_then(Option::as_mut)
+        self.table.get_mut(id.0)
     }
 
     fn get(&self, id: ConnId) -> Option<&Connection> {
-        self.entries.get(id.0 as usize).and_then(Option::as_ref)
+        self.table.get(id.0)
     }
 
     fn is_full(&self) -> bool {
-        self.free.is_empty() && self.entries.len() >= self.capacity
+        self.table.is_full()
     }
 
     fn insert(&mut self, connection: Connection) -> Option<ConnId> {
-        if let Some(index) = self.free.pop() {
-            self.entries[index as usize] = Some(connection);
-            return Some(ConnId(index));
-        }
-        if self.entries.len() >= self.capacity {
-            return None;
-        }
-        self.entries.push(Some(connection));
-        u32::try_from(self.entries.len() - 1).ok().map(ConnId)
+        self.table.insert(connection).map(ConnId)
     }
 
     fn remove(&mut self, id: ConnId) -> Option<Connection> {
-        let taken = self.entries.get_mut(id.0 as usize).and_then(Option::take);
-        if taken.is_some() {
-            self.free.push(id.0);
-        }
-        taken
+        self.table.remove(id.0)
     }
 }
 
@@ -271,7 +259,7 @@ impl EventLoop {
             ready: Vec::with_capacity(1024),
             listeners,
             sockets: Sockets {
-                slots: Slots { entries: Vec::with_capacity(capacity), free: Vec::new(), capacity },
+                slots: Slots { table: Slab::new(capacity) },
                 to_flush: Vec::new(),
                 to_close: Vec::new(),
                 to_read: Vec::new(),
@@ -470,7 +458,7 @@ impl EventLoop {
                 if let Some(more) = self.admission.logs.refused_full.allow(now) {
                     log::warn!(
                         "{peer}: connection refused, all {} slots in use{}",
-                        self.sockets.slots.capacity,
+                        self.sockets.slots.table.limit(),
                         More(more)
                     );
                 }
@@ -834,7 +822,7 @@ impl EventLoop {
             drop(connection);
             self.broker.on_closed(conn, now, &mut self.sockets);
             if let Some(index) = link {
-                self.link_closed(index, now);
+                self.link_closed(index as usize, now);
             }
         }
         // A will published by `on_closed` may have queued output for others.
