@@ -41,6 +41,11 @@ const READ_BUFFER_SIZE: usize = 64 * 1024;
 /// Bytes read from one connection in one pass before the others get their turn (and
 /// everyone's output is written); the rest is read in the next pass.
 const READ_BUDGET_PER_PASS: usize = 4 * READ_BUFFER_SIZE;
+/// Connections accepted from one listener in one pass before the connected clients get their
+/// turn; the rest of the kernel's queue (up to `listener.backlog`) is accepted in the next
+/// passes, which do not wait for readiness. A reconnect storm of thousands thus goes in slices
+/// of this many CONNECTs, each followed by reading and answering everyone already in.
+const ACCEPT_PER_PASS: usize = 256;
 
 /// One readiness event, copied out of mio's event list.
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +89,8 @@ pub struct ListenerPlan {
     pub tls: Option<TlsServer>,
     pub allow_anonymous: Option<bool>,
     pub use_identity_as_username: bool,
+    /// `listener.backlog`, as configured (the kernel may cap it: see [`effective_backlog`]).
+    pub backlog: u32,
 }
 
 impl ListenerPlan {
@@ -108,6 +115,7 @@ pub fn plan_listeners(config: &Config) -> Result<Vec<ListenerPlan>, TlsError> {
             tls: None,
             allow_anonymous: None,
             use_identity_as_username: false,
+            backlog: config.listener.backlog,
         });
     }
     for named in &config.listeners {
@@ -126,9 +134,35 @@ pub fn plan_listeners(config: &Config) -> Result<Vec<ListenerPlan>, TlsError> {
                 .is_some_and(|t| t.use_identity_as_username),
             tls,
             allow_anonymous: named.allow_anonymous,
+            backlog: config.listener.backlog,
         });
     }
     Ok(plans)
+}
+
+/// A listening socket on `addr` with room for `backlog` connections not yet accepted (mio's
+/// and std's `bind` fix 128): non-blocking, `SO_REUSEADDR` as mio sets it.
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    // The kernel silently caps it at somaxconn; `i32::MAX` cannot be reached (<= 65535).
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// The backlog the kernel grants a listener asked for `configured`: capped by
+/// `/proc/sys/net/core/somaxconn` (when readable), and what that file said.
+pub fn effective_backlog(configured: u32) -> (u32, Option<u32>) {
+    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    (somaxconn.map_or(configured, |cap| configured.min(cap)), somaxconn)
 }
 
 /// An open listening socket and what its connections get.
@@ -149,6 +183,9 @@ pub struct EventLoop {
     stop_signal: Option<i32>,
     /// SIGHUP arrived: `run` returns [`RELOAD_SIGNAL`] after this pass.
     reload_requested: bool,
+    /// Listeners whose queue was not drained last pass (`ACCEPT_PER_PASS`): accepted from
+    /// again in the next pass without waiting for an event (edge-triggered: none would come).
+    accept_more: Vec<usize>,
     /// A connection with this much unwritten output is not read until it drains.
     output_limit: usize,
     /// Outbound links to other brokers (`outbound.rs`).
@@ -240,7 +277,7 @@ impl EventLoop {
         let mut listeners = Vec::with_capacity(plans.len());
         for (i, plan) in plans.into_iter().enumerate() {
             let addr = plan.addr;
-            let mut socket = TcpListener::bind(addr).map_err(|e| {
+            let mut socket = listen(addr, plan.backlog).map_err(|e| {
                 io::Error::new(e.kind(), format!("{}: cannot listen on {addr}: {e}", plan.name))
             })?;
             poll.registry().register(
@@ -268,6 +305,7 @@ impl EventLoop {
             signals,
             stop_signal: None,
             reload_requested: false,
+            accept_more: Vec::new(),
             output_limit: broker.limits().tx_buffer_limit,
             bridges: outbound::Bridges::default(),
             admission: Admission::new(
@@ -343,7 +381,7 @@ impl EventLoop {
     /// connections are still waiting to be read), then handle everything that is ready.
     fn run_once(&mut self) -> io::Result<()> {
         let now = Instant::now();
-        let timeout = if self.sockets.to_read.is_empty() {
+        let timeout = if self.sockets.to_read.is_empty() && self.accept_more.is_empty() {
             let deadline = [
                 self.broker.next_deadline(),
                 self.bridges_deadline(),
@@ -377,6 +415,9 @@ impl EventLoop {
         for conn in std::mem::take(&mut self.sockets.to_read) {
             // No event says whether the peer has closed since: read until `WouldBlock`.
             self.read(conn, ReadUntil::WouldBlock, now);
+        }
+        for listener in std::mem::take(&mut self.accept_more) {
+            self.accept(listener, now);
         }
         for &Readiness { token, readable, closed, writable } in &ready {
             if token == SIGNAL_TOKEN {
@@ -430,8 +471,10 @@ impl EventLoop {
         Ok(())
     }
 
+    /// Accepts up to `ACCEPT_PER_PASS` connections from `listener`; if its queue may hold
+    /// more, it is noted in `accept_more` for the next pass.
     fn accept(&mut self, listener: usize, now: Instant) {
-        loop {
+        for _ in 0..ACCEPT_PER_PASS {
             let Some(l) = self.listeners.get(listener) else {
                 return;
             };
@@ -488,6 +531,10 @@ impl EventLoop {
                 },
             };
             self.register(transport, origin, now);
+        }
+        // The pass's budget is spent before `WouldBlock`: the queue may hold more.
+        if !self.accept_more.contains(&listener) {
+            self.accept_more.push(listener);
         }
     }
 
