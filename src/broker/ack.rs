@@ -127,7 +127,7 @@ impl Broker {
         let stored = session.stored.as_deref().copied();
         if ack.reason.is_error() {
             // MQTT 5.0 §4.3.3: a failed PUBREC ends the exchange; the slot frees up.
-            let seq = session.inflight.remove(position).and_then(|m| m.seq);
+            let seq = session.remove_inflight(position).and_then(|m| m.seq);
             self.forget_row(session_id, seq);
             return self.pump(session_id, now, out);
         }
@@ -172,7 +172,7 @@ impl Broker {
         match self.match_ack(session_id, ack.packet_id, kind) {
             AckMatch::Expected(position) => {
                 let Some(session) = self.session_mut(session_id) else { return };
-                let seq = session.inflight.remove(position).and_then(|m| m.seq);
+                let seq = session.remove_inflight(position).and_then(|m| m.seq);
                 self.forget_row(session_id, seq);
                 self.pump(session_id, now, out);
             }
@@ -289,7 +289,7 @@ impl Broker {
     fn abandon_inflight(&mut self, session_id: SessionId, packet_id: PacketId) {
         let Some(session) = self.session_mut(session_id) else { return };
         let Some(position) = session.inflight_position(packet_id) else { return };
-        let seq = session.inflight.remove(position).and_then(|m| m.seq);
+        let seq = session.remove_inflight(position).and_then(|m| m.seq);
         self.forget_row(session_id, seq);
     }
 }

@@ -194,7 +194,17 @@ impl Broker {
                 }
                 continue;
             }
+            if session.inflight.len() == session.inflight.capacity() {
+                // Room for what will go out now, exactly: a deque doubles (4, 8, 16...), and
+                // a reconnect storm holds thousands of these at once (issue 16).
+                let room = window.saturating_sub(session.inflight.len()).min(session.queue.len());
+                session.inflight.reserve_exact(room);
+            }
             let Some(mut delivery) = session.queue.pop_front() else { return };
+            if session.queue.is_empty() && session.stored.is_some() {
+                // A store-backed session's cache is refilled from the store when needed.
+                session.queue = std::collections::VecDeque::new();
+            }
             if let (Some(stored), Some(seq)) = (session.stored.as_mut(), delivery.seq) {
                 if stored.first_unsent == stored.saved_first_unsent {
                     self.send_marks_dirty.push(session_id);
@@ -237,6 +247,7 @@ impl Broker {
             Some(last) if rows.len() == batch => last.seq + 1,
             _ => queue_state.next_seq,
         };
+        session.queue.reserve_exact(rows.len());
         for row in rows {
             session.queue.push_back(Delivery::from_stored(row.seq, row.publish, row.expires_at));
         }

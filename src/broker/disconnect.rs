@@ -177,7 +177,7 @@ impl Broker {
             payload: will.payload,
             qos: will.qos,
             retain: will.retain,
-            properties: PublishProperties {
+            properties: Message::boxed(PublishProperties {
                 payload_format_indicator: p.payload_format_indicator,
                 message_expiry_interval: None,
                 topic_alias: None,
@@ -186,7 +186,7 @@ impl Broker {
                 user_properties: p.user_properties,
                 subscription_identifiers: Vec::new(),
                 content_type: p.content_type,
-            },
+            }),
             expires_at: p
                 .message_expiry_interval
                 .map(|secs| now + Duration::from_secs(u64::from(secs))),

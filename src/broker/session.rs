@@ -303,6 +303,16 @@ pub struct Session {
 }
 
 impl Session {
+    /// Removes inflight entry `position`. An emptied deque gives its memory back: after a
+    /// reconnect storm thousands of sessions have nothing in flight.
+    pub fn remove_inflight(&mut self, position: usize) -> Option<Inflight> {
+        let entry = self.inflight.remove(position);
+        if self.inflight.is_empty() {
+            self.inflight = VecDeque::new();
+        }
+        entry
+    }
+
     pub fn new(client_id: Rc<str>, version: ProtocolVersion, expiry: SessionExpiry) -> Session {
         Session {
             client_id,

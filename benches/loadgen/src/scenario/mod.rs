@@ -10,6 +10,7 @@ mod bridge;
 mod idle;
 mod latency;
 mod offline;
+mod storm;
 mod throughput;
 pub mod worker;
 
@@ -35,6 +36,8 @@ pub const ALL: &[&str] = &[
     "idle",
     "idle_15k",
     "offline",
+    "storm",
+    "storm_15k",
     "stuck",
     "bridge_live",
     "bridge_replay",
@@ -49,6 +52,9 @@ pub enum Scenario {
     /// Idle connections: `--connections` of them, or a fixed count (`idle_15k`).
     Idle(Option<usize>),
     Offline,
+    /// Persistent sessions with queued messages reconnecting at once: `--connections` of
+    /// them, or a fixed count (`storm_15k`).
+    Storm(Option<usize>),
     /// Fan-in QoS 1 beside a subscriber that never reads nor acknowledges.
     Stuck,
     /// A local broker bridging to an upstream Mosquitto (`bridge.rs`).
@@ -68,6 +74,8 @@ impl Scenario {
             "idle" => Scenario::Idle(None),
             "idle_15k" => Scenario::Idle(Some(15_000)),
             "offline" => Scenario::Offline,
+            "storm" => Scenario::Storm(None),
+            "storm_15k" => Scenario::Storm(Some(15_000)),
             "stuck" => Scenario::Stuck,
             "bridge_live" => Scenario::Bridge(bridge::Phase::Live),
             "bridge_replay" => Scenario::Bridge(bridge::Phase::Replay),
@@ -84,6 +92,8 @@ impl Scenario {
             Scenario::Idle(None) => "idle".to_string(),
             Scenario::Idle(Some(n)) => format!("idle_{}k", n / 1000),
             Scenario::Offline => "offline".to_string(),
+            Scenario::Storm(None) => "storm".to_string(),
+            Scenario::Storm(Some(n)) => format!("storm_{}k", n / 1000),
             Scenario::Stuck => "stuck".to_string(),
             Scenario::Bridge(bridge::Phase::Live) => "bridge_live".to_string(),
             Scenario::Bridge(bridge::Phase::Replay) => "bridge_replay".to_string(),
@@ -175,7 +185,7 @@ impl Options {
             (Kind::Mosquitto, Scenario::FanIn(_) | Scenario::FanOut(_) | Scenario::Stuck) => {
                 self.mosquitto_variant.name()
             }
-            (Kind::Mosquitto, Scenario::Latency(_) | Scenario::Idle(_)) => {
+            (Kind::Mosquitto, Scenario::Latency(_) | Scenario::Idle(_) | Scenario::Storm(_)) => {
                 MosquittoVariant::Defaults.name()
             }
             (Kind::Mosquitto, Scenario::Offline) => "persistence",
@@ -200,6 +210,9 @@ pub fn run(scenario: Scenario, options: &Options) -> Object {
         Scenario::Latency(qos) => latency::run(options, qos, &mut out),
         Scenario::Idle(count) => idle::run(options, count.unwrap_or(options.connections), &mut out),
         Scenario::Offline => offline::run(options, &mut out),
+        Scenario::Storm(count) => {
+            storm::run(options, count.unwrap_or(options.connections), &mut out)
+        }
         Scenario::Bridge(phase) => bridge::run(options, phase, &mut out),
     };
     match result {
