@@ -949,6 +949,39 @@ fn offline_persistent_session_holds_its_queue_in_the_store_not_in_memory() {
 }
 
 #[test]
+fn a_restored_queue_is_held_in_exactly_sized_memory_and_released_once_acknowledged() {
+    // Issue 16: in a reconnect storm thousands of sessions restore their queues at once; a
+    // deque that doubles (4, 8, 16) held 16 deliveries' room for 10 messages, twice over.
+    let mut h = Harness::new(Limits::default());
+    let (sub, _) = h.connect(ProtocolVersion::V311, "device", false);
+    h.subscribe(sub, "cmd", QoS::AtLeastOnce);
+    h.close(sub);
+    let (p, _) = h.connect(ProtocolVersion::V311, "p", true);
+    for i in 1..=10u16 {
+        h.handle(p, Packet::Publish(publish("cmd", b"x", QoS::AtLeastOnce, Some(i))));
+    }
+    let (sub, _) = h.connect(ProtocolVersion::V311, "device", false);
+    let sent: Vec<PacketId> =
+        publishes(&h.out.take(sub)).iter().filter_map(|p| p.packet_id).collect();
+    assert_eq!(sent.len(), 10);
+    let id = *h.broker.session_by_client.get("device").expect("session");
+    let session = h.broker.session(id).expect("session");
+    assert_eq!(session.inflight.len(), 10);
+    assert_eq!(session.inflight.capacity(), 10, "room for exactly what went out");
+    assert_eq!(session.queue.capacity(), 0, "the emptied cache is released");
+    // The messages themselves carry no property block (3.1.1: there is none).
+    assert!(session.inflight.iter().all(|m| match &m.state {
+        session::OutboundState::AwaitPuback(d) => d.message.properties.is_none(),
+        _ => false,
+    }));
+    for packet_id in sent {
+        h.handle(sub, Packet::Puback(PubAck::new(packet_id)));
+    }
+    let session = h.broker.session(id).expect("session");
+    assert_eq!((session.inflight.len(), session.inflight.capacity()), (0, 0));
+}
+
+#[test]
 fn connected_idle_client_wakes_the_loop_only_at_its_keep_alive_deadline() {
     let mut h = Harness::new(Limits::default());
     let start = h.now;
