@@ -131,6 +131,8 @@ pub fn run(options: &Options, sessions: usize, out: &mut Object) -> Result<(), E
         .int("duplicates", outcome.duplicates)
         .int("not_present", outcome.not_present)
         .int("connect_errors", outcome.connect_errors)
+        .int("tcp_connected", outcome.tcp_connected)
+        .int("connacked", outcome.connacked)
         .num("storm_s", times_ns.last().map_or(f64::NAN, |&ns| ns as f64 / 1e9))
         .num("session_p50_ms", percentile_us(&times_ns, 0.50) / 1000.0)
         .num("session_p99_ms", percentile_us(&times_ns, 0.99) / 1000.0)
@@ -216,6 +218,11 @@ struct Outcome {
     not_present: u64,
     connect_errors: u64,
     first_connack_ns: u64,
+    /// Sessions whose TCP connect completed, and those that got their CONNACK: an
+    /// incomplete session is told apart as never connected (SYNs still dropped) or never
+    /// answered.
+    tcp_connected: u64,
+    connacked: u64,
 }
 
 struct Session {
@@ -244,6 +251,8 @@ fn storm(
         not_present: 0,
         connect_errors: 0,
         first_connack_ns: 0,
+        tcp_connected: 0,
+        connacked: 0,
     };
     let started = Instant::now();
     let mut sessions = Vec::with_capacity(count);
@@ -277,6 +286,7 @@ fn storm(
                 match session.stream.peer_addr() {
                     Ok(_) => {
                         session.connected = true;
+                        outcome.tcp_connected += 1;
                         let mut connect = Connect {
                             protocol: Some(version),
                             clean_start: false,
@@ -328,6 +338,7 @@ fn storm(
                 match packet {
                     Packet::Connack(connack) => {
                         first_connack.get_or_insert_with(Instant::now);
+                        outcome.connacked += 1;
                         if !connack.session_present {
                             outcome.not_present += 1;
                         }
