@@ -33,7 +33,7 @@ Usage:
   edgemq-loadgen scenarios
 
 Scenarios: fanin_q0 fanin_q1 fanin_q2 fanout_q0 fanout_q1 latency_q0 latency_q1 idle idle_15k offline
-           storm storm_15k stuck
+           storm storm_15k restart_big stuck
            bridge_live bridge_replay bridge_kill9
 
 Options of `run` (defaults in brackets):

@@ -116,6 +116,17 @@ fn metrics(scenario: &str) -> Vec<Metric> {
             max("connect_errors", "connect errors (max)"),
             info("duplicates", "duplicates (QoS 1 allows them)"),
         ],
+        "restart_big" => vec![
+            median("serving_s", "restart -> accepting connections (s)", Better::Lower),
+            median("first_message_ms", "reconnect -> first queued message (ms)", Better::Lower),
+            mib("start_rss_kb", "RSS at the first, empty start (MiB)"),
+            mib("restart_rss_kb", "RSS after the restart (MiB)"),
+            median("restart_over_empty", "RSS after restart / empty start", Better::Lower),
+            mib("full_rss_kb", "RSS with 1,000,000 queued, before the stop (MiB)"),
+            median("stop_s", "SIGTERM -> exited (s)", Better::Lower),
+            median("queue_per_s", "queueing msg/s (PUBACKed)", Better::Higher),
+            info("data_dir_kb", "data directory (KiB)"),
+        ],
         "offline" => vec![
             median("enqueue_per_s", "enqueue msg/s (PUBACKed)", Better::Higher),
             median("drain_per_s", "drain msg/s", Better::Higher),

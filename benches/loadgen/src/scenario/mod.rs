@@ -10,6 +10,7 @@ mod bridge;
 mod idle;
 mod latency;
 mod offline;
+mod restart;
 mod storm;
 mod throughput;
 pub mod worker;
@@ -38,6 +39,7 @@ pub const ALL: &[&str] = &[
     "offline",
     "storm",
     "storm_15k",
+    "restart_big",
     "stuck",
     "bridge_live",
     "bridge_replay",
@@ -55,6 +57,8 @@ pub enum Scenario {
     /// Persistent sessions with queued messages reconnecting at once: `--connections` of
     /// them, or a fixed count (`storm_15k`).
     Storm(Option<usize>),
+    /// A graceful restart with 10,000 sessions and 1,000,000 queued messages.
+    RestartBig,
     /// Fan-in QoS 1 beside a subscriber that never reads nor acknowledges.
     Stuck,
     /// A local broker bridging to an upstream Mosquitto (`bridge.rs`).
@@ -76,6 +80,7 @@ impl Scenario {
             "offline" => Scenario::Offline,
             "storm" => Scenario::Storm(None),
             "storm_15k" => Scenario::Storm(Some(15_000)),
+            "restart_big" => Scenario::RestartBig,
             "stuck" => Scenario::Stuck,
             "bridge_live" => Scenario::Bridge(bridge::Phase::Live),
             "bridge_replay" => Scenario::Bridge(bridge::Phase::Replay),
@@ -94,6 +99,7 @@ impl Scenario {
             Scenario::Offline => "offline".to_string(),
             Scenario::Storm(None) => "storm".to_string(),
             Scenario::Storm(Some(n)) => format!("storm_{}k", n / 1000),
+            Scenario::RestartBig => "restart_big".to_string(),
             Scenario::Stuck => "stuck".to_string(),
             Scenario::Bridge(bridge::Phase::Live) => "bridge_live".to_string(),
             Scenario::Bridge(bridge::Phase::Replay) => "bridge_replay".to_string(),
@@ -188,7 +194,7 @@ impl Options {
             (Kind::Mosquitto, Scenario::Latency(_) | Scenario::Idle(_) | Scenario::Storm(_)) => {
                 MosquittoVariant::Defaults.name()
             }
-            (Kind::Mosquitto, Scenario::Offline) => "persistence",
+            (Kind::Mosquitto, Scenario::Offline | Scenario::RestartBig) => "persistence",
             // Mosquitto as the bridge, with its default persistence (off).
             (Kind::Mosquitto, Scenario::Bridge(_)) => "bridge",
         }
@@ -210,6 +216,7 @@ pub fn run(scenario: Scenario, options: &Options) -> Object {
         Scenario::Latency(qos) => latency::run(options, qos, &mut out),
         Scenario::Idle(count) => idle::run(options, count.unwrap_or(options.connections), &mut out),
         Scenario::Offline => offline::run(options, &mut out),
+        Scenario::RestartBig => restart::run(options, &mut out),
         Scenario::Storm(count) => {
             storm::run(options, count.unwrap_or(options.connections), &mut out)
         }

@@ -46,7 +46,7 @@ const MESSAGES: u32 = 10;
 const SETUP_BATCH: usize = 50;
 /// QoS 1 messages in flight from the publisher.
 const WINDOW: usize = 128;
-const PUBLISH_LIMIT: Duration = Duration::from_secs(120);
+const PUBLISH_LIMIT: Duration = Duration::from_secs(300);
 const STORM_LIMIT: Duration = Duration::from_secs(120);
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
@@ -65,39 +65,12 @@ pub fn run(options: &Options, sessions: usize, out: &mut Object) -> Result<(), E
         .int("start_rss_kb", start.rss_kb);
 
     // 1. Persistent sessions, each subscribed to its own topic, then offline.
-    let connect_options = |n: usize| {
-        let mut connect = ConnectOptions::new(format!("storm-{n}"), options.version);
-        connect.clean_start = false;
-        connect.session_expiry = Some(3600);
-        connect
-    };
-    let mut made = 0;
-    while made < sessions {
-        let n = SETUP_BATCH.min(sessions - made);
-        let mut batch = Vec::with_capacity(n);
-        for i in made..made + n {
-            let mut client = Client::start_connect(addr, &connect_options(i))?;
-            let filter = format!("storm/{i}");
-            let packet_id = client.queue_subscribe(&filter, QoS::AtLeastOnce);
-            client.flush()?;
-            batch.push((client, filter, packet_id));
-        }
-        let mut done = Vec::with_capacity(n);
-        for (mut client, filter, packet_id) in batch {
-            client.finish_connect()?;
-            client.finish_subscribe(&filter, packet_id)?;
-            done.push(client);
-        }
-        close_all(done);
-        made += n;
-    }
-    // Let the broker see every disconnect before messages are queued for them.
-    thread::sleep(Duration::from_secs(1));
+    create_sessions(addr, options.version, sessions)?;
 
     // 2. Queue MESSAGES for each.
     let total = sessions as u64 * u64::from(MESSAGES);
     let publish_started = Instant::now();
-    publish(addr, options.version, total)?;
+    publish(addr, options.version, total, MESSAGES)?;
     out.num("queue_s", publish_started.elapsed().as_secs_f64());
     thread::sleep(Duration::from_millis(500));
     let queued = broker.usage()?;
@@ -151,6 +124,46 @@ pub fn run(options: &Options, sessions: usize, out: &mut Object) -> Result<(), E
     Ok(())
 }
 
+/// The CONNECT of persistent session `n` (`storm-<n>`).
+pub(super) fn session_options(version: ProtocolVersion, n: usize) -> ConnectOptions {
+    let mut connect = ConnectOptions::new(format!("storm-{n}"), version);
+    connect.clean_start = false;
+    connect.session_expiry = Some(3600);
+    connect
+}
+
+/// `count` persistent sessions `storm-<n>`, each subscribed to `storm/<n>` at QoS 1, then
+/// offline.
+pub(super) fn create_sessions(
+    addr: std::net::SocketAddr,
+    version: ProtocolVersion,
+    count: usize,
+) -> Result<(), Error> {
+    let mut made = 0;
+    while made < count {
+        let n = SETUP_BATCH.min(count - made);
+        let mut batch = Vec::with_capacity(n);
+        for i in made..made + n {
+            let mut client = Client::start_connect(addr, &session_options(version, i))?;
+            let filter = format!("storm/{i}");
+            let packet_id = client.queue_subscribe(&filter, QoS::AtLeastOnce);
+            client.flush()?;
+            batch.push((client, filter, packet_id));
+        }
+        let mut done = Vec::with_capacity(n);
+        for (mut client, filter, packet_id) in batch {
+            client.finish_connect()?;
+            client.finish_subscribe(&filter, packet_id)?;
+            done.push(client);
+        }
+        close_all(done);
+        made += n;
+    }
+    // Let the broker see every disconnect before messages are queued for them.
+    thread::sleep(Duration::from_secs(1));
+    Ok(())
+}
+
 /// VmRSS of `pid` in KiB.
 fn rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -158,16 +171,22 @@ fn rss_kb(pid: u32) -> Option<u64> {
     line.split_whitespace().next()?.parse().ok()
 }
 
-/// Publishes `MESSAGES` QoS 1 messages to each session's topic and waits for every PUBACK.
-fn publish(addr: std::net::SocketAddr, version: ProtocolVersion, total: u64) -> Result<(), Error> {
+/// Publishes `per_session` QoS 1 messages to each session's topic (`total` in all) and waits
+/// for every PUBACK.
+pub(super) fn publish(
+    addr: std::net::SocketAddr,
+    version: ProtocolVersion,
+    total: u64,
+    per_session: u32,
+) -> Result<(), Error> {
     let (mut client, _) = Client::connect(addr, &ConnectOptions::new("storm-pub", version))?;
     let deadline = Instant::now() + PUBLISH_LIMIT;
     let (mut sent, mut acked, mut in_flight) = (0u64, 0u64, 0usize);
     let mut topic: Option<(usize, Rc<str>)> = None;
     while acked < total {
         while in_flight < WINDOW && sent < total {
-            let session = (sent / u64::from(MESSAGES)) as usize;
-            let number = (sent % u64::from(MESSAGES)) as u32;
+            let session = (sent / u64::from(per_session)) as usize;
+            let number = (sent % u64::from(per_session)) as u32;
             let name = match &topic {
                 Some((s, name)) if *s == session => name.clone(),
                 _ => {

@@ -72,6 +72,7 @@ pub fn run(
         persistence: false,
         bridge: None,
         upstream: false,
+        ..Settings::default()
     };
     // The limits the broker under test actually runs with.
     let (inflight, queue) = match options.launcher.kind {
