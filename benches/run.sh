@@ -161,7 +161,7 @@ for run in $(seq 1 "$RUNS"); do
                 # edgemq runs with its default queue: at the limit it pauses publishers
                 # (back-pressure) where Mosquitto would drop, so it needs no 1M queue.
                 run_one edgemq "$scenario" "$run" --edgemq-queue 1000
-            elif [[ $scenario == fanin_* || $scenario == fanout_* || $scenario == stuck ]]; then
+            elif [[ $scenario == fanin_* || $scenario == fanout* || $scenario == stuck ]]; then
                 for variant in "${mosquitto_variants[@]}"; do
                     run_one mosquitto "$scenario" "$run" --mosquitto-variant "$variant"
                 done

@@ -72,6 +72,7 @@ fn metrics(scenario: &str) -> Vec<Metric> {
     };
     match scenario {
         s if s.starts_with("fanin") => throughput("delivered msg/s"),
+        s if s.starts_with("fanout1k") => throughput("deliveries/s (1,000 subs)"),
         s if s.starts_with("fanout") => throughput("deliveries/s (8 subs)"),
         "stuck" => vec![
             median("offered_per_s", "publishers' msg/s", Better::Higher),

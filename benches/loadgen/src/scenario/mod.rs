@@ -32,6 +32,8 @@ pub const ALL: &[&str] = &[
     "fanin_q2",
     "fanout_q0",
     "fanout_q1",
+    "fanout1k_q0",
+    "fanout1k_q1",
     "latency_q0",
     "latency_q1",
     "idle",
@@ -50,6 +52,8 @@ pub const ALL: &[&str] = &[
 pub enum Scenario {
     FanIn(QoS),
     FanOut(QoS),
+    /// 1 publisher -> 1,000 subscribers.
+    FanOutWide(QoS),
     Latency(QoS),
     /// Idle connections: `--connections` of them, or a fixed count (`idle_15k`).
     Idle(Option<usize>),
@@ -73,6 +77,8 @@ impl Scenario {
             "fanin_q2" => Scenario::FanIn(QoS::ExactlyOnce),
             "fanout_q0" => Scenario::FanOut(QoS::AtMostOnce),
             "fanout_q1" => Scenario::FanOut(QoS::AtLeastOnce),
+            "fanout1k_q0" => Scenario::FanOutWide(QoS::AtMostOnce),
+            "fanout1k_q1" => Scenario::FanOutWide(QoS::AtLeastOnce),
             "latency_q0" => Scenario::Latency(QoS::AtMostOnce),
             "latency_q1" => Scenario::Latency(QoS::AtLeastOnce),
             "idle" => Scenario::Idle(None),
@@ -93,6 +99,7 @@ impl Scenario {
         match self {
             Scenario::FanIn(q) => format!("fanin_q{}", q.bits()),
             Scenario::FanOut(q) => format!("fanout_q{}", q.bits()),
+            Scenario::FanOutWide(q) => format!("fanout1k_q{}", q.bits()),
             Scenario::Latency(q) => format!("latency_q{}", q.bits()),
             Scenario::Idle(None) => "idle".to_string(),
             Scenario::Idle(Some(n)) => format!("idle_{}k", n / 1000),
@@ -188,9 +195,13 @@ impl Options {
     fn variant(&self, scenario: Scenario) -> &'static str {
         match (self.launcher.kind, scenario) {
             (Kind::Edgemq, _) => self.durability.name(),
-            (Kind::Mosquitto, Scenario::FanIn(_) | Scenario::FanOut(_) | Scenario::Stuck) => {
-                self.mosquitto_variant.name()
-            }
+            (
+                Kind::Mosquitto,
+                Scenario::FanIn(_)
+                | Scenario::FanOut(_)
+                | Scenario::FanOutWide(_)
+                | Scenario::Stuck,
+            ) => self.mosquitto_variant.name(),
             (Kind::Mosquitto, Scenario::Latency(_) | Scenario::Idle(_) | Scenario::Storm(_)) => {
                 MosquittoVariant::Defaults.name()
             }
@@ -212,6 +223,7 @@ pub fn run(scenario: Scenario, options: &Options) -> Object {
     let result = match scenario {
         Scenario::FanIn(qos) => throughput::run(options, 4, 1, 0, qos, &mut out),
         Scenario::FanOut(qos) => throughput::run(options, 1, 8, 0, qos, &mut out),
+        Scenario::FanOutWide(qos) => throughput::run(options, 1, 1000, 0, qos, &mut out),
         Scenario::Stuck => throughput::run(options, 4, 1, 1, QoS::AtLeastOnce, &mut out),
         Scenario::Latency(qos) => latency::run(options, qos, &mut out),
         Scenario::Idle(count) => idle::run(options, count.unwrap_or(options.connections), &mut out),

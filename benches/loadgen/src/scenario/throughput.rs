@@ -63,7 +63,7 @@ pub fn run(
     let capped = options.launcher.kind == Kind::Mosquitto
         && options.mosquitto_variant == MosquittoVariant::NoDrop;
     let settings = Settings {
-        max_connections: 1024,
+        max_connections: (publishers + subscribers + stuck_subscribers + 100).max(1024),
         max_inflight: options.broker_inflight,
         max_queued_messages: options.edgemq_queue.unwrap_or(options.queue),
         durability: options.durability,
