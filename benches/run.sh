@@ -68,8 +68,8 @@ done
 SCENARIOS=("${expanded[@]}")
 
 # The idle scenario holds CONNECTIONS sockets in the load generator and as many in the broker
-# (each process has its own table, both inherit this limit).
-need=$((CONNECTIONS + 256))
+# (each process has its own table, both inherit this limit); idle_15k and storm_15k 15,000.
+need=$((CONNECTIONS > 15000 ? CONNECTIONS + 256 : 15256))
 soft=$(ulimit -Sn)
 if [[ $soft != unlimited && $soft -lt $need ]]; then
     hard=$(ulimit -Hn)
@@ -168,7 +168,7 @@ for run in $(seq 1 "$RUNS"); do
                 # edgemq runs with its default queue: at the limit it pauses publishers
                 # (back-pressure) where Mosquitto would drop, so it needs no 1M queue.
                 run_one edgemq "$scenario" "$run" --edgemq-queue 1000
-            elif [[ $scenario == fanin_* || $scenario == fanout_* || $scenario == stuck ]]; then
+            elif [[ $scenario == fanin_* || $scenario == fanout* || $scenario == stuck ]]; then
                 for variant in "${mosquitto_variants[@]}"; do
                     run_one mosquitto "$scenario" "$run" --mosquitto-variant "$variant"
                 done

@@ -130,6 +130,10 @@ pub struct LogConfig {
 pub struct ListenerConfig {
     /// Addresses to accept MQTT over TCP on: at least one, no duplicates.
     pub bind: Vec<SocketAddr>,
+    /// Connections the kernel queues for each listener (this one and every
+    /// `[listeners.NAME]`) before edgemq accepts them: listen(2)'s backlog, capped by
+    /// `/proc/sys/net/core/somaxconn`.
+    pub backlog: u32,
 }
 
 /// How a listener's clients speak to it (`listeners.NAME.kind`).
@@ -446,7 +450,7 @@ impl Default for LogConfig {
 
 impl Default for ListenerConfig {
     fn default() -> Self {
-        ListenerConfig { bind: vec![SocketAddr::from(([127, 0, 0, 1], 1883))] }
+        ListenerConfig { bind: vec![SocketAddr::from(([127, 0, 0, 1], 1883))], backlog: 1024 }
     }
 }
 
@@ -612,6 +616,7 @@ fn parse_table(
 
     let mut s = Section::open(&mut root, "listener", origin)?;
     s.bind(&mut config.listener.bind, "bind")?;
+    s.integer(&mut config.listener.backlog, "backlog", 1, 65_535)?;
     let name = s.name.clone();
     done(s.finish()?, &name);
 
@@ -1890,6 +1895,7 @@ mod tests {
             level = "debug"
             [listener]
             bind = ["0.0.0.0:1883", "[::1]:8883"]
+            backlog = 4096
             [mqtt]
             max_connections = 10
             max_connections_per_address = 3
@@ -1944,6 +1950,7 @@ mod tests {
             log: LogConfig { level: log::Level::Debug },
             listener: ListenerConfig {
                 bind: vec!["0.0.0.0:1883".parse().unwrap(), "[::1]:8883".parse().unwrap()],
+                backlog: 4096,
             },
             listeners: Vec::new(),
             mqtt: MqttConfig {
@@ -2008,6 +2015,19 @@ mod tests {
     }
 
     #[test]
+    fn listener_backlog_is_read_and_bounded() {
+        let c = Config::from_toml_str("[listener]\nbacklog = 4096\n", "test.toml").unwrap();
+        assert_eq!(c.listener.backlog, 4096);
+        assert_eq!(Config::default_values().listener.backlog, 1024);
+        for bad in ["0", "65536", "\"lots\""] {
+            let text = format!("[listener]\nbacklog = {bad}\n");
+            let e = Config::from_toml_str(&text, "test.toml").unwrap_err();
+            assert_eq!(e.key(), Some("listener.backlog"), "{bad}");
+            assert!(e.to_string().contains("between 1 and 65535"), "{e}");
+        }
+    }
+
+    #[test]
     fn the_example_error_reads_as_documented() {
         let e = Config::from_toml_str("[mqtt]\nmax_connections = \"abc\"\n", "conf/edgemq.toml")
             .unwrap_err();
@@ -2039,6 +2059,11 @@ mod tests {
             key: "listener.bind", extra: "",
             good: &[r#""0.0.0.0:1""#, r#"["[::]:1883", "127.0.0.1:1883"]"#, r#""127.0.0.1:0""#],
             bad: &["[]", r#""localhost:1883""#, "1883", r#""1.2.3.4""#, "[1]", r#"["1.2.3.4:1", "1.2.3.4:1"]"#, "{ a = 1 }"],
+        },
+        RangeCase {
+            key: "listener.backlog", extra: "",
+            good: &["1", "1024", "65535"],
+            bad: &["0", "65536", "-1", r#""1024""#],
         },
         RangeCase {
             key: "mqtt.max_connections", extra: "max_sessions = 10000000",

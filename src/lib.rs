@@ -3,7 +3,7 @@
 //! Layers, dependencies pointing one way: `net -> broker -> codec`, `broker -> store`;
 //! `config` and `cli` are leaves used by `main`; `capacity` (the memory the limits allow) reads
 //! `config` and the sizes `broker` and `net` use; `log_limit` is a leaf used by `net` and
-//! `broker`.
+//! `broker`; `slab` is a leaf used by both.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -16,6 +16,7 @@ pub mod config;
 pub mod log_limit;
 pub mod net;
 pub mod passwd;
+pub mod slab;
 pub mod store;
 
 #[cfg(test)]

@@ -263,8 +263,18 @@ fn run(options: &RunOptions) -> ExitCode {
         log::error!("cannot start the bridges: {error}");
         return ExitCode::from(1);
     }
+    let (backlog, somaxconn) = net::effective_backlog(config.listener.backlog);
     for (addr, name, kind) in event_loop.listening() {
-        log::info!("listening on {addr} ({kind}, {name})");
+        log::info!("listening on {addr} ({kind}, {name}), backlog {backlog}");
+    }
+    if backlog < config.listener.backlog {
+        log::warn!(
+            "listener.backlog {} is capped by /proc/sys/net/core/somaxconn ({}): the kernel \
+             queues at most {backlog} connections per listener (raise net.core.somaxconn to \
+             allow more)",
+            config.listener.backlog,
+            somaxconn.unwrap_or(backlog),
+        );
     }
     if let Some(addr) = http_addr {
         log::info!("http: serving /metrics and /health on {addr} (http.bind); status page at http://{addr}/");

@@ -116,8 +116,7 @@ impl Broker {
         let output_low = self.limits.tx_buffer_limit / 2;
         let mut congested = std::mem::take(&mut self.congested);
         congested.retain(|&id| {
-            let Some(session) = self.sessions.get_mut(id.0 as usize).and_then(Option::as_mut)
-            else {
+            let Some(session) = self.sessions.get_mut(id.0) else {
                 return false;
             };
             // `Clear` here is a stale entry: the id was reused by a session not congested.
@@ -165,8 +164,7 @@ impl Broker {
         let max_pause = self.limits.max_pause;
         let mut newly_slow = Vec::new();
         for &id in &self.congested {
-            let Some(session) = self.sessions.get_mut(id.0 as usize).and_then(Option::as_mut)
-            else {
+            let Some(session) = self.sessions.get_mut(id.0) else {
                 continue;
             };
             if let Flow::Congested { since } = session.flow {

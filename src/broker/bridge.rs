@@ -150,14 +150,14 @@ impl Broker {
         session.will = None;
         session.will_due = None;
         session.queue_qos0 = Some(spec.queue_qos0);
-        let stored = session.stored;
+        let stored = session.stored.as_deref().copied();
         let wanted: Vec<(String, SubscriptionOptions)> =
             spec.forwards.iter().map(|f| (f.local_filter(), forward_options(f.qos))).collect();
         let stale: Vec<String> = session
             .subscriptions
             .keys()
-            .filter(|filter| !wanted.iter().any(|(w, _)| w == *filter))
-            .cloned()
+            .filter(|filter| !wanted.iter().any(|(w, _)| w == filter))
+            .map(String::from)
             .collect();
         for filter in stale {
             if let Some(session) = self.session_mut(session_id) {
@@ -173,7 +173,7 @@ impl Broker {
         for (filter, options) in wanted {
             let Some(session) = self.session_mut(session_id) else { return false };
             let subscription = Subscription { options, subscription_id: None };
-            if session.subscriptions.insert(filter.clone(), subscription).is_none() {
+            if session.subscriptions.insert(&filter, subscription).is_none() {
                 session.subscription_bytes += filter.len();
             }
             self.tree_subscribe(
@@ -195,7 +195,7 @@ impl Broker {
     }
 
     fn set_bridge_caps(&mut self, session_id: SessionId, spec: &BridgeSpec) {
-        if let Some(stored) = self.session(session_id).and_then(|s| s.stored) {
+        if let Some(stored) = self.session(session_id).and_then(|s| s.stored.as_deref().copied()) {
             let caps = QueueCaps {
                 max_messages: spec.max_queued,
                 max_bytes: spec.max_queued_bytes,
@@ -268,7 +268,7 @@ impl Broker {
 
         let Some(session) = self.session_mut(session_id) else { return };
         session.conn = Some(conn);
-        let stored = session.stored;
+        let stored = session.stored.as_deref().copied();
         if max_qos < QoS::ExactlyOnce {
             // Restored QoS 2 messages not yet received by the remote go as QoS 1 now.
             for entry in session.inflight.iter_mut() {
@@ -280,7 +280,7 @@ impl Broker {
             }
         }
         if !session_present && !session.inbound_qos2.is_empty() {
-            let ids: Vec<u16> = session.inbound_qos2.drain().collect();
+            let ids: Vec<u16> = std::mem::take(&mut session.inbound_qos2).into_iter().collect();
             if let Some(stored) = stored {
                 for id in ids {
                     self.store.remove_inbound_qos2(stored.id, id);
@@ -314,7 +314,7 @@ impl Broker {
     pub fn bridge_queued(&self, name: &str) -> Option<u64> {
         let id = self.session_by_client.get(bridge_client_id(name).as_str())?;
         let session = self.session(*id)?;
-        Some(match session.stored {
+        Some(match session.stored.as_deref() {
             Some(stored) => self.store.usage(stored.id).messages,
             None => session.queue.len() as u64,
         })

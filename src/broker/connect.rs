@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::alias::OutboundAliases;
-use super::connection::Phase;
+use super::connection::{Phase, TopicAliases};
 use super::logging::More;
 use super::origin::Username;
 use super::session::{Session, SessionExpiry, SessionId, StoredQueue};
@@ -36,7 +36,12 @@ impl Broker {
         let Some(state) = self.conn_mut(conn) else {
             return;
         };
-        state.outbound_aliases = (alias_max > 0).then(|| Box::new(OutboundAliases::new(alias_max)));
+        state.aliases = (alias_max > 0).then(|| {
+            Box::new(TopicAliases {
+                inbound: Box::default(),
+                outbound: Some(OutboundAliases::new(alias_max)),
+            })
+        });
         if state.phase != Phase::AwaitConnect {
             // The codec turns a second CONNECT into a decode error; this is defence in depth.
             self.protocol_error(conn, ReasonCode::ProtocolError, "second CONNECT", now, out);
@@ -215,7 +220,7 @@ impl Broker {
         session.conn = Some(conn);
         session.version = version;
         session.expiry = expiry;
-        session.will = connect.will;
+        session.will = connect.will.map(Box::new);
         session.will_due = None; // MQTT-3.1.3-9 area: reconnecting cancels a delayed will.
         session.expires_at = None;
         session.timer_generation = generation;
@@ -336,7 +341,7 @@ impl Broker {
         let previous = match session.stored.as_mut() {
             Some(stored) => Some(std::mem::replace(&mut stored.id, stored_id)),
             None => {
-                session.stored = Some(StoredQueue::new(stored_id));
+                session.stored = Some(Box::new(StoredQueue::new(stored_id)));
                 None
             }
         };
@@ -363,17 +368,7 @@ impl Broker {
         expiry: SessionExpiry,
     ) -> Option<SessionId> {
         let session = Session::new(client_id.clone(), version, expiry);
-        let id = match self.free_sessions.pop() {
-            Some(index) => {
-                self.sessions[index as usize] = Some(session);
-                SessionId(index)
-            }
-            None if self.sessions.len() < self.limits.max_sessions => {
-                self.sessions.push(Some(session));
-                SessionId(u32::try_from(self.sessions.len() - 1).ok()?)
-            }
-            None => return None,
-        };
+        let id = SessionId(self.sessions.insert(session)?);
         self.session_by_client.insert(client_id, id);
         Some(id)
     }

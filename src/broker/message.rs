@@ -18,8 +18,10 @@ pub struct Message {
     /// RETAIN as published.
     pub retain: bool,
     /// Forwarded MQTT 5.0 properties, without Topic Alias, Subscription Identifiers and the
-    /// Message Expiry Interval (kept as `expires_at`).
-    pub properties: PublishProperties,
+    /// Message Expiry Interval (kept as `expires_at`); `None` when there are none left (every
+    /// 3.1.1 message, most 5.0 ones). Boxed: inline they made every message 208 bytes, which
+    /// a reconnect storm pays for each message in flight to each session (issue 16).
+    pub properties: Option<Box<PublishProperties>>,
     /// When the MQTT 5.0 Message Expiry Interval runs out.
     pub expires_at: Option<Instant>,
 }
@@ -41,6 +43,7 @@ impl Message {
         let subscription_ids = std::mem::take(&mut properties.subscription_identifiers);
         properties.message_expiry_interval = None;
         properties.topic_alias = None;
+        let properties = Message::boxed(properties);
         let message = Message {
             topic: publish.topic,
             payload: publish.payload,
@@ -60,9 +63,19 @@ impl Message {
             retain: true,
             topic: self.topic.clone(),
             packet_id: None,
-            properties: self.properties.clone(),
+            properties: self.forwarded_properties(),
             payload: self.payload.clone(),
         }
+    }
+
+    /// `properties` as a message keeps them: `None` when there are none.
+    pub fn boxed(properties: PublishProperties) -> Option<Box<PublishProperties>> {
+        (properties != PublishProperties::default()).then(|| Box::new(properties))
+    }
+
+    /// The forwarded properties, to build a PUBLISH from.
+    pub fn forwarded_properties(&self) -> PublishProperties {
+        self.properties.as_deref().cloned().unwrap_or_default()
     }
 
     /// Its lifetime has passed. Strictly after the deadline: a message with Message Expiry
@@ -104,7 +117,7 @@ impl Delivery {
     /// deadline is stored as wall-clock time beside it).
     pub fn to_stored_publish(&self) -> Publish {
         let message = &self.message;
-        let mut properties = message.properties.clone();
+        let mut properties = message.forwarded_properties();
         properties.subscription_identifiers.clone_from(&self.subscription_ids);
         Publish {
             dup: false,
@@ -129,7 +142,7 @@ impl Delivery {
     /// The caller sends only unexpired messages (see [`Message::is_expired`]).
     pub fn to_publish(&self, packet_id: Option<PacketId>, dup: bool, now: Instant) -> Publish {
         let message = &self.message;
-        let mut properties = message.properties.clone();
+        let mut properties = message.forwarded_properties();
         properties.message_expiry_interval =
             message.expires_at.map(|at| remaining_secs(at.saturating_duration_since(now)));
         properties.subscription_identifiers.clone_from(&self.subscription_ids);
@@ -163,7 +176,7 @@ mod tests {
             payload: b"x".as_slice().into(),
             qos: QoS::AtLeastOnce,
             retain: false,
-            properties: PublishProperties::default(),
+            properties: None,
             expires_at,
         };
         Delivery::new(Rc::new(message), QoS::AtLeastOnce, false, Vec::new())

@@ -59,6 +59,7 @@ pub use status::{Backlog, Backlogs};
 pub use sys::{BridgeMetrics, Figure, Kind, Load, Metrics, Process, FIGURES};
 
 use crate::codec::PubAck;
+use crate::slab::Slab;
 use crate::store::{Commit, Failure, Store, StoredSessionId};
 use connection::Conn;
 use logging::More;
@@ -99,8 +100,8 @@ pub struct Broker {
     conns: Vec<Option<Conn>>,
     /// Connections that completed CONNECT and are not closed.
     active_connections: usize,
-    sessions: Vec<Option<Session>>,
-    free_sessions: Vec<u32>,
+    /// Shrinks again when sessions end (see `slab.rs`).
+    sessions: Slab<Session>,
     session_by_client: HashMap<Rc<str>, SessionId>,
     tree: TopicTree,
     /// Shared subscription groups (their members are tree entries).
@@ -151,8 +152,7 @@ impl Broker {
         Broker {
             conns: Vec::with_capacity(limits.max_connections),
             active_connections: 0,
-            sessions: Vec::with_capacity(limits.max_sessions),
-            free_sessions: Vec::new(),
+            sessions: Slab::new(limits.max_sessions),
             session_by_client: HashMap::with_capacity(limits.max_sessions),
             tree: TopicTree::new(),
             shared: shared::SharedGroups::default(),
@@ -216,8 +216,8 @@ impl Broker {
             subscriptions: self.tree.len(),
             retained_messages: self.retained.len(),
             retained_bytes: self.retained.bytes(),
-            queued_messages: self.sessions.iter().flatten().map(|s| s.queue.len()).sum(),
-            inflight_messages: self.sessions.iter().flatten().map(|s| s.inflight.len()).sum(),
+            queued_messages: self.sessions.values().map(|s| s.queue.len()).sum(),
+            inflight_messages: self.sessions.values().map(|s| s.inflight.len()).sum(),
         }
     }
 
@@ -263,7 +263,11 @@ impl Broker {
         if state.phase == Phase::Closed {
             return;
         }
-        state.last_seen = now;
+        // Before CONNECT `last_seen` is the accept time the connect timeout counts from: only
+        // CONNECT itself moves it (anything else there is refused, and must not extend it).
+        if state.phase != Phase::AwaitConnect || matches!(packet, Packet::Connect(_)) {
+            state.last_seen = now;
+        }
         log::trace!("{conn:?} <- {}", packet.name());
         self.stats.packets_received += 1;
         match packet {
@@ -356,6 +360,8 @@ impl Broker {
         if let Some(slot) = self.conns.get_mut(conn.0 as usize) {
             *slot = None;
         }
+        // `net` reuses its lowest free ids, so the tail empties as clients leave.
+        crate::slab::trim_tail(&mut self.conns);
     }
 
     /// End of one event-loop pass: commit this pass's store writes (as the durability mode
@@ -394,9 +400,7 @@ impl Broker {
     fn save_send_marks(&mut self) {
         let dirty = std::mem::take(&mut self.send_marks_dirty);
         for &session_id in &dirty {
-            let Some(session) =
-                self.sessions.get_mut(session_id.0 as usize).and_then(Option::as_mut)
-            else {
+            let Some(session) = self.sessions.get_mut(session_id.0) else {
                 continue;
             };
             let Some(stored) = session.stored.as_mut() else { continue };
@@ -495,7 +499,7 @@ impl Broker {
     /// After a rollback the memory caches may hold rows that no longer exist: drop them and
     /// read the queues again from the store.
     fn resync_after_failed_commit(&mut self) {
-        for session in self.sessions.iter_mut().flatten() {
+        for session in self.sessions.values_mut() {
             if let Some(stored) = session.stored.as_mut() {
                 session.queue.clear();
                 stored.cached_upto = stored.first_unsent;
@@ -514,11 +518,11 @@ impl Broker {
     }
 
     fn session(&self, id: SessionId) -> Option<&Session> {
-        self.sessions.get(id.0 as usize).and_then(Option::as_ref)
+        self.sessions.get(id.0)
     }
 
     fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
-        self.sessions.get_mut(id.0 as usize).and_then(Option::as_mut)
+        self.sessions.get_mut(id.0)
     }
 
     fn next_generation(&mut self) -> u32 {

@@ -36,11 +36,14 @@ impl Broker {
                 return self.protocol_error(conn, ReasonCode::TopicAliasInvalid, &what, now, out);
             }
             let slot = usize::from(alias - 1);
-            if state.topic_aliases.len() < usize::from(max_topic_alias) {
-                state.topic_aliases.resize(usize::from(max_topic_alias), None);
+            let aliases = &mut state.aliases.get_or_insert_with(Box::default).inbound;
+            if aliases.len() < usize::from(max_topic_alias) {
+                let mut grown = std::mem::take(aliases).into_vec();
+                grown.resize(usize::from(max_topic_alias), None);
+                *aliases = grown.into_boxed_slice();
             }
             if publish.topic.is_empty() {
-                match &state.topic_aliases[slot] {
+                match &aliases[slot] {
                     Some(topic) => publish.topic = topic.clone(),
                     None => {
                         let what = format!("unknown topic alias {alias}");
@@ -54,7 +57,7 @@ impl Broker {
                     }
                 }
             } else {
-                state.topic_aliases[slot] = Some(publish.topic.clone());
+                aliases[slot] = Some(publish.topic.clone());
             }
         } else if publish.topic.is_empty() {
             // The codec refuses this already (MQTT 5.0 §3.3.2.1: a Protocol Error).
@@ -133,7 +136,7 @@ impl Broker {
                     if !reason.is_error() {
                         let Some(session) = self.session_mut(session_id) else { return };
                         session.inbound_qos2.insert(packet_id.get());
-                        if let Some(stored) = session.stored {
+                        if let Some(stored) = session.stored.as_deref().copied() {
                             self.store.add_inbound_qos2(stored.id, packet_id.get());
                             needs_store = true;
                         }
@@ -256,7 +259,7 @@ fn aggregate(
         granted = Some(granted.map_or(entry.options.qos, |q| q.max(entry.options.qos)));
         retain_as_published |= entry.options.retain_as_published;
         if let Some(id) = entry.subscription_id {
-            subscription_ids.push(id);
+            subscription_ids.push(id.get());
         }
     }
     let granted = granted?;

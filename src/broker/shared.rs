@@ -26,12 +26,13 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::num::NonZeroU32;
 use std::rc::Rc;
 use std::time::Instant;
 
 use super::logging::Abbreviated;
 use super::message::{Delivery, Message};
-use super::session::{SessionId, Subscription};
+use super::session::{SessionId, Subscriptions};
 use super::topic_tree::SubscriberEntry;
 use super::{Broker, Outbox, SharedPolicy};
 use crate::codec::{topic, QoS};
@@ -39,8 +40,20 @@ use crate::store::StoredSessionId;
 
 /// A shared subscription group: one `$share/GROUP/FILTER` (the same group name with another
 /// filter is another group, MQTT 5.0 §4.8.2).
+/// Holds the group's slot + 1: never zero, so `Option<ShareId>` in every topic-tree entry
+/// costs 4 bytes, not 8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ShareId(pub u32);
+pub struct ShareId(NonZeroU32);
+
+impl ShareId {
+    fn from_slot(slot: u32) -> ShareId {
+        ShareId(NonZeroU32::MIN.saturating_add(slot))
+    }
+
+    fn slot(self) -> u32 {
+        self.0.get() - 1
+    }
+}
 
 const PREFIX: &str = "$share/";
 
@@ -109,11 +122,11 @@ impl SharedGroups {
                 if let Some(entry) = self.groups.get_mut(slot as usize) {
                     *entry = Some(group);
                 }
-                ShareId(slot)
+                ShareId::from_slot(slot)
             }
             None => {
                 self.groups.push(Some(group));
-                ShareId((self.groups.len() - 1) as u32)
+                ShareId::from_slot((self.groups.len() - 1) as u32)
             }
         };
         self.by_key.insert(key, id);
@@ -127,10 +140,10 @@ impl SharedGroups {
         if group.members == 0 {
             let key = group.key.clone();
             self.by_key.remove(&key);
-            if let Some(slot) = self.groups.get_mut(id.0 as usize) {
+            if let Some(slot) = self.groups.get_mut(id.slot() as usize) {
                 *slot = None;
             }
-            self.free.push(id.0);
+            self.free.push(id.slot());
         }
     }
 
@@ -145,7 +158,7 @@ impl SharedGroups {
     }
 
     fn group_mut(&mut self, id: ShareId) -> Option<&mut Group> {
-        self.groups.get_mut(id.0 as usize).and_then(Option::as_mut)
+        self.groups.get_mut(id.slot() as usize).and_then(Option::as_mut)
     }
 }
 
@@ -210,7 +223,7 @@ impl Broker {
         let Some(entry) = self.pick_member(share, members, message, publisher, out) else {
             self.stats.messages_dropped += 1;
             if let Some(suppressed) = self.logs.message_dropped.allow(now) {
-                let key = self.shared.groups.get(share.0 as usize).and_then(Option::as_ref);
+                let key = self.shared.groups.get(share.slot() as usize).and_then(Option::as_ref);
                 let group = key.map(|g| g.key.clone()).unwrap_or_else(|| Rc::from(""));
                 log::warn!(
                     "message {} dropped: no member of {} can take it (none online{}) \
@@ -225,7 +238,7 @@ impl Broker {
         let qos = message.qos.min(entry.options.qos);
         // MQTT-3.3.1-9 / MQTT 5.0 §3.3.1.3, as for plain subscriptions.
         let retain = entry.options.retain_as_published && message.retain;
-        let ids = entry.subscription_id.into_iter().collect();
+        let ids = entry.subscription_id.map(NonZeroU32::get).into_iter().collect();
         let mut delivery = Delivery::new(message.clone(), qos, retain, ids);
         delivery.share = Some(share);
         self.route_outcome.matched = true;
@@ -272,7 +285,7 @@ impl Broker {
                 out.backlog(conn) < self.limits.tx_buffer_limit
             }
             (Tier::Ready, Some(_)) => {
-                let nothing_queued = match session.stored {
+                let nothing_queued = match session.stored.as_deref() {
                     Some(stored) => stored.first_unsent >= stored.next_seq,
                     None => session.queue.is_empty(),
                 };
@@ -413,14 +426,14 @@ impl Broker {
     pub(super) fn move_stored_group_rows(
         &mut self,
         stored: StoredSessionId,
-        subscriptions: &HashMap<String, Subscription>,
+        subscriptions: &Subscriptions,
         now: Instant,
         out: &mut dyn Outbox,
     ) {
         let mut shared: Vec<(&str, &str)> = subscriptions
             .keys()
             .filter_map(|key| match classify(key) {
-                FilterKind::Shared { filter, .. } => Some((key.as_str(), filter)),
+                FilterKind::Shared { filter, .. } => Some((key, filter)),
                 FilterKind::Plain | FilterKind::Malformed(_) => None,
             })
             .collect();
@@ -428,11 +441,8 @@ impl Broker {
             return;
         }
         shared.sort_unstable();
-        let plain: Vec<&str> = subscriptions
-            .keys()
-            .filter(|key| classify(key) == FilterKind::Plain)
-            .map(String::as_str)
-            .collect();
+        let plain: Vec<&str> =
+            subscriptions.keys().filter(|key| classify(key) == FilterKind::Plain).collect();
         let (mut moved, mut from) = (0usize, 0i64);
         loop {
             let rows = self.store.load_queue(stored, from, ROW_BATCH);

@@ -43,9 +43,8 @@ impl Broker {
         let mut heap: BinaryHeap<Reverse<(u64, u64, Reverse<u32>)>> =
             BinaryHeap::with_capacity(limit.saturating_add(1).min(1024));
         let mut persistent = 0u64;
-        for (slot, session) in self.sessions.iter().enumerate() {
-            let Some(session) = session else { continue };
-            let Some(stored) = session.stored else { continue };
+        for (slot, session) in self.sessions.iter() {
+            let Some(stored) = session.stored.as_deref() else { continue };
             if session.client_id.starts_with(BRIDGE_CLIENT_PREFIX) {
                 continue;
             }
@@ -54,7 +53,7 @@ impl Broker {
                 continue;
             }
             let usage = self.store.usage(stored.id);
-            let key = (usage.messages, usage.bytes, Reverse(slot as u32));
+            let key = (usage.messages, usage.bytes, Reverse(slot));
             if heap.len() < limit {
                 heap.push(Reverse(key));
             } else if heap.peek().is_some_and(|Reverse(smallest)| key > *smallest) {

@@ -105,17 +105,22 @@ impl Broker {
             if !exists {
                 session.subscription_bytes += filter.len();
             }
-            session.subscriptions.insert(filter.clone(), Subscription { options, subscription_id });
+            session.subscriptions.insert(&filter, Subscription { options, subscription_id });
             log::debug!(
                 "client {:?} subscribed to {} at QoS {}",
                 session.client_id,
                 Abbreviated(&filter),
                 options.qos.bits()
             );
-            let stored = session.stored;
+            let stored = session.stored.as_deref().copied();
             self.tree_subscribe(
                 &filter,
-                SubscriberEntry { session: session_id, options, subscription_id, share: None },
+                SubscriberEntry {
+                    session: session_id,
+                    options,
+                    subscription_id: subscription_id.and_then(std::num::NonZeroU32::new),
+                    share: None,
+                },
             );
             if let Some(stored) = stored {
                 self.store.save_subscription(stored.id, &filter, &options, subscription_id);
@@ -170,7 +175,7 @@ impl Broker {
                 session.subscription_bytes =
                     session.subscription_bytes.saturating_sub(filter.len());
             }
-            let stored = session.stored;
+            let stored = session.stored.as_deref().copied();
             if existed {
                 self.tree_unsubscribe(filter, session_id);
                 if let Some(stored) = stored {

@@ -469,8 +469,8 @@ impl Broker {
         let mut messages_stored_bytes = 0;
         let mut disconnected = 0;
         let mut bridges = Vec::new();
-        for session in self.sessions.iter().flatten() {
-            let (messages, bytes) = match session.stored {
+        for session in self.sessions.values() {
+            let (messages, bytes) = match session.stored.as_deref() {
                 Some(stored) => {
                     let usage = self.store.usage(stored.id);
                     (usage.messages, usage.bytes)

@@ -12,6 +12,7 @@
 //! `mqtt.max_topic_levels` and `mqtt.max_subscription_bytes`), never call stack.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 
 use super::session::SessionId;
 use super::shared::ShareId;
@@ -22,8 +23,9 @@ use crate::codec::SubscriptionOptions;
 pub struct SubscriberEntry {
     pub session: SessionId,
     pub options: SubscriptionOptions,
-    /// MQTT 5.0 Subscription Identifier given with the SUBSCRIBE, if any.
-    pub subscription_id: Option<u32>,
+    /// MQTT 5.0 Subscription Identifier given with the SUBSCRIBE, if any (never 0,
+    /// MQTT 5.0 §3.8.2.1.2; `NonZeroU32` keeps the entry at 16 bytes and one inline in a node).
+    pub subscription_id: Option<NonZeroU32>,
     /// Set for a member of a shared subscription group (`$share/GROUP/FILTER`, stored here
     /// under FILTER): the router gives each message to one member of the group, not to all.
     /// A session holds at most one entry per (filter, group), plain subscriptions being the
@@ -39,9 +41,88 @@ struct Node {
     /// Child levels by name; `+` and `#` are stored as ordinary keys and also, because every
     /// publish looks them up at every level, in `plus` and `hash`.
     children: Children,
-    plus: Option<NodeId>,
-    hash: Option<NodeId>,
-    subscribers: Vec<SubscriberEntry>,
+    /// Never the root (0), so a `NonZeroU32`: 4 bytes instead of 8 each.
+    plus: Option<NonZeroU32>,
+    hash: Option<NonZeroU32>,
+    subscribers: Subscribers,
+}
+
+/// A node's subscribers. Most filters have one (a device's own `site/<id>/cmd`): it is held
+/// inline, where a vector would cost a 32-byte allocation per filter.
+#[derive(Debug, Default)]
+enum Subscribers {
+    #[default]
+    None,
+    One(SubscriberEntry),
+    Many(Vec<SubscriberEntry>),
+}
+
+impl Subscribers {
+    fn as_slice(&self) -> &[SubscriberEntry] {
+        match self {
+            Subscribers::None => &[],
+            Subscribers::One(entry) => std::slice::from_ref(entry),
+            Subscribers::Many(entries) => entries,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    /// `session`'s entry in group `share` (`None`: its plain subscription).
+    fn find_mut(
+        &mut self,
+        session: SessionId,
+        share: Option<ShareId>,
+    ) -> Option<&mut SubscriberEntry> {
+        let same = |e: &SubscriberEntry| e.session == session && e.share == share;
+        match self {
+            Subscribers::None => None,
+            Subscribers::One(entry) => Some(entry).filter(|e| same(e)),
+            Subscribers::Many(entries) => entries.iter_mut().find(|e| same(e)),
+        }
+    }
+
+    /// Adds `entry`; the caller has checked that its (session, group) is absent.
+    fn push(&mut self, entry: SubscriberEntry) {
+        *self = match std::mem::take(self) {
+            Subscribers::None => Subscribers::One(entry),
+            Subscribers::One(first) => Subscribers::Many(vec![first, entry]),
+            Subscribers::Many(mut entries) => {
+                entries.push(entry);
+                Subscribers::Many(entries)
+            }
+        };
+    }
+
+    /// Removes `session`'s entry in group `share`; returns whether there was one. A vector
+    /// left with one entry goes back inline (and gives its memory back).
+    fn remove(&mut self, session: SessionId, share: Option<ShareId>) -> bool {
+        let same = |e: &SubscriberEntry| e.session == session && e.share == share;
+        let (next, removed) = match std::mem::take(self) {
+            Subscribers::None => (Subscribers::None, false),
+            Subscribers::One(entry) if same(&entry) => (Subscribers::None, true),
+            one @ Subscribers::One(_) => (one, false),
+            Subscribers::Many(mut entries) => {
+                let removed = match entries.iter().position(same) {
+                    Some(pos) => {
+                        entries.swap_remove(pos);
+                        true
+                    }
+                    None => false,
+                };
+                let next = match entries.len() {
+                    0 => Subscribers::None,
+                    1 => entries.pop().map_or(Subscribers::None, Subscribers::One),
+                    _ => Subscribers::Many(entries),
+                };
+                (next, removed)
+            }
+        };
+        *self = next;
+        removed
+    }
 }
 
 /// A node's children. Most nodes of a real tree have one child (`site/<id>/temp` chains) and
@@ -103,6 +184,7 @@ impl Children {
             }
             Children::Many(mut map) => {
                 map.remove(level);
+                super::disconnect::shrink_map(&mut map);
                 *self = match map.len() {
                     0 => Children::None,
                     1 => match map.drain().next() {
@@ -174,18 +256,12 @@ impl TopicTree {
             };
         }
         let subscribers = &mut self.nodes[node as usize].subscribers;
-        match subscribers.iter_mut().find(|e| e.session == entry.session && e.share == entry.share)
-        {
+        match subscribers.find_mut(entry.session, entry.share) {
             Some(existing) => {
                 *existing = entry;
                 true
             }
             None => {
-                // Most filters have one subscriber: room for exactly one at first (a first
-                // push would make room for four); later pushes grow by doubling as usual.
-                if subscribers.capacity() == 0 {
-                    subscribers.reserve_exact(1);
-                }
                 subscribers.push(entry);
                 self.subscription_count += 1;
                 false
@@ -232,15 +308,8 @@ impl TopicTree {
         session: SessionId,
         share: Option<ShareId>,
     ) -> bool {
-        let subscribers = &mut self.nodes[node as usize].subscribers;
-        let Some(pos) = subscribers.iter().position(|e| e.session == session && e.share == share)
-        else {
+        if !self.nodes[node as usize].subscribers.remove(session, share) {
             return false;
-        };
-        subscribers.swap_remove(pos);
-        if subscribers.is_empty() {
-            // A filter's last subscriber gone: give its entries' memory back too.
-            *subscribers = Vec::new();
         }
         self.subscription_count -= 1;
         true
@@ -270,11 +339,11 @@ impl TopicTree {
             if wildcards {
                 // `#` matches this level and everything below it, including "nothing more" for
                 // the parent (`a/#` matches `a`, handled when `next` was None one level up).
-                if let Some(hash) = here.hash {
-                    out.extend_from_slice(&self.nodes[hash as usize].subscribers);
+                if let Some(hash) = here.hash.map(NonZeroU32::get) {
+                    out.extend_from_slice(self.nodes[hash as usize].subscribers.as_slice());
                 }
             }
-            let plus = if wildcards { here.plus } else { None };
+            let plus = if wildcards { here.plus.map(NonZeroU32::get) } else { None };
             if let Some(exact) = here.children.get(level) {
                 self.visit(exact, next, &mut steps, out);
             }
@@ -298,9 +367,9 @@ impl TopicTree {
             Some(at) => steps.push(Step { node: child, at }),
             None => {
                 let child_node = &self.nodes[child as usize];
-                out.extend_from_slice(&child_node.subscribers);
-                if let Some(hash) = child_node.hash {
-                    out.extend_from_slice(&self.nodes[hash as usize].subscribers);
+                out.extend_from_slice(child_node.subscribers.as_slice());
+                if let Some(hash) = child_node.hash.map(NonZeroU32::get) {
+                    out.extend_from_slice(self.nodes[hash as usize].subscribers.as_slice());
                 }
             }
         }
@@ -324,8 +393,8 @@ impl TopicTree {
         let parent = &mut self.nodes[parent as usize];
         parent.children.insert(level, id);
         match level {
-            "+" => parent.plus = Some(id),
-            "#" => parent.hash = Some(id),
+            "+" => parent.plus = NonZeroU32::new(id),
+            "#" => parent.hash = NonZeroU32::new(id),
             _ => {}
         }
         id
@@ -355,6 +424,12 @@ impl TopicTree {
             self.nodes[node as usize] = Node::default();
             self.free.push(node);
         }
+    }
+
+    /// Bytes of one arena slot, for the size test in `broker/tests.rs`.
+    #[cfg(test)]
+    pub fn node_size() -> usize {
+        std::mem::size_of::<Node>()
     }
 
     /// Arena slots in use.

@@ -34,6 +34,7 @@ use crate::broker::{Broker, ConnId, Limits, ListenerId, Origin, Outbox};
 use crate::codec::{self, Packet, ProtocolVersion};
 use crate::config::Config;
 use crate::log_limit::More;
+use crate::slab::Slab;
 use admission::Admission;
 use connection::{Connection, Flush};
 use transport::{TlsError, TlsServer, Transport, WsSettings, WsStream};
@@ -43,6 +44,11 @@ pub const READ_BUFFER_SIZE: usize = 64 * 1024;
 /// Bytes read from one connection in one pass before the others get their turn (and
 /// everyone's output is written); the rest is read in the next pass.
 const READ_BUDGET_PER_PASS: usize = 4 * READ_BUFFER_SIZE;
+/// Connections accepted from one listener in one pass before the connected clients get their
+/// turn; the rest of the kernel's queue (up to `listener.backlog`) is accepted in the next
+/// passes, which do not wait for readiness. A reconnect storm of thousands thus goes in slices
+/// of this many CONNECTs, each followed by reading and answering everyone already in.
+const ACCEPT_PER_PASS: usize = 256;
 
 /// One readiness event, copied out of mio's event list.
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +97,8 @@ pub struct ListenerPlan {
     pub websocket: Option<Rc<WsSettings>>,
     pub allow_anonymous: Option<bool>,
     pub use_identity_as_username: bool,
+    /// `listener.backlog`, as configured (the kernel may cap it: see [`effective_backlog`]).
+    pub backlog: u32,
 }
 
 impl ListenerPlan {
@@ -117,6 +125,7 @@ pub fn plan_listeners(config: &Config) -> Result<Vec<ListenerPlan>, TlsError> {
             websocket: None,
             allow_anonymous: None,
             use_identity_as_username: false,
+            backlog: config.listener.backlog,
         });
     }
     for named in &config.listeners {
@@ -154,9 +163,35 @@ pub fn plan_listeners(config: &Config) -> Result<Vec<ListenerPlan>, TlsError> {
             tls,
             websocket,
             allow_anonymous: named.allow_anonymous,
+            backlog: config.listener.backlog,
         });
     }
     Ok(plans)
+}
+
+/// A listening socket on `addr` with room for `backlog` connections not yet accepted (mio's
+/// and std's `bind` fix 128): non-blocking, `SO_REUSEADDR` as mio sets it.
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    // The kernel silently caps it at somaxconn; `i32::MAX` cannot be reached (<= 65535).
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// The backlog the kernel grants a listener asked for `configured`: capped by
+/// `/proc/sys/net/core/somaxconn` (when readable), and what that file said.
+pub fn effective_backlog(configured: u32) -> (u32, Option<u32>) {
+    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    (somaxconn.map_or(configured, |cap| configured.min(cap)), somaxconn)
 }
 
 /// An open listening socket and what its connections get.
@@ -177,6 +212,9 @@ pub struct EventLoop {
     stop_signal: Option<i32>,
     /// SIGHUP arrived: `run` returns [`RELOAD_SIGNAL`] after this pass.
     reload_requested: bool,
+    /// Listeners whose queue was not drained last pass (`ACCEPT_PER_PASS`): accepted from
+    /// again in the next pass without waiting for an event (edge-triggered: none would come).
+    accept_more: Vec<usize>,
     /// A connection with this much unwritten output is not read until it drains.
     output_limit: usize,
     /// Outbound links to other brokers (`outbound.rs`).
@@ -188,44 +226,31 @@ pub struct EventLoop {
     broker: Broker,
 }
 
-/// The connection slab: `ConnId` is the index; capacity is fixed at start-up.
+/// The connection slab: `ConnId` is the index; the limit is fixed at start-up, and the
+/// table shrinks again when connections leave (see `slab.rs`).
 struct Slots {
-    entries: Vec<Option<Connection>>,
-    free: Vec<u32>,
-    capacity: usize,
+    table: Slab<Connection>,
 }
 
 impl Slots {
     fn get_mut(&mut self, id: ConnId) -> Option<&mut Connection> {
-        self.entries.get_mut(id.0 as usize).and_then(Option::as_mut)
+        self.table.get_mut(id.0)
     }
 
     fn get(&self, id: ConnId) -> Option<&Connection> {
-        self.entries.get(id.0 as usize).and_then(Option::as_ref)
+        self.table.get(id.0)
     }
 
     fn is_full(&self) -> bool {
-        self.free.is_empty() && self.entries.len() >= self.capacity
+        self.table.is_full()
     }
 
     fn insert(&mut self, connection: Connection) -> Option<ConnId> {
-        if let Some(index) = self.free.pop() {
-            self.entries[index as usize] = Some(connection);
-            return Some(ConnId(index));
-        }
-        if self.entries.len() >= self.capacity {
-            return None;
-        }
-        self.entries.push(Some(connection));
-        u32::try_from(self.entries.len() - 1).ok().map(ConnId)
+        self.table.insert(connection).map(ConnId)
     }
 
     fn remove(&mut self, id: ConnId) -> Option<Connection> {
-        let taken = self.entries.get_mut(id.0 as usize).and_then(Option::take);
-        if taken.is_some() {
-            self.free.push(id.0);
-        }
-        taken
+        self.table.remove(id.0)
     }
 }
 
@@ -250,7 +275,7 @@ impl Outbox for Sockets {
         if connection.closing {
             return;
         }
-        codec::encode(packet, version, &mut connection.tx);
+        codec::encode(packet, version, connection.output());
         if !connection.flush_queued {
             connection.flush_queued = true;
             self.to_flush.push(conn);
@@ -283,7 +308,7 @@ impl EventLoop {
         let mut listeners = Vec::with_capacity(plans.len());
         for (i, plan) in plans.into_iter().enumerate() {
             let addr = plan.addr;
-            let mut socket = TcpListener::bind(addr).map_err(|e| {
+            let mut socket = listen(addr, plan.backlog).map_err(|e| {
                 io::Error::new(e.kind(), format!("{}: cannot listen on {addr}: {e}", plan.name))
             })?;
             poll.registry().register(
@@ -302,7 +327,7 @@ impl EventLoop {
             ready: Vec::with_capacity(1024),
             listeners,
             sockets: Sockets {
-                slots: Slots { entries: Vec::with_capacity(capacity), free: Vec::new(), capacity },
+                slots: Slots { table: Slab::new(capacity) },
                 to_flush: Vec::new(),
                 to_close: Vec::new(),
                 to_read: Vec::new(),
@@ -311,6 +336,7 @@ impl EventLoop {
             signals,
             stop_signal: None,
             reload_requested: false,
+            accept_more: Vec::new(),
             output_limit: broker.limits().tx_buffer_limit,
             bridges: outbound::Bridges::default(),
             admission: Admission::new(
@@ -412,7 +438,7 @@ impl EventLoop {
     /// connections are still waiting to be read), then handle everything that is ready.
     fn run_once(&mut self) -> io::Result<()> {
         let now = Instant::now();
-        let timeout = if self.sockets.to_read.is_empty() {
+        let timeout = if self.sockets.to_read.is_empty() && self.accept_more.is_empty() {
             let deadline = [
                 self.broker.next_deadline(),
                 self.bridges_deadline(),
@@ -447,6 +473,9 @@ impl EventLoop {
         for conn in std::mem::take(&mut self.sockets.to_read) {
             // No event says whether the peer has closed since: read until `WouldBlock`.
             self.read(conn, ReadUntil::WouldBlock, now);
+        }
+        for listener in std::mem::take(&mut self.accept_more) {
+            self.accept(listener, now);
         }
         for &Readiness { token, readable, closed, writable } in &ready {
             if token == SIGNAL_TOKEN {
@@ -515,8 +544,10 @@ impl EventLoop {
         Ok(())
     }
 
+    /// Accepts up to `ACCEPT_PER_PASS` connections from `listener`; if its queue may hold
+    /// more, it is noted in `accept_more` for the next pass.
     fn accept(&mut self, listener: usize, now: Instant) {
-        loop {
+        for _ in 0..ACCEPT_PER_PASS {
             let Some(l) = self.listeners.get(listener) else {
                 return;
             };
@@ -543,7 +574,7 @@ impl EventLoop {
                 if let Some(more) = self.admission.logs.refused_full.allow(now) {
                     log::warn!(
                         "{peer}: connection refused, all {} slots in use{}",
-                        self.sockets.slots.capacity,
+                        self.sockets.slots.table.limit(),
                         More(more)
                     );
                 }
@@ -585,6 +616,10 @@ impl EventLoop {
                 },
             };
             self.register(transport, origin, now);
+        }
+        // The pass's budget is spent before `WouldBlock`: the queue may hold more.
+        if !self.accept_more.contains(&listener) {
+            self.accept_more.push(listener);
         }
     }
 
@@ -931,7 +966,7 @@ impl EventLoop {
             drop(connection);
             self.broker.on_closed(conn, now, &mut self.sockets);
             if let Some(index) = link {
-                self.link_closed(index, now);
+                self.link_closed(index as usize, now);
             }
         }
         // A will published by `on_closed` may have queued output for others.

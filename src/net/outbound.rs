@@ -132,7 +132,7 @@ impl EventLoop {
             self.bridges.links.push(Link::new(Rc::new(config), now, seed));
             self.bridges.tls.push(tls);
             // Its link needs a slot of its own, beyond the clients' ones.
-            self.sockets.slots.capacity += 1;
+            self.sockets.slots.table.raise_limit(1);
         }
         if !self.bridges.links.is_empty() {
             self.bridges.waker = Some(Arc::new(Waker::new(self.poll.registry(), WAKER_TOKEN)?));
@@ -244,7 +244,7 @@ impl EventLoop {
             },
         };
         let mut connection = Connection::new(transport, addr, ListenerId::OUTBOUND);
-        connection.link = Some(index);
+        connection.link = u32::try_from(index).ok();
         let Some(conn) = self.sockets.slots.insert(connection) else {
             return fail(self, "no connection slot free".to_string());
         };
@@ -293,7 +293,7 @@ impl EventLoop {
 
     /// The bridge index of `conn`, if it is a link.
     pub(super) fn link_of(&self, conn: ConnId) -> Option<usize> {
-        self.sockets.slots.get(conn).and_then(|c| c.link)
+        self.sockets.slots.get(conn).and_then(|c| c.link).map(|index| index as usize)
     }
 
     /// Whether input from `conn` is still read: a link is read until it closes (the broker

@@ -80,6 +80,8 @@ pub struct Settings {
     pub persistence: bool,
     /// A bridge to an upstream broker (the bridge scenarios' local broker).
     pub bridge: Option<BridgeSettings>,
+    /// edgemq `disk_cache_size` at least (the store's message cap).
+    pub store_messages: usize,
     /// Mosquitto only: the bridge scenarios' upstream (its subscriber's window and an unlimited
     /// queue, and connection and subscription log lines, whose order the scenario checks).
     pub upstream: bool,
@@ -120,6 +122,7 @@ impl Default for Settings {
             bridge: None,
             upstream: false,
             websocket: false,
+            store_messages: 200_000,
         }
     }
 }
@@ -499,7 +502,7 @@ fn edgemq_config(s: &Settings, data: &Path, port: u16, ws_port: Option<u16>) -> 
     // The offline scenario queues 50,000 messages for one session.
     let _ = writeln!(c, "max_queued_per_session = 100000");
     let queue = s.bridge.as_ref().map_or(0, |b| b.queue);
-    let _ = writeln!(c, "disk_cache_size = {}", queue.max(200_000));
+    let _ = writeln!(c, "disk_cache_size = {}", queue.max(s.store_messages));
     if let Some(b) = &s.bridge {
         // Mosquitto's `topic bench/# out 1`, queued in the store (fsync'd before the local
         // PUBACK in `sync`), caps far above what the scenario publishes.

@@ -154,6 +154,14 @@ impl Client {
 
     /// Subscribes to one filter and waits for the SUBACK; a failure code is an error.
     pub fn subscribe(&mut self, filter: &str, qos: QoS) -> Result<(), Error> {
+        let packet_id = self.queue_subscribe(filter, qos);
+        self.flush()?;
+        self.finish_subscribe(filter, packet_id)
+    }
+
+    /// Queues a SUBSCRIBE to one filter (sent by the next `flush`); returns its packet id for
+    /// `finish_subscribe`.
+    pub fn queue_subscribe(&mut self, filter: &str, qos: QoS) -> PacketId {
         let packet_id = self.packet_id();
         let options = SubscriptionOptions { qos, ..SubscriptionOptions::default() };
         self.queue(&Packet::Subscribe(Subscribe {
@@ -161,7 +169,11 @@ impl Client {
             filters: vec![(filter.to_string(), options)],
             properties: SubscribeProperties::default(),
         }));
-        self.flush()?;
+        packet_id
+    }
+
+    /// Waits for the SUBACK of `queue_subscribe`; a failure code is an error.
+    pub fn finish_subscribe(&mut self, filter: &str, packet_id: PacketId) -> Result<(), Error> {
         let deadline = Instant::now() + CONNECT_TIMEOUT;
         match self.read_packet(deadline)? {
             Some(Packet::Suback(suback)) if suback.packet_id == packet_id => {

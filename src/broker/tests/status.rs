@@ -62,8 +62,8 @@ fn top_backlogs_keeps_the_largest_largest_first_and_counts_every_persistent_sess
 }
 
 fn stored_id(h: &Harness, client_id: &str) -> crate::store::StoredSessionId {
-    let session = h.broker.sessions.iter().flatten().find(|s| &*s.client_id == client_id);
-    session.and_then(|s| s.stored).expect("a persistent session").id
+    let session = h.broker.sessions.values().find(|s| &*s.client_id == client_id);
+    session.and_then(|s| s.stored.as_deref()).expect("a persistent session").id
 }
 
 #[test]

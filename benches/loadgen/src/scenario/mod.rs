@@ -10,6 +10,8 @@ mod bridge;
 mod idle;
 mod latency;
 mod offline;
+mod restart;
+mod storm;
 mod throughput;
 pub mod worker;
 
@@ -39,10 +41,16 @@ pub const ALL: &[&str] = &[
     "fanout_q0",
     "fanout_q1",
     "fanout_alias_q0",
+    "fanout1k_q0",
+    "fanout1k_q1",
     "latency_q0",
     "latency_q1",
     "idle",
+    "idle_15k",
     "offline",
+    "storm",
+    "storm_15k",
+    "restart_big",
     "stuck",
     "bridge_live",
     "bridge_replay",
@@ -58,9 +66,17 @@ pub enum Scenario {
     /// Fan-in with every client over WebSockets.
     FanInWs(QoS),
     FanOut(QoS),
+    /// 1 publisher -> 1,000 subscribers.
+    FanOutWide(QoS),
     Latency(QoS),
-    Idle,
+    /// Idle connections: `--connections` of them, or a fixed count (`idle_15k`).
+    Idle(Option<usize>),
     Offline,
+    /// Persistent sessions with queued messages reconnecting at once: `--connections` of
+    /// them, or a fixed count (`storm_15k`).
+    Storm(Option<usize>),
+    /// A graceful restart with 10,000 sessions and 1,000,000 queued messages.
+    RestartBig,
     /// Fan-in QoS 1 beside a subscriber that never reads nor acknowledges.
     Stuck,
     /// Fan-in QoS 1 to one subscriber and a shared group of 4 (`throughput.rs`).
@@ -81,10 +97,16 @@ impl Scenario {
             "fanin_q2" => Scenario::FanIn(QoS::ExactlyOnce),
             "fanout_q0" => Scenario::FanOut(QoS::AtMostOnce),
             "fanout_q1" => Scenario::FanOut(QoS::AtLeastOnce),
+            "fanout1k_q0" => Scenario::FanOutWide(QoS::AtMostOnce),
+            "fanout1k_q1" => Scenario::FanOutWide(QoS::AtLeastOnce),
             "latency_q0" => Scenario::Latency(QoS::AtMostOnce),
             "latency_q1" => Scenario::Latency(QoS::AtLeastOnce),
-            "idle" => Scenario::Idle,
+            "idle" => Scenario::Idle(None),
+            "idle_15k" => Scenario::Idle(Some(15_000)),
             "offline" => Scenario::Offline,
+            "storm" => Scenario::Storm(None),
+            "storm_15k" => Scenario::Storm(Some(15_000)),
+            "restart_big" => Scenario::RestartBig,
             "stuck" => Scenario::Stuck,
             "fanin_shared_q1" => Scenario::FanInShared,
             "fanout_alias_q0" => Scenario::FanOutAlias,
@@ -103,9 +125,14 @@ impl Scenario {
             Scenario::FanIn(q) => format!("fanin_q{}", q.bits()),
             Scenario::FanInWs(q) => format!("fanin_q{}_ws", q.bits()),
             Scenario::FanOut(q) => format!("fanout_q{}", q.bits()),
+            Scenario::FanOutWide(q) => format!("fanout1k_q{}", q.bits()),
             Scenario::Latency(q) => format!("latency_q{}", q.bits()),
-            Scenario::Idle => "idle".to_string(),
+            Scenario::Idle(None) => "idle".to_string(),
+            Scenario::Idle(Some(n)) => format!("idle_{}k", n / 1000),
             Scenario::Offline => "offline".to_string(),
+            Scenario::Storm(None) => "storm".to_string(),
+            Scenario::Storm(Some(n)) => format!("storm_{}k", n / 1000),
+            Scenario::RestartBig => "restart_big".to_string(),
             Scenario::Stuck => "stuck".to_string(),
             Scenario::FanInShared => "fanin_shared_q1".to_string(),
             Scenario::FanOutAlias => "fanout_alias_q0".to_string(),
@@ -211,14 +238,15 @@ impl Options {
                 Scenario::FanIn(_)
                 | Scenario::FanInWs(_)
                 | Scenario::FanOut(_)
+                | Scenario::FanOutWide(_)
                 | Scenario::Stuck
                 | Scenario::FanInShared
                 | Scenario::FanOutAlias,
             ) => self.mosquitto_variant.name(),
-            (Kind::Mosquitto, Scenario::Latency(_) | Scenario::Idle) => {
+            (Kind::Mosquitto, Scenario::Latency(_) | Scenario::Idle(_) | Scenario::Storm(_)) => {
                 MosquittoVariant::Defaults.name()
             }
-            (Kind::Mosquitto, Scenario::Offline) => "persistence",
+            (Kind::Mosquitto, Scenario::Offline | Scenario::RestartBig) => "persistence",
             // Mosquitto as the bridge, with its default persistence (off).
             (Kind::Mosquitto, Scenario::Bridge(..)) => "bridge",
         }
@@ -240,6 +268,7 @@ pub fn run(scenario: Scenario, options: &Options) -> Object {
             throughput::run(options, shape, qos, &mut out)
         }
         Scenario::FanOut(qos) => throughput::run(options, shape(1, 8), qos, &mut out),
+        Scenario::FanOutWide(qos) => throughput::run(options, shape(1, 1000), qos, &mut out),
         Scenario::Stuck => {
             let shape = Shape { stuck_subscribers: 1, ..shape(4, 1) };
             throughput::run(options, shape, QoS::AtLeastOnce, &mut out)
@@ -253,8 +282,12 @@ pub fn run(scenario: Scenario, options: &Options) -> Object {
             throughput::run(options, shape, QoS::AtMostOnce, &mut out)
         }
         Scenario::Latency(qos) => latency::run(options, qos, &mut out),
-        Scenario::Idle => idle::run(options, &mut out),
+        Scenario::Idle(count) => idle::run(options, count.unwrap_or(options.connections), &mut out),
         Scenario::Offline => offline::run(options, &mut out),
+        Scenario::RestartBig => restart::run(options, &mut out),
+        Scenario::Storm(count) => {
+            storm::run(options, count.unwrap_or(options.connections), &mut out)
+        }
         Scenario::Bridge(phase, upstream) => bridge::run(options, phase, upstream, &mut out),
     };
     match result {

@@ -87,7 +87,7 @@ pub fn run(options: &Options, shape: Shape, qos: QoS, out: &mut Object) -> Resul
     let capped = options.launcher.kind == Kind::Mosquitto
         && options.mosquitto_variant == MosquittoVariant::NoDrop;
     let settings = Settings {
-        max_connections: 1024,
+        max_connections: (publishers + subscribers + stuck_subscribers + 100).max(1024),
         max_inflight: options.broker_inflight,
         max_queued_messages: options.edgemq_queue.unwrap_or(options.queue),
         durability: options.durability,
@@ -97,6 +97,7 @@ pub fn run(options: &Options, shape: Shape, qos: QoS, out: &mut Object) -> Resul
         bridge: None,
         upstream: false,
         websocket,
+        ..Settings::default()
     };
     // The limits the broker under test actually runs with.
     let (inflight, queue) = match options.launcher.kind {
