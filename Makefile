@@ -29,9 +29,17 @@ CROSS_TIMEOUT_SCALE := 10
 # service on port 1883, the port `make run` wants: when `deps` installs it, it stops and
 # disables that service (a Mosquitto service that was there before is left alone).
 # python3-fusepy and fuse3 (fusermount): the power-cut test's file system (tests/powercut/lossyfs.py).
-TEST_PKGS := mosquitto mosquitto-clients python3-paho-mqtt python3-fusepy fuse3
+# curl and python3-prometheus-client: tests/monitoring.rs reads /metrics and /health with curl
+# and parses /metrics with prometheus_client's text parser.
+# chromium: tests/status_page.rs loads the status page in headless Chromium.
+# nodejs and npm: MQTT.js for the WebSocket tests (tests/websocket.rs), installed from npm with
+# the lock file into tests/clients/node/node_modules by `deps` (npm ci). Keep them last and
+# together: `deps` leaves them out when a Node is already installed.
+TEST_PKGS := mosquitto mosquitto-clients python3-paho-mqtt python3-fusepy fuse3 curl python3-prometheus-client \
+             chromium nodejs npm
+NODE_CLIENTS := tests/clients/node
 
-.PHONY: help run build test deps lint cross-setup cross-armv7 cross-aarch64 cross-test \
+.PHONY: help run build test test-ws deps lint cross-setup cross-armv7 cross-aarch64 cross-test \
         musl-aarch64 musl-armv7 dist dist-musl sizes bench bench-compare clean powercut-selfcheck \
         fuzz-smoke fuzz-seeds
 
@@ -48,9 +56,15 @@ build: ## Native release build (target/release/edgemq)
 test: deps ## Whole test suite, native (checks `deps` first)
 	$(CARGO) test --workspace
 
+# The suites written for TCP, again with every client over WebSockets (tests/common: each
+# broker gets a ws listener, each TestClient connects to it). tests/websocket.rs has the rest.
+WS_SUITES := conformance_v3 conformance_v5 persistence malformed flow_control
+test-ws: ## Conformance, persistence, malformed and flow-control suites over ws://
+	EDGEMQ_TEST_TRANSPORT=ws $(CARGO) test $(addprefix --test ,$(WS_SUITES))
+
 # Checks first; installs only when something is missing (root + apt-get), otherwise says what to
 # install. Without CI=true a missing client is a warning: the tests that need it skip.
-deps: ## Check/install test prerequisites: mosquitto (bridge remote), mosquitto-clients, python3-paho-mqtt, python3-fusepy, fuse3
+deps: ## Check/install test prerequisites: mosquitto (bridge remote), mosquitto-clients, python3-paho-mqtt, python3-fusepy, fuse3, curl, python3-prometheus-client, chromium, nodejs+npm (MQTT.js)
 	@check() { \
 	    missing=(); \
 	    command -v mosquitto_pub >/dev/null || missing+=(mosquitto_pub); \
@@ -59,19 +73,33 @@ deps: ## Check/install test prerequisites: mosquitto (bridge remote), mosquitto-
 	    /usr/bin/python3 -c 'import paho.mqtt' 2>/dev/null || missing+=("python3 module paho.mqtt"); \
 	    /usr/bin/python3 -c 'import fusepy' 2>/dev/null || missing+=("python3 module fusepy"); \
 	    command -v fusermount >/dev/null || missing+=(fusermount); \
+	    command -v curl >/dev/null || missing+=(curl); \
+	    /usr/bin/python3 -c 'import prometheus_client.parser' 2>/dev/null || missing+=("python3 module prometheus_client"); \
+	    command -v chromium >/dev/null || missing+=(chromium); \
+	    command -v node >/dev/null || missing+=(node); \
+	    command -v npm >/dev/null || missing+=(npm); \
+	    [ -f $(NODE_CLIENTS)/node_modules/mqtt/package.json ] || missing+=("MQTT.js in $(NODE_CLIENTS)"); \
 	}; \
 	check; \
 	if [ $${#missing[@]} -gt 0 ] && [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
 	    echo "deps: missing: $${missing[*]}; installing $(TEST_PKGS)"; \
 	    export DEBIAN_FRONTEND=noninteractive; \
 	    had_mosquitto=$$([ -x /usr/sbin/mosquitto ] && echo yes || true); \
-	    apt-get update -qq && apt-get install -y $(TEST_PKGS); \
+	    pkgs="$(TEST_PKGS)"; \
+	    if command -v node >/dev/null && command -v npm >/dev/null; then \
+	        pkgs="$${pkgs/nodejs npm/}"; \
+	    fi; \
+	    apt-get update -qq && apt-get install -y $$pkgs; \
 	    if [ -z "$$had_mosquitto" ] && command -v systemctl >/dev/null \
 	            && systemctl is-enabled --quiet mosquitto 2>/dev/null; then \
 	        systemctl disable --now mosquitto \
 	            && echo "deps: stopped and disabled the mosquitto service the package started (port 1883 stays free for make run)"; \
 	    fi; \
 	    check; \
+	fi; \
+	if [ ! -f $(NODE_CLIENTS)/node_modules/mqtt/package.json ] && command -v npm >/dev/null; then \
+	    echo "deps: installing MQTT.js into $(NODE_CLIENTS) (npm ci, package-lock.json)"; \
+	    (cd $(NODE_CLIENTS) && npm ci --no-audit --no-fund) && check; \
 	fi; \
 	if [ $${#missing[@]} -gt 0 ]; then \
 	    echo "deps: missing: $${missing[*]}"; \
@@ -147,11 +175,11 @@ dist: cross-armv7 cross-aarch64 ## Tarballs for the glibc targets under dist/
 dist-musl: musl-aarch64 musl-armv7 ## Tarballs for the musl (OpenWrt) targets under dist/
 	cross/dist.sh $(PROFILE) $(AARCH64_MUSL) $(ARMV7_MUSL)
 
-# The armv7 binary is also built without default features (no TLS) and kept beside the shipped
-# one as edgemq.no-tls, so the table shows what TLS costs. Same target dir: the dependencies
-# are shared, only edgemq and the TLS crates differ.
+# The armv7 binary is also built without TLS (only the `websocket` feature) and kept beside the
+# shipped one as edgemq.no-tls, so the table shows what TLS costs. Same target dir: the
+# dependencies are shared, only edgemq and the TLS crates differ.
 sizes: cross-setup cross-aarch64 build ## Markdown table of stripped binary sizes (armv7 with and without TLS)
-	$(CARGO) build --profile $(PROFILE) --target $(ARMV7) --no-default-features
+	$(CARGO) build --profile $(PROFILE) --target $(ARMV7) --no-default-features --features websocket
 	cp target/$(ARMV7)/$(PROFILE)/edgemq target/$(ARMV7)/$(PROFILE)/edgemq.no-tls
 	$(CARGO) build --profile $(PROFILE) --target $(ARMV7)
 	strip -o target/release/edgemq.stripped target/release/edgemq
@@ -177,7 +205,7 @@ bench-compare: bench ## Same as bench: every run compares with Mosquitto in the 
 # sanitizer only doubles the time; panics, overflows (debug assertions are on), timeouts and
 # memory blow-ups are what the targets catch. That also lets it run on the stable toolchain.
 FUZZ_SECONDS   ?= 20
-FUZZ_TARGETS   ?= decode topic auth_files broker_sequence
+FUZZ_TARGETS   ?= decode topic auth_files broker_sequence websocket
 FUZZ_FLAGS     ?= --sanitizer none
 # Per-input limits: a run slower than 10 s or using more than 2 GiB is a finding too.
 FUZZ_LIBFUZZER ?= -timeout=10 -rss_limit_mb=2048 -print_final_stats=1

@@ -2,13 +2,16 @@
 # edgemq benchmark: every scenario against edgemq AND Mosquitto, interleaved, BENCH_RUNS times;
 # JSON lines to benches/results/latest.jsonl, then a markdown table of medians on stdout.
 #
-# Fan-in, fan-out and stuck run Mosquitto twice: with its shipped limits ("defaults", the set-up of
-# issue 5's reference table: it drops at its queue limit, counted as lost) and set up not to
+# Fan-in (fanin_q1_ws too: fan-in QoS 1 with every client over WebSockets), fan-out and stuck
+# run Mosquitto twice: with its shipped limits ("defaults", the set-up of issue 5's reference
+# table: it drops at its queue limit, counted as lost) and set up not to
 # drop ("no-drop": a 1,000,000 queue, edgemq's window, publishers capped at the queue). Latency
 # and idle run it once with its defaults, offline once with persistence and a 100,000 queue.
-# The bridge scenarios (bridge_live, bridge_replay, bridge_kill9; `bridge` in BENCH_SCENARIOS
-# names all three) run a local broker bridging to an upstream Mosquitto: edgemq's bridge
-# against Mosquitto as the bridge, each with a fresh upstream.
+# The bridge scenarios (bridge_live, bridge_replay, bridge_kill9, and the same three with
+# `_sink`; `bridge` in BENCH_SCENARIOS names all six) run a local broker bridging to an
+# upstream: edgemq's bridge against Mosquitto as the bridge, each with a fresh upstream, which
+# is Mosquitto or (`_sink`) the load generator's own MQTT sink, cheap enough per message that
+# the bridge is what is measured.
 #
 # Each scenario run is one `edgemq-loadgen run` process that starts a fresh broker in its own
 # directory under a private temporary directory, drives it, kills it and prints one JSON line.
@@ -53,16 +56,20 @@ log "== building edgemq and edgemq-loadgen (release)"
 EDGEMQ=$TARGET/release/edgemq
 LOADGEN=$TARGET/release/edgemq-loadgen
 read -r -a SCENARIOS <<<"${BENCH_SCENARIOS:-$("$LOADGEN" scenarios)}"
-# `bridge` is short for the three bridge scenarios.
+# `bridge` is short for the six bridge scenarios.
 expanded=()
 for s in "${SCENARIOS[@]}"; do
-    if [[ $s == bridge ]]; then expanded+=(bridge_live bridge_replay bridge_kill9); else expanded+=("$s"); fi
+    if [[ $s == bridge ]]; then
+        expanded+=(bridge_live bridge_replay bridge_kill9 bridge_live_sink bridge_replay_sink bridge_kill9_sink)
+    else
+        expanded+=("$s")
+    fi
 done
 SCENARIOS=("${expanded[@]}")
 
 # The idle scenario holds CONNECTIONS sockets in the load generator and as many in the broker
-# (each process has its own table, both inherit this limit).
-need=$((CONNECTIONS + 256))
+# (each process has its own table, both inherit this limit); idle_15k and storm_15k 15,000.
+need=$((CONNECTIONS > 15000 ? CONNECTIONS + 256 : 15256))
 soft=$(ulimit -Sn)
 if [[ $soft != unlimited && $soft -lt $need ]]; then
     hard=$(ulimit -Hn)
@@ -161,7 +168,7 @@ for run in $(seq 1 "$RUNS"); do
                 # edgemq runs with its default queue: at the limit it pauses publishers
                 # (back-pressure) where Mosquitto would drop, so it needs no 1M queue.
                 run_one edgemq "$scenario" "$run" --edgemq-queue 1000
-            elif [[ $scenario == fanin_* || $scenario == fanout_* || $scenario == stuck ]]; then
+            elif [[ $scenario == fanin_* || $scenario == fanout* || $scenario == stuck ]]; then
                 for variant in "${mosquitto_variants[@]}"; do
                     run_one mosquitto "$scenario" "$run" --mosquitto-variant "$variant"
                 done

@@ -4,13 +4,15 @@
 //! (`std::env::args().skip(1)`) and returns one [`Command`] or one [`CliError`] whose `Display`
 //! is a single line (`edgemq: unknown flag --lissen (did you mean --listen?); see edgemq --help`);
 //! main prints it and exits 2. Every value is validated here (addresses, log level), so
-//! [`apply_overrides`] cannot fail. Nothing here reads files, opens sockets or logs; std only.
+//! [`overrides`] cannot fail. Nothing here reads files, opens sockets or logs; std only.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::config::{closest, parse_log_level, parse_socket_addr, Config, MAX_LISTENERS};
+use toml::Value;
+
+use crate::config::{closest, parse_log_level, parse_socket_addr, Override, MAX_LISTENERS};
 
 /// What `--version` prints.
 pub const VERSION: &str = concat!("edgemq ", env!("CARGO_PKG_VERSION"));
@@ -21,6 +23,7 @@ edgemq - a small single-threaded MQTT 3.1/3.1.1/5.0 broker for edge gateways
 
 Usage:
   edgemq [--conf FILE] [--listen ADDR:PORT]... [--data DIR] [--log-level LEVEL]
+  edgemq check [--conf FILE] [--listen ADDR:PORT]... [--data DIR] [--log-level LEVEL]
   edgemq inspect --data DIR [--conf FILE]
   edgemq passwd [-c | -D] [-b] FILE USER [PASSWORD]
   edgemq --version
@@ -35,6 +38,15 @@ Run the broker (the default command):
       --data DIR           Data directory for the SQLite store, instead of
                            sqlite.mounted_file_path.
       --log-level LEVEL    error, warn, info, debug or trace, instead of log.level.
+
+Settings come from the config file, then EDGEMQ_<SECTION>_<KEY> environment variables
+(EDGEMQ_MQTT_MAX_CONNECTIONS=5000, EDGEMQ_SQLITE_DURABILITY=batch; not for [listeners.NAME]
+or [bridges.NAME]), then the flags above; a later one wins. SIGHUP re-reads all three.
+
+Check a configuration without starting the broker (the data directory is not touched):
+  check [flags as above]   Validate the config file, the environment and the flags, print the
+                           effective config (defaults filled in) as TOML and the memory its
+                           capacities allow. Exit 0 if valid, 2 (one line naming the key) if not.
 
 Inspect a data directory without starting the broker:
   inspect --data DIR       The data directory to look at (required).
@@ -61,6 +73,8 @@ error prints one line and exits with status 2.
 pub enum Command {
     /// Run the broker.
     Run(RunOptions),
+    /// `edgemq check [run flags]`: validate and print the effective config.
+    Check(RunOptions),
     /// `edgemq inspect --data DIR [--conf FILE]`.
     Inspect { data: PathBuf, conf: Option<PathBuf> },
     /// `edgemq passwd [-c | -D] [-b] FILE USER [PASSWORD]`.
@@ -221,7 +235,8 @@ pub fn parse_args(args: impl Iterator<Item = String>) -> Result<Command, CliErro
         return parse_passwd(args);
     }
     let inspect = args.peek().is_some_and(|a| a == "inspect");
-    if inspect {
+    let check = !inspect && args.peek().is_some_and(|a| a == "check");
+    if inspect || check {
         args.next();
     }
     let mut opts = RunOptions::default();
@@ -307,6 +322,9 @@ pub fn parse_args(args: impl Iterator<Item = String>) -> Result<Command, CliErro
         };
         return Ok(Command::Inspect { data, conf: opts.conf });
     }
+    if check {
+        return Ok(Command::Check(opts));
+    }
     Ok(Command::Run(opts))
 }
 
@@ -366,20 +384,29 @@ fn set_once<T>(slot: &mut Option<T>, value: T, flag: Flag) -> Result<(), CliErro
     Ok(())
 }
 
-/// Applies the command-line overrides to a loaded config: `--listen` replaces `listener.bind`,
-/// `--data` replaces `sqlite.mounted_file_path`, `--log-level` replaces `log.level`. Values
-/// from [`parse_args`] are already valid; a `log_level` that is not (only possible in a
-/// hand-built `RunOptions`) is ignored.
-pub fn apply_overrides(config: &mut Config, opts: &RunOptions) {
+/// The command-line flags as config values, the last layer over the file and the environment
+/// (`Config::load_layered`): `--listen` replaces `listener.bind`, `--data` replaces
+/// `sqlite.mounted_file_path`, `--log-level` replaces `log.level`.
+pub fn overrides(opts: &RunOptions) -> Vec<Override> {
+    let set = |section: &str, key: &str, value: Value, flag: Flag| Override {
+        section: section.to_string(),
+        key: key.to_string(),
+        value,
+        source: flag.long().to_string(),
+    };
+    let mut out = Vec::new();
     if !opts.listen.is_empty() {
-        config.listener.bind = opts.listen.clone();
+        let addrs = opts.listen.iter().map(|a| Value::String(a.to_string())).collect();
+        out.push(set("listener", "bind", Value::Array(addrs), Flag::Listen));
     }
     if let Some(data) = &opts.data {
-        config.sqlite.mounted_file_path = data.clone();
+        let path = Value::String(data.to_string_lossy().into_owned());
+        out.push(set("sqlite", "mounted_file_path", path, Flag::Data));
     }
-    if let Some(level) = opts.log_level.as_deref().and_then(parse_log_level) {
-        config.log.level = level;
+    if let Some(level) = &opts.log_level {
+        out.push(set("log", "level", Value::String(level.clone()), Flag::LogLevel));
     }
+    out
 }
 
 #[cfg(test)]
@@ -673,9 +700,9 @@ mod tests {
 
     #[test]
     fn overrides_replace_only_what_was_given() {
-        let mut config = Config::default_values();
-        apply_overrides(&mut config, &RunOptions::default());
-        assert_eq!(config, Config::default_values());
+        use crate::config::Config;
+        let load = |opts: &RunOptions| Config::load_layered(None, &overrides(opts)).unwrap();
+        assert_eq!(load(&RunOptions::default()).config, Config::default_values());
 
         let opts = RunOptions {
             conf: Some(PathBuf::from("ignored-here.toml")),
@@ -683,17 +710,18 @@ mod tests {
             data: Some(PathBuf::from("/srv/edgemq")),
             log_level: Some("trace".to_string()),
         };
-        apply_overrides(&mut config, &opts);
+        let loaded = load(&opts);
         let mut expected = Config::default_values();
         expected.listener.bind = vec![addr("0.0.0.0:1883"), addr("[::]:1883")];
         expected.sqlite.mounted_file_path = PathBuf::from("/srv/edgemq");
         expected.log.level = log::Level::Trace;
-        assert_eq!(config, expected);
-
-        // A hand-built invalid level changes nothing.
-        let bad = RunOptions { log_level: Some("loud".to_string()), ..RunOptions::default() };
-        apply_overrides(&mut config, &bad);
-        assert_eq!(config.log.level, log::Level::Trace);
+        assert_eq!(loaded.config, expected);
+        let shown = loaded.effective.to_toml();
+        assert!(
+            shown.contains("bind = [\"0.0.0.0:1883\", \"[::]:1883\"]  # from --listen"),
+            "{shown}"
+        );
+        assert!(shown.contains("mounted_file_path = \"/srv/edgemq\"  # from --data"), "{shown}");
     }
 
     #[test]
@@ -703,10 +731,25 @@ mod tests {
         else {
             panic!("not a run command");
         };
-        let mut config = Config::embedded_default().unwrap();
-        apply_overrides(&mut config, &opts);
+        let config = crate::config::Config::load_layered(None, &overrides(&opts)).unwrap().config;
         assert_eq!(config.listener.bind, vec![addr("127.0.0.1:11883")]);
         assert_eq!(config.log.level, log::Level::Warn);
         assert_eq!(config.sqlite.mounted_file_path, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn check_subcommand_takes_the_run_flags() {
+        assert_eq!(parse(&["check"]), Ok(Command::Check(RunOptions::default())));
+        assert_eq!(
+            parse(&["check", "-c", "e.toml", "--data", "d"]),
+            Ok(Command::Check(RunOptions {
+                conf: Some(PathBuf::from("e.toml")),
+                data: Some(PathBuf::from("d")),
+                ..RunOptions::default()
+            }))
+        );
+        assert_eq!(parse(&["check", "--help"]), Ok(Command::Help));
+        error_line(&["check", "extra"]);
+        error_line(&["--conf", "e.toml", "check"]);
     }
 }

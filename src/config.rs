@@ -10,6 +10,10 @@
 //!   other (both named).
 //! - [`Config::load`] reads the config file and nothing else: no sockets, no data directory, no
 //!   logging, no global state. A `Config` that exists is valid; later layers do not re-check it.
+//! - Every key the parser reads records the value it ends up with ([`Effective`]: what
+//!   `edgemq check` prints and SIGHUP compares), so a new key needs no list of its own.
+//!   `Config::load_layered` (`config/layers.rs`) puts the environment and the command line over
+//!   the file; the caller passes the environment in.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -21,7 +25,13 @@ use toml::{Table, Value};
 use crate::codec::QoS;
 
 mod bridge;
+mod effective;
+mod layers;
+mod monitor;
 pub use bridge::{BridgeConfig, BridgeTls, TopicMap, BRIDGE_CLIENT_PREFIX};
+pub use effective::{is_live, Effective, LIVE_KEYS};
+pub use layers::{env_overrides, env_value, Loaded, Override, ENV_PREFIX};
+pub use monitor::{HttpConfig, SysConfig};
 
 /// The documented default configuration, built into the binary.
 pub const DEFAULT_CONFIG: &str = include_str!("../conf/edgemq.toml");
@@ -45,12 +55,14 @@ const MAX_FINITE_SESSION_EXPIRY_SECS: u64 = u32::MAX as u64 - 1;
 pub const MAX_LISTENERS: usize = 64;
 
 /// The sections a config file may have, in the order they are read.
-const SECTIONS: [&str; 7] = ["log", "listener", "listeners", "mqtt", "sqlite", "auth", "bridges"];
+const SECTIONS: [&str; 9] =
+    ["log", "listener", "listeners", "mqtt", "sqlite", "auth", "sys", "http", "bridges"];
 
 /// The keys of one `[listeners.NAME]` table, in the order they are read.
-pub const LISTENER_KEYS: [&str; 8] = [
+pub const LISTENER_KEYS: [&str; 9] = [
     "bind",
     "kind",
+    "path",
     "allow_anonymous",
     "certfile",
     "keyfile",
@@ -81,6 +93,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[bridges.NAME]`, in name order (see `config/bridge.rs`); none by default.
     pub bridges: Vec<BridgeConfig>,
+    /// `[sys]` and `[http]` (see `config/monitor.rs`).
+    pub sys: SysConfig,
+    pub http: HttpConfig,
 }
 
 /// `[auth]`: who may connect and what they may do. Mosquitto's keys, Mosquitto's file formats.
@@ -115,6 +130,10 @@ pub struct LogConfig {
 pub struct ListenerConfig {
     /// Addresses to accept MQTT over TCP on: at least one, no duplicates.
     pub bind: Vec<SocketAddr>,
+    /// Connections the kernel queues for each listener (this one and every
+    /// `[listeners.NAME]`) before edgemq accepts them: listen(2)'s backlog, capped by
+    /// `/proc/sys/net/core/somaxconn`.
+    pub backlog: u32,
 }
 
 /// How a listener's clients speak to it (`listeners.NAME.kind`).
@@ -124,10 +143,24 @@ pub enum ListenerKind {
     Tcp,
     /// MQTT over TLS 1.2 / 1.3 (needs the `tls` build feature).
     Tls,
+    /// MQTT over WebSockets (RFC 6455; needs the `websocket` build feature).
+    Ws,
+    /// MQTT over WebSockets over TLS (needs the `websocket` and `tls` build features).
+    Wss,
 }
 
-const LISTENER_KIND_NAMES: [(&str, ListenerKind); 2] =
-    [("tcp", ListenerKind::Tcp), ("tls", ListenerKind::Tls)];
+const LISTENER_KIND_NAMES: [(&str, ListenerKind); 4] = [
+    ("tcp", ListenerKind::Tcp),
+    ("tls", ListenerKind::Tls),
+    ("ws", ListenerKind::Ws),
+    ("wss", ListenerKind::Wss),
+];
+
+/// The HTTP path a `ws`/`wss` listener upgrades when `path` is not set: the one MQTT.js,
+/// paho and NanoMQ use.
+pub const DEFAULT_WEBSOCKET_PATH: &str = "/mqtt";
+/// Longest `listeners.NAME.path`.
+const MAX_WEBSOCKET_PATH: usize = 256;
 
 impl ListenerKind {
     /// The config-file spelling.
@@ -135,13 +168,26 @@ impl ListenerKind {
         match self {
             ListenerKind::Tcp => "tcp",
             ListenerKind::Tls => "tls",
+            ListenerKind::Ws => "ws",
+            ListenerKind::Wss => "wss",
         }
+    }
+
+    /// TLS is (part of) the transport: `tls` and `wss`.
+    pub fn uses_tls(self) -> bool {
+        matches!(self, ListenerKind::Tls | ListenerKind::Wss)
+    }
+
+    /// Clients speak WebSocket: `ws` and `wss`.
+    pub fn uses_websocket(self) -> bool {
+        matches!(self, ListenerKind::Ws | ListenerKind::Wss)
     }
 }
 
-/// One `[listeners.NAME]` table. Checked as a whole: a `tls` listener has `certfile` and
-/// `keyfile`; the TLS keys appear on `tls` listeners only; `require_certificate` and
-/// `use_identity_as_username` need a `cafile` to verify client certificates with.
+/// One `[listeners.NAME]` table. Checked as a whole: a `tls` or `wss` listener has `certfile`
+/// and `keyfile`; the TLS keys appear on `tls`/`wss` listeners only; `require_certificate` and
+/// `use_identity_as_username` need a `cafile` to verify client certificates with; `path`
+/// appears on `ws`/`wss` listeners only.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NamedListener {
     /// `NAME`: 1 to 32 of `A-Z a-z 0-9 _ -`.
@@ -150,8 +196,17 @@ pub struct NamedListener {
     pub kind: ListenerKind,
     /// Overrides `auth.allow_anonymous` for this listener's clients; `None` = the global one.
     pub allow_anonymous: Option<bool>,
-    /// The TLS files; `Some` exactly when `kind` is `tls`.
+    /// The TLS files; `Some` exactly when `kind` is `tls` or `wss`.
     pub tls: Option<ListenerTls>,
+    /// The WebSocket settings; `Some` exactly when `kind` is `ws` or `wss`.
+    pub websocket: Option<ListenerWebSocket>,
+}
+
+/// The WebSocket part of a `[listeners.NAME]` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerWebSocket {
+    /// The request path upgraded to MQTT (`/mqtt` by default); the query string is ignored.
+    pub path: String,
 }
 
 /// The TLS part of a `[listeners.NAME]` table. Paths only: the files are read by `net` at
@@ -235,6 +290,14 @@ pub struct MqttConfig {
     pub max_pause: Duration,
     /// What happens to a subscriber congested for longer than `max_pause`.
     pub slow_subscriber: SlowSubscriber,
+    /// Whether `$share/GROUP/FILTER` subscriptions are offered (told to v5 clients in CONNACK).
+    pub shared_subscription_available: bool,
+    /// How a shared subscription group picks the member a message goes to.
+    pub shared_policy: SharedPolicy,
+    /// Whether the broker assigns topic aliases on what it sends to v5 clients.
+    pub outbound_topic_alias: OutboundTopicAlias,
+    /// Response Information sent to v5 clients that ask for it (`None`: not sent).
+    pub response_information: Option<String>,
 }
 
 /// `[sqlite]`: the on-disk store. Names follow NanoMQ's `sqlite` section where they overlap.
@@ -263,7 +326,22 @@ pub struct SqliteConfig {
     /// Bound on the write-ahead log, 64KiB..=64MiB: it is checkpointed at half of it and
     /// truncated to it; also the size of the reserve file kept for a full disk.
     pub max_wal_size: u64,
+    /// What start-up does with a database that is corrupt.
+    pub on_corrupt: OnCorrupt,
 }
+
+/// What start-up does with a corrupt database file (`sqlite.on_corrupt`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnCorrupt {
+    /// Stop with one line naming the file (exit 1); the file is left as it is.
+    Refuse,
+    /// Rename the file and its `-wal`/`-shm` aside with a timestamp (never delete them), log
+    /// an error naming both names, and start with an empty store.
+    Quarantine,
+}
+
+const ON_CORRUPT_NAMES: [(&str, OnCorrupt); 2] =
+    [("refuse", OnCorrupt::Refuse), ("quarantine", OnCorrupt::Quarantine)];
 
 /// When store writes reach the disk (`sqlite.durability`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,6 +366,28 @@ pub enum Overflow {
     Reject,
 }
 
+/// How a shared subscription group (`$share/GROUP/FILTER`) picks one member for a message
+/// (`mqtt.shared_policy`), among the members that can take it now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SharedPolicy {
+    /// Each member in turn.
+    RoundRobin,
+    /// A member picked at random.
+    Random,
+    /// The member picked by a hash of the publisher's client id and the member's: one
+    /// publisher's messages keep going to the same member while it can take them.
+    Sticky,
+}
+
+/// Topic aliases on PUBLISH packets the broker sends to v5 clients (`mqtt.outbound_topic_alias`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboundTopicAlias {
+    /// Assigned per connection; the least recently used is replaced when all are taken.
+    Lru,
+    /// Never: every PUBLISH carries its topic.
+    Off,
+}
+
 /// What happens to a subscriber that stayed congested for longer than `mqtt.max_pause`
 /// (`mqtt.slow_subscriber`). Either way it pauses no publisher until it has drained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -301,6 +401,15 @@ pub enum SlowSubscriber {
 
 const SLOW_SUBSCRIBER_NAMES: [(&str, SlowSubscriber); 2] =
     [("drop", SlowSubscriber::Drop), ("disconnect", SlowSubscriber::Disconnect)];
+
+const SHARED_POLICY_NAMES: [(&str, SharedPolicy); 3] = [
+    ("round_robin", SharedPolicy::RoundRobin),
+    ("random", SharedPolicy::Random),
+    ("sticky", SharedPolicy::Sticky),
+];
+
+const OUTBOUND_TOPIC_ALIAS_NAMES: [(&str, OutboundTopicAlias); 2] =
+    [("lru", OutboundTopicAlias::Lru), ("off", OutboundTopicAlias::Off)];
 
 const DURABILITY_NAMES: [(&str, Durability); 3] =
     [("sync", Durability::Sync), ("batch", Durability::Batch), ("memory", Durability::Memory)];
@@ -341,7 +450,7 @@ impl Default for LogConfig {
 
 impl Default for ListenerConfig {
     fn default() -> Self {
-        ListenerConfig { bind: vec![SocketAddr::from(([127, 0, 0, 1], 1883))] }
+        ListenerConfig { bind: vec![SocketAddr::from(([127, 0, 0, 1], 1883))], backlog: 1024 }
     }
 }
 
@@ -376,6 +485,10 @@ impl Default for MqttConfig {
             subscription_identifiers_available: true,
             max_pause: Duration::from_secs(1),
             slow_subscriber: SlowSubscriber::Drop,
+            shared_subscription_available: true,
+            shared_policy: SharedPolicy::RoundRobin,
+            outbound_topic_alias: OutboundTopicAlias::Lru,
+            response_information: None,
         }
     }
 }
@@ -394,6 +507,7 @@ impl Default for SqliteConfig {
             resend_interval: Duration::ZERO,
             max_db_size: 0,
             max_wal_size: 512 * KIB,
+            on_corrupt: OnCorrupt::Refuse,
         }
     }
 }
@@ -422,6 +536,8 @@ impl Config {
             sqlite: SqliteConfig::default(),
             bridges: Vec::new(),
             auth: AuthConfig::default(),
+            sys: SysConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 
@@ -459,20 +575,52 @@ impl Config {
 /// Parses like [`Config::from_toml_str`] and also returns every key the parser knows, as
 /// `"section.key"` in reading order (tests check the default file against this list).
 fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), ConfigError> {
-    let mut root: Table =
-        text.parse().map_err(|e: toml::de::Error| syntax_error(text, origin, &e))?;
+    let root = parse_toml(text, origin)?;
+    parse_table(root, origin, CrossCheck::Yes).map(|(config, known, _)| (config, known))
+}
+
+/// TOML text to a table; errors give the line and column.
+fn parse_toml(text: &str, origin: &str) -> Result<Table, ConfigError> {
+    text.parse().map_err(|e: toml::de::Error| syntax_error(text, origin, &e))
+}
+
+/// Whether [`parse_table`] checks the rules between keys (an environment variable is checked
+/// alone first, where the other keys still have their defaults).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CrossCheck {
+    Yes,
+    No,
+}
+
+/// Reads and validates a parsed TOML table: the config, every key the parser knows and the
+/// effective values (every key with the value it ended up with, defaults filled in).
+fn parse_table(
+    mut root: Table,
+    origin: &str,
+    cross: CrossCheck,
+) -> Result<(Config, Vec<String>, Table), ConfigError> {
     let mut config = Config::default_values();
     let mut known = Vec::new();
+    let mut effective = Table::new();
+    // `[listeners.NAME]` and `[bridges.NAME]`, as `listeners` -> `NAME` -> keys.
+    let mut effective_named = Table::new();
+    let mut done = |(keys, values): (Vec<String>, Table), name: &str| {
+        known.extend(keys);
+        effective.insert(name.to_string(), Value::Table(values));
+    };
 
     let mut s = Section::open(&mut root, "log", origin)?;
     s.choice(&mut config.log.level, "level", &LOG_LEVELS)?;
-    known.extend(s.finish()?);
+    let name = s.name.clone();
+    done(s.finish()?, &name);
 
     let mut s = Section::open(&mut root, "listener", origin)?;
     s.bind(&mut config.listener.bind, "bind")?;
-    known.extend(s.finish()?);
+    s.integer(&mut config.listener.backlog, "backlog", 1, 65_535)?;
+    let name = s.name.clone();
+    done(s.finish()?, &name);
 
-    config.listeners = read_listeners(&mut root, origin)?;
+    config.listeners = read_listeners(&mut root, origin, &mut effective_named)?;
 
     let m = &mut config.mqtt;
     let mut s = Section::open(&mut root, "mqtt", origin)?;
@@ -525,7 +673,12 @@ fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), Co
         DurationRange::any(Duration::from_millis(10), Duration::from_secs(60)),
     )?;
     s.choice(&mut m.slow_subscriber, "slow_subscriber", &SLOW_SUBSCRIBER_NAMES)?;
-    known.extend(s.finish()?);
+    s.boolean(&mut m.shared_subscription_available, "shared_subscription_available")?;
+    s.choice(&mut m.shared_policy, "shared_policy", &SHARED_POLICY_NAMES)?;
+    s.choice(&mut m.outbound_topic_alias, "outbound_topic_alias", &OUTBOUND_TOPIC_ALIAS_NAMES)?;
+    s.mqtt_string(&mut m.response_information, "response_information")?;
+    let name = s.name.clone();
+    done(s.finish()?, &name);
 
     let q = &mut config.sqlite;
     let mut s = Section::open(&mut root, "sqlite", origin)?;
@@ -544,24 +697,42 @@ fn parse_with_keys(text: &str, origin: &str) -> Result<(Config, Vec<String>), Co
     )?;
     s.size(&mut q.max_db_size, "max_db_size", 0, TIB)?;
     s.size(&mut q.max_wal_size, "max_wal_size", 64 * KIB, 64 * MIB)?;
-    known.extend(s.finish()?);
+    s.choice(&mut q.on_corrupt, "on_corrupt", &ON_CORRUPT_NAMES)?;
+    let name = s.name.clone();
+    done(s.finish()?, &name);
 
     let a = &mut config.auth;
     let mut s = Section::open(&mut root, "auth", origin)?;
     s.auto_bool(&mut a.allow_anonymous, "allow_anonymous")?;
     s.optional_file(&mut a.password_file, "password_file")?;
     s.optional_file(&mut a.acl_file, "acl_file")?;
-    known.extend(s.finish()?);
+    let name = s.name.clone();
+    done(s.finish()?, &name);
 
-    config.bridges = bridge::parse_bridges(&mut root, origin, &config.mqtt, &config.sqlite)?;
+    for (name, section) in
+        monitor::parse_monitor(&mut root, origin, &mut config.sys, &mut config.http)?
+    {
+        done(section, &name);
+    }
+
+    config.bridges = bridge::parse_bridges(
+        &mut root,
+        origin,
+        &config.mqtt,
+        &config.sqlite,
+        &mut effective_named,
+    )?;
 
     // Whatever is left at the top level is a section or key nobody reads.
     if let Some((name, value)) = root.iter().next() {
         return Err(unknown_top_level(origin, name, value, &known));
     }
 
-    check_cross_keys(&config, origin)?;
-    Ok((config, known))
+    if cross == CrossCheck::Yes {
+        check_cross_keys(&config, origin)?;
+    }
+    effective.extend(effective_named);
+    Ok((config, known, effective))
 }
 
 /// Rules between keys; each error names both keys and says why the pair cannot work.
@@ -624,7 +795,11 @@ fn check_cross_keys(config: &Config, origin: &str) -> Result<(), ConfigError> {
 }
 
 /// Reads every `[listeners.NAME]` table (sorted by name, as TOML tables are).
-fn read_listeners(root: &mut Table, origin: &str) -> Result<Vec<NamedListener>, ConfigError> {
+fn read_listeners(
+    root: &mut Table,
+    origin: &str,
+    effective: &mut Table,
+) -> Result<Vec<NamedListener>, ConfigError> {
     let tables = match root.remove("listeners") {
         None => return Ok(Vec::new()),
         Some(Value::Table(t)) => t,
@@ -659,14 +834,20 @@ fn read_listeners(root: &mut Table, origin: &str) -> Result<Vec<NamedListener>, 
         let Value::Table(table) = value else {
             return Err(invalid("a table [listeners.NAME]", &value));
         };
-        listeners.push(read_listener(name, table, origin)?);
+        let (listener, values) = read_listener(name, table, origin)?;
+        insert_named(effective, "listeners", &listener.name, values);
+        listeners.push(listener);
     }
     Ok(listeners)
 }
 
 /// One `[listeners.NAME]` table; its keys are named `listeners.NAME.KEY` in errors.
-fn read_listener(name: String, table: Table, origin: &str) -> Result<NamedListener, ConfigError> {
-    let mut s = Section { origin, name: "listeners".to_string(), table, known: Vec::new() };
+fn read_listener(
+    name: String,
+    table: Table,
+    origin: &str,
+) -> Result<(NamedListener, Table), ConfigError> {
+    let mut s = Section::from_table(table, "listeners".to_string(), origin);
     let prefix = |key: &str| format!("{name}.{key}");
     let rename = |mut e: ConfigError| {
         // Section errors say `listeners.KEY`; the key is `listeners.NAME.KEY`.
@@ -693,9 +874,31 @@ fn read_listener(name: String, table: Table, origin: &str) -> Result<NamedListen
     let mut cafile = None;
     let mut require_certificate = false;
     let mut use_identity_as_username = false;
+    let mut path = None;
     let mut read = |s: &mut Section| -> Result<(), ConfigError> {
         s.bind(&mut bind, "bind")?;
         s.choice(&mut kind, "kind", &LISTENER_KIND_NAMES)?;
+        if let Some(value) = s.take("path") {
+            match &value {
+                Value::String(p)
+                    if p.starts_with('/')
+                        && p.len() <= MAX_WEBSOCKET_PATH
+                        && p.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#') =>
+                {
+                    path = Some(p.clone());
+                }
+                _ => {
+                    return Err(s.invalid(
+                        "path",
+                        format!(
+                            "an HTTP path starting with '/', at most {MAX_WEBSOCKET_PATH} \
+                             printable ASCII characters without spaces, '?' or '#'"
+                        ),
+                        &value,
+                    ))
+                }
+            }
+        }
         let mut anonymous = false;
         if s.table.contains_key("allow_anonymous") {
             s.boolean(&mut anonymous, "allow_anonymous")?;
@@ -711,7 +914,7 @@ fn read_listener(name: String, table: Table, origin: &str) -> Result<NamedListen
         Ok(())
     };
     read(&mut s).map_err(rename)?;
-    s.finish().map_err(rename)?;
+    let (_, mut values) = s.finish().map_err(rename)?;
 
     let key = |k: &str| format!("listeners.{}", prefix(k));
     let conflict = |a: &str, b: &str, message: String| ConfigError {
@@ -741,8 +944,27 @@ fn read_listener(name: String, table: Table, origin: &str) -> Result<NamedListen
             })
         }
     };
+    let websocket = if kind.uses_websocket() {
+        let path = path.unwrap_or_else(|| DEFAULT_WEBSOCKET_PATH.to_string());
+        values.insert("path".to_string(), Value::String(path.clone()));
+        Some(ListenerWebSocket { path })
+    } else {
+        if path.is_some() {
+            return Err(conflict(
+                "path",
+                "kind",
+                format!(
+                    "{} is a WebSocket setting; {} is \"{}\" (\"ws\" or \"wss\" have a path)",
+                    key("path"),
+                    key("kind"),
+                    kind.name()
+                ),
+            ));
+        }
+        None
+    };
     let tls = match kind {
-        ListenerKind::Tcp => {
+        ListenerKind::Tcp | ListenerKind::Ws => {
             let tls_keys = [
                 ("certfile", certfile.is_some()),
                 ("keyfile", keyfile.is_some()),
@@ -754,19 +976,20 @@ fn read_listener(name: String, table: Table, origin: &str) -> Result<NamedListen
                 return Err(conflict(
                     k,
                     "kind",
-                    format!("{} is a TLS setting; {} is \"tcp\"", key(k), key("kind")),
+                    format!("{} is a TLS setting; {} is \"{}\"", key(k), key("kind"), kind.name()),
                 ));
             }
             None
         }
-        ListenerKind::Tls => {
+        ListenerKind::Tls | ListenerKind::Wss => {
             let (Some(certfile), Some(keyfile)) = (certfile, keyfile) else {
                 return Err(conflict(
                     "kind",
                     "certfile",
                     format!(
-                        "{} = \"tls\" needs {} and {} (the server certificate and its key)",
+                        "{} = \"{}\" needs {} and {} (the server certificate and its key)",
                         key("kind"),
+                        kind.name(),
                         key("certfile"),
                         key("keyfile")
                     ),
@@ -797,7 +1020,15 @@ fn read_listener(name: String, table: Table, origin: &str) -> Result<NamedListen
             })
         }
     };
-    Ok(NamedListener { name, bind, kind, allow_anonymous, tls })
+    Ok((NamedListener { name, bind, kind, allow_anonymous, tls, websocket }, values))
+}
+
+/// Puts the effective values of `[section.NAME]` into `effective` (`section` -> `NAME`).
+fn insert_named(effective: &mut Table, section: &str, name: &str, values: Table) {
+    let entry = effective.entry(section.to_string()).or_insert_with(|| Value::Table(Table::new()));
+    if let Value::Table(names) = entry {
+        names.insert(name.to_string(), Value::Table(values));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -866,7 +1097,7 @@ impl fmt::Display for ConfigError {
                     None => write!(
                         f,
                         " (sections are [log], [listener], [listeners.NAME], [mqtt], [sqlite], \
-                         [auth], [bridges.NAME])"
+                         [auth], [sys], [http], [bridges.NAME])"
                     ),
                 }
             }
@@ -970,6 +1201,8 @@ struct Section<'a> {
     name: String,
     table: Table,
     known: Vec<&'static str>,
+    /// The value every key read so far ends up with (see [`Section::record`]).
+    effective: Table,
 }
 
 /// The range a duration key accepts.
@@ -1030,12 +1263,17 @@ impl<'a> Section<'a> {
 
     /// A section over an already separated table (`[bridges.NAME]`).
     fn from_table(table: Table, name: String, origin: &'a str) -> Self {
-        Section { origin, name, table, known: Vec::new() }
+        Section { origin, name, table, known: Vec::new(), effective: Table::new() }
     }
 
     fn take(&mut self, key: &'static str) -> Option<Value> {
         self.known.push(key);
         self.table.remove(key)
+    }
+
+    /// Notes the value `key` ends up with (read or default), as TOML, for the effective config.
+    fn record(&mut self, key: &str, value: Value) {
+        self.effective.insert(key.to_string(), value);
     }
 
     fn invalid(&self, key: &str, expected: String, got: &Value) -> ConfigError {
@@ -1059,21 +1297,26 @@ impl<'a> Section<'a> {
     ) -> Result<(), ConfigError>
     where
         T: Copy + PartialOrd + fmt::Display + TryFrom<i64>,
+        i64: TryFrom<T>,
     {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        let parsed = match &value {
-            Value::Integer(i) => T::try_from(*i).ok(),
-            _ => None,
-        };
-        match parsed {
-            Some(n) if n >= min && n <= max => {
-                *field = n;
-                Ok(())
+        if let Some(value) = self.take(key) {
+            let parsed = match &value {
+                Value::Integer(i) => T::try_from(*i).ok(),
+                _ => None,
+            };
+            match parsed {
+                Some(n) if n >= min && n <= max => *field = n,
+                _ => {
+                    return Err(self.invalid(
+                        key,
+                        format!("an integer between {min} and {max}"),
+                        &value,
+                    ))
+                }
             }
-            _ => Err(self.invalid(key, format!("an integer between {min} and {max}"), &value)),
         }
+        self.record(key, Value::Integer(i64::try_from(*field).unwrap_or(i64::MAX)));
+        Ok(())
     }
 
     /// A number in `min..=max`; integers are accepted too.
@@ -1084,36 +1327,38 @@ impl<'a> Section<'a> {
         min: f64,
         max: f64,
     ) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        let parsed = match &value {
-            Value::Float(x) => Some(*x),
-            // Small integers convert exactly; anything this large is out of range anyway.
-            Value::Integer(i) => i32::try_from(*i).ok().map(f64::from),
-            _ => None,
-        };
-        match parsed {
-            // NaN fails both comparisons.
-            Some(x) if x >= min && x <= max => {
-                *field = x;
-                Ok(())
+        if let Some(value) = self.take(key) {
+            let parsed = match &value {
+                Value::Float(x) => Some(*x),
+                // Small integers convert exactly; anything this large is out of range anyway.
+                Value::Integer(i) => i32::try_from(*i).ok().map(f64::from),
+                _ => None,
+            };
+            match parsed {
+                // NaN fails both comparisons.
+                Some(x) if x >= min && x <= max => *field = x,
+                _ => {
+                    return Err(self.invalid(
+                        key,
+                        format!("a number between {min:?} and {max:?}"),
+                        &value,
+                    ))
+                }
             }
-            _ => Err(self.invalid(key, format!("a number between {min:?} and {max:?}"), &value)),
         }
+        self.record(key, Value::Float(*field));
+        Ok(())
     }
 
     fn boolean(&mut self, field: &mut bool, key: &'static str) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        match value {
-            Value::Boolean(b) => {
-                *field = b;
-                Ok(())
+        if let Some(value) = self.take(key) {
+            match value {
+                Value::Boolean(b) => *field = b,
+                other => return Err(self.invalid(key, "true or false".to_string(), &other)),
             }
-            other => Err(self.invalid(key, "true or false".to_string(), &other)),
         }
+        self.record(key, Value::Boolean(*field));
+        Ok(())
     }
 
     /// A size in bytes in `min..=max`: an integer or a string like `"64KB"`.
@@ -1125,32 +1370,34 @@ impl<'a> Section<'a> {
         max: u64,
     ) -> Result<(), ConfigError>
     where
-        T: TryFrom<u64>,
+        T: Copy + TryFrom<u64>,
+        u64: TryFrom<T>,
     {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        let parsed = match &value {
-            Value::Integer(i) => u64::try_from(*i).ok(),
-            Value::String(s) => parse_size(s),
-            _ => None,
-        };
-        let narrowed = parsed.filter(|n| (min..=max).contains(n)).and_then(|n| T::try_from(n).ok());
-        match narrowed {
-            Some(n) => {
-                *field = n;
-                Ok(())
+        if let Some(value) = self.take(key) {
+            let parsed = match &value {
+                Value::Integer(i) => <u64 as TryFrom<i64>>::try_from(*i).ok(),
+                Value::String(s) => parse_size(s),
+                _ => None,
+            };
+            let narrowed =
+                parsed.filter(|n| (min..=max).contains(n)).and_then(|n| T::try_from(n).ok());
+            match narrowed {
+                Some(n) => *field = n,
+                None => {
+                    return Err(self.invalid(
+                        key,
+                        format!(
+                            "a size from {} to {} (integer bytes or a string like \"1MB\")",
+                            format_size(min),
+                            format_size(max)
+                        ),
+                        &value,
+                    ))
+                }
             }
-            None => Err(self.invalid(
-                key,
-                format!(
-                    "a size from {} to {} (integer bytes or a string like \"1MB\")",
-                    format_size(min),
-                    format_size(max)
-                ),
-                &value,
-            )),
         }
+        self.record(key, size_value(u64::try_from(*field).unwrap_or(u64::MAX)));
+        Ok(())
     }
 
     fn duration(
@@ -1159,16 +1406,14 @@ impl<'a> Section<'a> {
         key: &'static str,
         range: DurationRange,
     ) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        match duration_value(&value).filter(|d| range.accepts(*d)) {
-            Some(d) => {
-                *field = d;
-                Ok(())
+        if let Some(value) = self.take(key) {
+            match duration_value(&value).filter(|d| range.accepts(*d)) {
+                Some(d) => *field = d,
+                None => return Err(self.invalid(key, range.describe(false), &value)),
             }
-            None => Err(self.invalid(key, range.describe(false), &value)),
         }
+        self.record(key, Value::String(format_duration(*field)));
+        Ok(())
     }
 
     /// Like [`Section::duration`], and the string `"never"` gives `None`.
@@ -1178,78 +1423,102 @@ impl<'a> Section<'a> {
         key: &'static str,
         range: DurationRange,
     ) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        if let Value::String(s) = &value {
-            if s.trim().eq_ignore_ascii_case("never") {
-                *field = None;
-                return Ok(());
+        if let Some(value) = self.take(key) {
+            match &value {
+                Value::String(s) if s.trim().eq_ignore_ascii_case("never") => *field = None,
+                _ => match duration_value(&value).filter(|d| range.accepts(*d)) {
+                    Some(d) => *field = Some(d),
+                    None => return Err(self.invalid(key, range.describe(true), &value)),
+                },
             }
         }
-        match duration_value(&value).filter(|d| range.accepts(*d)) {
-            Some(d) => {
-                *field = Some(d);
-                Ok(())
-            }
-            None => Err(self.invalid(key, range.describe(true), &value)),
-        }
+        let shown = field.map_or_else(|| "never".to_string(), format_duration);
+        self.record(key, Value::String(shown));
+        Ok(())
     }
 
     /// One of a fixed set of names (ASCII case-insensitive).
-    fn choice<T: Copy>(
+    fn choice<T: Copy + PartialEq>(
         &mut self,
         field: &mut T,
         key: &'static str,
         options: &[(&'static str, T)],
     ) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        let found = match &value {
-            Value::String(s) => lookup(options, s),
-            _ => None,
-        };
-        match found {
-            Some(v) => {
-                *field = v;
-                Ok(())
-            }
-            None => {
-                let names: Vec<String> = options.iter().map(|(n, _)| format!("\"{n}\"")).collect();
-                Err(self.invalid(key, format!("one of {}", names.join(", ")), &value))
+        if let Some(value) = self.take(key) {
+            let found = match &value {
+                Value::String(s) => lookup(options, s),
+                _ => None,
+            };
+            match found {
+                Some(v) => *field = v,
+                None => {
+                    let names: Vec<String> =
+                        options.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+                    return Err(self.invalid(key, format!("one of {}", names.join(", ")), &value));
+                }
             }
         }
+        if let Some((name, _)) = options.iter().find(|(_, v)| v == field) {
+            self.record(key, Value::String((*name).to_string()));
+        }
+        Ok(())
     }
 
     fn qos(&mut self, field: &mut QoS, key: &'static str) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        let parsed = match &value {
-            Value::Integer(i) => u8::try_from(*i).ok().and_then(QoS::from_bits),
-            _ => None,
-        };
-        match parsed {
-            Some(q) => {
-                *field = q;
-                Ok(())
+        if let Some(value) = self.take(key) {
+            let parsed = match &value {
+                Value::Integer(i) => u8::try_from(*i).ok().and_then(QoS::from_bits),
+                _ => None,
+            };
+            match parsed {
+                Some(q) => *field = q,
+                None => {
+                    return Err(self.invalid(key, "an integer between 0 and 2".to_string(), &value))
+                }
             }
-            None => Err(self.invalid(key, "an integer between 0 and 2".to_string(), &value)),
         }
+        self.record(key, Value::Integer(i64::from(*field as u8)));
+        Ok(())
+    }
+
+    /// A string sent to clients as an MQTT UTF-8 string: at most 65535 bytes, no U+0000
+    /// (MQTT-1.5.4-2); `""` means none.
+    fn mqtt_string(
+        &mut self,
+        field: &mut Option<String>,
+        key: &'static str,
+    ) -> Result<(), ConfigError> {
+        if let Some(value) = self.take(key) {
+            match &value {
+                Value::String(s) if s.len() <= usize::from(u16::MAX) && !s.contains('\0') => {
+                    *field = (!s.is_empty()).then(|| s.clone());
+                }
+                _ => {
+                    return Err(self.invalid(
+                        key,
+                        "a string of at most 65535 bytes without U+0000".to_string(),
+                        &value,
+                    ))
+                }
+            }
+        }
+        self.record(key, Value::String(field.clone().unwrap_or_default()));
+        Ok(())
     }
 
     fn path(&mut self, field: &mut PathBuf, key: &'static str) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        match &value {
-            Value::String(s) if !s.is_empty() && !s.contains('\0') => {
-                *field = PathBuf::from(s);
-                Ok(())
+        if let Some(value) = self.take(key) {
+            match &value {
+                Value::String(s) if !s.is_empty() && !s.contains('\0') => {
+                    *field = PathBuf::from(s);
+                }
+                _ => {
+                    return Err(self.invalid(key, "a non-empty directory path".to_string(), &value))
+                }
             }
-            _ => Err(self.invalid(key, "a non-empty directory path".to_string(), &value)),
         }
+        self.record(key, Value::String(field.to_string_lossy().into_owned()));
+        Ok(())
     }
 
     /// `true`, `false` or `"auto"` (`None`).
@@ -1258,14 +1527,14 @@ impl<'a> Section<'a> {
         field: &mut Option<bool>,
         key: &'static str,
     ) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        match &value {
-            Value::Boolean(b) => *field = Some(*b),
-            Value::String(s) if s.trim().eq_ignore_ascii_case("auto") => *field = None,
-            _ => return Err(self.invalid(key, "true, false or \"auto\"".to_string(), &value)),
+        if let Some(value) = self.take(key) {
+            match &value {
+                Value::Boolean(b) => *field = Some(*b),
+                Value::String(s) if s.trim().eq_ignore_ascii_case("auto") => *field = None,
+                _ => return Err(self.invalid(key, "true, false or \"auto\"".to_string(), &value)),
+            }
         }
+        self.record(key, field.map_or_else(|| Value::String("auto".into()), Value::Boolean));
         Ok(())
     }
 
@@ -1275,51 +1544,65 @@ impl<'a> Section<'a> {
         field: &mut Option<PathBuf>,
         key: &'static str,
     ) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        match &value {
-            Value::String(s) if s.is_empty() => *field = None,
-            Value::String(s) if !s.contains('\0') => *field = Some(PathBuf::from(s)),
-            _ => {
-                return Err(self.invalid(key, "a file path, or \"\" for none".to_string(), &value))
+        if let Some(value) = self.take(key) {
+            match &value {
+                Value::String(s) if s.is_empty() => *field = None,
+                Value::String(s) if !s.contains('\0') => *field = Some(PathBuf::from(s)),
+                _ => {
+                    return Err(self.invalid(
+                        key,
+                        "a file path, or \"\" for none".to_string(),
+                        &value,
+                    ))
+                }
             }
+        }
+        let shown = field.as_ref().map_or_else(String::new, |p| p.to_string_lossy().into_owned());
+        self.record(key, Value::String(shown));
+        Ok(())
+    }
+
+    /// A file path (checked to be readable later, by whoever reads the file); absent = `None`.
+    fn file(&mut self, field: &mut Option<PathBuf>, key: &'static str) -> Result<(), ConfigError> {
+        if let Some(value) = self.take(key) {
+            match &value {
+                Value::String(s) if !s.is_empty() && !s.contains('\0') => {
+                    *field = Some(PathBuf::from(s));
+                }
+                _ => return Err(self.invalid(key, "a non-empty file path".to_string(), &value)),
+            }
+        }
+        if let Some(path) = field {
+            let shown = path.to_string_lossy().into_owned();
+            self.record(key, Value::String(shown));
         }
         Ok(())
     }
 
-    /// A file path (checked to be readable later, by whoever reads the file).
-    fn file(&mut self, field: &mut Option<PathBuf>, key: &'static str) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        match &value {
-            Value::String(s) if !s.is_empty() && !s.contains('\0') => {
-                *field = Some(PathBuf::from(s));
-                Ok(())
-            }
-            _ => Err(self.invalid(key, "a non-empty file path".to_string(), &value)),
-        }
-    }
-
     /// A list of `IP:port` strings (or one string): at least one, none twice.
     fn bind(&mut self, field: &mut Vec<SocketAddr>, key: &'static str) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else {
-            return Ok(());
-        };
-        let items: Vec<&Value> = match &value {
-            Value::String(_) => vec![&value],
+        if let Some(value) = self.take(key) {
+            *field = self.addresses(key, &value)?;
+        }
+        let shown = field.iter().map(|a| Value::String(a.to_string())).collect();
+        self.record(key, Value::Array(shown));
+        Ok(())
+    }
+
+    fn addresses(&self, key: &'static str, value: &Value) -> Result<Vec<SocketAddr>, ConfigError> {
+        let items: Vec<&Value> = match value {
+            Value::String(_) => vec![value],
             Value::Array(items) => items.iter().collect(),
             _ => {
                 return Err(self.invalid(
                     key,
                     "an \"IP:port\" string or a list of them".to_string(),
-                    &value,
+                    value,
                 ))
             }
         };
         if items.is_empty() {
-            return Err(self.invalid(key, "at least one \"IP:port\" address".to_string(), &value));
+            return Err(self.invalid(key, "at least one \"IP:port\" address".to_string(), value));
         }
         if items.len() > MAX_LISTENERS {
             return Err(ConfigError {
@@ -1350,13 +1633,12 @@ impl<'a> Section<'a> {
             }
             addrs.push(addr);
         }
-        *field = addrs;
-        Ok(())
+        Ok(addrs)
     }
 
     /// Reports the first key nobody read (with a suggestion when one is close) and returns the
-    /// section's known keys as `section.key`.
-    fn finish(self) -> Result<Vec<String>, ConfigError> {
+    /// section's known keys as `section.key` and the values its keys ended up with.
+    fn finish(self) -> Result<(Vec<String>, Table), ConfigError> {
         if let Some(key) = self.table.keys().next() {
             let suggestion =
                 closest(key, self.known.iter().copied()).map(|k| format!("{}.{k}", self.name));
@@ -1368,7 +1650,17 @@ impl<'a> Section<'a> {
                 },
             });
         }
-        Ok(self.known.iter().map(|k| format!("{}.{k}", self.name)).collect())
+        let known = self.known.iter().map(|k| format!("{}.{k}", self.name)).collect();
+        Ok((known, self.effective))
+    }
+}
+
+/// A size as the config shows it: `"64KB"` when a unit fits exactly, else the integer.
+fn size_value(bytes: u64) -> Value {
+    if bytes != 0 && bytes % KIB == 0 {
+        Value::String(format_size(bytes))
+    } else {
+        Value::Integer(i64::try_from(bytes).unwrap_or(i64::MAX))
     }
 }
 
@@ -1603,6 +1895,7 @@ mod tests {
             level = "debug"
             [listener]
             bind = ["0.0.0.0:1883", "[::1]:8883"]
+            backlog = 4096
             [mqtt]
             max_connections = 10
             max_connections_per_address = 3
@@ -1632,6 +1925,10 @@ mod tests {
             subscription_identifiers_available = false
             max_pause = "250ms"
             slow_subscriber = "disconnect"
+            shared_subscription_available = false
+            shared_policy = "sticky"
+            outbound_topic_alias = "off"
+            response_information = "replies/"
             [sqlite]
             mounted_file_path = "/var/lib/edgemq"
             durability = "batch"
@@ -1643,6 +1940,7 @@ mod tests {
             flush_interval_ms = 250
             resend_interval = "30s"
             max_wal_size = "2MB"
+            on_corrupt = "quarantine"
             [auth]
             allow_anonymous = false
             password_file = "/etc/edgemq/passwd"
@@ -1652,6 +1950,7 @@ mod tests {
             log: LogConfig { level: log::Level::Debug },
             listener: ListenerConfig {
                 bind: vec!["0.0.0.0:1883".parse().unwrap(), "[::1]:8883".parse().unwrap()],
+                backlog: 4096,
             },
             listeners: Vec::new(),
             mqtt: MqttConfig {
@@ -1683,6 +1982,10 @@ mod tests {
                 subscription_identifiers_available: false,
                 max_pause: Duration::from_millis(250),
                 slow_subscriber: SlowSubscriber::Disconnect,
+                shared_subscription_available: false,
+                shared_policy: SharedPolicy::Sticky,
+                outbound_topic_alias: OutboundTopicAlias::Off,
+                response_information: Some("replies/".to_string()),
             },
             sqlite: SqliteConfig {
                 mounted_file_path: PathBuf::from("/var/lib/edgemq"),
@@ -1696,6 +1999,7 @@ mod tests {
                 resend_interval: Duration::from_secs(30),
                 max_db_size: 0,
                 max_wal_size: 2 * 1024 * 1024,
+                on_corrupt: OnCorrupt::Quarantine,
             },
             auth: AuthConfig {
                 allow_anonymous: Some(false),
@@ -1703,8 +2007,24 @@ mod tests {
                 acl_file: Some(PathBuf::from("/etc/edgemq/acl")),
             },
             bridges: Vec::new(),
+            // `[sys]` and `[http]`: config/monitor.rs tests their keys.
+            sys: SysConfig::default(),
+            http: HttpConfig::default(),
         };
         assert_eq!(parse(text).unwrap(), expected);
+    }
+
+    #[test]
+    fn listener_backlog_is_read_and_bounded() {
+        let c = Config::from_toml_str("[listener]\nbacklog = 4096\n", "test.toml").unwrap();
+        assert_eq!(c.listener.backlog, 4096);
+        assert_eq!(Config::default_values().listener.backlog, 1024);
+        for bad in ["0", "65536", "\"lots\""] {
+            let text = format!("[listener]\nbacklog = {bad}\n");
+            let e = Config::from_toml_str(&text, "test.toml").unwrap_err();
+            assert_eq!(e.key(), Some("listener.backlog"), "{bad}");
+            assert!(e.to_string().contains("between 1 and 65535"), "{e}");
+        }
     }
 
     #[test]
@@ -1739,6 +2059,11 @@ mod tests {
             key: "listener.bind", extra: "",
             good: &[r#""0.0.0.0:1""#, r#"["[::]:1883", "127.0.0.1:1883"]"#, r#""127.0.0.1:0""#],
             bad: &["[]", r#""localhost:1883""#, "1883", r#""1.2.3.4""#, "[1]", r#"["1.2.3.4:1", "1.2.3.4:1"]"#, "{ a = 1 }"],
+        },
+        RangeCase {
+            key: "listener.backlog", extra: "",
+            good: &["1", "1024", "65535"],
+            bad: &["0", "65536", "-1", r#""1024""#],
         },
         RangeCase {
             key: "mqtt.max_connections", extra: "max_sessions = 10000000",
@@ -1881,6 +2206,26 @@ mod tests {
             bad: &[r#""pause""#, r#""drop_oldest""#, "1", "true"],
         },
         RangeCase {
+            key: "mqtt.shared_subscription_available", extra: "",
+            good: &["true", "false"],
+            bad: &["0", r#""no""#],
+        },
+        RangeCase {
+            key: "mqtt.shared_policy", extra: "",
+            good: &[r#""round_robin""#, r#""random""#, r#""sticky""#, r#""Sticky""#],
+            bad: &[r#""hash""#, r#""""#, "1"],
+        },
+        RangeCase {
+            key: "mqtt.outbound_topic_alias", extra: "",
+            good: &[r#""lru""#, r#""off""#, r#""LRU""#],
+            bad: &[r#""on""#, "true", "0"],
+        },
+        RangeCase {
+            key: "mqtt.response_information", extra: "",
+            good: &[r#""""#, r#""replies/""#, r#""réponse""#],
+            bad: &[r#""a\u0000b""#, "1", "true"],
+        },
+        RangeCase {
             key: "sqlite.mounted_file_path", extra: "",
             good: &[r#""/var/lib/edgemq""#, r#""data dir""#, r#""./data""#],
             bad: &[r#""""#, "1", r#"["a"]"#],
@@ -1931,6 +2276,11 @@ mod tests {
             bad: &[r#""63KB""#, r#""65MB""#, "0"],
         },
         RangeCase {
+            key: "sqlite.on_corrupt", extra: "",
+            good: &[r#""refuse""#, r#""quarantine""#, r#""Quarantine""#],
+            bad: &[r#""delete""#, "true", r#""""#],
+        },
+        RangeCase {
             key: "auth.allow_anonymous", extra: "",
             good: &["true", "false", r#""auto""#, r#""AUTO""#],
             bad: &[r#""yes""#, "1", r#""""#],
@@ -1944,6 +2294,31 @@ mod tests {
             key: "auth.acl_file", extra: "",
             good: &[r#""""#, r#""/etc/edgemq/acl""#],
             bad: &["[]", r#""a\u0000b""#],
+        },
+        RangeCase {
+            key: "sys.interval", extra: "",
+            good: &["0", r#""0s""#, r#""10s""#, r#""1d""#, "86400"],
+            bad: &[r#""1500ms""#, r#""2d""#, "-1", r#""never""#],
+        },
+        RangeCase {
+            key: "http.bind", extra: "",
+            good: &[r#""""#, r#""127.0.0.1:9883""#, r#""[::1]:0""#],
+            bad: &[r#""localhost:9883""#, "9883", r#""127.0.0.1""#],
+        },
+        RangeCase {
+            key: "http.max_connections", extra: "",
+            good: &["1", "16", "1024"],
+            bad: &["0", "1025"],
+        },
+        RangeCase {
+            key: "http.max_request_size", extra: "",
+            good: &[r#""1KB""#, r#""8KB""#, r#""1MB""#],
+            bad: &[r#""1023B""#, r#""2MB""#, "0"],
+        },
+        RangeCase {
+            key: "http.timeout", extra: "",
+            good: &[r#""100ms""#, r#""5s""#, r#""1h""#],
+            bad: &[r#""99ms""#, r#""2h""#, "0"],
         },
         RangeCase {
             key: "sqlite.resend_interval", extra: "",
@@ -1981,6 +2356,69 @@ mod tests {
         known.sort();
         covered.sort();
         assert_eq!(known, covered);
+    }
+
+    /// `edgemq check` prints the effective config; read back, it is the same config. Every
+    /// accepted value of every key (the range table covers every key), listeners and bridges.
+    #[test]
+    fn the_effective_config_reads_back_as_the_same_config() {
+        let round_trip = |text: &str| {
+            let root = parse_toml(text, FILE).unwrap();
+            let (config, order, root) =
+                parse_table(root, FILE, CrossCheck::Yes).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let effective = Effective { root, order, sources: Default::default() };
+            let shown = effective.to_toml();
+            let again =
+                Config::from_toml_str(&shown, "shown").unwrap_or_else(|e| panic!("{e}\n{shown}"));
+            assert_eq!(again, config, "{text}\n--- shown as ---\n{shown}");
+            let (_, known) = parse_with_keys(&shown, "shown").unwrap();
+            for key in known {
+                let (section, key) = key.split_once('.').unwrap();
+                assert!(shown.contains(&format!("[{section}]")), "{section} missing:\n{shown}");
+                assert!(shown.contains(&format!("\n{key} = ")), "{key} missing:\n{shown}");
+            }
+            effective
+        };
+        for case in RANGE_CASES {
+            let (section, key) = case.key.split_once('.').unwrap();
+            for value in case.good {
+                round_trip(&format!("[{section}]\n{}\n{key} = {value}\n", case.extra));
+            }
+        }
+        let listeners = "[listeners.a]\nbind = \"1.2.3.4:1\"\nallow_anonymous = false\n\
+                         [listeners.t]\nbind = \"1.2.3.4:2\"\nkind = \"tls\"\n\
+                         certfile = \"c.pem\"\nkeyfile = \"k.pem\"\ncafile = \"ca.pem\"\n\
+                         require_certificate = true\n";
+        let shown = round_trip(listeners).to_toml();
+        assert!(shown.contains("\n[listeners.t]\nbind = [\"1.2.3.4:2\"]\n"), "{shown}");
+    }
+
+    #[test]
+    fn changed_keys_compares_every_key() {
+        let load = |text: &str| {
+            let (_, order, root) =
+                parse_table(parse_toml(text, FILE).unwrap(), FILE, CrossCheck::Yes).unwrap();
+            Effective { root, order, sources: Default::default() }
+        };
+        let a = load("[mqtt]\nmax_inflight = 5\n");
+        let b = load(
+            "[mqtt]\nmax_inflight = 6\n[log]\nlevel = \"debug\"\n\
+                      [listeners.x]\nbind = \"1.2.3.4:1\"\n",
+        );
+        assert_eq!(
+            a.changed_keys(&b),
+            [
+                "listeners.x.bind",
+                "listeners.x.kind",
+                "listeners.x.require_certificate",
+                "listeners.x.use_identity_as_username",
+                "log.level",
+                "mqtt.max_inflight"
+            ]
+        );
+        assert_eq!(b.changed_keys(&a), a.changed_keys(&b));
+        assert!(a.changed_keys(&a).is_empty());
+        assert_eq!(b.show("mqtt.max_inflight").as_deref(), Some("6"));
     }
 
     #[test]
@@ -2064,6 +2502,7 @@ mod tests {
                     kind: ListenerKind::Tcp,
                     allow_anonymous: None,
                     tls: None,
+                    websocket: None,
                 },
                 NamedListener {
                     name: "secure".to_string(),
@@ -2077,9 +2516,35 @@ mod tests {
                         require_certificate: true,
                         use_identity_as_username: true,
                     }),
+                    websocket: None,
                 },
             ]
         );
+    }
+
+    #[test]
+    fn websocket_listeners_have_a_path_and_wss_has_tls_files() {
+        let c = parse(
+            r#"
+            [listeners.web]
+            bind = "0.0.0.0:8083"
+            kind = "ws"
+            [listeners.webs]
+            bind = "0.0.0.0:8084"
+            kind = "wss"
+            path = "/ws/mqtt"
+            certfile = "s.pem"
+            keyfile = "s.key"
+            "#,
+        )
+        .unwrap();
+        let [web, webs] = c.listeners.as_slice() else { panic!("{:?}", c.listeners) };
+        assert_eq!(web.kind, ListenerKind::Ws);
+        assert_eq!(web.websocket, Some(ListenerWebSocket { path: "/mqtt".to_string() }));
+        assert_eq!(web.tls, None);
+        assert_eq!(webs.kind, ListenerKind::Wss);
+        assert_eq!(webs.websocket, Some(ListenerWebSocket { path: "/ws/mqtt".to_string() }));
+        assert_eq!(webs.tls.as_ref().map(|t| t.certfile.clone()), Some(PathBuf::from("s.pem")));
     }
 
     #[test]
@@ -2123,8 +2588,28 @@ mod tests {
                  one socket), got 2 addresses",
             ),
             (
+                "[listeners.a]\nbind = \"1.2.3.4:1\"\nkind = \"quic\"\n",
+                "test.toml: listeners.a.kind: expected one of \"tcp\", \"tls\", \"ws\", \"wss\", \
+                 got \"quic\"",
+            ),
+            (
                 "[listeners.a]\nbind = \"1.2.3.4:1\"\nkind = \"wss\"\n",
-                "test.toml: listeners.a.kind: expected one of \"tcp\", \"tls\", got \"wss\"",
+                "test.toml: listeners.a.kind = \"wss\" needs listeners.a.certfile and \
+                 listeners.a.keyfile (the server certificate and its key)",
+            ),
+            (
+                "[listeners.a]\nbind = \"1.2.3.4:1\"\nkind = \"ws\"\ncertfile = \"c.pem\"\n",
+                "test.toml: listeners.a.certfile is a TLS setting; listeners.a.kind is \"ws\"",
+            ),
+            (
+                "[listeners.a]\nbind = \"1.2.3.4:1\"\npath = \"/mqtt\"\n",
+                "test.toml: listeners.a.path is a WebSocket setting; listeners.a.kind is \"tcp\" \
+                 (\"ws\" or \"wss\" have a path)",
+            ),
+            (
+                "[listeners.a]\nbind = \"1.2.3.4:1\"\nkind = \"ws\"\npath = \"mqtt\"\n",
+                "test.toml: listeners.a.path: expected an HTTP path starting with '/', at most \
+                 256 printable ASCII characters without spaces, '?' or '#', got \"mqtt\"",
             ),
             (
                 "[listeners.a]\nbind = \"1.2.3.4:1\"\nallow_anonymous = \"yes\"\n",
@@ -2191,7 +2676,7 @@ mod tests {
             }
         }
         let c = parse(&examples).unwrap_or_else(|e| panic!("{e}\n{examples}"));
-        assert_eq!(c.listeners.len(), 3, "{examples}");
+        assert_eq!(c.listeners.len(), 4, "{examples}");
         let used: Vec<&str> = examples.lines().filter_map(|l| l.split(" = ").next()).collect();
         for key in LISTENER_KEYS {
             assert!(used.contains(&key), "no example uses {key}");
@@ -2238,11 +2723,11 @@ mod tests {
             e.to_string(),
             "test.toml: unknown section \"[bridge]\" (did you mean \"[bridges]\"?)"
         );
-        let e = error("[http]\n");
+        let e = error("[metrics]\n");
         assert_eq!(
             e.to_string(),
-            "test.toml: unknown section \"[http]\" (sections are [log], [listener], [listeners.NAME], \
-             [mqtt], [sqlite], [auth], [bridges.NAME])"
+            "test.toml: unknown section \"[metrics]\" (sections are [log], [listener], \
+             [listeners.NAME], [mqtt], [sqlite], [auth], [sys], [http], [bridges.NAME])"
         );
         let e = error("mqtt = 5\n");
         assert_eq!(e.to_string(), "test.toml: mqtt: expected a section ([mqtt]), got 5");
@@ -2375,7 +2860,7 @@ mod tests {
         assert_eq!(closest("mqt", SECTIONS), Some("mqtt"));
         assert_eq!(closest("sqllite", SECTIONS), Some("sqlite"));
         assert_eq!(closest("bridge", SECTIONS), Some("bridges"));
-        assert_eq!(closest("http", SECTIONS), None);
+        assert_eq!(closest("web", SECTIONS), None);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }

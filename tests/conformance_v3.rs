@@ -808,3 +808,67 @@ fn will_published_on_takeover_of_a_persistent_session() {
     old.expect_closed();
     sub.expect_message("will/t", b"replaced");
 }
+
+// ----- Issue 13: shared subscriptions, honoured for 3.1.1 as Mosquitto does -------------------
+
+#[test]
+fn shared_subscription_v311_round_robin_and_malformed_0x80() {
+    let broker = Broker::start();
+    let mut c = TestClient::v311(&broker, "syntax");
+    c.send(&[
+        0x82, 0x0D, // SUBSCRIBE (flags 0b0010), remaining length 13
+        0x00, 0x01, // packet id 1
+        0x00, 0x08, b'$', b's', b'h', b'a', b'r', b'e', b'/', b'g', // "$share/g": no filter
+        0x01, // requested QoS 1
+    ]);
+    c.expect(&[
+        0x90, 0x03, // SUBACK, remaining length 3
+        0x00, 0x01, // packet id 1
+        0x80, // failure (3.1.1 has no other code)
+    ]);
+    for filter in ["$share//t", "$share/+/t", "$share/g/"] {
+        assert_eq!(c.subscribe_opts(filter, 1), 0x80, "{filter}");
+    }
+
+    let mut a = subscriber(&broker, "a", "$share/g/t", 1);
+    let mut b = subscriber(&broker, "b", "$share/g/t", 1);
+    let mut publisher = TestClient::v311(&broker, "pub");
+    for payload in [b"1", b"2", b"3", b"4"] {
+        publisher.publish("t", payload, 1, false);
+    }
+    // Round robin, both members able to take each message: alternately.
+    a.expect_message("t", b"1");
+    a.expect_message("t", b"3");
+    b.expect_message("t", b"2");
+    b.expect_message("t", b"4");
+    a.ping();
+    b.ping();
+}
+
+#[test]
+fn keep_alive_0_under_a_maximum_is_accepted_as_none_for_3_1_1() {
+    // A 3.1.1 client cannot be told a Server Keep Alive: edgemq refuses one asking for more
+    // than `mqtt.max_keepalive` (CONNACK 0x02, as Mosquitto), but Keep Alive 0 ("none") is
+    // accepted and no keep-alive is enforced (Mosquitto 2.0 refuses it too; README, "Where
+    // edgemq differs from Mosquitto").
+    if common::skip_in_reference("Mosquitto 2.0.11 refuses keep alive 0 under max_keepalive") {
+        return;
+    }
+    let broker = BrokerBuilder::new().mqtt("max_keepalive", 1).start();
+    let mut c = TestClient::connect(&broker);
+    c.send(&[
+        0x10, 0x0E, // CONNECT, remaining length 14
+        0x00, 0x04, b'M', b'Q', b'T', b'T', // protocol name "MQTT"
+        0x04, // protocol level 4
+        0x02, // connect flags: clean session
+        0x00, 0x00, // keep alive 0: none
+        0x00, 0x02, b'k', b'0', // client id "k0"
+    ]);
+    c.expect(&[0x20, 0x02, 0x00, 0x00]); // CONNACK accepted
+                                         // Silent for longer than 1.5 x the maximum: still connected.
+    std::thread::sleep(Duration::from_millis(2500));
+    c.ping();
+    // Asking for more than the maximum is refused.
+    let (_c, connack) = TestClient::try_handshake(&broker, Connect::v311("k2").keep_alive(2));
+    assert_eq!(connack.code, 0x02, "{connack:?}");
+}

@@ -23,6 +23,54 @@
 //!   `client_maximum_packet_size_counts_the_whole_packet`: skipped; where edgemq differs from
 //!   Mosquitto 2.0.11 on purpose (README, "Where edgemq differs from Mosquitto").
 //! - All other tests pass against Mosquitto.
+//!
+//! Every reason code the broker can send (MQTT 5.0 §2.4) and the byte-level test that shows it
+//! (issue 13). A name without a file is in this file.
+//! - 0x00 Success / Granted QoS 0, 0x01, 0x02 Granted QoS 1/2: `subscribe_and_unsubscribe_v5`,
+//!   `suback_v5_multiple_filters_reason_codes`
+//! - 0x10 No matching subscribers: `pubrec_0x10_when_no_subscription_matches`,
+//!   `request_problem_information_0_gets_acks_without_properties` (PUBACK)
+//! - 0x11 No subscription existed: `subscribe_and_unsubscribe_v5`
+//! - 0x80 Unspecified error: PUBACK/PUBREC when a store commit fails for another reason than
+//!   a full disk; only in the broker core (`refuse_ack`), no byte-level test (a failing commit
+//!   that is not a full disk cannot be provoked from outside)
+//! - 0x81 Malformed Packet: `empty_topic_filter_v5_disconnect_0x81`, `topic_alias_zero_disconnects`,
+//!   malformed.rs `connect_v5_trailing_bytes_connack_0x81`
+//! - 0x82 Protocol Error: `empty_topic_name_without_alias_v5_disconnect_0x82`,
+//!   `no_local_on_a_shared_subscription_gets_disconnect_0x82`
+//! - 0x84 Unsupported Protocol Version: never in a 5.0 packet; a level above 5 gets the 3.1.1
+//!   CONNACK 0x01 (`connect_protocol_level_above_5_gets_v311_connack_0x01`)
+//! - 0x85 Client Identifier not valid, 0x88 Server unavailable, 0x8C Bad authentication method:
+//!   `connack_refusals_0x85_0x88_0x8c`
+//! - 0x86 Bad User Name or Password: auth.rs
+//!   `wrong_or_missing_credentials_get_each_versions_code_and_one_log_line`
+//! - 0x87 Not authorized: auth.rs `acl_on_subscribe_0x80_for_v311_and_0x87_for_v5`,
+//!   `acl_on_publish_v5_is_told_and_v311_is_acknowledged_and_dropped`
+//! - 0x89 Server busy: auth.rs `repeated_failures_from_one_address_are_refused_fast_then_let_through`
+//! - 0x8B Server shutting down: `sigterm_gets_disconnect_0x8b`
+//! - 0x8D Keep Alive timeout: `keep_alive_0_under_a_maximum_gets_server_keep_alive_and_is_enforced`
+//! - 0x8E Session taken over: `takeover_v5_old_connection_gets_disconnect_0x8e`
+//! - 0x8F Topic Filter invalid: `shared_subscription_syntax_errors_get_suback_0x8f`,
+//!   malformed.rs `invalid_filters_v5_rejected_with_0x8f`
+//! - 0x90 Topic Name invalid: topic_limits.rs
+//!   `deep_filter_is_refused_0x8f_and_a_deep_publish_gets_disconnect_0x90_v5`
+//! - 0x92 Packet Identifier not found: `pubrec_for_unknown_packet_id_gets_pubrel_0x92`
+//! - 0x93 Receive Maximum exceeded: `inbound_qos2_beyond_receive_maximum_gets_disconnect_0x93`
+//! - 0x94 Topic Alias invalid: `topic_alias_above_maximum_disconnects_0x94`
+//! - 0x95 Packet too large: `client_maximum_packet_size_too_small_for_suback_closes_with_0x95`,
+//!   malformed.rs `packet_beyond_max_packet_size_v5_disconnect_0x95_before_body`
+//! - 0x97 Quota exceeded: persistence.rs `overflow_reject_v5_publisher_gets_0x97_and_v311_publisher_is_acked`,
+//!   flow_control.rs `slow_subscriber_is_disconnected_with_quota_exceeded_when_configured`
+//! - 0x9A Retain not supported: `retained_publish_when_retain_unavailable_gets_disconnect_0x9a`
+//! - 0x9B QoS not supported: `publish_above_maximum_qos_gets_disconnect_0x9b`
+//! - 0x9E Shared Subscriptions not supported:
+//!   `shared_subscriptions_switched_off_announce_0_and_get_disconnect_0x9e`
+//! - 0xA1 Subscription Identifiers not supported:
+//!   `subscription_identifier_when_unavailable_gets_disconnect_0xa1`
+//! - 0xA2 Wildcard Subscriptions not supported: `wildcard_subscription_when_unavailable_gets_suback_0xa2`
+//!
+//! Never sent by edgemq: 0x04 (client only), 0x18/0x19 (no enhanced authentication), 0x83,
+//! 0x8A, 0x91, 0x96, 0x98, 0x99, 0x9C, 0x9D, 0x9F, 0xA0.
 
 mod common;
 
@@ -946,4 +994,356 @@ fn client_maximum_packet_size_counts_the_whole_packet() {
     publisher.send(&Publish::new("m/t", &[b'b'; 32]).v5().build());
     let p = c.expect_publish();
     assert_eq!(p.payload, [b'b'; 32], "the 41-byte PUBLISH must not be sent: {p:?}");
+}
+
+// ----- Issue 13: shared subscriptions (MQTT 5.0 §4.8.2) -----------------------------------------
+
+#[test]
+fn shared_subscription_syntax_errors_get_suback_0x8f() {
+    // MQTT-4.8.2-1 / MQTT-4.8.2-2: a share name of at least one character without `/`, `+`
+    // or `#`, then `/` and a topic filter. Anything else starting with `$share/` is refused.
+    let broker = Broker::start();
+    let mut c = TestClient::v5(&broker, "syntax");
+    c.send(&[
+        0x82, 0x0E, // SUBSCRIBE, remaining length 14
+        0x00, 0x01, // packet id 1
+        0x00, // properties: none
+        0x00, 0x08, b'$', b's', b'h', b'a', b'r', b'e', b'/', b'g', // "$share/g": no filter
+        0x01, // options: QoS 1
+    ]);
+    c.expect(&[
+        0x90, 0x04, // SUBACK, remaining length 4
+        0x00, 0x01, // packet id 1
+        0x00, // properties: none
+        0x8F, // reason code: Topic Filter invalid
+    ]);
+    for filter in ["$share//t", "$share/+/t", "$share/g/"] {
+        assert_eq!(c.subscribe_opts(filter, 0x01), 0x8F, "{filter}");
+    }
+    // The connection stays usable: a well-formed shared subscription is granted.
+    assert_eq!(c.subscribe_opts("$share/g/t", 0x01), 0x01);
+}
+
+#[test]
+fn no_local_on_a_shared_subscription_gets_disconnect_0x82() {
+    // MQTT-3.8.3-4: "It is a Protocol Error to set the No Local bit to 1 on a Shared
+    // Subscription".
+    let broker = Broker::start();
+    let mut c = TestClient::v5(&broker, "nolocal");
+    c.send(&[
+        0x82, 0x10, // SUBSCRIBE, remaining length 16
+        0x00, 0x01, // packet id 1
+        0x00, // properties: none
+        0x00, 0x0A, b'$', b's', b'h', b'a', b'r', b'e', b'/', b'g', b'/',
+        b't', // "$share/g/t"
+        0x05, // options: QoS 1, No Local 1
+    ]);
+    c.expect(&[
+        0xE0, 0x01, // DISCONNECT, remaining length 1 (no properties)
+        0x82, // reason code: Protocol Error
+    ]);
+    c.expect_closed();
+    common::assert_broker_serves(&broker);
+}
+
+#[test]
+fn shared_subscriptions_switched_off_announce_0_and_get_disconnect_0x9e() {
+    // MQTT 5.0 §3.2.2.3.15: "If the Server receives a SUBSCRIBE packet containing Shared
+    // Subscriptions and it does not support Shared Subscriptions, this is a Protocol Error.
+    // The Server uses DISCONNECT with Reason Code 0x9E".
+    let broker = BrokerBuilder::new().mqtt("shared_subscription_available", false).start();
+    let (mut c, connack) = TestClient::try_handshake(&broker, Connect::v5("off"));
+    assert_eq!(connack.props.num(prop::SHARED_SUBSCRIPTION_AVAILABLE), Some(0), "{connack:?}");
+    c.send(&[
+        0x82, 0x10, // SUBSCRIBE, remaining length 16
+        0x00, 0x01, // packet id 1
+        0x00, // properties: none
+        0x00, 0x0A, b'$', b's', b'h', b'a', b'r', b'e', b'/', b'g', b'/',
+        b't', // "$share/g/t"
+        0x01, // options: QoS 1
+    ]);
+    c.expect(&[0xE0, 0x01, 0x9E]); // DISCONNECT: Shared Subscriptions not supported
+    c.expect_closed();
+    // On by default: absent from CONNACK, which means available (MQTT 5.0 §3.2.2.3.15).
+    let broker = Broker::start();
+    let (_c, connack) = TestClient::try_handshake(&broker, Connect::v5("on"));
+    assert_eq!(connack.props.num(prop::SHARED_SUBSCRIPTION_AVAILABLE), None, "{connack:?}");
+}
+
+#[test]
+fn shared_group_delivers_each_message_to_one_member_and_no_retained() {
+    let broker = Broker::start();
+    let mut publisher = TestClient::v5(&broker, "pub");
+    publisher.publish("job/kept", b"retained", 1, true);
+    // No retained message on a shared subscription (MQTT 5.0 §4.8.2): the SUBACK is all.
+    let mut a = subscriber(&broker, "a", "$share/workers/job/+", 0x01);
+    let mut b = subscriber(&broker, "b", "$share/workers/job/+", 0x01);
+    let mut both = subscriber(&broker, "both", "$share/workers/job/+", 0x01);
+    // `both` also holds a plain subscription: it gets its own copy of everything (that one
+    // does get the retained message).
+    assert_eq!(both.subscribe_opts("job/+", 0x01), 0x01);
+    both.expect_message("job/kept", b"retained");
+    for i in 0..6u8 {
+        publisher.publish("job/x", &[b'0' + i], 1, false);
+    }
+    // Round robin over members that can all take a message: two each, and `both` six more.
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    for (client, count) in [(&mut a, 2), (&mut b, 2), (&mut both, 2 + 6)] {
+        for _ in 0..count {
+            let p = client.expect_publish();
+            assert_eq!((p.topic.as_str(), p.qos, p.retain), ("job/x", 1, false), "{p:?}");
+            client.ack(&p);
+            got.push(p.payload);
+        }
+        client.ping(); // nothing more before the PINGRESP
+    }
+    got.sort();
+    let mut expected: Vec<Vec<u8>> = (0..6u8).map(|i| vec![b'0' + i]).collect();
+    expected.extend(expected.clone());
+    expected.sort();
+    assert_eq!(got, expected, "each message once to the group, once to the plain subscription");
+}
+
+// ----- Issue 13: topic aliases from the broker (MQTT 5.0 §3.3.2.3.4) -------------------------
+
+#[test]
+fn outbound_topic_alias_sent_with_topic_then_alone_and_reset_on_reconnect() {
+    if skip_in_reference("Mosquitto 2.0.11 assigns no topic aliases on what it sends") {
+        return;
+    }
+    let broker = Broker::start();
+    let connect = || Connect::v5("aliased").prop(Property::u16(prop::TOPIC_ALIAS_MAXIMUM, 2));
+    for _ in 0..2 {
+        // The second round is a new connection: the aliases of the first are forgotten.
+        let mut sub = TestClient::handshake(&broker, connect());
+        assert_eq!(sub.subscribe_opts("a/#", 0x00), 0x00);
+        let mut publisher = TestClient::v5(&broker, "pub");
+        publisher.publish("a/b", b"x", 0, false);
+        publisher.publish("a/b", b"y", 0, false);
+        publisher.ping(); // both routed
+        sub.expect(&[
+            0x30, 0x0A, // PUBLISH QoS 0, remaining length 10
+            0x00, 0x03, b'a', b'/', b'b', // topic "a/b"
+            0x03, // properties: 3 bytes
+            0x23, 0x00, 0x01, // Topic Alias 1
+            b'x', // payload
+        ]);
+        sub.expect(&[
+            0x30, 0x07, // PUBLISH QoS 0, remaining length 7
+            0x00, 0x00, // topic: empty (MQTT-3.3.2-8 area: the alias stands for it)
+            0x03, // properties: 3 bytes
+            0x23, 0x00, 0x01, // Topic Alias 1
+            b'y', // payload
+        ]);
+        sub.disconnect();
+    }
+    // Without a Topic Alias Maximum (or 0) the topic is always sent (MQTT-3.3.2-9 area).
+    let mut sub = TestClient::v5(&broker, "plain");
+    assert_eq!(sub.subscribe_opts("a/#", 0x00), 0x00);
+    let mut publisher = TestClient::v5(&broker, "pub");
+    publisher.publish("a/b", b"x", 0, false);
+    sub.expect(&[
+        0x30, 0x07, // PUBLISH QoS 0, remaining length 7
+        0x00, 0x03, b'a', b'/', b'b', // topic "a/b"
+        0x00, // properties: none
+        b'x', // payload
+    ]);
+}
+
+// ----- Issue 13: the last MQTT 5.0 gaps --------------------------------------------------------
+
+#[test]
+fn keep_alive_0_under_a_maximum_gets_server_keep_alive_and_is_enforced() {
+    // Keep Alive 0 ("none") is above any maximum: with `mqtt.max_keepalive = 1` the client is
+    // told Server Keep Alive 1 (MQTT-3.2.2-21, it must use it, MQTT-3.2.2-22) and a silent
+    // client is closed after 1.5 s.
+    let broker = BrokerBuilder::new().mqtt("max_keepalive", 1).start();
+    let (mut c, connack) =
+        TestClient::try_handshake(&broker, Connect::v5("no-keep-alive").keep_alive(0));
+    assert_eq!(connack.code, 0x00, "{connack:?}");
+    assert_eq!(connack.props.num(prop::SERVER_KEEP_ALIVE), Some(1), "{connack:?}");
+    let start = Instant::now();
+    c.expect_disconnect_v5(&[0x8D]); // Keep Alive timeout, then the close
+    let elapsed = start.elapsed();
+    assert!(elapsed >= Duration::from_millis(1000), "closed after only {elapsed:?}");
+    // With `max_keepalive = 0` (no maximum) Keep Alive 0 stays "none": no Server Keep Alive.
+    let broker = BrokerBuilder::new().mqtt("max_keepalive", 0).start();
+    let (mut c, connack) = TestClient::try_handshake(&broker, Connect::v5("none").keep_alive(0));
+    assert_eq!(connack.props.num(prop::SERVER_KEEP_ALIVE), None, "{connack:?}");
+    c.ping();
+}
+
+#[test]
+fn response_information_sent_only_when_requested_and_configured() {
+    let broker = BrokerBuilder::new().mqtt("response_information", "replies/").start();
+    let asking = Connect::v5("asking").prop(Property::byte(prop::REQUEST_RESPONSE_INFORMATION, 1));
+    let (_c, connack) = TestClient::try_handshake(&broker, asking);
+    assert_eq!(connack.props.str(prop::RESPONSE_INFORMATION), Some("replies/"), "{connack:?}");
+    let (_c, connack) = TestClient::try_handshake(&broker, Connect::v5("not-asking"));
+    assert!(!connack.props.has(prop::RESPONSE_INFORMATION), "{connack:?}");
+    let zero = Connect::v5("zero").prop(Property::byte(prop::REQUEST_RESPONSE_INFORMATION, 0));
+    let (_c, connack) = TestClient::try_handshake(&broker, zero);
+    assert!(!connack.props.has(prop::RESPONSE_INFORMATION), "{connack:?}");
+    // Not configured (the default): none, even when asked (MQTT-3.1.2-28 allows it).
+    let broker = Broker::start();
+    let asking = Connect::v5("asking").prop(Property::byte(prop::REQUEST_RESPONSE_INFORMATION, 1));
+    let (_c, connack) = TestClient::try_handshake(&broker, asking);
+    assert!(!connack.props.has(prop::RESPONSE_INFORMATION), "{connack:?}");
+}
+
+#[test]
+fn request_problem_information_0_gets_acks_without_properties() {
+    // MQTT-3.1.2-29: no Reason String or User Property except on PUBLISH, CONNACK and
+    // DISCONNECT. The acknowledgements below (a refused subscription, "no matching
+    // subscribers", a missing subscription) are the ones a client sees most.
+    let broker = Broker::start();
+    let quiet = Connect::v5("quiet").prop(Property::byte(prop::REQUEST_PROBLEM_INFORMATION, 0));
+    let mut c = TestClient::handshake(&broker, quiet);
+    assert_eq!(c.subscribe_opts("$share//t", 0x01), 0x8F);
+    c.send(&[
+        0x32, 0x07, // PUBLISH QoS 1, remaining length 7
+        0x00, 0x01, b'n', // topic "n"
+        0x00, 0x05, // packet id 5
+        0x00, // properties: none
+        b'x', // payload
+    ]);
+    c.expect(&[
+        0x40, 0x03, // PUBACK, remaining length 3: no properties at all
+        0x00, 0x05, // packet id 5
+        0x10, // reason code: No matching subscribers
+    ]);
+    c.send(&[
+        0xA2, 0x06, // UNSUBSCRIBE, remaining length 6
+        0x00, 0x06, // packet id 6
+        0x00, // properties: none
+        0x00, 0x01, b'n', // filter "n"
+    ]);
+    c.expect(&[
+        0xB0, 0x04, // UNSUBACK, remaining length 4
+        0x00, 0x06, // packet id 6
+        0x00, // properties: none
+        0x11, // reason code: No subscription existed
+    ]);
+}
+
+// ----- Issue 13: the reason codes not covered elsewhere ---------------------------------------
+
+#[test]
+fn retained_publish_when_retain_unavailable_gets_disconnect_0x9a() {
+    let broker = BrokerBuilder::new().mqtt("retain_available", false).start();
+    let mut c = TestClient::v5(&broker, "retainer");
+    c.send(&[
+        0x31, 0x05, // PUBLISH QoS 0 RETAIN, remaining length 5
+        0x00, 0x01, b'r', // topic "r"
+        0x00, // properties: none
+        b'x', // payload
+    ]);
+    c.expect(&[0xE0, 0x01, 0x9A]); // DISCONNECT: Retain not supported
+    c.expect_closed();
+}
+
+#[test]
+fn publish_above_maximum_qos_gets_disconnect_0x9b() {
+    let broker = BrokerBuilder::new().mqtt("max_qos", 1).start();
+    let mut c = TestClient::v5(&broker, "greedy");
+    c.send(&[
+        0x34, 0x07, // PUBLISH QoS 2, remaining length 7
+        0x00, 0x01, b'q', // topic "q"
+        0x00, 0x01, // packet id 1
+        0x00, // properties: none
+        b'x', // payload
+    ]);
+    c.expect(&[0xE0, 0x01, 0x9B]); // DISCONNECT: QoS not supported
+    c.expect_closed();
+}
+
+#[test]
+fn subscription_identifier_when_unavailable_gets_disconnect_0xa1() {
+    let broker = BrokerBuilder::new().mqtt("subscription_identifiers_available", false).start();
+    let mut c = TestClient::v5(&broker, "identified");
+    c.send(&[
+        0x82, 0x09, // SUBSCRIBE, remaining length 9
+        0x00, 0x01, // packet id 1
+        0x02, 0x0B, 0x01, // properties: Subscription Identifier 1
+        0x00, 0x01, b's', // filter "s"
+        0x00, // options: QoS 0
+    ]);
+    c.expect(&[0xE0, 0x01, 0xA1]); // DISCONNECT: Subscription Identifiers not supported
+    c.expect_closed();
+}
+
+#[test]
+fn wildcard_subscription_when_unavailable_gets_suback_0xa2() {
+    let broker = BrokerBuilder::new().mqtt("wildcard_subscription_available", false).start();
+    let mut c = TestClient::v5(&broker, "wild");
+    c.send(&[
+        0x82, 0x09, // SUBSCRIBE, remaining length 9
+        0x00, 0x01, // packet id 1
+        0x00, // properties: none
+        0x00, 0x03, b'a', b'/', b'#', // filter "a/#"
+        0x00, // options: QoS 0
+    ]);
+    c.expect(&[
+        0x90, 0x04, // SUBACK, remaining length 4
+        0x00, 0x01, // packet id 1
+        0x00, // properties: none
+        0xA2, // reason code: Wildcard Subscriptions not supported
+    ]);
+}
+
+#[test]
+fn inbound_qos2_beyond_receive_maximum_gets_disconnect_0x93() {
+    // MQTT-3.3.4-8 area: the broker announced Receive Maximum 1 (`max_inflight`).
+    let broker = BrokerBuilder::new().mqtt("max_inflight", 1).start();
+    let mut c = TestClient::v5(&broker, "flooder");
+    c.send(&[
+        0x34, 0x07, // PUBLISH QoS 2, remaining length 7
+        0x00, 0x01, b'q', // topic "q"
+        0x00, 0x01, // packet id 1
+        0x00, // properties: none
+        b'1', // payload
+    ]);
+    c.expect(&[
+        0x50, 0x03, // PUBREC, remaining length 3
+        0x00, 0x01, // packet id 1
+        0x10, // reason code: No matching subscribers
+    ]);
+    c.send(&[
+        0x34, 0x07, // PUBLISH QoS 2, remaining length 7
+        0x00, 0x01, b'q', // topic "q"
+        0x00, 0x02, // packet id 2, before PUBREL 1
+        0x00, // properties: none
+        b'2', // payload
+    ]);
+    c.expect(&[0xE0, 0x01, 0x93]); // DISCONNECT: Receive Maximum exceeded
+    c.expect_closed();
+}
+
+#[test]
+fn connack_refusals_0x85_0x88_0x8c() {
+    let broker = BrokerBuilder::new().mqtt("max_connections", 1).start();
+    // A client id reserved for bridges.
+    let (_c, connack) = TestClient::try_handshake(&broker, Connect::v5("$bridge/x"));
+    assert_eq!(connack.code, 0x85, "{connack:?}"); // Client Identifier not valid
+                                                   // An authentication method the broker does not offer (MQTT 5.0 §4.12).
+    let method = Connect::v5("auth").prop(Property::string(prop::AUTHENTICATION_METHOD, "SCRAM"));
+    let (_c, connack) = TestClient::try_handshake(&broker, method);
+    assert_eq!(connack.code, 0x8C, "{connack:?}"); // Bad authentication method
+                                                   // One connection at most: the second is told the server is unavailable.
+    let _first = TestClient::v5(&broker, "first");
+    let (_c, connack) = TestClient::try_handshake(&broker, Connect::v5("second"));
+    assert_eq!(connack.code, 0x88, "{connack:?}"); // Server unavailable
+}
+
+#[test]
+fn sigterm_gets_disconnect_0x8b() {
+    if skip_in_reference("the harness stops Mosquitto its own way") {
+        return;
+    }
+    let mut broker = Broker::start();
+    let mut c = TestClient::v5(&broker, "stayer");
+    c.ping();
+    broker.terminate();
+    c.expect(&[0xE0, 0x01, 0x8B]); // DISCONNECT: Server shutting down
+    c.expect_closed();
 }

@@ -235,3 +235,46 @@ fn readme_scenario_pub_qos2_sub_hash_v5() {
         "mosquitto_sub -v output: {lines:?}"
     );
 }
+
+/// Issue 13: three `mosquitto_sub` in one shared group share the load: each message goes to
+/// exactly one of them, in turn (`mqtt.shared_policy = "round_robin"`, the default), while a
+/// plain subscriber beside them gets every message. Also for 3.1.1 clients, as in Mosquitto.
+fn shared_group_shares_the_load(version: &str) {
+    if !clients_available() {
+        return;
+    }
+    let broker = Broker::start();
+    let members: Vec<Sub> = (0..3)
+        .map(|i| Sub::start(&broker, &format!("member{i}"), version, 1, &["$share/g/work/+"], 3))
+        .collect();
+    let all = Sub::start(&broker, "all", version, 1, &["work/+"], 9);
+    // Nine QoS 1 messages, payloads 0..8: a member given every message would print 0, 1, 2
+    // like the others, so duplicates show.
+    for i in 0..9 {
+        let payload = i.to_string();
+        publish(&broker, version, &["-i", "pub", "-q", "1", "-t", "work/job", "-m", &payload]);
+    }
+    let mut payloads = Vec::new();
+    for (i, member) in members.into_iter().enumerate() {
+        let got = member.messages();
+        assert_eq!(got.len(), 3, "member {i}: {got:?}");
+        payloads.extend(got.into_iter().map(|m| {
+            assert_eq!((m.topic.as_str(), m.qos, m.retain), ("work/job", 1, false));
+            m.payload
+        }));
+    }
+    payloads.sort();
+    let expected: Vec<String> = (0..9).map(|i| i.to_string()).collect();
+    assert_eq!(payloads, expected, "each message to exactly one member");
+    assert_eq!(all.messages().len(), 9, "the plain subscriber gets its own copy of each");
+}
+
+#[test]
+fn mosquitto_clients_shared_subscription_v5() {
+    shared_group_shares_the_load("mqttv5");
+}
+
+#[test]
+fn mosquitto_clients_shared_subscription_v311() {
+    shared_group_shares_the_load("mqttv311");
+}

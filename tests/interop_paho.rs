@@ -6,11 +6,13 @@
 //! every wait itself, and the test bounds the whole run.
 //!
 //! Missing paho: skipped locally with a loud message, a failure under `CI=true`.
-//! Reference mode (`EDGEMQ_TEST_REFERENCE=mosquitto`): all tests pass against Mosquitto 2.0.11.
+//! Reference mode (`EDGEMQ_TEST_REFERENCE=mosquitto`): all tests pass against Mosquitto 2.0.11
+//! except `paho_v5_topic_aliases_from_the_broker_and_shared_group`, skipped: Mosquitto sends no
+//! topic aliases.
 
 mod common;
 
-use common::{require_paho, run_ok, timeout, Broker, PYTHON};
+use common::{require_paho, run_ok, skip_in_reference, timeout, Broker, PYTHON};
 use std::path::Path;
 use std::process::Command;
 
@@ -46,4 +48,29 @@ fn paho_v311() {
 #[test]
 fn paho_v5() {
     paho_check("5");
+}
+
+/// Issue 13: a paho v5 subscriber announcing Topic Alias Maximum 3 gets aliases it can resolve
+/// (LRU over four topics) and two paho clients share a `$share/` group
+/// (`tests/clients/paho_alias.py`).
+#[test]
+fn paho_v5_topic_aliases_from_the_broker_and_shared_group() {
+    if skip_in_reference("Mosquitto 2.0.11 assigns no topic aliases on what it sends") {
+        return;
+    }
+    if !require_paho() {
+        return;
+    }
+    let broker = Broker::start();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/paho_alias.py");
+    let mut cmd = Command::new(PYTHON);
+    cmd.arg(&script)
+        .args(["--port", &broker.port().to_string()])
+        .args(["--max", "3"])
+        .args(["--timeout", &timeout().as_secs_f64().to_string()]);
+    let stdout = run_ok(cmd, timeout() * 3);
+    assert!(
+        stdout.iter().any(|l| l.starts_with("OK") && !l.contains(", 0 by alias")),
+        "no OK line from the paho script: {stdout:?}"
+    );
 }

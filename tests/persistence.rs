@@ -1560,3 +1560,87 @@ fn resend_interval_resends_unacknowledged_to_v311_on_a_live_connection_but_not_t
     let p = sub5.expect_publish();
     assert_eq!(p.payload_str(), "sentinel", "v5 subscriber: {p:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 13: durable shared subscription groups
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn shared_group_with_offline_persistent_members_survives_kill_9_spread_over_them() {
+    if skip_in_reference("restarts on the same data directory") {
+        return;
+    }
+    let mut broker = Broker::start();
+    // Two persistent members (one per protocol), both offline when the messages arrive.
+    park_session(&broker, v5_persistent("worker-a", HOUR), &[("$share/workers/jobs/#", 1)]);
+    park_session(&broker, v311_persistent("worker-b"), &[("$share/workers/jobs/#", 1)]);
+    let mut publisher = TestClient::v5(&broker, "jobs-pub");
+    let jobs = numbered(10, "job", |i| format!("jobs/{i}"));
+    publish_all(&mut publisher, &jobs, 1);
+    publisher.disconnect();
+    // Acknowledged, so on disk ("sync"): a kill -9 now loses none of them.
+    kill_and_restart(&mut broker);
+    let report = Inspect::ok(&broker.data_dir());
+    assert!(
+        report.text().contains(
+            "  subscription \"$share/workers/jobs/#\" qos 1, shared: group \"workers\" on \"jobs/#\""
+        ),
+        "{}",
+        report.text()
+    );
+
+    // Round robin over the persistent members: five each, in publish order per member.
+    let mut a = connect_expect(&broker, v5_persistent("worker-a", HOUR), true);
+    let got_a = receive(&mut a, 5);
+    let mut b = connect_expect(&broker, v311_persistent("worker-b"), true);
+    let got_b = receive(&mut b, 5);
+    assert_messages("worker-a", &got_a, &jobs.iter().step_by(2).cloned().collect::<Vec<_>>());
+    assert_messages(
+        "worker-b",
+        &got_b,
+        &jobs.iter().skip(1).step_by(2).cloned().collect::<Vec<_>>(),
+    );
+    // Nothing else for either: the group gives a fresh message to one of them only, and the
+    // membership itself was restored (the sentinel reaches one member).
+    let mut publisher = TestClient::v311(&broker, "sentinel-pub");
+    publisher.publish("jobs/end", b"sentinel", 1, false);
+    a.ping();
+    b.ping();
+    let mut sentinel = Vec::new();
+    for c in [&mut a, &mut b] {
+        if let Ok(packet) = c.try_read_packet(quiet_period()) {
+            let p = Publish::parse(&packet, c.is_v5());
+            c.ack(&p);
+            sentinel.push(p.payload_str().to_string());
+        }
+    }
+    assert_eq!(sentinel, ["sentinel"], "exactly one member gets the fresh message");
+}
+
+#[test]
+fn shared_group_message_in_flight_to_a_persistent_member_is_resent_after_kill_9() {
+    if skip_in_reference("restarts on the same data directory") {
+        return;
+    }
+    let mut broker = Broker::start();
+    let mut member = connect_expect(&broker, v311_persistent("holder"), false);
+    member.subscribe("$share/g/inflight/+", 1);
+    let mut publisher = TestClient::v311(&broker, "inflight-pub");
+    let sent = numbered(2, "held", |i| format!("inflight/{i}"));
+    publish_all(&mut publisher, &sent, 1);
+    let unacked: Vec<Publish> = (0..2).map(|_| member.expect_publish()).collect();
+    assert_messages("holder", &unacked, &sent);
+    kill_and_restart(&mut broker);
+
+    let mut member = connect_expect(&broker, v311_persistent("holder"), true);
+    let resent: Vec<Publish> = (0..2).map(|_| member.expect_publish()).collect();
+    for (before, again) in unacked.iter().zip(&resent) {
+        assert_eq!(
+            (again.packet_id, again.dup, &again.payload),
+            (before.packet_id, true, &before.payload),
+            "re-sent with DUP=1 and its packet id"
+        );
+        member.ack(again);
+    }
+    assert_next_is_sentinel(&broker, &mut member, "inflight/end", "sentinel");
+}

@@ -36,7 +36,10 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use edgemq::broker::{Broker, ConnId, Limits, ListenerId, Origin, Outbox, SlowSubscriber};
+use edgemq::broker::{
+    Broker, ConnId, Limits, ListenerId, Origin, OutboundTopicAlias, Outbox, SharedPolicy,
+    SlowSubscriber,
+};
 use edgemq::codec::{
     self, encode, encoded_len, sniff_connect_version, Connect, ConnectProperties, DecodeContext,
     Disconnect, DisconnectProperties, Packet, ProtocolVersion, PubAck, Publish, PublishProperties,
@@ -397,6 +400,14 @@ fn limits(options: u8) -> Limits {
         } else {
             SlowSubscriber::Drop
         },
+        shared_subscription_available: true,
+        shared_policy: match options % 3 {
+            0 => SharedPolicy::RoundRobin,
+            1 => SharedPolicy::Random,
+            _ => SharedPolicy::Sticky,
+        },
+        outbound_topic_alias: OutboundTopicAlias::Lru,
+        response_information: None,
     }
 }
 

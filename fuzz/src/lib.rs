@@ -8,3 +8,4 @@ pub mod auth_files;
 pub mod broker_sequence;
 pub mod decode;
 pub mod topic;
+pub mod websocket;

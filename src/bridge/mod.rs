@@ -341,6 +341,7 @@ impl Link {
             max_packet_size: p.maximum_packet_size.unwrap_or(u32::MAX),
             max_qos,
             retain_available: p.retain_available != Some(0),
+            remaps: LinkParams::remaps_of(&self.forwards),
             forwards: self.forwards.clone(),
         };
         log::info!(

@@ -124,10 +124,10 @@ impl Broker {
             AckMatch::WrongType => return self.wrong_ack(conn, &ack, AckKind::Pubrec, now, out),
         };
         let Some(session) = self.session_mut(session_id) else { return };
-        let stored = session.stored;
+        let stored = session.stored.as_deref().copied();
         if ack.reason.is_error() {
             // MQTT 5.0 §4.3.3: a failed PUBREC ends the exchange; the slot frees up.
-            let seq = session.inflight.remove(position).and_then(|m| m.seq);
+            let seq = session.remove_inflight(position).and_then(|m| m.seq);
             self.forget_row(session_id, seq);
             return self.pump(session_id, now, out);
         }
@@ -145,7 +145,7 @@ impl Broker {
         let Some(session_id) = self.conn(conn).and_then(|c| c.session()) else { return };
         let Some(session) = self.session_mut(session_id) else { return };
         let known = session.inbound_qos2.remove(&ack.packet_id.get());
-        if let (true, Some(stored)) = (known, session.stored) {
+        if let (true, Some(stored)) = (known, session.stored.as_deref().copied()) {
             self.store.remove_inbound_qos2(stored.id, ack.packet_id.get());
         }
         if !known {
@@ -172,7 +172,7 @@ impl Broker {
         match self.match_ack(session_id, ack.packet_id, kind) {
             AckMatch::Expected(position) => {
                 let Some(session) = self.session_mut(session_id) else { return };
-                let seq = session.inflight.remove(position).and_then(|m| m.seq);
+                let seq = session.remove_inflight(position).and_then(|m| m.seq);
                 self.forget_row(session_id, seq);
                 self.pump(session_id, now, out);
             }
@@ -212,6 +212,7 @@ impl Broker {
         let Some(conn) = session.conn else { return };
         let mut room = window;
         let mut pending = Vec::new();
+        let mut held = false;
         for (i, m) in session.inflight.iter_mut().enumerate() {
             if !select(i) {
                 // Outstanding at the client unless it is itself waiting to be re-sent.
@@ -220,12 +221,14 @@ impl Broker {
             }
             m.held = room == 0;
             if m.held {
+                held = true;
                 continue;
             }
             room -= 1;
             m.sent_at = now;
             pending.push((m.packet_id, m.state.clone()));
         }
+        session.maybe_held |= held;
         let mut freed = false;
         for (packet_id, state) in pending {
             freed |= !self.resend_one(session_id, conn, packet_id, state, now, out);
@@ -247,11 +250,18 @@ impl Broker {
         loop {
             let Some(session) = self.session_mut(session_id) else { return };
             let Some(conn) = session.conn else { return };
+            // Every acknowledgement comes here: without held entries, no scan of the window.
+            if !session.maybe_held {
+                return;
+            }
             let outstanding = session.inflight.iter().filter(|m| !m.held).count();
             if outstanding >= window {
                 return;
             }
-            let Some(m) = session.inflight.iter_mut().find(|m| m.held) else { return };
+            let Some(m) = session.inflight.iter_mut().find(|m| m.held) else {
+                session.maybe_held = false;
+                return;
+            };
             m.held = false;
             m.sent_at = now;
             let (packet_id, state) = (m.packet_id, m.state.clone());
@@ -289,7 +299,7 @@ impl Broker {
     fn abandon_inflight(&mut self, session_id: SessionId, packet_id: PacketId) {
         let Some(session) = self.session_mut(session_id) else { return };
         let Some(position) = session.inflight_position(packet_id) else { return };
-        let seq = session.inflight.remove(position).and_then(|m| m.seq);
+        let seq = session.remove_inflight(position).and_then(|m| m.seq);
         self.forget_row(session_id, seq);
     }
 }

@@ -29,8 +29,8 @@ use super::{Broker, ConnId, Outbox, SlowSubscriber};
 use crate::codec::{Disconnect, Packet, ProtocolVersion, ReasonCode};
 
 /// Hard caps as multiples of the configured soft limits.
-pub(super) const QUEUE_HARD_FACTOR: usize = 4;
-pub(super) const OUTPUT_HARD_FACTOR: usize = 2;
+pub const QUEUE_HARD_FACTOR: usize = 4;
+pub const OUTPUT_HARD_FACTOR: usize = 2;
 
 /// Sessions a paused publisher remembers by name. One publish rarely congests more than a
 /// few subscribers at once; past this the publisher waits for every congested session (the
@@ -116,8 +116,7 @@ impl Broker {
         let output_low = self.limits.tx_buffer_limit / 2;
         let mut congested = std::mem::take(&mut self.congested);
         congested.retain(|&id| {
-            let Some(session) = self.sessions.get_mut(id.0 as usize).and_then(Option::as_mut)
-            else {
+            let Some(session) = self.sessions.get_mut(id.0) else {
                 return false;
             };
             // `Clear` here is a stale entry: the id was reused by a session not congested.
@@ -165,8 +164,7 @@ impl Broker {
         let max_pause = self.limits.max_pause;
         let mut newly_slow = Vec::new();
         for &id in &self.congested {
-            let Some(session) = self.sessions.get_mut(id.0 as usize).and_then(Option::as_mut)
-            else {
+            let Some(session) = self.sessions.get_mut(id.0) else {
                 continue;
             };
             if let Flow::Congested { since } = session.flow {

@@ -57,6 +57,9 @@ pub struct LinkParams {
     pub retain_available: bool,
     /// The bridge's forwards, each with its local filter (see [`LinkParams::forwards_of`]).
     pub forwards: Rc<[(String, TopicMap)]>,
+    /// Some forward changes the topic (its local and remote prefixes differ); without one,
+    /// outgoing topics are not matched against the forwards at all (see [`LinkParams::adapt`]).
+    pub remaps: bool,
 }
 
 impl LinkParams {
@@ -65,12 +68,22 @@ impl LinkParams {
         maps.iter().map(|m| (m.local_filter(), m.clone())).collect()
     }
 
+    /// Whether any of `forwards` maps a local topic to a different remote one.
+    pub fn remaps_of(forwards: &[(String, TopicMap)]) -> bool {
+        forwards.iter().any(|(_, m)| m.local_prefix != m.remote_prefix)
+    }
+
     /// Maps a PUBLISH going to the remote: the first forward whose local filter matches gives
     /// the topic (local prefix replaced by the remote one); QoS capped by the remote's Maximum
-    /// QoS; RETAIN cleared if the remote does not take retained messages.
+    /// QoS; RETAIN cleared if the remote does not take retained messages. Every forwarded
+    /// message comes here: when no forward has prefixes, the topic stays as it is and is not
+    /// matched (that matching was 13 % of a replay's CPU).
     pub fn adapt(&self, publish: &mut Publish) {
-        let forward =
-            self.forwards.iter().find(|(filter, _)| topic::matches(filter, &publish.topic));
+        let forward = if self.remaps {
+            self.forwards.iter().find(|(filter, _)| topic::matches(filter, &publish.topic))
+        } else {
+            None
+        };
         if let Some((_, map)) = forward {
             if let Some(rest) = publish.topic.strip_prefix(map.local_prefix.as_str()) {
                 if map.local_prefix != map.remote_prefix {
@@ -137,14 +150,14 @@ impl Broker {
         session.will = None;
         session.will_due = None;
         session.queue_qos0 = Some(spec.queue_qos0);
-        let stored = session.stored;
+        let stored = session.stored.as_deref().copied();
         let wanted: Vec<(String, SubscriptionOptions)> =
             spec.forwards.iter().map(|f| (f.local_filter(), forward_options(f.qos))).collect();
         let stale: Vec<String> = session
             .subscriptions
             .keys()
-            .filter(|filter| !wanted.iter().any(|(w, _)| w == *filter))
-            .cloned()
+            .filter(|filter| !wanted.iter().any(|(w, _)| w == filter))
+            .map(String::from)
             .collect();
         for filter in stale {
             if let Some(session) = self.session_mut(session_id) {
@@ -152,7 +165,7 @@ impl Broker {
                 session.subscription_bytes =
                     session.subscription_bytes.saturating_sub(filter.len());
             }
-            self.tree.unsubscribe(&filter, session_id);
+            self.tree_unsubscribe(&filter, session_id);
             if let Some(stored) = stored {
                 self.store.delete_subscription(stored.id, &filter);
             }
@@ -160,12 +173,17 @@ impl Broker {
         for (filter, options) in wanted {
             let Some(session) = self.session_mut(session_id) else { return false };
             let subscription = Subscription { options, subscription_id: None };
-            if session.subscriptions.insert(filter.clone(), subscription).is_none() {
+            if session.subscriptions.insert(&filter, subscription).is_none() {
                 session.subscription_bytes += filter.len();
             }
-            self.tree.subscribe(
+            self.tree_subscribe(
                 &filter,
-                SubscriberEntry { session: session_id, options, subscription_id: None },
+                SubscriberEntry {
+                    session: session_id,
+                    options,
+                    subscription_id: None,
+                    share: None,
+                },
             );
             if let Some(stored) = stored {
                 self.store.save_subscription(stored.id, &filter, &options, None);
@@ -177,7 +195,7 @@ impl Broker {
     }
 
     fn set_bridge_caps(&mut self, session_id: SessionId, spec: &BridgeSpec) {
-        if let Some(stored) = self.session(session_id).and_then(|s| s.stored) {
+        if let Some(stored) = self.session(session_id).and_then(|s| s.stored.as_deref().copied()) {
             let caps = QueueCaps {
                 max_messages: spec.max_queued,
                 max_bytes: spec.max_queued_bytes,
@@ -246,11 +264,11 @@ impl Broker {
         let name = params.name.clone();
         state.link = Some(Rc::new(params));
         self.conns[index] = Some(state);
-        self.active_connections += 1;
+        self.connection_activated();
 
         let Some(session) = self.session_mut(session_id) else { return };
         session.conn = Some(conn);
-        let stored = session.stored;
+        let stored = session.stored.as_deref().copied();
         if max_qos < QoS::ExactlyOnce {
             // Restored QoS 2 messages not yet received by the remote go as QoS 1 now.
             for entry in session.inflight.iter_mut() {
@@ -262,7 +280,7 @@ impl Broker {
             }
         }
         if !session_present && !session.inbound_qos2.is_empty() {
-            let ids: Vec<u16> = session.inbound_qos2.drain().collect();
+            let ids: Vec<u16> = std::mem::take(&mut session.inbound_qos2).into_iter().collect();
             if let Some(stored) = stored {
                 for id in ids {
                     self.store.remove_inbound_qos2(stored.id, id);
@@ -296,7 +314,7 @@ impl Broker {
     pub fn bridge_queued(&self, name: &str) -> Option<u64> {
         let id = self.session_by_client.get(bridge_client_id(name).as_str())?;
         let session = self.session(*id)?;
-        Some(match session.stored {
+        Some(match session.stored.as_deref() {
             Some(stored) => self.store.usage(stored.id).messages,
             None => session.queue.len() as u64,
         })
@@ -326,6 +344,7 @@ mod tests {
     use super::*;
 
     fn params(forwards: Vec<TopicMap>) -> LinkParams {
+        let forwards = LinkParams::forwards_of(&forwards);
         LinkParams {
             name: "up".into(),
             version: ProtocolVersion::V5,
@@ -333,7 +352,8 @@ mod tests {
             max_packet_size: u32::MAX,
             max_qos: QoS::AtLeastOnce,
             retain_available: false,
-            forwards: LinkParams::forwards_of(&forwards),
+            remaps: LinkParams::remaps_of(&forwards),
+            forwards,
         }
     }
 
@@ -373,5 +393,27 @@ mod tests {
         let mut m = publish("x/y");
         p.adapt(&mut m);
         assert_eq!(&*m.topic, "z");
+    }
+
+    #[test]
+    fn forwards_without_prefixes_leave_the_topic_alone() {
+        let p = params(vec![map("a/#", "", ""), map("#", "l/", "l/")]);
+        assert!(!p.remaps);
+        let mut m = publish("l/q");
+        p.adapt(&mut m);
+        assert_eq!(&*m.topic, "l/q");
+        // Still capped by the remote's Maximum QoS and Retain Available.
+        assert_eq!(m.qos, QoS::AtLeastOnce);
+        assert!(!m.retain);
+        // One forward with prefixes is enough to match them all, in order: `a/#` comes first
+        // and keeps "a/b" as it is.
+        let p = params(vec![map("a/#", "", ""), map("#", "", "r/")]);
+        assert!(p.remaps);
+        let mut m = publish("a/b");
+        p.adapt(&mut m);
+        assert_eq!(&*m.topic, "a/b");
+        let mut m = publish("c");
+        p.adapt(&mut m);
+        assert_eq!(&*m.topic, "r/c");
     }
 }

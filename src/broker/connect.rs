@@ -4,11 +4,12 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::connection::Phase;
+use super::alias::OutboundAliases;
+use super::connection::{Phase, TopicAliases};
 use super::logging::More;
 use super::origin::Username;
 use super::session::{Session, SessionExpiry, SessionId, StoredQueue};
-use super::{Broker, ConnId, Outbox};
+use super::{Broker, ConnId, OutboundTopicAlias, Outbox};
 use crate::codec::{
     topic, Connack, ConnackProperties, Connect, Disconnect, Packet, ProtocolVersion, QoS,
     ReasonCode,
@@ -24,9 +25,23 @@ impl Broker {
         out: &mut dyn Outbox,
     ) {
         let version = connect.version();
+        // Outbound topic aliases (`alias.rs`): at most what the client takes and what the
+        // broker takes itself (`mqtt.max_topic_alias`), for this connection only.
+        let alias_max = match (version, self.limits.outbound_topic_alias) {
+            (ProtocolVersion::V5, OutboundTopicAlias::Lru) => {
+                connect.properties.topic_alias_maximum.unwrap_or(0).min(self.limits.max_topic_alias)
+            }
+            (_, _) => 0,
+        };
         let Some(state) = self.conn_mut(conn) else {
             return;
         };
+        state.aliases = (alias_max > 0).then(|| {
+            Box::new(TopicAliases {
+                inbound: Box::default(),
+                outbound: Some(OutboundAliases::new(alias_max)),
+            })
+        });
         if state.phase != Phase::AwaitConnect {
             // The codec turns a second CONNECT into a decode error; this is defence in depth.
             self.protocol_error(conn, ReasonCode::ProtocolError, "second CONNECT", now, out);
@@ -205,7 +220,7 @@ impl Broker {
         session.conn = Some(conn);
         session.version = version;
         session.expiry = expiry;
-        session.will = connect.will;
+        session.will = connect.will.map(Box::new);
         session.will_due = None; // MQTT-3.1.3-9 area: reconnecting cancels a delayed will.
         session.expires_at = None;
         session.timer_generation = generation;
@@ -230,7 +245,7 @@ impl Broker {
         if let Some(deadline) = state.deadline(connect_timeout) {
             self.arm_conn_timer(conn, deadline);
         }
-        self.active_connections += 1;
+        self.connection_activated();
 
         let (peer, username) = match self.conn(conn) {
             Some(c) => (c.origin.peer.to_string(), c.username.clone()),
@@ -248,6 +263,12 @@ impl Broker {
             properties = self.connack_properties();
             properties.assigned_client_identifier = assigned_client_id;
             properties.server_keep_alive = server_keep_alive;
+            // MQTT 5.0 §3.1.2.11.6: sent only when asked for (MQTT-3.1.2-28 lets the server
+            // send none even then), and only if `mqtt.response_information` is set.
+            if connect.properties.request_response_information == Some(1) {
+                properties.response_information =
+                    self.limits.response_information.as_deref().map(str::to_string);
+            }
             let requested = connect.properties.session_expiry_interval.unwrap_or(0);
             if expiry.as_v5_interval() != requested {
                 properties.session_expiry_interval = Some(expiry.as_v5_interval());
@@ -274,7 +295,7 @@ impl Broker {
             topic_alias_maximum: (limits.max_topic_alias > 0).then_some(limits.max_topic_alias),
             wildcard_subscription_available: flag(limits.wildcard_subscription_available),
             subscription_identifiers_available: flag(limits.subscription_identifiers_available),
-            shared_subscription_available: Some(0),
+            shared_subscription_available: flag(limits.shared_subscription_available),
             ..ConnackProperties::default()
         }
     }
@@ -320,7 +341,7 @@ impl Broker {
         let previous = match session.stored.as_mut() {
             Some(stored) => Some(std::mem::replace(&mut stored.id, stored_id)),
             None => {
-                session.stored = Some(StoredQueue::new(stored_id));
+                session.stored = Some(Box::new(StoredQueue::new(stored_id)));
                 None
             }
         };
@@ -347,17 +368,7 @@ impl Broker {
         expiry: SessionExpiry,
     ) -> Option<SessionId> {
         let session = Session::new(client_id.clone(), version, expiry);
-        let id = match self.free_sessions.pop() {
-            Some(index) => {
-                self.sessions[index as usize] = Some(session);
-                SessionId(index)
-            }
-            None if self.sessions.len() < self.limits.max_sessions => {
-                self.sessions.push(Some(session));
-                SessionId(u32::try_from(self.sessions.len() - 1).ok()?)
-            }
-            None => return None,
-        };
+        let id = SessionId(self.sessions.insert(session)?);
         self.session_by_client.insert(client_id, id);
         Some(id)
     }

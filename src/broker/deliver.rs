@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use super::alias::AliasPlan;
 use super::backpressure::{OUTPUT_HARD_FACTOR, QUEUE_HARD_FACTOR};
 use super::logging::Abbreviated;
 use super::message::Delivery;
@@ -102,7 +103,10 @@ impl Broker {
         out: &mut dyn Outbox,
     ) {
         let cache_limit = self.limits.max_queued_messages;
-        let Some(stored) = self.session(session_id).and_then(|s| s.stored) else { return };
+        let Some(stored) = self.session(session_id).and_then(|s| s.stored.as_deref().copied())
+        else {
+            return;
+        };
         let seq = stored.next_seq;
         let publish = delivery.to_stored_publish();
         let outcome = self.store.enqueue(
@@ -178,9 +182,7 @@ impl Broker {
         self.release_held(session_id, window, now, out);
         loop {
             // Field access (not `session_mut`) so `send_marks_dirty` can be borrowed too.
-            let Some(session) =
-                self.sessions.get_mut(session_id.0 as usize).and_then(Option::as_mut)
-            else {
+            let Some(session) = self.sessions.get_mut(session_id.0) else {
                 return;
             };
             let Some(conn) = session.conn else { return };
@@ -193,7 +195,17 @@ impl Broker {
                 }
                 continue;
             }
+            if session.inflight.len() == session.inflight.capacity() {
+                // Room for what will go out now, exactly: a deque doubles (4, 8, 16...), and
+                // a reconnect storm holds thousands of these at once (issue 16).
+                let room = window.saturating_sub(session.inflight.len()).min(session.queue.len());
+                session.inflight.reserve_exact(room);
+            }
             let Some(mut delivery) = session.queue.pop_front() else { return };
+            if session.queue.is_empty() && session.stored.is_some() {
+                // A store-backed session's cache is refilled from the store when needed.
+                session.queue = std::collections::VecDeque::new();
+            }
             if let (Some(stored), Some(seq)) = (session.stored.as_mut(), delivery.seq) {
                 if stored.first_unsent == stored.saved_first_unsent {
                     self.send_marks_dirty.push(session_id);
@@ -221,7 +233,10 @@ impl Broker {
     /// Loads the next queued rows of a store-backed session into its cache. Returns false
     /// when there is nothing more to load.
     fn refill_cache(&mut self, session_id: SessionId, window: usize) -> bool {
-        let Some(stored) = self.session(session_id).and_then(|s| s.stored) else { return false };
+        let Some(stored) = self.session(session_id).and_then(|s| s.stored.as_deref().copied())
+        else {
+            return false;
+        };
         if stored.fully_cached() {
             return false;
         }
@@ -233,6 +248,7 @@ impl Broker {
             Some(last) if rows.len() == batch => last.seq + 1,
             _ => queue_state.next_seq,
         };
+        session.queue.reserve_exact(rows.len());
         for row in rows {
             session.queue.push_back(Delivery::from_stored(row.seq, row.publish, row.expires_at));
         }
@@ -242,7 +258,7 @@ impl Broker {
     /// Deletes a delivered, expired or abandoned row from the store.
     pub(super) fn forget_row(&mut self, session_id: SessionId, seq: Option<i64>) {
         let Some(seq) = seq else { return };
-        if let Some(stored) = self.session(session_id).and_then(|s| s.stored) {
+        if let Some(stored) = self.session(session_id).and_then(|s| s.stored.as_deref().copied()) {
             self.store.forget(stored.id, seq);
         }
     }
@@ -326,15 +342,38 @@ impl Broker {
         if let Some(link) = &state.link {
             link.adapt(&mut publish);
         }
+        // The alias is chosen now, for this connection (`alias.rs`), and kept only if sent.
+        let outbound = state.aliases.as_ref().and_then(|a| a.outbound.as_ref());
+        let alias = outbound.and_then(|a| a.plan(&publish.topic));
+        match alias {
+            Some(AliasPlan::Known(id)) => {
+                publish.properties.topic_alias = Some(id);
+                publish.topic = self.empty_topic.clone();
+            }
+            Some(AliasPlan::Fresh(id)) => publish.properties.topic_alias = Some(id),
+            None => {}
+        }
         let packet = Packet::Publish(publish);
         log::trace!(
-            "{conn:?} -> PUBLISH {:?} qos {} id {packet_id:?}",
+            "{conn:?} -> PUBLISH {:?} qos {} id {packet_id:?} alias {alias:?}",
             delivery.message.topic,
             delivery.qos.bits()
         );
         match self.transmit(out, conn, version, &packet, now) {
             Transmitted::Sent => {
                 self.stats.messages_sent += 1;
+                if let Some(plan) = alias {
+                    if matches!(plan, AliasPlan::Known(_)) {
+                        self.stats.topic_bytes_aliased += delivery.message.topic.len() as u64;
+                    }
+                    let aliases = self
+                        .conn_mut(conn)
+                        .and_then(|c| c.aliases.as_mut())
+                        .and_then(|a| a.outbound.as_mut());
+                    if let Some(aliases) = aliases {
+                        aliases.commit(&delivery.message.topic, plan);
+                    }
+                }
                 true
             }
             Transmitted::Withheld => {
@@ -345,7 +384,7 @@ impl Broker {
                     let session = self.conn(conn).and_then(|c| c.session());
                     if let Some(session) = session.and_then(|s| self.session_mut(s)) {
                         session.dropped += 1;
-                        if let Some(stored) = session.stored {
+                        if let Some(stored) = session.stored.as_deref().copied() {
                             self.store.add_dropped(stored.id, 1);
                         }
                     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::connection::Phase;
 use super::message::Message;
-use super::session::{SessionExpiry, SessionId};
+use super::session::{OutboundState, SessionExpiry, SessionId};
 use super::{Broker, ConnId, Outbox};
 use crate::codec::{Disconnect, ProtocolVersion, PublishProperties, ReasonCode, Will};
 
@@ -77,7 +77,7 @@ impl Broker {
         {
             session.will_due = Some(now + will_delay);
         } else if let Some(will) = session.will.take() {
-            self.publish_will(session_id, will, now, out);
+            self.publish_will(session_id, *will, now, out);
         }
 
         match expiry {
@@ -105,13 +105,13 @@ impl Broker {
         let expiry = session.expiry.as_duration();
         let (expires_at, will_due) = (session.expires_at, session.will_due);
         let will = session.will.clone();
-        self.store.session_offline(stored_id, expiry, expires_at, will.as_ref(), will_due);
+        self.store.session_offline(stored_id, expiry, expires_at, will.as_deref(), will_due);
     }
 
     /// Removes a session: its pending will is published (MQTT 5.0 §3.1.2.5: at the latest
     /// when the session ends), its subscriptions leave the tree, its queue is discarded.
     pub(super) fn end_session(&mut self, id: SessionId, now: Instant, out: &mut dyn Outbox) {
-        let Some(session) = self.sessions.get_mut(id.0 as usize).and_then(Option::take) else {
+        let Some(session) = self.sessions.remove(id.0) else {
             return;
         };
         if let Some(conn) = session.conn {
@@ -124,11 +124,12 @@ impl Broker {
             out.close(conn);
         }
         for filter in session.subscriptions.keys() {
-            self.tree.unsubscribe(filter, id);
+            self.tree_unsubscribe(filter, id);
         }
         self.session_by_client.remove(&session.client_id);
-        self.free_sessions.push(id.0);
-        if let Some(stored) = session.stored {
+        shrink_map(&mut self.session_by_client);
+        if let Some(stored) = session.stored.as_deref().copied() {
+            self.move_stored_group_rows(stored.id, &session.subscriptions, now, out);
             self.store.delete_session(stored.id);
             self.by_store_id.remove(&stored.id);
         }
@@ -139,12 +140,25 @@ impl Broker {
                 session.client_id
             );
         }
+        if session.stored.is_none() {
+            // A clean member's unacknowledged group messages go to another member (MQTT 5.0
+            // §4.8.2); a persistent member's are its store rows (`move_stored_group_rows`).
+            let held = session.inflight.into_iter().filter_map(|m| match m.state {
+                OutboundState::AwaitPuback(d) | OutboundState::AwaitPubrec(d) => Some(d),
+                OutboundState::AwaitPubcomp => None,
+            });
+            for delivery in held.chain(session.queue) {
+                if let Some(share) = delivery.share {
+                    self.reroute_shared(share, delivery, now, out);
+                }
+            }
+        }
         if let Some(will) = session.will {
             if !self.will_allowed(&session.client_id, session.identity.as_ref(), &will.topic) {
                 return;
             }
             // The slot is free already; the will is routed as an ordinary message.
-            self.publish_will_message(None, will, now, out);
+            self.publish_will_message(None, *will, now, out);
         }
     }
 
@@ -177,7 +191,7 @@ impl Broker {
             payload: will.payload,
             qos: will.qos,
             retain: will.retain,
-            properties: PublishProperties {
+            properties: Message::boxed(PublishProperties {
                 payload_format_indicator: p.payload_format_indicator,
                 message_expiry_interval: None,
                 topic_alias: None,
@@ -186,11 +200,19 @@ impl Broker {
                 user_properties: p.user_properties,
                 subscription_identifiers: Vec::new(),
                 content_type: p.content_type,
-            },
+            }),
             expires_at: p
                 .message_expiry_interval
                 .map(|secs| now + Duration::from_secs(u64::from(secs))),
         };
         self.route(Rc::new(message), from, now, out);
+    }
+}
+
+/// Gives a hash map's table back once it is under a quarter full (a storm of clients has
+/// left), keeping room for twice what it holds.
+pub(super) fn shrink_map<K: std::hash::Hash + Eq, V>(map: &mut std::collections::HashMap<K, V>) {
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
     }
 }

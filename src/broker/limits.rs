@@ -1,4 +1,5 @@
-//! The capacities and protocol options the broker core is built with, fixed at start-up.
+//! The capacities and protocol options the broker core is built with, fixed at start-up
+//! except for the few that SIGHUP applies ([`Limits::apply_live`], `config::LIVE_KEYS`).
 //!
 //! A plain struct so the core can be constructed in tests without a config file; `main`
 //! derives it from the validated `Config`.
@@ -6,7 +7,7 @@
 use std::time::Duration;
 
 use crate::codec::QoS;
-pub use crate::config::SlowSubscriber;
+pub use crate::config::{OutboundTopicAlias, SharedPolicy, SlowSubscriber};
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -62,6 +63,14 @@ pub struct Limits {
     pub max_pause: Duration,
     /// What happens to a subscriber congested for longer than `max_pause`.
     pub slow_subscriber: SlowSubscriber,
+    /// `$share/GROUP/FILTER` subscriptions are offered.
+    pub shared_subscription_available: bool,
+    /// Which member of a shared group gets a message.
+    pub shared_policy: SharedPolicy,
+    /// Topic aliases on PUBLISH packets to v5 clients (at most min(theirs, `max_topic_alias`)).
+    pub outbound_topic_alias: OutboundTopicAlias,
+    /// Response Information for v5 clients that request it.
+    pub response_information: Option<std::rc::Rc<str>>,
 }
 
 impl Default for Limits {
@@ -96,7 +105,30 @@ impl Default for Limits {
             resend_interval: None,
             max_pause: Duration::from_secs(1),
             slow_subscriber: SlowSubscriber::Drop,
+            shared_subscription_available: true,
+            shared_policy: SharedPolicy::RoundRobin,
+            outbound_topic_alias: OutboundTopicAlias::Lru,
+            response_information: None,
         }
+    }
+}
+
+impl Limits {
+    /// SIGHUP: takes from `new` the limits that only affect what comes next (the `mqtt.*` keys
+    /// of `config::LIVE_KEYS`): checks at accept, at CONNECT and on each SUBSCRIBE or PUBLISH.
+    /// The rest (what CONNACK promised to connected clients, what sized the buffers and the
+    /// store) stays until a restart.
+    pub fn apply_live(&mut self, new: &Limits) {
+        self.max_connections_per_address = new.max_connections_per_address;
+        self.max_pending_connections = new.max_pending_connections;
+        self.connect_timeout = new.connect_timeout;
+        self.max_connect_packet_size = new.max_connect_packet_size;
+        self.max_subscriptions_per_session = new.max_subscriptions_per_session;
+        self.max_topic_levels = new.max_topic_levels;
+        self.max_subscription_bytes = new.max_subscription_bytes;
+        self.allow_zero_length_clientid = new.allow_zero_length_clientid;
+        self.max_keepalive = new.max_keepalive;
+        self.keepalive_multiplier = new.keepalive_multiplier;
     }
 }
 
@@ -135,6 +167,74 @@ impl From<&crate::config::Config> for Limits {
             resend_interval: (!resend.is_zero()).then_some(resend),
             max_pause: mqtt.max_pause,
             slow_subscriber: mqtt.slow_subscriber,
+            shared_subscription_available: mqtt.shared_subscription_available,
+            shared_policy: mqtt.shared_policy,
+            outbound_topic_alias: mqtt.outbound_topic_alias,
+            response_information: mqtt.response_information.as_deref().map(std::rc::Rc::from),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, LIVE_KEYS};
+
+    /// `apply_live` takes exactly the `mqtt.*` keys of `LIVE_KEYS`: applying a config where
+    /// every key differs gives the old limits with just those keys' new values.
+    #[test]
+    fn apply_live_takes_exactly_the_live_mqtt_keys() {
+        // Every [mqtt] key with a value other than its default.
+        let changed: &[(&str, &str)] = &[
+            ("max_connections", "10"),
+            ("max_connections_per_address", "3"),
+            ("max_pending_connections", "4"),
+            ("max_sessions", "20"),
+            ("max_subscriptions_per_session", "30"),
+            ("max_topic_levels", "31"),
+            ("max_subscription_bytes", "\"32KB\""),
+            ("max_packet_size", "\"64KB\""),
+            ("max_connect_packet_size", "\"2KB\""),
+            ("max_inflight", "40"),
+            ("max_queued_messages", "50"),
+            ("connect_timeout", "\"1500ms\""),
+            ("keepalive_multiplier", "2.5"),
+            ("max_keepalive", "60"),
+            ("retain_available", "false"),
+            ("max_retained_messages", "70"),
+            ("max_retained_bytes", "\"2MB\""),
+            ("max_topic_alias", "0"),
+            ("allow_zero_length_clientid", "false"),
+            ("max_qos", "1"),
+            ("queue_qos0", "true"),
+            ("persistent_session_expiry", "\"7d\""),
+            ("max_session_expiry", "3600"),
+            ("tx_buffer_limit", "\"128KB\""),
+            ("wildcard_subscription_available", "false"),
+            ("subscription_identifiers_available", "false"),
+            ("max_pause", "\"250ms\""),
+            ("slow_subscriber", "\"disconnect\""),
+        ];
+        let text = |keys: &mut dyn Iterator<Item = &(&str, &str)>| {
+            let body: String = keys.map(|(k, v)| format!("{k} = {v}\n")).collect();
+            format!("[mqtt]\n{body}")
+        };
+        let all = Config::from_toml_str(&text(&mut changed.iter()), "all").unwrap();
+        let live = |k: &str| LIVE_KEYS.contains(&format!("mqtt.{k}").as_str());
+        let only_live =
+            Config::from_toml_str(&text(&mut changed.iter().filter(|(k, _)| live(k))), "live")
+                .unwrap();
+        let mut limits = Limits::from(&Config::default_values());
+        limits.apply_live(&Limits::from(&all));
+        assert_eq!(format!("{limits:?}"), format!("{:?}", Limits::from(&only_live)));
+        // The table above has every [mqtt] key, so no live key was left out of the test.
+        let defaults = Config::default_values();
+        let default_limits = format!("{:?}", Limits::from(&defaults));
+        for key in LIVE_KEYS.iter().filter_map(|k| k.strip_prefix("mqtt.")) {
+            assert!(changed.iter().any(|(k, _)| *k == key), "{key} not in the table");
+            let one = changed.iter().filter(|(k, _)| *k == key);
+            let config = Config::from_toml_str(&text(&mut one.into_iter()), "one").unwrap();
+            assert_ne!(format!("{:?}", Limits::from(&config)), default_limits, "{key}");
         }
     }
 }

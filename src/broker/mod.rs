@@ -10,6 +10,7 @@
 
 mod access;
 mod ack;
+mod alias;
 mod backpressure;
 mod bridge;
 mod connect;
@@ -25,8 +26,11 @@ mod publish;
 mod restore;
 mod retain;
 mod session;
+mod shared;
 mod stats;
+mod status;
 mod subscribe;
+mod sys;
 mod timers;
 mod topic_tree;
 
@@ -42,16 +46,20 @@ use crate::codec::{
 };
 
 pub use access::Identity;
+pub use backpressure::{OUTPUT_HARD_FACTOR, QUEUE_HARD_FACTOR};
 pub use bridge::{bridge_client_id, BridgeSpec, LinkParams, BRIDGE_CLIENT_PREFIX};
 pub use connection::Phase;
-pub use limits::{Limits, SlowSubscriber};
+pub use limits::{Limits, OutboundTopicAlias, SharedPolicy, SlowSubscriber};
 pub use message::{Delivery, Message};
 pub use origin::{ListenerId, Origin};
 pub use restore::Restored;
 pub use session::{SessionExpiry, SessionId};
 pub use stats::{Gauges, Stats};
+pub use status::{Backlog, Backlogs};
+pub use sys::{BridgeMetrics, Figure, Kind, Load, Metrics, Process, FIGURES};
 
 use crate::codec::PubAck;
+use crate::slab::Slab;
 use crate::store::{Commit, Failure, Store, StoredSessionId};
 use connection::Conn;
 use logging::More;
@@ -92,10 +100,23 @@ pub struct Broker {
     conns: Vec<Option<Conn>>,
     /// Connections that completed CONNECT and are not closed.
     active_connections: usize,
-    sessions: Vec<Option<Session>>,
-    free_sessions: Vec<u32>,
+    /// Shrinks again when sessions end (see `slab.rs`).
+    sessions: Slab<Session>,
     session_by_client: HashMap<Rc<str>, SessionId>,
     tree: TopicTree,
+    /// Shared subscription groups (their members are tree entries).
+    shared: shared::SharedGroups,
+    /// Reused by every shared-group choice.
+    share_scratch: Vec<usize>,
+    /// State of the `random` shared policy's generator (0 until first used).
+    random_state: u64,
+    /// Group messages of ended sessions waiting to move to another member, and whether the
+    /// move loop is running (`shared.rs`, `reroute_shared`).
+    reroutes: std::collections::VecDeque<(shared::ShareId, Delivery)>,
+    rerouting: bool,
+    /// The topic of a PUBLISH that carries a known outbound alias: one shared empty string
+    /// instead of an allocation per message.
+    empty_topic: Rc<str>,
     retained: RetainedStore,
     timers: Timers,
     /// PUBACK/PUBREC/PUBCOMP held until the end of the pass (and its store commit).
@@ -126,6 +147,8 @@ pub struct Broker {
     stats: Stats,
     /// Auth rules (swapped whole on reload), login back-off, their log limiters.
     access: access::AccessState,
+    /// The `$SYS` publisher (`sys.rs`).
+    sys: sys::SysTree,
 }
 
 impl Broker {
@@ -135,10 +158,15 @@ impl Broker {
         Broker {
             conns: Vec::with_capacity(limits.max_connections),
             active_connections: 0,
-            sessions: Vec::with_capacity(limits.max_sessions),
-            free_sessions: Vec::new(),
+            sessions: Slab::new(limits.max_sessions),
             session_by_client: HashMap::with_capacity(limits.max_sessions),
             tree: TopicTree::new(),
+            shared: shared::SharedGroups::default(),
+            share_scratch: Vec::new(),
+            random_state: 0,
+            empty_topic: Rc::from(""),
+            reroutes: std::collections::VecDeque::new(),
+            rerouting: false,
             retained,
             timers: Timers::default(),
             pending_acks: Vec::new(),
@@ -157,8 +185,14 @@ impl Broker {
             next_timer_generation: 0,
             stats: Stats::default(),
             access: access::AccessState::default(),
+            sys: sys::SysTree::default(),
             limits,
         }
+    }
+
+    /// SIGHUP: see [`Limits::apply_live`].
+    pub fn apply_live_limits(&mut self, new: &Limits) {
+        self.limits.apply_live(new);
     }
 
     pub fn limits(&self) -> &Limits {
@@ -167,6 +201,18 @@ impl Broker {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The event loop read `received` and wrote `sent` bytes on MQTT connections.
+    pub fn count_io(&mut self, received: usize, sent: usize) {
+        self.stats.bytes_received += received as u64;
+        self.stats.bytes_sent += sent as u64;
+    }
+
+    /// One more connection is active: the high-water mark follows.
+    fn connection_activated(&mut self) {
+        self.active_connections += 1;
+        self.stats.max_connected = self.stats.max_connected.max(self.active_connections as u64);
     }
 
     /// Current sizes of what the broker holds, for `$SYS` and logs.
@@ -178,8 +224,8 @@ impl Broker {
             subscriptions: self.tree.len(),
             retained_messages: self.retained.len(),
             retained_bytes: self.retained.bytes(),
-            queued_messages: self.sessions.iter().flatten().map(|s| s.queue.len()).sum(),
-            inflight_messages: self.sessions.iter().flatten().map(|s| s.inflight.len()).sum(),
+            queued_messages: self.sessions.values().map(|s| s.queue.len()).sum(),
+            inflight_messages: self.sessions.values().map(|s| s.inflight.len()).sum(),
         }
     }
 
@@ -225,7 +271,11 @@ impl Broker {
         if state.phase == Phase::Closed {
             return;
         }
-        state.last_seen = now;
+        // Before CONNECT `last_seen` is the accept time the connect timeout counts from: only
+        // CONNECT itself moves it (anything else there is refused, and must not extend it).
+        if state.phase != Phase::AwaitConnect || matches!(packet, Packet::Connect(_)) {
+            state.last_seen = now;
+        }
         log::trace!("{conn:?} <- {}", packet.name());
         self.stats.packets_received += 1;
         match packet {
@@ -318,6 +368,8 @@ impl Broker {
         if let Some(slot) = self.conns.get_mut(conn.0 as usize) {
             *slot = None;
         }
+        // `net` reuses its lowest free ids, so the tail empties as clients leave.
+        crate::slab::trim_tail(&mut self.conns);
     }
 
     /// End of one event-loop pass: commit this pass's store writes (as the durability mode
@@ -372,9 +424,7 @@ impl Broker {
     fn save_send_marks(&mut self) {
         let dirty = std::mem::take(&mut self.send_marks_dirty);
         for &session_id in &dirty {
-            let Some(session) =
-                self.sessions.get_mut(session_id.0 as usize).and_then(Option::as_mut)
-            else {
+            let Some(session) = self.sessions.get_mut(session_id.0) else {
                 continue;
             };
             let Some(stored) = session.stored.as_mut() else { continue };
@@ -473,7 +523,7 @@ impl Broker {
     /// After a rollback the memory caches may hold rows that no longer exist: drop them and
     /// read the queues again from the store.
     fn resync_after_failed_commit(&mut self) {
-        for session in self.sessions.iter_mut().flatten() {
+        for session in self.sessions.values_mut() {
             if let Some(stored) = session.stored.as_mut() {
                 session.queue.clear();
                 stored.cached_upto = stored.first_unsent;
@@ -492,11 +542,11 @@ impl Broker {
     }
 
     fn session(&self, id: SessionId) -> Option<&Session> {
-        self.sessions.get(id.0 as usize).and_then(Option::as_ref)
+        self.sessions.get(id.0)
     }
 
     fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
-        self.sessions.get_mut(id.0 as usize).and_then(Option::as_mut)
+        self.sessions.get_mut(id.0)
     }
 
     fn next_generation(&mut self) -> u32 {

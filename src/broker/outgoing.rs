@@ -1,6 +1,7 @@
 //! The one gate between the broker and a client's socket: every packet the broker sends to
 //! a connected client passes [`Broker::transmit`], which applies the client's MQTT 5.0
-//! Maximum Packet Size (MQTT-3.1.2-24) and decides what happens to a packet that does not fit.
+//! Maximum Packet Size (MQTT-3.1.2-24) and decides what happens to a packet that does not fit,
+//! and its Request Problem Information (MQTT-3.1.2-29).
 //! Owns no state; writes nothing but the [`Outbox`].
 
 use std::time::Instant;
@@ -45,10 +46,35 @@ impl Broker {
             // Closed by the broker (perhaps just now, for an oversized packet): nothing more.
             return Transmitted::Withheld;
         }
+        // MQTT 5.0 §3.1.2.11.7: a client that set Request Problem Information to 0 gets no
+        // Reason String or User Property except on PUBLISH, CONNACK and DISCONNECT
+        // (MQTT-3.1.2-29). Acknowledgements are the packets that may carry them.
+        let quiet;
+        let packet = match packet {
+            Packet::Puback(_)
+            | Packet::Pubrec(_)
+            | Packet::Pubrel(_)
+            | Packet::Pubcomp(_)
+            | Packet::Suback(_)
+            | Packet::Unsuback(_)
+            | Packet::Auth(_)
+                if !state.problem_information =>
+            {
+                match packet.without_diagnostics() {
+                    Some(bare) => {
+                        quiet = bare;
+                        &quiet
+                    }
+                    None => packet,
+                }
+            }
+            _ => packet,
+        };
         let limit = state.client_max_packet_size;
         let fits = |p: &Packet| limit == u32::MAX || encoded_len(p, version) <= limit as usize;
         if fits(packet) {
             out.send(conn, version, packet);
+            self.stats.packets_sent += 1;
             return Transmitted::Sent;
         }
         if let Some(bare) = packet.without_diagnostics().filter(|p| fits(p)) {
@@ -58,6 +84,7 @@ impl Broker {
                 packet.name()
             );
             out.send(conn, version, &bare);
+            self.stats.packets_sent += 1;
             return Transmitted::Sent;
         }
         let what = packet.name();

@@ -36,11 +36,14 @@ impl Broker {
                 return self.protocol_error(conn, ReasonCode::TopicAliasInvalid, &what, now, out);
             }
             let slot = usize::from(alias - 1);
-            if state.topic_aliases.len() < usize::from(max_topic_alias) {
-                state.topic_aliases.resize(usize::from(max_topic_alias), None);
+            let aliases = &mut state.aliases.get_or_insert_with(Box::default).inbound;
+            if aliases.len() < usize::from(max_topic_alias) {
+                let mut grown = std::mem::take(aliases).into_vec();
+                grown.resize(usize::from(max_topic_alias), None);
+                *aliases = grown.into_boxed_slice();
             }
             if publish.topic.is_empty() {
-                match &state.topic_aliases[slot] {
+                match &aliases[slot] {
                     Some(topic) => publish.topic = topic.clone(),
                     None => {
                         let what = format!("unknown topic alias {alias}");
@@ -54,7 +57,7 @@ impl Broker {
                     }
                 }
             } else {
-                state.topic_aliases[slot] = Some(publish.topic.clone());
+                aliases[slot] = Some(publish.topic.clone());
             }
         } else if publish.topic.is_empty() {
             // The codec refuses this already (MQTT 5.0 §3.3.2.1: a Protocol Error).
@@ -133,7 +136,7 @@ impl Broker {
                     if !reason.is_error() {
                         let Some(session) = self.session_mut(session_id) else { return };
                         session.inbound_qos2.insert(packet_id.get());
-                        if let Some(stored) = session.stored {
+                        if let Some(stored) = session.stored.as_deref().copied() {
                             self.store.add_inbound_qos2(stored.id, packet_id.get());
                             needs_store = true;
                         }
@@ -175,16 +178,38 @@ impl Broker {
                 RetainOutcome::NothingToDelete => {}
             }
         }
+        self.route_to_subscribers(message, publisher, now, out);
+    }
+
+    /// Delivers `message` to every session with a matching subscription (RETAIN already
+    /// applied by the caller).
+    pub(super) fn route_to_subscribers(
+        &mut self,
+        message: Rc<Message>,
+        publisher: Option<SessionId>,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
         let mut matches = std::mem::take(&mut self.match_scratch);
         matches.clear();
         self.tree.matches(&message.topic, &mut matches);
+        // Plain subscriptions first (share `None`), by session; then shared groups, by group.
+        matches.sort_unstable_by_key(|e| (e.share, e.session));
+        let plain = matches.partition_point(|e| e.share.is_none());
+        let (own, shared) = matches.split_at(plain);
         // Several matching subscriptions of one session give one delivery at the highest
         // granted QoS with every subscription identifier (MQTT-3.3.4-2, MQTT 5.0 §3.3.4).
-        matches.sort_unstable_by_key(|e| e.session);
-        for group in matches.chunk_by(|a, b| a.session == b.session) {
+        for group in own.chunk_by(|a, b| a.session == b.session) {
             if let Some(delivery) = aggregate(group, &message, publisher) {
                 self.route_outcome.matched = true;
                 self.deliver(group[0].session, delivery, now, out);
+            }
+        }
+        // Each shared group gives its own copy to one member (MQTT 5.0 §4.8.2), apart from
+        // the plain subscriptions above, also of that member.
+        for members in shared.chunk_by(|a, b| a.share == b.share) {
+            if let Some(share) = members.first().and_then(|e| e.share) {
+                self.route_shared(share, members, &message, publisher, now, out);
             }
         }
         self.match_scratch = matches;
@@ -234,7 +259,7 @@ fn aggregate(
         granted = Some(granted.map_or(entry.options.qos, |q| q.max(entry.options.qos)));
         retain_as_published |= entry.options.retain_as_published;
         if let Some(id) = entry.subscription_id {
-            subscription_ids.push(id);
+            subscription_ids.push(id.get());
         }
     }
     let granted = granted?;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::logging::Abbreviated;
 use super::message::{Delivery, Message};
 use super::session::{packet_id_for_seq, Inflight, OutboundState, SessionExpiry, Subscription};
-use super::subscribe::over_limits;
+use super::subscribe::{over_limits, shared_refusal};
 use super::{Broker, ConnId, Outbox};
 use crate::codec::{Packet, ProtocolVersion, QoS};
 use crate::store::Snapshot;
@@ -79,19 +79,24 @@ impl Broker {
                     skipped.push((filter, why));
                     continue;
                 }
+                if let Some(why) = shared_refusal(&limits, &filter) {
+                    skipped.push((filter, why));
+                    continue;
+                }
                 if session
                     .subscriptions
-                    .insert(filter.clone(), Subscription { options, subscription_id })
+                    .insert(&filter, Subscription { options, subscription_id })
                     .is_none()
                 {
                     session.subscription_bytes += filter.len();
                 }
-                self.tree.subscribe(
+                self.tree_subscribe(
                     &filter,
                     super::topic_tree::SubscriberEntry {
                         session: session_id,
                         options,
-                        subscription_id,
+                        subscription_id: subscription_id.and_then(std::num::NonZeroU32::new),
+                        share: None,
                     },
                 );
                 restored.subscriptions += 1;
@@ -158,7 +163,7 @@ impl Broker {
             // A stored will without a due time belonged to a connection that was open when
             // the broker stopped: that connection ended abnormally now.
             let was_online = loaded.will_due.is_none() && loaded.expires_at.is_none();
-            session.will = loaded.will;
+            session.will = loaded.will.map(Box::new);
             session.will_due = loaded.will_due;
             session.expires_at = loaded.expires_at;
             if was_online {
@@ -186,7 +191,7 @@ impl Broker {
         }
         for session_id in wills_due_now {
             if let Some(will) = self.session_mut(session_id).and_then(|s| s.will.take()) {
-                self.publish_will(session_id, will, now, out);
+                self.publish_will(session_id, *will, now, out);
             }
         }
         // Deadlines already past are handled by the first timer pass.

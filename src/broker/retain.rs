@@ -83,7 +83,7 @@ impl RetainedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{PublishProperties, QoS};
+    use crate::codec::QoS;
 
     fn msg(topic: &str, payload: &[u8]) -> Rc<Message> {
         Rc::new(Message {
@@ -91,7 +91,7 @@ mod tests {
             payload: payload.into(),
             qos: QoS::AtMostOnce,
             retain: true,
-            properties: PublishProperties::default(),
+            properties: None,
             expires_at: None,
         })
     }

@@ -6,7 +6,7 @@
 //! or here (`max_inflight`, `max_queued_messages`, `max_subscriptions_per_session`,
 //! `max_subscription_bytes`).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::num::NonZeroU16;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -99,6 +99,114 @@ pub struct Subscription {
     pub subscription_id: Option<u32>,
 }
 
+/// A session's subscriptions: filter -> what was granted.
+///
+/// Not a hash map: most sessions hold one or a few filters, and a hash map costs 48 bytes
+/// inline plus a 4-bucket table (about 200 bytes) from the first entry. One filter is held
+/// inline (the filter string is its only allocation); more go to a vector sorted by filter,
+/// searched by bisection, whose inserts and removes move at most
+/// `max_subscriptions_per_session` entries of 32 bytes.
+#[derive(Debug, Default)]
+pub enum Subscriptions {
+    #[default]
+    None,
+    One(Box<str>, Subscription),
+    Many(Vec<(Box<str>, Subscription)>),
+}
+
+impl Subscriptions {
+    pub fn get(&self, filter: &str) -> Option<&Subscription> {
+        match self {
+            Subscriptions::None => None,
+            Subscriptions::One(f, s) => (**f == *filter).then_some(s),
+            Subscriptions::Many(entries) => entries
+                .binary_search_by(|(f, _)| (**f).cmp(filter))
+                .ok()
+                .and_then(|i| entries.get(i))
+                .map(|(_, s)| s),
+        }
+    }
+
+    pub fn contains_key(&self, filter: &str) -> bool {
+        self.get(filter).is_some()
+    }
+
+    /// Adds or replaces `filter`; returns what it replaced.
+    pub fn insert(&mut self, filter: &str, subscription: Subscription) -> Option<Subscription> {
+        let (next, replaced) = match std::mem::take(self) {
+            Subscriptions::None => (Subscriptions::One(filter.into(), subscription), None),
+            Subscriptions::One(f, old) if *f == *filter => {
+                (Subscriptions::One(f, subscription), Some(old))
+            }
+            Subscriptions::One(f, old) => {
+                let mut entries = Vec::with_capacity(2);
+                entries.push((f, old));
+                (Subscriptions::Many(entries), None)
+            }
+            many @ Subscriptions::Many(_) => (many, None),
+        };
+        *self = next;
+        if replaced.is_some() {
+            return replaced;
+        }
+        match self {
+            Subscriptions::Many(entries) => {
+                match entries.binary_search_by(|(f, _)| (**f).cmp(filter)) {
+                    Ok(i) => entries.get_mut(i).map(|(_, s)| std::mem::replace(s, subscription)),
+                    Err(i) => {
+                        entries.insert(i, (filter.into(), subscription));
+                        None
+                    }
+                }
+            }
+            // Just set above.
+            Subscriptions::None | Subscriptions::One(..) => None,
+        }
+    }
+
+    pub fn remove(&mut self, filter: &str) -> Option<Subscription> {
+        let (next, removed) = match std::mem::take(self) {
+            Subscriptions::None => (Subscriptions::None, None),
+            Subscriptions::One(f, s) if *f == *filter => (Subscriptions::None, Some(s)),
+            one @ Subscriptions::One(..) => (one, None),
+            Subscriptions::Many(mut entries) => {
+                let removed = match entries.binary_search_by(|(f, _)| (**f).cmp(filter)) {
+                    Ok(i) => Some(entries.remove(i).1),
+                    Err(_) => None,
+                };
+                let next = match entries.len() {
+                    0 => Subscriptions::None,
+                    1 => match entries.pop() {
+                        Some((f, s)) => Subscriptions::One(f, s),
+                        None => Subscriptions::None,
+                    },
+                    _ => Subscriptions::Many(entries),
+                };
+                (next, removed)
+            }
+        };
+        *self = next;
+        removed
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Subscriptions::None => 0,
+            Subscriptions::One(..) => 1,
+            Subscriptions::Many(entries) => entries.len(),
+        }
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        let (one, many) = match self {
+            Subscriptions::None => (None, &[][..]),
+            Subscriptions::One(f, _) => (Some(&**f), &[][..]),
+            Subscriptions::Many(entries) => (None, &entries[..]),
+        };
+        one.into_iter().chain(many.iter().map(|(f, _)| &**f))
+    }
+}
+
 /// When a session ends after its connection closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionExpiry {
@@ -160,17 +268,22 @@ pub struct Session {
     /// The live connection, if the client is online.
     pub conn: Option<ConnId>,
     pub expiry: SessionExpiry,
-    pub subscriptions: HashMap<String, Subscription>,
+    pub subscriptions: Subscriptions,
     /// Bytes of the filters in `subscriptions` (bounded by `max_subscription_bytes`).
     pub subscription_bytes: usize,
     /// Outbound QoS 1/2 messages sent and not completed, oldest first.
     pub inflight: VecDeque<Inflight>,
+    /// Some `inflight` entry may be `held` (set when one is held, cleared by a scan that finds
+    /// none), so acknowledgements skip the scan for held entries while none can exist.
+    pub maybe_held: bool,
     /// Outbound messages waiting for a free inflight slot (or for the client to come back).
     pub queue: VecDeque<Delivery>,
     /// Inbound QoS 2 packet ids received (PUBREC sent) and not yet released by PUBREL.
-    pub inbound_qos2: HashSet<u16>,
-    /// The will of the current (or last) connection, until published or discarded.
-    pub will: Option<Will>,
+    /// A B-tree set: 24 bytes and no allocation while empty (a hash set is 48 bytes).
+    pub inbound_qos2: BTreeSet<u16>,
+    /// The will of the current (or last) connection, until published or discarded. Boxed:
+    /// 160 bytes inline in every session, and most clients have no will.
+    pub will: Option<Box<Will>>,
     /// When a delayed will is due (MQTT 5.0 Will Delay Interval), while offline.
     pub will_due: Option<Instant>,
     /// When the session expires, while offline.
@@ -180,7 +293,8 @@ pub struct Session {
     /// Messages dropped for this session because its queue was full.
     pub dropped: u64,
     /// Set for persistent sessions: their queue and state live in the store.
-    pub stored: Option<StoredQueue>,
+    /// Boxed: 48 bytes that clean sessions (most of them) would carry for nothing.
+    pub stored: Option<Box<StoredQueue>>,
     /// Whether it is over a soft limit, and so pauses the publishers feeding it.
     pub flow: Flow,
     /// A bridge's own `queue_qos0`, instead of `mqtt.queue_qos0`.
@@ -192,17 +306,28 @@ pub struct Session {
 }
 
 impl Session {
+    /// Removes inflight entry `position`. An emptied deque gives its memory back: after a
+    /// reconnect storm thousands of sessions have nothing in flight.
+    pub fn remove_inflight(&mut self, position: usize) -> Option<Inflight> {
+        let entry = self.inflight.remove(position);
+        if self.inflight.is_empty() {
+            self.inflight = VecDeque::new();
+        }
+        entry
+    }
+
     pub fn new(client_id: Rc<str>, version: ProtocolVersion, expiry: SessionExpiry) -> Session {
         Session {
             client_id,
             version,
             conn: None,
             expiry,
-            subscriptions: HashMap::new(),
+            subscriptions: Subscriptions::default(),
             subscription_bytes: 0,
             inflight: VecDeque::new(),
+            maybe_held: false,
             queue: VecDeque::new(),
-            inbound_qos2: HashSet::new(),
+            inbound_qos2: BTreeSet::new(),
             will: None,
             will_due: None,
             expires_at: None,
@@ -269,5 +394,44 @@ mod tests {
             SessionExpiry::After(ten)
         );
         assert_eq!(SessionExpiry::AtDisconnect.capped(Some(ten)), SessionExpiry::AtDisconnect);
+    }
+
+    fn granted(qos: crate::codec::QoS, id: Option<u32>) -> Subscription {
+        Subscription {
+            options: SubscriptionOptions { qos, ..Default::default() },
+            subscription_id: id,
+        }
+    }
+
+    #[test]
+    fn subscriptions_go_from_inline_to_sorted_and_back() {
+        use crate::codec::QoS;
+        let mut subs = Subscriptions::default();
+        assert_eq!(subs.len(), 0);
+        assert_eq!(subs.insert("b/c", granted(QoS::AtMostOnce, None)), None);
+        assert!(matches!(subs, Subscriptions::One(..)));
+        // A repeated filter replaces (MQTT-3.8.4-3), inline too.
+        assert_eq!(
+            subs.insert("b/c", granted(QoS::AtLeastOnce, Some(7))),
+            Some(granted(QoS::AtMostOnce, None))
+        );
+        assert_eq!(subs.insert("a/#", granted(QoS::ExactlyOnce, None)), None);
+        assert_eq!(subs.insert("z", granted(QoS::AtMostOnce, None)), None);
+        assert_eq!(
+            subs.insert("z", granted(QoS::AtLeastOnce, None)),
+            Some(granted(QoS::AtMostOnce, None))
+        );
+        assert_eq!(subs.len(), 3);
+        assert_eq!(subs.keys().collect::<Vec<_>>(), vec!["a/#", "b/c", "z"]);
+        assert_eq!(subs.get("b/c"), Some(&granted(QoS::AtLeastOnce, Some(7))));
+        assert!(!subs.contains_key("b"));
+        assert_eq!(subs.remove("nope"), None);
+        assert_eq!(subs.remove("a/#"), Some(granted(QoS::ExactlyOnce, None)));
+        assert_eq!(subs.remove("z"), Some(granted(QoS::AtLeastOnce, None)));
+        // Back inline with the one left.
+        assert!(matches!(&subs, Subscriptions::One(f, _) if &**f == "b/c"));
+        assert_eq!(subs.remove("b/c"), Some(granted(QoS::AtLeastOnce, Some(7))));
+        assert!(matches!(subs, Subscriptions::None));
+        assert_eq!(subs.keys().count(), 0);
     }
 }

@@ -4,6 +4,13 @@
 pub struct Stats {
     pub connections_accepted: u64,
     pub packets_received: u64,
+    /// MQTT packets of any type handed to connections.
+    pub packets_sent: u64,
+    /// Bytes read from and written to MQTT connections (counted by the event loop).
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    /// Most connections active at once since the start.
+    pub max_connected: u64,
     pub messages_received: u64,
     pub messages_sent: u64,
     /// Messages not delivered because a queue or output buffer was full.
@@ -17,6 +24,8 @@ pub struct Stats {
     pub slow_subscribers: u64,
     /// Slow subscribers disconnected (`mqtt.slow_subscriber = "disconnect"`).
     pub slow_disconnects: u64,
+    /// Topic bytes not sent because a PUBLISH carried a known outbound topic alias instead.
+    pub topic_bytes_aliased: u64,
 }
 
 /// Sizes at one moment (computed on demand, not maintained on the hot path).

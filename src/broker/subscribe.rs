@@ -1,6 +1,7 @@
 //! SUBSCRIBE and UNSUBSCRIBE (MQTT 3.1.1 §3.8-3.11, MQTT 5.0 §3.8-3.11): granting QoS,
 //! replacing existing subscriptions, per-session limits, and retained messages on subscribe
-//! per Retain Handling.
+//! per Retain Handling (never on a shared subscription). Shared subscriptions
+//! (`$share/GROUP/FILTER`) are checked here and held as `shared.rs` says.
 //!
 //! The per-session limits (`max_subscriptions_per_session`, `max_subscription_bytes`) and the
 //! per-filter one (`max_topic_levels`) are checked in one place, [`over_limits`], which restore
@@ -12,6 +13,7 @@ use super::limits::Limits;
 use super::logging::Abbreviated;
 use super::message::Delivery;
 use super::session::{Session, Subscription};
+use super::shared::{classify, FilterKind};
 use super::topic_tree::SubscriberEntry;
 use super::{Broker, ConnId, Outbox};
 use crate::codec::{
@@ -44,13 +46,45 @@ impl Broker {
         let mut retained_for = Vec::new();
         for (filter, mut options) in subscribe.filters {
             let has_wildcard = filter.contains(['+', '#']);
-            let acl_refusal = self.subscribe_refusal(conn, &filter, now);
+            let kind = classify(&filter);
+            let shared = matches!(kind, FilterKind::Shared { .. });
+            if kind != FilterKind::Plain
+                && !limits.shared_subscription_available
+                && version == ProtocolVersion::V5
+            {
+                // MQTT 5.0 §3.2.2.3.15: CONNACK said they are not supported, so using one is a
+                // Protocol Error answered with DISCONNECT 0x9E (3.1.1: SUBACK 0x80 below).
+                let what = "shared subscription while shared_subscription_available = false";
+                let reason = ReasonCode::SharedSubscriptionsNotSupported;
+                return self.protocol_error(conn, reason, what, now, out);
+            }
+            if shared && options.no_local && limits.shared_subscription_available {
+                // MQTT-3.8.3-4.
+                let what = "No Local on a shared subscription";
+                return self.protocol_error(conn, ReasonCode::ProtocolError, what, now, out);
+            }
+            // The ACL sees the filter a shared subscription subscribes to, as Mosquitto does.
+            let acl_filter = match kind {
+                FilterKind::Shared { filter, .. } => filter,
+                FilterKind::Plain | FilterKind::Malformed(_) => &filter,
+            };
+            let acl_refusal = self.subscribe_refusal(conn, acl_filter, now);
             let Some(session) = self.session_mut(session_id) else {
                 return;
             };
             let exists = session.subscriptions.contains_key(&filter);
-            let refusal = if filter.starts_with("$share/") {
-                Some((ReasonCode::SharedSubscriptionsNotSupported, "shared subscription"))
+            let refusal = if let Some(why) = shared_refusal(&limits, &filter) {
+                // A malformed `$share/` filter is 0x8F "Topic Filter invalid"; switched off,
+                // only 3.1.1 clients get here (0x80 on the wire).
+                let reason = match kind {
+                    FilterKind::Malformed(_) if limits.shared_subscription_available => {
+                        ReasonCode::TopicFilterInvalid
+                    }
+                    FilterKind::Plain | FilterKind::Shared { .. } | FilterKind::Malformed(_) => {
+                        ReasonCode::SharedSubscriptionsNotSupported
+                    }
+                };
+                Some((reason, why))
             } else if has_wildcard && !limits.wildcard_subscription_available {
                 Some((ReasonCode::WildcardSubscriptionsNotSupported, "wildcard"))
             } else if let Some(reason) = acl_refusal {
@@ -71,23 +105,31 @@ impl Broker {
             if !exists {
                 session.subscription_bytes += filter.len();
             }
-            session.subscriptions.insert(filter.clone(), Subscription { options, subscription_id });
+            session.subscriptions.insert(&filter, Subscription { options, subscription_id });
             log::debug!(
                 "client {:?} subscribed to {} at QoS {}",
                 session.client_id,
                 Abbreviated(&filter),
                 options.qos.bits()
             );
-            let stored = session.stored;
-            self.tree.subscribe(
+            let stored = session.stored.as_deref().copied();
+            self.tree_subscribe(
                 &filter,
-                SubscriberEntry { session: session_id, options, subscription_id },
+                SubscriberEntry {
+                    session: session_id,
+                    options,
+                    subscription_id: subscription_id.and_then(std::num::NonZeroU32::new),
+                    share: None,
+                },
             );
             if let Some(stored) = stored {
                 self.store.save_subscription(stored.id, &filter, &options, subscription_id);
             }
+            self.sys_subscribed(&filter, now);
             reasons.push(granted_reason(options.qos));
             let send_retained = match (version, options.retain_handling) {
+                // MQTT 5.0 §4.8.2: retained messages are not sent on a shared subscription.
+                _ if shared => false,
                 (ProtocolVersion::V5, RetainHandling::SendAtSubscribe) => true,
                 (ProtocolVersion::V5, RetainHandling::SendAtNewSubscribe) => !exists,
                 (ProtocolVersion::V5, RetainHandling::DoNotSend) => false,
@@ -133,9 +175,9 @@ impl Broker {
                 session.subscription_bytes =
                     session.subscription_bytes.saturating_sub(filter.len());
             }
-            let stored = session.stored;
+            let stored = session.stored.as_deref().copied();
             if existed {
-                self.tree.unsubscribe(filter, session_id);
+                self.tree_unsubscribe(filter, session_id);
                 if let Some(stored) = stored {
                     self.store.delete_subscription(stored.id, filter);
                 }
@@ -149,6 +191,21 @@ impl Broker {
         let unsuback =
             Unsuback { packet_id: unsubscribe.packet_id, reasons, properties: Default::default() };
         self.send(out, conn, &Packet::Unsuback(unsuback), now);
+    }
+}
+
+/// Why a `$share/` `filter` may not be subscribed (or kept, at restore): shared subscriptions
+/// are switched off, or it is not `$share/GROUP/FILTER` (MQTT-4.8.2-1, MQTT-4.8.2-2).
+pub(super) fn shared_refusal(limits: &Limits, filter: &str) -> Option<&'static str> {
+    match classify(filter) {
+        FilterKind::Plain => None,
+        FilterKind::Shared { .. } | FilterKind::Malformed(_)
+            if !limits.shared_subscription_available =>
+        {
+            Some("shared_subscription_available = false")
+        }
+        FilterKind::Shared { .. } => None,
+        FilterKind::Malformed(why) => Some(why),
     }
 }
 

@@ -68,6 +68,7 @@ impl Broker {
             self.store.flush_deadline(),
             self.congestion_deadline(),
             self.logs.next_summary(),
+            self.sys_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -173,7 +174,7 @@ impl Broker {
         if session.will_due.is_some_and(|due| due <= now) {
             session.will_due = None;
             if let Some(will) = session.will.take() {
-                self.publish_will(id, will, now, out);
+                self.publish_will(id, *will, now, out);
             }
         }
         let Some(session) = self.session_mut(id) else {

@@ -12,8 +12,10 @@
 //! `mqtt.max_topic_levels` and `mqtt.max_subscription_bytes`), never call stack.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 
 use super::session::SessionId;
+use super::shared::ShareId;
 use crate::codec::SubscriptionOptions;
 
 /// One subscription as the router needs it.
@@ -21,8 +23,14 @@ use crate::codec::SubscriptionOptions;
 pub struct SubscriberEntry {
     pub session: SessionId,
     pub options: SubscriptionOptions,
-    /// MQTT 5.0 Subscription Identifier given with the SUBSCRIBE, if any.
-    pub subscription_id: Option<u32>,
+    /// MQTT 5.0 Subscription Identifier given with the SUBSCRIBE, if any (never 0,
+    /// MQTT 5.0 §3.8.2.1.2; `NonZeroU32` keeps the entry at 16 bytes and one inline in a node).
+    pub subscription_id: Option<NonZeroU32>,
+    /// Set for a member of a shared subscription group (`$share/GROUP/FILTER`, stored here
+    /// under FILTER): the router gives each message to one member of the group, not to all.
+    /// A session holds at most one entry per (filter, group), plain subscriptions being the
+    /// group `None`.
+    pub share: Option<ShareId>,
 }
 
 type NodeId = u32;
@@ -33,9 +41,88 @@ struct Node {
     /// Child levels by name; `+` and `#` are stored as ordinary keys and also, because every
     /// publish looks them up at every level, in `plus` and `hash`.
     children: Children,
-    plus: Option<NodeId>,
-    hash: Option<NodeId>,
-    subscribers: Vec<SubscriberEntry>,
+    /// Never the root (0), so a `NonZeroU32`: 4 bytes instead of 8 each.
+    plus: Option<NonZeroU32>,
+    hash: Option<NonZeroU32>,
+    subscribers: Subscribers,
+}
+
+/// A node's subscribers. Most filters have one (a device's own `site/<id>/cmd`): it is held
+/// inline, where a vector would cost a 32-byte allocation per filter.
+#[derive(Debug, Default)]
+enum Subscribers {
+    #[default]
+    None,
+    One(SubscriberEntry),
+    Many(Vec<SubscriberEntry>),
+}
+
+impl Subscribers {
+    fn as_slice(&self) -> &[SubscriberEntry] {
+        match self {
+            Subscribers::None => &[],
+            Subscribers::One(entry) => std::slice::from_ref(entry),
+            Subscribers::Many(entries) => entries,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    /// `session`'s entry in group `share` (`None`: its plain subscription).
+    fn find_mut(
+        &mut self,
+        session: SessionId,
+        share: Option<ShareId>,
+    ) -> Option<&mut SubscriberEntry> {
+        let same = |e: &SubscriberEntry| e.session == session && e.share == share;
+        match self {
+            Subscribers::None => None,
+            Subscribers::One(entry) => Some(entry).filter(|e| same(e)),
+            Subscribers::Many(entries) => entries.iter_mut().find(|e| same(e)),
+        }
+    }
+
+    /// Adds `entry`; the caller has checked that its (session, group) is absent.
+    fn push(&mut self, entry: SubscriberEntry) {
+        *self = match std::mem::take(self) {
+            Subscribers::None => Subscribers::One(entry),
+            Subscribers::One(first) => Subscribers::Many(vec![first, entry]),
+            Subscribers::Many(mut entries) => {
+                entries.push(entry);
+                Subscribers::Many(entries)
+            }
+        };
+    }
+
+    /// Removes `session`'s entry in group `share`; returns whether there was one. A vector
+    /// left with one entry goes back inline (and gives its memory back).
+    fn remove(&mut self, session: SessionId, share: Option<ShareId>) -> bool {
+        let same = |e: &SubscriberEntry| e.session == session && e.share == share;
+        let (next, removed) = match std::mem::take(self) {
+            Subscribers::None => (Subscribers::None, false),
+            Subscribers::One(entry) if same(&entry) => (Subscribers::None, true),
+            one @ Subscribers::One(_) => (one, false),
+            Subscribers::Many(mut entries) => {
+                let removed = match entries.iter().position(same) {
+                    Some(pos) => {
+                        entries.swap_remove(pos);
+                        true
+                    }
+                    None => false,
+                };
+                let next = match entries.len() {
+                    0 => Subscribers::None,
+                    1 => entries.pop().map_or(Subscribers::None, Subscribers::One),
+                    _ => Subscribers::Many(entries),
+                };
+                (next, removed)
+            }
+        };
+        *self = next;
+        removed
+    }
 }
 
 /// A node's children. Most nodes of a real tree have one child (`site/<id>/temp` chains) and
@@ -97,6 +184,7 @@ impl Children {
             }
             Children::Many(mut map) => {
                 map.remove(level);
+                super::disconnect::shrink_map(&mut map);
                 *self = match map.len() {
                     0 => Children::None,
                     1 => match map.drain().next() {
@@ -146,13 +234,19 @@ impl TopicTree {
         }
     }
 
+    /// Whether some filter starts with the level `level` (e.g. `$SYS`): one look at the root.
+    pub fn has_root_level(&self, level: &str) -> bool {
+        self.nodes.first().is_some_and(|root| root.children.get(level).is_some())
+    }
+
     /// Total subscriptions held (all sessions).
     pub fn len(&self) -> usize {
         self.subscription_count
     }
 
-    /// Adds or replaces `entry.session`'s subscription to `filter` (MQTT-3.8.4-3: a repeated
-    /// filter replaces the existing subscription). Returns true if it already existed.
+    /// Adds or replaces `entry.session`'s subscription to `filter` in `entry.share`'s group
+    /// (MQTT-3.8.4-3: a repeated filter replaces the existing subscription). Returns true if
+    /// it already existed.
     pub fn subscribe(&mut self, filter: &str, entry: SubscriberEntry) -> bool {
         let mut node = ROOT;
         for level in filter.split('/') {
@@ -162,17 +256,12 @@ impl TopicTree {
             };
         }
         let subscribers = &mut self.nodes[node as usize].subscribers;
-        match subscribers.iter_mut().find(|e| e.session == entry.session) {
+        match subscribers.find_mut(entry.session, entry.share) {
             Some(existing) => {
                 *existing = entry;
                 true
             }
             None => {
-                // Most filters have one subscriber: room for exactly one at first (a first
-                // push would make room for four); later pushes grow by doubling as usual.
-                if subscribers.capacity() == 0 {
-                    subscribers.reserve_exact(1);
-                }
                 subscribers.push(entry);
                 self.subscription_count += 1;
                 false
@@ -180,8 +269,14 @@ impl TopicTree {
         }
     }
 
-    /// Removes `session`'s subscription to `filter`; returns whether one existed.
-    pub fn unsubscribe(&mut self, filter: &str, session: SessionId) -> bool {
+    /// Removes `session`'s subscription to `filter` in group `share` (`None`: the plain one);
+    /// returns whether one existed.
+    pub fn unsubscribe(
+        &mut self,
+        filter: &str,
+        session: SessionId,
+        share: Option<ShareId>,
+    ) -> bool {
         let mut path = std::mem::take(&mut self.path);
         path.clear();
         path.push(ROOT);
@@ -199,7 +294,7 @@ impl TopicTree {
                 }
             }
         }
-        let removed = found && self.remove_subscriber(node, session);
+        let removed = found && self.remove_subscriber(node, session, share);
         if removed {
             self.prune(filter, &path);
         }
@@ -207,15 +302,14 @@ impl TopicTree {
         removed
     }
 
-    fn remove_subscriber(&mut self, node: NodeId, session: SessionId) -> bool {
-        let subscribers = &mut self.nodes[node as usize].subscribers;
-        let Some(pos) = subscribers.iter().position(|e| e.session == session) else {
+    fn remove_subscriber(
+        &mut self,
+        node: NodeId,
+        session: SessionId,
+        share: Option<ShareId>,
+    ) -> bool {
+        if !self.nodes[node as usize].subscribers.remove(session, share) {
             return false;
-        };
-        subscribers.swap_remove(pos);
-        if subscribers.is_empty() {
-            // A filter's last subscriber gone: give its entries' memory back too.
-            *subscribers = Vec::new();
         }
         self.subscription_count -= 1;
         true
@@ -245,11 +339,11 @@ impl TopicTree {
             if wildcards {
                 // `#` matches this level and everything below it, including "nothing more" for
                 // the parent (`a/#` matches `a`, handled when `next` was None one level up).
-                if let Some(hash) = here.hash {
-                    out.extend_from_slice(&self.nodes[hash as usize].subscribers);
+                if let Some(hash) = here.hash.map(NonZeroU32::get) {
+                    out.extend_from_slice(self.nodes[hash as usize].subscribers.as_slice());
                 }
             }
-            let plus = if wildcards { here.plus } else { None };
+            let plus = if wildcards { here.plus.map(NonZeroU32::get) } else { None };
             if let Some(exact) = here.children.get(level) {
                 self.visit(exact, next, &mut steps, out);
             }
@@ -273,9 +367,9 @@ impl TopicTree {
             Some(at) => steps.push(Step { node: child, at }),
             None => {
                 let child_node = &self.nodes[child as usize];
-                out.extend_from_slice(&child_node.subscribers);
-                if let Some(hash) = child_node.hash {
-                    out.extend_from_slice(&self.nodes[hash as usize].subscribers);
+                out.extend_from_slice(child_node.subscribers.as_slice());
+                if let Some(hash) = child_node.hash.map(NonZeroU32::get) {
+                    out.extend_from_slice(self.nodes[hash as usize].subscribers.as_slice());
                 }
             }
         }
@@ -299,8 +393,8 @@ impl TopicTree {
         let parent = &mut self.nodes[parent as usize];
         parent.children.insert(level, id);
         match level {
-            "+" => parent.plus = Some(id),
-            "#" => parent.hash = Some(id),
+            "+" => parent.plus = NonZeroU32::new(id),
+            "#" => parent.hash = NonZeroU32::new(id),
             _ => {}
         }
         id
@@ -332,6 +426,12 @@ impl TopicTree {
         }
     }
 
+    /// Bytes of one arena slot, for the size test in `broker/tests.rs`.
+    #[cfg(test)]
+    pub fn node_size() -> usize {
+        std::mem::size_of::<Node>()
+    }
+
     /// Arena slots in use.
     #[cfg(test)]
     fn node_count(&self) -> usize {
@@ -348,6 +448,7 @@ mod tests {
             session: SessionId(session),
             options: SubscriptionOptions { qos: QoS::AtLeastOnce, ..Default::default() },
             subscription_id: None,
+            share: None,
         }
     }
 
@@ -397,10 +498,10 @@ mod tests {
         assert_eq!(tree.len(), 1);
         tree.subscribe("a/+", entry(2));
         assert_eq!(tree.node_count(), 5); // root, a, b, c, +
-        assert!(tree.unsubscribe("a/b/c", SessionId(1)));
-        assert!(!tree.unsubscribe("a/b/c", SessionId(1)));
+        assert!(tree.unsubscribe("a/b/c", SessionId(1), None));
+        assert!(!tree.unsubscribe("a/b/c", SessionId(1), None));
         assert_eq!(tree.node_count(), 3); // root, a, +
-        assert!(tree.unsubscribe("a/+", SessionId(2)));
+        assert!(tree.unsubscribe("a/+", SessionId(2), None));
         assert_eq!(tree.node_count(), 1);
         assert_eq!(tree.len(), 0);
         // Freed nodes are reused.
@@ -425,8 +526,8 @@ mod tests {
         tree.subscribe("a/+", entry(1));
         tree.subscribe("a/#", entry(2));
         assert_eq!(matched(&mut tree, "a/c"), vec![1, 2]);
-        assert!(tree.unsubscribe("a/+", SessionId(1)));
-        assert!(tree.unsubscribe("a/#", SessionId(2)));
+        assert!(tree.unsubscribe("a/+", SessionId(1), None));
+        assert!(tree.unsubscribe("a/#", SessionId(2), None));
         // The freed `+` and `#` nodes are reused for literal levels; stale wildcard links
         // would make them match everything under `a`.
         tree.subscribe("a/b", entry(3));
@@ -467,10 +568,10 @@ mod tests {
             assert_eq!(matched(&mut tree, &named), vec![2, 3]);
             assert_eq!(matched(&mut tree, &format!("{named}/more")), Vec::<u32>::new());
             assert_eq!(matched(&mut tree, &format!("{empty_levels}/x/y")), vec![4]);
-            assert!(tree.unsubscribe(&empty_levels, SessionId(1)));
-            assert!(tree.unsubscribe(&named, SessionId(2)));
-            assert!(tree.unsubscribe(&plus_filter, SessionId(3)));
-            assert!(tree.unsubscribe(&format!("{empty_levels}/#"), SessionId(4)));
+            assert!(tree.unsubscribe(&empty_levels, SessionId(1), None));
+            assert!(tree.unsubscribe(&named, SessionId(2), None));
+            assert!(tree.unsubscribe(&plus_filter, SessionId(3), None));
+            assert!(tree.unsubscribe(&format!("{empty_levels}/#"), SessionId(4), None));
             assert_eq!(tree.node_count(), 1);
             assert_eq!(tree.len(), 0);
         });
@@ -522,13 +623,13 @@ mod tests {
         tree.subscribe("a/y", entry(2));
         tree.subscribe("a/z", entry(3));
         assert_eq!(matched(&mut tree, "a/y"), vec![2]);
-        assert!(tree.unsubscribe("a/x", SessionId(1)));
-        assert!(tree.unsubscribe("a/z", SessionId(3)));
+        assert!(tree.unsubscribe("a/x", SessionId(1), None));
+        assert!(tree.unsubscribe("a/z", SessionId(3), None));
         assert!(matches!(tree.nodes[1].children, Children::One(..)));
         assert_eq!(matched(&mut tree, "a/y"), vec![2]);
         assert_eq!(matched(&mut tree, "a/x"), Vec::<u32>::new());
-        assert!(!tree.unsubscribe("a/x", SessionId(1)));
-        assert!(tree.unsubscribe("a/y", SessionId(2)));
+        assert!(!tree.unsubscribe("a/x", SessionId(1), None));
+        assert!(tree.unsubscribe("a/y", SessionId(2), None));
         assert!(matches!(tree.nodes[ROOT as usize].children, Children::None));
         assert_eq!(tree.node_count(), 1);
     }
@@ -538,12 +639,12 @@ mod tests {
         let mut tree = TopicTree::new();
         tree.subscribe("a/b/c", entry(1));
         tree.subscribe("a/b", entry(2));
-        assert!(tree.unsubscribe("a/b/c", SessionId(1)));
+        assert!(tree.unsubscribe("a/b/c", SessionId(1), None));
         assert_eq!(tree.node_count(), 3); // root, a, b
         assert_eq!(matched(&mut tree, "a/b"), vec![2]);
         // Another session's entry on the same filter keeps the node.
         tree.subscribe("a/b", entry(3));
-        assert!(tree.unsubscribe("a/b", SessionId(2)));
+        assert!(tree.unsubscribe("a/b", SessionId(2), None));
         assert_eq!(matched(&mut tree, "a/b"), vec![3]);
         assert_eq!(tree.node_count(), 3);
     }

@@ -104,6 +104,7 @@ pub(super) fn parse_bridges(
     origin: &str,
     mqtt: &super::MqttConfig,
     sqlite: &super::SqliteConfig,
+    effective: &mut Table,
 ) -> Result<Vec<BridgeConfig>, ConfigError> {
     let Some(value) = root.remove("bridges") else { return Ok(Vec::new()) };
     let invalid = |key: String, expected: &str, got: &Value| ConfigError {
@@ -132,7 +133,8 @@ pub(super) fn parse_bridges(
         let Value::Table(table) = table else {
             return Err(invalid(format!("bridges.{name}"), "a section [bridges.NAME]", &table));
         };
-        let bridge = parse_bridge(name, table, origin, sqlite)?;
+        let (bridge, values) = parse_bridge(name, table, origin, sqlite)?;
+        super::insert_named(effective, "bridges", &bridge.name, values);
         check_session_limits(&bridge, mqtt, origin)?;
         bridges.push(bridge);
     }
@@ -144,7 +146,7 @@ fn parse_bridge(
     table: Table,
     origin: &str,
     sqlite: &super::SqliteConfig,
-) -> Result<BridgeConfig, ConfigError> {
+) -> Result<(BridgeConfig, Table), ConfigError> {
     let section_name = format!("bridges.{name}");
     let mut s = Section::from_table(table, section_name.clone(), origin);
     let key = |k: &str| format!("{section_name}.{k}");
@@ -191,7 +193,7 @@ fn parse_bridge(
     s.duration(&mut keepalive, "keepalive", DurationRange::whole_seconds(1, 65_535))?;
     let mut clean_start = false;
     s.boolean(&mut clean_start, "clean_start")?;
-    let mut max_inflight: u16 = 32;
+    let mut max_inflight: u16 = 256;
     s.integer(&mut max_inflight, "max_inflight", 1, u16::MAX)?;
     let mut backoff_min = Duration::from_secs(1);
     let mut backoff_max = Duration::from_secs(60);
@@ -210,7 +212,8 @@ fn parse_bridge(
     let mut queue_qos0 = false;
     s.boolean(&mut queue_qos0, "queue_qos0")?;
     let tls = s.tls("tls")?;
-    s.finish()?;
+    s.record("proto_ver", Value::Integer(i64::from(proto)));
+    let (_, values) = s.finish()?;
 
     let conflict = |a: &str, b: &str, message: String| ConfigError {
         origin: origin.to_string(),
@@ -276,7 +279,7 @@ fn parse_bridge(
             ),
         ));
     }
-    Ok(BridgeConfig {
+    let bridge = BridgeConfig {
         name,
         address: address.clone(),
         host,
@@ -297,7 +300,8 @@ fn parse_bridge(
         overflow,
         queue_qos0,
         tls,
-    })
+    };
+    Ok((bridge, values))
 }
 
 /// A bridge's forwards are its session's subscriptions: they obey the `[mqtt]` limits every
@@ -390,21 +394,32 @@ impl Section<'_> {
         key: &'static str,
         allow_empty: bool,
     ) -> Result<(), ConfigError> {
-        let Some(value) = self.take(key) else { return Ok(()) };
-        match &value {
-            Value::String(s)
-                if (allow_empty || !s.is_empty()) && s.len() <= 65_535 && !s.contains('\0') =>
-            {
-                *field = s.clone();
-                Ok(())
+        if let Some(value) = self.take(key) {
+            match &value {
+                Value::String(s)
+                    if (allow_empty || !s.is_empty()) && s.len() <= 65_535 && !s.contains('\0') =>
+                {
+                    *field = s.clone();
+                }
+                _ => {
+                    return Err(self.invalid(
+                        key,
+                        "a non-empty string of at most 65535 bytes".into(),
+                        &value,
+                    ))
+                }
             }
-            _ => Err(self.invalid(key, "a non-empty string of at most 65535 bytes".into(), &value)),
         }
+        self.record(key, Value::String(field.clone()));
+        Ok(())
     }
 
     /// A list of `{ topic, qos, local_prefix, remote_prefix }`.
     fn topic_maps(&mut self, key: &'static str) -> Result<Vec<TopicMap>, ConfigError> {
-        let Some(value) = self.take(key) else { return Ok(Vec::new()) };
+        let Some(value) = self.take(key) else {
+            self.record(key, Value::Array(Vec::new()));
+            return Ok(Vec::new());
+        };
         let expected = "a list of { topic = \"...\", qos = 0..2, local_prefix = \"\", \
                         remote_prefix = \"\" }";
         let Value::Array(items) = &value else {
@@ -498,6 +513,18 @@ impl Section<'_> {
             }
             maps.push(map);
         }
+        let shown = maps
+            .iter()
+            .map(|m| {
+                let mut t = Table::new();
+                t.insert("topic".into(), Value::String(m.topic.clone()));
+                t.insert("qos".into(), Value::Integer(i64::from(m.qos as u8)));
+                t.insert("local_prefix".into(), Value::String(m.local_prefix.clone()));
+                t.insert("remote_prefix".into(), Value::String(m.remote_prefix.clone()));
+                Value::Table(t)
+            })
+            .collect();
+        self.record(key, Value::Array(shown));
         Ok(maps)
     }
 
@@ -551,6 +578,18 @@ impl Section<'_> {
                 &value,
             ));
         }
+        let mut shown = Table::new();
+        for (k, v) in [
+            ("cafile", &tls.cafile),
+            ("certfile", &tls.certfile),
+            ("keyfile", &tls.keyfile),
+            ("server_name", &tls.server_name),
+        ] {
+            if let Some(v) = v {
+                shown.insert(k.into(), Value::String(v.clone()));
+            }
+        }
+        self.record(key, Value::Table(shown));
         Ok(Some(tls))
     }
 }
@@ -580,6 +619,7 @@ mod tests {
         assert_eq!(b.clientid, "edgemq-up");
         assert_eq!(b.keepalive, 60);
         assert!(!b.clean_start);
+        assert_eq!(b.max_inflight, 256);
         assert!(!b.queue_qos0);
         assert_eq!(b.max_queued, config.sqlite.max_queued_per_session);
         assert_eq!(b.forwards[0].local_filter(), "a/#");
@@ -763,6 +803,43 @@ mod tests {
         let mut all: Vec<String> = all.iter().map(|k| k.to_string()).collect();
         all.sort();
         assert_eq!(keys, all);
+    }
+
+    /// `edgemq check` shows every key of a bridge (defaults filled in) and reads back to the same
+    /// bridge; the password is a comment, not its value.
+    #[test]
+    fn the_effective_config_shows_every_bridge_key_and_hides_the_password() {
+        use crate::config::{parse_table, parse_toml, CrossCheck, Effective};
+        let text = "[bridges.up]\naddress = \"10.0.0.1:1883\"\nproto_ver = 5\nusername = \"u\"\n\
+                    password = \"s3cret\"\nforwards = [{ topic = \"a/#\", qos = 1, remote_prefix \
+                    = \"x/\" }]\nsubscriptions = [{ topic = \"c/#\", qos = 2, local_prefix = \
+                    \"l/\", remote_prefix = \"y/\" }]\n";
+        let root = parse_toml(text, "t").unwrap();
+        let (config, order, root) = parse_table(root, "t", CrossCheck::Yes).unwrap();
+        let shown = Effective { root, order, sources: Default::default() }.to_toml();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("\n# password = (set, not shown)\n"), "{shown}");
+        for key in [
+            "address",
+            "proto_ver",
+            "clientid",
+            "username",
+            "keepalive",
+            "clean_start",
+            "max_inflight",
+            "backoff_min",
+            "backoff_max",
+            "forwards",
+            "subscriptions",
+            "max_queued",
+            "max_queued_bytes",
+            "overflow",
+            "queue_qos0",
+        ] {
+            assert!(shown.contains(&format!("\n{key} = ")), "{key}: {shown}");
+        }
+        let back = shown.replace("# password = (set, not shown)", "password = \"s3cret\"");
+        assert_eq!(parse(&back).unwrap_or_else(|e| panic!("{e}\n{back}")), config);
     }
 
     #[test]

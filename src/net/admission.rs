@@ -66,6 +66,12 @@ impl Admission {
         }
     }
 
+    /// SIGHUP: new limits for the sockets accepted from now on; connections already open stay.
+    pub fn set_limits(&mut self, per_address_limit: usize, pending_limit: usize) {
+        self.per_address_limit = per_address_limit;
+        self.pending_limit = pending_limit;
+    }
+
     /// Admits a socket from `peer` as a pending connection, or says why not. An admitted one
     /// must later be reported by [`Admission::closed`] (and [`Admission::connected`] if it
     /// gets that far).
@@ -147,6 +153,8 @@ pub struct NetLogs {
     pub refused_full: LogLimiter,
     /// Not TLS on a TLS port, a failed handshake, a broken record.
     pub tls_failed: LogLimiter,
+    /// A bad WebSocket upgrade request or frame (`ws`/`wss` listeners).
+    pub websocket_refused: LogLimiter,
     /// `accept` itself failed (EMFILE: out of file descriptors).
     pub accept_failed: LogLimiter,
 }
@@ -164,6 +172,7 @@ impl Default for NetLogs {
             ),
             refused_full: LogLimiter::new(Warn, "connection refused (all slots in use)"),
             tls_failed: LogLimiter::new(Info, "TLS failed, connection closed"),
+            websocket_refused: LogLimiter::new(Info, "WebSocket peer refused, connection closed"),
             accept_failed: LogLimiter::new(Warn, "accept failed"),
         }
     }
@@ -177,6 +186,7 @@ impl NetLogs {
             &self.refused_pending,
             &self.refused_full,
             &self.tls_failed,
+            &self.websocket_refused,
             &self.accept_failed,
         ])
     }
@@ -188,6 +198,7 @@ impl NetLogs {
             &mut self.refused_pending,
             &mut self.refused_full,
             &mut self.tls_failed,
+            &mut self.websocket_refused,
             &mut self.accept_failed,
         ] {
             limiter.write_summary(now);

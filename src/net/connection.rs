@@ -3,8 +3,9 @@
 //!
 //! Buffers are allocated only while they hold data: input arrives in the loop's shared read
 //! buffer and only an incomplete packet's bytes are kept here (released once the packet is
-//! complete); output is appended here, and a buffer that grew past 16 KB is released once
-//! written (a smaller one is kept for reuse).
+//! complete); output is appended here and the buffer is released once written, so an idle
+//! connection holds no buffer at all (a busy one allocates once per loop pass that writes to
+//! it).
 //!
 //! The input buffer holds one incomplete packet and grows with what arrives, never past the
 //! packet's declared size (fixed header included) — which the decoder already checked against
@@ -19,9 +20,6 @@ use super::transport::Transport;
 use crate::broker::ListenerId;
 use crate::codec;
 
-/// Output buffers larger than this are released, not kept, once drained.
-const KEEP_TX_CAPACITY: usize = 16 * 1024;
-
 pub struct Connection {
     pub transport: Transport,
     pub peer: SocketAddr,
@@ -29,9 +27,8 @@ pub struct Connection {
     pub listener: ListenerId,
     /// Bytes of an incomplete packet, waiting for the rest.
     pub rx: Vec<u8>,
-    /// Encoded packets not yet written; `tx[tx_written..]` is pending.
-    pub tx: Vec<u8>,
-    pub tx_written: usize,
+    /// Encoded packets not yet written, only while there are some (see [`Output`]).
+    tx: Option<Box<Output>>,
     /// WRITABLE interest is registered (only while output is pending).
     pub write_interest: bool,
     /// The broker asked to close; flush what is queued, then drop.
@@ -41,12 +38,24 @@ pub struct Connection {
     /// Not read because its output is over the limit (it does not read what we send).
     pub throttled: bool,
     /// Set for a bridge's outbound link: the bridge's index (see `outbound.rs`).
-    pub link: Option<usize>,
+    /// (u32, not usize: 8 bytes fewer in every connection's slot.)
+    pub link: Option<u32>,
     /// Counted by admission as waiting for its CONNECT (accepted connections only; a bridge
     /// link is never counted).
     pub pending: bool,
-    /// The loop pass that last read bytes from it.
-    pub read_pass: u64,
+    /// Read from since the last pass that released acknowledgements to it (see
+    /// `EventLoop::gather_before_sync`). A flag, not a pass number: it fits in the slot's
+    /// padding.
+    pub read_since_acks: bool,
+}
+
+/// Output waiting for the socket: `bytes[written..]` is pending. Boxed in the connection and
+/// dropped once written, so an idle connection holds 8 bytes for it instead of 32 and no
+/// buffer at all; a busy one allocates it once per loop pass that writes to it.
+#[derive(Default)]
+struct Output {
+    bytes: Vec<u8>,
+    written: usize,
 }
 
 /// What a write attempt achieved.
@@ -65,15 +74,14 @@ impl Connection {
             peer,
             listener,
             rx: Vec::new(),
-            tx: Vec::new(),
-            tx_written: 0,
+            tx: None,
             write_interest: false,
             closing: false,
             flush_queued: false,
             throttled: false,
             link: None,
             pending: true,
-            read_pass: 0,
+            read_since_acks: false,
         }
     }
 
@@ -111,30 +119,34 @@ impl Connection {
     }
 
     pub fn pending_output(&self) -> usize {
-        self.tx.len() - self.tx_written
+        self.tx.as_ref().map_or(0, |tx| tx.bytes.len() - tx.written)
+    }
+
+    /// The output buffer to append encoded packets to (allocated on first use).
+    pub fn output(&mut self) -> &mut Vec<u8> {
+        &mut self.tx.get_or_insert_with(Box::default).bytes
     }
 
     /// Writes pending output until done or `WouldBlock`; done means the transport holds
     /// nothing either (TLS records).
     pub fn flush(&mut self) -> io::Result<Flush> {
-        while self.tx_written < self.tx.len() {
-            match self.transport.write(&self.tx[self.tx_written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.tx_written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.compact_tx();
-                    return Ok(Flush::Blocked);
+        if let Some(tx) = self.tx.as_mut() {
+            while tx.written < tx.bytes.len() {
+                match self.transport.write(&tx.bytes[tx.written..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => tx.written += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        // Keep only what is pending.
+                        tx.bytes.drain(..tx.written);
+                        tx.written = 0;
+                        return Ok(Flush::Blocked);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
             }
         }
-        self.tx_written = 0;
-        if self.tx.capacity() > KEEP_TX_CAPACITY {
-            self.tx = Vec::new();
-        } else {
-            self.tx.clear();
-        }
+        self.tx = None;
         if self.transport.flush()? {
             Ok(Flush::Done)
         } else {
@@ -142,17 +154,29 @@ impl Connection {
         }
     }
 
-    /// Drops the written prefix so the buffer holds only pending bytes.
-    fn compact_tx(&mut self) {
-        if self.tx_written > 0 {
-            self.tx.drain(..self.tx_written);
-            self.tx_written = 0;
-        }
-    }
-
     /// Reads and discards whatever the peer already sent, so closing does not turn into a
     /// reset that destroys our last packet (a v5 DISCONNECT) in the peer's receive queue.
     pub fn drain_input(&mut self, scratch: &mut [u8]) {
         self.transport.drain_socket(scratch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What every connection costs in `net`'s slot table (issue 16); today's size on 64-bit
+    /// targets: growing past it must be a decision, documented in README "Memory per
+    /// connection".
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn connection_slot_stays_small() {
+        // 128 before issue 16: the output buffer and its written mark are boxed, and only
+        // while output is pending; the bridge index is a u32.
+        // Debug builds only: mio's TcpStream carries its selector's id for a debug check (16
+        // bytes instead of 4), which makes the three-variant `Transport` 24 bytes, not 16.
+        let limit = if cfg!(debug_assertions) { 104 } else { 96 };
+        let size = std::mem::size_of::<Option<Connection>>();
+        assert!(size <= limit, "{size}");
     }
 }

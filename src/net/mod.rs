@@ -9,12 +9,14 @@
 //! one `write` per connection where possible. WRITABLE interest is registered only while a
 //! connection has output the kernel or its transport would not take.
 //!
-//! Listeners are plain TCP (`listener.bind`, `[listeners.NAME] kind = "tcp"`) or TLS; a
-//! connection owns its [`transport::Transport`], so reading, decoding and flushing are the same
-//! for both. SIGHUP re-reads the TLS listeners' certificate files.
+//! Listeners are plain TCP (`listener.bind`, `[listeners.NAME] kind = "tcp"`), TLS, or MQTT
+//! over WebSockets over either (`ws`, `wss`); a connection owns its [`transport::Transport`],
+//! so reading, decoding and flushing are the same for all. SIGHUP re-reads the TLS and WSS
+//! listeners' certificate files.
 
 mod admission;
 mod connection;
+pub mod http;
 mod outbound;
 pub mod transport;
 
@@ -22,6 +24,7 @@ pub use outbound::{plan_bridges, BridgePlan};
 
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
@@ -29,19 +32,25 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::broker::{Broker, ConnId, ListenerId, Origin, Outbox};
+use crate::broker::{Broker, ConnId, Limits, ListenerId, Origin, Outbox};
 use crate::codec::{self, Packet, ProtocolVersion};
-use crate::config::{Config, ListenerKind};
+use crate::config::Config;
 use crate::log_limit::More;
+use crate::slab::Slab;
 use admission::Admission;
 use connection::{Connection, Flush};
-use transport::{TlsError, TlsServer, Transport};
+use transport::{TlsError, TlsServer, Transport, WsSettings, WsStream};
 
 /// Size of the one read buffer shared by every connection.
-const READ_BUFFER_SIZE: usize = 64 * 1024;
+pub const READ_BUFFER_SIZE: usize = 64 * 1024;
 /// Bytes read from one connection in one pass before the others get their turn (and
 /// everyone's output is written); the rest is read in the next pass.
 const READ_BUDGET_PER_PASS: usize = 4 * READ_BUFFER_SIZE;
+/// Connections accepted from one listener in one pass before the connected clients get their
+/// turn; the rest of the kernel's queue (up to `listener.backlog`) is accepted in the next
+/// passes, which do not wait for readiness. A reconnect storm of thousands thus goes in slices
+/// of this many CONNECTs, each followed by reading and answering everyone already in.
+const ACCEPT_PER_PASS: usize = 256;
 
 /// One readiness event, copied out of mio's event list.
 #[derive(Debug, Clone, Copy)]
@@ -70,7 +79,7 @@ const GATHER_SHARE: u32 = 10;
 const GATHER_POLLS: usize = 32;
 /// Extra connection slots beyond `max_connections`, so a client over the limit still gets a
 /// CONNACK "server unavailable" instead of a bare reset.
-const OVERFLOW_SLOTS: usize = 16;
+pub const OVERFLOW_SLOTS: usize = 16;
 /// Listener tokens live at the top of the token space, connections at the bottom.
 const LISTENER_TOKEN_BASE: usize = usize::MAX - 64;
 /// What [`EventLoop::run`] returns for SIGHUP: the caller reloads what it reloads (the auth
@@ -79,6 +88,9 @@ pub const RELOAD_SIGNAL: i32 = SIGHUP;
 
 /// SIGTERM / SIGINT / SIGHUP arrive as readiness on this token.
 const SIGNAL_TOKEN: Token = Token(LISTENER_TOKEN_BASE - 1);
+/// The HTTP listener's token; its connections follow it (at most 1,024 of them), far above
+/// any MQTT connection's slab index.
+const HTTP_TOKEN_BASE: usize = LISTENER_TOKEN_BASE - 4096;
 
 /// A listener to open: where, and what its clients get. Built from the config by
 /// [`plan_listeners`], which reads the TLS files (so a bad one stops start-up, exit 2).
@@ -88,17 +100,22 @@ pub struct ListenerPlan {
     pub addr: SocketAddr,
     /// `None`: plain TCP.
     pub tls: Option<TlsServer>,
+    /// `Some`: WebSocket frames over TCP or (with `tls`) TLS.
+    pub websocket: Option<Rc<WsSettings>>,
     pub allow_anonymous: Option<bool>,
     pub use_identity_as_username: bool,
+    /// `listener.backlog`, as configured (the kernel may cap it: see [`effective_backlog`]).
+    pub backlog: u32,
 }
 
 impl ListenerPlan {
-    /// `tcp` or `tls`.
+    /// `tcp`, `tls`, `ws` or `wss`.
     pub fn kind(&self) -> &'static str {
-        if self.tls.is_some() {
-            "tls"
-        } else {
-            "tcp"
+        match (self.tls.is_some(), self.websocket.is_some()) {
+            (false, false) => "tcp",
+            (true, false) => "tls",
+            (false, true) => "ws",
+            (true, true) => "wss",
         }
     }
 }
@@ -112,16 +129,36 @@ pub fn plan_listeners(config: &Config) -> Result<Vec<ListenerPlan>, TlsError> {
             name: "listener.bind".to_string(),
             addr: *addr,
             tls: None,
+            websocket: None,
             allow_anonymous: None,
             use_identity_as_username: false,
+            backlog: config.listener.backlog,
         });
     }
     for named in &config.listeners {
         let prefix = format!("listeners.{}", named.name);
-        let tls = match (named.kind, &named.tls) {
-            (ListenerKind::Tls, Some(files)) => Some(TlsServer::load(&prefix, files)?),
-            // The config guarantees TLS files exactly on TLS listeners.
-            (ListenerKind::Tls, None) | (ListenerKind::Tcp, _) => None,
+        let websocket = match &named.websocket {
+            Some(_) if !transport::WEBSOCKET_AVAILABLE => {
+                return Err(TlsError {
+                    key: format!("{prefix}.kind"),
+                    file: None,
+                    reason: format!(
+                        "\"{}\" needs WebSocket, and this edgemq was built without it (cargo \
+                         feature `websocket`)",
+                        named.kind.name()
+                    ),
+                })
+            }
+            Some(ws) => Some(Rc::new(WsSettings {
+                path: ws.path.clone(),
+                max_message: u64::from(config.mqtt.max_packet_size),
+            })),
+            None => None,
+        };
+        // The config guarantees TLS files exactly on `tls` and `wss` listeners.
+        let tls = match &named.tls {
+            Some(files) if named.kind.uses_tls() => Some(TlsServer::load(&prefix, files)?),
+            Some(_) | None => None,
         };
         plans.push(ListenerPlan {
             name: prefix,
@@ -131,10 +168,37 @@ pub fn plan_listeners(config: &Config) -> Result<Vec<ListenerPlan>, TlsError> {
                 .as_ref()
                 .is_some_and(|t| t.use_identity_as_username),
             tls,
+            websocket,
             allow_anonymous: named.allow_anonymous,
+            backlog: config.listener.backlog,
         });
     }
     Ok(plans)
+}
+
+/// A listening socket on `addr` with room for `backlog` connections not yet accepted (mio's
+/// and std's `bind` fix 128): non-blocking, `SO_REUSEADDR` as mio sets it.
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    // The kernel silently caps it at somaxconn; `i32::MAX` cannot be reached (<= 65535).
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// The backlog the kernel grants a listener asked for `configured`: capped by
+/// `/proc/sys/net/core/somaxconn` (when readable), and what that file said.
+pub fn effective_backlog(configured: u32) -> (u32, Option<u32>) {
+    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    (somaxconn.map_or(configured, |cap| configured.min(cap)), somaxconn)
 }
 
 /// An open listening socket and what its connections get.
@@ -155,57 +219,45 @@ pub struct EventLoop {
     stop_signal: Option<i32>,
     /// SIGHUP arrived: `run` returns [`RELOAD_SIGNAL`] after this pass.
     reload_requested: bool,
+    /// Listeners whose queue was not drained last pass (`ACCEPT_PER_PASS`): accepted from
+    /// again in the next pass without waiting for an event (edge-triggered: none would come).
+    accept_more: Vec<usize>,
     /// A connection with this much unwritten output is not read until it drains.
     output_limit: usize,
     /// Outbound links to other brokers (`outbound.rs`).
     bridges: outbound::Bridges,
     /// Per-address and pending-connection limits, checked at accept; `net`'s log limits.
     admission: Admission,
-    /// Passes run, and the pass whose end released acknowledgements held for a commit (the
-    /// clients that got them are expected to answer; see `gather_before_sync`).
-    pass: u64,
-    acks_pass: u64,
+    /// The `[http]` listener, if configured (`http/`).
+    http: Option<http::HttpServer>,
     broker: Broker,
 }
 
-/// The connection slab: `ConnId` is the index; capacity is fixed at start-up.
+/// The connection slab: `ConnId` is the index; the limit is fixed at start-up, and the
+/// table shrinks again when connections leave (see `slab.rs`).
 struct Slots {
-    entries: Vec<Option<Connection>>,
-    free: Vec<u32>,
-    capacity: usize,
+    table: Slab<Connection>,
 }
 
 impl Slots {
     fn get_mut(&mut self, id: ConnId) -> Option<&mut Connection> {
-        self.entries.get_mut(id.0 as usize).and_then(Option::as_mut)
+        self.table.get_mut(id.0)
     }
 
     fn get(&self, id: ConnId) -> Option<&Connection> {
-        self.entries.get(id.0 as usize).and_then(Option::as_ref)
+        self.table.get(id.0)
     }
 
     fn is_full(&self) -> bool {
-        self.free.is_empty() && self.entries.len() >= self.capacity
+        self.table.is_full()
     }
 
     fn insert(&mut self, connection: Connection) -> Option<ConnId> {
-        if let Some(index) = self.free.pop() {
-            self.entries[index as usize] = Some(connection);
-            return Some(ConnId(index));
-        }
-        if self.entries.len() >= self.capacity {
-            return None;
-        }
-        self.entries.push(Some(connection));
-        u32::try_from(self.entries.len() - 1).ok().map(ConnId)
+        self.table.insert(connection).map(ConnId)
     }
 
     fn remove(&mut self, id: ConnId) -> Option<Connection> {
-        let taken = self.entries.get_mut(id.0 as usize).and_then(Option::take);
-        if taken.is_some() {
-            self.free.push(id.0);
-        }
-        taken
+        self.table.remove(id.0)
     }
 }
 
@@ -230,7 +282,7 @@ impl Outbox for Sockets {
         if connection.closing {
             return;
         }
-        codec::encode(packet, version, &mut connection.tx);
+        codec::encode(packet, version, connection.output());
         if !connection.flush_queued {
             connection.flush_queued = true;
             self.to_flush.push(conn);
@@ -263,7 +315,7 @@ impl EventLoop {
         let mut listeners = Vec::with_capacity(plans.len());
         for (i, plan) in plans.into_iter().enumerate() {
             let addr = plan.addr;
-            let mut socket = TcpListener::bind(addr).map_err(|e| {
+            let mut socket = listen(addr, plan.backlog).map_err(|e| {
                 io::Error::new(e.kind(), format!("{}: cannot listen on {addr}: {e}", plan.name))
             })?;
             poll.registry().register(
@@ -282,7 +334,7 @@ impl EventLoop {
             ready: Vec::with_capacity(1024),
             listeners,
             sockets: Sockets {
-                slots: Slots { entries: Vec::with_capacity(capacity), free: Vec::new(), capacity },
+                slots: Slots { table: Slab::new(capacity) },
                 to_flush: Vec::new(),
                 to_close: Vec::new(),
                 to_read: Vec::new(),
@@ -291,6 +343,7 @@ impl EventLoop {
             signals,
             stop_signal: None,
             reload_requested: false,
+            accept_more: Vec::new(),
             output_limit: broker.limits().tx_buffer_limit,
             bridges: outbound::Bridges::default(),
             admission: Admission::new(
@@ -298,17 +351,32 @@ impl EventLoop {
                 broker.limits().max_pending_connections,
                 capacity,
             ),
+            http: None,
             broker,
-            pass: 0,
-            acks_pass: 0,
         })
+    }
+
+    /// Opens the `[http]` listener (`/metrics`, `/health`) if `http.bind` is set; returns its
+    /// address.
+    pub fn bind_http(
+        &mut self,
+        config: &crate::config::HttpConfig,
+    ) -> io::Result<Option<SocketAddr>> {
+        if config.bind.is_none() {
+            return Ok(None);
+        }
+        let server = http::HttpServer::bind(config, self.poll.registry(), HTTP_TOKEN_BASE)?;
+        let addr = server.local_addr()?;
+        self.http = Some(server);
+        Ok(Some(addr))
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners.iter().filter_map(|l| l.socket.local_addr().ok()).collect()
     }
 
-    /// Each listener's bound address with its name and kind (`tcp`, `tls`), in plan order.
+    /// Each listener's bound address with its name and kind (`tcp`, `tls`, `ws`, `wss`), in
+    /// plan order.
     pub fn listening(&self) -> Vec<(SocketAddr, &str, &'static str)> {
         self.listeners
             .iter()
@@ -329,6 +397,15 @@ impl EventLoop {
             }
         }
         self.reload_bridges();
+    }
+
+    /// SIGHUP: applies the limits that only affect what comes next ([`Limits::apply_live`]) to
+    /// the broker and to admission at accept. Open connections keep working.
+    pub fn apply_live_limits(&mut self, new: &Limits) {
+        self.broker.apply_live_limits(new);
+        let limits = self.broker.limits();
+        self.admission
+            .set_limits(limits.max_connections_per_address, limits.max_pending_connections);
     }
 
     /// Runs until SIGTERM or SIGINT (returned), SIGHUP (returns [`RELOAD_SIGNAL`]; call `run`
@@ -367,13 +444,13 @@ impl EventLoop {
     /// One pass: wait until something is ready or the broker's next deadline (not at all if
     /// connections are still waiting to be read), then handle everything that is ready.
     fn run_once(&mut self) -> io::Result<()> {
-        self.pass += 1;
         let now = Instant::now();
-        let timeout = if self.sockets.to_read.is_empty() {
+        let timeout = if self.sockets.to_read.is_empty() && self.accept_more.is_empty() {
             let deadline = [
                 self.broker.next_deadline(),
                 self.bridges_deadline(),
                 self.admission.logs.next_summary(),
+                self.http.as_ref().and_then(http::HttpServer::next_deadline),
             ]
             .into_iter()
             .flatten()
@@ -386,6 +463,13 @@ impl EventLoop {
         let now = Instant::now();
         self.bridge_timers(now);
         self.broker.on_timers(now, &mut self.sockets);
+        if self.broker.sys_due(now) {
+            let process = http::process_figures();
+            self.broker.publish_sys(now, &process, &mut self.sockets);
+        }
+        if let Some(server) = self.http.as_mut() {
+            server.expire(self.poll.registry(), now);
+        }
         // Deliveries go out before the commit, so subscribers work while it runs; answers to
         // a client's own packets (PUBACK, PUBREC, PUBCOMP, PINGRESP) wait for it.
         self.flush_all();
@@ -394,11 +478,20 @@ impl EventLoop {
         if self.gather_before_sync()? {
             self.flush_all();
         }
+        let fsyncs = self.broker.store().stats().fsyncs;
         self.broker.end_of_pass(now, &mut self.sockets);
-        if self.broker.answered().1 {
-            self.acks_pass = self.pass;
+        let (answered, now_answered) = self.broker.answered();
+        if now_answered {
+            for &conn in answered {
+                if let Some(connection) = self.sockets.slots.get_mut(conn) {
+                    connection.read_since_acks = false;
+                }
+            }
         }
         self.flush_all();
+        if self.broker.store().stats().fsyncs != fsyncs {
+            self.serve_links_after_sync();
+        }
         self.close_pending(now);
         self.broker.relieve_congestion(now, &mut self.sockets);
         self.admission.logs.write_summaries(now);
@@ -450,9 +543,8 @@ impl EventLoop {
     /// is spent.
     fn all_answered(&self) -> bool {
         let (answered, _) = self.broker.answered();
-        let read_since = |conn: ConnId| {
-            self.sockets.slots.get(conn).is_none_or(|c| c.read_pass > self.acks_pass)
-        };
+        let read_since =
+            |conn: ConnId| self.sockets.slots.get(conn).is_none_or(|c| c.read_since_acks);
         !answered.is_empty() && answered.iter().all(|&conn| read_since(conn))
     }
 
@@ -481,6 +573,9 @@ impl EventLoop {
             // No event says whether the peer has closed since: read until `WouldBlock`.
             self.read(conn, ReadUntil::WouldBlock, now);
         }
+        for listener in std::mem::take(&mut self.accept_more) {
+            self.accept(listener, now);
+        }
         for &Readiness { token, readable, closed, writable } in &ready {
             if token == SIGNAL_TOKEN {
                 let pending: Vec<i32> = self.signals.pending().collect();
@@ -506,6 +601,10 @@ impl EventLoop {
                 self.accept(token.0 - LISTENER_TOKEN_BASE, now);
                 continue;
             }
+            if let Some(server) = self.http.as_mut().filter(|h| h.owns(token)) {
+                server.ready(token, self.poll.registry(), &self.broker, now);
+                continue;
+            }
             let conn = ConnId(token.0 as u32);
             if (writable || closed) && self.link_connect_ready(conn, closed, now) {
                 continue;
@@ -524,8 +623,10 @@ impl EventLoop {
         Ok(any)
     }
 
+    /// Accepts up to `ACCEPT_PER_PASS` connections from `listener`; if its queue may hold
+    /// more, it is noted in `accept_more` for the next pass.
     fn accept(&mut self, listener: usize, now: Instant) {
-        loop {
+        for _ in 0..ACCEPT_PER_PASS {
             let Some(l) = self.listeners.get(listener) else {
                 return;
             };
@@ -552,7 +653,7 @@ impl EventLoop {
                 if let Some(more) = self.admission.logs.refused_full.allow(now) {
                     log::warn!(
                         "{peer}: connection refused, all {} slots in use{}",
-                        self.sockets.slots.capacity,
+                        self.sockets.slots.table.limit(),
                         More(more)
                     );
                 }
@@ -581,7 +682,23 @@ impl EventLoop {
                     }
                 },
             };
+            // WebSocket frames over the plain or TLS stream (`ws`, `wss`).
+            let transport = match &plan.websocket {
+                None => transport,
+                Some(settings) => match WsStream::accept(transport, Rc::clone(settings)) {
+                    Ok(ws) => Transport::Ws(Box::new(ws)),
+                    Err(e) => {
+                        log::warn!("{peer}: {}: cannot start WebSocket: {e}", plan.name);
+                        self.admission.closed(peer.ip(), true);
+                        continue;
+                    }
+                },
+            };
             self.register(transport, origin, now);
+        }
+        // The pass's budget is spent before `WouldBlock`: the queue may hold more.
+        if !self.accept_more.contains(&listener) {
+            self.accept_more.push(listener);
         }
     }
 
@@ -660,11 +777,18 @@ impl EventLoop {
                     // a wrong client certificate), or a broken record: this client only.
                     // For a bridge link: the remote's certificate failed verification, or
                     // the remote does not speak TLS; the link logs it and backs off.
+                    // On a ws/wss listener: a bad upgrade request or frame, answered with an
+                    // HTTP status or a close frame already queued.
                     let (peer, listener, link) =
                         (connection.peer, connection.listener, connection.link);
+                    let limiter = if transport::is_websocket_refusal(&e) {
+                        &mut self.admission.logs.websocket_refused
+                    } else {
+                        &mut self.admission.logs.tls_failed
+                    };
                     if link.is_some() {
                         self.note_link_close(conn, &e.to_string());
-                    } else if let Some(more) = self.admission.logs.tls_failed.allow(now) {
+                    } else if let Some(more) = limiter.allow(now) {
                         log::info!(
                             "{conn:?} from {peer} on {}: {e}; closing{}",
                             self.listener_name(listener),
@@ -677,8 +801,9 @@ impl EventLoop {
                 }
                 Err(e) => return self.peer_closed(conn, &e.to_string()),
             };
-            connection.read_pass = self.pass;
+            connection.read_since_acks = true;
             let short_read_drains = connection.transport.short_read_drains();
+            self.broker.count_io(n, 0);
             if let Some(cn) = connection.transport.take_identity() {
                 self.broker.on_tls_identity(conn, cn);
             }
@@ -831,7 +956,11 @@ impl EventLoop {
                 continue;
             };
             connection.flush_queued = false;
-            let want_write = match connection.flush() {
+            let before = connection.pending_output();
+            let flushed = connection.flush();
+            let written = before.saturating_sub(connection.pending_output());
+            self.broker.count_io(0, written);
+            let want_write = match flushed {
                 Ok(Flush::Done) => false,
                 Ok(Flush::Blocked) => true,
                 Err(e) => {
@@ -917,7 +1046,7 @@ impl EventLoop {
             drop(connection);
             self.broker.on_closed(conn, now, &mut self.sockets);
             if let Some(index) = link {
-                self.link_closed(index, now);
+                self.link_closed(index as usize, now);
             }
         }
         // A will published by `on_closed` may have queued output for others.

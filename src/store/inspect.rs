@@ -12,9 +12,17 @@ use super::{StoreError, DB_FILE};
 /// The report for the database in `dir`, as text.
 pub fn inspect(dir: &Path) -> Result<String, StoreError> {
     let path = dir.join(DB_FILE);
-    let fail = |e: rusqlite::Error| StoreError { path: path.clone(), message: e.to_string() };
+    let fail = |e: rusqlite::Error| StoreError {
+        path: path.clone(),
+        message: e.to_string(),
+        corrupt: false,
+    };
     if !path.exists() {
-        return Err(StoreError { path, message: "no database here (wrong --data?)".into() });
+        return Err(StoreError {
+            path,
+            message: "no database here (wrong --data?)".into(),
+            corrupt: false,
+        });
     }
     // A cleanly stopped broker leaves no write-ahead log; a read-only open would create one
     // (and its index) for a WAL database. Open such a file as immutable: nothing is written.
@@ -151,7 +159,15 @@ pub fn inspect(dir: &Path) -> Result<String, StoreError> {
                 .and_then(options_from_byte)
                 .map_or("?".to_string(), |o| o.qos.bits().to_string());
             let id = sub_id.map_or(String::new(), |i| format!(", id {i}"));
-            let _ = writeln!(out, "  subscription {filter:?} qos {qos}{id}");
+            // `$share/GROUP/FILTER` (MQTT 5.0 §4.8.2): say which group it makes the session a
+            // member of (the broker refuses malformed ones, so GROUP is followed by `/`).
+            let shared = filter
+                .strip_prefix("$share/")
+                .and_then(|rest| rest.split_once('/'))
+                .map_or(String::new(), |(group, inner)| {
+                    format!(", shared: group {group:?} on {inner:?}")
+                });
+            let _ = writeln!(out, "  subscription {filter:?} qos {qos}{id}{shared}");
         }
     }
     let _ = writeln!(out, "sessions: {count}");

@@ -16,7 +16,9 @@
 
 mod blob;
 mod delivered;
+mod health;
 mod inspect;
+mod quarantine;
 mod ring;
 mod schema;
 mod sessions;
@@ -30,8 +32,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::config::{Durability, SqliteConfig};
+pub use health::Health;
 
 pub use inspect::inspect;
+pub use quarantine::quarantine;
 pub use ring::{Enqueued, QueueCaps, QueuedMessage};
 pub use sessions::{LoadedRetained, LoadedSession, SessionRow, Snapshot};
 pub use space::RESERVE_FILE;
@@ -51,6 +55,10 @@ pub struct StoredSessionId(pub i64);
 pub struct StoreError {
     pub path: PathBuf,
     pub message: String,
+    /// The file is not a usable database (corrupt, or not SQLite at all): what
+    /// `sqlite.on_corrupt = "quarantine"` moves aside. A database from a newer edgemq, a
+    /// directory that cannot be created or a full disk is not.
+    pub corrupt: bool,
 }
 
 impl fmt::Display for StoreError {
@@ -166,6 +174,8 @@ pub struct Store {
     /// Maps the loop's monotonic clock to wall-clock time for stored deadlines.
     anchor: (Instant, SystemTime),
     stats: StoreStats,
+    /// Commit durations and the last failure, for `$SYS`, `/metrics` and `/health`.
+    monitor: health::Monitor,
 }
 
 impl Store {
@@ -173,27 +183,55 @@ impl Store {
     /// `durability = "memory"`. Refuses unreadable, corrupt or newer-schema files.
     pub fn open(dir: &Path, config: SqliteConfig) -> Result<Store, StoreError> {
         let path = dir.join(DB_FILE);
-        let fail = |message: String| StoreError { path: path.clone(), message };
+        let fail = |message: String| StoreError { path: path.clone(), message, corrupt: false };
+        let corrupt = |message: String| StoreError { path: path.clone(), message, corrupt: true };
+        // SQLite's own verdict that the file is damaged or not a database.
+        let damaged = |e: &rusqlite::Error| {
+            matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+            )
+        };
+        let advice = "the file is not a valid edgemq database (corrupt or foreign); stop edgemq, \
+                      move the file aside (keep it for recovery) and start again";
+        // An existing file is checked on a read-only connection first: a read-write connection
+        // to a damaged file may delete its write-ahead log when it closes (SQLite does, for a
+        // file that is not a database), and the log is evidence to keep, refused or
+        // quarantined. Only a file that passes is opened for writing.
+        let check_integrity = |db: &Connection| -> Result<(), StoreError> {
+            let check: String =
+                db.query_row("PRAGMA quick_check", [], |row| row.get(0)).map_err(|e| {
+                    let message = format!("{e}: {advice}");
+                    if damaged(&e) {
+                        corrupt(message)
+                    } else {
+                        fail(message)
+                    }
+                })?;
+            if check != "ok" {
+                return Err(corrupt(format!("integrity check failed ({check}): {advice}")));
+            }
+            Ok(())
+        };
         let db = if config.durability == Durability::Memory {
             Connection::open_in_memory().map_err(|e| fail(e.to_string()))?
         } else {
             std::fs::create_dir_all(dir).map_err(|e| StoreError {
                 path: dir.to_path_buf(),
                 message: format!("cannot create the data directory: {e}"),
+                corrupt: false,
             })?;
+            if path.exists() {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let readonly =
+                    Connection::open_with_flags(&path, flags).map_err(|e| fail(e.to_string()))?;
+                check_integrity(&readonly)?;
+            }
             let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX;
             Connection::open_with_flags(&path, flags).map_err(|e| fail(e.to_string()))?
         };
-        let advice = "the file is not a valid edgemq database (corrupt or foreign); stop edgemq, \
-                      move the file aside (keep it for recovery) and start again";
-        let check: String = db
-            .query_row("PRAGMA quick_check", [], |row| row.get(0))
-            .map_err(|e| fail(format!("{e}: {advice}")))?;
-        if check != "ok" {
-            return Err(fail(format!("integrity check failed ({check}): {advice}")));
-        }
         // In WAL mode `synchronous = FULL` would fsync at every commit, also for commits that
         // only delete delivered messages, and `NORMAL` syncs only at checkpoints. Instead the
         // log is fsync'd by hand after the commits that back an acknowledgement (`WalSync`),
@@ -224,7 +262,10 @@ impl Store {
         match schema::migrate(&db) {
             Ok(Ok(())) => {}
             Ok(Err(message)) => return Err(fail(message)),
-            Err(e) => return Err(fail(format!("cannot migrate the schema: {e}: {advice}"))),
+            Err(e) => {
+                let message = format!("cannot migrate the schema: {e}: {advice}");
+                return Err(if damaged(&e) { corrupt(message) } else { fail(message) });
+            }
         }
         let sync_mode = matches!(config.durability, Durability::Sync | Durability::Batch);
         let mut store = Store {
@@ -253,6 +294,7 @@ impl Store {
             // must not shift by how long opening took.
             anchor: (Instant::now(), SystemTime::now()),
             stats: StoreStats::default(),
+            monitor: health::Monitor::default(),
         };
         // A disk filled by the previous run: the reserve it left makes room for the cleanup.
         let swept = match store.sweep_garbage() {
@@ -275,6 +317,11 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The `[sqlite]` settings it runs with (caps shown by the status page).
+    pub fn config(&self) -> &SqliteConfig {
+        &self.config
     }
 
     pub fn stats(&self) -> &StoreStats {
@@ -363,6 +410,9 @@ impl Store {
         let writes = std::mem::take(&mut self.writes_in_batch);
         let messages = std::mem::take(&mut self.messages_in_batch);
         let promise = std::mem::take(&mut self.batch_has_promise);
+        // The one clock read the store makes for itself: how long the commit (and its fsync)
+        // takes is what `commit_ms_p99` reports, and only a clock can say.
+        let started = Instant::now();
         let failure = match self.batch_error.take() {
             Some(error) => Some(error),
             None => match self.db.execute_batch("COMMIT") {
@@ -379,6 +429,7 @@ impl Store {
                 Ok(()) => None,
             },
         };
+        self.monitor.committed(started.elapsed(), failure.as_ref());
         match failure {
             None => {
                 self.stats.commits += 1;

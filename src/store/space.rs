@@ -78,6 +78,8 @@ fn pragma(db: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// Commits are being refused because the store is full.
 #[derive(Debug)]
 struct Refusing {
+    /// The error of the commit that started the episode ("database or disk is full").
+    reason: String,
     since: Instant,
     commits: u64,
     /// Whether the start was logged (then the end is too).
@@ -155,6 +157,18 @@ impl Space {
         self.page_size
     }
 
+    /// Why new messages are refused now, if they are (a "store full" episode).
+    pub(super) fn refusing_reason(&self) -> Option<String> {
+        self.refusing.as_ref().map(|r| {
+            format!(
+                "store full ({}) for {:.0}s, {} commits refused",
+                r.reason,
+                r.since.elapsed().as_secs_f64(),
+                r.commits
+            )
+        })
+    }
+
     pub(super) fn deadline(&self) -> Option<Instant> {
         match (self.next_check, self.quiet_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -164,6 +178,11 @@ impl Space {
 }
 
 impl Store {
+    /// Why new messages are refused now, if they are (see [`Store::health`]).
+    pub(super) fn refusing_reason(&self) -> Option<String> {
+        self.space.refusing_reason()
+    }
+
     /// At open: makes sure the reserve is there. A disk too full for it leaves the store
     /// capped (as after a failed commit) rather than refusing to start.
     pub(super) fn open_reserve(&mut self) {
@@ -205,8 +224,12 @@ impl Store {
     /// already received and to checkpoint the log.
     pub(super) fn on_disk_full(&mut self, error: &Failure, writes: usize, now: Instant) {
         let first = self.space.refusing.is_none();
-        let refusing =
-            self.space.refusing.get_or_insert(Refusing { since: now, commits: 0, logged: false });
+        let refusing = self.space.refusing.get_or_insert(Refusing {
+            reason: error.message.clone(),
+            since: now,
+            commits: 0,
+            logged: false,
+        });
         refusing.commits += 1;
         if first {
             let log_it =

@@ -3,9 +3,11 @@
 
 Usage: paho_check.py --port PORT --protocol {31,311,5} [--host HOST] [--timeout SECONDS]
                      [--cafile CA.pem [--certfile CERT.pem --keyfile KEY.pem]]
+                     [--websocket PATH]
 
 With --cafile every client connects over TLS, verifying the broker with that CA (and the host
-name); --certfile/--keyfile add a client certificate.
+name); --certfile/--keyfile add a client certificate. With --websocket every client speaks MQTT
+over WebSockets (paho's transport="websockets") to that HTTP path (over TLS with --cafile).
 
 Works with paho-mqtt 1.6.x (Debian 12's python3-paho-mqtt) and 2.x (callback API VERSION2,
 whose callbacks take the same leading arguments as 1.6's). Connects a subscriber and a publisher, publishes QoS 0, 1 and 2, checks each
@@ -54,10 +56,14 @@ class Client:
         }
         if not self.v5:
             kwargs["clean_session"] = True
+        if args.websocket:
+            kwargs["transport"] = "websockets"
         if hasattr(mqtt, "CallbackAPIVersion"):  # paho-mqtt >= 2.0
             self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
         else:
             self.client = mqtt.Client(**kwargs)
+        if args.websocket:
+            self.client.ws_set_options(path=args.websocket)
         self.connack = queue.Queue()
         self.subacks = queue.Queue()
         self.messages = queue.Queue()
@@ -177,6 +183,7 @@ def main():
     parser.add_argument("--cafile")
     parser.add_argument("--certfile")
     parser.add_argument("--keyfile")
+    parser.add_argument("--websocket", metavar="PATH")
     args = parser.parse_args()
     try:
         run(args)

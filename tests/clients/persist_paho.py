@@ -60,6 +60,7 @@ def main():
     parser.add_argument("--until")
     parser.add_argument("--quiet", type=float, default=0.3)
     parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--websocket", metavar="PATH", help="MQTT over WebSockets to this path")
     args = parser.parse_args()
     if not args.exit_after_subscribe and args.until is None:
         parser.error("give --exit-after-subscribe or --until")
@@ -71,7 +72,11 @@ def main():
         kwargs["clean_session"] = False
     if CallbackAPIVersion is not None:
         kwargs["callback_api_version"] = CallbackAPIVersion.VERSION2
+    if args.websocket:
+        kwargs["transport"] = "websockets"
     client = mqtt.Client(**kwargs)
+    if args.websocket:
+        client.ws_set_options(path=args.websocket)
 
     def on_connect(_client, _userdata, flags, rc, *_rest):
         present = getattr(flags, "session_present", None)

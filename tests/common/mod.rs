@@ -22,10 +22,15 @@
 //! - `EDGEMQ_TEST_NO_SKIP=1`: in reference mode, also run the tests marked as differing.
 //! - `CI=true`: a missing external client (mosquitto_sub, paho) fails the test instead of
 //!   skipping it.
+//! - `EDGEMQ_TEST_TRANSPORT=ws`: every edgemq broker also gets a `ws` listener
+//!   (`[listeners.e2e-ws]`) and every [`TestClient`] made from a [`Broker`] speaks MQTT over
+//!   WebSockets to it (raw sockets a test opens itself stay TCP), so a suite written for TCP
+//!   runs over `ws://` (`make test-ws`).
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 pub mod packets;
 pub mod pki;
+pub mod ws;
 
 use packets::{kind, Ack, Connack, Connect, Packet, Publish, Suback};
 use std::collections::{BTreeMap, VecDeque};
@@ -293,6 +298,8 @@ pub struct BrokerBuilder {
     data_dir: Option<PathBuf>,
     /// `--log-level` for this broker instead of `EDGEMQ_TEST_LOG_LEVEL` (edgemq only).
     log_level: Option<String>,
+    /// Environment variables for the broker process (edgemq only).
+    env: Vec<(String, String)>,
 }
 
 impl BrokerBuilder {
@@ -336,6 +343,13 @@ impl BrokerBuilder {
         Broker::start_with(self)
     }
 
+    /// Sets an environment variable for the broker process (`EDGEMQ_MQTT_MAX_CONNECTIONS`;
+    /// edgemq only: a test using it must call [`skip_in_reference`] first).
+    pub fn env(mut self, name: &str, value: &str) -> BrokerBuilder {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
     /// TOML text appended to edgemq's config file after the sections (edgemq only: a test
     /// using it must call [`skip_in_reference`] first).
     pub fn raw_toml(mut self, text: &str) -> BrokerBuilder {
@@ -364,6 +378,9 @@ impl BrokerBuilder {
             for (k, v) in keys {
                 out.push_str(&format!("{k} = {}\n", v.toml()));
             }
+        }
+        if transport_ws() {
+            out.push_str("\n[listeners.e2e-ws]\nbind = \"127.0.0.1:0\"\nkind = \"ws\"\n");
         }
         out.push_str(&self.raw);
         out
@@ -427,6 +444,8 @@ pub struct Broker {
     dir: TempDir,
     child: Option<Child>,
     port: u16,
+    /// The `ws` listener's port under `EDGEMQ_TEST_TRANSPORT=ws` (edgemq only).
+    ws_port: Option<u16>,
     /// Every line the broker printed, over all its runs.
     log: Arc<Mutex<Vec<String>>>,
     runs: usize,
@@ -449,6 +468,7 @@ impl Broker {
             dir,
             child: None,
             port: 0,
+            ws_port: None,
             log: Arc::new(Mutex::new(Vec::new())),
             runs: 0,
             command: String::new(),
@@ -462,6 +482,11 @@ impl Broker {
     }
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The WebSocket listener [`TestClient`]s use under `EDGEMQ_TEST_TRANSPORT=ws`.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
     }
     /// The directory the broker keeps its data in; the same across [`Broker::restart`].
     pub fn data_dir(&self) -> PathBuf {
@@ -562,6 +587,18 @@ impl Broker {
         line.split_whitespace().nth(1)?.parse().ok()
     }
 
+    /// The config file edgemq runs with (rewritten at each start and by
+    /// [`Broker::write_config`]).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("edgemq.toml")
+    }
+
+    /// Writes the config file with the changes [`Broker::reconfigure`] made, without
+    /// restarting (for SIGHUP tests).
+    pub fn write_config(&self) {
+        std::fs::write(self.config_path(), self.builder.edgemq_toml()).expect("write config");
+    }
+
     /// Changes one config key for the next [`Broker::restart`] (a changed config across a
     /// restart on the same data directory).
     pub fn reconfigure(&mut self, section: &str, key: &str, value: impl Into<Value>) {
@@ -609,11 +646,29 @@ impl Broker {
             .args(["--listen", self.builder.listen.as_deref().unwrap_or("127.0.0.1:0"), "--data"])
             .arg(self.data_dir())
             .args(["--log-level", &level])
+            .envs(self.builder.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir.path());
         let rx = self.launch(cmd, |line| parse_listening_port(line).map(Startup::Listening));
         match self.wait_startup(&rx) {
             Startup::Listening(port) => self.port = port,
             Startup::PortTaken => self.fail_start("port taken, though edgemq was given port 0"),
+        }
+        if transport_ws() {
+            // Logged right after the TCP listener's line; this run's is the last one.
+            let deadline = Instant::now() + timeout();
+            self.ws_port = loop {
+                let log = self.log();
+                let runs = log.iter().filter(|l| l.starts_with("===== broker run ")).count();
+                let lines: Vec<&String> =
+                    log.iter().filter(|l| l.contains(E2E_WS_LISTENER)).collect();
+                if lines.len() >= runs {
+                    break lines.last().and_then(|l| parse_listening_port(l));
+                }
+                if Instant::now() > deadline {
+                    self.fail_start("EDGEMQ_TEST_TRANSPORT=ws: no `listening on` line for it");
+                }
+                thread::sleep(Duration::from_millis(5));
+            };
         }
     }
 
@@ -749,6 +804,14 @@ fn runner_command(program: &str) -> Command {
     }
 }
 
+/// `EDGEMQ_TEST_TRANSPORT=ws`: see the module documentation.
+pub fn transport_ws() -> bool {
+    std::env::var("EDGEMQ_TEST_TRANSPORT").is_ok_and(|v| v == "ws")
+}
+
+/// How the broker names the extra listener of `EDGEMQ_TEST_TRANSPORT=ws` in its log.
+const E2E_WS_LISTENER: &str = "(ws, listeners.e2e-ws)";
+
 /// The port in a log line containing `listening on 127.0.0.1:PORT`.
 pub fn parse_listening_port(line: &str) -> Option<u16> {
     let rest = &line[line.find("listening on ")? + "listening on ".len()..];
@@ -792,6 +855,9 @@ pub struct TestClient {
     /// Protocol level used by the helpers that build or parse version-dependent packets.
     pub level: u8,
     next_packet_id: u16,
+    /// MQTT over WebSockets: packets go out in masked binary frames and come back out of the
+    /// server's frames ([`TestClient::connect_ws`]).
+    pub ws: Option<ws::Framing>,
 }
 
 impl TestClient {
@@ -801,7 +867,10 @@ impl TestClient {
     }
 
     pub fn connect_named(broker: &Broker, name: &str) -> TestClient {
-        TestClient::connect_to(broker.addr(), name)
+        match broker.ws_addr() {
+            Some(addr) => TestClient::connect_ws(addr, "/mqtt", name),
+            None => TestClient::connect_to(broker.addr(), name),
+        }
     }
 
     /// Opens a TCP connection to any address (another broker than the one under test).
@@ -816,7 +885,46 @@ impl TestClient {
             stash: VecDeque::new(),
             level: packets::V311,
             next_packet_id: 1,
+            ws: None,
         }
+    }
+
+    /// Opens a WebSocket to `addr` at `path` (upgrade with subprotocol `mqtt` checked); every
+    /// helper then speaks MQTT in binary frames. Nothing MQTT is sent.
+    pub fn connect_ws(addr: SocketAddr, path: &str, name: &str) -> TestClient {
+        let mut client = TestClient::connect_to(addr, name);
+        let rest = ws::open(&mut client.stream, path);
+        let mut framing = ws::Framing::default();
+        framing.unwrap(&rest, &mut client.pending);
+        client.ws = Some(framing);
+        client
+    }
+
+    /// [`TestClient::connect_ws`], then `connect` and a successful CONNACK.
+    pub fn handshake_ws(addr: SocketAddr, path: &str, connect: Connect) -> TestClient {
+        let (client, connack) = TestClient::try_handshake_ws(addr, path, connect);
+        assert_eq!(connack.code, 0, "CONNACK refused: {connack:?}");
+        client
+    }
+
+    /// [`TestClient::connect_ws`], then `connect`; the CONNACK whatever its code.
+    pub fn try_handshake_ws(
+        addr: SocketAddr,
+        path: &str,
+        connect: Connect,
+    ) -> (TestClient, Connack) {
+        let name = if connect.client_id.is_empty() { "<empty id>" } else { &connect.client_id };
+        let mut client = TestClient::connect_ws(addr, path, &format!("{name} (ws)"));
+        client.level = connect.level;
+        client.send(&connect.build());
+        let packet = client.read_packet();
+        let connack = Connack::parse(&packet, connect.level == packets::V5);
+        (client, connack)
+    }
+
+    /// The raw socket, for tests that write their own frames.
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
     }
 
     /// Connects and completes an MQTT 3.1.1 handshake (clean session, keep alive 60).
@@ -838,7 +946,10 @@ impl TestClient {
 
     /// Connects, sends `connect`, returns the client and the CONNACK, whatever its code.
     pub fn try_handshake(broker: &Broker, connect: Connect) -> (TestClient, Connack) {
-        TestClient::try_handshake_to(broker.addr(), connect)
+        match broker.ws_addr() {
+            Some(addr) => TestClient::try_handshake_ws(addr, "/mqtt", connect),
+            None => TestClient::try_handshake_to(broker.addr(), connect),
+        }
     }
 
     /// [`TestClient::handshake`] with any address (another broker than the one under test).
@@ -887,7 +998,10 @@ impl TestClient {
     }
 
     pub fn try_send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)?;
+        match &mut self.ws {
+            Some(framing) => self.stream.write_all(&framing.wrap(bytes))?,
+            None => self.stream.write_all(bytes)?,
+        }
         self.stream.flush()
     }
 
@@ -904,7 +1018,10 @@ impl TestClient {
             match self.stream.read(&mut buf) {
                 Ok(0) => return Err(ReadEnd::Closed("EOF".to_string())),
                 Ok(n) => {
-                    self.pending.extend_from_slice(&buf[..n]);
+                    match &mut self.ws {
+                        Some(framing) => framing.unwrap(&buf[..n], &mut self.pending),
+                        None => self.pending.extend_from_slice(&buf[..n]),
+                    }
                     return Ok(n);
                 }
                 Err(e) => match e.kind() {

@@ -1,4 +1,5 @@
-//! A raw MQTT client over one blocking `TcpStream`, built on edgemq's codec.
+//! A raw MQTT client over one blocking `TcpStream`, built on edgemq's codec; optionally MQTT
+//! over WebSockets (`ConnectOptions::websocket`, framing in `websocket.rs`).
 //!
 //! Contract: no protocol logic beyond framing — callers send packets and decide what to do
 //! with each packet received, so the load generator sees exactly what the broker sends
@@ -19,6 +20,7 @@ use edgemq::codec::{
     SubscriptionOptions,
 };
 
+use crate::websocket::{self, Framing};
 use crate::Error;
 
 /// The receive buffer starts small (an idle connection costs little) and doubles up to
@@ -41,6 +43,10 @@ pub struct ConnectOptions {
     pub keep_alive: u16,
     /// MQTT 5.0 Session Expiry Interval in seconds; ignored before 5.0.
     pub session_expiry: Option<u32>,
+    /// MQTT 5.0 Topic Alias Maximum announced to the broker; ignored before 5.0.
+    pub topic_alias_maximum: Option<u16>,
+    /// Speak MQTT over WebSockets (the address is a WebSocket listener, path `/mqtt`).
+    pub websocket: bool,
 }
 
 impl ConnectOptions {
@@ -51,6 +57,8 @@ impl ConnectOptions {
             clean_start: true,
             keep_alive: 60,
             session_expiry: None,
+            topic_alias_maximum: None,
+            websocket: false,
         }
     }
 }
@@ -65,17 +73,28 @@ pub struct Client {
     tx: Vec<u8>,
     read_timeout: Duration,
     next_packet_id: u16,
+    /// Bytes read from the socket so far (what the broker sent).
+    bytes_read: u64,
+    /// MQTT over WebSockets: the framing, and the raw bytes read before unframing.
+    ws: Option<(Framing, Vec<u8>)>,
 }
 
 impl Client {
     /// Opens the TCP connection and sends CONNECT, without waiting for CONNACK (so many
     /// connections can be opened before any answer is read).
     pub fn start_connect(addr: SocketAddr, options: &ConnectOptions) -> Result<Client, Error> {
-        let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+        let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
             .map_err(|e| Error::new(format!("connect {addr}: {e}")))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(READ_SLICE))?;
         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        let mut leftover = Vec::new();
+        let ws = if options.websocket {
+            leftover = websocket::upgrade(&mut stream, &addr.to_string(), CONNECT_TIMEOUT)?;
+            Some((Framing::default(), Vec::new()))
+        } else {
+            None
+        };
         let mut client = Client {
             stream,
             version: options.version,
@@ -90,7 +109,13 @@ impl Client {
             tx: Vec::with_capacity(16 * 1024),
             read_timeout: READ_SLICE,
             next_packet_id: 0,
+            bytes_read: 0,
+            ws,
         };
+        if let Some((framing, _)) = &mut client.ws {
+            let room = leftover.len().min(client.rx.len());
+            client.rx_end = framing.unframe(&leftover[..room], &mut client.rx)?;
+        }
         let mut connect = Connect {
             protocol: Some(options.version),
             clean_start: options.clean_start,
@@ -100,6 +125,7 @@ impl Client {
         };
         if options.version.is_v5() {
             connect.properties.session_expiry_interval = options.session_expiry;
+            connect.properties.topic_alias_maximum = options.topic_alias_maximum;
         }
         client.queue(&Packet::Connect(Box::new(connect)));
         client.flush()?;
@@ -128,6 +154,14 @@ impl Client {
 
     /// Subscribes to one filter and waits for the SUBACK; a failure code is an error.
     pub fn subscribe(&mut self, filter: &str, qos: QoS) -> Result<(), Error> {
+        let packet_id = self.queue_subscribe(filter, qos);
+        self.flush()?;
+        self.finish_subscribe(filter, packet_id)
+    }
+
+    /// Queues a SUBSCRIBE to one filter (sent by the next `flush`); returns its packet id for
+    /// `finish_subscribe`.
+    pub fn queue_subscribe(&mut self, filter: &str, qos: QoS) -> PacketId {
         let packet_id = self.packet_id();
         let options = SubscriptionOptions { qos, ..SubscriptionOptions::default() };
         self.queue(&Packet::Subscribe(Subscribe {
@@ -135,7 +169,11 @@ impl Client {
             filters: vec![(filter.to_string(), options)],
             properties: SubscribeProperties::default(),
         }));
-        self.flush()?;
+        packet_id
+    }
+
+    /// Waits for the SUBACK of `queue_subscribe`; a failure code is an error.
+    pub fn finish_subscribe(&mut self, filter: &str, packet_id: PacketId) -> Result<(), Error> {
         let deadline = Instant::now() + CONNECT_TIMEOUT;
         match self.read_packet(deadline)? {
             Some(Packet::Suback(suback)) if suback.packet_id == packet_id => {
@@ -195,7 +233,10 @@ impl Client {
         if self.tx.is_empty() {
             return Ok(());
         }
-        let result = self.stream.write_all(&self.tx);
+        let result = match &mut self.ws {
+            Some((framing, _)) => self.stream.write_all(framing.frame(&self.tx)),
+            None => self.stream.write_all(&self.tx),
+        };
         self.tx.clear();
         result.map_err(|e| Error::new(format!("write: {e}")))
     }
@@ -228,6 +269,11 @@ impl Client {
         }));
         let _ = self.flush();
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Bytes the broker sent this client so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
     }
 
     /// A packet already in the receive buffer, without any system call.
@@ -289,10 +335,30 @@ impl Client {
             self.read_timeout = wait;
         }
         let space = self.rx.len() - self.rx_end;
-        match self.stream.read(&mut self.rx[self.rx_end..]) {
+        let read = match &mut self.ws {
+            // Raw bytes into the scratch buffer, their payload into `rx` (never longer).
+            Some((framing, raw)) => {
+                raw.resize(space, 0);
+                match self.stream.read(raw) {
+                    Ok(0) => Ok(0),
+                    Ok(n) => {
+                        let got = framing.unframe(&raw[..n], &mut self.rx[self.rx_end..])?;
+                        self.rx_end += got;
+                        if n == space && self.rx.len() < RX_BUFFER_MAX {
+                            self.rx.resize(self.rx.len() * 2, 0);
+                        }
+                        return Ok(got);
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            None => self.stream.read(&mut self.rx[self.rx_end..]),
+        };
+        match read {
             Ok(0) => Err(Error::new("connection closed by the broker")),
             Ok(n) => {
                 self.rx_end += n;
+                self.bytes_read += n as u64;
                 if n == space && self.rx.len() < RX_BUFFER_MAX {
                     // The socket had at least this much: read more per call from now on.
                     self.rx.resize(self.rx.len() * 2, 0);

@@ -12,6 +12,8 @@ mod json;
 mod payload;
 mod report;
 mod scenario;
+mod sink;
+mod websocket;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -32,8 +34,11 @@ Usage:
   edgemq-loadgen report FILE.jsonl
   edgemq-loadgen scenarios
 
-Scenarios: fanin_q0 fanin_q1 fanin_q2 fanout_q0 fanout_q1 latency_q0 latency_q1 idle offline stuck
-           bridge_live bridge_replay bridge_kill9
+Scenarios: fanin_q0 fanin_q1 fanin_q1_ws fanin_q2 fanin_shared_q1 fanout_q0 fanout_q1
+           fanout_alias_q0 fanout1k_q0 fanout1k_q1 latency_q0 latency_q1 idle idle_15k offline
+           storm storm_15k restart_big stuck
+           bridge_live bridge_replay bridge_kill9 bridge_live_sink bridge_replay_sink
+           bridge_kill9_sink
 
 Options of `run` (defaults in brackets):
   --edgemq-bin PATH        [target/release/edgemq]
@@ -69,7 +74,10 @@ Options of `run` (defaults in brackets):
   --bridge-messages N      bridge_replay / bridge_kill9: QoS 1 messages published while the
                            upstream is down [100000]
   --bridge-inflight N      bridge scenarios: messages in flight to the upstream, edgemq
-                           [bridges.up] max_inflight and Mosquitto max_inflight_messages [32]
+                           [bridges.up] max_inflight and Mosquitto max_inflight_messages
+                           (edgemq's bridge default) [256]
+  --upstream-inflight N    bridge scenarios with Mosquitto upstream: its max_inflight_messages
+                           towards the measuring QoS 1 subscriber [128]
   --log-level LEVEL        edgemq --log-level [warn; at least info in offline]
   --keep-dirs              keep each broker's directory (config, log, data) afterwards
   --data-dir DIR           the broker's data directory (edgemq --data, Mosquitto
@@ -78,6 +86,7 @@ Options of `run` (defaults in brackets):
                            [data/ in the broker's directory]
   --edgemq-sqlite LINE     a line added to edgemq's [sqlite] table, e.g. max_wal_size = '4MB'
                            (repeatable)
+  --edgemq-sys-interval S  edgemq's sys.interval in seconds, 0 = off [edgemq's default, 10]
   --fs-status FILE         offline: read fsync counters (`fsyncs=N fsyncdirs=N`, lossyfs's
                            control file) before and after the enqueue phase
 ";
@@ -166,6 +175,7 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
             keep_dirs: false,
             data_dir: None,
             edgemq_sqlite: Vec::new(),
+            edgemq_sys_interval: None,
         },
         version: ProtocolVersion::V311,
         run: 1,
@@ -183,7 +193,8 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
         edgemq_queue: None,
         mosquitto_variant: MosquittoVariant::Defaults,
         bridge_messages: 100_000,
-        bridge_inflight: 32,
+        bridge_inflight: 256,
+        upstream_inflight: 128,
         fs_status: None,
     };
     let mut rest = args.iter();
@@ -219,6 +230,13 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
             "--log-level" => options.launcher.log_level = value()?,
             "--keep-dirs" => options.launcher.keep_dirs = true,
             "--edgemq-sqlite" => options.launcher.edgemq_sqlite.push(value()?),
+            "--edgemq-sys-interval" => {
+                let secs = value()?;
+                let secs = secs
+                    .parse()
+                    .map_err(|_| Error::new(format!("--edgemq-sys-interval: {secs:?}")))?;
+                options.launcher.edgemq_sys_interval = Some(secs);
+            }
             "--fs-status" => options.fs_status = Some(PathBuf::from(value()?)),
             "--data-dir" | "--edgemq-data" => {
                 options.launcher.data_dir = Some(PathBuf::from(value()?))
@@ -251,6 +269,9 @@ fn parse_run(args: &[String]) -> Result<(Scenario, Options), Error> {
             "--queue" => options.queue = number(flag, &value()?)?,
             "--bridge-messages" => options.bridge_messages = number(flag, &value()?)?,
             "--bridge-inflight" => options.bridge_inflight = number::<u16>(flag, &value()?)?.max(1),
+            "--upstream-inflight" => {
+                options.upstream_inflight = number::<u16>(flag, &value()?)?.max(1)
+            }
             "--edgemq-queue" => options.edgemq_queue = Some(number(flag, &value()?)?),
             "--mosquitto-variant" => {
                 let name = value()?;

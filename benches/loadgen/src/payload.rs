@@ -83,6 +83,23 @@ impl SeqTracker {
         }
     }
 
+    /// Adds what `other` (another subscriber of the same publisher) saw: a sequence number
+    /// both saw is a duplicate. For members of one shared subscription group, whose union must
+    /// be every message once.
+    pub fn merge(&mut self, other: &SeqTracker) {
+        if self.seen.len() < other.seen.len() {
+            self.seen.resize(other.seen.len(), 0);
+        }
+        for (mine, theirs) in self.seen.iter_mut().zip(&other.seen) {
+            self.duplicates += u64::from((*mine & theirs).count_ones());
+            *mine |= theirs;
+        }
+        self.duplicates += other.duplicates;
+        self.reordered += other.reordered;
+        self.unique = self.seen.iter().map(|w| u64::from(w.count_ones())).sum();
+        self.highest = self.highest.max(other.highest);
+    }
+
     /// Sequence numbers below `sent` that never arrived.
     pub fn missing(&self, sent: u64) -> u64 {
         let mut got = 0u64;
@@ -122,5 +139,19 @@ mod tests {
         assert_eq!(t.reordered, 1); // 2 after 3
         assert_eq!(t.missing(4), 0);
         assert_eq!(t.missing(201), 196);
+    }
+
+    #[test]
+    fn merged_trackers_count_overlaps_as_duplicates() {
+        let (mut a, mut b) = (SeqTracker::default(), SeqTracker::default());
+        for seq in [0, 2, 4, 100] {
+            a.record(seq);
+        }
+        for seq in [1, 3, 4] {
+            b.record(seq);
+        }
+        a.merge(&b);
+        assert_eq!((a.unique, a.duplicates), (6, 1));
+        assert_eq!(a.missing(5), 0);
     }
 }

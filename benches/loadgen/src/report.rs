@@ -71,7 +71,26 @@ fn metrics(scenario: &str) -> Vec<Metric> {
         ]
     };
     match scenario {
+        "fanin_shared_q1" => vec![
+            median("msg_per_s", "single subscriber msg/s", Better::Higher),
+            median("group_msg_per_s", "group of 4 msg/s (each message once)", Better::Higher),
+            median("cpu_us_per_msg", "broker CPU µs/msg", Better::Lower),
+            RSS,
+            max("lost", "lost at the single subscriber (max)"),
+            max("group_lost", "lost by the group (max)"),
+            max("group_duplicates", "duplicates in the group (max)"),
+        ],
+        "fanout_alias_q0" => vec![
+            median("msg_per_s", "deliveries/s (8 subs)", Better::Higher),
+            median("cpu_us_per_msg", "broker CPU µs/msg", Better::Lower),
+            median("alias_bytes_per_msg", "bytes/delivery, 4 subs taking aliases", Better::Lower),
+            info("plain_bytes_per_msg", "bytes/delivery, 4 subs without"),
+            median("alias_bytes_saved_pct", "bytes saved by aliases (%)", Better::Higher),
+            RSS,
+            max("lost", "lost (max)"),
+        ],
         s if s.starts_with("fanin") => throughput("delivered msg/s"),
+        s if s.starts_with("fanout1k") => throughput("deliveries/s (1,000 subs)"),
         s if s.starts_with("fanout") => throughput("deliveries/s (8 subs)"),
         "stuck" => vec![
             median("offered_per_s", "publishers' msg/s", Better::Higher),
@@ -92,14 +111,40 @@ fn metrics(scenario: &str) -> Vec<Metric> {
             RSS,
             max("lost", "lost (max)"),
         ],
-        "idle" => vec![
-            median("bytes_per_conn", "RSS bytes per connection", Better::Lower),
+        "idle" | "idle_15k" => vec![
+            median("bytes_per_conn", "RSS bytes per connection (one subscription)", Better::Lower),
             median("connect_per_s", "connects/s", Better::Higher),
             mib("start_rss_kb", "broker RSS at start (MiB)"),
             mib("rss_after_kb", "broker RSS with all connected (MiB)"),
+            mib("rss_closed_kb", "broker RSS after all closed (MiB)"),
+            median("closed_over_start", "RSS after all closed / at start", Better::Lower),
             median("idle_cpu_pct", "broker CPU % while idle", Better::Lower),
             median("idle_wakeups_per_s", "broker wake-ups/s while idle", Better::Lower),
             median("connected", "connections made", Better::Higher),
+        ],
+        "storm" | "storm_15k" => vec![
+            median("storm_s", "time to all sessions complete (s)", Better::Lower),
+            median("session_p50_ms", "per session p50 (ms)", Better::Lower),
+            median("session_p99_ms", "per session p99 (ms)", Better::Lower),
+            median("first_connack_ms", "first CONNACK (ms)", Better::Lower),
+            RSS,
+            mib("queued_rss_kb", "broker RSS before the storm (MiB)"),
+            median("storm_cpu_s", "broker CPU s during the storm", Better::Lower),
+            max("missing", "missing (max)"),
+            max("not_present", "session not present (max)"),
+            max("connect_errors", "connect errors (max)"),
+            info("duplicates", "duplicates (QoS 1 allows them)"),
+        ],
+        "restart_big" => vec![
+            median("serving_s", "restart -> accepting connections (s)", Better::Lower),
+            median("first_message_ms", "reconnect -> first queued message (ms)", Better::Lower),
+            mib("start_rss_kb", "RSS at the first, empty start (MiB)"),
+            mib("restart_rss_kb", "RSS after the restart (MiB)"),
+            median("restart_over_empty", "RSS after restart / empty start", Better::Lower),
+            mib("full_rss_kb", "RSS with 1,000,000 queued, before the stop (MiB)"),
+            median("stop_s", "SIGTERM -> exited (s)", Better::Lower),
+            median("queue_per_s", "queueing msg/s (PUBACKed)", Better::Higher),
+            info("data_dir_kb", "data directory (KiB)"),
         ],
         "offline" => vec![
             median("enqueue_per_s", "enqueue msg/s (PUBACKed)", Better::Higher),
@@ -117,7 +162,7 @@ fn metrics(scenario: &str) -> Vec<Metric> {
             max("duplicates", "duplicates (max)"),
             max("reordered", "out of order (max)"),
         ],
-        "bridge_live" => vec![
+        "bridge_live" | "bridge_live_sink" => vec![
             median("msg_per_s", "forwarded msg/s (at the upstream subscriber)", Better::Higher),
             median("offered_per_s", "local publishers' msg/s (PUBACKed)", Better::Higher),
             median("cpu_us_per_msg", "local broker CPU µs/msg", Better::Lower),
@@ -127,7 +172,7 @@ fn metrics(scenario: &str) -> Vec<Metric> {
             max("duplicates", "duplicates upstream (max)"),
             max("reordered", "reordered upstream (max)"),
         ],
-        "bridge_replay" | "bridge_kill9" => vec![
+        "bridge_replay" | "bridge_kill9" | "bridge_replay_sink" | "bridge_kill9_sink" => vec![
             median("enqueue_per_s", "enqueue msg/s, upstream down (PUBACKed)", Better::Higher),
             median("replay_s", "upstream start -> last message upstream (s)", Better::Lower),
             median(
@@ -341,10 +386,12 @@ fn legend(records: &[Object]) -> String {
          * **edgemq** in fan-in / fan-out / stuck: {}; at the queue limit it pauses publishers \
          instead of dropping, for `mqtt.max_pause` at most.\n\
          * **bridge_*** rows: the local broker bridges `bench/#` (QoS 1) to an upstream \
-         Mosquitto (persistence off); the defaults column is Mosquitto as the bridge \
-         (`cleansession false`, a queue that drops nothing, persistence at its default: off), \
-         edgemq runs `[bridges.up]` with `durability = \"sync\"`. Both bridges keep the same \
-         number of messages in flight upstream and retry every second.\n\
+         Mosquitto (persistence off), or in the `_sink` rows to the load generator's sink (a \
+         minimal MQTT server that acknowledges and counts, so the bridge is the bottleneck); \
+         the defaults column is Mosquitto as the bridge (`cleansession false`, a queue that \
+         drops nothing, persistence at its default: off), edgemq runs `[bridges.up]` with \
+         `durability = \"sync\"`. Both bridges keep the same number of messages in flight \
+         upstream and retry every second.\n\
          * `edgemq/defaults` and `edgemq/no-drop` divide edgemq's median by that Mosquitto \
          column's; `better` says which direction favours edgemq.\n",
         mosquitto("defaults"),

@@ -22,6 +22,7 @@ fn spec(name: &str) -> BridgeSpec {
 }
 
 fn params(s: &BridgeSpec, max_qos: QoS) -> LinkParams {
+    let forwards = LinkParams::forwards_of(&s.forwards);
     LinkParams {
         name: s.name.clone(),
         version: s.version,
@@ -29,7 +30,8 @@ fn params(s: &BridgeSpec, max_qos: QoS) -> LinkParams {
         max_packet_size: u32::MAX,
         max_qos,
         retain_available: true,
-        forwards: LinkParams::forwards_of(&s.forwards),
+        remaps: LinkParams::remaps_of(&forwards),
+        forwards,
     }
 }
 

@@ -17,10 +17,10 @@ fn a_connection_closed_for_an_oversized_packet_takes_no_more_input() {
     let (sub, _) = h.connect(ProtocolVersion::V311, "sub", true);
     h.subscribe(sub, "t", QoS::AtMostOnce);
 
-    // This server's v5 CONNACK is 18 bytes (receive maximum, maximum packet size, topic alias
-    // maximum, shared subscriptions unavailable): it does not fit in 16.
+    // This server's v5 CONNACK is 16 bytes (receive maximum, maximum packet size, topic alias
+    // maximum): it does not fit in 15.
     let mut connect = connect_packet(ProtocolVersion::V5, "small", true);
-    connect.properties.maximum_packet_size = Some(16);
+    connect.properties.maximum_packet_size = Some(15);
     let small = h.accept();
     h.broker.handle(small, Packet::Connect(Box::new(connect)), h.now, &mut h.out);
     assert!(h.out.take(small).is_empty(), "no CONNACK");

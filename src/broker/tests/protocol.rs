@@ -280,3 +280,52 @@ fn oversized_publish_is_discarded_and_the_connection_stays() {
     assert!(h.out.closed.is_empty());
     assert_eq!(h.broker.gauges().inflight_messages, 1);
 }
+
+/// Issue 13: MQTT-3.1.2-29. Whatever an acknowledgement carries, a client that set Request
+/// Problem Information to 0 gets it without Reason String and User Properties; PUBLISH,
+/// CONNACK and DISCONNECT keep theirs, and other clients get everything.
+#[test]
+fn request_problem_information_0_strips_diagnostics_from_acknowledgements_only() {
+    let mut h = Harness::new(Limits::default());
+    let mut connect = connect_packet(ProtocolVersion::V5, "quiet", true);
+    connect.properties.request_problem_information = Some(0);
+    let (quiet, _) = h.connect_with(connect);
+    let (chatty, _) = h.connect(ProtocolVersion::V5, "chatty", true);
+    let mut ack = PubAck::with_reason(pid(1), ReasonCode::NoMatchingSubscribers);
+    ack.properties = PubackProperties {
+        reason_string: Some("nobody listens".to_string()),
+        user_properties: vec![("k".to_string(), "v".to_string())],
+    };
+    let suback = Suback {
+        packet_id: pid(2),
+        reasons: vec![ReasonCode::TopicFilterInvalid],
+        properties: SubackProperties {
+            reason_string: Some("bad filter".to_string()),
+            user_properties: Vec::new(),
+        },
+    };
+    let mut disconnect =
+        Disconnect { reason: ReasonCode::ServerBusy, properties: Default::default() };
+    disconnect.properties.reason_string = Some("busy".to_string());
+    let packets = [
+        Packet::Puback(ack.clone()),
+        Packet::Suback(suback.clone()),
+        Packet::Disconnect(disconnect.clone()),
+    ];
+    for conn in [quiet, chatty] {
+        for packet in &packets {
+            h.broker.transmit(&mut h.out, conn, ProtocolVersion::V5, packet, h.now);
+        }
+    }
+    let bare_ack = PubAck::with_reason(pid(1), ReasonCode::NoMatchingSubscribers);
+    let bare_suback = Suback { properties: Default::default(), ..suback.clone() };
+    assert_eq!(
+        h.out.take(quiet),
+        vec![
+            Packet::Puback(bare_ack),
+            Packet::Suback(bare_suback),
+            Packet::Disconnect(disconnect.clone())
+        ]
+    );
+    assert_eq!(h.out.take(chatty), packets.to_vec());
+}

@@ -1,4 +1,4 @@
-//! How bytes reach a connection: plain TCP or TLS (later WebSocket).
+//! How bytes reach a connection: plain TCP, TLS, or WebSocket frames over either.
 //!
 //! Contract: a connection owns one [`Transport`]; above it everything reads and writes the same
 //! MQTT byte stream, so the codec and the broker never learn which transport a client used.
@@ -22,13 +22,22 @@
 //!
 //! The TLS implementation (rustls, `ring` provider) lives in `tls.rs` behind the `tls` cargo
 //! feature; without it `no_tls.rs` stands in with types that cannot be built, so the loop and
-//! this file have no `#[cfg]` of their own beyond the two lines below.
+//! this file have no `#[cfg]` of their own beyond the lines below. WebSocket (`websocket/`,
+//! feature `websocket`, stand-in `no_websocket.rs`) is the same: a [`WsStream`] wraps a TCP or
+//! TLS transport (`ws`, `wss`) and keeps these semantics, so it composes with TLS instead of
+//! knowing about it.
 
 #[cfg(feature = "tls")]
 mod tls;
 #[cfg(not(feature = "tls"))]
 #[path = "no_tls.rs"]
 mod tls;
+// Public for the fuzz targets (`fuzz/src/websocket.rs`): the handshake and frame codec.
+#[cfg(feature = "websocket")]
+pub mod websocket;
+#[cfg(not(feature = "websocket"))]
+#[path = "no_websocket.rs"]
+pub mod websocket;
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -36,6 +45,9 @@ use std::net::Shutdown;
 use mio::net::TcpStream;
 
 pub use tls::{TlsClient, TlsClientSettings, TlsServer, TlsStream, AVAILABLE as TLS_AVAILABLE};
+pub use websocket::{
+    is_refusal as is_websocket_refusal, WsSettings, WsStream, AVAILABLE as WEBSOCKET_AVAILABLE,
+};
 
 /// Most bytes rustls buffers per connection and direction (plaintext waiting to be encrypted,
 /// decrypted plaintext not yet read).
@@ -67,6 +79,8 @@ pub enum Transport {
     Tcp(TcpStream),
     /// Boxed: a rustls connection is a few KB, a plain TCP one a file descriptor.
     Tls(Box<TlsStream>),
+    /// WebSocket frames over a `Tcp` or `Tls` transport (`ws`, `wss` listeners).
+    Ws(Box<WsStream>),
 }
 
 impl Transport {
@@ -75,6 +89,7 @@ impl Transport {
         match self {
             Transport::Tcp(stream) => stream,
             Transport::Tls(tls) => tls.socket_mut(),
+            Transport::Ws(ws) => ws.socket_mut(),
         }
     }
 
@@ -82,6 +97,7 @@ impl Transport {
         match self {
             Transport::Tcp(stream) => stream,
             Transport::Tls(tls) => tls.socket(),
+            Transport::Ws(ws) => ws.socket(),
         }
     }
 
@@ -90,6 +106,7 @@ impl Transport {
         match self {
             Transport::Tcp(stream) => stream.read(buf),
             Transport::Tls(tls) => tls.read(buf),
+            Transport::Ws(ws) => ws.read(buf),
         }
     }
 
@@ -98,6 +115,7 @@ impl Transport {
         match self {
             Transport::Tcp(stream) => stream.write(buf),
             Transport::Tls(tls) => tls.write(buf),
+            Transport::Ws(ws) => ws.write(buf),
         }
     }
 
@@ -107,6 +125,7 @@ impl Transport {
         match self {
             Transport::Tcp(_) => Ok(true),
             Transport::Tls(tls) => tls.flush(),
+            Transport::Ws(ws) => ws.flush(),
         }
     }
 
@@ -115,16 +134,21 @@ impl Transport {
         match self {
             Transport::Tcp(_) => false,
             Transport::Tls(tls) => tls.wants_write(),
+            Transport::Ws(ws) => ws.wants_write(),
         }
     }
 
-    /// Whether a read that returned less than the buffer proves the socket is drained. True
-    /// for TCP; not for TLS, where one record's plaintext can be short while more records
-    /// wait in the socket, and edge-triggered readiness would not say so again.
+    /// Asked right after a read that returned less than the buffer: whether that proves the
+    /// socket is drained. True for TCP; not for TLS, where one record's plaintext can be short
+    /// while more records wait in the socket, and edge-triggered readiness would not say so
+    /// again; for WebSocket, whether the socket read under the frames was short (over TCP).
     pub fn short_read_drains(&self) -> bool {
         match self {
             Transport::Tcp(_) => true,
             Transport::Tls(_) => false,
+            // Frame headers make the MQTT bytes fewer than the socket's: it knows whether
+            // the socket read under it was short.
+            Transport::Ws(ws) => ws.short_read_drains(),
         }
     }
 
@@ -133,13 +157,18 @@ impl Transport {
         match self {
             Transport::Tcp(_) => None,
             Transport::Tls(tls) => tls.take_identity(),
+            Transport::Ws(ws) => ws.take_identity(),
         }
     }
 
-    /// Ends the stream: a TLS close_notify (best effort), then the write side of the socket.
+    /// Ends the stream: a WebSocket close frame and a TLS close_notify (best effort), then
+    /// the write side of the socket.
     pub fn close(&mut self) {
-        if let Transport::Tls(tls) = self {
-            tls.close_notify();
+        match self {
+            Transport::Tcp(_) => {}
+            Transport::Tls(tls) => tls.close_notify(),
+            // Closes what it wraps too.
+            Transport::Ws(ws) => return ws.close(),
         }
         let _ = self.socket().shutdown(Shutdown::Write);
     }

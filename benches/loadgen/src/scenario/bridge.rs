@@ -1,7 +1,11 @@
-//! Bridges: a local broker forwarding `bench/#` at QoS 1 to an upstream Mosquitto on loopback.
+//! Bridges: a local broker forwarding `bench/#` at QoS 1 to an upstream on loopback.
 //!
-//! The upstream is always Debian's Mosquitto (`--mosquitto-bin`), a fresh one per run on a
-//! free port, persistence off, no queue limit, a 128-message window towards its subscriber.
+//! Two upstreams ([`Upstream`]): Debian's Mosquitto (`--mosquitto-bin`; scenarios `bridge_*`),
+//! a fresh one per run on a free port, persistence off, no queue limit, a 128-message window
+//! towards its subscriber (`--upstream-inflight`); or the load generator's own sink (`crate::sink`; scenarios
+//! `bridge_*_sink`), a minimal MQTT server that acknowledges and counts every message and
+//! forwards nothing, so it costs little per message and the bridge, not the upstream, is what
+//! is measured. Both bridges run against the same kind of upstream in the same run.
 //! The local broker is the one under test: edgemq with `[bridges.up]` (`forwards = [{ topic =
 //! "bench/#", qos = 1 }]`, the scenario's durability, queue caps far above what is published)
 //! or Mosquitto as a bridge (`connection up`, `cleansession false`, `topic bench/# out 1`,
@@ -19,11 +23,12 @@
 //! * `bridge_kill9`: the same, but once every PUBACK is in the local broker is killed with
 //!   SIGKILL and started again (same config, data and port) before the upstream returns.
 //!
-//! The upstream subscriber must be subscribed before the bridge reaches the restarted
-//! upstream, or messages would reach an upstream with nobody to give them to. It connects as
-//! soon as the upstream listens (the bridges retry only once per `RETRY_S`), and the
-//! upstream's own log (connection and subscribe lines) is checked: a run where the bridge
-//! came first is a failed run (`ok: false`), never a loss blamed on the broker.
+//! With Mosquitto upstream, its subscriber must be subscribed before the bridge reaches the
+//! restarted upstream, or messages would reach an upstream with nobody to give them to. It
+//! connects as soon as the upstream listens (the bridges retry only once per `RETRY_S`), and
+//! the upstream's own log (connection and subscribe lines) is checked: a run where the bridge
+//! came first is a failed run (`ok: false`), never a loss blamed on the broker. The sink
+//! counts what it receives itself, from its first connection on.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -36,6 +41,7 @@ use super::{close_all, join, record_start_rss, record_usage, FirstError, Options
 use crate::broker::{BridgeSettings, BrokerProcess, Kind, Launcher, Settings};
 use crate::client::{Client, ConnectOptions};
 use crate::json::Object;
+use crate::sink::Sink;
 use crate::Error;
 
 const PUBLISHERS: usize = 4;
@@ -43,14 +49,14 @@ const PUBLISHERS: usize = 4;
 const BRIDGE_CLIENT_ID: &str = "bench-bridge";
 const SUBSCRIBER_ID: &str = "bench-upstream-sub";
 const FILTER: &str = "bench/bridge/+";
+/// The sink counts the topics `FILTER` matches (every publisher's is `bench/bridge/pN`).
+const TOPIC_PREFIX: &str = "bench/bridge/";
 /// Probes (QoS 0, neither broker queues them while the link is down) show the link is up.
 const PROBE_TOPIC: &str = "bench/probe";
 /// Reconnect interval of both bridges, seconds.
 const RETRY_S: u32 = 1;
 /// Queue cap of both bridges: nothing a scenario publishes comes near it.
 const BRIDGE_QUEUE: usize = 1_000_000;
-/// The upstream's window towards its subscriber (Mosquitto `max_inflight_messages`).
-const UPSTREAM_INFLIGHT: u16 = 128;
 const LINK_LIMIT: Duration = Duration::from_secs(20);
 const PUBLISH_LIMIT: Duration = Duration::from_secs(120);
 const DRAIN_LIMIT: Duration = Duration::from_secs(120);
@@ -70,18 +76,93 @@ pub enum Phase {
     Kill9,
 }
 
-pub fn run(options: &Options, phase: Phase, out: &mut Object) -> Result<(), Error> {
-    // The upstream keeps its data (none: persistence off) in its own directory.
-    let upstream_launcher =
-        Launcher { kind: Kind::Mosquitto, data_dir: None, ..options.launcher.clone() };
-    let upstream_settings = Settings {
-        mosquitto_inflight: Some(UPSTREAM_INFLIGHT),
-        upstream: true,
-        ..Settings::default()
+/// What the local broker bridges to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    /// Debian's Mosquitto with one QoS 1 subscriber that counts.
+    Mosquitto,
+    /// The load generator's sink (`crate::sink`): acknowledges and counts, forwards nothing.
+    Sink,
+}
+
+/// The running upstream.
+enum UpstreamProcess {
+    Mosquitto(BrokerProcess),
+    Sink(Sink),
+}
+
+impl UpstreamProcess {
+    fn addr(&self) -> std::net::SocketAddr {
+        match self {
+            UpstreamProcess::Mosquitto(p) => p.addr,
+            UpstreamProcess::Sink(s) => s.addr,
+        }
+    }
+
+    /// SIGKILL for Mosquitto; the sink closes its listener and every connection.
+    fn kill(&mut self) -> Result<(), Error> {
+        match self {
+            UpstreamProcess::Mosquitto(p) => p.kill9(),
+            UpstreamProcess::Sink(s) => {
+                s.kill();
+                Ok(())
+            }
+        }
+    }
+
+    /// Back on the same port, with nothing kept (Mosquitto runs without persistence).
+    fn restart(&mut self) -> Result<(), Error> {
+        match self {
+            UpstreamProcess::Mosquitto(p) => p.restart(),
+            UpstreamProcess::Sink(s) => {
+                *s = Sink::start(s.addr, PUBLISHERS, TOPIC_PREFIX, PROBE_TOPIC)?;
+                Ok(())
+            }
+        }
+    }
+
+    fn check_alive(&mut self) -> Result<(), Error> {
+        match self {
+            UpstreamProcess::Mosquitto(p) => p.check_alive(),
+            UpstreamProcess::Sink(_) => Ok(()),
+        }
+    }
+}
+
+pub fn run(
+    options: &Options,
+    phase: Phase,
+    upstream_kind: Upstream,
+    out: &mut Object,
+) -> Result<(), Error> {
+    let mut upstream = match upstream_kind {
+        Upstream::Mosquitto => {
+            // The upstream keeps its data (none: persistence off) in its own directory.
+            let launcher =
+                Launcher { kind: Kind::Mosquitto, data_dir: None, ..options.launcher.clone() };
+            let settings = Settings {
+                mosquitto_inflight: Some(options.upstream_inflight),
+                upstream: true,
+                ..Settings::default()
+            };
+            UpstreamProcess::Mosquitto(BrokerProcess::start(&launcher, &settings, "upstream")?)
+        }
+        Upstream::Sink => UpstreamProcess::Sink(Sink::start(
+            "127.0.0.1:0".parse().map_err(|_| Error::new("bad sink address"))?,
+            PUBLISHERS,
+            TOPIC_PREFIX,
+            PROBE_TOPIC,
+        )?),
     };
-    let mut upstream = BrokerProcess::start(&upstream_launcher, &upstream_settings, "upstream")?;
+    out.str(
+        "upstream",
+        match upstream_kind {
+            Upstream::Mosquitto => "mosquitto",
+            Upstream::Sink => "sink",
+        },
+    );
     let bridge = BridgeSettings {
-        upstream: upstream.addr,
+        upstream: upstream.addr(),
         client_id: BRIDGE_CLIENT_ID.to_string(),
         inflight: options.bridge_inflight,
         queue: BRIDGE_QUEUE,
@@ -99,22 +180,32 @@ pub fn run(options: &Options, phase: Phase, out: &mut Object) -> Result<(), Erro
     out.int("publishers", PUBLISHERS as u64)
         .int("window", options.window as u64)
         .int("bridge_inflight", u64::from(options.bridge_inflight))
+        .int("upstream_inflight", u64::from(options.upstream_inflight))
         .int("bridge_queue", BRIDGE_QUEUE as u64)
         .int("retry_s", u64::from(RETRY_S))
         .int("payload_bytes", crate::payload::PAYLOAD_LEN as u64);
 
     // Subscribed upstream first, then the link is up once a probe made it through.
-    let sub = connect_subscriber(&upstream, options)?;
+    let sub = match &upstream {
+        UpstreamProcess::Mosquitto(p) => Some(connect_subscriber(p, options)?),
+        UpstreamProcess::Sink(_) => None,
+    };
     let linked = wait_linked(&local, &upstream, options)?;
     out.num("link_up_s", linked.as_secs_f64());
     let result = match phase {
         Phase::Live => live(options, &mut local, &upstream, sub, out),
         Phase::Replay | Phase::Kill9 => {
-            sub.close();
+            if let Some(sub) = sub {
+                sub.close();
+            }
             replay(options, phase, &mut local, &mut upstream, out)
         }
     };
     out.int("broker_log_lines", local.log_lines());
+    if let UpstreamProcess::Sink(sink) = &upstream {
+        out.int("sink_connections", sink.connections())
+            .int("sink_other_topics", sink.other_topics());
+    }
     local.check_alive()?;
     upstream.check_alive()?;
     result
@@ -130,13 +221,19 @@ fn connect_subscriber(upstream: &BrokerProcess, options: &Options) -> Result<Cli
 /// Publishes QoS 0 probes locally until one arrives upstream; how long that took.
 fn wait_linked(
     local: &BrokerProcess,
-    upstream: &BrokerProcess,
+    upstream: &UpstreamProcess,
     options: &Options,
 ) -> Result<Duration, Error> {
     let started = Instant::now();
-    let (mut probe_sub, _) =
-        Client::connect(upstream.addr, &ConnectOptions::new("bench-probe-sub", options.version))?;
-    probe_sub.subscribe(PROBE_TOPIC, QoS::AtMostOnce)?;
+    let mut probe_sub = match upstream {
+        UpstreamProcess::Mosquitto(p) => {
+            let (mut sub, _) =
+                Client::connect(p.addr, &ConnectOptions::new("bench-probe-sub", options.version))?;
+            sub.subscribe(PROBE_TOPIC, QoS::AtMostOnce)?;
+            Some(sub)
+        }
+        UpstreamProcess::Sink(_) => None,
+    };
     let (mut probe_pub, _) =
         Client::connect(local.addr, &ConnectOptions::new("bench-probe-pub", options.version))?;
     let topic = std::rc::Rc::from(PROBE_TOPIC);
@@ -150,16 +247,30 @@ fn wait_linked(
         probe_pub.queue_publish(&topic, QoS::AtMostOnce, b"probe");
         probe_pub.flush()?;
         let deadline = Instant::now() + Duration::from_millis(100);
-        let mut got = false;
-        while let Some(packet) = probe_sub.read_packet(deadline)? {
-            got |= matches!(packet, Packet::Publish(_));
-        }
+        let got = match (&mut probe_sub, upstream) {
+            (Some(sub), _) => {
+                let mut got = false;
+                while let Some(packet) = sub.read_packet(deadline)? {
+                    got |= matches!(packet, Packet::Publish(_));
+                }
+                got
+            }
+            (None, UpstreamProcess::Sink(sink)) => {
+                while sink.probes() == 0 && Instant::now() < deadline {
+                    thread::sleep(Duration::from_millis(1));
+                }
+                sink.probes() > 0
+            }
+            (None, UpstreamProcess::Mosquitto(_)) => false,
+        };
         if got {
             break started.elapsed();
         }
     };
     probe_pub.close();
-    probe_sub.close();
+    if let Some(sub) = probe_sub {
+        sub.close();
+    }
     Ok(linked)
 }
 
@@ -210,8 +321,8 @@ fn subscriber_plan(epoch: Instant) -> SubscriberPlan {
 fn live(
     options: &Options,
     local: &mut BrokerProcess,
-    upstream: &BrokerProcess,
-    sub: Client,
+    upstream: &UpstreamProcess,
+    sub: Option<Client>,
     out: &mut Object,
 ) -> Result<(), Error> {
     let pub_clients = connect_publishers(local, options)?;
@@ -222,15 +333,28 @@ fn live(
     let end = start + options.duration;
     let control = SubscriberControl::new(LIVE_QUIET, end + DRAIN_LIMIT);
     let stop = AtomicBool::new(false);
+    let upstream_process = match upstream {
+        UpstreamProcess::Mosquitto(p) => Some(p),
+        UpstreamProcess::Sink(_) => None,
+    };
     let before = local.usage()?;
-    let upstream_before = upstream.usage()?;
+    let upstream_before = upstream_process.map(BrokerProcess::usage).transpose()?;
     let mut clients = Vec::with_capacity(PUBLISHERS + 1);
     let (pub_results, sub_result) = thread::scope(|s| {
         let clients = &mut clients;
         let control = &control;
         let stop = &stop;
         let plan = subscriber_plan(epoch);
-        let sub_handle = s.spawn(move || worker::subscribe(sub, &plan, control));
+        let sub_handle = match (sub, upstream) {
+            (Some(sub), _) => s.spawn(move || {
+                let (result, client) = worker::subscribe(sub, &plan, control);
+                (result, Some(client))
+            }),
+            (None, UpstreamProcess::Sink(sink)) => s.spawn(move || (Ok(sink.wait(control)), None)),
+            (None, UpstreamProcess::Mosquitto(_)) => {
+                s.spawn(|| (Err(Error::new("no upstream subscriber")), None))
+            }
+        };
         let pub_handles: Vec<_> = pub_clients
             .into_iter()
             .enumerate()
@@ -243,10 +367,17 @@ fn live(
             pub_handles.into_iter().map(|h| join(h, "publisher", clients)).collect();
         let sent: u64 = pub_results.iter().filter_map(|r| r.as_ref().ok()).map(|p| p.sent).sum();
         control.expected.store(sent, Ordering::Release);
-        (pub_results, join(sub_handle, "subscriber", clients))
+        let sub_result = match sub_handle.join() {
+            Ok((result, client)) => {
+                clients.extend(client);
+                result
+            }
+            Err(_) => Err(Error::new("subscriber thread panicked")),
+        };
+        (pub_results, sub_result)
     });
     let after = local.usage()?;
-    let upstream_after = upstream.usage()?;
+    let upstream_after = upstream_process.map(BrokerProcess::usage).transpose()?;
     close_all(clients);
 
     let mut errors = FirstError::default();
@@ -276,7 +407,9 @@ fn live(
             .num("max_gap_ms", sub.max_gap.as_secs_f64() * 1000.0)
             .str("subscriber_ended_by", sub.ended_by);
         record_usage(out, "", &before, &after, delivered);
-        record_usage(out, "upstream_", &upstream_before, &upstream_after, delivered);
+        if let (Some(b), Some(a)) = (&upstream_before, &upstream_after) {
+            record_usage(out, "upstream_", b, a, delivered);
+        }
     }
     out.int("peak_rss_kb", after.hwm_kb);
     errors.into_result()
@@ -287,10 +420,10 @@ fn replay(
     options: &Options,
     phase: Phase,
     local: &mut BrokerProcess,
-    upstream: &mut BrokerProcess,
+    upstream: &mut UpstreamProcess,
     out: &mut Object,
 ) -> Result<(), Error> {
-    upstream.kill9()?;
+    upstream.kill()?;
     thread::sleep(NOTICE);
 
     let total = options.bridge_messages;
@@ -353,18 +486,30 @@ fn replay(
     let restarted = local.usage()?;
 
     // The upstream comes back; its subscriber is subscribed before the bridge can reconnect.
-    let log_from = upstream.log_len();
     let upstream_start = Instant::now();
-    upstream.restart()?;
-    let sub = connect_subscriber(upstream, options)?;
-    let subscribed_ms = upstream_start.elapsed().as_secs_f64() * 1000.0;
     let control = SubscriberControl::new(REPLAY_QUIET, upstream_start + DRAIN_LIMIT);
     control.expected.store(acked, Ordering::Release);
-    let (result, sub) = worker::subscribe(sub, &subscriber_plan(epoch), &control);
+    let (sub, subscribed_ms) = match upstream {
+        UpstreamProcess::Mosquitto(p) => {
+            let log_from = p.log_len();
+            p.restart()?;
+            let sub = connect_subscriber(p, options)?;
+            let subscribed_ms = upstream_start.elapsed().as_secs_f64() * 1000.0;
+            let (result, sub) = worker::subscribe(sub, &subscriber_plan(epoch), &control);
+            sub.close();
+            check_subscribed_first(&p.log_text(), log_from)?;
+            (result?, subscribed_ms)
+        }
+        UpstreamProcess::Sink(_) => {
+            upstream.restart()?;
+            let subscribed_ms = upstream_start.elapsed().as_secs_f64() * 1000.0;
+            let UpstreamProcess::Sink(sink) = upstream else {
+                return Err(Error::new("upstream changed kind"));
+            };
+            (sink.wait(&control), subscribed_ms)
+        }
+    };
     let after = local.usage()?;
-    sub.close();
-    check_subscribed_first(&upstream.log_text(), log_from)?;
-    let sub = result?;
     let delivered = sub.unique();
     let lost: u64 = sub.trackers.iter().zip(&sent_by).map(|(t, &n)| t.missing(n)).sum();
     let since = |t: Option<Instant>| {

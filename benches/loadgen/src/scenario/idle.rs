@@ -1,5 +1,7 @@
 //! Idle connections: open `connections` MQTT connections (CONNECT, clean session, keep-alive
-//! 60 s), then measure what the broker holds for them and what it does while nothing happens.
+//! 60 s), each holding one QoS 1 subscription of its own (`idle/<n>/cmd`, as a device
+//! listening for its commands), then measure what the broker holds for them and what it does
+//! while nothing happens, and what it gives back once they have all gone.
 //!
 //! With two or more CPUs the load generator is pinned to CPU 0 and the broker to CPU 1
 //! (`--no-pin` leaves placement to the scheduler, which makes the connect rate bimodal).
@@ -11,13 +13,18 @@
 //! anything: the broker's CPU time (utime + stime) and context switches (voluntary +
 //! involuntary, all threads) over that window give `idle_cpu_pct` and `idle_wakeups_per_s`
 //! (a sleep in `epoll_wait` that ends is one voluntary switch). With keep-alive 60 s no
-//! client timer is due in the window. At the end every socket is checked to be still open.
+//! client timer is due in the window. At the end every socket is checked to be still open,
+//! then all are closed (DISCONNECT) and `rss_closed_kb` is VmRSS `SETTLE` later:
+//! `closed_over_start` = rss_closed / start RSS says how much of the storm's memory the
+//! broker gave back. `idle_15k` is the same with 15,000 connections.
 //! Needs about `connections` file descriptors in this process and in the broker.
 
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{record_usage, Options};
+use edgemq::codec::QoS;
+
+use super::{close_all, record_usage, Options};
 use crate::broker::{pin_to_cpu, BrokerProcess, Settings};
 use crate::client::{Client, ConnectOptions};
 use crate::json::Object;
@@ -26,17 +33,17 @@ use crate::Error;
 const BATCH: usize = 50;
 const SETTLE: Duration = Duration::from_secs(1);
 
-pub fn run(options: &Options, out: &mut Object) -> Result<(), Error> {
+pub fn run(options: &Options, connections: usize, out: &mut Object) -> Result<(), Error> {
     let settings = Settings {
         // Head-room for the readiness probe and anything that lingers.
-        max_connections: options.connections + 100,
+        max_connections: connections + 100,
         max_inflight: options.broker_inflight,
         durability: options.durability,
         ..Settings::default()
     };
     let mut broker = BrokerProcess::start(&options.launcher, &settings, "idle")?;
     let addr = broker.addr;
-    out.int("connections", options.connections as u64);
+    out.int("connections", connections as u64);
     // Unpinned, the connect rate of either broker flips between two levels (about 22k and 35k
     // connections/s here) with the scheduler's placement of the two processes: on separate
     // CPUs it measures the broker's accept path instead.
@@ -51,26 +58,34 @@ pub fn run(options: &Options, out: &mut Object) -> Result<(), Error> {
     let before = broker.usage()?;
     out.int("start_rss_kb", before.rss_kb);
 
-    let mut clients = Vec::with_capacity(options.connections);
+    let mut clients = Vec::with_capacity(connections);
     let mut failure = None;
     let started = Instant::now();
-    'outer: while clients.len() < options.connections {
-        let n = BATCH.min(options.connections - clients.len());
+    'outer: while clients.len() < connections {
+        let n = BATCH.min(connections - clients.len());
         let mut batch = Vec::with_capacity(n);
         for _ in 0..n {
             let id = format!("idle-{}", clients.len() + batch.len());
             let connect = ConnectOptions::new(id, options.version);
-            match Client::start_connect(addr, &connect) {
-                Ok(client) => batch.push(client),
+            let filter = format!("idle/{}/cmd", clients.len() + batch.len());
+            let started = Client::start_connect(addr, &connect).and_then(|mut client| {
+                let packet_id = client.queue_subscribe(&filter, QoS::AtLeastOnce);
+                client.flush()?;
+                Ok((client, filter, packet_id))
+            });
+            match started {
+                Ok(started) => batch.push(started),
                 Err(e) => {
                     failure = Some(e);
                     break;
                 }
             }
         }
-        for mut client in batch {
-            match client.finish_connect() {
-                Ok(_) => clients.push(client),
+        for (mut client, filter, packet_id) in batch {
+            let finished =
+                client.finish_connect().and_then(|_| client.finish_subscribe(&filter, packet_id));
+            match finished {
+                Ok(()) => clients.push(client),
                 Err(e) => {
                     failure.get_or_insert(e);
                 }
@@ -117,9 +132,16 @@ pub fn run(options: &Options, out: &mut Object) -> Result<(), Error> {
             "idle_wakeups_per_s",
             idle.switches().saturating_sub(after.switches()) as f64 / window_s,
         );
-    out.int("peak_rss_kb", idle.hwm_kb).int("broker_log_lines", broker.log_lines());
+    out.int("peak_rss_kb", idle.hwm_kb);
     broker.check_alive()?;
-    drop(clients);
+    // Everyone leaves: what does the broker give back?
+    close_all(clients);
+    thread::sleep(SETTLE);
+    let closed = broker.usage()?;
+    out.int("rss_closed_kb", closed.rss_kb)
+        .num("closed_over_start", closed.rss_kb as f64 / before.rss_kb.max(1) as f64)
+        .int("broker_log_lines", broker.log_lines());
+    broker.check_alive()?;
     if let Some(e) = failure {
         return Err(Error::new(format!("after {connected} connections: {e}")));
     }

@@ -10,6 +10,8 @@ mod bridge;
 mod idle;
 mod latency;
 mod offline;
+mod restart;
+mod storm;
 mod throughput;
 pub mod worker;
 
@@ -22,35 +24,68 @@ use crate::broker::{BrokerProcess, Durability, Kind, Launcher, Usage};
 use crate::client::Client;
 use crate::json::Object;
 use crate::Error;
+use throughput::Shape;
+
+/// `publishers` to `subscribers` plain subscribers, nothing else.
+fn shape(publishers: usize, subscribers: usize) -> Shape {
+    Shape { publishers, subscribers, ..Shape::default() }
+}
 
 /// Every scenario, in the order `run.sh` runs them.
 pub const ALL: &[&str] = &[
     "fanin_q0",
     "fanin_q1",
+    "fanin_q1_ws",
     "fanin_q2",
+    "fanin_shared_q1",
     "fanout_q0",
     "fanout_q1",
+    "fanout_alias_q0",
+    "fanout1k_q0",
+    "fanout1k_q1",
     "latency_q0",
     "latency_q1",
     "idle",
+    "idle_15k",
     "offline",
+    "storm",
+    "storm_15k",
+    "restart_big",
     "stuck",
     "bridge_live",
     "bridge_replay",
     "bridge_kill9",
+    "bridge_live_sink",
+    "bridge_replay_sink",
+    "bridge_kill9_sink",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
     FanIn(QoS),
+    /// Fan-in with every client over WebSockets.
+    FanInWs(QoS),
     FanOut(QoS),
+    /// 1 publisher -> 1,000 subscribers.
+    FanOutWide(QoS),
     Latency(QoS),
-    Idle,
+    /// Idle connections: `--connections` of them, or a fixed count (`idle_15k`).
+    Idle(Option<usize>),
     Offline,
+    /// Persistent sessions with queued messages reconnecting at once: `--connections` of
+    /// them, or a fixed count (`storm_15k`).
+    Storm(Option<usize>),
+    /// A graceful restart with 10,000 sessions and 1,000,000 queued messages.
+    RestartBig,
     /// Fan-in QoS 1 beside a subscriber that never reads nor acknowledges.
     Stuck,
-    /// A local broker bridging to an upstream Mosquitto (`bridge.rs`).
-    Bridge(bridge::Phase),
+    /// Fan-in QoS 1 to one subscriber and a shared group of 4 (`throughput.rs`).
+    FanInShared,
+    /// Fan-out QoS 0 over 5.0, half the subscribers taking topic aliases (`throughput.rs`).
+    FanOutAlias,
+    /// A local broker bridging to an upstream Mosquitto or to the load generator's sink
+    /// (`bridge.rs`).
+    Bridge(bridge::Phase, bridge::Upstream),
 }
 
 impl Scenario {
@@ -58,17 +93,29 @@ impl Scenario {
         Some(match name {
             "fanin_q0" => Scenario::FanIn(QoS::AtMostOnce),
             "fanin_q1" => Scenario::FanIn(QoS::AtLeastOnce),
+            "fanin_q1_ws" => Scenario::FanInWs(QoS::AtLeastOnce),
             "fanin_q2" => Scenario::FanIn(QoS::ExactlyOnce),
             "fanout_q0" => Scenario::FanOut(QoS::AtMostOnce),
             "fanout_q1" => Scenario::FanOut(QoS::AtLeastOnce),
+            "fanout1k_q0" => Scenario::FanOutWide(QoS::AtMostOnce),
+            "fanout1k_q1" => Scenario::FanOutWide(QoS::AtLeastOnce),
             "latency_q0" => Scenario::Latency(QoS::AtMostOnce),
             "latency_q1" => Scenario::Latency(QoS::AtLeastOnce),
-            "idle" => Scenario::Idle,
+            "idle" => Scenario::Idle(None),
+            "idle_15k" => Scenario::Idle(Some(15_000)),
             "offline" => Scenario::Offline,
+            "storm" => Scenario::Storm(None),
+            "storm_15k" => Scenario::Storm(Some(15_000)),
+            "restart_big" => Scenario::RestartBig,
             "stuck" => Scenario::Stuck,
-            "bridge_live" => Scenario::Bridge(bridge::Phase::Live),
-            "bridge_replay" => Scenario::Bridge(bridge::Phase::Replay),
-            "bridge_kill9" => Scenario::Bridge(bridge::Phase::Kill9),
+            "fanin_shared_q1" => Scenario::FanInShared,
+            "fanout_alias_q0" => Scenario::FanOutAlias,
+            "bridge_live" => Scenario::Bridge(bridge::Phase::Live, bridge::Upstream::Mosquitto),
+            "bridge_replay" => Scenario::Bridge(bridge::Phase::Replay, bridge::Upstream::Mosquitto),
+            "bridge_kill9" => Scenario::Bridge(bridge::Phase::Kill9, bridge::Upstream::Mosquitto),
+            "bridge_live_sink" => Scenario::Bridge(bridge::Phase::Live, bridge::Upstream::Sink),
+            "bridge_replay_sink" => Scenario::Bridge(bridge::Phase::Replay, bridge::Upstream::Sink),
+            "bridge_kill9_sink" => Scenario::Bridge(bridge::Phase::Kill9, bridge::Upstream::Sink),
             _ => return None,
         })
     }
@@ -76,14 +123,30 @@ impl Scenario {
     pub fn name(self) -> String {
         match self {
             Scenario::FanIn(q) => format!("fanin_q{}", q.bits()),
+            Scenario::FanInWs(q) => format!("fanin_q{}_ws", q.bits()),
             Scenario::FanOut(q) => format!("fanout_q{}", q.bits()),
+            Scenario::FanOutWide(q) => format!("fanout1k_q{}", q.bits()),
             Scenario::Latency(q) => format!("latency_q{}", q.bits()),
-            Scenario::Idle => "idle".to_string(),
+            Scenario::Idle(None) => "idle".to_string(),
+            Scenario::Idle(Some(n)) => format!("idle_{}k", n / 1000),
             Scenario::Offline => "offline".to_string(),
+            Scenario::Storm(None) => "storm".to_string(),
+            Scenario::Storm(Some(n)) => format!("storm_{}k", n / 1000),
+            Scenario::RestartBig => "restart_big".to_string(),
             Scenario::Stuck => "stuck".to_string(),
-            Scenario::Bridge(bridge::Phase::Live) => "bridge_live".to_string(),
-            Scenario::Bridge(bridge::Phase::Replay) => "bridge_replay".to_string(),
-            Scenario::Bridge(bridge::Phase::Kill9) => "bridge_kill9".to_string(),
+            Scenario::FanInShared => "fanin_shared_q1".to_string(),
+            Scenario::FanOutAlias => "fanout_alias_q0".to_string(),
+            Scenario::Bridge(phase, upstream) => {
+                let phase = match phase {
+                    bridge::Phase::Live => "live",
+                    bridge::Phase::Replay => "replay",
+                    bridge::Phase::Kill9 => "kill9",
+                };
+                match upstream {
+                    bridge::Upstream::Mosquitto => format!("bridge_{phase}"),
+                    bridge::Upstream::Sink => format!("bridge_{phase}_sink"),
+                }
+            }
         }
     }
 }
@@ -157,6 +220,8 @@ pub struct Options {
     pub bridge_messages: u64,
     /// Messages in flight from the local broker's bridge to the upstream, both brokers.
     pub bridge_inflight: u16,
+    /// The upstream Mosquitto's window towards its measuring subscriber (`max_inflight_messages`).
+    pub upstream_inflight: u16,
     /// `offline`: a file with `fsyncs=N fsyncdirs=N ...` counters (tests/powercut/lossyfs.py's
     /// control file), read before and after the enqueue phase.
     pub fs_status: Option<std::path::PathBuf>,
@@ -168,15 +233,22 @@ impl Options {
     fn variant(&self, scenario: Scenario) -> &'static str {
         match (self.launcher.kind, scenario) {
             (Kind::Edgemq, _) => self.durability.name(),
-            (Kind::Mosquitto, Scenario::FanIn(_) | Scenario::FanOut(_) | Scenario::Stuck) => {
-                self.mosquitto_variant.name()
-            }
-            (Kind::Mosquitto, Scenario::Latency(_) | Scenario::Idle) => {
+            (
+                Kind::Mosquitto,
+                Scenario::FanIn(_)
+                | Scenario::FanInWs(_)
+                | Scenario::FanOut(_)
+                | Scenario::FanOutWide(_)
+                | Scenario::Stuck
+                | Scenario::FanInShared
+                | Scenario::FanOutAlias,
+            ) => self.mosquitto_variant.name(),
+            (Kind::Mosquitto, Scenario::Latency(_) | Scenario::Idle(_) | Scenario::Storm(_)) => {
                 MosquittoVariant::Defaults.name()
             }
-            (Kind::Mosquitto, Scenario::Offline) => "persistence",
+            (Kind::Mosquitto, Scenario::Offline | Scenario::RestartBig) => "persistence",
             // Mosquitto as the bridge, with its default persistence (off).
-            (Kind::Mosquitto, Scenario::Bridge(_)) => "bridge",
+            (Kind::Mosquitto, Scenario::Bridge(..)) => "bridge",
         }
     }
 }
@@ -190,13 +262,33 @@ pub fn run(scenario: Scenario, options: &Options) -> Object {
         .str("protocol", if options.version.is_v5() { "5.0" } else { "3.1.1" })
         .bool("ok", false);
     let result = match scenario {
-        Scenario::FanIn(qos) => throughput::run(options, 4, 1, 0, qos, &mut out),
-        Scenario::FanOut(qos) => throughput::run(options, 1, 8, 0, qos, &mut out),
-        Scenario::Stuck => throughput::run(options, 4, 1, 1, QoS::AtLeastOnce, &mut out),
+        Scenario::FanIn(qos) => throughput::run(options, shape(4, 1), qos, &mut out),
+        Scenario::FanInWs(qos) => {
+            let shape = Shape { websocket: true, ..shape(4, 1) };
+            throughput::run(options, shape, qos, &mut out)
+        }
+        Scenario::FanOut(qos) => throughput::run(options, shape(1, 8), qos, &mut out),
+        Scenario::FanOutWide(qos) => throughput::run(options, shape(1, 1000), qos, &mut out),
+        Scenario::Stuck => {
+            let shape = Shape { stuck_subscribers: 1, ..shape(4, 1) };
+            throughput::run(options, shape, QoS::AtLeastOnce, &mut out)
+        }
+        Scenario::FanInShared => {
+            let shape = Shape { group: 4, ..shape(4, 1) };
+            throughput::run(options, shape, QoS::AtLeastOnce, &mut out)
+        }
+        Scenario::FanOutAlias => {
+            let shape = Shape { alias_subscribers: 4, ..shape(1, 8) };
+            throughput::run(options, shape, QoS::AtMostOnce, &mut out)
+        }
         Scenario::Latency(qos) => latency::run(options, qos, &mut out),
-        Scenario::Idle => idle::run(options, &mut out),
+        Scenario::Idle(count) => idle::run(options, count.unwrap_or(options.connections), &mut out),
         Scenario::Offline => offline::run(options, &mut out),
-        Scenario::Bridge(phase) => bridge::run(options, phase, &mut out),
+        Scenario::RestartBig => restart::run(options, &mut out),
+        Scenario::Storm(count) => {
+            storm::run(options, count.unwrap_or(options.connections), &mut out)
+        }
+        Scenario::Bridge(phase, upstream) => bridge::run(options, phase, upstream, &mut out),
     };
     match result {
         Ok(()) => {

@@ -294,7 +294,7 @@ impl FsSyncs {
 }
 
 /// Bytes of the files directly in `dir` (the store is flat).
-fn dir_size(dir: &Path) -> u64 {
+pub(super) fn dir_size(dir: &Path) -> u64 {
     fs::read_dir(dir)
         .map(|entries| {
             entries

@@ -1,4 +1,9 @@
 //! Fan-in (4 publishers -> 1 subscriber) and fan-out (1 publisher -> 8 subscribers), and
+//! `fanin_shared_q1`: fan-in QoS 1 to one subscriber and, beside it, a shared subscription
+//! group of 4 members (`$share/bench/...`) that must get every message exactly once between
+//! them; `fanout_alias_q0`: fan-out QoS 0 over MQTT 5.0 where 4 of the 8 subscribers announce
+//! a Topic Alias Maximum, to measure the bytes the broker's topic aliases save per delivery
+//! (and what they cost, in CPU per message against `fanout_q0`). And
 //! `stuck`: fan-in QoS 1 with one more subscriber on the same filter that subscribes at QoS 1
 //! and then never reads its socket nor acknowledges anything (a hung dashboard). A broker that
 //! lets it hold the publishers stalls them (an error after `worker::STALL`); the numbers that
@@ -20,12 +25,15 @@
 //! publishers together send at most `--queue` messages, so the subscriber's queue is never a
 //! configured drop point. Everywhere else publishers publish for the whole duration
 //! (`MAX_UNCAPPED_PER_PUBLISHER` is only a safety bound).
+//!
+//! `fanin_q1_ws` is fan-in QoS 1 with every client over WebSockets (both brokers get a
+//! WebSocket listener beside their TCP one), to compare with `fanin_q1` over TCP.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use edgemq::codec::QoS;
+use edgemq::codec::{ProtocolVersion, QoS};
 
 use super::worker::{self, PublisherPlan, SubscriberControl, SubscriberPlan};
 use super::{
@@ -47,14 +55,30 @@ const QUIET: Duration = Duration::from_secs(2);
 /// Subscribers stop at `end + DRAIN_LIMIT` whatever happens.
 const DRAIN_LIMIT: Duration = Duration::from_secs(20);
 
-pub fn run(
-    options: &Options,
-    publishers: usize,
-    subscribers: usize,
-    stuck_subscribers: usize,
-    qos: QoS,
-    out: &mut Object,
-) -> Result<(), Error> {
+/// Who takes part in a throughput scenario.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shape {
+    pub publishers: usize,
+    /// Plain subscribers on the fan filter.
+    pub subscribers: usize,
+    /// Subscribers that never read (see `stuck`).
+    pub stuck_subscribers: usize,
+    /// Members of one shared subscription group on the same filter.
+    pub group: usize,
+    /// How many of `subscribers` announce a Topic Alias Maximum; when non-zero every client
+    /// speaks MQTT 5.0.
+    pub alias_subscribers: usize,
+    /// Every client speaks MQTT over WebSockets (the broker gets a `ws` listener).
+    pub websocket: bool,
+}
+
+/// Topic Alias Maximum the alias subscribers announce.
+const ALIAS_MAXIMUM: u16 = 16;
+
+pub fn run(options: &Options, shape: Shape, qos: QoS, out: &mut Object) -> Result<(), Error> {
+    let Shape { publishers, subscribers, stuck_subscribers, group, alias_subscribers, websocket } =
+        shape;
+    let version = if alias_subscribers > 0 { ProtocolVersion::V5 } else { options.version };
     // Against Mosquitto's defaults no limit is written: its queue limit shows up as `lost`.
     let mosquitto_defaults = options.launcher.kind == Kind::Mosquitto
         && options.mosquitto_variant == MosquittoVariant::Defaults;
@@ -63,7 +87,7 @@ pub fn run(
     let capped = options.launcher.kind == Kind::Mosquitto
         && options.mosquitto_variant == MosquittoVariant::NoDrop;
     let settings = Settings {
-        max_connections: 1024,
+        max_connections: (publishers + subscribers + stuck_subscribers + 100).max(1024),
         max_inflight: options.broker_inflight,
         max_queued_messages: options.edgemq_queue.unwrap_or(options.queue),
         durability: options.durability,
@@ -72,6 +96,8 @@ pub fn run(
         persistence: false,
         bridge: None,
         upstream: false,
+        websocket,
+        ..Settings::default()
     };
     // The limits the broker under test actually runs with.
     let (inflight, queue) = match options.launcher.kind {
@@ -83,34 +109,50 @@ pub fn run(
     };
     let dir = if stuck_subscribers > 0 { "stuck" } else { "fan" };
     let mut broker = BrokerProcess::start(&options.launcher, &settings, dir)?;
-    let addr = broker.addr;
+    let addr = if websocket {
+        broker.ws_addr.ok_or_else(|| Error::new("no WebSocket listener"))?
+    } else {
+        broker.addr
+    };
+    let connect_options =
+        |id: String| ConnectOptions { websocket, ..ConnectOptions::new(id, version) };
     record_start_rss(out, &broker)?;
     let filter = "bench/fan/+";
     out.int("publishers", publishers as u64)
+        .int("group_members", group as u64)
+        .int("alias_subscribers", alias_subscribers as u64)
         .int("subscribers", subscribers as u64)
         .int("stuck_subscribers", stuck_subscribers as u64)
         .int("qos", u64::from(qos.bits()))
-        .int("payload_bytes", crate::payload::PAYLOAD_LEN as u64);
+        .int("payload_bytes", crate::payload::PAYLOAD_LEN as u64)
+        .str("transport", if websocket { "websocket" } else { "tcp" });
 
-    let mut sub_clients = Vec::with_capacity(subscribers);
+    let mut sub_clients = Vec::with_capacity(subscribers + group);
     for i in 0..subscribers {
-        let (mut client, _) =
-            Client::connect(addr, &ConnectOptions::new(format!("sub-{i}"), options.version))?;
+        let mut connect = connect_options(format!("sub-{i}"));
+        if i < alias_subscribers {
+            connect.topic_alias_maximum = Some(ALIAS_MAXIMUM);
+        }
+        let (mut client, _) = Client::connect(addr, &connect)?;
         client.subscribe(filter, qos)?;
+        sub_clients.push(client);
+    }
+    // The group's members come after the plain subscribers (their results are split below).
+    for i in 0..group {
+        let (mut client, _) = Client::connect(addr, &connect_options(format!("member-{i}")))?;
+        client.subscribe(&format!("$share/bench/{filter}"), qos)?;
         sub_clients.push(client);
     }
     // Subscribed, then never read until the end: the broker sees a client that stopped.
     let mut stuck_clients = Vec::with_capacity(stuck_subscribers);
     for i in 0..stuck_subscribers {
-        let (mut client, _) =
-            Client::connect(addr, &ConnectOptions::new(format!("stuck-{i}"), options.version))?;
+        let (mut client, _) = Client::connect(addr, &connect_options(format!("stuck-{i}")))?;
         client.subscribe(filter, qos)?;
         stuck_clients.push(client);
     }
     let mut pub_clients = Vec::with_capacity(publishers);
     for i in 0..publishers {
-        let (client, _) =
-            Client::connect(addr, &ConnectOptions::new(format!("pub-{i}"), options.version))?;
+        let (client, _) = Client::connect(addr, &connect_options(format!("pub-{i}")))?;
         pub_clients.push(client);
     }
 
@@ -128,7 +170,7 @@ pub fn run(
     let stop = AtomicBool::new(false);
     let before = broker.usage()?;
 
-    let mut clients = Vec::with_capacity(publishers + subscribers);
+    let mut clients = Vec::with_capacity(publishers + subscribers + group);
     let (pub_results, sub_results) = thread::scope(|s| {
         let clients = &mut clients;
         let control = &control;
@@ -181,8 +223,25 @@ pub fn run(
 
     let mut errors = FirstError::default();
     let pubs: Vec<_> = pub_results.into_iter().filter_map(|r| errors.take(r)).collect();
-    let subs: Vec<_> = sub_results.into_iter().filter_map(|r| errors.take(r)).collect();
+    let mut subs: Vec<_> = sub_results.into_iter().filter_map(|r| errors.take(r)).collect();
+    let members = subs.split_off(subs.len().min(subscribers));
     let sent_by: Vec<u64> = pubs.iter().map(|p| p.sent).collect();
+    if group > 0 {
+        record_group(out, &members, &sent_by, start);
+    }
+    if alias_subscribers > 0 {
+        let per_delivery = |subs: &[worker::SubscriberStats]| {
+            let bytes: u64 = subs.iter().map(|s| s.bytes).sum();
+            let received: u64 = subs.iter().map(|s| s.received).sum();
+            bytes as f64 / received.max(1) as f64
+        };
+        let split = alias_subscribers.min(subs.len());
+        let (aliased, plain) = subs.split_at(split);
+        let (with, without) = (per_delivery(aliased), per_delivery(plain));
+        out.num("alias_bytes_per_msg", with)
+            .num("plain_bytes_per_msg", without)
+            .num("alias_bytes_saved_pct", 100.0 * (without - with) / without);
+    }
     let published: u64 = sent_by.iter().sum();
     let delivered: u64 = subs.iter().map(|s| s.unique()).sum();
     let lost: u64 = subs
@@ -231,4 +290,30 @@ pub fn run(
     out.int("peak_rss_kb", after.hwm_kb).int("broker_log_lines", broker.log_lines());
     broker.check_alive()?;
     errors.into_result()
+}
+
+/// The shared group's outcome: every message once between the members (`group_lost`,
+/// `group_duplicates` must be 0), their rate, and how the messages were spread.
+fn record_group(
+    out: &mut Object,
+    members: &[worker::SubscriberStats],
+    sent_by: &[u64],
+    start: Instant,
+) {
+    let mut union: Vec<crate::payload::SeqTracker> = vec![Default::default(); sent_by.len()];
+    for member in members {
+        for (all, mine) in union.iter_mut().zip(&member.trackers) {
+            all.merge(mine);
+        }
+    }
+    let delivered: u64 = union.iter().map(|t| t.unique).sum();
+    let lost: u64 = union.iter().zip(sent_by).map(|(t, &sent)| t.missing(sent)).sum();
+    let last = members.iter().filter_map(|m| m.last_receive).max();
+    let elapsed = last.map_or(f64::NAN, |t| t.duration_since(start).as_secs_f64());
+    let split: Vec<String> = members.iter().map(|m| m.unique().to_string()).collect();
+    out.int("group_delivered", delivered)
+        .int("group_lost", lost)
+        .int("group_duplicates", union.iter().map(|t| t.duplicates).sum())
+        .num("group_msg_per_s", delivered as f64 / elapsed)
+        .str("group_split", &split.join(","));
 }

@@ -295,6 +295,8 @@ pub struct SubscriberStats {
     pub latencies_ns: Vec<u64>,
     /// Why the subscriber stopped before it had every expected message, if it did.
     pub ended_by: &'static str,
+    /// Bytes the broker sent this subscriber, from its SUBACK on.
+    pub bytes: u64,
 }
 
 impl SubscriberStats {
@@ -333,6 +335,7 @@ fn subscribe_inner(
         ..SubscriberStats::default()
     };
     let mut last_activity = Instant::now();
+    let bytes_before = client.bytes_read();
     loop {
         let now = Instant::now();
         let expected = control.expected.load(Ordering::Acquire);
@@ -401,5 +404,6 @@ fn subscribe_inner(
         last_activity = Instant::now();
     }
     client.flush()?;
+    stats.bytes = client.bytes_read() - bytes_before;
     Ok(stats)
 }
