@@ -23,7 +23,7 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use common::packets::{self, Connack, Connect};
 use common::{
-    assert_broker_serves, parse_listening_port, quiet_period, scaled, skip_in_reference, timeout,
-    timeout_scale, Broker, BrokerBuilder, ReadEnd, TempDir, TestClient,
+    assert_broker_serves, closed_within, parse_listening_port, quiet_period, scaled,
+    skip_in_reference, timeout, timeout_scale, Broker, BrokerBuilder, ReadEnd, TempDir, TestClient,
 };
 
 /// Peak RSS (`VmHWM`) bound for the flood, debug build. What the broker may hold for it: 256
@@ -246,28 +246,6 @@ fn connect_retrying(broker: &Broker, client_id: &str, within: Duration) -> (Test
              new client in"
         );
         thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Whether the broker closed `stream` within `within` (EOF or reset), reading what comes.
-fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        stream.set_read_timeout(Some(left)).expect("set_read_timeout");
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return false
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return true,
-        }
     }
 }
 

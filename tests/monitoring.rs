@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use common::packets::{kind, prop, Ack, Connect, Property, Publish};
 use common::{
-    assert_broker_serves, require_tool_from, scaled, skip_in_reference, timeout, Broker,
+    assert_broker_serves, http_addr, require_tool_from, scaled, skip_in_reference, timeout, Broker,
     BrokerBuilder, TestClient,
 };
 
@@ -70,15 +70,6 @@ fn wait_sys(
 
 fn number(text: &str) -> f64 {
     text.trim().parse().unwrap_or(f64::NAN)
-}
-
-/// The HTTP port from the broker's log line.
-fn http_addr(broker: &Broker) -> SocketAddr {
-    let line = broker.wait_for_log("the http listener's address", |l| {
-        l.contains("http: serving /metrics and /health on ")
-    });
-    let addr = line.rsplit(" on ").next().and_then(|rest| rest.split_whitespace().next());
-    addr.and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("no address in {line:?}"))
 }
 
 fn http_broker() -> BrokerBuilder {

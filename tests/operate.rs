@@ -22,35 +22,9 @@ use std::time::{Duration, Instant};
 
 use common::packets::Connect;
 use common::{
-    edgemq_command, skip_in_reference, timeout, Broker, BrokerBuilder, Process, TempDir, TestClient,
+    closed_within, edgemq_command, skip_in_reference, timeout, Broker, BrokerBuilder, Process,
+    TempDir, TestClient,
 };
-
-/// Whether the broker closed `stream` (EOF or reset) within `within`.
-fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    let mut buf = [0u8; 256];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        stream.set_read_timeout(Some(left)).expect("set_read_timeout");
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return false
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return true,
-        }
-    }
-}
 
 /// `a` publishes at QoS 1 and `b`, subscribed to `t`, receives it: both still served.
 fn still_served(a: &mut TestClient, b: &mut TestClient, payload: &[u8]) {

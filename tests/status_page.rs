@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use common::packets::{prop, Connect, Property};
 use common::{
-    require_tool_from, scaled, skip_in_reference, timeout, Broker, BrokerBuilder, TestClient,
+    http_addr, require_tool_from, scaled, skip_in_reference, timeout, Broker, BrokerBuilder,
+    TestClient,
 };
 
 fn page_broker() -> BrokerBuilder {
@@ -34,15 +35,6 @@ fn page_broker() -> BrokerBuilder {
         .set("http", "bind", "127.0.0.1:0")
         .mqtt("max_connections_per_address", 0)
         .mqtt("max_pending_connections", 0)
-}
-
-/// The HTTP listener's address, from the broker's log line.
-fn http_addr(broker: &Broker) -> SocketAddr {
-    let line = broker.wait_for_log("the http listener's address", |l| {
-        l.contains("http: serving /metrics and /health on ")
-    });
-    let addr = line.rsplit(" on ").next().and_then(|rest| rest.split_whitespace().next());
-    addr.and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("no address in {line:?}"))
 }
 
 /// `GET path` over a plain socket: (head, body).

@@ -1479,3 +1479,34 @@ fn collect_lines(
 pub fn run_ok(cmd: Command, within: Duration) -> Vec<String> {
     Process::spawn(cmd).expect_success(within)
 }
+
+/// Whether the broker closed `stream` within `within` (EOF or reset), reading what comes.
+pub fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        stream.set_read_timeout(Some(left)).expect("set_read_timeout");
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return false
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return true,
+        }
+    }
+}
+
+/// The HTTP port from the broker's log line.
+pub fn http_addr(broker: &Broker) -> SocketAddr {
+    let line = broker.wait_for_log("the http listener's address", |l| {
+        l.contains("http: serving /metrics and /health on ")
+    });
+    let addr = line.rsplit(" on ").next().and_then(|rest| rest.split_whitespace().next());
+    addr.and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("no address in {line:?}"))
+}
