@@ -107,15 +107,7 @@ for family in text_string_to_metric_families(sys.stdin.read()):
         labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
         print("sample", s.name + ("{" + labels + "}" if labels else ""), repr(float(s.value)))
 "#;
-    let mut child = Command::new(common::PYTHON)
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python3");
-    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("feed the parser");
-    let out = child.wait_with_output().expect("parser output");
+    let out = common::python_with_stdin(SCRIPT, text.as_bytes());
     assert!(
         out.status.success(),
         "prometheus_client could not parse /metrics: {}\n{text}",

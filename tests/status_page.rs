@@ -68,15 +68,7 @@ def walk(path, v):
     else: print(".".join(path), repr(v))
 walk([], doc)
 "#;
-    let mut child = Command::new(common::PYTHON)
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python3");
-    child.stdin.take().expect("stdin").write_all(body).expect("feed the parser");
-    let out = child.wait_with_output().expect("parser output");
+    let out = common::python_with_stdin(SCRIPT, body);
     assert!(
         out.status.success(),
         "python's json could not parse /api/v1/status: {}\n{}",

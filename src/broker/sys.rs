@@ -68,6 +68,8 @@ pub struct Metrics {
     pub publish_dropped: u64,
     pub bytes_received: u64,
     pub bytes_sent: u64,
+    /// Topic bytes not sent because a topic alias stood for them (`alias.rs`).
+    pub topic_bytes_aliased: u64,
     pub subscriptions: u64,
     pub retained_messages: u64,
     /// Messages held for sessions (store rows, clean sessions' memory queues and inflight).
@@ -172,6 +174,13 @@ pub static FIGURES: &[Figure] = &[
         help: "TCP connections accepted (before CONNECT).",
         kind: Kind::Counter,
         value: |m| Some(m.connections_accepted as f64),
+    },
+    Figure {
+        topic: None,
+        metric: Some("edgemq_topic_bytes_aliased_total"),
+        help: "Topic bytes not sent to MQTT 5.0 clients because a topic alias stood for them.",
+        kind: Kind::Counter,
+        value: |m| Some(m.topic_bytes_aliased as f64),
     },
     fig(
         "messages/received",
@@ -515,6 +524,7 @@ impl Broker {
             publish_dropped: self.stats.messages_dropped,
             bytes_received: self.stats.bytes_received,
             bytes_sent: self.stats.bytes_sent,
+            topic_bytes_aliased: self.stats.topic_bytes_aliased,
             subscriptions: gauges.subscriptions as u64,
             retained_messages: gauges.retained_messages as u64,
             messages_stored,

@@ -1510,3 +1510,16 @@ pub fn http_addr(broker: &Broker) -> SocketAddr {
     let addr = line.rsplit(" on ").next().and_then(|rest| rest.split_whitespace().next());
     addr.and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("no address in {line:?}"))
 }
+
+/// Runs `script` with Debian's python3, `input` on its standard input; its output.
+pub fn python_with_stdin(script: &str, input: &[u8]) -> std::process::Output {
+    let mut child = Command::new(PYTHON)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    child.stdin.take().expect("stdin").write_all(input).expect("feed python3");
+    child.wait_with_output().expect("python3's output")
+}

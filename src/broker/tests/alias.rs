@@ -44,6 +44,14 @@ fn topics_are_sent_once_then_as_aliases_with_lru_replacement() {
         ]
     );
     assert_eq!(h.broker.stats().topic_bytes_aliased, 2);
+    // ... and /metrics reports it.
+    let metrics =
+        h.broker.metrics(Instant::now(), &crate::broker::sys::Process { rss_bytes: None });
+    let figure = crate::broker::sys::FIGURES
+        .iter()
+        .find(|f| f.metric == Some("edgemq_topic_bytes_aliased_total"))
+        .expect("the figure");
+    assert_eq!((figure.value)(&metrics), Some(2.0));
 }
 
 #[test]

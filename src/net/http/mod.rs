@@ -314,7 +314,8 @@ mod tests {
     use crate::config::{Durability, SqliteConfig};
     use crate::store::Store;
 
-    fn broker() -> Broker {
+    /// A broker on an in-memory store, for the route tests too.
+    pub(super) fn broker() -> Broker {
         let config = SqliteConfig { durability: Durability::Memory, ..SqliteConfig::default() };
         let store = Store::open(std::path::Path::new("unused"), config).unwrap();
         Broker::new(Limits::default(), store)

@@ -121,16 +121,8 @@ fn health_route(context: &mut Context) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::broker;
     use super::*;
-    use crate::broker::Limits;
-    use crate::config::{Durability, SqliteConfig};
-    use crate::store::Store;
-
-    fn broker() -> Broker {
-        let config = SqliteConfig { durability: Durability::Memory, ..SqliteConfig::default() };
-        let store = Store::open(std::path::Path::new("unused"), config).unwrap();
-        Broker::new(Limits::default(), store)
-    }
 
     fn get(broker: &Broker, method: &str, target: &str) -> Response {
         let mut rates = Load::default();
