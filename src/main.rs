@@ -13,6 +13,7 @@ use edgemq::cli::{self, Command, RunOptions};
 use edgemq::config::{
     env_overrides, is_live, Config, ConfigError, Loaded, OnCorrupt, Override, DEFAULT_CONFIG_ORIGIN,
 };
+use edgemq::heap;
 use edgemq::net::{self, EventLoop, RELOAD_SIGNAL};
 use edgemq::store::{self, Store, StoreError};
 
@@ -226,6 +227,9 @@ fn run(options: &RunOptions) -> ExitCode {
     broker.set_auth(auth);
     broker.set_sys_interval(config.sys.interval, now);
     let restored = broker.restore(snapshot, now);
+    // The snapshot is gone and the page cache holds what the check read: give both back.
+    broker.store().shrink_memory();
+    heap::release_free_memory();
     log::info!(
         "store {} ({} durability): {} sessions, {} subscriptions, {} queued messages, {} retained",
         broker.store().path().display(),

@@ -4,14 +4,15 @@
 //! the sessions. Matching follows one path per topic level (exact, `+`, `#`) and allocates
 //! nothing in the steady state: results go into a caller-owned buffer that is reused for every
 //! publish, and the walk's explicit stack is a scratch `Vec` kept here. Nodes live in an arena
-//! (`Vec`) and are recycled through a free list, so memory is bounded by the number of distinct
-//! filter levels ever subscribed at once.
+//! (`Vec`) and are recycled lowest id first, so memory is bounded by the number of distinct
+//! filter levels subscribed at once: free nodes at the arena's end are dropped, and an arena
+//! left under a quarter full is reallocated smaller (as the slot tables in `slab.rs`).
 //!
 //! Must not recurse: the depth of a filter or a topic comes from a client, so every walk here
 //! is a loop with an explicit stack, and a deep filter costs heap (bounded by
 //! `mqtt.max_topic_levels` and `mqtt.max_subscription_bytes`), never call stack.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroU32;
 
 use super::session::SessionId;
@@ -198,6 +199,9 @@ impl Children {
     }
 }
 
+/// Arena slots kept however empty the tree gets.
+const MIN_ARENA: usize = 64;
+
 /// One pending step of a match: `node` is to be matched against the topic from byte `at` on.
 #[derive(Debug, Clone, Copy)]
 struct Step {
@@ -208,7 +212,9 @@ struct Step {
 #[derive(Debug)]
 pub struct TopicTree {
     nodes: Vec<Node>,
-    free: Vec<NodeId>,
+    /// Free arena slots below the last node in use; the lowest is reused first, so the
+    /// arena's tail empties when subscriptions go.
+    free: BTreeSet<NodeId>,
     subscription_count: usize,
     /// The explicit stack of `matches`, kept between calls so matching allocates nothing once
     /// it has seen the deepest topic (at most `max_topic_levels` deep in the broker).
@@ -227,7 +233,7 @@ impl TopicTree {
     pub fn new() -> TopicTree {
         TopicTree {
             nodes: vec![Node::default()],
-            free: Vec::new(),
+            free: BTreeSet::new(),
             subscription_count: 0,
             steps: Vec::new(),
             path: Vec::new(),
@@ -380,7 +386,7 @@ impl TopicTree {
     }
 
     fn add_child(&mut self, parent: NodeId, level: &str) -> NodeId {
-        let id = match self.free.pop() {
+        let id = match self.free.pop_first() {
             Some(id) => {
                 self.nodes[id as usize] = Node::default();
                 id
@@ -422,7 +428,19 @@ impl TopicTree {
                 _ => {}
             }
             self.nodes[node as usize] = Node::default();
-            self.free.push(node);
+            self.free.insert(node);
+            self.trim_tail();
+        }
+    }
+
+    /// Drops free slots at the arena's end, and reallocates an arena left under a quarter full.
+    fn trim_tail(&mut self) {
+        while self.free.last().is_some_and(|&last| last as usize + 1 == self.nodes.len()) {
+            self.free.pop_last();
+            self.nodes.pop();
+        }
+        if self.nodes.capacity() > MIN_ARENA && self.nodes.len() < self.nodes.capacity() / 4 {
+            self.nodes.shrink_to((self.nodes.len() * 2).max(MIN_ARENA));
         }
     }
 
@@ -504,10 +522,36 @@ mod tests {
         assert!(tree.unsubscribe("a/+", SessionId(2), None));
         assert_eq!(tree.node_count(), 1);
         assert_eq!(tree.len(), 0);
-        // Freed nodes are reused.
+        // The freed nodes were the arena's tail: dropped, and the new ones take their ids.
+        assert_eq!(tree.nodes.len(), 1);
         tree.subscribe("x/y", entry(3));
-        assert_eq!(tree.nodes.len(), 5);
+        assert_eq!(tree.nodes.len(), 3);
         assert_eq!(matched(&mut tree, "x/y"), vec![3]);
+    }
+
+    #[test]
+    fn the_arena_reuses_low_slots_and_shrinks_when_subscriptions_go() {
+        let mut tree = TopicTree::new();
+        for n in 0..10_000u32 {
+            tree.subscribe(&format!("dev/{n}/cmd"), entry(n));
+        }
+        assert_eq!(tree.node_count(), 1 + 1 + 2 * 10_000);
+        let grown = tree.nodes.capacity();
+        // A hole in the middle is filled before the arena grows.
+        assert!(tree.unsubscribe("dev/5/cmd", SessionId(5), None));
+        let len = tree.nodes.len();
+        tree.subscribe("other/x", entry(1));
+        assert_eq!(tree.nodes.len(), len, "the two freed slots were reused");
+        assert!(tree.unsubscribe("other/x", SessionId(1), None));
+        for n in (0..10_000u32).filter(|&n| n != 5) {
+            assert!(tree.unsubscribe(&format!("dev/{n}/cmd"), SessionId(n), None));
+        }
+        assert_eq!(tree.node_count(), 1);
+        assert_eq!(tree.nodes.len(), 1);
+        assert!(tree.free.is_empty());
+        assert!(tree.nodes.capacity() <= MIN_ARENA.max(grown / 4), "{}", tree.nodes.capacity());
+        tree.subscribe("dev/1/cmd", entry(1));
+        assert_eq!(matched(&mut tree, "dev/1/cmd"), vec![1]);
     }
 
     #[test]

@@ -35,6 +35,7 @@ use signal_hook_mio::v1_0::Signals;
 use crate::broker::{Broker, ConnId, Limits, ListenerId, Origin, Outbox};
 use crate::codec::{self, Packet, ProtocolVersion};
 use crate::config::Config;
+use crate::heap::{self, TrimPolicy};
 use crate::log_limit::More;
 use crate::slab::Slab;
 use admission::Admission;
@@ -230,6 +231,8 @@ pub struct EventLoop {
     admission: Admission,
     /// The `[http]` listener, if configured (`http/`).
     http: Option<http::HttpServer>,
+    /// When to give the heap's free pages back after many connections have left (`heap.rs`).
+    heap_trim: TrimPolicy,
     broker: Broker,
 }
 
@@ -352,6 +355,7 @@ impl EventLoop {
                 capacity,
             ),
             http: None,
+            heap_trim: TrimPolicy::default(),
             broker,
         })
     }
@@ -723,6 +727,7 @@ impl EventLoop {
             self.admission.closed(peer.ip(), true);
             return;
         }
+        self.heap_trim.opened(self.sockets.slots.table.len());
         log::debug!("{conn:?}: accepted from {peer} on {}", self.listener_name(origin.listener));
         self.broker.on_accept(conn, origin, now);
     }
@@ -1030,6 +1035,7 @@ impl EventLoop {
     /// Drops every connection marked closing: one last write attempt, then the socket goes
     /// and the broker hears of it (will, session detach).
     fn close_pending(&mut self, now: Instant) {
+        let closing = !self.sockets.to_close.is_empty();
         while let Some(conn) = self.sockets.to_close.pop() {
             let Some(mut connection) = self.sockets.slots.remove(conn) else {
                 continue;
@@ -1052,6 +1058,10 @@ impl EventLoop {
         // A will published by `on_closed` may have queued output for others.
         if !self.sockets.to_flush.is_empty() {
             self.flush_all();
+        }
+        if closing && self.heap_trim.closed(self.sockets.slots.table.len()) {
+            let released = heap::release_free_memory();
+            log::debug!("heap: free pages given back after connections left: {released}");
         }
     }
 }

@@ -319,6 +319,15 @@ impl Store {
         &self.path
     }
 
+    /// Frees SQLite's page cache: after the start-up check and load it holds pages read once
+    /// (the whole file went through `quick_check`) that serving does not need. Best effort:
+    /// the cache refills from the file as the broker works.
+    pub fn shrink_memory(&self) {
+        if let Err(e) = self.db.execute_batch("PRAGMA shrink_memory") {
+            log::debug!("{}: PRAGMA shrink_memory: {e}", self.path.display());
+        }
+    }
+
     /// The `[sqlite]` settings it runs with (caps shown by the status page).
     pub fn config(&self) -> &SqliteConfig {
         &self.config
