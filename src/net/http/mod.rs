@@ -29,7 +29,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::broker::{Broker, Load, Process};
 use crate::config::HttpConfig;
-use routes::{Context, Response};
+use routes::{Context, Response, ResponseCache};
 
 /// Headers parsed per request; a request with more gets 431.
 const MAX_HEADERS: usize = 32;
@@ -67,6 +67,8 @@ pub struct HttpServer {
     config: HttpConfig,
     /// The status page's message rates (`status.rs`).
     rates: Load,
+    /// Recent answers of the routes that walk every session (`routes.rs`).
+    cache: ResponseCache,
 }
 
 impl HttpServer {
@@ -83,6 +85,7 @@ impl HttpServer {
             conns: std::iter::repeat_with(|| None).take(config.max_connections).collect(),
             config: config.clone(),
             rates: Load::starting_at(Instant::now()),
+            cache: ResponseCache::default(),
         })
     }
 
@@ -188,8 +191,8 @@ impl HttpServer {
                     let room = max_request.saturating_sub(conn.rx.len());
                     conn.rx.extend_from_slice(&chunk[..n.min(room)]);
                     let overflow = n > room;
-                    let answer =
-                        parse(&conn.rx, max_request, overflow, broker, &mut self.rates, now);
+                    let state = (&mut self.rates, &mut self.cache);
+                    let answer = parse(&conn.rx, max_request, overflow, broker, state, now);
                     if let Some(response) = answer {
                         conn.queue(response);
                     }
@@ -271,7 +274,7 @@ fn parse(
     max_request: usize,
     overflow: bool,
     broker: &Broker,
-    rates: &mut Load,
+    (rates, cache): (&mut Load, &mut ResponseCache),
     now: Instant,
 ) -> Option<(Response, bool)> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -280,7 +283,7 @@ fn parse(
         Ok(httparse::Status::Complete(_)) => {
             let method = request.method.unwrap_or_default();
             let path = request.path.unwrap_or_default();
-            let mut context = Context { broker, now, process: process_figures(), rates };
+            let mut context = Context { broker, now, process: process_figures(), rates, cache };
             Some((routes::respond(method, path, &mut context), method == "HEAD"))
         }
         Ok(httparse::Status::Partial) if overflow || rx.len() >= max_request => {
@@ -322,8 +325,8 @@ mod tests {
     }
 
     fn status(rx: &[u8], max: usize, overflow: bool) -> Option<u16> {
-        parse(rx, max, overflow, &broker(), &mut Load::default(), Instant::now())
-            .map(|(r, _)| r.status)
+        let state = (&mut Load::default(), &mut ResponseCache::default());
+        parse(rx, max, overflow, &broker(), state, Instant::now()).map(|(r, _)| r.status)
     }
 
     #[test]
@@ -333,15 +336,9 @@ mod tests {
         assert_eq!(status(b"GET /metrics HTTP/1.0\r\n\r\n", 8192, false), Some(200));
         assert_eq!(status(b"GET /nope HTTP/1.1\r\n\r\n", 8192, false), Some(404));
         assert_eq!(status(b"PUT /health HTTP/1.1\r\n\r\n", 8192, false), Some(405));
-        let mut rates = Load::default();
-        let head = parse(
-            b"HEAD /health HTTP/1.1\r\n\r\n",
-            8192,
-            false,
-            &broker(),
-            &mut rates,
-            Instant::now(),
-        );
+        let state = (&mut Load::default(), &mut ResponseCache::default());
+        let head =
+            parse(b"HEAD /health HTTP/1.1\r\n\r\n", 8192, false, &broker(), state, Instant::now());
         assert!(head.is_some_and(|(r, head_only)| r.status == 200 && head_only));
     }
 

@@ -5,7 +5,7 @@
 //! Adding a route is one more line in [`ROUTES`] and one handler. The status page (`GET /`
 //! and `GET /api/v1/status`) is `status.rs`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{metrics, status};
 use crate::broker::{Broker, Load, Process};
@@ -18,6 +18,8 @@ pub struct Context<'a> {
     pub process: Process,
     /// The status page's message rates, advanced by each `/api/v1/status` request.
     pub rates: &'a mut Load,
+    /// Recent answers of the routes that walk every session.
+    pub cache: &'a mut ResponseCache,
 }
 
 /// A complete response; `Connection: close` always follows it.
@@ -77,18 +79,27 @@ fn reason(status: u16) -> &'static str {
 
 type Handler = fn(&mut Context) -> Response;
 
+/// What building a route's answer costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cost {
+    /// A few fields.
+    Small,
+    /// A walk over every session: kept in the [`ResponseCache`].
+    Walk,
+}
+
 /// Every path served, with its handler. Each answers GET (and HEAD); other methods get 405.
-const ROUTES: &[(&str, Handler)] = &[
-    ("/metrics", metrics_route),
-    ("/health", health_route),
-    ("/", status::page_route),
-    ("/api/v1/status", status::api_route),
+const ROUTES: &[(&str, Handler, Cost)] = &[
+    ("/metrics", metrics_route, Cost::Walk),
+    ("/health", health_route, Cost::Small),
+    ("/", status::page_route, Cost::Small),
+    ("/api/v1/status", status::api_route, Cost::Walk),
 ];
 
 /// The response to `method path` (the query string, if any, is ignored).
 pub fn respond(method: &str, target: &str, context: &mut Context) -> Response {
     let path = target.split(['?', '#']).next().unwrap_or_default();
-    let Some((_, handler)) = ROUTES.iter().find(|(p, _)| *p == path) else {
+    let Some(&(path, handler, cost)) = ROUTES.iter().find(|(p, _, _)| *p == path) else {
         return Response::text(404, "not found\n");
     };
     if method != "GET" && method != "HEAD" {
@@ -96,7 +107,52 @@ pub fn respond(method: &str, target: &str, context: &mut Context) -> Response {
         response.allow = Some("GET, HEAD");
         return response;
     }
-    handler(context)
+    if cost == Cost::Small {
+        return handler(context);
+    }
+    if let Some(kept) = context.cache.get(path, context.now) {
+        return kept;
+    }
+    let started = Instant::now();
+    let response = handler(context);
+    context.cache.keep(path, &response, context.now, started.elapsed());
+    response
+}
+
+/// The answers of the routes that walk every session (`/metrics`, `/api/v1/status`), each
+/// kept for [`REUSE_FACTOR`] times as long as it took to build.
+///
+/// Why: the walk runs on the event loop. With 100,000 sessions it takes tens of ms, and
+/// clients polling in a loop would keep MQTT waiting that long each time; reusing the answer
+/// for nine times its cost means the loop spends at most a tenth of its time on them however
+/// many ask. An answer built in under [`REUSE_FROM`] (a broker with a few thousand sessions)
+/// is not kept at all, so figures are always current there.
+#[derive(Debug, Default)]
+pub struct ResponseCache {
+    /// Path, answer, and until when it is served again; at most one per `Cost::Walk` route.
+    kept: Vec<(&'static str, Response, Instant)>,
+}
+
+/// A kept answer is served for this many times as long as it took to build.
+pub const REUSE_FACTOR: u32 = 9;
+
+/// Answers built faster than this are not kept.
+pub const REUSE_FROM: Duration = Duration::from_millis(2);
+
+impl ResponseCache {
+    fn get(&self, path: &str, now: Instant) -> Option<Response> {
+        self.kept
+            .iter()
+            .find(|(p, _, until)| *p == path && now < *until)
+            .map(|(_, response, _)| response.clone())
+    }
+
+    fn keep(&mut self, path: &'static str, response: &Response, now: Instant, took: Duration) {
+        self.kept.retain(|(p, _, _)| *p != path);
+        if took >= REUSE_FROM {
+            self.kept.push((path, response.clone(), now + took * REUSE_FACTOR));
+        }
+    }
 }
 
 fn metrics_route(context: &mut Context) -> Response {
@@ -126,9 +182,49 @@ mod tests {
 
     fn get(broker: &Broker, method: &str, target: &str) -> Response {
         let mut rates = Load::default();
-        let mut context =
-            Context { broker, now: Instant::now(), process: Process::default(), rates: &mut rates };
+        let mut cache = ResponseCache::default();
+        let mut context = Context {
+            broker,
+            now: Instant::now(),
+            process: Process::default(),
+            rates: &mut rates,
+            cache: &mut cache,
+        };
         respond(method, target, &mut context)
+    }
+
+    #[test]
+    fn costly_answers_are_reused_for_nine_times_their_cost_cheap_ones_never() {
+        let mut cache = ResponseCache::default();
+        let t0 = Instant::now();
+        let first = Response::text(200, "first\n");
+        cache.keep("/metrics", &first, t0, Duration::from_millis(10));
+        assert_eq!(cache.get("/metrics", t0 + Duration::from_millis(89)), Some(first));
+        assert_eq!(cache.get("/metrics", t0 + Duration::from_millis(90)), None);
+        assert_eq!(cache.get("/api/v1/status", t0), None);
+        // A fast build replaces the kept answer and is not kept itself.
+        cache.keep("/metrics", &Response::text(200, "second\n"), t0, Duration::from_millis(1));
+        assert_eq!(cache.get("/metrics", t0), None);
+        assert!(cache.kept.is_empty());
+    }
+
+    #[test]
+    fn a_small_broker_answers_with_current_figures_every_time() {
+        let b = broker();
+        let mut rates = Load::default();
+        let mut cache = ResponseCache::default();
+        let now = Instant::now();
+        for _ in 0..3 {
+            let mut context = Context {
+                broker: &b,
+                now,
+                process: Process::default(),
+                rates: &mut rates,
+                cache: &mut cache,
+            };
+            assert_eq!(respond("GET", "/metrics", &mut context).status, 200);
+        }
+        assert!(cache.kept.is_empty(), "built in well under {REUSE_FROM:?}");
     }
 
     #[test]
