@@ -1,7 +1,8 @@
 //! The `edgemq` binary: command line -> validated config -> broker -> event loop.
 //! Exit codes: 0 normal, 1 runtime failure (cannot listen, poll error), 2 bad flags or config.
 //! Whatever a command prints to standard output, a reader that goes away (`edgemq inspect |
-//! head`) ends the command quietly with status 0.
+//! head`) ends the command quietly with status 0, and a closed standard error loses the message
+//! but not the exit status.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -17,11 +18,19 @@ use edgemq::heap;
 use edgemq::net::{self, EventLoop, RELOAD_SIGNAL};
 use edgemq::store::{self, Store, StoreError};
 
+/// One line to standard error. Unlike `eprintln!`, a closed reader (`edgemq ... 2>&1 | head`
+/// ended early) is not a panic: the line is lost and the exit status stays the documented one.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(io::stderr(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let command = match cli::parse_args(std::env::args().skip(1)) {
         Ok(command) => command,
         Err(error) => {
-            eprintln!("{error}"); // Display starts with "edgemq: "
+            say!("{error}"); // Display starts with "edgemq: "
             return ExitCode::from(2);
         }
     };
@@ -31,14 +40,14 @@ fn main() -> ExitCode {
         Command::Inspect { data, conf: _ } => match store::inspect(&data) {
             Ok(report) => print_out(&report, ExitCode::SUCCESS),
             Err(error) => {
-                eprintln!("edgemq inspect: {error}");
+                say!("edgemq inspect: {error}");
                 ExitCode::from(1)
             }
         },
         Command::Passwd(options) => match edgemq::passwd::run(&options) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("edgemq passwd: {error}");
+                say!("edgemq passwd: {error}");
                 ExitCode::from(1)
             }
         },
@@ -55,7 +64,7 @@ fn print_out(text: &str, status: ExitCode) -> ExitCode {
         Ok(()) => status,
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => status,
         Err(e) => {
-            eprintln!("edgemq: cannot write to standard output: {e}");
+            say!("edgemq: cannot write to standard output: {e}");
             ExitCode::from(1)
         }
     }
@@ -94,22 +103,22 @@ fn check(options: &RunOptions) -> ExitCode {
     let loaded = match Layers::new(options).and_then(|layers| layers.load()) {
         Ok(loaded) => loaded,
         Err(error) => {
-            eprintln!("edgemq: {error}");
+            say!("edgemq: {error}");
             return ExitCode::from(2);
         }
     };
     let config = &loaded.config;
     let origin = Layers { conf: options.conf.clone(), overrides: Vec::new() }.origin();
     if let Err(error) = net::plan_listeners(config) {
-        eprintln!("edgemq: {origin}: {error}");
+        say!("edgemq: {origin}: {error}");
         return ExitCode::from(2);
     }
     if let Err(error) = net::plan_bridges(&config.bridges) {
-        eprintln!("edgemq: {origin}: {error}");
+        say!("edgemq: {origin}: {error}");
         return ExitCode::from(2);
     }
     if let Err(error) = Auth::load(&auth_settings(config)) {
-        eprintln!("edgemq: {error}");
+        say!("edgemq: {error}");
         return ExitCode::from(2);
     }
     let mut text = format!(
@@ -137,14 +146,14 @@ fn run(options: &RunOptions) -> ExitCode {
     let layers = match Layers::new(options) {
         Ok(layers) => layers,
         Err(error) => {
-            eprintln!("edgemq: {error}");
+            say!("edgemq: {error}");
             return ExitCode::from(2);
         }
     };
     let loaded = match layers.load() {
         Ok(loaded) => loaded,
         Err(error) => {
-            eprintln!("edgemq: {error}");
+            say!("edgemq: {error}");
             return ExitCode::from(2);
         }
     };
@@ -423,6 +432,6 @@ impl Reload {
 /// A file named by the config (a certificate, a key) cannot be used: one line naming the config
 /// file, the key and the file, and exit code 2 like any other configuration error.
 fn config_file_error(layers: &Layers, error: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("edgemq: {}: {error}", layers.origin());
+    say!("edgemq: {}: {error}", layers.origin());
     ExitCode::from(2)
 }

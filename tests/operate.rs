@@ -8,7 +8,8 @@
 //!   line naming the variable.
 //! - `sqlite.on_corrupt = "quarantine"`: the corrupt file and its log are renamed aside, never
 //!   deleted, and the broker serves with an empty store.
-//! - Every command that prints exits quietly when its standard output is closed early.
+//! - Every command that prints exits quietly when its standard output is closed early, and an
+//!   error keeps its exit status when standard error is closed.
 //!
 //! Reference mode (`EDGEMQ_TEST_REFERENCE=mosquitto`): skipped, all of this is edgemq's own.
 
@@ -447,6 +448,30 @@ fn every_printing_command_exits_quietly_when_stdout_is_closed() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{script}: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Runs `args` with standard error a pipe whose reading end is closed: the command's error
+/// line is lost, its documented exit status is not (no panic's 101).
+fn exit_code_with_closed_stderr(args: &[&str]) -> Option<i32> {
+    let mut cmd: Command = edgemq_command();
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped()).stdin(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn edgemq");
+    drop(child.stderr.take());
+    child.wait().expect("wait").code()
+}
+
+#[test]
+fn errors_keep_their_exit_status_when_stderr_is_closed() {
+    if skip_in_reference("edgemq's command line") {
+        return;
+    }
+    let dir = TempDir::new("edgemq-closed-stderr");
+    let conf = dir.path().join("bad.toml");
+    std::fs::write(&conf, "[mqtt]\nmax_connections = \"many\"\n").expect("write config");
+    let conf = conf.display().to_string();
+    assert_eq!(exit_code_with_closed_stderr(&["--no-such-flag"]), Some(2));
+    assert_eq!(exit_code_with_closed_stderr(&["--conf", &conf]), Some(2));
+    assert_eq!(exit_code_with_closed_stderr(&["check", "--conf", &conf]), Some(2));
 }
 
 #[test]
