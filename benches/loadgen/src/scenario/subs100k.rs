@@ -22,7 +22,8 @@
 //!    (QoS 0, allowed under overload), missing (QoS 1, must be 0) and duplicates are exact.
 //!    `qN_msg_per_s` = unique deliveries / (last delivery - start of publishing); broker CPU
 //!    per delivery, and the load generator's own CPU time over the phase
-//!    (`qN_loadgen_cpu_s`), to see which one was the limit.
+//!    (`qN_loadgen_cpu_s`), to see which one was the limit; VmRSS and VmHWM at the end of
+//!    each phase (`qN_rss_after_kb`, `qN_peak_rss_kb`: which phase made the peak).
 //!
 //! edgemq runs with its defaults (`sync`); Mosquitto with its shipped limits, persistence off.
 //! Needs about `CLIENTS` + 100 file descriptors here and in the broker.
@@ -272,6 +273,8 @@ fn phase(
         .num(&p("offered_per_s"), published as f64 / publish_s)
         .num(&p("msg_per_s"), delivered as f64 / elapsed)
         .num(&p("loadgen_cpu_s"), loadgen_cpu)
+        .int(&p("rss_after_kb"), after.rss_kb)
+        .int(&p("peak_rss_kb"), after.hwm_kb)
         .str(&p("ended_by"), got.ended_by);
     record_usage(out, prefix, &before, &after, delivered);
     if got.misrouted > 0 {
