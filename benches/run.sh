@@ -21,7 +21,8 @@
 # Environment (defaults in brackets):
 #   BENCH_RUNS              runs of every scenario per broker [2]
 #   BENCH_SCENARIOS         subset, space separated [all: see `edgemq-loadgen scenarios`]
-#   BENCH_DURATION          seconds of publishing per fan-in / fan-out / stuck scenario [4]
+#   BENCH_DURATION          seconds of publishing per fan-in / fan-out / stuck scenario and
+#                           per subs100k phase [4]
 #   BENCH_LATENCY_DURATION  seconds of each fixed-rate latency scenario [10]
 #   BENCH_CONNECTIONS       idle connections [5000]
 #   BENCH_IDLE_WINDOW       seconds the idle scenario watches broker CPU and wake-ups [5]
@@ -68,7 +69,8 @@ done
 SCENARIOS=("${expanded[@]}")
 
 # The idle scenario holds CONNECTIONS sockets in the load generator and as many in the broker
-# (each process has its own table, both inherit this limit); idle_15k and storm_15k 15,000.
+# (each process has its own table, both inherit this limit); idle_15k and storm_15k 15,000,
+# subs100k 10,000.
 need=$((CONNECTIONS > 15000 ? CONNECTIONS + 256 : 15256))
 soft=$(ulimit -Sn)
 if [[ $soft != unlimited && $soft -lt $need ]]; then

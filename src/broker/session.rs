@@ -154,6 +154,11 @@ impl Subscriptions {
                 match entries.binary_search_by(|(f, _)| (**f).cmp(filter)) {
                     Ok(i) => entries.get_mut(i).map(|(_, s)| std::mem::replace(s, subscription)),
                     Err(i) => {
+                        if entries.len() == entries.capacity() {
+                            // Grow by a quarter, not double: a device's 10 filters take 10
+                            // slots, not 16 (issue 16: 19 bytes per subscription).
+                            entries.reserve_exact((entries.len() / 4).max(1));
+                        }
                         entries.insert(i, (filter.into(), subscription));
                         None
                     }
@@ -433,5 +438,22 @@ mod tests {
         assert_eq!(subs.remove("b/c"), Some(granted(QoS::AtLeastOnce, Some(7))));
         assert!(matches!(subs, Subscriptions::None));
         assert_eq!(subs.keys().count(), 0);
+    }
+
+    #[test]
+    fn subscriptions_grow_by_a_quarter_not_double() {
+        use crate::codec::QoS;
+        let mut subs = Subscriptions::default();
+        for k in 0..10 {
+            subs.insert(&format!("dev/7/{k}"), granted(QoS::AtLeastOnce, None));
+        }
+        // 2, 3, 4, 5, 6, 7, 8, 10: a doubling vector would hold 16 slots of 32 bytes.
+        assert!(matches!(&subs, Subscriptions::Many(e) if e.capacity() == 10), "{subs:?}");
+        for k in 10..200 {
+            subs.insert(&format!("dev/7/{k}"), granted(QoS::AtLeastOnce, None));
+        }
+        assert!(matches!(&subs, Subscriptions::Many(e) if e.capacity() <= 250), "{subs:?}");
+        assert_eq!(subs.len(), 200);
+        assert_eq!(subs.keys().filter(|f| subs.contains_key(f)).count(), 200);
     }
 }

@@ -468,6 +468,16 @@ fn free_port() -> Result<u16, Error> {
     Ok(listener.local_addr()?.port())
 }
 
+/// CPU time (utime + stime, all threads) of this process so far, in seconds: what the load
+/// generator itself spends, to tell when it, not the broker, is the limit.
+pub fn own_cpu_s() -> f64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    (tick(11) + tick(12)) as f64 / clock_ticks() as f64
+}
+
 /// `getconf CLK_TCK` (100 on every Linux this runs on; asked anyway, no libc needed).
 fn clock_ticks() -> u64 {
     Command::new("getconf")

@@ -379,6 +379,17 @@ impl Client {
         }
     }
 
+    /// The socket, non-blocking, and the bytes already read but not yet decoded, for a caller
+    /// that serves many connections from one `mio` loop (`subs100k`). Not for WebSockets.
+    pub fn into_stream(self) -> Result<(TcpStream, Vec<u8>), Error> {
+        if self.ws.is_some() {
+            return Err(Error::new("into_stream: a WebSocket client has framing state"));
+        }
+        self.stream.set_nonblocking(true)?;
+        let leftover = self.rx.get(self.rx_start..self.rx_end).unwrap_or_default().to_vec();
+        Ok((self.stream, leftover))
+    }
+
     /// Whether the broker still holds the connection open: a non-blocking peek that finds
     /// neither data-less EOF nor an error.
     pub fn is_open(&mut self) -> bool {

@@ -35,8 +35,8 @@ Usage:
   edgemq-loadgen scenarios
 
 Scenarios: fanin_q0 fanin_q1 fanin_q1_ws fanin_q2 fanin_shared_q1 fanout_q0 fanout_q1
-           fanout_alias_q0 fanout1k_q0 fanout1k_q1 latency_q0 latency_q1 idle idle_15k offline
-           storm storm_15k restart_big stuck
+           fanout_alias_q0 fanout1k_q0 fanout1k_q1 subs100k latency_q0 latency_q1 idle
+           idle_15k offline storm storm_15k restart_big stuck
            bridge_live bridge_replay bridge_kill9 bridge_live_sink bridge_replay_sink
            bridge_kill9_sink
 

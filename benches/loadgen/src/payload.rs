@@ -2,7 +2,7 @@
 //!
 //! Every payload is `PAYLOAD_LEN` bytes: publisher id (u32 LE), sequence (u64 LE, from 0,
 //! per publisher), send time (u64 LE, nanoseconds since the run's epoch `Instant`), zero
-//! padding. Publisher and subscribers live in one process, so one epoch serves both ends.
+//! padding (a publisher to random topics puts the topic's index, u32 LE, at its start). Publisher and subscribers live in one process, so one epoch serves both ends.
 //! For the fixed-rate latency scenario the send time is the *intended* time, so latency
 //! includes any time the publisher fell behind (no coordinated omission).
 
@@ -37,6 +37,18 @@ impl Stamp {
         let sent_ns = u64::from_le_bytes(payload.get(12..20)?.try_into().ok()?);
         Some(Stamp { publisher, seq, sent_ns })
     }
+}
+
+/// Where a publisher to random topics puts the topic's index (u32 LE), in the padding.
+const TOPIC_INDEX: std::ops::Range<usize> = HEADER_LEN..HEADER_LEN + 4;
+
+pub fn write_topic_index(out: &mut [u8; PAYLOAD_LEN], index: u32) {
+    out[TOPIC_INDEX].copy_from_slice(&index.to_le_bytes());
+}
+
+/// `None` for a payload too short to hold one.
+pub fn read_topic_index(payload: &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(payload.get(TOPIC_INDEX)?.try_into().ok()?))
 }
 
 /// Nanoseconds from `epoch` to `at` (0 if `at` is earlier).
@@ -126,6 +138,12 @@ mod tests {
         assert_eq!(&buf[0..4], &[3, 0, 0, 0]);
         assert_eq!(Stamp::read(&buf), Some(stamp));
         assert_eq!(Stamp::read(&buf[..19]), None);
+        // The topic index sits in the padding, after the stamp.
+        write_topic_index(&mut buf, 0x0A0B_0C0D);
+        assert_eq!(&buf[20..24], &[0x0D, 0x0C, 0x0B, 0x0A]);
+        assert_eq!(Stamp::read(&buf), Some(stamp));
+        assert_eq!(read_topic_index(&buf), Some(0x0A0B_0C0D));
+        assert_eq!(read_topic_index(&buf[..23]), None);
     }
 
     #[test]

@@ -57,6 +57,11 @@ const fn max(key: &'static str, label: &'static str) -> Metric {
     Metric { key, label, better: Better::Zero, aggregate: Aggregate::Max, scale: 1.0 }
 }
 
+/// A counter shown at its worst run, with no ratio (QoS 0 loss, QoS 1 duplicates: allowed).
+const fn info_max(key: &'static str, label: &'static str) -> Metric {
+    Metric { key, label, better: Better::Info, aggregate: Aggregate::Max, scale: 1.0 }
+}
+
 const RSS: Metric = mib("peak_rss_kb", "broker peak RSS (MiB)");
 
 fn metrics(scenario: &str) -> Vec<Metric> {
@@ -121,6 +126,23 @@ fn metrics(scenario: &str) -> Vec<Metric> {
             median("idle_cpu_pct", "broker CPU % while idle", Better::Lower),
             median("idle_wakeups_per_s", "broker wake-ups/s while idle", Better::Lower),
             median("connected", "connections made", Better::Higher),
+        ],
+        "subs100k" => vec![
+            median("bytes_per_sub", "RSS bytes per subscription (100,000 exact)", Better::Lower),
+            median("bytes_per_conn", "RSS bytes per connection before subscribing", Better::Lower),
+            mib("rss_subscribed_kb", "broker RSS with 10,000 x 10 subscribed (MiB)"),
+            median("subscribe_per_s", "subscriptions/s (10 per SUBSCRIBE)", Better::Higher),
+            median("q0_msg_per_s", "QoS 0 to random topics: delivered msg/s", Better::Higher),
+            median("q0_cpu_us_per_msg", "QoS 0: broker CPU µs/msg", Better::Lower),
+            median("q1_msg_per_s", "QoS 1 to random topics: delivered msg/s", Better::Higher),
+            median("q1_cpu_us_per_msg", "QoS 1: broker CPU µs/msg", Better::Lower),
+            info("q1_loadgen_cpu_s", "QoS 1: load generator CPU s (its own cost)"),
+            RSS,
+            info_max("q0_lost", "QoS 0 lost (max; allowed under overload)"),
+            max("q1_missing", "QoS 1 missing (max)"),
+            max("q0_misrouted", "QoS 0 misrouted (max)"),
+            max("q1_misrouted", "QoS 1 misrouted (max)"),
+            info_max("q1_duplicates", "QoS 1 duplicates (max; allowed)"),
         ],
         "storm" | "storm_15k" => vec![
             median("storm_s", "time to all sessions complete (s)", Better::Lower),
@@ -476,6 +498,23 @@ not json
         assert!(table.contains("`max_inflight` 128, `max_queued_messages` 1000;"), "{table}");
         assert!(table.contains("- fanin_q1 mosquitto (defaults) run 2: boom"), "{table}");
         assert!(table.contains("1 unreadable line(s) ignored."), "{table}");
+    }
+
+    #[test]
+    fn subs100k_rows_take_the_worst_counters() {
+        let text = r#"
+{"scenario":"subs100k","broker":"edgemq","variant":"sync","run":1,"ok":true,"bytes_per_sub":250,"q0_msg_per_s":200000,"q0_lost":0,"q1_missing":0,"q1_duplicates":3}
+{"scenario":"subs100k","broker":"edgemq","variant":"sync","run":2,"ok":true,"bytes_per_sub":260,"q0_msg_per_s":300000,"q0_lost":7,"q1_missing":0,"q1_duplicates":0}
+{"scenario":"subs100k","broker":"mosquitto","variant":"defaults","run":1,"ok":true,"bytes_per_sub":320,"q0_msg_per_s":50000,"q0_lost":0,"q1_missing":1}
+"#;
+        let table = render(text);
+        let row = |needle: &str| assert!(table.contains(needle), "{needle}\n{table}");
+        row("| subs100k | RSS bytes per subscription (100,000 exact) | 255 | 320 | - | 0.80 |  | lower |");
+        row("| subs100k | QoS 0 to random topics: delivered msg/s | 250000 | 50000 | - | 5.00 |  | higher |");
+        // Loss at QoS 0 and QoS 1 duplicates are allowed: the worst run, no ratio.
+        row("| subs100k | QoS 0 lost (max; allowed under overload) | 7 | 0 | - |  |  |  |");
+        row("| subs100k | QoS 1 duplicates (max; allowed) | 3 | - | - |  |  |  |");
+        row("| subs100k | QoS 1 missing (max) | 0 | 1 | - |  |  | 0 |");
     }
 
     #[test]

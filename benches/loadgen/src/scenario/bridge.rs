@@ -305,6 +305,7 @@ fn publisher_plan(
         interval: None,
         epoch,
         record_ack_latency: false,
+        random_topics: None,
     }
 }
 

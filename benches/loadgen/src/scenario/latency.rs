@@ -77,6 +77,7 @@ pub fn run(options: &Options, qos: QoS, out: &mut Object) -> Result<(), Error> {
             interval: Some(interval),
             epoch,
             record_ack_latency: false,
+            random_topics: None,
         };
         let pub_handle = s.spawn(move || worker::publish(publisher, &plan, stop));
         let pub_result = join(pub_handle, "publisher", clients);

@@ -12,6 +12,7 @@ mod latency;
 mod offline;
 mod restart;
 mod storm;
+mod subs100k;
 mod throughput;
 pub mod worker;
 
@@ -43,6 +44,7 @@ pub const ALL: &[&str] = &[
     "fanout_alias_q0",
     "fanout1k_q0",
     "fanout1k_q1",
+    "subs100k",
     "latency_q0",
     "latency_q1",
     "idle",
@@ -68,6 +70,8 @@ pub enum Scenario {
     FanOut(QoS),
     /// 1 publisher -> 1,000 subscribers.
     FanOutWide(QoS),
+    /// 10,000 devices with 10 exact topics each; publishers to random topics (`subs100k.rs`).
+    Subs100k,
     Latency(QoS),
     /// Idle connections: `--connections` of them, or a fixed count (`idle_15k`).
     Idle(Option<usize>),
@@ -99,6 +103,7 @@ impl Scenario {
             "fanout_q1" => Scenario::FanOut(QoS::AtLeastOnce),
             "fanout1k_q0" => Scenario::FanOutWide(QoS::AtMostOnce),
             "fanout1k_q1" => Scenario::FanOutWide(QoS::AtLeastOnce),
+            "subs100k" => Scenario::Subs100k,
             "latency_q0" => Scenario::Latency(QoS::AtMostOnce),
             "latency_q1" => Scenario::Latency(QoS::AtLeastOnce),
             "idle" => Scenario::Idle(None),
@@ -126,6 +131,7 @@ impl Scenario {
             Scenario::FanInWs(q) => format!("fanin_q{}_ws", q.bits()),
             Scenario::FanOut(q) => format!("fanout_q{}", q.bits()),
             Scenario::FanOutWide(q) => format!("fanout1k_q{}", q.bits()),
+            Scenario::Subs100k => "subs100k".to_string(),
             Scenario::Latency(q) => format!("latency_q{}", q.bits()),
             Scenario::Idle(None) => "idle".to_string(),
             Scenario::Idle(Some(n)) => format!("idle_{}k", n / 1000),
@@ -243,9 +249,10 @@ impl Options {
                 | Scenario::FanInShared
                 | Scenario::FanOutAlias,
             ) => self.mosquitto_variant.name(),
-            (Kind::Mosquitto, Scenario::Latency(_) | Scenario::Idle(_) | Scenario::Storm(_)) => {
-                MosquittoVariant::Defaults.name()
-            }
+            (
+                Kind::Mosquitto,
+                Scenario::Latency(_) | Scenario::Idle(_) | Scenario::Storm(_) | Scenario::Subs100k,
+            ) => MosquittoVariant::Defaults.name(),
             (Kind::Mosquitto, Scenario::Offline | Scenario::RestartBig) => "persistence",
             // Mosquitto as the bridge, with its default persistence (off).
             (Kind::Mosquitto, Scenario::Bridge(..)) => "bridge",
@@ -269,6 +276,7 @@ pub fn run(scenario: Scenario, options: &Options) -> Object {
         }
         Scenario::FanOut(qos) => throughput::run(options, shape(1, 8), qos, &mut out),
         Scenario::FanOutWide(qos) => throughput::run(options, shape(1, 1000), qos, &mut out),
+        Scenario::Subs100k => subs100k::run(options, &mut out),
         Scenario::Stuck => {
             let shape = Shape { stuck_subscribers: 1, ..shape(4, 1) };
             throughput::run(options, shape, QoS::AtLeastOnce, &mut out)

@@ -111,6 +111,7 @@ pub fn run(options: &Options, out: &mut Object) -> Result<(), Error> {
                     interval: None,
                     epoch,
                     record_ack_latency: true,
+                    random_topics: None,
                 };
                 s.spawn(move || worker::publish(client, &plan, stop))
             })

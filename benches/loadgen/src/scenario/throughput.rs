@@ -204,6 +204,7 @@ pub fn run(options: &Options, shape: Shape, qos: QoS, out: &mut Object) -> Resul
                     interval: None,
                     epoch,
                     record_ack_latency: false,
+                    random_topics: None,
                 };
                 s.spawn(move || worker::publish(client, &plan, stop))
             })

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use edgemq::codec::{Packet, PubAck, QoS};
 
 use crate::client::Client;
-use crate::payload::{instant_at, ns_since, SeqTracker, Stamp, PAYLOAD_LEN};
+use crate::payload::{instant_at, ns_since, write_topic_index, SeqTracker, Stamp, PAYLOAD_LEN};
 use crate::Error;
 
 /// A broker that leaves a publisher's window unacknowledged this long is declared stuck.
@@ -39,6 +39,27 @@ pub struct PublisherPlan {
     /// Record each QoS 1/2 message's acknowledgement latency (PUBLISH written -> PUBACK /
     /// PUBCOMP read) in `PublisherStats::ack_latencies_ns`.
     pub record_ack_latency: bool,
+    /// Publish each message to a topic drawn at random instead of `topic` (`subs100k`).
+    pub random_topics: Option<RandomTopics>,
+}
+
+/// Topics `name(0)` .. `name(count - 1)`, one drawn uniformly for each message; its index goes
+/// into the payload (`payload::write_topic_index`) so a receiver can check the routing.
+#[derive(Debug, Clone, Copy)]
+pub struct RandomTopics {
+    pub count: u32,
+    pub name: fn(u32) -> String,
+    /// Seeds the draw (each publisher its own), so a run can be repeated.
+    pub seed: u64,
+}
+
+/// splitmix64: a fast, well-mixed generator, enough to spread messages over topics.
+pub fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 #[derive(Debug, Default, Clone)]
@@ -108,6 +129,12 @@ fn publish_inner(
     stop: &AtomicBool,
 ) -> Result<PublisherStats, Error> {
     let topic: Rc<str> = Rc::from(plan.topic.as_str());
+    // Every random topic's name, made once: no formatting per message.
+    let names: Vec<Rc<str>> = plan
+        .random_topics
+        .map(|r| (0..r.count).map(|i| Rc::from((r.name)(i))).collect())
+        .unwrap_or_default();
+    let mut random = plan.random_topics.map_or(0, |r| r.seed);
     let mut stats = PublisherStats::default();
     let mut inflight = InFlight::new();
     let mut payload = [0u8; PAYLOAD_LEN];
@@ -140,7 +167,15 @@ fn publish_inner(
                     None => ns_since(plan.epoch, Instant::now()),
                 };
                 Stamp { publisher: plan.id, seq: stats.sent, sent_ns }.write(&mut payload);
-                if let Some(id) = client.queue_publish(&topic, plan.qos, &payload) {
+                let mut this_topic = &topic;
+                if !names.is_empty() {
+                    let index = next_random(&mut random) % names.len() as u64;
+                    if let Some(name) = names.get(index as usize) {
+                        this_topic = name;
+                        write_topic_index(&mut payload, index as u32);
+                    }
+                }
+                if let Some(id) = client.queue_publish(this_topic, plan.qos, &payload) {
                     inflight.insert(id.get(), now)?;
                 }
                 stats.sent += 1;
