@@ -7,7 +7,9 @@
 //! tenth of an fsync (group commit, `gather_before_sync`); end the pass (store commit, held
 //! acknowledgements); write all queued output with
 //! one `write` per connection where possible. WRITABLE interest is registered only while a
-//! connection has output the kernel or its transport would not take.
+//! connection has output the kernel or its transport would not take. The unwritten output of
+//! all connections together is kept as a running total where buffers grow and shrink
+//! (`Slots::output`), for the broker's global output budget (`mqtt.tx_buffer_total`).
 //!
 //! Listeners are plain TCP (`listener.bind`, `[listeners.NAME] kind = "tcp"`), TLS, or MQTT
 //! over WebSockets over either (`ws`, `wss`); a connection owns its [`transport::Transport`],
@@ -286,15 +288,15 @@ impl Slots {
     /// does not drop, such as acknowledgements a client does not read, gets the total there;
     /// below it a subscriber that reads, with a window of QoS 1 messages unwritten at the end
     /// of a pass, is not held up).
-    fn over_output_limit(&self, connection: &Connection, limit: usize, budget: usize) -> bool {
-        let backlog = connection.pending_output();
+    fn over_output_limit(&self, id: ConnId, limit: usize, budget: usize) -> bool {
+        let backlog = self.get(id).map_or(0, Connection::pending_output);
         backlog >= limit || output_budget::judge(budget, self.output, backlog) == Budget::HardFull
     }
 
     /// Whether a connection not read for its output has drained enough to be read again: to
     /// half its limit, and to half its share while the total is over half the budget.
-    fn drained(&self, connection: &Connection, limit: usize, budget: usize) -> bool {
-        let backlog = connection.pending_output();
+    fn drained(&self, id: ConnId, limit: usize, budget: usize) -> bool {
+        let backlog = self.get(id).map_or(0, Connection::pending_output);
         backlog <= limit / 2 && !output_budget::still_full(budget, self.output, backlog)
     }
 
@@ -803,13 +805,11 @@ impl EventLoop {
                 return;
             }
             let slots = &mut self.sockets.slots;
-            let over = slots
-                .get(conn)
-                .map(|c| slots.over_output_limit(c, self.output_limit, self.output_budget));
+            let over = slots.over_output_limit(conn, self.output_limit, self.output_budget);
             let Some(connection) = slots.get_mut(conn) else {
                 return;
             };
-            if over == Some(true) {
+            if over {
                 if !connection.throttled {
                     log::info!("{conn:?}: not reading, the client does not read its output");
                     connection.throttled = true;
@@ -1030,14 +1030,13 @@ impl EventLoop {
                 }
             };
             let slots = &mut self.sockets.slots;
-            let drained =
-                slots.get(conn).map(|c| slots.drained(c, self.output_limit, self.output_budget));
+            let drained = slots.drained(conn, self.output_limit, self.output_budget);
             let Some(connection) = slots.get_mut(conn) else {
                 continue;
             };
             // A client that stopped reading was no longer read either (its requests would
             // only queue more answers); once its output drains, read it again.
-            if connection.throttled && drained == Some(true) {
+            if connection.throttled && drained {
                 connection.throttled = false;
                 self.sockets.to_read.push(conn);
             }
