@@ -111,10 +111,12 @@ impl Broker {
         true
     }
 
-    /// Called after output was written: forgets subscribers that drained to half their limits
+    /// Called after output was written (once per loop pass; it also notes the unwritten output
+    /// total for `$SYS`): forgets subscribers that drained to half their limits
     /// and resumes the publishers that waited only for drained (or slow, or gone) sessions,
     /// and those paused for `max_pause` already.
     pub fn relieve_congestion(&mut self, now: Instant, out: &mut dyn Outbox) {
+        self.output_after_pass = out.output_total();
         if self.congested.is_empty() && self.paused.is_empty() {
             return;
         }

@@ -134,6 +134,9 @@ pub struct Broker {
     answered: Vec<ConnId>,
     /// Whether the last `end_of_pass` replaced `answered`.
     answered_now: bool,
+    /// All connections' unwritten output after the last loop pass's writes (for `$SYS` and
+    /// `/metrics`; `relieve_congestion` notes it).
+    output_after_pass: OutputTotal,
     /// Reused by every publish so routing allocates nothing.
     match_scratch: Vec<SubscriberEntry>,
     store: Store,
@@ -179,6 +182,7 @@ impl Broker {
             pending_acks: Vec::new(),
             answered: Vec::new(),
             answered_now: false,
+            output_after_pass: OutputTotal::default(),
             match_scratch: Vec::new(),
             store,
             by_store_id: HashMap::new(),

@@ -80,8 +80,10 @@ fn over_the_budget_the_crowd_over_its_share_pauses_then_drops_and_the_healthy_ge
         assert_eq!(payloads(&mut h, conn), vec![1], "{conn:?}");
     }
     // Still over: the crowd stays congested through the loop's passes; after max_pause it is
-    // slow and the publisher goes on.
+    // slow and the publisher goes on. `$SYS` and `/metrics` show the total after the pass.
     h.relieve();
+    let metrics = h.broker.metrics(h.now, &sys::Process::default());
+    assert_eq!(metrics.output_bytes, 12_000);
     assert!(h.broker.is_paused(c.publisher), "the crowd has not drained");
     h.advance(MAX_PAUSE);
     assert!(!h.broker.is_paused(c.publisher));
