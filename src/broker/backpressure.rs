@@ -15,7 +15,8 @@
 //! The global output budget (`mqtt.tx_buffer_total`, `output_budget.rs`) uses the same
 //! mechanism: a connection over its share of it while all output together is over it is
 //! congested as if over its own output limit, and stays so until it drains to half its share
-//! (or the total to half the budget).
+//! (or the total to half the budget) — unless it has QoS 1/2 messages queued or in flight:
+//! those flows are held by their own limits only, so the budget does not make them slow.
 //!
 //! Overshoot is bounded: a paused publisher adds at most what was already read from its
 //! socket, and past a hard cap (4× the queue limit, 2× the output limit) messages are dropped
@@ -135,10 +136,13 @@ impl Broker {
                 Flow::Slow { .. } => true,
             };
             let backlog = session.conn.map_or(0, |c| out.backlog(c));
+            // The budget holds only a session without QoS 1/2 messages queued or in flight:
+            // a QoS 1/2 flow follows its own limits alone, as before the budget existed.
+            let qos0_only = session.queue.is_empty() && session.inflight.is_empty();
             let still = session.conn.is_some()
                 && (session.queue.len() > queue_low
                     || backlog > output_low
-                    || output_budget::still_full(budget, total, backlog));
+                    || (qos0_only && output_budget::still_full(budget, total, backlog)));
             if !still {
                 session.flow = Flow::Clear;
                 if was_slow {

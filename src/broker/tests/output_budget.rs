@@ -208,3 +208,26 @@ fn a_shared_group_prefers_members_within_their_share() {
     assert_eq!(payloads(&mut h, within), vec![1, 2, 3, 4]);
     assert!(payloads(&mut h, over).is_empty());
 }
+
+#[test]
+fn a_qos1_flow_follows_its_own_limits_only() {
+    // A window of 1 and a queue of 2, as in the back-pressure tests.
+    let limits = Limits { max_inflight: 1, max_queued_messages: 2, ..budget_limits(10_000) };
+    let mut h = Harness::new(limits);
+    let c = crowd(&mut h);
+    let (q1, _) = h.connect(ProtocolVersion::V311, "qos1", true);
+    h.subscribe(q1, "q", QoS::AtLeastOnce);
+    // Over half its share (five holders: 2,000), under half its own limit, while the total is
+    // over the budget; it stays so: the budget's hysteresis alone would hold it congested once
+    // its queue made it so.
+    h.out.set_backlog(q1, 1500);
+    let sent = h.publish_until_paused(c.publisher, "q", 1..=10);
+    // Its queue drains to half: the publisher goes on, as without the budget.
+    assert_eq!(h.drain(q1), sent);
+    assert!(!h.broker.is_paused(c.publisher));
+    assert_eq!(h.out.resumed, vec![c.publisher]);
+    let more = h.publish_until_paused(c.publisher, "q", 11..=20);
+    assert_eq!(h.drain(q1), more);
+    assert_eq!(h.broker.stats().messages_dropped, 0);
+    assert_eq!(h.broker.stats().slow_subscribers, 0);
+}
