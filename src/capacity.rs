@@ -57,6 +57,15 @@ pub fn figures(config: &Config) -> Vec<Figure> {
     let nodes_per_session = mul(n(m.max_subscriptions_per_session), n(m.max_topic_levels))
         .min(n(m.max_subscription_bytes).saturating_add(n(m.max_subscriptions_per_session)));
     let output = mul(n(OUTPUT_HARD_FACTOR), tx).saturating_add(packet);
+    let budget = match m.tx_buffer_total {
+        0 => "; no tx_buffer_total".to_string(),
+        total => format!(
+            "; past tx_buffer_total {} for all connections together, QoS 0 output goes only to \
+             connections within their share, publishers pausing for max_pause at most, so a \
+             crowd of slow subscribers holds about that much",
+            format_size(n(total))
+        ),
+    };
     let mut out = vec![
         Figure {
             what: "connection input buffers",
@@ -74,7 +83,7 @@ pub fn figures(config: &Config) -> Vec<Figure> {
             bound: true,
             how: format!(
                 "{slots} slots x ({OUTPUT_HARD_FACTOR} x tx_buffer_limit {} + one message of \
-                 max_packet_size)",
+                 max_packet_size){budget}",
                 format_size(tx)
             ),
         },
@@ -233,6 +242,10 @@ mod tests {
         let get = |what: &str| f.iter().find(|f| f.what == what).unwrap().bytes;
         assert_eq!(get("connection input buffers"), 26 * 1000);
         assert_eq!(get("connection output buffers"), 26 * (2 * 4096 + 1000));
+        let how = |c: &Config| figures(c)[1].how.clone();
+        assert!(how(&c).ends_with("past tx_buffer_total 16MB for all connections together, QoS 0 output goes only to connections within their share, publishers pausing for max_pause at most, so a crowd of slow subscribers holds about that much"), "{}", how(&c));
+        c.mqtt.tx_buffer_total = 0;
+        assert!(how(&c).ends_with("; no tx_buffer_total"), "{}", how(&c));
         assert_eq!(get("messages queued in memory"), 10 * (4 * 5 + 3) * 1000);
         // Defaults: 128 x 200 = 25,600 nodes per session (README).
         assert_eq!(get("subscription tree"), 20 * 25_600 * 100);

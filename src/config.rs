@@ -284,6 +284,9 @@ pub struct MqttConfig {
     pub max_session_expiry: Option<Duration>,
     /// Per-connection output queue cap in bytes, 4KiB..=1GiB and at least `max_packet_size`.
     pub tx_buffer_limit: usize,
+    /// Output queued for all connections together: 0 (no global budget) or from
+    /// `tx_buffer_limit` to 1GiB.
+    pub tx_buffer_total: usize,
     pub wildcard_subscription_available: bool,
     pub subscription_identifiers_available: bool,
     /// Longest one client's congestion may pause another client's input, 10ms..=60s.
@@ -481,6 +484,7 @@ impl Default for MqttConfig {
             persistent_session_expiry: None,
             max_session_expiry: None,
             tx_buffer_limit: 256 * 1024,
+            tx_buffer_total: 16 * 1024 * 1024,
             wildcard_subscription_available: true,
             subscription_identifiers_available: true,
             max_pause: Duration::from_secs(1),
@@ -665,6 +669,7 @@ fn parse_table(
         DurationRange::whole_seconds(0, MAX_FINITE_SESSION_EXPIRY_SECS),
     )?;
     s.size(&mut m.tx_buffer_limit, "tx_buffer_limit", 4 * KIB, GIB)?;
+    s.size(&mut m.tx_buffer_total, "tx_buffer_total", 0, GIB)?;
     s.boolean(&mut m.wildcard_subscription_available, "wildcard_subscription_available")?;
     s.boolean(&mut m.subscription_identifiers_available, "subscription_identifiers_available")?;
     s.duration(
@@ -777,6 +782,17 @@ fn check_cross_keys(config: &Config, origin: &str) -> Result<(), ConfigError> {
                 "mqtt.max_sessions ({}) must be at least mqtt.max_connections ({}): \
                  every connection holds a session",
                 m.max_sessions, m.max_connections
+            ),
+        ));
+    }
+    if m.tx_buffer_total != 0 && m.tx_buffer_total < m.tx_buffer_limit {
+        return Err(conflict(
+            "mqtt.tx_buffer_total",
+            "mqtt.tx_buffer_limit",
+            format!(
+                "mqtt.tx_buffer_total ({}) must be 0 (no global budget) or at least \
+                 mqtt.tx_buffer_limit ({}): all connections together cannot hold less than one",
+                m.tx_buffer_total, m.tx_buffer_limit
             ),
         ));
     }
@@ -1921,6 +1937,7 @@ mod tests {
             persistent_session_expiry = "7d"
             max_session_expiry = 3600
             tx_buffer_limit = "128KB"
+            tx_buffer_total = "8MB"
             wildcard_subscription_available = false
             subscription_identifiers_available = false
             max_pause = "250ms"
@@ -1978,6 +1995,7 @@ mod tests {
                 persistent_session_expiry: Some(Duration::from_secs(7 * 86_400)),
                 max_session_expiry: Some(Duration::from_secs(3600)),
                 tx_buffer_limit: 131_072,
+                tx_buffer_total: 8 * 1024 * 1024,
                 wildcard_subscription_available: false,
                 subscription_identifiers_available: false,
                 max_pause: Duration::from_millis(250),
@@ -2101,7 +2119,7 @@ mod tests {
             bad: &["1023", r#""1025MB""#, "-1"],
         },
         RangeCase {
-            key: "mqtt.max_packet_size", extra: r#"tx_buffer_limit = "1GB""#,
+            key: "mqtt.max_packet_size", extra: "tx_buffer_limit = \"1GB\"\ntx_buffer_total = 0",
             good: &["64", r#""64""#, r#""1kb""#, "268435455", r#""255MB""#],
             bad: &["63", r#""256MB""#, "268435456", r#""1XB""#, "-1", r#""""#, "true", "1.5"],
         },
@@ -2181,9 +2199,14 @@ mod tests {
             bad: &[r#""1500ms""#, "4294967295", "-1"],
         },
         RangeCase {
-            key: "mqtt.tx_buffer_limit", extra: "max_packet_size = 64",
+            key: "mqtt.tx_buffer_limit", extra: "max_packet_size = 64\ntx_buffer_total = 0",
             good: &[r#""4KB""#, r#""1GB""#, "4096"],
             bad: &["4095", "1073741825", r#""2GB""#],
+        },
+        RangeCase {
+            key: "mqtt.tx_buffer_total", extra: "tx_buffer_limit = \"4KB\"",
+            good: &["0", r#""4KB""#, r#""16MB""#, r#""1GB""#],
+            bad: &["-1", "1073741825", r#""2GB""#, "true"],
         },
         RangeCase {
             key: "mqtt.wildcard_subscription_available", extra: "",
@@ -2777,7 +2800,16 @@ mod tests {
         // A message larger than the output limit is still sent (into a buffer below it).
         parse("[mqtt]\nmax_packet_size = \"2MB\"\ntx_buffer_limit = \"64KB\"\n").unwrap();
 
+        let e = error("[mqtt]\ntx_buffer_limit = \"1MB\"\ntx_buffer_total = \"512KB\"\n");
+        let line = e.to_string();
+        assert!(line.contains("mqtt.tx_buffer_total (524288)"), "{line}");
+        assert!(line.contains("mqtt.tx_buffer_limit (1048576)"), "{line}");
+        assert!(matches!(e.kind, ConfigErrorKind::Conflict { .. }));
+        // 0: no global budget, whatever the per-connection limit.
+        parse("[mqtt]\ntx_buffer_limit = \"1GB\"\ntx_buffer_total = 0\n").unwrap();
+
         // Equal is fine on every rule.
+        parse("[mqtt]\ntx_buffer_limit = \"1MB\"\ntx_buffer_total = \"1MB\"\n").unwrap();
         parse("[mqtt]\nmax_connections = 4096\nmax_packet_size = \"1MB\"\n").unwrap();
         parse("[sqlite]\ndisk_cache_size = 7\nmax_queued_per_session = 7\n").unwrap();
     }

@@ -37,8 +37,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use edgemq::broker::{
-    Broker, ConnId, Limits, ListenerId, Origin, OutboundTopicAlias, Outbox, SharedPolicy,
-    SlowSubscriber,
+    Broker, ConnId, Limits, ListenerId, Origin, OutboundTopicAlias, Outbox, OutputTotal,
+    SharedPolicy, SlowSubscriber,
 };
 use edgemq::codec::{
     self, encode, encoded_len, sniff_connect_version, Connect, ConnectProperties, DecodeContext,
@@ -320,6 +320,14 @@ impl Outbox for Net {
     fn resume(&mut self, conn: ConnId) {
         self.resumed.push(conn);
     }
+
+    fn output_total(&self) -> OutputTotal {
+        let mut total = OutputTotal::default();
+        for slot in self.slots.iter().filter(|s| s.open) {
+            total.update(0, slot.backlog);
+        }
+        total
+    }
 }
 
 /// The bytes of `packet` as the event loop would write them, checked to decode on the client.
@@ -391,6 +399,8 @@ fn limits(options: u8) -> Limits {
         persistent_session_expiry: Some(Duration::from_secs(3600)),
         max_session_expiry: Some(Duration::from_secs(7200)),
         tx_buffer_limit: 1024,
+        // Two slow readers together reach it before either reaches its own limit.
+        tx_buffer_total: 1536,
         wildcard_subscription_available: true,
         subscription_identifiers_available: true,
         resend_interval: (options & 0x20 != 0).then_some(Duration::from_secs(5)),

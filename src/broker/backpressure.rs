@@ -12,6 +12,12 @@
 //! anyone for them, so they lose nothing by being slow. The loop wakes up for these deadlines
 //! ([`Broker::congestion_deadline`]); nothing is armed while nobody is congested or paused.
 //!
+//! The global output budget (`mqtt.tx_buffer_total`, `output_budget.rs`) uses the same
+//! mechanism: a connection over its share of it while all output together is over it is
+//! congested as if over its own output limit, and stays so until it drains to half its share
+//! (or the total to half the budget) — unless it has QoS 1/2 messages queued or in flight:
+//! those flows are held by their own limits only, so the budget does not make them slow.
+//!
 //! Overshoot is bounded: a paused publisher adds at most what was already read from its
 //! socket, and past a hard cap (4× the queue limit, 2× the output limit) messages are dropped
 //! and counted as before. A connection whose own deliveries are congested is never paused: it
@@ -24,6 +30,7 @@
 
 use std::time::Instant;
 
+use super::output_budget;
 use super::session::{Flow, SessionId};
 use super::{Broker, ConnId, Outbox, SlowSubscriber};
 use crate::codec::{Disconnect, Packet, ProtocolVersion, ReasonCode};
@@ -105,15 +112,18 @@ impl Broker {
         true
     }
 
-    /// Called after output was written: forgets subscribers that drained to half their limits
+    /// Called after output was written (once per loop pass; it also notes the unwritten output
+    /// total for `$SYS`): forgets subscribers that drained to half their limits
     /// and resumes the publishers that waited only for drained (or slow, or gone) sessions,
     /// and those paused for `max_pause` already.
     pub fn relieve_congestion(&mut self, now: Instant, out: &mut dyn Outbox) {
+        self.output_after_pass = out.output_total();
         if self.congested.is_empty() && self.paused.is_empty() {
             return;
         }
         let queue_low = self.limits.max_queued_messages / 2;
         let output_low = self.limits.tx_buffer_limit / 2;
+        let (budget, total) = (self.limits.tx_buffer_total, out.output_total());
         let mut congested = std::mem::take(&mut self.congested);
         congested.retain(|&id| {
             let Some(session) = self.sessions.get_mut(id.0) else {
@@ -126,8 +136,13 @@ impl Broker {
                 Flow::Slow { .. } => true,
             };
             let backlog = session.conn.map_or(0, |c| out.backlog(c));
-            let still =
-                session.conn.is_some() && (session.queue.len() > queue_low || backlog > output_low);
+            // The budget holds only a session without QoS 1/2 messages queued or in flight:
+            // a QoS 1/2 flow follows its own limits alone, as before the budget existed.
+            let qos0_only = session.queue.is_empty() && session.inflight.is_empty();
+            let still = session.conn.is_some()
+                && (session.queue.len() > queue_low
+                    || backlog > output_low
+                    || (qos0_only && output_budget::still_full(budget, total, backlog)));
             if !still {
                 session.flow = Flow::Clear;
                 if was_slow {

@@ -8,6 +8,7 @@ use super::alias::AliasPlan;
 use super::backpressure::{OUTPUT_HARD_FACTOR, QUEUE_HARD_FACTOR};
 use super::logging::Abbreviated;
 use super::message::Delivery;
+use super::output_budget::{self, Budget};
 use super::session::{packet_id_for_seq, Flow, Inflight, OutboundState, SessionId};
 use super::{Broker, ConnId, Outbox, Transmitted};
 use crate::codec::{Packet, QoS};
@@ -30,17 +31,24 @@ impl Broker {
         if delivery.qos == QoS::AtMostOnce {
             match online {
                 Some(conn) => {
-                    // QoS 0 bypasses the queue. Over the output limit its publisher is paused;
-                    // over the hard cap (or with no publisher to pause) it is dropped.
+                    // QoS 0 bypasses the queue. Over the output limit, or over its share of
+                    // the global budget (`output_budget.rs`), its publisher is paused; over the
+                    // hard cap (or with no publisher to pause) it is dropped.
                     let backlog = out.backlog(conn);
-                    let keep = backlog < tx_limit
+                    let total = out.output_total();
+                    let budget = output_budget::judge(self.limits.tx_buffer_total, total, backlog);
+                    let keep = (backlog < tx_limit && budget == Budget::Room)
                         || (backlog < tx_limit * OUTPUT_HARD_FACTOR
                             && self.congest(session_id, now));
                     if keep {
                         self.send_publish(conn, &delivery, None, false, now, out);
-                    } else {
+                    } else if backlog >= tx_limit {
                         self.stats.messages_dropped += 1;
                         log::debug!("{conn:?}: output buffer full; QoS 0 message dropped");
+                    } else {
+                        let why = "all clients' unwritten output is over mqtt.tx_buffer_total \
+                                   and this client holds more than its share";
+                        self.count_drop(session_id, &delivery.message.topic, why, now);
                     }
                     return;
                 }

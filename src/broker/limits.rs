@@ -54,6 +54,9 @@ pub struct Limits {
     pub max_session_expiry: Option<Duration>,
     /// Output bytes queued per connection before QoS 0 messages to it are dropped.
     pub tx_buffer_limit: usize,
+    /// Output bytes queued for all connections together before QoS 0 messages to those over
+    /// their share are held back or dropped (`output_budget.rs`; 0 = no global budget).
+    pub tx_buffer_total: usize,
     pub wildcard_subscription_available: bool,
     pub subscription_identifiers_available: bool,
     /// MQTT 3.1.1 only: re-send unacknowledged messages on a live connection after this long
@@ -100,6 +103,7 @@ impl Default for Limits {
             persistent_session_expiry: None,
             max_session_expiry: None,
             tx_buffer_limit: 256 * 1024,
+            tx_buffer_total: 16 * 1024 * 1024,
             wildcard_subscription_available: true,
             subscription_identifiers_available: true,
             resend_interval: None,
@@ -162,6 +166,7 @@ impl From<&crate::config::Config> for Limits {
             persistent_session_expiry: mqtt.persistent_session_expiry,
             max_session_expiry: mqtt.max_session_expiry,
             tx_buffer_limit: mqtt.tx_buffer_limit,
+            tx_buffer_total: mqtt.tx_buffer_total,
             wildcard_subscription_available: mqtt.wildcard_subscription_available,
             subscription_identifiers_available: mqtt.subscription_identifiers_available,
             resend_interval: (!resend.is_zero()).then_some(resend),
@@ -210,6 +215,7 @@ mod tests {
             ("persistent_session_expiry", "\"7d\""),
             ("max_session_expiry", "3600"),
             ("tx_buffer_limit", "\"128KB\""),
+            ("tx_buffer_total", "\"8MB\""),
             ("wildcard_subscription_available", "false"),
             ("subscription_identifiers_available", "false"),
             ("max_pause", "\"250ms\""),

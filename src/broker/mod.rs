@@ -22,6 +22,7 @@ mod logging;
 mod message;
 mod origin;
 mod outgoing;
+pub mod output_budget;
 mod publish;
 mod restore;
 mod retain;
@@ -52,6 +53,7 @@ pub use connection::Phase;
 pub use limits::{Limits, OutboundTopicAlias, SharedPolicy, SlowSubscriber};
 pub use message::{Delivery, Message};
 pub use origin::{ListenerId, Origin};
+pub use output_budget::OutputTotal;
 pub use restore::Restored;
 pub use session::{SessionExpiry, SessionId};
 pub use stats::{Gauges, Stats};
@@ -93,6 +95,11 @@ pub trait Outbox {
     fn backlog(&self, conn: ConnId) -> usize;
     /// Input from `conn` was paused (back-pressure) and may be read again.
     fn resume(&mut self, conn: ConnId);
+    /// The unwritten output of every connection together (`output_budget.rs`). An outbox
+    /// without connections (restoring the store, a fuzz target) holds none.
+    fn output_total(&self) -> OutputTotal {
+        OutputTotal::default()
+    }
 }
 
 pub struct Broker {
@@ -127,6 +134,9 @@ pub struct Broker {
     answered: Vec<ConnId>,
     /// Whether the last `end_of_pass` replaced `answered`.
     answered_now: bool,
+    /// All connections' unwritten output after the last loop pass's writes (for `$SYS` and
+    /// `/metrics`; `relieve_congestion` notes it).
+    output_after_pass: OutputTotal,
     /// Reused by every publish so routing allocates nothing.
     match_scratch: Vec<SubscriberEntry>,
     store: Store,
@@ -172,6 +182,7 @@ impl Broker {
             pending_acks: Vec::new(),
             answered: Vec::new(),
             answered_now: false,
+            output_after_pass: OutputTotal::default(),
             match_scratch: Vec::new(),
             store,
             by_store_id: HashMap::new(),

@@ -7,7 +7,8 @@
 //! other). Routing gives each matching message to exactly one member of each group, chosen by
 //! `mqtt.shared_policy` among, in this order of preference:
 //! 1. members that can take it now (online, with room in the inflight window and nothing
-//!    queued; for QoS 0, output buffer under `mqtt.tx_buffer_limit`);
+//!    queued; for QoS 0, output buffer under `mqtt.tx_buffer_limit` and within its share of
+//!    `mqtt.tx_buffer_total`, `output_budget.rs`);
 //! 2. members online (it waits in that member's queue, under the usual caps);
 //! 3. persistent members offline, for QoS 1/2 (it goes to that member's queue in the store);
 //!
@@ -32,6 +33,7 @@ use std::time::Instant;
 
 use super::logging::Abbreviated;
 use super::message::{Delivery, Message};
+use super::output_budget::{self, Budget};
 use super::session::{SessionId, Subscriptions};
 use super::topic_tree::SubscriberEntry;
 use super::{Broker, Outbox, SharedPolicy};
@@ -282,7 +284,10 @@ impl Broker {
         let Some(session) = self.session(entry.session) else { return false };
         match (tier, session.conn) {
             (Tier::Ready, Some(conn)) if qos == QoS::AtMostOnce => {
-                out.backlog(conn) < self.limits.tx_buffer_limit
+                let backlog = out.backlog(conn);
+                let budget = self.limits.tx_buffer_total;
+                backlog < self.limits.tx_buffer_limit
+                    && output_budget::judge(budget, out.output_total(), backlog) == Budget::Room
             }
             (Tier::Ready, Some(_)) => {
                 let nothing_queued = match session.stored.as_deref() {

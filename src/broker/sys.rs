@@ -75,6 +75,9 @@ pub struct Metrics {
     /// Messages held for sessions (store rows, clean sessions' memory queues and inflight).
     pub messages_stored: u64,
     pub messages_stored_bytes: u64,
+    /// Bytes queued for all connections and not yet written, after the last loop pass's
+    /// writes (`mqtt.tx_buffer_total` bounds its QoS 0 part).
+    pub output_bytes: u64,
     pub rss_bytes: Option<u64>,
     pub store_queued: u64,
     pub store_bytes: u64,
@@ -265,6 +268,13 @@ pub static FIGURES: &[Figure] = &[
         "Bytes of the messages held for sessions (topic and payload).",
         Kind::Gauge,
         |m| Some(m.messages_stored_bytes as f64),
+    ),
+    fig(
+        "output/bytes",
+        "edgemq_output_bytes",
+        "Bytes queued for all connections and not yet written (after the last loop pass).",
+        Kind::Gauge,
+        |m| Some(m.output_bytes as f64),
     ),
     fig(
         "heap/current",
@@ -529,6 +539,7 @@ impl Broker {
             retained_messages: gauges.retained_messages as u64,
             messages_stored,
             messages_stored_bytes,
+            output_bytes: self.output_after_pass.bytes as u64,
             rss_bytes: process.rss_bytes,
             store_queued: self.store.total_messages(),
             store_bytes: self.store.total_bytes(),

@@ -17,6 +17,8 @@ struct Recorder {
     sent: Vec<(ConnId, Packet)>,
     closed: Vec<ConnId>,
     backlog: HashMap<ConnId, usize>,
+    /// What `net` would count of `backlog` (see [`Recorder::set_backlog`]).
+    output: OutputTotal,
     resumed: Vec<ConnId>,
 }
 
@@ -33,9 +35,18 @@ impl Outbox for Recorder {
     fn resume(&mut self, conn: ConnId) {
         self.resumed.push(conn);
     }
+    fn output_total(&self) -> OutputTotal {
+        self.output
+    }
 }
 
 impl Recorder {
+    /// Sets `conn`'s unwritten output, keeping the total as `net` does.
+    fn set_backlog(&mut self, conn: ConnId, bytes: usize) {
+        let before = self.backlog.insert(conn, bytes).unwrap_or(0);
+        self.output.update(before, bytes);
+    }
+
     /// Takes what was sent to `conn` so far.
     fn take(&mut self, conn: ConnId) -> Vec<Packet> {
         let (mine, rest) = self.sent.drain(..).partition(|(c, _)| *c == conn);
@@ -1237,6 +1248,9 @@ mod shared;
 
 /// Issue 13: outbound topic aliases.
 mod alias;
+
+/// Issue 16: the global output budget (`mqtt.tx_buffer_total`).
+mod output_budget;
 
 /// What every connection and session costs inline, whatever it does (issue 16: memory per
 /// idle connection). These bounds are today's sizes on 64-bit targets: growing a struct

@@ -7,7 +7,9 @@
 //! tenth of an fsync (group commit, `gather_before_sync`); end the pass (store commit, held
 //! acknowledgements); write all queued output with
 //! one `write` per connection where possible. WRITABLE interest is registered only while a
-//! connection has output the kernel or its transport would not take.
+//! connection has output the kernel or its transport would not take. The unwritten output of
+//! all connections together is kept as a running total where buffers grow and shrink
+//! (`Slots::output`), for the broker's global output budget (`mqtt.tx_buffer_total`).
 //!
 //! Listeners are plain TCP (`listener.bind`, `[listeners.NAME] kind = "tcp"`), TLS, or MQTT
 //! over WebSockets over either (`ws`, `wss`); a connection owns its [`transport::Transport`],
@@ -32,7 +34,8 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::broker::{Broker, ConnId, Limits, ListenerId, Origin, Outbox};
+use crate::broker::output_budget::{self, Budget};
+use crate::broker::{Broker, ConnId, Limits, ListenerId, Origin, Outbox, OutputTotal};
 use crate::codec::{self, Packet, ProtocolVersion};
 use crate::config::Config;
 use crate::heap::{self, TrimPolicy};
@@ -225,6 +228,8 @@ pub struct EventLoop {
     accept_more: Vec<usize>,
     /// A connection with this much unwritten output is not read until it drains.
     output_limit: usize,
+    /// ... nor one over its share of this budget for all connections (0: none).
+    output_budget: usize,
     /// Outbound links to other brokers (`outbound.rs`).
     bridges: outbound::Bridges,
     /// Per-address and pending-connection limits, checked at accept; `net`'s log limits.
@@ -240,6 +245,10 @@ pub struct EventLoop {
 /// table shrinks again when connections leave (see `slab.rs`).
 struct Slots {
     table: Slab<Connection>,
+    /// The unwritten output of every connection together: updated wherever an output buffer
+    /// grows ([`Outbox::send`]), shrinks ([`Slots::flush`]) or goes ([`Slots::remove`]), and
+    /// read by the broker and the read throttle (`mqtt.tx_buffer_total`).
+    output: OutputTotal,
 }
 
 impl Slots {
@@ -260,7 +269,48 @@ impl Slots {
     }
 
     fn remove(&mut self, id: ConnId) -> Option<Connection> {
-        self.table.remove(id.0)
+        let connection = self.table.remove(id.0)?;
+        self.output.update(connection.pending_output(), 0);
+        Some(connection)
+    }
+
+    /// Writes `id`'s pending output ([`Connection::flush`]); returns what the write achieved
+    /// and how many bytes it took.
+    fn flush(&mut self, id: ConnId) -> Option<(io::Result<Flush>, usize)> {
+        let connection = self.table.get_mut(id.0)?;
+        let before = connection.pending_output();
+        let flushed = connection.flush();
+        let after = connection.pending_output();
+        self.output.update(before, after);
+        Some((flushed, before.saturating_sub(after)))
+    }
+
+    /// Whether `connection` has more unwritten output than it may have and still be read:
+    /// its own `mqtt.tx_buffer_limit`, or its share of `mqtt.tx_buffer_total` while all
+    /// connections together are over twice that (`broker::output_budget`: only what the broker
+    /// does not drop, such as acknowledgements a client does not read, gets the total there;
+    /// below it a subscriber that reads, with a window of QoS 1 messages unwritten at the end
+    /// of a pass, is not held up).
+    fn over_output_limit(&self, id: ConnId, limit: usize, budget: usize) -> bool {
+        let backlog = self.get(id).map_or(0, Connection::pending_output);
+        backlog >= limit || output_budget::judge(budget, self.output, backlog) == Budget::HardFull
+    }
+
+    /// Whether a connection not read for its output has drained enough to be read again: to
+    /// half its limit, and to half its share while the total is over half the budget.
+    fn drained(&self, id: ConnId, limit: usize, budget: usize) -> bool {
+        let backlog = self.get(id).map_or(0, Connection::pending_output);
+        backlog <= limit / 2 && !output_budget::still_full(budget, self.output, backlog)
+    }
+
+    /// The sum of every connection's unwritten output, counted afresh: what `output` must
+    /// equal (checked in debug builds after each flush of all connections).
+    fn recount_output(&self) -> OutputTotal {
+        let mut total = OutputTotal::default();
+        for connection in self.table.values() {
+            total.update(0, connection.pending_output());
+        }
+        total
     }
 }
 
@@ -279,13 +329,16 @@ struct Sockets {
 
 impl Outbox for Sockets {
     fn send(&mut self, conn: ConnId, version: ProtocolVersion, packet: &Packet) {
-        let Some(connection) = self.slots.get_mut(conn) else {
+        let Slots { table, output } = &mut self.slots;
+        let Some(connection) = table.get_mut(conn.0) else {
             return;
         };
         if connection.closing {
             return;
         }
+        let before = connection.pending_output();
         codec::encode(packet, version, connection.output());
+        output.update(before, connection.pending_output());
         if !connection.flush_queued {
             connection.flush_queued = true;
             self.to_flush.push(conn);
@@ -308,6 +361,10 @@ impl Outbox for Sockets {
 
     fn resume(&mut self, conn: ConnId) {
         self.to_read.push(conn);
+    }
+
+    fn output_total(&self) -> OutputTotal {
+        self.slots.output
     }
 }
 
@@ -337,7 +394,7 @@ impl EventLoop {
             ready: Vec::with_capacity(1024),
             listeners,
             sockets: Sockets {
-                slots: Slots { table: Slab::new(capacity) },
+                slots: Slots { table: Slab::new(capacity), output: OutputTotal::default() },
                 to_flush: Vec::new(),
                 to_close: Vec::new(),
                 to_read: Vec::new(),
@@ -348,6 +405,7 @@ impl EventLoop {
             reload_requested: false,
             accept_more: Vec::new(),
             output_limit: broker.limits().tx_buffer_limit,
+            output_budget: broker.limits().tx_buffer_total,
             bridges: outbound::Bridges::default(),
             admission: Admission::new(
                 broker.limits().max_connections_per_address,
@@ -751,10 +809,12 @@ impl EventLoop {
             if !self.wants_input(conn) || self.broker.is_paused(conn) {
                 return;
             }
-            let Some(connection) = self.sockets.slots.get_mut(conn) else {
+            let slots = &mut self.sockets.slots;
+            let over = slots.over_output_limit(conn, self.output_limit, self.output_budget);
+            let Some(connection) = slots.get_mut(conn) else {
                 return;
             };
-            if connection.pending_output() >= self.output_limit {
+            if over {
                 if !connection.throttled {
                     log::info!("{conn:?}: not reading, the client does not read its output");
                     connection.throttled = true;
@@ -961,9 +1021,9 @@ impl EventLoop {
                 continue;
             };
             connection.flush_queued = false;
-            let before = connection.pending_output();
-            let flushed = connection.flush();
-            let written = before.saturating_sub(connection.pending_output());
+            let Some((flushed, written)) = self.sockets.slots.flush(conn) else {
+                continue;
+            };
             self.broker.count_io(0, written);
             let want_write = match flushed {
                 Ok(Flush::Done) => false,
@@ -974,12 +1034,14 @@ impl EventLoop {
                     continue;
                 }
             };
-            let Some(connection) = self.sockets.slots.get_mut(conn) else {
+            let slots = &mut self.sockets.slots;
+            let drained = slots.drained(conn, self.output_limit, self.output_budget);
+            let Some(connection) = slots.get_mut(conn) else {
                 continue;
             };
             // A client that stopped reading was no longer read either (its requests would
             // only queue more answers); once its output drains, read it again.
-            if connection.throttled && connection.pending_output() <= self.output_limit / 2 {
+            if connection.throttled && drained {
                 connection.throttled = false;
                 self.sockets.to_read.push(conn);
             }
@@ -1000,6 +1062,7 @@ impl EventLoop {
                 connection.write_interest = want_write;
             }
         }
+        debug_assert_eq!(self.sockets.slots.output, self.sockets.slots.recount_output());
         // Reuse the allocation.
         let mut to_flush = to_flush;
         to_flush.clear();
