@@ -231,13 +231,15 @@ fn run(options: &RunOptions) -> ExitCode {
     broker.store().shrink_memory();
     heap::release_free_memory();
     log::info!(
-        "store {} ({} durability): {} sessions, {} subscriptions, {} queued messages, {} retained",
+        "store {} ({} durability): {} sessions, {} subscriptions, {} queued messages, {} retained \
+         (opened, checked and restored in {} ms)",
         broker.store().path().display(),
         config.sqlite.durability.name(),
         restored.sessions,
         restored.subscriptions,
         restored.queued_messages,
-        restored.retained
+        restored.retained,
+        now.elapsed().as_millis()
     );
     if restored.skipped_sessions > 0 {
         log::warn!(

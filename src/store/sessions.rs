@@ -225,10 +225,16 @@ impl Store {
     /// Everything needed to rebuild the broker's state after a restart.
     pub fn load(&mut self) -> rusqlite::Result<Snapshot> {
         let mut snapshot = Snapshot::default();
-        // Rows whose session row was lost with a failed batch can never be delivered.
-        let orphans = self
-            .db
-            .execute("DELETE FROM messages WHERE session NOT IN (SELECT id FROM sessions)", [])?;
+        // Rows whose session row was lost with a failed batch can never be delivered. The
+        // start-up scan saw whether there are any (the delete reads the whole ring).
+        let scan = self.ring_bounds.take();
+        let orphans = match &scan {
+            Some(scan) if !scan.orphans => 0,
+            _ => self.db.execute(
+                "DELETE FROM messages WHERE session NOT IN (SELECT id FROM sessions)",
+                [],
+            )?,
+        };
         self.db.execute(
             "DELETE FROM subscriptions WHERE session NOT IN (SELECT id FROM sessions)",
             [],
@@ -242,8 +248,9 @@ impl Store {
                 "{}: {orphans} queued messages of unknown sessions removed",
                 self.path.display()
             );
-            self.reload_usage()?;
+            self.reload_usage(false)?;
         }
+        // After deleting orphans the scan still holds for the sessions that exist.
         type SessionColumns = (
             i64,
             String,
@@ -340,8 +347,17 @@ impl Store {
                     .filter(|&v| v != 0)
                     .collect()
             };
-            let pubrel_pending = self.pubrel_pending(id)?;
-            let (first_queued_seq, next_seq) = self.seq_bounds(id)?;
+            let (pubrel_pending, (first_queued_seq, next_seq)) = match &scan {
+                Some(scan) => {
+                    let bounds = scan.bounds.get(&id);
+                    let pubrel = match bounds {
+                        Some(b) if b.pubrel => self.pubrel_pending(id)?,
+                        _ => Vec::new(),
+                    };
+                    (pubrel, bounds.map_or((None, None), |b| (b.first_queued, b.next_seq)))
+                }
+                None => (self.pubrel_pending(id)?, self.seq_bounds(id)?),
+            };
             snapshot.sessions.push(LoadedSession {
                 id,
                 client_id,
