@@ -607,11 +607,10 @@ fn will_topic_over_the_level_limit_is_refused_at_connect() {
 fn restore_drops_stored_subscriptions_over_todays_limits_from_the_session_and_the_store() {
     let dir = TempDir::new("restore-limits");
     let open = |limits: Limits| {
-        let mut store =
+        let store =
             crate::store::Store::open(dir.path(), disk_config(|_| {})).expect("store opens");
-        let snapshot = store.load().expect("store loads");
         let mut broker = Broker::new(limits, store);
-        let restored = broker.restore(snapshot, Instant::now());
+        let restored = broker.restore(Instant::now()).expect("store loads");
         let h = Harness { broker, out: Recorder::default(), now: Instant::now(), next_conn: 100 };
         (h, restored)
     };
@@ -747,11 +746,9 @@ fn disk_config(edit: impl FnOnce(&mut crate::config::SqliteConfig)) -> crate::co
 /// A broker on `dir` with everything the store holds restored, as after a restart.
 fn restarted(dir: &TempDir) -> Harness {
     let now = Instant::now();
-    let mut store =
-        crate::store::Store::open(dir.path(), disk_config(|_| {})).expect("store reopens");
-    let snapshot = store.load().expect("store loads");
+    let store = crate::store::Store::open(dir.path(), disk_config(|_| {})).expect("store reopens");
     let mut broker = Broker::new(Limits::default(), store);
-    broker.restore(snapshot, now);
+    broker.restore(now).expect("store loads");
     Harness { broker, out: Recorder::default(), now, next_conn: 100 }
 }
 
@@ -808,6 +805,47 @@ fn restart_redelivers_inflight_with_dup_then_queue_in_order() {
     let (sub, connack) = h.connect(ProtocolVersion::V311, "sensor-1", false);
     assert!(connack.session_present);
     assert!(publishes(&h.out.take(sub)).is_empty());
+}
+
+/// The restore reads the store in chunks (`restore::LOAD_CHUNK`): sessions on both sides of
+/// a chunk's end come back with their subscriptions and queues, in id order.
+#[test]
+fn restart_restores_sessions_across_the_load_chunks() {
+    const SESSIONS: usize = 600;
+    let dir = TempDir::new("restart-chunks");
+    {
+        let store =
+            crate::store::Store::open(dir.path(), disk_config(|_| {})).expect("store opens");
+        let mut h = Harness {
+            broker: Broker::new(Limits::default(), store),
+            ..Harness::new(Limits::default())
+        };
+        for n in 0..SESSIONS {
+            let (c, _) = h.connect(ProtocolVersion::V311, &format!("s-{n}"), false);
+            h.subscribe(c, &format!("t/{n}"), QoS::AtLeastOnce);
+            h.close(c);
+        }
+        let (p, _) = h.connect(ProtocolVersion::V311, "pub", true);
+        for n in [0, 255, 256, 257, 599] {
+            let payload = format!("m{n}");
+            let topic = format!("t/{n}");
+            h.handle(
+                p,
+                Packet::Publish(publish(&topic, payload.as_bytes(), QoS::AtLeastOnce, Some(1))),
+            );
+        }
+    }
+    let mut h = restarted(&dir);
+    assert_eq!(h.broker.gauges().sessions, SESSIONS);
+    assert_eq!(h.broker.gauges().subscriptions, SESSIONS);
+    for n in [0, 255, 256, 257, 599, 300] {
+        let (c, connack) = h.connect(ProtocolVersion::V311, &format!("s-{n}"), false);
+        assert!(connack.session_present, "session {n}");
+        let got: Vec<Vec<u8>> =
+            publishes(&h.out.take(c)).iter().map(|p| p.payload.to_vec()).collect();
+        let expected = if n == 300 { vec![] } else { vec![format!("m{n}").into_bytes()] };
+        assert_eq!(got, expected, "session {n}");
+    }
 }
 
 #[test]

@@ -37,7 +37,9 @@ pub use health::Health;
 pub use inspect::inspect;
 pub use quarantine::quarantine;
 pub use ring::{Enqueued, QueueCaps, QueuedMessage};
-pub use sessions::{LoadedRetained, LoadedSession, SessionRow, Snapshot};
+#[cfg(test)]
+pub use sessions::Snapshot;
+pub use sessions::{LoadedRetained, LoadedSession, SessionRow};
 pub use space::RESERVE_FILE;
 
 /// The longest interval MQTT can express (u32 seconds); stored durations are capped to it.
@@ -188,9 +190,13 @@ pub struct Store {
     batch_started: Option<Instant>,
     total_messages: u64,
     usage: HashMap<StoredSessionId, Usage>,
-    /// What the start-up scan of the ring found, until [`Store::load`] has used it (`None`
-    /// after any write: it would be stale).
+    /// What the start-up scan of the ring found, until the restore has used it
+    /// ([`Store::end_load`]). The restore's own writes (dropped subscriptions, ended
+    /// sessions) touch only rows of sessions already read; a message stored (which may
+    /// evict another session's row) drops it, as does a rollback.
     ring_bounds: Option<RingScan>,
+    /// Rows skipped as damaged since [`Store::begin_load`].
+    load_damaged: u64,
     /// Sessions with their own caps instead of the `[sqlite]` ones (bridges; see `ring`).
     queue_caps: HashMap<StoredSessionId, QueueCaps>,
     /// Maps the loop's monotonic clock to wall-clock time for stored deadlines.
@@ -319,6 +325,7 @@ impl Store {
             total_messages: 0,
             usage: HashMap::new(),
             ring_bounds: None,
+            load_damaged: 0,
             queue_caps: HashMap::new(),
             // Both clocks read together, after the (possibly slow) open: stored deadlines
             // must not shift by how long opening took.
@@ -583,7 +590,6 @@ impl Store {
             return false;
         }
         if !self.in_batch {
-            self.ring_bounds = None;
             self.in_batch = true;
             if let Err(e) = self.db.execute_batch("BEGIN") {
                 self.batch_error = Some(Failure::sqlite("BEGIN", &e));
