@@ -204,7 +204,7 @@ impl Broker {
             let Some(mut delivery) = session.queue.pop_front() else { return };
             if session.queue.is_empty() && session.stored.is_some() {
                 // A store-backed session's cache is refilled from the store when needed.
-                session.queue = std::collections::VecDeque::new();
+                session.queue = Default::default();
             }
             if let (Some(stored), Some(seq)) = (session.stored.as_mut(), delivery.seq) {
                 if stored.first_unsent == stored.saved_first_unsent {

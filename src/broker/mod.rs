@@ -16,6 +16,7 @@ mod bridge;
 mod connect;
 mod connection;
 mod deliver;
+mod deque;
 mod disconnect;
 mod limits;
 mod logging;

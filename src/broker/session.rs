@@ -6,11 +6,12 @@
 //! or here (`max_inflight`, `max_queued_messages`, `max_subscriptions_per_session`,
 //! `max_subscription_bytes`).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::num::NonZeroU16;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::deque::Deque;
 use super::message::Delivery;
 use super::ConnId;
 use crate::codec::{PacketId, ProtocolVersion, SubscriptionOptions, Will};
@@ -272,12 +273,12 @@ pub struct Session {
     /// Bytes of the filters in `subscriptions` (bounded by `max_subscription_bytes`).
     pub subscription_bytes: usize,
     /// Outbound QoS 1/2 messages sent and not completed, oldest first.
-    pub inflight: VecDeque<Inflight>,
+    pub inflight: Deque<Inflight>,
     /// Some `inflight` entry may be `held` (set when one is held, cleared by a scan that finds
     /// none), so acknowledgements skip the scan for held entries while none can exist.
     pub maybe_held: bool,
     /// Outbound messages waiting for a free inflight slot (or for the client to come back).
-    pub queue: VecDeque<Delivery>,
+    pub queue: Deque<Delivery>,
     /// Inbound QoS 2 packet ids received (PUBREC sent) and not yet released by PUBREL.
     /// A B-tree set: 24 bytes and no allocation while empty (a hash set is 48 bytes).
     pub inbound_qos2: BTreeSet<u16>,
@@ -311,7 +312,7 @@ impl Session {
     pub fn remove_inflight(&mut self, position: usize) -> Option<Inflight> {
         let entry = self.inflight.remove(position);
         if self.inflight.is_empty() {
-            self.inflight = VecDeque::new();
+            self.inflight = Deque::default();
         }
         entry
     }
@@ -324,9 +325,9 @@ impl Session {
             expiry,
             subscriptions: Subscriptions::default(),
             subscription_bytes: 0,
-            inflight: VecDeque::new(),
+            inflight: Deque::default(),
             maybe_held: false,
-            queue: VecDeque::new(),
+            queue: Deque::default(),
             inbound_qos2: BTreeSet::new(),
             will: None,
             will_due: None,

@@ -1289,8 +1289,10 @@ fn per_connection_structs_stay_small() {
     // 512 before: the will and the store queue are boxed, the QoS 2 ids a B-tree set and the
     // subscriptions an inline-one / sorted vector (see `Subscriptions`).
     // 280 after; 288 since the bridge's `maybe_held` flag (issue 11: acknowledgements skip
-    // the scan for held messages) found no padding byte left to sit in.
-    assert!(size_of::<Option<session::Session>>() <= 288, "{}", size_of::<session::Session>());
+    // the scan for held messages) found no padding byte left to sit in; 240 since the two
+    // queues cost a pointer each until used (`deque.rs`; a restart restores 10,000 sessions
+    // that hold nothing in memory).
+    assert!(size_of::<Option<session::Session>>() <= 240, "{}", size_of::<session::Session>());
     // 64 before: one subscriber is held inline (a 32-byte allocation before), the wildcard
     // children are non-zero ids.
     assert!(TopicTree::node_size() <= 56, "{}", TopicTree::node_size());
