@@ -152,7 +152,7 @@ impl Broker {
 
     /// A ring row was evicted to make room: it must not be delivered from the memory cache.
     fn forget_evicted(&mut self, victim: StoredSessionId, seq: i64, now: Instant) {
-        let Some(&session_id) = self.by_store_id.get(&victim) else { return };
+        let Some(session_id) = self.index.stored(&self.sessions, victim) else { return };
         let Some(session) = self.session_mut(session_id) else { return };
         if let Some(position) = session.queue.iter().position(|d| d.seq == Some(seq)) {
             session.queue.remove(position);

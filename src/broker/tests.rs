@@ -625,7 +625,7 @@ fn restore_drops_stored_subscriptions_over_todays_limits_from_the_session_and_th
     let limits = Limits { max_subscriptions_per_session: 3, ..topic_limits() };
     let (mut h, restored) = open(limits);
     assert_eq!((restored.subscriptions, restored.skipped_subscriptions), (3, 2));
-    let session = h.broker.session_by_client.get("old").copied().expect("session restored");
+    let session = h.broker.session_of("old").expect("session restored");
     let held = &h.broker.session(session).expect("session").subscriptions;
     let mut filters: Vec<&str> = held.keys().collect();
     filters.sort_unstable();
@@ -1024,7 +1024,7 @@ fn a_restored_queue_is_held_in_exactly_sized_memory_and_released_once_acknowledg
     let sent: Vec<PacketId> =
         publishes(&h.out.take(sub)).iter().filter_map(|p| p.packet_id).collect();
     assert_eq!(sent.len(), 10);
-    let id = *h.broker.session_by_client.get("device").expect("session");
+    let id = h.broker.session_of("device").expect("session");
     let session = h.broker.session(id).expect("session");
     assert_eq!(session.inflight.len(), 10);
     assert_eq!(session.inflight.capacity(), 10, "room for exactly what went out");
@@ -1162,7 +1162,7 @@ fn stuck_subscriber_holds_its_publisher_for_max_pause_at_most() {
     }
     assert_eq!(h.out.take(p).len(), 16, "every PUBACK was sent");
     assert_eq!(h.broker.stats().messages_dropped - dropped_before, 16);
-    let stuck_session = h.broker.session_by_client.get("stuck").copied().expect("session");
+    let stuck_session = h.broker.session_of("stuck").expect("session");
     assert_eq!(h.broker.session(stuck_session).map(|s| s.dropped), Some(16));
     assert_eq!(received, (5..=20).collect::<Vec<u16>>());
     // Nothing left to wait for: no congestion deadline keeps the loop awake.
@@ -1209,7 +1209,7 @@ fn slow_subscriber_is_disconnected_when_the_policy_says_so() {
     assert_eq!(h.broker.stats().slow_disconnects, 1);
     assert!(!h.broker.is_paused(p));
     assert_eq!(h.out.resumed, vec![p]);
-    assert!(!h.broker.session_by_client.contains_key("stuck"), "its clean session ended");
+    assert!(h.broker.session_of("stuck").is_none(), "its clean session ended");
 }
 
 #[test]
