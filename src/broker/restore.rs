@@ -68,10 +68,8 @@ impl Broker {
         let limits = self.limits.clone();
         let mut chunk = Vec::with_capacity(LOAD_CHUNK);
         let mut after = None;
-        loop {
-            self.store.load_sessions(after, LOAD_CHUNK, &mut chunk)?;
-            let Some(last) = chunk.last() else { break };
-            after = Some(last.id);
+        while let Some(last) = self.store.load_sessions(after, LOAD_CHUNK, &mut chunk)? {
+            after = Some(last);
             for loaded in chunk.drain(..) {
                 let wills = &mut wills_due_now;
                 self.restore_session(loaded, &limits, now, wills, &mut restored, out);

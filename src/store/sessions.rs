@@ -266,14 +266,16 @@ impl Store {
         std::mem::take(&mut self.load_damaged)
     }
 
-    /// Up to `limit` sessions with ids above `after`, in id order, into `out` (cleared first).
-    /// A restore reads them in such chunks, so it never holds the whole store in memory.
+    /// The sessions among the next `limit` rows with ids above `after`, in id order, into
+    /// `out` (cleared first; damaged rows are skipped). Returns the id of the last row read,
+    /// where the next chunk starts, or `None` at the end. A restore reads them in such
+    /// chunks, so it never holds the whole store in memory.
     pub fn load_sessions(
         &mut self,
         after: Option<StoredSessionId>,
         limit: usize,
         out: &mut Vec<LoadedSession>,
-    ) -> rusqlite::Result<()> {
+    ) -> rusqlite::Result<Option<StoredSessionId>> {
         out.clear();
         type SessionColumns = (
             i64,
@@ -311,6 +313,7 @@ impl Store {
             })?;
             rows.collect::<rusqlite::Result<_>>()?
         };
+        let last = rows.last().map(|row| StoredSessionId(row.0));
         for row in rows {
             let (id, client_id, level, expiry, expires_ms, will, will_delay, due_ms, dropped, sent) =
                 row;
@@ -402,7 +405,7 @@ impl Store {
                 dropped: dropped.max(0) as u64,
             });
         }
-        Ok(())
+        Ok(last)
     }
 
     /// The retained messages (bounded by `max_retained_messages` and their bytes).
@@ -437,12 +440,9 @@ impl Store {
     pub fn load(&mut self) -> rusqlite::Result<Snapshot> {
         self.begin_load()?;
         let mut snapshot = Snapshot { retained: self.load_retained()?, ..Snapshot::default() };
-        let mut chunk = Vec::new();
-        loop {
-            self.load_sessions(snapshot.sessions.last().map(|s| s.id), 3, &mut chunk)?;
-            if chunk.is_empty() {
-                break;
-            }
+        let (mut chunk, mut after) = (Vec::new(), None);
+        while let Some(last) = self.load_sessions(after, 3, &mut chunk)? {
+            after = Some(last);
             snapshot.sessions.append(&mut chunk);
         }
         snapshot.damaged = self.end_load();

@@ -807,3 +807,27 @@ fn the_start_up_scan_and_the_per_session_queries_agree() {
         ]
     );
 }
+
+/// A chunk of the load in which every row is damaged does not end the load: the sessions
+/// after it come back.
+#[test]
+fn a_chunk_of_damaged_sessions_does_not_end_the_load() {
+    let dir = TempDir::new("damaged-chunk");
+    let mut store = Store::open(dir.path(), config(|_| {})).expect("open");
+    for n in 0..5 {
+        save(&mut store, &format!("bad-{n}"));
+    }
+    let good = save(&mut store, "good");
+    committed(&mut store);
+    store
+        .db
+        .execute("UPDATE sessions SET protocol = 9 WHERE client_id LIKE 'bad-%'", [])
+        .expect("damage");
+    drop(store);
+    let mut store = Store::open(dir.path(), config(|_| {})).expect("reopen");
+    // `load` reads chunks of 3 rows: the first holds only damaged ones.
+    let snapshot = store.load().expect("load");
+    let ids: Vec<StoredSessionId> = snapshot.sessions.iter().map(|s| s.id).collect();
+    assert_eq!(ids, vec![good]);
+    assert_eq!(snapshot.damaged, 5);
+}
