@@ -13,6 +13,7 @@
 //! `$SYS/broker/connection/NAME/state`. Client ids starting `$bridge/` are refused at CONNECT,
 //! so no client can take a bridge's session. No socket, no clock read, no SQL here.
 
+use super::session::filter_bytes;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -163,7 +164,7 @@ impl Broker {
             if let Some(session) = self.session_mut(session_id) {
                 session.subscriptions.remove(&filter);
                 session.subscription_bytes =
-                    session.subscription_bytes.saturating_sub(filter.len());
+                    session.subscription_bytes.saturating_sub(filter_bytes(&filter));
             }
             self.tree_unsubscribe(&filter, session_id);
             if let Some(stored) = stored {
@@ -174,7 +175,8 @@ impl Broker {
             let Some(session) = self.session_mut(session_id) else { return false };
             let subscription = Subscription { options, subscription_id: None };
             if session.subscriptions.insert(&filter, subscription).is_none() {
-                session.subscription_bytes += filter.len();
+                session.subscription_bytes =
+                    session.subscription_bytes.saturating_add(filter_bytes(&filter));
             }
             self.tree_subscribe(
                 &filter,

@@ -8,7 +8,7 @@ use super::alias::OutboundAliases;
 use super::connection::{Phase, TopicAliases};
 use super::logging::More;
 use super::origin::Username;
-use super::session::{Session, SessionExpiry, SessionId, StoredQueue};
+use super::session::{Secs, Session, SessionExpiry, SessionId, StoredQueue};
 use super::{Broker, ConnId, OutboundTopicAlias, Outbox};
 use crate::codec::{
     topic, Connack, ConnackProperties, Connect, Disconnect, Packet, ProtocolVersion, QoS,
@@ -151,7 +151,7 @@ impl Broker {
             }
             ProtocolVersion::V31 | ProtocolVersion::V311 => {
                 match self.limits.persistent_session_expiry {
-                    Some(limit) => SessionExpiry::After(limit),
+                    Some(limit) => SessionExpiry::After(Secs::from_duration(limit)),
                     None => SessionExpiry::Never,
                 }
             }

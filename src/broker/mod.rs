@@ -23,6 +23,7 @@ mod logging;
 mod message;
 mod origin;
 mod outgoing;
+mod packet_ids;
 mod publish;
 mod restore;
 mod retain;

@@ -8,6 +8,7 @@
 //! an older version or under a larger setting) is dropped from the session and the store with
 //! one warning per session, never loaded into the tree.
 
+use super::session::filter_bytes;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -126,7 +127,8 @@ impl Broker {
                 .insert(&filter, Subscription { options, subscription_id })
                 .is_none()
             {
-                session.subscription_bytes += filter.len();
+                session.subscription_bytes =
+                    session.subscription_bytes.saturating_add(filter_bytes(&filter));
             }
             self.tree_subscribe(
                 &filter,
