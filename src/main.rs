@@ -217,36 +217,38 @@ fn run(options: &RunOptions) -> ExitCode {
     }
 
     let now = Instant::now();
-    let mut store = match open_store(&config) {
+    let store = match open_store(&config) {
         Ok(store) => store,
         Err(error) => {
             log::error!("{error}");
             return ExitCode::from(1);
         }
     };
-    let snapshot = match store.load() {
-        Ok(snapshot) => snapshot,
-        Err(error) => {
-            let message = format!("{}: cannot read the store: {error}", store.path().display());
-            log::error!("{message}");
-            return ExitCode::from(1);
-        }
-    };
     let mut broker = Broker::new(Limits::from(&config), store);
     broker.set_auth(auth);
     broker.set_sys_interval(config.sys.interval, now);
-    let restored = broker.restore(snapshot, now);
-    // The snapshot is gone and the page cache holds what the check read: give both back.
+    let restored = match broker.restore(now) {
+        Ok(restored) => restored,
+        Err(error) => {
+            let path = broker.store().path().display();
+            log::error!("{path}: cannot read the store: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    // The load's chunks are gone and the page cache holds what the check read: give both
+    // back.
     broker.store().shrink_memory();
     heap::release_free_memory();
     log::info!(
-        "store {} ({} durability): {} sessions, {} subscriptions, {} queued messages, {} retained",
+        "store {} ({} durability): {} sessions, {} subscriptions, {} queued messages, {} retained \
+         (opened, checked and restored in {} ms)",
         broker.store().path().display(),
         config.sqlite.durability.name(),
         restored.sessions,
         restored.subscriptions,
         restored.queued_messages,
-        restored.retained
+        restored.retained,
+        now.elapsed().as_millis()
     );
     if restored.skipped_sessions > 0 {
         log::warn!(

@@ -13,6 +13,7 @@
 //! `$SYS/broker/connection/NAME/state`. Client ids starting `$bridge/` are refused at CONNECT,
 //! so no client can take a bridge's session. No socket, no clock read, no SQL here.
 
+use super::session::filter_bytes;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -123,7 +124,7 @@ impl Broker {
     /// (`max_sessions`).
     pub fn add_bridge(&mut self, spec: &BridgeSpec, now: Instant, out: &mut dyn Outbox) -> bool {
         let client_id: Rc<str> = Rc::from(bridge_client_id(&spec.name));
-        let session_id = match self.session_by_client.get(&client_id).copied() {
+        let session_id = match self.index.client(&self.sessions, &client_id) {
             Some(id) => id,
             None => {
                 match self.create_session(client_id.clone(), spec.version, SessionExpiry::Never) {
@@ -163,7 +164,7 @@ impl Broker {
             if let Some(session) = self.session_mut(session_id) {
                 session.subscriptions.remove(&filter);
                 session.subscription_bytes =
-                    session.subscription_bytes.saturating_sub(filter.len());
+                    session.subscription_bytes.saturating_sub(filter_bytes(&filter));
             }
             self.tree_unsubscribe(&filter, session_id);
             if let Some(stored) = stored {
@@ -174,7 +175,8 @@ impl Broker {
             let Some(session) = self.session_mut(session_id) else { return false };
             let subscription = Subscription { options, subscription_id: None };
             if session.subscriptions.insert(&filter, subscription).is_none() {
-                session.subscription_bytes += filter.len();
+                session.subscription_bytes =
+                    session.subscription_bytes.saturating_add(filter_bytes(&filter));
             }
             self.tree_subscribe(
                 &filter,
@@ -214,13 +216,13 @@ impl Broker {
         out: &mut dyn Outbox,
     ) {
         let stale: Vec<(Rc<str>, SessionId)> = self
-            .session_by_client
-            .iter()
+            .index
+            .clients()
+            .filter_map(|s| Some((self.session(s)?.client_id.clone(), s)))
             .filter(|(id, _)| {
                 id.strip_prefix(BRIDGE_CLIENT_PREFIX)
                     .is_some_and(|name| !configured.iter().any(|c| c == name))
             })
-            .map(|(id, s)| (id.clone(), *s))
             .collect();
         for (client_id, session_id) in stale {
             log::warn!(
@@ -244,7 +246,7 @@ impl Broker {
         out: &mut dyn Outbox,
     ) {
         let client_id = bridge_client_id(&params.name);
-        let Some(session_id) = self.session_by_client.get(client_id.as_str()).copied() else {
+        let Some(session_id) = self.index.client(&self.sessions, &client_id) else {
             log::error!("bridge {}: no session; closing the link", params.name);
             return out.close(conn);
         };
@@ -301,8 +303,8 @@ impl Broker {
     /// A packet id bridge `name`'s session has not in flight, for its SUBSCRIBE (ids are shared
     /// with its PUBLISHes, MQTT-2.3.1-2); searched from the top, far from the ring's ids.
     pub fn bridge_free_packet_id(&self, name: &str) -> Option<std::num::NonZeroU16> {
-        let id = self.session_by_client.get(bridge_client_id(name).as_str())?;
-        let session = self.session(*id)?;
+        let id = self.index.client(&self.sessions, &bridge_client_id(name))?;
+        let session = self.session(id)?;
         (1..=u16::MAX)
             .rev()
             .filter_map(std::num::NonZeroU16::new)
@@ -312,8 +314,8 @@ impl Broker {
     /// Messages queued (or in flight) for bridge `name` in the store; `None` if it has no
     /// session.
     pub fn bridge_queued(&self, name: &str) -> Option<u64> {
-        let id = self.session_by_client.get(bridge_client_id(name).as_str())?;
-        let session = self.session(*id)?;
+        let id = self.index.client(&self.sessions, &bridge_client_id(name))?;
+        let session = self.session(id)?;
         Some(match session.stored.as_deref() {
             Some(stored) => self.store.usage(stored.id).messages,
             None => session.queue.len() as u64,

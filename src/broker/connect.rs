@@ -8,7 +8,7 @@ use super::alias::OutboundAliases;
 use super::connection::{Phase, TopicAliases};
 use super::logging::More;
 use super::origin::Username;
-use super::session::{Session, SessionExpiry, SessionId, StoredQueue};
+use super::session::{Secs, Session, SessionExpiry, SessionId, StoredQueue};
 use super::{Broker, ConnId, OutboundTopicAlias, Outbox};
 use crate::codec::{
     topic, Connack, ConnackProperties, Connect, Disconnect, Packet, ProtocolVersion, QoS,
@@ -151,7 +151,7 @@ impl Broker {
             }
             ProtocolVersion::V31 | ProtocolVersion::V311 => {
                 match self.limits.persistent_session_expiry {
-                    Some(limit) => SessionExpiry::After(limit),
+                    Some(limit) => SessionExpiry::After(Secs::from_duration(limit)),
                     None => SessionExpiry::Never,
                 }
             }
@@ -159,7 +159,7 @@ impl Broker {
 
         // Takeover (MQTT-3.1.4-3): the existing connection of this client id goes first, so
         // its will and session follow the normal disconnect rules.
-        let existing = self.session_by_client.get(&client_id).copied();
+        let existing = self.index.client(&self.sessions, &client_id);
         if let Some(old_conn) = existing.and_then(|s| self.session(s)).and_then(|s| s.conn) {
             log::info!("client {client_id:?}: taken over by {conn:?}; closing {old_conn:?}");
             if self.conn(old_conn).and_then(|c| c.version) == Some(ProtocolVersion::V5) {
@@ -172,7 +172,7 @@ impl Broker {
             self.close_conn(old_conn, now, out);
         }
         // The old connection's detach may have ended the session (expiry at disconnect).
-        let existing = self.session_by_client.get(&client_id).copied();
+        let existing = self.index.client(&self.sessions, &client_id);
 
         let (session_id, session_present) = match existing {
             Some(id) if !connect.clean_start => (id, true),
@@ -346,16 +346,16 @@ impl Broker {
             }
         };
         if let Some(previous) = previous {
-            self.by_store_id.remove(&previous);
+            self.index.remove_stored(&self.sessions, previous, session_id);
         }
-        self.by_store_id.insert(stored_id, session_id);
+        self.index.insert_stored(&self.sessions, session_id);
     }
 
     fn assign_client_id(&mut self) -> Rc<str> {
         loop {
             self.next_assigned_id += 1;
             let id: Rc<str> = Rc::from(format!("edgemq-auto-{:x}", self.next_assigned_id));
-            if !self.session_by_client.contains_key(&id) {
+            if self.index.client(&self.sessions, &id).is_none() {
                 return id;
             }
         }
@@ -367,9 +367,9 @@ impl Broker {
         version: ProtocolVersion,
         expiry: SessionExpiry,
     ) -> Option<SessionId> {
-        let session = Session::new(client_id.clone(), version, expiry);
+        let session = Session::new(client_id, version, expiry);
         let id = SessionId(self.sessions.insert(session)?);
-        self.session_by_client.insert(client_id, id);
+        self.index.insert_client(&self.sessions, id);
         Some(id)
     }
 }

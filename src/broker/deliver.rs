@@ -160,7 +160,7 @@ impl Broker {
 
     /// A ring row was evicted to make room: it must not be delivered from the memory cache.
     fn forget_evicted(&mut self, victim: StoredSessionId, seq: i64, now: Instant) {
-        let Some(&session_id) = self.by_store_id.get(&victim) else { return };
+        let Some(session_id) = self.index.stored(&self.sessions, victim) else { return };
         let Some(session) = self.session_mut(session_id) else { return };
         if let Some(position) = session.queue.iter().position(|d| d.seq == Some(seq)) {
             session.queue.remove(position);
@@ -212,7 +212,7 @@ impl Broker {
             let Some(mut delivery) = session.queue.pop_front() else { return };
             if session.queue.is_empty() && session.stored.is_some() {
                 // A store-backed session's cache is refilled from the store when needed.
-                session.queue = std::collections::VecDeque::new();
+                session.queue = Default::default();
             }
             if let (Some(stored), Some(seq)) = (session.stored.as_mut(), delivery.seq) {
                 if stored.first_unsent == stored.saved_first_unsent {

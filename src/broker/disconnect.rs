@@ -126,12 +126,11 @@ impl Broker {
         for filter in session.subscriptions.keys() {
             self.tree_unsubscribe(filter, id);
         }
-        self.session_by_client.remove(&session.client_id);
-        shrink_map(&mut self.session_by_client);
+        self.index.remove_client(&self.sessions, &session.client_id, id);
         if let Some(stored) = session.stored.as_deref().copied() {
             self.move_stored_group_rows(stored.id, &session.subscriptions, now, out);
             self.store.delete_session(stored.id);
-            self.by_store_id.remove(&stored.id);
+            self.index.remove_stored(&self.sessions, stored.id, id);
         }
         let dropped = session.queue.len() + session.inflight.len();
         if dropped > 0 {

@@ -16,6 +16,7 @@ mod bridge;
 mod connect;
 mod connection;
 mod deliver;
+mod deque;
 mod disconnect;
 mod limits;
 mod logging;
@@ -23,10 +24,12 @@ mod message;
 mod origin;
 mod outgoing;
 pub mod output_budget;
+mod packet_ids;
 mod publish;
 mod restore;
 mod retain;
 mod session;
+mod session_index;
 mod shared;
 mod stats;
 mod status;
@@ -38,7 +41,6 @@ mod topic_tree;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -62,7 +64,7 @@ pub use sys::{BridgeMetrics, Figure, Kind, Load, Metrics, Process, FIGURES};
 
 use crate::codec::PubAck;
 use crate::slab::Slab;
-use crate::store::{Commit, Failure, Store, StoredSessionId};
+use crate::store::{Commit, Failure, Store};
 use connection::Conn;
 use logging::More;
 use outgoing::Transmitted;
@@ -109,7 +111,8 @@ pub struct Broker {
     active_connections: usize,
     /// Shrinks again when sessions end (see `slab.rs`).
     sessions: Slab<Session>,
-    session_by_client: HashMap<Rc<str>, SessionId>,
+    /// Sessions by client id and by store row.
+    index: session_index::SessionIndex,
     tree: TopicTree,
     /// Shared subscription groups (their members are tree entries).
     shared: shared::SharedGroups,
@@ -140,7 +143,6 @@ pub struct Broker {
     /// Reused by every publish so routing allocates nothing.
     match_scratch: Vec<SubscriberEntry>,
     store: Store,
-    by_store_id: HashMap<StoredSessionId, SessionId>,
     /// What routing the current publish did (read by the publish handler for its ack).
     route_outcome: publish::RouteOutcome,
     /// Store-backed sessions whose send mark moved during this pass.
@@ -169,7 +171,7 @@ impl Broker {
             conns: Vec::with_capacity(limits.max_connections),
             active_connections: 0,
             sessions: Slab::new(limits.max_sessions),
-            session_by_client: HashMap::with_capacity(limits.max_sessions),
+            index: session_index::SessionIndex::with_capacity(limits.max_sessions),
             tree: TopicTree::new(),
             shared: shared::SharedGroups::default(),
             share_scratch: Vec::new(),
@@ -185,7 +187,6 @@ impl Broker {
             output_after_pass: OutputTotal::default(),
             match_scratch: Vec::new(),
             store,
-            by_store_id: HashMap::new(),
             route_outcome: publish::RouteOutcome::default(),
             send_marks_dirty: Vec::new(),
             current_publisher: None,
@@ -228,7 +229,7 @@ impl Broker {
 
     /// Current sizes of what the broker holds, for `$SYS` and logs.
     pub fn gauges(&self) -> Gauges {
-        let sessions = self.session_by_client.len();
+        let sessions = self.index.len();
         Gauges {
             connections: self.active_connections,
             sessions,
@@ -550,6 +551,12 @@ impl Broker {
 
     fn conn_mut(&mut self, conn: ConnId) -> Option<&mut Conn> {
         self.conns.get_mut(conn.0 as usize).and_then(Option::as_mut)
+    }
+
+    /// The session of `client_id` (tests).
+    #[cfg(test)]
+    fn session_of(&self, client_id: &str) -> Option<SessionId> {
+        self.index.client(&self.sessions, client_id)
     }
 
     fn session(&self, id: SessionId) -> Option<&Session> {

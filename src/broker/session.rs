@@ -6,12 +6,13 @@
 //! or here (`max_inflight`, `max_queued_messages`, `max_subscriptions_per_session`,
 //! `max_subscription_bytes`).
 
-use std::collections::{BTreeSet, VecDeque};
 use std::num::NonZeroU16;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::deque::Deque;
 use super::message::Delivery;
+use super::packet_ids::PacketIds;
 use super::ConnId;
 use crate::codec::{PacketId, ProtocolVersion, SubscriptionOptions, Will};
 use crate::store::StoredSessionId;
@@ -212,13 +213,43 @@ impl Subscriptions {
     }
 }
 
+/// A filter's length as counted in `Session::subscription_bytes` (an MQTT string: at most
+/// 65,535 bytes).
+pub fn filter_bytes(filter: &str) -> u32 {
+    u32::try_from(filter.len()).unwrap_or(u32::MAX)
+}
+
 /// When a session ends after its connection closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionExpiry {
     /// Ends with the connection (clean session / Session Expiry Interval 0).
     AtDisconnect,
-    After(Duration),
+    After(Secs),
     Never,
+}
+
+/// Whole seconds, as MQTT counts a session's expiry (MQTT 5.0 §3.1.2.11.2): 4 bytes in every
+/// session where a `Duration` takes 16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Secs(pub u32);
+
+impl Secs {
+    /// Longer than a u32 of seconds (136 years) is capped.
+    pub fn from_duration(d: Duration) -> Secs {
+        Secs(u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+    }
+
+    pub fn duration(self) -> Duration {
+        Duration::from_secs(u64::from(self.0))
+    }
+}
+
+impl std::ops::Add<Secs> for Instant {
+    type Output = Instant;
+
+    fn add(self, after: Secs) -> Instant {
+        self + after.duration()
+    }
 }
 
 impl SessionExpiry {
@@ -227,7 +258,7 @@ impl SessionExpiry {
         match secs {
             0 => SessionExpiry::AtDisconnect,
             u32::MAX => SessionExpiry::Never,
-            s => SessionExpiry::After(Duration::from_secs(u64::from(s))),
+            s => SessionExpiry::After(Secs(s)),
         }
     }
 
@@ -235,8 +266,10 @@ impl SessionExpiry {
     pub fn capped(self, max: Option<Duration>) -> SessionExpiry {
         match (self, max) {
             (_, None) | (SessionExpiry::AtDisconnect, _) => self,
-            (SessionExpiry::Never, Some(max)) => SessionExpiry::After(max),
-            (SessionExpiry::After(d), Some(max)) => SessionExpiry::After(d.min(max)),
+            (SessionExpiry::Never, Some(max)) => SessionExpiry::After(Secs::from_duration(max)),
+            (SessionExpiry::After(d), Some(max)) => {
+                SessionExpiry::After(d.min(Secs::from_duration(max)))
+            }
         }
     }
 
@@ -244,7 +277,7 @@ impl SessionExpiry {
     pub fn as_duration(self) -> Option<Duration> {
         match self {
             SessionExpiry::AtDisconnect => Some(Duration::ZERO),
-            SessionExpiry::After(d) => Some(d),
+            SessionExpiry::After(d) => Some(d.duration()),
             SessionExpiry::Never => None,
         }
     }
@@ -253,7 +286,7 @@ impl SessionExpiry {
         match stored {
             None => SessionExpiry::Never,
             Some(d) if d.is_zero() => SessionExpiry::AtDisconnect,
-            Some(d) => SessionExpiry::After(d),
+            Some(d) => SessionExpiry::After(Secs::from_duration(d)),
         }
     }
 
@@ -261,7 +294,7 @@ impl SessionExpiry {
         match self {
             SessionExpiry::AtDisconnect => 0,
             SessionExpiry::Never => u32::MAX,
-            SessionExpiry::After(d) => u32::try_from(d.as_secs()).unwrap_or(u32::MAX - 1),
+            SessionExpiry::After(d) => d.0.min(u32::MAX - 1),
         }
     }
 }
@@ -274,18 +307,19 @@ pub struct Session {
     pub conn: Option<ConnId>,
     pub expiry: SessionExpiry,
     pub subscriptions: Subscriptions,
-    /// Bytes of the filters in `subscriptions` (bounded by `max_subscription_bytes`).
-    pub subscription_bytes: usize,
+    /// Bytes of the filters in `subscriptions` (bounded by `max_subscription_bytes`; a u32
+    /// beside `timer_generation` instead of 8 bytes of its own).
+    pub subscription_bytes: u32,
     /// Outbound QoS 1/2 messages sent and not completed, oldest first.
-    pub inflight: VecDeque<Inflight>,
+    pub inflight: Deque<Inflight>,
     /// Some `inflight` entry may be `held` (set when one is held, cleared by a scan that finds
     /// none), so acknowledgements skip the scan for held entries while none can exist.
     pub maybe_held: bool,
     /// Outbound messages waiting for a free inflight slot (or for the client to come back).
-    pub queue: VecDeque<Delivery>,
+    pub queue: Deque<Delivery>,
     /// Inbound QoS 2 packet ids received (PUBREC sent) and not yet released by PUBREL.
-    /// A B-tree set: 24 bytes and no allocation while empty (a hash set is 48 bytes).
-    pub inbound_qos2: BTreeSet<u16>,
+    /// A pointer while empty (see `packet_ids.rs`; a hash set is 48 bytes, a B-tree set 24).
+    pub inbound_qos2: PacketIds,
     /// The will of the current (or last) connection, until published or discarded. Boxed:
     /// 160 bytes inline in every session, and most clients have no will.
     pub will: Option<Box<Will>>,
@@ -316,7 +350,7 @@ impl Session {
     pub fn remove_inflight(&mut self, position: usize) -> Option<Inflight> {
         let entry = self.inflight.remove(position);
         if self.inflight.is_empty() {
-            self.inflight = VecDeque::new();
+            self.inflight = Deque::default();
         }
         entry
     }
@@ -329,10 +363,10 @@ impl Session {
             expiry,
             subscriptions: Subscriptions::default(),
             subscription_bytes: 0,
-            inflight: VecDeque::new(),
+            inflight: Deque::default(),
             maybe_held: false,
-            queue: VecDeque::new(),
-            inbound_qos2: BTreeSet::new(),
+            queue: Deque::default(),
+            inbound_qos2: PacketIds::default(),
             will: None,
             will_due: None,
             expires_at: None,
@@ -393,11 +427,18 @@ mod tests {
         assert_eq!(SessionExpiry::from_v5_interval(0), SessionExpiry::AtDisconnect);
         assert_eq!(SessionExpiry::from_v5_interval(u32::MAX), SessionExpiry::Never);
         let ten = Duration::from_secs(10);
-        assert_eq!(SessionExpiry::Never.capped(Some(ten)), SessionExpiry::After(ten));
+        assert_eq!(SessionExpiry::Never.capped(Some(ten)), SessionExpiry::After(Secs(10)));
         assert_eq!(
-            SessionExpiry::After(Duration::from_secs(99)).capped(Some(ten)),
-            SessionExpiry::After(ten)
+            SessionExpiry::After(Secs(99)).capped(Some(ten)),
+            SessionExpiry::After(Secs(10))
         );
+        assert_eq!(SessionExpiry::from_v5_interval(7), SessionExpiry::After(Secs(7)));
+        assert_eq!(SessionExpiry::After(Secs(7)).as_duration(), Some(Duration::from_secs(7)));
+        // The longest stored interval (u32::MAX s) stays an interval, reported one below
+        // "never".
+        let longest = SessionExpiry::from_duration(Some(crate::store::LONGEST_INTERVAL));
+        assert_eq!(longest, SessionExpiry::After(Secs(u32::MAX)));
+        assert_eq!(longest.as_v5_interval(), u32::MAX - 1);
         assert_eq!(SessionExpiry::AtDisconnect.capped(Some(ten)), SessionExpiry::AtDisconnect);
     }
 

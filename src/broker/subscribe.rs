@@ -7,6 +7,7 @@
 //! per-filter one (`max_topic_levels`) are checked in one place, [`over_limits`], which restore
 //! uses too, so a session never holds more than today's configuration allows.
 
+use super::session::filter_bytes;
 use std::time::Instant;
 
 use super::limits::Limits;
@@ -103,7 +104,8 @@ impl Broker {
             }
             options.qos = options.qos.min(limits.max_qos);
             if !exists {
-                session.subscription_bytes += filter.len();
+                session.subscription_bytes =
+                    session.subscription_bytes.saturating_add(filter_bytes(&filter));
             }
             session.subscriptions.insert(&filter, Subscription { options, subscription_id });
             log::debug!(
@@ -173,7 +175,7 @@ impl Broker {
             let existed = session.subscriptions.remove(filter).is_some();
             if existed {
                 session.subscription_bytes =
-                    session.subscription_bytes.saturating_sub(filter.len());
+                    session.subscription_bytes.saturating_sub(filter_bytes(filter));
             }
             let stored = session.stored.as_deref().copied();
             if existed {
@@ -230,7 +232,9 @@ pub(super) fn over_limits(
     if session.subscriptions.len() >= limits.max_subscriptions_per_session {
         return Some((ReasonCode::QuotaExceeded, "max_subscriptions_per_session"));
     }
-    if session.subscription_bytes.saturating_add(filter.len()) > limits.max_subscription_bytes {
+    if (session.subscription_bytes as usize).saturating_add(filter.len())
+        > limits.max_subscription_bytes
+    {
         // A quota like the count above: dropping other filters makes room.
         return Some((ReasonCode::QuotaExceeded, "max_subscription_bytes"));
     }

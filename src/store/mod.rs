@@ -37,7 +37,9 @@ pub use health::Health;
 pub use inspect::inspect;
 pub use quarantine::quarantine;
 pub use ring::{Enqueued, QueueCaps, QueuedMessage};
-pub use sessions::{LoadedRetained, LoadedSession, SessionRow, Snapshot};
+#[cfg(test)]
+pub use sessions::Snapshot;
+pub use sessions::{LoadedRetained, LoadedSession, SessionRow};
 pub use space::RESERVE_FILE;
 
 /// The longest interval MQTT can express (u32 seconds); stored durations are capped to it.
@@ -133,6 +135,25 @@ pub struct StoreStats {
     pub dropped: u64,
 }
 
+/// Where one session's rows lie in the ring, as the start-up scan found them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RingBounds {
+    /// First queued (not PUBREL) row.
+    first_queued: Option<i64>,
+    /// One past the last row.
+    next_seq: Option<i64>,
+    /// Some row waits for PUBCOMP.
+    pubrel: bool,
+}
+
+/// The start-up scan of the ring: bounds of every session that has rows, and whether rows of
+/// sessions that no longer exist were seen.
+#[derive(Debug, Default)]
+struct RingScan {
+    bounds: HashMap<StoredSessionId, RingBounds>,
+    orphans: bool,
+}
+
 /// Per-session ring usage.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
@@ -169,6 +190,13 @@ pub struct Store {
     batch_started: Option<Instant>,
     total_messages: u64,
     usage: HashMap<StoredSessionId, Usage>,
+    /// What the start-up scan of the ring found, until the restore has used it
+    /// ([`Store::end_load`]). The restore's own writes (dropped subscriptions, ended
+    /// sessions) touch only rows of sessions already read; a message stored (which may
+    /// evict another session's row) drops it, as does a rollback.
+    ring_bounds: Option<RingScan>,
+    /// Rows skipped as damaged since [`Store::begin_load`].
+    load_damaged: u64,
     /// Sessions with their own caps instead of the `[sqlite]` ones (bridges; see `ring`).
     queue_caps: HashMap<StoredSessionId, QueueCaps>,
     /// Maps the loop's monotonic clock to wall-clock time for stored deadlines.
@@ -225,7 +253,14 @@ impl Store {
                 let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
                 let readonly =
                     Connection::open_with_flags(&path, flags).map_err(|e| fail(e.to_string()))?;
+                let started = Instant::now();
                 check_integrity(&readonly)?;
+                log::info!(
+                    "{}: quick check of {:.1} MiB took {} ms",
+                    path.display(),
+                    std::fs::metadata(&path).map_or(0, |m| m.len()) as f64 / 1048576.0,
+                    started.elapsed().as_millis()
+                );
             }
             let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
@@ -289,6 +324,8 @@ impl Store {
             batch_started: None,
             total_messages: 0,
             usage: HashMap::new(),
+            ring_bounds: None,
+            load_damaged: 0,
             queue_caps: HashMap::new(),
             // Both clocks read together, after the (possibly slow) open: stored deadlines
             // must not shift by how long opening took.
@@ -307,10 +344,17 @@ impl Store {
             swept => swept,
         }
         .map_err(|e| fail(format!("cannot clean the message ring: {e}")))?;
+        let scan_started = Instant::now();
         if swept > 0 {
             log::debug!("{}: {swept} delivered messages deleted", path.display());
         }
-        store.reload_usage().map_err(|e| fail(format!("cannot read the message ring: {e}")))?;
+        store.reload_usage(true).map_err(|e| fail(format!("cannot read the message ring: {e}")))?;
+        log::debug!(
+            "{}: ring scanned in {} ms ({} messages)",
+            path.display(),
+            scan_started.elapsed().as_millis(),
+            store.total_messages
+        );
         store.open_reserve();
         Ok(store)
     }
@@ -475,7 +519,7 @@ impl Store {
         self.messages_in_batch = 0;
         self.batch_has_promise = false;
         self.forgotten = retired;
-        if let Err(e) = self.reload_usage().and_then(|()| self.reload_watermarks()) {
+        if let Err(e) = self.reload_usage(false).and_then(|()| self.reload_watermarks()) {
             log::error!("{}: cannot re-read the ring: {e}", self.path.display());
         }
     }
@@ -556,25 +600,46 @@ impl Store {
         true
     }
 
-    fn reload_usage(&mut self) -> rusqlite::Result<()> {
+    /// Counts every session's live rows and bytes (one pass over the ring). At start-up
+    /// (`keep_bounds`) the same pass also notes where each session's rows begin and end and
+    /// whether any waits for PUBCOMP, for [`Store::load`]: asking that per session would read
+    /// every row a second time (the state is not in the index), which took longer than the
+    /// rest of the start together at a million rows.
+    fn reload_usage(&mut self, keep_bounds: bool) -> rusqlite::Result<()> {
         let mut usage = HashMap::new();
+        let mut bounds = HashMap::new();
         let mut total = 0;
+        let mut orphans = false;
         let mut statement = self.db.prepare(
-            "SELECT m.session, count(*), coalesce(sum(m.size), 0) FROM messages m \
+            "SELECT m.session, count(*), coalesce(sum(m.size), 0), \
+             min(m.seq) FILTER (WHERE m.state = 0), max(m.seq), \
+             count(*) FILTER (WHERE m.state = 1), s.id IS NULL FROM messages m \
              LEFT JOIN sessions s ON s.id = m.session \
              WHERE m.seq >= coalesce(s.first_live, 0) GROUP BY m.session",
         )?;
-        let rows = statement.query_map([], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-        })?;
-        for row in rows {
-            let (session, messages, bytes) = row?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let session = StoredSessionId(row.get(0)?);
+            let (messages, bytes): (i64, i64) = (row.get(1)?, row.get(2)?);
             let entry = Usage { messages: messages.max(0) as u64, bytes: bytes.max(0) as u64 };
             total += entry.messages;
-            usage.insert(StoredSessionId(session), entry);
+            usage.insert(session, entry);
+            orphans |= row.get::<_, bool>(6)?;
+            if keep_bounds {
+                let last: Option<i64> = row.get(4)?;
+                bounds.insert(
+                    session,
+                    RingBounds {
+                        first_queued: row.get(3)?,
+                        next_seq: last.map(|s| s + 1),
+                        pubrel: row.get::<_, i64>(5)? > 0,
+                    },
+                );
+            }
         }
         self.usage = usage;
         self.total_messages = total;
+        self.ring_bounds = keep_bounds.then_some(RingScan { bounds, orphans });
         Ok(())
     }
 

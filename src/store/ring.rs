@@ -57,6 +57,8 @@ impl Store {
         publish: Publish,
         expires_at: Option<Instant>,
     ) -> Enqueued {
+        // What the start-up scan read of other sessions may be evicted below.
+        self.ring_bounds = None;
         let packet = encode_publish(publish);
         let size = packet.len() as u64;
         let mut evicted = Vec::new();

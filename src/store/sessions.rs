@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use rusqlite::params;
 
 use super::blob::{decode_publish, decode_will, encode_publish, encode_will};
-use super::{Store, StoredSessionId, WriteKind, LONGEST_INTERVAL};
+use super::{RingScan, Store, StoredSessionId, WriteKind, LONGEST_INTERVAL};
 use crate::codec::{ProtocolVersion, Publish, QoS, RetainHandling, SubscriptionOptions, Will};
 
 /// What is stored about a session when it (re)connects.
@@ -48,6 +48,8 @@ pub struct LoadedRetained {
     pub expires_at: Option<Instant>,
 }
 
+/// The whole store as read back (tests; a restore reads it in chunks).
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub sessions: Vec<LoadedSession>,
@@ -222,13 +224,21 @@ impl Store {
         });
     }
 
-    /// Everything needed to rebuild the broker's state after a restart.
-    pub fn load(&mut self) -> rusqlite::Result<Snapshot> {
-        let mut snapshot = Snapshot::default();
-        // Rows whose session row was lost with a failed batch can never be delivered.
-        let orphans = self
-            .db
-            .execute("DELETE FROM messages WHERE session NOT IN (SELECT id FROM sessions)", [])?;
+    /// Starts reading the store back after a restart (then [`Store::load_retained`],
+    /// [`Store::load_sessions`] chunk by chunk, [`Store::end_load`]): rows of sessions that
+    /// no longer exist are removed.
+    pub fn begin_load(&mut self) -> rusqlite::Result<()> {
+        self.load_damaged = 0;
+        // Rows whose session row was lost with a failed batch can never be delivered. The
+        // start-up scan saw whether there are any (the delete reads the whole ring).
+        let scan = self.ring_bounds.take();
+        let orphans = match &scan {
+            Some(scan) if !scan.orphans => 0,
+            _ => self.db.execute(
+                "DELETE FROM messages WHERE session NOT IN (SELECT id FROM sessions)",
+                [],
+            )?,
+        };
         self.db.execute(
             "DELETE FROM subscriptions WHERE session NOT IN (SELECT id FROM sessions)",
             [],
@@ -242,8 +252,31 @@ impl Store {
                 "{}: {orphans} queued messages of unknown sessions removed",
                 self.path.display()
             );
-            self.reload_usage()?;
+            self.reload_usage(false)?;
         }
+        // The scan still holds for the sessions that exist.
+        self.ring_bounds = scan.map(|scan| RingScan { orphans: false, ..scan });
+        Ok(())
+    }
+
+    /// The end of the read-back: the start-up scan's memory is given back, and the number of
+    /// rows that could not be decoded and were skipped (each logged) is returned.
+    pub fn end_load(&mut self) -> u64 {
+        self.ring_bounds = None;
+        std::mem::take(&mut self.load_damaged)
+    }
+
+    /// The sessions among the next `limit` rows with ids above `after`, in id order, into
+    /// `out` (cleared first; damaged rows are skipped). Returns the id of the last row read,
+    /// where the next chunk starts, or `None` at the end. A restore reads them in such
+    /// chunks, so it never holds the whole store in memory.
+    pub fn load_sessions(
+        &mut self,
+        after: Option<StoredSessionId>,
+        limit: usize,
+        out: &mut Vec<LoadedSession>,
+    ) -> rusqlite::Result<Option<StoredSessionId>> {
+        out.clear();
         type SessionColumns = (
             i64,
             String,
@@ -257,11 +290,14 @@ impl Store {
             i64,
         );
         let rows: Vec<SessionColumns> = {
-            let mut statement = self.db.prepare(
+            let mut statement = self.db.prepare_cached(
                 "SELECT id, client_id, protocol, expiry_secs, expires_at_ms, will, \
-                 will_delay_secs, will_due_ms, dropped, first_unsent FROM sessions ORDER BY id",
+                 will_delay_secs, will_due_ms, dropped, first_unsent FROM sessions \
+                 WHERE id > ?1 ORDER BY id LIMIT ?2",
             )?;
-            let rows = statement.query_map([], |r| {
+            let after = after.map_or(i64::MIN, |id| id.0);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = statement.query_map(params![after, limit], |r| {
                 Ok((
                     r.get(0)?,
                     r.get(1)?,
@@ -277,6 +313,7 @@ impl Store {
             })?;
             rows.collect::<rusqlite::Result<_>>()?
         };
+        let last = rows.last().map(|row| StoredSessionId(row.0));
         for row in rows {
             let (id, client_id, level, expiry, expires_ms, will, will_delay, due_ms, dropped, sent) =
                 row;
@@ -286,7 +323,7 @@ impl Store {
                     "{}: session {client_id:?} has protocol {level}; skipped",
                     self.path.display()
                 );
-                snapshot.damaged += 1;
+                self.load_damaged += 1;
                 continue;
             };
             let will = match will {
@@ -297,7 +334,7 @@ impl Store {
                             "{}: will of {client_id:?} is damaged; dropped",
                             self.path.display()
                         );
-                        snapshot.damaged += 1;
+                        self.load_damaged += 1;
                     }
                     decoded
                 }
@@ -326,7 +363,7 @@ impl Store {
                                 "{}: subscription {filter:?} of {client_id:?} is damaged; skipped",
                                 self.path.display()
                             );
-                            snapshot.damaged += 1;
+                            self.load_damaged += 1;
                         }
                     }
                 }
@@ -340,9 +377,18 @@ impl Store {
                     .filter(|&v| v != 0)
                     .collect()
             };
-            let pubrel_pending = self.pubrel_pending(id)?;
-            let (first_queued_seq, next_seq) = self.seq_bounds(id)?;
-            snapshot.sessions.push(LoadedSession {
+            let (pubrel_pending, (first_queued_seq, next_seq)) = match &self.ring_bounds {
+                Some(scan) => {
+                    let bounds = scan.bounds.get(&id);
+                    let pubrel = match bounds {
+                        Some(b) if b.pubrel => self.pubrel_pending(id)?,
+                        _ => Vec::new(),
+                    };
+                    (pubrel, bounds.map_or((None, None), |b| (b.first_queued, b.next_seq)))
+                }
+                None => (self.pubrel_pending(id)?, self.seq_bounds(id)?),
+            };
+            out.push(LoadedSession {
                 id,
                 client_id,
                 protocol,
@@ -359,6 +405,12 @@ impl Store {
                 dropped: dropped.max(0) as u64,
             });
         }
+        Ok(last)
+    }
+
+    /// The retained messages (bounded by `max_retained_messages` and their bytes).
+    pub fn load_retained(&mut self) -> rusqlite::Result<Vec<LoadedRetained>> {
+        let mut loaded = Vec::new();
         let retained: Vec<(String, Option<i64>, Vec<u8>)> = {
             let mut statement =
                 self.db.prepare("SELECT topic, expires_at_ms, packet FROM retained")?;
@@ -367,7 +419,7 @@ impl Store {
         };
         for (topic, expires_ms, packet) in retained {
             match decode_publish(&packet) {
-                Some(publish) => snapshot.retained.push(LoadedRetained {
+                Some(publish) => loaded.push(LoadedRetained {
                     publish,
                     expires_at: expires_ms.map(|ms| self.instant_of(ms)),
                 }),
@@ -376,10 +428,24 @@ impl Store {
                         "{}: retained message on {topic:?} is damaged; skipped",
                         self.path.display()
                     );
-                    snapshot.damaged += 1;
+                    self.load_damaged += 1;
                 }
             }
         }
+        Ok(loaded)
+    }
+
+    /// Everything at once (tests of what the store keeps).
+    #[cfg(test)]
+    pub fn load(&mut self) -> rusqlite::Result<Snapshot> {
+        self.begin_load()?;
+        let mut snapshot = Snapshot { retained: self.load_retained()?, ..Snapshot::default() };
+        let (mut chunk, mut after) = (Vec::new(), None);
+        while let Some(last) = self.load_sessions(after, 3, &mut chunk)? {
+            after = Some(last);
+            snapshot.sessions.append(&mut chunk);
+        }
+        snapshot.damaged = self.end_load();
         Ok(snapshot)
     }
 }

@@ -754,3 +754,80 @@ fn a_batch_to_be_fsynced_at_the_end_of_the_pass_is_announced_with_the_fsync_time
     save(&mut store, "s");
     assert_eq!(store.pending_sync(), None, "batch mode");
 }
+
+/// The start-up scan of the ring (one pass for usage and every session's bounds) finds what
+/// the per-session queries find, orphans included.
+#[test]
+fn the_start_up_scan_and_the_per_session_queries_agree() {
+    let dir = TempDir::new("scan");
+    let mut store = Store::open(dir.path(), config(|_| {})).expect("open");
+    let (a, b, empty) = (save(&mut store, "a"), save(&mut store, "b"), save(&mut store, "empty"));
+    for seq in 1..=5 {
+        let p = publish("t", b"x", QoS::ExactlyOnce);
+        assert!(matches!(store.enqueue(a, seq, 1, p.clone(), None), Enqueued::Stored { .. }));
+        assert!(matches!(store.enqueue(b, seq + 10, 1, p, None), Enqueued::Stored { .. }));
+    }
+    store.mark_pubrel(a, 2);
+    store.mark_pubrel(a, 4);
+    store.save_send_mark(a, 5);
+    committed(&mut store);
+    // Rows of a session whose row was lost.
+    store
+        .db
+        .execute("INSERT INTO messages (session, seq, size, packet) VALUES (99, 1, 3, x'00')", [])
+        .expect("orphan row");
+    drop(store);
+
+    let mut store = Store::open(dir.path(), config(|_| {})).expect("reopen");
+    assert!(store.ring_bounds.is_some(), "the scan is kept for the load");
+    let scanned = store.load().expect("load");
+    assert!(store.ring_bounds.is_none(), "and dropped by it");
+    assert_eq!(store.total_messages(), 10, "the orphan row is gone");
+    let orphans: i64 = store
+        .db
+        .query_row("SELECT count(*) FROM messages WHERE session = 99", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(orphans, 0);
+    // Without the scan (as after a write) the same comes from one query per session.
+    store.save_send_mark(empty, 0);
+    committed(&mut store);
+    let queried = store.load().expect("load again");
+    let key = |s: &LoadedSession| {
+        (s.id, s.pubrel_pending.clone(), s.first_queued_seq, s.first_unsent, s.next_seq)
+    };
+    let scanned: Vec<_> = scanned.sessions.iter().map(key).collect();
+    let queried: Vec<_> = queried.sessions.iter().map(key).collect();
+    assert_eq!(scanned, queried);
+    assert_eq!(
+        scanned,
+        vec![
+            (a, vec![2, 4], Some(1), 5, 6),
+            (b, vec![], Some(11), 0, 16),
+            (empty, vec![], None, 0, 1)
+        ]
+    );
+}
+
+/// A chunk of the load in which every row is damaged does not end the load: the sessions
+/// after it come back.
+#[test]
+fn a_chunk_of_damaged_sessions_does_not_end_the_load() {
+    let dir = TempDir::new("damaged-chunk");
+    let mut store = Store::open(dir.path(), config(|_| {})).expect("open");
+    for n in 0..5 {
+        save(&mut store, &format!("bad-{n}"));
+    }
+    let good = save(&mut store, "good");
+    committed(&mut store);
+    store
+        .db
+        .execute("UPDATE sessions SET protocol = 9 WHERE client_id LIKE 'bad-%'", [])
+        .expect("damage");
+    drop(store);
+    let mut store = Store::open(dir.path(), config(|_| {})).expect("reopen");
+    // `load` reads chunks of 3 rows: the first holds only damaged ones.
+    let snapshot = store.load().expect("load");
+    let ids: Vec<StoredSessionId> = snapshot.sessions.iter().map(|s| s.id).collect();
+    assert_eq!(ids, vec![good]);
+    assert_eq!(snapshot.damaged, 5);
+}

@@ -111,7 +111,7 @@ fn over_the_budget_the_crowd_over_its_share_pauses_then_drops_and_the_healthy_ge
         assert!(payloads(&mut h, conn).is_empty(), "{conn:?}");
     }
     for i in 0..4 {
-        let id = h.broker.session_by_client.get(format!("slow-{i}").as_str()).copied();
+        let id = h.broker.index.client(&h.broker.sessions, &format!("slow-{i}"));
         assert_eq!(id.and_then(|id| h.broker.session(id)).map(|s| s.dropped), Some(10));
     }
 
@@ -163,7 +163,7 @@ fn with_nobody_to_pause_qos0_over_the_share_is_dropped_and_a_share_is_always_kep
     assert!(subscribe_to_retained(&mut h, over).is_empty());
     assert_eq!(subscribe_to_retained(&mut h, within), vec![1], "within its share");
     assert_eq!(h.broker.stats().messages_dropped, 1);
-    let id = h.broker.session_by_client.get("late-over").copied();
+    let id = h.broker.index.client(&h.broker.sessions, "late-over");
     assert_eq!(id.and_then(|id| h.broker.session(id)).map(|s| s.dropped), Some(1));
     assert!(!h.broker.is_paused(c.publisher));
 }

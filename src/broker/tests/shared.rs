@@ -295,11 +295,10 @@ fn shared_subscriptions_are_restored_after_a_restart() {
     let dir = TempDir::new("shared-restore");
     let reopen = |limits: Limits| -> (Harness, Restored) {
         let now = Instant::now();
-        let mut store =
+        let store =
             crate::store::Store::open(dir.path(), disk_config(|_| {})).expect("store opens");
-        let snapshot = store.load().expect("store loads");
         let mut broker = Broker::new(limits, store);
-        let restored = broker.restore(snapshot, now);
+        let restored = broker.restore(now).expect("store loads");
         (Harness { broker, out: Recorder::default(), now, next_conn: 100 }, restored)
     };
     let mut connect = connect_packet(ProtocolVersion::V5, "durable", false);
