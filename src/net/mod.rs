@@ -1122,9 +1122,12 @@ impl EventLoop {
         if !self.sockets.to_flush.is_empty() {
             self.flush_all();
         }
-        if closing && self.heap_trim.closed(self.sockets.slots.table.len()) {
+        let live = self.sockets.slots.table.len();
+        if closing && self.heap_trim.closed(live) {
+            let started = Instant::now();
             let released = heap::release_free_memory();
-            log::debug!("heap: free pages given back after connections left: {released}");
+            let took = started.elapsed();
+            log::debug!("heap: trimmed at {live} connections in {took:?} (released: {released})");
         }
     }
 }
