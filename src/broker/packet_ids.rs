@@ -65,7 +65,7 @@ mod tests {
 
     #[test]
     fn a_pointer_while_empty_a_set_while_used() {
-        assert_eq!(std::mem::size_of::<PacketIds>(), 8);
+        assert_eq!(std::mem::size_of::<PacketIds>(), std::mem::size_of::<usize>());
         let mut ids = PacketIds::default();
         assert!(ids.is_empty() && !ids.contains(&5));
         assert!(!ids.remove(&5));
