@@ -365,16 +365,7 @@ impl Client {
                 }
                 Ok(n)
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(0)
-            }
+            Err(e) if nothing_yet(&e) => Ok(0),
             Err(e) => Err(Error::new(format!("read: {e}"))),
         }
     }
@@ -405,4 +396,13 @@ impl Client {
         let _ = self.stream.set_nonblocking(false);
         open
     }
+}
+
+/// A read that found nothing yet (a non-blocking socket, or one with a read timeout) or was
+/// interrupted: try again.
+pub fn nothing_yet(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }

@@ -25,6 +25,7 @@ use edgemq::codec::{
     self, Connack, DecodeContext, Packet, ProtocolVersion, PubAck, QoS, ReasonCode, Role, Suback,
 };
 
+use crate::client::nothing_yet;
 use crate::payload::{SeqTracker, Stamp};
 use crate::scenario::worker::{SubscriberControl, SubscriberStats};
 use crate::Error;
@@ -259,16 +260,7 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
         match stream.read(&mut rx[end..]) {
             Ok(0) => return,
             Ok(n) => end += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
+            Err(e) if nothing_yet(&e) => continue,
             Err(_) => return,
         }
         if context.version.is_none() {

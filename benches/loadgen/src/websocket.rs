@@ -43,11 +43,7 @@ pub fn upgrade(stream: &mut TcpStream, host: &str, timeout: Duration) -> Result<
         match stream.read(&mut buf) {
             Ok(0) => return Err(Error::new("closed during the WebSocket upgrade")),
             Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if crate::client::nothing_yet(&e) => {}
             Err(e) => return Err(Error::new(format!("upgrade: {e}"))),
         }
     }
